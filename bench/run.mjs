@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// npm run bench: times every registered op (scripts/ops.mjs) against its peers and against
+// this machine's copy-bandwidth floor, in one run, and writes docs/BENCHMARKS.md.
+//
+//   node bench/run.mjs [--op NAME] [--quick] [--no-write]
+//
+// The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
+// read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
+// TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
+// median over repeated runs after a warm-up; ratios compare figures from this same run.
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ops } from '../scripts/ops.mjs';
+import { makeRng } from '../scripts/lib/random.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const fl = require('../dist/index.js');
+const { native } = require('../dist/native.js');
+const args = process.argv.slice(2);
+const only = args.includes('--op') ? args[args.indexOf('--op') + 1] : undefined;
+const quick = args.includes('--quick');
+const write = !args.includes('--no-write') && !only && !quick;
+
+function timeit(fn, { minMs = quick ? 150 : 600, minReps = 3, maxReps = 200 } = {}) {
+  fn(); // warm-up
+  const times = [];
+  const start = performance.now();
+  while (times.length < minReps || (performance.now() - start < minMs && times.length < maxReps)) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+async function loadTf() {
+  try {
+    const tf = require('@tensorflow/tfjs');
+    require('@tensorflow/tfjs-backend-wasm');
+    await tf.setBackend('wasm');
+    await tf.ready();
+    return tf;
+  } catch (e) {
+    console.warn(`tfjs-wasm peer unavailable: ${e.message}`);
+    return undefined;
+  }
+}
+
+const info = fl.backendInfo();
+const addon = native().addon;
+const copyBytes = 256 * 2 ** 20;
+const src = new Float32Array(copyBytes / 4).fill(1);
+const dst = new Float32Array(copyBytes / 4);
+const copyMs = timeit(() => addon.memcpy(dst, src), { minReps: 5 });
+const copyBw = (2 * copyBytes) / (copyMs / 1e3); // bytes moved per second
+const ctx = { tf: await loadTf() };
+const cpuName = os.cpus()[0]?.model ?? 'unknown CPU';
+console.log(`machine: ${cpuName}, ${os.cpus().length} cores; fusedloss ${info.cpu.simd}, ${info.cpu.threads} threads`);
+console.log(`copy bandwidth (memcpy, ${info.cpu.threads} threads, 256 MiB): ${(copyBw / 1e9).toFixed(1)} GB/s read+write`);
+
+const results = [];
+for (const op of ops) {
+  if (!op.bench || (only && op.name !== only)) continue;
+  for (const size of op.bench.sizes) {
+    const inputs = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
+    const ms = timeit(() => op.run(fl, inputs, 'cpu'));
+    const bytes = op.bench.bytes(size);
+    const floorMs = (bytes / copyBw) * 1e3;
+    const row = { op: op.name, size: `${size.rows}x${size.cols}`, ms, gbs: bytes / (ms / 1e3) / 1e9, ofFloor: floorMs / ms, peers: {} };
+    for (const [peer, make] of Object.entries(op.bench.peers ?? {})) {
+      if (peer.startsWith('tfjs') && !ctx.tf) continue;
+      const p = make(ctx, inputs);
+      try {
+        row.peers[peer] = timeit(p.fn, { minReps: 2, minMs: quick ? 100 : 400 });
+      } finally {
+        p.dispose?.();
+      }
+    }
+    results.push(row);
+    console.log(`${op.name.padEnd(22)} ${row.size.padStart(12)}  ${ms.toFixed(2).padStart(8)} ms  ${row.gbs.toFixed(1).padStart(6)} GB/s  ` +
+      `${(row.ofFloor * 100).toFixed(0).padStart(3)}% of floor  ` +
+      Object.entries(row.peers).map(([k, v]) => `${(v / ms).toFixed(1)}x vs ${k}`).join('  '));
+  }
+}
+
+if (write) {
+  const peerNames = [...new Set(results.flatMap((r) => Object.keys(r.peers)))];
+  const lines = [
+    '# Benchmarks',
+    '',
+    'Made by `npm run bench` (bench/run.mjs); every figure below comes from one run on one machine.',
+    'Times are medians after a warm-up. "Floor" is the time to move the bytes the op must read and',
+    'write at this machine\'s measured copy bandwidth, so "% of floor" near 100% means memory-bound',
+    'at the hardware limit. Peer columns are how many times slower the peer is on the same inputs.',
+    '',
+    `- Machine: ${cpuName}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`,
+    `- fusedloss CPU backend: ${info.cpu.simd}, ${info.cpu.threads} threads`,
+    `- Copy bandwidth (multi-threaded memcpy, 256 MiB): ${(copyBw / 1e9).toFixed(1)} GB/s read+write`,
+    `- Peers: ${peerNames.join(', ') || 'none'}${ctx.tf ? ` (TensorFlow.js ${ctx.tf.version.tfjs}, wasm backend)` : ''}`,
+    `- Date: ${new Date().toISOString().slice(0, 10)}`,
+    '',
+    `| op | B×N | fusedloss ms | GB/s | % of floor | ${peerNames.map((p) => `vs ${p}`).join(' | ')} |`,
+    `|---|---|---:|---:|---:|${peerNames.map(() => '---:').join('|')}|`,
+    ...results.map((r) => `| ${r.op} | ${r.size} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${(r.ofFloor * 100).toFixed(0)}% | ` +
+      peerNames.map((p) => (r.peers[p] ? `${(r.peers[p] / r.ms).toFixed(1)}×` : '–')).join(' | ') + ' |'),
+    '',
+  ];
+  mkdirSync(path.join(root, 'docs'), { recursive: true });
+  writeFileSync(path.join(root, 'docs', 'BENCHMARKS.md'), lines.join('\n'));
+  console.log('wrote docs/BENCHMARKS.md');
+}

@@ -1,0 +1,12 @@
+// Launchers of the CUDA kernels, callable from plain C++ (the N-API layer). Pointers named
+// d_* are device pointers; everything else is host memory. Each launcher checks every CUDA
+// call and launch, and throws fl::Error on failure.
+#pragma once
+#include "../native/ops/logsumexp.h"
+
+namespace fl::cuda {
+
+// LogSumExpArgs with x on the device and out on the host.
+void log_sum_exp(const LogSumExpArgs& args);
+
+}  // namespace fl::cuda

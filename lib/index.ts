@@ -1,0 +1,14 @@
+/**
+ * fusedloss: fused loss kernels for Node.js. Each loss returns its value and its gradient
+ * with respect to the scores in one call, on the CPU (threads + SIMD) or on CUDA.
+ * @module
+ */
+export { FusedLossError, ArgumentError, NonFiniteError, LifetimeError, CudaError, NativeError } from './errors';
+export type { ErrorCode } from './errors';
+export { Tensor, tensor, toDevice, toHost } from './tensor';
+export type { DType, Device, HostArray, TensorLike } from './tensor';
+export { backendInfo } from './backend';
+export type { BackendInfo, CudaDevice } from './backend';
+export { logSumExp, logSumExpAsync } from './ops/logSumExp';
+export type { LogSumExpOptions } from './ops/logSumExp';
+export { float32ToFloat16, float32ToBFloat16, float16ToFloat32, bfloat16ToFloat32, toFloat32 } from './half';

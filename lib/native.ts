@@ -1,0 +1,161 @@
+/**
+ * Loading the native addon and choosing the backend.
+ *
+ * Two binaries may exist: the CPU addon (a prebuild from `prebuilds/`, else
+ * `build/Release/fusedloss.node`, found by node-gyp-build) and the CUDA addon
+ * (`build-cuda/Release/fusedloss_cuda.node`, which also holds every CPU kernel). They live
+ * apart because node-gyp-build loads the first `.node` it finds.
+ *
+ * `FUSEDLOSS_DEVICE` (read once, at first use):
+ * - `auto` (default): the CUDA addon when it loads and sees a GPU, else the CPU addon. Why
+ *   CUDA was not used is reported by `backendInfo().loader.notes`.
+ * - `cpu`: the CPU addon only.
+ * - `cuda`: the CUDA addon, which must see a GPU; otherwise every call throws
+ *   `ERR_CUDA_UNAVAILABLE` saying why.
+ * `FUSEDLOSS_ADDON` names a `.node` file to load instead (sanitizer or debug builds).
+ * @internal
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { makeError, fromNative } from './errors';
+
+/** GPU memory owned by a JS object (napi/addon.cpp DeviceBuffer). */
+export interface DeviceBufferHandle {
+  readonly bytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  copyFromHost(a: ArrayBufferView): void;
+  copyToHost(a: ArrayBufferView): void;
+}
+
+/** What the native side reports; lib/backend.ts turns it into the public BackendInfo. */
+export interface RawBackendInfo {
+  cpu: { threads: number; simd: string; simdDetected: string };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason?: string;
+    runtimeVersion?: number;
+    driverVersion?: number;
+    devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number; multiprocessors: number }[];
+    bytesInUse: number;
+  };
+}
+
+/** Normalised scalar options every op passes down: dtype code 0/1/2 = float32/float16/bfloat16. */
+export interface NativeShape {
+  dtype: number;
+  rows: number;
+  cols: number;
+}
+
+export type NativeInput = ArrayBufferView | DeviceBufferHandle;
+
+/** The functions the addon exports. Ops add their entries here. */
+export interface NativeAddon {
+  backendInfo(): RawBackendInfo;
+  deviceAlloc(bytes: number): DeviceBufferHandle;
+  /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
+  memcpy(dst: NativeInput, src: NativeInput): void;
+  logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;
+  logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
+}
+
+export type DeviceMode = 'auto' | 'cpu' | 'cuda';
+
+export interface Loaded {
+  addon: NativeAddon;
+  file: string;
+  cuda: boolean; // the loaded addon sees a GPU
+  mode: DeviceMode;
+  notes: string[];
+}
+
+const root = path.resolve(__dirname, '..');
+let loaded: Loaded | undefined;
+
+function deviceMode(): DeviceMode {
+  const v = (process.env.FUSEDLOSS_DEVICE ?? 'auto').toLowerCase();
+  if (v === 'auto' || v === 'cpu' || v === 'cuda') return v;
+  throw makeError('ERR_ARG', `FUSEDLOSS_DEVICE: expected 'auto', 'cpu' or 'cuda', received ${JSON.stringify(v)}`);
+}
+
+function loadFile(file: string): NativeAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(file) as NativeAddon;
+}
+
+function loadCpu(): { addon: NativeAddon; file: string } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const gypBuild = require('node-gyp-build') as { path(dir: string): string };
+  let file: string;
+  try {
+    file = gypBuild.path(root);
+  } catch (e) {
+    throw makeError('ERR_NATIVE_LOAD', `no fusedloss binary for ${process.platform}-${process.arch} (node ${process.version}): run \`npm install\` in ${root} to build it (${(e as Error).message})`);
+  }
+  return { addon: loadFile(file), file };
+}
+
+function load(): Loaded {
+  const mode = deviceMode();
+  const notes: string[] = [];
+  if (process.env.FUSEDLOSS_ADDON) {
+    const file = path.resolve(process.env.FUSEDLOSS_ADDON);
+    const addon = loadFile(file);
+    return { addon, file, cuda: addon.backendInfo().cuda.available, mode, notes: [`FUSEDLOSS_ADDON=${file}`] };
+  }
+  if (mode !== 'cpu') {
+    const file = path.join(root, 'build-cuda', 'Release', 'fusedloss_cuda.node');
+    let why: string | undefined;
+    if (!existsSync(file)) {
+      why = 'the CUDA addon was not built (nvcc was not found at install time)';
+    } else {
+      try {
+        const addon = loadFile(file);
+        const info = addon.backendInfo();
+        if (info.cuda.available) return { addon, file, cuda: true, mode, notes };
+        why = `the CUDA addon sees no GPU: ${info.cuda.reason ?? 'unknown reason'}`;
+      } catch (e) {
+        why = `the CUDA addon failed to load: ${(e as Error).message}`;
+      }
+    }
+    if (mode === 'cuda') throw makeError('ERR_CUDA_UNAVAILABLE', `FUSEDLOSS_DEVICE=cuda, but ${why}`);
+    notes.push(`CPU backend: ${why}`);
+  }
+  const cpu = loadCpu();
+  return { ...cpu, cuda: false, mode, notes };
+}
+
+/** The loaded addon (loaded on first use). Throws ERR_NATIVE_LOAD / ERR_CUDA_UNAVAILABLE. */
+export function native(): Loaded {
+  if (!loaded) {
+    try {
+      loaded = load();
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+  return loaded;
+}
+
+/** Calls the addon, turning its errors into FusedLossErrors. */
+export function call<T>(fn: (a: NativeAddon) => T): T {
+  const addon = native().addon;
+  try {
+    return fn(addon);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** The async twin of {@link call}: also converts a rejected promise's error. */
+export async function callAsync<T>(fn: (a: NativeAddon) => Promise<T>): Promise<T> {
+  const addon = native().addon;
+  try {
+    return await fn(addon);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * logSumExp: the per-row log-sum-exp of a score matrix, `lse[i] = log Σ_j exp(scale·S[i,j])`,
+ * in one read of the scores (the first pass every softmax loss makes).
+ * @module
+ */
+import { call, callAsync } from '../native';
+import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
+import { options, positiveFinite } from '../validate';
+
+export interface LogSumExpOptions {
+  /** Multiplies the scores first (1/temperature). Default 1. */
+  scale?: number;
+  /** The shape, when `scores` is a bare typed array. */
+  shape?: readonly number[];
+  /** The dtype, when `scores` is a bare Uint16Array. */
+  dtype?: DType;
+}
+
+function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts: LogSumExpOptions | undefined) {
+  const o = options<LogSumExpOptions>('logSumExp(): opts', opts);
+  const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
+  const scale = positiveFinite('opts.scale', o.scale, 1);
+  const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };
+  return { input: t.nativeInput('scores'), args, out: new Float32Array(rows) };
+}
+
+/**
+ * Row-wise log-sum-exp of `scale·scores` (B×N, or a 1-D row). Rows that are all −Infinity give
+ * −Infinity. Throws NonFiniteError (ERR_NON_FINITE) on NaN or +Infinity. Runs where the scores
+ * live (CPU or CUDA) and returns a Float32Array of length B on the host.
+ */
+export function logSumExp(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Float32Array {
+  const p = prepare(scores, opts);
+  return call((a) => a.logSumExp(p.input, p.args, p.out));
+}
+
+/** {@link logSumExp} on a worker thread; the event loop stays free. */
+export async function logSumExpAsync(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Promise<Float32Array> {
+  const p = prepare(scores, opts);
+  return callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out));
+}

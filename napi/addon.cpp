@@ -1,0 +1,279 @@
+// The N-API surface of fusedloss: thin. Arguments arrive validated and normalised by the
+// TypeScript layer (lib/); this file turns them into the plain structs of native/ and cuda/,
+// runs the op (napi/job.h), and maps fl::Error to JS errors with a stable `code`.
+//
+// All state lives in the Addon instance (one per environment, so one per worker_thread):
+// the CPU thread pool and the device-memory counter. There are no statics.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "../native/core/context.h"
+#include "../native/ops/copy.h"
+#include "../native/ops/logsumexp.h"
+#include "args.h"
+#include "job.h"
+#ifdef FUSEDLOSS_CUDA
+#include "../cuda/ops.h"
+#include "../cuda/runtime.h"
+#endif
+
+namespace fl::napi {
+
+class Addon;
+
+// Memory on the GPU, owned by a JS object. Freed by dispose() (or Symbol.dispose in the TS
+// wrapper); the finalizer is only a backstop for buffers the user forgot.
+class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "DeviceBuffer",
+                       {InstanceMethod("dispose", &DeviceBuffer::dispose),
+                        InstanceMethod("copyFromHost", &DeviceBuffer::copy_from_host),
+                        InstanceMethod("copyToHost", &DeviceBuffer::copy_to_host),
+                        InstanceAccessor("bytes", &DeviceBuffer::get_bytes, nullptr),
+                        InstanceAccessor("disposed", &DeviceBuffer::get_disposed, nullptr)});
+  }
+  explicit DeviceBuffer(const Napi::CallbackInfo& info);
+  ~DeviceBuffer() override { release(); }
+
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  std::shared_ptr<std::atomic<int64_t>> in_use;  // the addon's counter; outlives the addon
+
+  void* require(const char* name) const {
+    if (!ptr) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
+    return ptr;
+  }
+
+ private:
+  void release() {
+#ifdef FUSEDLOSS_CUDA
+    if (ptr) {
+      cuda::device_free(ptr);
+      if (in_use) in_use->fetch_sub(int64_t(bytes));
+    }
+#endif
+    ptr = nullptr;
+  }
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    release();
+    return info.Env().Undefined();
+  }
+  Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes)); }
+  Napi::Value get_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ptr == nullptr); }
+  Napi::Value copy_from_host(const Napi::CallbackInfo& info);
+  Napi::Value copy_to_host(const Napi::CallbackInfo& info);
+};
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    Napi::Function buffer_class = DeviceBuffer::define(env);
+    device_buffer_ctor = Napi::Persistent(buffer_class);
+    DefineAddon(exports, {
+                             InstanceMethod("backendInfo", &Addon::backend_info),
+                             InstanceMethod("deviceAlloc", &Addon::device_alloc),
+                             InstanceMethod("memcpy", &Addon::memcpy_),
+                             InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
+                             InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
+                         });
+  }
+
+  Context ctx;
+  Napi::FunctionReference device_buffer_ctor;
+  std::shared_ptr<std::atomic<int64_t>> device_bytes = std::make_shared<std::atomic<int64_t>>(0);
+
+  // The device pointer behind a DeviceBuffer argument, or nullptr when `v` is not one.
+  DeviceBuffer* as_device(const Napi::Value& v) {
+    if (!v.IsObject() || v.IsTypedArray()) return nullptr;
+    Napi::Object o = v.As<Napi::Object>();
+    if (!o.InstanceOf(device_buffer_ctor.Value())) return nullptr;
+    return DeviceBuffer::Unwrap(o);
+  }
+
+ private:
+  Napi::Value backend_info(const Napi::CallbackInfo& info);
+  Napi::Value device_alloc(const Napi::CallbackInfo& info);
+  Napi::Value memcpy_(const Napi::CallbackInfo& info);
+  Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
+  Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
+};
+
+DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
+#ifdef FUSEDLOSS_CUDA
+  Addon* addon = info.Env().GetInstanceData<Addon>();
+  if (info.Length() != 1 || !info[0].IsNumber())
+    throw make_error(info.Env(), "ERR_TYPE", "DeviceBuffer: expected a byte count");
+  bytes = size_t(info[0].As<Napi::Number>().Int64Value());
+  try {
+    ptr = cuda::device_alloc(bytes);
+  } catch (const fl::Error& e) {
+    throw make_error(info.Env(), e.code, e.what());
+  }
+  in_use = addon->device_bytes;
+  in_use->fetch_add(int64_t(bytes));
+#else
+  throw make_error(info.Env(), "ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
+#endif
+}
+
+// copyFromHost(typedArray) / copyToHost(typedArray): whole-buffer copies, sizes must match.
+static HostArray copy_arg(const Napi::CallbackInfo& info, size_t bytes, const char* what) {
+  if (info.Length() != 1 || !info[0].IsTypedArray()) fail("ERR_TYPE", std::string(what) + ": expected a TypedArray");
+  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+  HostArray h = host_array(info[0], what, ta.TypedArrayType());
+  if (ta.ByteLength() != bytes)
+    fail("ERR_SHAPE", std::string(what) + ": expected " + std::to_string(bytes) + " bytes, received " +
+                          std::to_string(ta.ByteLength()));
+  return h;
+}
+
+Napi::Value DeviceBuffer::copy_from_host(const Napi::CallbackInfo& info) {
+  try {
+    [[maybe_unused]] HostArray h = copy_arg(info, bytes, "copyFromHost");
+#ifdef FUSEDLOSS_CUDA
+    cuda::copy_to_device(require("copyFromHost"), h.data, bytes);
+#endif
+  } catch (const fl::Error& e) {
+    throw make_error(info.Env(), e.code, e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value DeviceBuffer::copy_to_host(const Napi::CallbackInfo& info) {
+  try {
+    [[maybe_unused]] HostArray h = copy_arg(info, bytes, "copyToHost");
+#ifdef FUSEDLOSS_CUDA
+    cuda::copy_to_host(h.data, require("copyToHost"), bytes);
+#endif
+  } catch (const fl::Error& e) {
+    throw make_error(info.Env(), e.code, e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Addon::device_alloc(const Napi::CallbackInfo& info) {
+  return device_buffer_ctor.New({info[0]});
+}
+
+// memcpy(dst, src): copies src's bytes into dst on the thread pool (host TypedArrays), or on the
+// GPU (two DeviceBuffers). Used by the benchmarks to measure the copy-bandwidth floor.
+Napi::Value Addon::memcpy_(const Napi::CallbackInfo& info) {
+  try {
+    DeviceBuffer* dd = as_device(info[0]);
+    DeviceBuffer* sd = as_device(info[1]);
+    if (dd && sd) {
+      if (dd->bytes != sd->bytes) fail("ERR_SHAPE", "memcpy: buffers differ in size");
+#ifdef FUSEDLOSS_CUDA
+      cuda::copy_on_device(dd->require("dst"), sd->require("src"), dd->bytes);
+      cuda::synchronize();
+#endif
+      return info.Env().Undefined();
+    }
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) fail("ERR_TYPE", "memcpy: expected two TypedArrays or two DeviceBuffers");
+    Napi::TypedArray d = info[0].As<Napi::TypedArray>(), s = info[1].As<Napi::TypedArray>();
+    HostArray hd = host_array(d, "dst", d.TypedArrayType()), hs = host_array(s, "src", s.TypedArrayType());
+    if (d.ByteLength() != s.ByteLength()) fail("ERR_SHAPE", "memcpy: arrays differ in size");
+    parallel_copy(ctx, hd.data, hs.data, d.ByteLength());
+  } catch (const fl::Error& e) {
+    throw make_error(info.Env(), e.code, e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("threads", ctx.pool.threads());
+  cpu.Set("simd", isa_name(ctx.isa));
+  cpu.Set("simdDetected", isa_name(detect_isa()));
+  out.Set("cpu", cpu);
+  Napi::Object gpu = Napi::Object::New(env);
+  Napi::Array devices = Napi::Array::New(env);
+#ifdef FUSEDLOSS_CUDA
+  gpu.Set("compiled", true);
+  try {
+    const cuda::Probe p = cuda::probe();
+    gpu.Set("available", p.available);
+    if (!p.available) gpu.Set("reason", p.reason);
+    gpu.Set("runtimeVersion", p.runtime_version);
+    gpu.Set("driverVersion", p.driver_version);
+    for (size_t i = 0; i < p.devices.size(); ++i) {
+      const cuda::DeviceInfo& d = p.devices[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", d.index);
+      o.Set("name", d.name);
+      o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+      o.Set("totalMemory", double(d.total_bytes));
+      o.Set("freeMemory", double(d.free_bytes));
+      o.Set("multiprocessors", d.multiprocessors);
+      devices.Set(uint32_t(i), o);
+    }
+  } catch (const fl::Error& e) {
+    gpu.Set("available", false);
+    gpu.Set("reason", e.what());
+  }
+#else
+  gpu.Set("compiled", false);
+  gpu.Set("available", false);
+  gpu.Set("reason", "this build of fusedloss has no CUDA support (nvcc was not found when it was built)");
+#endif
+  gpu.Set("devices", devices);
+  gpu.Set("bytesInUse", double(device_bytes->load()));
+  out.Set("cuda", gpu);
+  return out;
+}
+
+// logSumExp(x, {dtype, rows, cols, scale}, out: Float32Array)
+struct LogSumExpJob {
+  LogSumExpArgs args{};
+  bool on_device = false;
+  Keep keep;
+  Context* ctx;
+  Napi::Reference<Napi::Value> out_ref;
+
+  LogSumExpJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
+    const Napi::Object o = info[1].As<Napi::Object>();
+    args.dtype = dtype(o);
+    args.rows = integer(o, "rows");
+    args.cols = integer(o, "cols");
+    args.scale = float(number(o, "scale"));
+    if (DeviceBuffer* d = addon.as_device(info[0])) {
+      on_device = true;
+      args.x = d->require("scores");
+      if (d->bytes != size_t(args.rows * args.cols * dtype_size(args.dtype)))
+        fail("ERR_SHAPE", "scores: the device buffer does not match the shape");
+    } else {
+      const HostArray x = host_array(info[0], "scores", array_type_for(args.dtype));
+      if (x.length != size_t(args.rows * args.cols)) fail("ERR_SHAPE", "scores: length does not match the shape");
+      args.x = x.data;
+    }
+    const HostArray out = host_array(info[2], "out", napi_float32_array);
+    if (out.length != size_t(args.rows)) fail("ERR_SHAPE", "out: length does not match the rows");
+    args.out = static_cast<float*>(out.data);
+    keep(info[0]);
+    out_ref = Napi::Persistent(info[2]);
+  }
+  void execute() {
+    if (on_device) {
+#ifdef FUSEDLOSS_CUDA
+      cuda::log_sum_exp(args);
+#endif
+    } else {
+      log_sum_exp(*ctx, args);
+    }
+  }
+  Napi::Value result(Napi::Env) { return out_ref.Value(); }
+};
+
+Napi::Value Addon::log_sum_exp_sync(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, false); }
+Napi::Value Addon::log_sum_exp_async(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, true); }
+
+}  // namespace fl::napi
+
+using FusedLossAddon = fl::napi::Addon;
+NODE_API_ADDON(FusedLossAddon)

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// `npm install` for fusedloss: build what this machine can build.
+//
+//   1. The TypeScript API (dist/), when its sources and the compiler are here (a git clone).
+//   2. The CPU addon (build/Release/fusedloss.node) with cmake-js. A user who installs the
+//      published package gets a prebuilt CPU binary from prebuilds/; when it loads, nothing is
+//      compiled (unless --force).
+//   3. The CUDA addon (build-cuda/Release/fusedloss_cuda.node), when nvcc is found or
+//      FUSEDLOSS_CUDA=ON. It lives apart from the CPU binary because node-gyp-build loads the
+//      first .node it finds. A CUDA build failure is a warning: the CPU build still stands.
+//      FUSEDLOSS_CUDA=OFF skips it.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(path.join(root, 'package.json'));
+const force = process.argv.includes('--force');
+const log = (msg) => console.log(`fusedloss: ${msg}`);
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+  return r.status === 0;
+}
+
+function resolveBin(pkg, bin) {
+  try {
+    const pj = require.resolve(`${pkg}/package.json`);
+    const meta = require(pj);
+    const rel = typeof meta.bin === 'string' ? meta.bin : meta.bin[bin];
+    return path.join(path.dirname(pj), rel);
+  } catch {
+    return null;
+  }
+}
+
+// 1. TypeScript
+const tsc = resolveBin('typescript', 'tsc');
+if (existsSync(path.join(root, 'lib', 'index.ts')) && tsc) {
+  log('compiling TypeScript');
+  if (!run(process.execPath, [tsc, '-p', 'tsconfig.json'])) process.exit(1);
+}
+
+// 2. CPU addon
+// Build offline against the Node headers installed beside this node binary, unless npm names a
+// nodedir already: cmake-js reads npm_config_nodedir and would otherwise download headers.
+if (!process.env.npm_config_nodedir) {
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  if (existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) process.env.npm_config_nodedir = prefix;
+}
+const cmakeJs = resolveBin('cmake-js', 'cmake-js');
+const prebuildLoads = () => {
+  try {
+    const found = require('node-gyp-build').path(root);
+    return found.includes(`${path.sep}prebuilds${path.sep}`) ? found : null;
+  } catch {
+    return null;
+  }
+};
+const cmakeArgs = (out, extra) => {
+  const args = ['compile', '--out', out, '--parallel', String(Math.min(8, os.availableParallelism()))];
+  return args.concat(extra);
+};
+
+if (!force && !cmakeJs && prebuildLoads()) {
+  log(`using the prebuilt binary ${path.relative(root, prebuildLoads())}`);
+} else if (!cmakeJs) {
+  console.error('fusedloss: no prebuilt binary for this platform and cmake-js is not installed; cannot build.');
+  process.exit(1);
+} else {
+  log('building the CPU addon (cmake-js)');
+  if (!run(process.execPath, [cmakeJs, ...cmakeArgs('build', [])])) {
+    console.error('fusedloss: the CPU build failed.');
+    process.exit(1);
+  }
+}
+
+// 3. CUDA addon
+const cudaWanted = (process.env.FUSEDLOSS_CUDA ?? 'auto').toUpperCase();
+function findNvcc() {
+  try {
+    return execFileSync('sh', ['-c', 'command -v nvcc || ls /usr/local/cuda/bin/nvcc'], { encoding: 'utf8' }).trim().split('\n')[0];
+  } catch {
+    return null;
+  }
+}
+if (cudaWanted !== 'OFF' && cmakeJs) {
+  const nvcc = findNvcc();
+  if (!nvcc) {
+    if (cudaWanted === 'ON') console.warn('fusedloss: FUSEDLOSS_CUDA=ON but nvcc was not found; CPU only.');
+    else log('nvcc not found: CPU build only');
+  } else {
+    log(`nvcc found (${nvcc}): building the CUDA addon`);
+    const ok = run(process.execPath, [cmakeJs, ...cmakeArgs('build-cuda', ['--CDFUSEDLOSS_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`])]);
+    if (!ok) console.warn('fusedloss: WARNING: the CUDA build failed; the CPU build is unaffected.');
+  }
+}
