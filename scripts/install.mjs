@@ -8,7 +8,7 @@
 //   3. The CUDA addon (build-cuda/Release/fusedloss_cuda.node), when nvcc is found or
 //      FUSEDLOSS_CUDA=ON. It lives apart from the CPU binary because node-gyp-build loads the
 //      first .node it finds. A CUDA build failure is a warning: the CPU build still stands.
-//      FUSEDLOSS_CUDA=OFF skips it.
+//      FUSEDLOSS_CUDA=OFF skips it; FUSEDLOSS_CUDA_ARCHS overrides the GPU architectures.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -94,7 +94,10 @@ if (cudaWanted !== 'OFF' && cmakeJs) {
     else log('nvcc not found: CPU build only');
   } else {
     log(`nvcc found (${nvcc}): building the CUDA addon`);
-    const ok = run(process.execPath, [cmakeJs, ...cmakeArgs('build-cuda', ['--CDFUSEDLOSS_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`])]);
+    const extra = ['--CDFUSEDLOSS_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`];
+    // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
+    if (process.env.FUSEDLOSS_CUDA_ARCHS) extra.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.FUSEDLOSS_CUDA_ARCHS}`);
+    const ok = run(process.execPath, [cmakeJs, ...cmakeArgs('build-cuda', extra)]);
     if (!ok) console.warn('fusedloss: WARNING: the CUDA build failed; the CPU build is unaffected.');
   }
 }
