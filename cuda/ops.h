@@ -2,11 +2,16 @@
 // d_* are device pointers; everything else is host memory. Each launcher checks every CUDA
 // call and launch, and throws fl::Error on failure.
 #pragma once
+#include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 
 namespace fl::cuda {
 
 // LogSumExpArgs with x on the device and out on the host.
 void log_sum_exp(const LogSumExpArgs& args);
+
+// CrossEntropyArgs with logits and grad on the device; labels, class weights, gradOutput,
+// rowLoss and lse on the host (the launcher moves them).
+LossResult cross_entropy(const CrossEntropyArgs& args);
 
 }  // namespace fl::cuda

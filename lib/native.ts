@@ -60,7 +60,34 @@ export interface NativeAddon {
   memcpy(dst: NativeInput, src: NativeInput): void;
   logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
+  softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
+  softmaxCrossEntropyAsync(...args: CrossEntropyArgs): Promise<NativeLoss>;
 }
+
+/** What a loss returns from the native side; outputs are written into arrays passed in. */
+export interface NativeLoss {
+  loss: number;
+  dScale: number;
+}
+
+/** Options every loss passes down (lib/loss.ts). reduction: 0 mean, 1 sum, 2 none. */
+export interface NativeLossCommon extends NativeShape {
+  scale: number;
+  reduction: number;
+  gradFloat32: boolean;
+  wantDScale: boolean;
+}
+
+export type CrossEntropyArgs = readonly [
+  logits: NativeInput,
+  labels: Int32Array,
+  opts: NativeLossCommon & { ignoreIndex: number; labelSmoothing: number; zLoss: number; softcap: number },
+  classWeights: Float32Array | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+  lse: Float32Array | undefined,
+];
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

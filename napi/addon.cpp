@@ -6,101 +6,20 @@
 // the CPU thread pool and the device-memory counter. There are no statics.
 #include <napi.h>
 
-#include <atomic>
-#include <memory>
 #include <string>
 
-#include "../native/core/context.h"
+#include "addon.h"
 #include "../native/ops/copy.h"
 #include "../native/ops/logsumexp.h"
 #include "args.h"
 #include "job.h"
+#include "ops.h"
 #ifdef FUSEDLOSS_CUDA
 #include "../cuda/ops.h"
 #include "../cuda/runtime.h"
 #endif
 
 namespace fl::napi {
-
-class Addon;
-
-// Memory on the GPU, owned by a JS object. Freed by dispose() (or Symbol.dispose in the TS
-// wrapper); the finalizer is only a backstop for buffers the user forgot.
-class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
- public:
-  static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "DeviceBuffer",
-                       {InstanceMethod("dispose", &DeviceBuffer::dispose),
-                        InstanceMethod("copyFromHost", &DeviceBuffer::copy_from_host),
-                        InstanceMethod("copyToHost", &DeviceBuffer::copy_to_host),
-                        InstanceAccessor("bytes", &DeviceBuffer::get_bytes, nullptr),
-                        InstanceAccessor("disposed", &DeviceBuffer::get_disposed, nullptr)});
-  }
-  explicit DeviceBuffer(const Napi::CallbackInfo& info);
-  ~DeviceBuffer() override { release(); }
-
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  std::shared_ptr<std::atomic<int64_t>> in_use;  // the addon's counter; outlives the addon
-
-  void* require(const char* name) const {
-    if (!ptr) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
-    return ptr;
-  }
-
- private:
-  void release() {
-#ifdef FUSEDLOSS_CUDA
-    if (ptr) {
-      cuda::device_free(ptr);
-      if (in_use) in_use->fetch_sub(int64_t(bytes));
-    }
-#endif
-    ptr = nullptr;
-  }
-  Napi::Value dispose(const Napi::CallbackInfo& info) {
-    release();
-    return info.Env().Undefined();
-  }
-  Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes)); }
-  Napi::Value get_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ptr == nullptr); }
-  Napi::Value copy_from_host(const Napi::CallbackInfo& info);
-  Napi::Value copy_to_host(const Napi::CallbackInfo& info);
-};
-
-class Addon : public Napi::Addon<Addon> {
- public:
-  Addon(Napi::Env env, Napi::Object exports) {
-    Napi::Function buffer_class = DeviceBuffer::define(env);
-    device_buffer_ctor = Napi::Persistent(buffer_class);
-    DefineAddon(exports, {
-                             InstanceMethod("backendInfo", &Addon::backend_info),
-                             InstanceMethod("deviceAlloc", &Addon::device_alloc),
-                             InstanceMethod("memcpy", &Addon::memcpy_),
-                             InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
-                             InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
-                         });
-  }
-
-  Context ctx;
-  Napi::FunctionReference device_buffer_ctor;
-  std::shared_ptr<std::atomic<int64_t>> device_bytes = std::make_shared<std::atomic<int64_t>>(0);
-
-  // The device pointer behind a DeviceBuffer argument, or nullptr when `v` is not one.
-  DeviceBuffer* as_device(const Napi::Value& v) {
-    if (!v.IsObject() || v.IsTypedArray()) return nullptr;
-    Napi::Object o = v.As<Napi::Object>();
-    if (!o.InstanceOf(device_buffer_ctor.Value())) return nullptr;
-    return DeviceBuffer::Unwrap(o);
-  }
-
- private:
-  Napi::Value backend_info(const Napi::CallbackInfo& info);
-  Napi::Value device_alloc(const Napi::CallbackInfo& info);
-  Napi::Value memcpy_(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
-};
 
 DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
 #ifdef FUSEDLOSS_CUDA

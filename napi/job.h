@@ -25,7 +25,9 @@ inline Napi::Error make_error(Napi::Env env, const std::string& code, const std:
 // Holds buffers alive for the duration of a job.
 struct Keep {
   std::vector<Napi::Reference<Napi::Value>> refs;
-  void operator()(const Napi::Value& v) { refs.push_back(Napi::Persistent(v)); }
+  void operator()(const Napi::Value& v) {
+    if (v.IsObject()) refs.push_back(Napi::Persistent(v));  // references to primitives are not allowed before N-API 10
+  }
 };
 
 template <class Job>

@@ -44,4 +44,13 @@ FL_HD float sigmoid(float x) {
   return e / (1.f + e);
 }
 
+// tanh(u) and sech²(u) = 1 − tanh²(u), the latter as 4e/(e + 1)² with e = e^{2u} so that it
+// stays accurate where tanh saturates (1 − tanh² would cancel). For the softcap's gradient.
+FL_HD float tanh_sech2(float u, float* sech2) {
+  const float e = expf(2.f * u);
+  const float e1 = e + 1.f;
+  *sech2 = e == INFINITY ? 0.f : 4.f * e / (e1 * e1);
+  return tanhf(u);
+}
+
 }  // namespace fl

@@ -10,16 +10,38 @@
 
 namespace fl::FL_ISA_NS {
 using V = simd::FL_VEC;
-#include "../ops/logsumexp.inl"
+#include "../ops/softmax_rows.inl"
 }  // namespace fl::FL_ISA_NS
 
 // Fills one entry with the float32, float16 and bfloat16 instantiations of a kernel template.
 #define FL_BY_DTYPE(fn) \
   { FL_ISA_NS::fn<FL_ISA_NS::V, float>, FL_ISA_NS::fn<FL_ISA_NS::V, f16_t>, FL_ISA_NS::fn<FL_ISA_NS::V, bf16_t> }
 
+namespace fl::FL_ISA_NS {
+template <class T>
+constexpr TileStatsFn stats_variants[4] = {tile_stats<V, T, false, false>, tile_stats<V, T, false, true>,
+                                           tile_stats<V, T, true, false>, tile_stats<V, T, true, true>};
+// Gradient in float32 or in the input dtype T.
+template <class T>
+constexpr TileExpGradFn grad_variants[4] = {tile_exp_grad<V, T, float, false>, tile_exp_grad<V, T, T, false>,
+                                            tile_exp_grad<V, T, float, true>, tile_exp_grad<V, T, T, true>};
+}  // namespace fl::FL_ISA_NS
+
+#define FL_VARIANTS(table)                                                                   \
+  {                                                                                          \
+    {FL_ISA_NS::table<float>[0], FL_ISA_NS::table<float>[1], FL_ISA_NS::table<float>[2],     \
+     FL_ISA_NS::table<float>[3]},                                                            \
+    {FL_ISA_NS::table<f16_t>[0], FL_ISA_NS::table<f16_t>[1], FL_ISA_NS::table<f16_t>[2],     \
+     FL_ISA_NS::table<f16_t>[3]},                                                            \
+    {FL_ISA_NS::table<bf16_t>[0], FL_ISA_NS::table<bf16_t>[1], FL_ISA_NS::table<bf16_t>[2],  \
+     FL_ISA_NS::table<bf16_t>[3]},                                                           \
+  }
+
 namespace fl {
 const CpuKernels FL_KERNEL_TABLE = {
     FL_ISA,
     FL_BY_DTYPE(tile_max_sum_exp),
+    FL_VARIANTS(stats_variants),
+    FL_VARIANTS(grad_variants),
 };
 }  // namespace fl

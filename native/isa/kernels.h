@@ -10,18 +10,49 @@
 
 namespace fl {
 
-// log-sum-exp statistics of one tile of a row: z = scale·x (scale > 0),
-// max = max z, sum = Σ exp(z − max); first_bad = index of the first NaN/+inf, or -1.
+// Statistics of one tile of a row, z = scale·x or z = cap·tanh(scale·x/cap):
+// max = max z, sum = Σ exp(z − max), lin = Σ colw_j·z_j over the finite entries (only when
+// asked; colw ≡ 1 when null), first_bad = index of the first NaN/+inf in the tile, or -1.
 struct TileMaxSumExp {
   float max;
   double sum;
+  double lin;
   int64_t first_bad;
 };
+struct StatsTile {
+  const void* x;
+  int64_t n;
+  float scale;
+  float cap;          // softcap c (variants with a softcap only)
+  const float* colw;  // per-column weights for `lin`, or null
+};
+
+// The dense gradient of a softmax-family loss over one tile (native/ops/softmax_rows.inl):
+// dL/dz_j = coef·exp(z_j − shift) + bias + colw_coef·colw_j, written as dL/dx_j into g.
+struct ExpGradTile {
+  const void* x;
+  void* g;            // null: compute the dScale share only
+  int64_t n;
+  float scale, cap;
+  float shift, coef, bias;
+  const float* colw;  // null, or per-column values (class weights)
+  float colw_coef;
+};
+
 using TileMaxSumExpFn = TileMaxSumExp (*)(const void* x, int64_t n, float scale);
+using TileStatsFn = TileMaxSumExp (*)(const StatsTile&);
+using TileExpGradFn = double (*)(const ExpGradTile&);
+
+// Variant indices.
+constexpr int stats_variant(bool softcap, bool lin) { return (softcap ? 2 : 0) + (lin ? 1 : 0); }
+// Gradient output: float32, or the input's own dtype.
+constexpr int grad_variant(bool softcap, bool grad_float32) { return (softcap ? 2 : 0) + (grad_float32 ? 0 : 1); }
 
 struct CpuKernels {
   Isa isa;
-  TileMaxSumExpFn tile_max_sum_exp[3];
+  TileMaxSumExpFn tile_max_sum_exp[3];  // [dtype]
+  TileStatsFn tile_stats[3][4];         // [dtype][stats_variant]
+  TileExpGradFn tile_exp_grad[3][4];    // [dtype][grad_variant]
 };
 
 extern const CpuKernels kernels_sse2;

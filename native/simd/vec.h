@@ -11,7 +11,10 @@
 //   F                       the register type; W lanes
 //   zero(), set1(x)
 //   load(p), load_tail(p, n), store(p, v), store_tail(p, v, n)   p: float*, bf16_t*, f16_t*
-//   add, sub, mul, fma(a,b,c)=a*b+c, max, min, sum(v), hmax(v)
+//   load_tail(p, n, fill)   lanes past n hold `fill` (default 0)
+//   add, sub, mul, div, fma(a,b,c)=a*b+c, max, min, sum(v), hmax(v)
+//   zero_where_eq(a, x, c)  a with the lanes where x == c set to 0
+//   select_lt(a, b, x, y)   x where a < b, else y
 //   exp(v)                  e^v via 2^(v·log2e): relative error ~2e-7, exact 0 for -inf
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
 #pragma once
@@ -53,8 +56,8 @@ struct Sse2 {
     for (int i = 0; i < 4; ++i) t[i] = to_float(p[i]);
     return _mm_load_ps(t);
   }
-  template <class T> static F load_tail(const T* p, int n) {
-    alignas(16) float t[4] = {0, 0, 0, 0};
+  template <class T> static F load_tail(const T* p, int n, float fill = 0.f) {
+    alignas(16) float t[4] = {fill, fill, fill, fill};
     for (int i = 0; i < n; ++i) t[i] = to_float(p[i]);
     return _mm_load_ps(t);
   }
@@ -68,7 +71,13 @@ struct Sse2 {
   static F add(F a, F b) { return _mm_add_ps(a, b); }
   static F sub(F a, F b) { return _mm_sub_ps(a, b); }
   static F mul(F a, F b) { return _mm_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm_div_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static F zero_where_eq(F a, F x, F c) { return _mm_andnot_ps(_mm_cmpeq_ps(x, c), a); }
+  static F select_lt(F a, F b, F x, F y) {
+    const F m = _mm_cmplt_ps(a, b);
+    return _mm_or_ps(_mm_and_ps(m, x), _mm_andnot_ps(m, y));
+  }
   static F max(F a, F b) { return _mm_max_ps(a, b); }
   static F min(F a, F b) { return _mm_min_ps(a, b); }
   static float sum(F v) {
@@ -117,9 +126,10 @@ struct Avx2 {
   static F load(const f16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
-  template <class T> static F load_tail(const T* p, int n) {
+  template <class T> static F load_tail(const T* p, int n, float fill = 0.f) {
     alignas(32) T t[W];
-    std::memset(t, 0, sizeof t);
+    const T f = from_float<T>(fill);
+    for (int i = 0; i < W; ++i) t[i] = f;
     std::memcpy(t, p, sizeof(T) * n);
     return load(t);
   }
@@ -136,7 +146,10 @@ struct Avx2 {
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F zero_where_eq(F a, F x, F c) { return _mm256_andnot_ps(_mm256_cmp_ps(x, c, _CMP_EQ_OQ), a); }
+  static F select_lt(F a, F b, F x, F y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
   static float sum(F v) {
@@ -186,13 +199,15 @@ struct Avx512 {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static __mmask16 tail_mask(int n) { return __mmask16((1u << n) - 1u); }
-  static F load_tail(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
-  static F load_tail(const bf16_t* p, int n) {
-    const __m256i h = _mm256_maskz_loadu_epi16(tail_mask(n), p);
+  static F load_tail(const float* p, int n, float fill = 0.f) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p);
+  }
+  static F load_tail(const bf16_t* p, int n, float fill = 0.f) {
+    const __m256i h = _mm256_mask_loadu_epi16(_mm256_set1_epi16(short(to_bf16(fill).bits)), tail_mask(n), p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
-  static F load_tail(const f16_t* p, int n) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n), p));
+  static F load_tail(const f16_t* p, int n, float fill = 0.f) {
+    return _mm512_cvtph_ps(_mm256_mask_loadu_epi16(_mm256_set1_epi16(short(to_f16(fill).bits)), tail_mask(n), p));
   }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
   static void store_tail(float* p, F v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
@@ -220,7 +235,10 @@ struct Avx512 {
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F zero_where_eq(F a, F x, F c) { return _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(x, c, _CMP_EQ_OQ), _mm512_setzero_ps()); }
+  static F select_lt(F a, F b, F x, F y) { return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), x); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static float sum(F v) {

@@ -1,0 +1,135 @@
+// The addon's instance state and the GPU buffer class, shared by the op bindings in napi/.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "../native/core/context.h"
+#include "../native/core/error.h"
+#include "args.h"
+#include "ops.h"
+#ifdef FUSEDLOSS_CUDA
+#include "../cuda/runtime.h"
+#endif
+
+namespace fl::napi {
+
+class Addon;
+
+// Memory on the GPU, owned by a JS object. Freed by dispose() (or Symbol.dispose in the TS
+// wrapper); the finalizer is only a backstop for buffers the user forgot.
+class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "DeviceBuffer",
+                       {InstanceMethod("dispose", &DeviceBuffer::dispose),
+                        InstanceMethod("copyFromHost", &DeviceBuffer::copy_from_host),
+                        InstanceMethod("copyToHost", &DeviceBuffer::copy_to_host),
+                        InstanceAccessor("bytes", &DeviceBuffer::get_bytes, nullptr),
+                        InstanceAccessor("disposed", &DeviceBuffer::get_disposed, nullptr)});
+  }
+  explicit DeviceBuffer(const Napi::CallbackInfo& info);
+  ~DeviceBuffer() override { release(); }
+
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  std::shared_ptr<std::atomic<int64_t>> in_use;  // the addon's counter; outlives the addon
+
+  void* require(const char* name) const {
+    if (!ptr) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
+    return ptr;
+  }
+
+ private:
+  void release() {
+#ifdef FUSEDLOSS_CUDA
+    if (ptr) {
+      cuda::device_free(ptr);
+      if (in_use) in_use->fetch_sub(int64_t(bytes));
+    }
+#endif
+    ptr = nullptr;
+  }
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    release();
+    return info.Env().Undefined();
+  }
+  Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes)); }
+  Napi::Value get_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ptr == nullptr); }
+  Napi::Value copy_from_host(const Napi::CallbackInfo& info);
+  Napi::Value copy_to_host(const Napi::CallbackInfo& info);
+};
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    Napi::Function buffer_class = DeviceBuffer::define(env);
+    device_buffer_ctor = Napi::Persistent(buffer_class);
+    DefineAddon(exports, {
+                             InstanceMethod("backendInfo", &Addon::backend_info),
+                             InstanceMethod("deviceAlloc", &Addon::device_alloc),
+                             InstanceMethod("memcpy", &Addon::memcpy_),
+                             InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
+                             InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
+                             InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
+                             InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
+                         });
+  }
+
+  Context ctx;
+  Napi::FunctionReference device_buffer_ctor;
+  std::shared_ptr<std::atomic<int64_t>> device_bytes = std::make_shared<std::atomic<int64_t>>(0);
+
+  // The device pointer behind a DeviceBuffer argument, or nullptr when `v` is not one.
+  DeviceBuffer* as_device(const Napi::Value& v) {
+    if (!v.IsObject() || v.IsTypedArray()) return nullptr;
+    Napi::Object o = v.As<Napi::Object>();
+    if (!o.InstanceOf(device_buffer_ctor.Value())) return nullptr;
+    return DeviceBuffer::Unwrap(o);
+  }
+
+ private:
+  Napi::Value backend_info(const Napi::CallbackInfo& info);
+  Napi::Value device_alloc(const Napi::CallbackInfo& info);
+  Napi::Value memcpy_(const Napi::CallbackInfo& info);
+  Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
+  Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
+  // Forwards a JS call to an op binding (napi/ops.h), sync or async.
+  template <Napi::Value (*Fn)(const Napi::CallbackInfo&, Addon&, bool), bool Async>
+  Napi::Value bind(const Napi::CallbackInfo& info) {
+    return Fn(info, *this, Async);
+  }
+};
+
+// A tensor argument: a host TypedArray or a DeviceBuffer, checked against the element count.
+struct Operand {
+  void* ptr = nullptr;
+  bool device = false;
+};
+
+inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count) {
+  if (DeviceBuffer* d = addon.as_device(v)) {
+    if (d->bytes != size_t(count * dtype_size(dtype)))
+      fail("ERR_SHAPE", std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
+                            " bytes, received " + std::to_string(d->bytes));
+    return {d->require(name), true};
+  }
+  const HostArray h = host_array(v, name, array_type_for(dtype));
+  if (int64_t(h.length) != count)
+    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+  return {h.data, false};
+}
+
+// An optional host array argument (undefined or null → nullptr).
+template <class T>
+T* optional_host(const Napi::Value& v, const char* name, napi_typedarray_type type, int64_t count) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  const HostArray h = host_array(v, name, type);
+  if (int64_t(h.length) != count)
+    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+  return static_cast<T*>(h.data);
+}
+
+}  // namespace fl::napi

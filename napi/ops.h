@@ -1,0 +1,12 @@
+// The op bindings, one file each in napi/. Each takes the call's arguments (validated and
+// normalised by lib/), builds a Job (napi/job.h) and runs it sync or async.
+#pragma once
+#include <napi.h>
+
+namespace fl::napi {
+
+class Addon;
+
+Napi::Value softmax_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
+
+}  // namespace fl::napi

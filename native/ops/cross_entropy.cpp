@@ -1,0 +1,101 @@
+#include "cross_entropy.h"
+
+#include <string>
+#include <vector>
+
+#include "../core/error.h"
+#include "cross_entropy_math.h"
+#include "softmax_rows.h"
+
+namespace fl {
+
+CrossEntropyTotals cross_entropy_totals(const CrossEntropyArgs& a) {
+  double weight_sum = 0, mean_w = 1;
+  if (a.class_weights) {
+    double s = 0;
+    for (int64_t j = 0; j < a.cols; ++j) s += a.class_weights[j];
+    mean_w = s / double(a.cols);
+  }
+  for (int64_t i = 0; i < a.rows; ++i) {
+    const int32_t y = a.labels[i];
+    if (y == a.ignore_index) continue;
+    if (y < 0 || y >= a.cols)
+      fail("ERR_LABEL_RANGE", "labels[" + std::to_string(i) + "]: expected a class in [0, " + std::to_string(a.cols) +
+                                  ") or ignoreIndex (" + std::to_string(a.ignore_index) + "), received " + std::to_string(y));
+    weight_sum += a.class_weights ? a.class_weights[y] : 1.0;
+  }
+  return {weight_sum, mean_w};
+}
+
+namespace {
+
+struct CrossEntropyLoss {
+  const CrossEntropyArgs& a;
+  const SoftmaxRows& engine;
+  CrossEntropyTotals totals;
+  std::vector<double> loss;      // per row
+  std::vector<Entry> label;      // the label's entry, read before an in-place sweep overwrites it
+  std::vector<float> label_delta;
+
+  bool ignored(int64_t r) const { return a.labels[r] == a.ignore_index; }
+  double upstream(int64_t r) const {
+    if (a.reduction == Reduction::Mean) return totals.weight_sum > 0 ? 1.0 / totals.weight_sum : 0.0;
+    if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
+    return 1.0;
+  }
+
+  // Ignored rows still run (their NaNs are errors too, and lse is reported), with zero terms.
+  bool active(int64_t) const { return true; }
+  RowSkip skip(int64_t) const { return {}; }
+
+  DenseTerms terms(int64_t r, const RowStats& st) {
+    const double lse = st.lse();
+    if (a.lse) a.lse[r] = float(lse);
+    if (ignored(r)) {
+      loss[size_t(r)] = 0;
+      return DenseTerms{float(lse), 0.f, 0.f, 0.f};
+    }
+    const int32_t y = a.labels[r];
+    const Entry e = engine.entry(r, y);
+    label[size_t(r)] = e;
+    const double w_y = a.class_weights ? a.class_weights[y] : 1.0;
+    const CrossEntropyRow row = cross_entropy_row(lse, e.z, st.lin, w_y, totals.mean_class_weight, double(a.cols),
+                                                  a.label_smoothing, a.z_loss, upstream(r));
+    loss[size_t(r)] = row.loss;
+    label_delta[size_t(r)] = row.label_delta;
+    DenseTerms t{float(lse), row.coef, 0.f, 0.f};
+    if (a.class_weights) t.colw_coef = -row.smooth;
+    else t.bias = -row.smooth;
+    return t;
+  }
+
+  double corrections(int64_t r, const RowStats&, const DenseTerms& t, const SoftmaxRows& eng) const {
+    if (ignored(r)) return 0;
+    const int32_t y = a.labels[r];
+    const Entry& e = label[size_t(r)];
+    const float dense = eng.dense(e, t, y);
+    // The label's gradient is computed once in fp32 and rounded once (matters for bf16).
+    return eng.correct(r, y, e, dense, dense - label_delta[size_t(r)]);
+  }
+};
+
+}  // namespace
+
+LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& a) {
+  const CrossEntropyTotals totals = cross_entropy_totals(a);
+  const SoftmaxProblem p{a.logits, a.dtype, a.rows, a.cols, a.scale, a.softcap, a.class_weights,
+                         a.label_smoothing > 0, a.grad, a.grad_float32, a.want_dscale};
+  SoftmaxRows engine(ctx, p);
+  CrossEntropyLoss loss{a, engine, totals, std::vector<double>(size_t(a.rows)), std::vector<Entry>(size_t(a.rows)),
+                        std::vector<float>(size_t(a.rows))};
+  const double dscale = engine.run(loss);
+  double total = 0;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    a.row_loss[r] = float(loss.loss[size_t(r)]);
+    total += loss.loss[size_t(r)];
+  }
+  if (a.reduction == Reduction::Mean) total = totals.weight_sum > 0 ? total / totals.weight_sum : 0.0;
+  return {total, a.want_dscale ? dscale : 0.0};
+}
+
+}  // namespace fl

@@ -1,0 +1,34 @@
+// Per-row cross-entropy math shared by the CPU driver and the CUDA kernel (FL_HD).
+//
+// With p_j = exp(z_j − lse), w_y the target's class weight, w̄ the mean class weight, ε the
+// smoothing and λ the z-loss weight, row i's loss and gradient are (SPEC 3.1)
+//   ℓ     = w_y(1−ε)(lse − z_y) + ε(w̄·lse − (1/N)Σ_j w_j z_j) + λ·lse²
+//   dℓ/dz_j = (w_y(1−ε) + ε·w̄ + 2λ·lse)·p_j − ε·w_j/N − (1−ε)·w_y·[j = y]
+// The first two gradient terms are the engine's dense part (coef·exp(z − lse) + bias or
+// colw_coef·w_j); the last is the correction at the label.
+#pragma once
+#include "../core/hd.h"
+
+namespace fl {
+
+struct CrossEntropyRow {
+  double loss;        // ℓ (unweighted by the upstream factor)
+  float coef;         // u·(w_y(1−ε) + ε·w̄ + 2λ·lse)
+  float smooth;       // u·ε/N: bias −smooth (no class weights) or colw_coef −smooth (with)
+  float label_delta;  // u·(1−ε)·w_y: subtracted from dL/dz at the label
+};
+
+// u is the row's upstream factor (1/Σw_y for mean, 1 for sum, gradOutput_i for none);
+// lin = Σ_j w_j z_j over the row's finite entries.
+FL_HD CrossEntropyRow cross_entropy_row(double lse, double z_label, double lin, double w_label, double w_mean,
+                                        double n_cols, double eps, double lambda, double u) {
+  CrossEntropyRow r;
+  r.loss = w_label * (1 - eps) * (lse - z_label) + lambda * lse * lse;
+  if (eps > 0) r.loss += eps * (w_mean * lse - lin / n_cols);
+  r.coef = float(u * (w_label * (1 - eps) + eps * w_mean + 2 * lambda * lse));
+  r.smooth = float(u * eps / n_cols);
+  r.label_delta = float(u * (1 - eps) * w_label);
+  return r;
+}
+
+}  // namespace fl

@@ -1,0 +1,247 @@
+// The softmax-row engine: the CPU driver shared by every softmax-family loss (cross-entropy,
+// multi-label softmax, InfoNCE, decoupled softmax, DCL).
+//
+// Each such loss has, per row i, a gradient with respect to z = transform(scale·x) of the form
+//     dL/dz_ij = coef_i·exp(z_ij − shift_i) + bias_i + colw_coef_i·colw_j   (the dense part)
+//              + a few sparse corrections (labels, positives)
+// where shift_i is a log-sum-exp over the row. So every loss runs the same four steps:
+//   1. statistics: max and Σ exp over the row's columns minus a sorted skip list, by tiles;
+//   2. per-row terms from the merged statistics (the loss's own math, scalar);
+//   3. the dense gradient sweep (skipped columns get exactly 0), with the dScale share;
+//   4. the sparse corrections at O(nnz) columns, recomputed in fp32 before rounding.
+// Rows that fit one tile (kRowTile columns) run all four steps in one task, so the second read
+// of the row comes from cache; wider rows are cut into tiles spread over the pool (B = 1,
+// N = 10^7 uses every core) and merged in tile order: results do not depend on the thread count.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/context.h"
+#include "../core/dtype.h"
+#include "../core/error.h"
+#include "../core/parallel.h"
+#include "../core/rowmath.h"
+
+namespace fl {
+
+// Columns of one row left out of the statistics and given a zero dense gradient: sorted,
+// unique, in [0, cols).
+struct RowSkip {
+  const int32_t* cols = nullptr;
+  int64_t n = 0;
+};
+
+struct RowStats {
+  float max = -INFINITY;  // max z (−inf when every column is skipped or −inf)
+  double sum = 0;         // Σ exp(z − max)
+  double lin = 0;         // Σ colw_j·z_j over finite, non-skipped entries (when asked)
+  double lse() const { return max == -INFINITY ? -INFINITY : double(max) + std::log(sum); }
+};
+
+// The dense part of row i's gradient (already multiplied by the row's upstream factor).
+struct DenseTerms {
+  float shift = 0, coef = 0, bias = 0, colw_coef = 0;
+};
+
+struct SoftmaxProblem {
+  const void* x;  // rows × cols scores, row-major, of `dtype`
+  DType dtype;
+  int64_t rows, cols;
+  float scale;
+  float cap;              // softcap c, or 0 for none
+  const float* colw;      // per-column weights (class weights), or null
+  bool want_lin;          // also compute RowStats::lin
+  void* grad;             // rows × cols, or null for no gradient
+  bool grad_float32;      // grad dtype: float32, or the input dtype
+  bool want_dscale;       // run the gradient sweep for dScale even without `grad`
+};
+
+// One entry of the row, seen by a loss's sparse corrections.
+struct Entry {
+  float x, z;       // score and transformed score
+  float dzdx, dzds; // dz/dx and dz/dscale (0 for a −inf score)
+};
+
+class SoftmaxRows {
+ public:
+  SoftmaxRows(Context& ctx, const SoftmaxProblem& p) : ctx_(ctx), p_(p) {}
+
+  const SoftmaxProblem& problem() const { return p_; }
+
+  Entry entry(int64_t r, int64_t c) const {
+    const int64_t i = r * p_.cols + c;
+    const float x = p_.dtype == DType::Float32 ? static_cast<const float*>(p_.x)[i]
+                    : p_.dtype == DType::Float16 ? to_float(static_cast<const f16_t*>(p_.x)[i])
+                                                 : to_float(static_cast<const bf16_t*>(p_.x)[i]);
+    if (x == -INFINITY) return Entry{x, -INFINITY, 0.f, 0.f};
+    if (p_.cap > 0) {
+      float sech2;
+      const float t = tanh_sech2(p_.scale * x / p_.cap, &sech2);
+      return Entry{x, p_.cap * t, p_.scale * sech2, x * sech2};
+    }
+    return Entry{x, p_.scale * x, p_.scale, x};
+  }
+
+  // The dense dL/dz at an entry, as the sweep computed it (for dScale bookkeeping).
+  float dense(const Entry& e, const DenseTerms& t, int64_t c) const {
+    if (e.x == -INFINITY) return 0.f;
+    return t.coef * std::exp(e.z - t.shift) + t.bias + (p_.colw ? t.colw_coef * p_.colw[c] : 0.f);
+  }
+
+  // Overwrites the gradient at (r, c) with dL/dz · dz/dx, rounded once to the grad dtype, and
+  // returns the change of that entry's dScale term.
+  double correct(int64_t r, int64_t c, const Entry& e, float dense_dz, float exact_dz) const {
+    if (p_.grad) {
+      const int64_t i = r * p_.cols + c;
+      const float g = exact_dz * e.dzdx;
+      if (p_.grad_float32 || p_.dtype == DType::Float32) static_cast<float*>(p_.grad)[i] = g;
+      else if (p_.dtype == DType::Float16) static_cast<f16_t*>(p_.grad)[i] = to_f16(g);
+      else static_cast<bf16_t*>(p_.grad)[i] = to_bf16(g);
+    }
+    return double(exact_dz - dense_dz) * double(e.dzds);
+  }
+
+  // Runs the four steps. Loss provides (called concurrently for different rows):
+  //   bool active(r)                               false: the row is left out (grad 0)
+  //   RowSkip skip(r)
+  //   DenseTerms terms(r, const RowStats&)         also records the row's loss
+  //   double corrections(r, const RowStats&, const DenseTerms&, const SoftmaxRows&)
+  //                                                sparse fixes; returns their dScale change
+  // Returns dScale = Σ_ij dL/dz_ij · dz_ij/dscale, summed in row order.
+  template <class Loss>
+  double run(Loss& loss) {
+    const int64_t tiles = tiles_per_row(p_.cols);
+    const bool sweep = p_.grad || p_.want_dscale;
+    std::vector<double> row_dscale(size_t(p_.rows), 0.0);
+    std::vector<int64_t> row_bad(size_t(p_.rows), -1);
+    if (tiles == 1) {
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t, int64_t, int64_t) {
+        if (!loss.active(r)) {
+          zero_row(r, 0, p_.cols);
+          return;
+        }
+        const RowSkip skip = loss.skip(r);
+        TileMaxSumExp s = stats(r, 0, p_.cols, skip);
+        if (s.first_bad >= 0) {
+          row_bad[size_t(r)] = s.first_bad;
+          return;
+        }
+        const RowStats st{s.max, s.sum, s.lin};
+        const DenseTerms t = loss.terms(r, st);
+        double d = sweep ? grad_sweep(r, 0, p_.cols, skip, t) : 0.0;
+        d += loss.corrections(r, st, t, *this);
+        row_dscale[size_t(r)] = d;
+      });
+      throw_if_bad(row_bad);
+    } else {
+      std::vector<TileMaxSumExp> parts(size_t(p_.rows * tiles));
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+        parts[size_t(r * tiles + k)] = loss.active(r) ? stats(r, c0, c1, loss.skip(r)) : TileMaxSumExp{-INFINITY, 0, 0, -1};
+      });
+      for (int64_t r = 0; r < p_.rows; ++r)
+        for (int64_t k = 0; k < tiles && row_bad[size_t(r)] < 0; ++k) row_bad[size_t(r)] = parts[size_t(r * tiles + k)].first_bad;
+      throw_if_bad(row_bad);
+      std::vector<RowStats> st(size_t(p_.rows));
+      std::vector<DenseTerms> terms(size_t(p_.rows));
+      ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+        if (!loss.active(r)) return;
+        MaxSumExp<double> acc = max_sum_exp_empty<double>();
+        double lin = 0;
+        for (int64_t k = 0; k < tiles; ++k) {
+          const TileMaxSumExp& q = parts[size_t(r * tiles + k)];
+          merge(acc, MaxSumExp<double>{q.max, q.sum});
+          lin += q.lin;
+        }
+        st[size_t(r)] = RowStats{acc.max, acc.sum, lin};
+        terms[size_t(r)] = loss.terms(r, st[size_t(r)]);
+      });
+      std::vector<double> tile_dscale(size_t(p_.rows * tiles), 0.0);
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+        if (!loss.active(r)) zero_row(r, c0, c1);
+        else if (sweep) tile_dscale[size_t(r * tiles + k)] = grad_sweep(r, c0, c1, loss.skip(r), terms[size_t(r)]);
+      });
+      ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+        if (!loss.active(r)) return;
+        double d = 0;
+        for (int64_t k = 0; k < tiles; ++k) d += tile_dscale[size_t(r * tiles + k)];
+        row_dscale[size_t(r)] = d + loss.corrections(r, st[size_t(r)], terms[size_t(r)], *this);
+      });
+    }
+    double total = 0;
+    for (double d : row_dscale) total += d;
+    return total;
+  }
+
+ private:
+  const char* row_ptr(const void* base, DType d, int64_t r, int64_t c) const {
+    return static_cast<const char*>(base) + (r * p_.cols + c) * dtype_size(d);
+  }
+  int64_t grad_esize() const { return p_.grad_float32 ? 4 : dtype_size(p_.dtype); }
+
+  // Calls fn(begin, end) for the runs of [c0, c1) between skipped columns, and skipped(c) for each.
+  template <class Run, class Skipped>
+  static void segments(int64_t c0, int64_t c1, const RowSkip& skip, Run&& run, Skipped&& skipped) {
+    const int32_t* s = std::lower_bound(skip.cols, skip.cols + skip.n, int32_t(c0));
+    const int32_t* e = skip.cols + skip.n;
+    int64_t c = c0;
+    for (; s != e && *s < c1; ++s) {
+      if (*s > c) run(c, int64_t(*s));
+      skipped(int64_t(*s));
+      c = int64_t(*s) + 1;
+    }
+    if (c < c1) run(c, c1);
+  }
+
+  TileMaxSumExp stats(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip) const {
+    const TileStatsFn fn = ctx_.kernels->tile_stats[int(p_.dtype)][stats_variant(p_.cap > 0, p_.want_lin)];
+    MaxSumExp<double> acc = max_sum_exp_empty<double>();
+    double lin = 0;
+    int64_t bad = -1;
+    segments(c0, c1, skip, [&](int64_t a, int64_t b) {
+      if (bad >= 0) return;
+      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.x, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr});
+      if (t.first_bad >= 0) { bad = a + t.first_bad; return; }
+      merge(acc, MaxSumExp<double>{t.max, t.sum});
+      lin += t.lin;
+    }, [&](int64_t c) {
+      // A skipped column is still checked: NaN/+inf anywhere in the scores is an error.
+      const float v = entry_value(r, c);
+      if (bad < 0 && (v != v || v == INFINITY)) bad = c;
+    });
+    return TileMaxSumExp{acc.max, acc.sum, lin, bad};
+  }
+
+  float entry_value(int64_t r, int64_t c) const { return entry(r, c).x; }
+
+  double grad_sweep(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, const DenseTerms& t) const {
+    const TileExpGradFn fn = ctx_.kernels->tile_exp_grad[int(p_.dtype)][grad_variant(p_.cap > 0, p_.grad_float32 || p_.dtype == DType::Float32)];
+    double d = 0;
+    segments(c0, c1, skip, [&](int64_t a, int64_t b) {
+      void* g = p_.grad ? const_cast<char*>(static_cast<const char*>(p_.grad) + (r * p_.cols + a) * grad_esize()) : nullptr;
+      d += fn(ExpGradTile{row_ptr(p_.x, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
+                          p_.colw ? p_.colw + a : nullptr, t.colw_coef});
+    }, [&](int64_t c) { zero_row(r, c, c + 1); });
+    return d;
+  }
+
+  void zero_row(int64_t r, int64_t c0, int64_t c1) const {
+    if (!p_.grad || c1 <= c0) return;
+    std::memset(static_cast<char*>(p_.grad) + (r * p_.cols + c0) * grad_esize(), 0, size_t((c1 - c0) * grad_esize()));
+  }
+
+  void throw_if_bad(const std::vector<int64_t>& row_bad) const {
+    for (int64_t r = 0; r < p_.rows; ++r)
+      if (row_bad[size_t(r)] >= 0)
+        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
+                                   std::to_string(r) + ", " + std::to_string(row_bad[size_t(r)]) + "]");
+  }
+
+  Context& ctx_;
+  SoftmaxProblem p_;
+};
+
+}  // namespace fl

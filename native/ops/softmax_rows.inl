@@ -1,0 +1,156 @@
+// SIMD part of the softmax-row engine (native/ops/softmax_rows.h): the two sweeps every
+// softmax-family loss makes over a stretch of a row. Included into each ISA namespace by
+// native/isa/isa_body.inl.
+//
+// Scores are transformed on load: z = scale·x, or with a softcap c, z = c·tanh(scale·x / c).
+// Both transforms are increasing, so max z = transform(max x): the statistics sweep takes the
+// max of x over a block of kBlock elements (8 KiB of fp32, so the block is in L1 for the next
+// step), then sums exp(z − max z), one exp per element. Block sums are fp32 lane sums of at
+// most kBlock terms; blocks are merged in double, so the error does not grow with N.
+
+constexpr int64_t kBlock = 2048;
+
+// tanh(u) and sech²(u) = 1 − tanh²(u) from e = e^{2u}:
+//   tanh = 1 − 2/(e + 1), except |u| < 0.3, where that subtracts two numbers near 1 and the odd
+//          Taylor series to u^11 is used instead (truncation < 1e-9 relative);
+//   sech² = 4e/(e + 1)², which, unlike 1 − tanh², keeps its relative accuracy where tanh
+//          saturates (the softcap's gradient for large scores).
+// The exp clamps, so large |u| gives tanh = ±1 and sech² = 0, never NaN.
+template <class V>
+static inline typename V::F vtanh(typename V::F u, typename V::F* sech2 = nullptr) {
+  using F = typename V::F;
+  const F e = V::exp(V::add(u, u));
+  const F e1 = V::add(e, V::set1(1.f));
+  const F big = V::sub(V::set1(1.f), V::div(V::set1(2.f), e1));
+  const F u2 = V::mul(u, u);
+  F p = V::fma(u2, V::set1(-0.008863235529902197f), V::set1(0.021869488536155203f));  // −1382/155925, 62/2835
+  p = V::fma(u2, p, V::set1(-0.05396825396825397f));                                   // −17/315
+  p = V::fma(u2, p, V::set1(0.13333333333333333f));                                    // 2/15
+  p = V::fma(u2, p, V::set1(-0.3333333333333333f));                                    // −1/3
+  const F small = V::fma(V::mul(u2, u), p, u);
+  if (sech2) *sech2 = V::div(V::mul(V::set1(4.f), e), V::mul(e1, e1));
+  return V::select_lt(u2, V::set1(0.09f), small, big);
+}
+
+template <bool kSoftcap>
+static inline float transform1(float x, float scale, float cap) {
+  if constexpr (kSoftcap) return cap * tanhf(scale * x / cap);  // C tanhf: no inline std:: wrapper compiled for this ISA
+  else return scale * x;
+}
+
+// Statistics of z over a tile (see StatsTile in kernels.h).
+template <class V, class T, bool kSoftcap, bool kLin>
+TileMaxSumExp tile_stats(const StatsTile& a) {
+  using F = typename V::F;
+  const T* x = static_cast<const T*>(a.x);
+  const F vs = V::set1(a.scale), vc = V::set1(a.cap), vic = V::set1(kSoftcap ? 1.f / a.cap : 0.f);
+  const F ninf = V::set1(-INFINITY);
+  auto z_of = [&](F v) {
+    if constexpr (kSoftcap) return V::mul(vc, vtanh<V>(V::mul(V::mul(v, vs), vic)));
+    else return V::mul(v, vs);
+  };
+  MaxSumExp<double> run = max_sum_exp_empty<double>();
+  double lin = 0;
+  for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+    const T* xb = x + b0;
+    const int64_t len = a.n - b0 < kBlock ? a.n - b0 : kBlock;
+    const int64_t main = len - len % V::W;
+    const int tail = int(len - main);
+    // Sweep 1: max of x, and any NaN/+inf. Tail lanes are filled with −inf (neutral).
+    F vmax = ninf;
+    typename V::Bad bad = V::no_bad();
+    for (int64_t i = 0; i < main; i += V::W) {
+      const F v = V::load(xb + i);
+      vmax = V::max(vmax, v);
+      bad = V::bad(bad, v);
+    }
+    if (tail) {
+      const F v = V::load_tail(xb + main, tail, -INFINITY);
+      vmax = V::max(vmax, v);
+      bad = V::bad(bad, v);
+    }
+    if (V::any(bad)) {
+      for (int64_t i = 0; i < len; ++i) {
+        const float v = to_float(xb[i]);
+        if (v != v || v == INFINITY) return TileMaxSumExp{NAN, 0.0, 0.0, b0 + i};
+      }
+    }
+    const float m = V::hmax(vmax);
+    if (m == -INFINITY) continue;  // an all −inf block adds nothing (and −inf − −inf is NaN)
+    // Sweep 2 (L1-resident): Σ exp(z − max z), and Σ colw·z over finite entries when asked.
+    const float zmax = transform1<kSoftcap>(m, a.scale, a.cap);
+    const F vneg = V::set1(-zmax);
+    F s = V::zero(), l = V::zero();
+    auto take = [&](F v, F w) {
+      const F z = z_of(v);
+      // A −inf score is out (probability 0). The softcap would map it to −cap, so mask it.
+      const F e = V::exp(V::add(z, vneg));
+      s = V::add(s, kSoftcap ? V::zero_where_eq(e, v, ninf) : e);
+      if constexpr (kLin) l = V::fma(V::zero_where_eq(z, v, ninf), w, l);
+    };
+    for (int64_t i = 0; i < main; i += V::W)
+      take(V::load(xb + i), kLin && a.colw ? V::load(a.colw + b0 + i) : V::set1(1.f));
+    if (tail) take(V::load_tail(xb + main, tail, -INFINITY), kLin && a.colw ? V::load_tail(a.colw + b0 + main, tail) : V::set1(1.f));
+    merge(run, MaxSumExp<double>{zmax, double(V::sum(s))});
+    if constexpr (kLin) lin += double(V::sum(l));
+  }
+  return TileMaxSumExp{run.max, run.sum, lin, -1};
+}
+
+template <class V, class T>
+TileMaxSumExp tile_max_sum_exp(const void* x, int64_t n, float scale) {
+  return tile_stats<V, T, false, false>(StatsTile{x, n, scale, 0.f, nullptr});
+}
+
+// The dense gradient sweep over a tile (see ExpGradTile in kernels.h):
+//   dL/dz_j = coef·exp(z_j − shift) + bias + colw_coef·colw_j
+//   g_j     = dL/dz_j · dz_j/dx_j                     stored as TG, unless g is null
+// returning Σ_j dL/dz_j · dz_j/dscale (the tile's share of dScale): fp32 lanes per block,
+// double across blocks. dz/dx = scale, or scale·(1 − tanh²) with a softcap; dz/dscale = x, or
+// x·(1 − tanh²). An entry that is −inf is out: its gradient and dScale term are exactly 0.
+template <class V, class TX, class TG, bool kSoftcap>
+double tile_exp_grad(const ExpGradTile& a) {
+  using F = typename V::F;
+  const TX* x = static_cast<const TX*>(a.x);
+  TG* g = static_cast<TG*>(a.g);
+  const F vs = V::set1(a.scale), vc = V::set1(a.cap), vic = V::set1(kSoftcap ? 1.f / a.cap : 0.f);
+  const F vshift = V::set1(-a.shift), vcoef = V::set1(a.coef), vbias = V::set1(a.bias), vcw = V::set1(a.colw_coef);
+  const F ninf = V::set1(-INFINITY);
+  // One vector of entries starting at j (tail lanes hold −inf, so they contribute 0).
+  auto step = [&](F v, int64_t j, int tail) -> F {
+    F z, dzdx, dzds;
+    if constexpr (kSoftcap) {
+      F sech2;
+      const F t = vtanh<V>(V::mul(V::mul(v, vs), vic), &sech2);
+      z = V::mul(vc, t);
+      dzdx = V::mul(vs, sech2);
+      dzds = V::mul(v, sech2);
+    } else {
+      z = V::mul(v, vs);
+      dzdx = vs;
+      dzds = v;
+    }
+    F d = V::fma(vcoef, V::exp(V::add(z, vshift)), vbias);
+    if (a.colw) d = V::fma(vcw, tail ? V::load_tail(a.colw + j, tail) : V::load(a.colw + j), d);
+    d = V::zero_where_eq(d, v, ninf);
+    if (g) {
+      const F out = V::mul(d, dzdx);
+      if (tail) V::store_tail(g + j, out, tail);
+      else V::store(g + j, out);
+    }
+    return V::mul(d, V::zero_where_eq(dzds, v, ninf));
+  };
+  double total = 0;
+  for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+    const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
+    F acc = V::zero();
+    int64_t j = b0;
+    for (; j + V::W <= b1; j += V::W) acc = V::add(acc, step(V::load(x + j), j, 0));
+    if (j < b1) {
+      const int tail = int(b1 - j);
+      acc = V::add(acc, step(V::load_tail(x + j, tail, -INFINITY), j, tail));
+    }
+    total += double(V::sum(acc));
+  }
+  return total;
+}
