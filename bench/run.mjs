@@ -67,7 +67,8 @@ const results = [];
 for (const op of ops) {
   if (!op.bench || (only && op.name !== only)) continue;
   for (const size of op.bench.sizes) {
-    const inputs = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
+    const made = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
+    const inputs = op.bench.prepare ? op.bench.prepare(fl, made) : made;
     const ms = timeit(() => op.run(fl, inputs, 'cpu'));
     const bytes = op.bench.bytes(size);
     const floorMs = (bytes / copyBw) * 1e3;

@@ -32,6 +32,12 @@ export interface LossOptions {
    * read them after the call, and do not pass the same buffer to a concurrent call. Default false.
    */
   inplace?: boolean;
+  /**
+   * A preallocated gradient tensor to write into (B×N, of the gradient's dtype, on the scores'
+   * device), reused across steps: a training loop then allocates nothing per call. Default: a
+   * new tensor per call.
+   */
+  out?: Tensor;
   /** The shape [B, N], when the scores are a bare typed array. */
   shape?: readonly number[];
   /** The dtype, when the scores are a bare Uint16Array. */
@@ -64,6 +70,8 @@ export interface PreparedLoss {
   /** Where the gradient goes (undefined: no gradient). */
   gradTarget: NativeInput | undefined;
   grad: Tensor | undefined;
+  /** The caller's `out` tensor, if any (never disposed here). */
+  out: Tensor | undefined;
   rowLoss: Float32Array;
 }
 
@@ -92,6 +100,16 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     if (gradDtype !== t.dtype) fail('ERR_ARG', 'opts.inplace', `gradDtype equal to the scores' dtype '${t.dtype}'`, gradDtype);
     grad = t;
     gradTarget = input;
+  } else if (wantGrad && o.out !== undefined) {
+    const out = o.out;
+    if (!(out instanceof Tensor)) fail('ERR_TYPE', 'opts.out', 'a Tensor', out);
+    if (out.shape.length !== 2 || out.shape[0] !== rows || out.shape[1] !== cols)
+      fail('ERR_SHAPE', 'opts.out', `shape [${rows}, ${cols}]`, `#[${out.shape.join(', ')}]`);
+    if (out.dtype !== gradDtype) fail('ERR_DTYPE', 'opts.out', `dtype '${gradDtype}'`, out.dtype);
+    if (out.device !== t.device) fail('ERR_DEVICE', 'opts.out', `a tensor on ${t.device}`, `#a tensor on ${out.device}`);
+    if (out === t) fail('ERR_ARG', 'opts.out', 'a tensor other than the scores (use inplace: true for that)', '#the scores');
+    grad = out;
+    gradTarget = out.nativeInput('opts.out');
   } else if (wantGrad) {
     if (t.device === 'cuda') grad = emptyDevice(gradDtype, [rows, cols]);
     else grad = new Tensor(gradDtype, [rows, cols], gradDtype === 'float32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols), undefined);
@@ -108,6 +126,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
       gradOutput,
       gradTarget,
       grad,
+      out: o.out instanceof Tensor ? o.out : undefined,
       rowLoss: new Float32Array(rows),
     },
   };
@@ -122,8 +141,8 @@ export function finishLoss(p: PreparedLoss, native: { loss: number; dScale: numb
 }
 
 /** @internal Frees a gradient the failed call allocated on the device. */
-export function abandonLoss(p: PreparedLoss): void {
-  if (p.grad && p.grad !== p.scores) p.grad.dispose();
+export function abandonLoss(p: PreparedLoss, out?: unknown): void {
+  if (p.grad && p.grad !== p.scores && p.grad !== out) p.grad.dispose();
 }
 
 /** @internal Runs a prepared loss sync, cleaning up on failure. */
@@ -132,7 +151,7 @@ export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedL
     const r = fn();
     return finishLoss(p, r, extra?.());
   } catch (e) {
-    abandonLoss(p);
+    abandonLoss(p, p.out);
     throw e;
   }
 }
@@ -143,7 +162,7 @@ export async function runLossAsync<T extends { loss: number; dScale: number }>(p
     const r = await fn();
     return finishLoss(p, r, extra?.());
   } catch (e) {
-    abandonLoss(p);
+    abandonLoss(p, p.out);
     throw e;
   }
 }

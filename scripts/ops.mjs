@@ -23,7 +23,89 @@ export const place = (fl, t, device) => (device === 'cuda' ? fl.toDevice(t) : t)
 
 const dtypes = ['float32', 'float16', 'bfloat16'];
 
+/** Labels in [0, cols), with about a fifth ignored (-100) when `ignore` is set. */
+export function randomLabels(rng, rows, cols, ignore = false) {
+  const y = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) y[i] = ignore && rng.u() < 0.2 ? -100 : rng.int(0, cols);
+  return y;
+}
+
+/** Host values of a loss result's gradient (for comparisons across backends). */
+const gradValues = (fl, g) => (g ? fl.toFloat32(fl.toHost(g).data(), g.dtype) : new Float32Array(0));
+
 export const ops = [
+  {
+    name: 'softmaxCrossEntropy',
+    cases: [
+      { rows: 7, cols: 97, kind: 'normal', opts: {} },
+      { rows: 5, cols: 50257, kind: 'peaked', opts: { labelSmoothing: 0.1, zLoss: 1e-4 } },
+      { rows: 300, cols: 32771, kind: 'normal', opts: { scale: 1.5, softcap: 30 } },
+      { rows: 2, cols: 300007, kind: 'flat', opts: { reduction: 'sum', classWeights: true } },
+    ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
+    make(fl, rng, c) {
+      const opts = { ...(c.opts ?? {}), gradScale: true };
+      if (opts.classWeights === true) opts.classWeights = new Float32Array(c.cols).map(() => 0.5 + rng.u());
+      return { scores: scoresTensor(fl, rng, c), labels: randomLabels(rng, c.rows, c.cols, c.rows > 2), opts };
+    },
+    run(fl, inputs, device) {
+      const s = place(fl, inputs.scores, device);
+      try {
+        const r = fl.softmaxCrossEntropy(s, inputs.labels, inputs.opts);
+        const out = { loss: r.loss, dScale: r.dScale, grad: gradValues(fl, r.grad) };
+        if (device === 'cuda') r.grad.dispose();
+        return out;
+      } finally {
+        if (s !== inputs.scores) s.dispose();
+      }
+    },
+    tol: { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 },
+    bench: {
+      sizes: [
+        { rows: 256, cols: 32768 },
+        { rows: 8, cols: 1_000_003 },
+      ],
+      bytes: (c) => c.rows * c.cols * 8, // one read of the logits, one write of the gradient
+      // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
+      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      peers: {
+        'tfjs-wasm': ({ tf }, inputs) => {
+          const [rows, cols] = inputs.scores.shape;
+          const x = tf.tensor2d(inputs.scores.data(), [rows, cols]);
+          const onehot = tf.oneHot(tf.tensor1d(inputs.labels, 'int32'), cols);
+          const lossAndGrad = tf.valueAndGrad((logits) => tf.losses.softmaxCrossEntropy(onehot, logits));
+          return {
+            fn: () => {
+              const { value, grad } = lossAndGrad(x);
+              value.dataSync();
+              grad.dataSync();
+              value.dispose();
+              grad.dispose();
+            },
+            dispose: () => { x.dispose(); onehot.dispose(); },
+          };
+        },
+        'plain-js': (_ctx, inputs) => {
+          const [rows, cols] = inputs.scores.shape;
+          const x = inputs.scores.data();
+          const g = new Float32Array(rows * cols);
+          return {
+            fn: () => {
+              for (let r = 0; r < rows; r++) {
+                const o = r * cols;
+                let m = -Infinity;
+                for (let c = 0; c < cols; c++) m = Math.max(m, x[o + c]);
+                let s = 0;
+                for (let c = 0; c < cols; c++) s += Math.exp(x[o + c] - m);
+                const lse = m + Math.log(s);
+                for (let c = 0; c < cols; c++) g[o + c] = Math.exp(x[o + c] - lse) / rows;
+                g[o + inputs.labels[r]] -= 1 / rows;
+              }
+            },
+          };
+        },
+      },
+    },
+  },
   {
     name: 'logSumExp',
     cases: [
