@@ -3,7 +3,7 @@
 // compares each backend with the CPU, the ggml test-backend-ops idea. Needs only node and the
 // built package, so it runs unchanged on the GPU machine (see scripts/gpu/).
 //
-//   node scripts/backend-ops.mjs [--op NAME] [--json FILE]
+//   node scripts/backend-ops.mjs [--op NAME] [--json FILE] [--small]
 // Exit status 1 when any comparison fails. Without a GPU it runs the CPU side alone (so the
 // script itself is exercised) and says that CUDA was not compared.
 import { writeFileSync } from 'node:fs';
@@ -16,6 +16,8 @@ const fl = require('../dist/index.js');
 const args = process.argv.slice(2);
 const only = args.includes('--op') ? args[args.indexOf('--op') + 1] : undefined;
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
+// --small: only the cases of at most 10^6 elements (for compute-sanitizer, which is slow).
+const small = args.includes('--small');
 
 const info = fl.backendInfo();
 const devices = ['cpu', ...(info.cuda.available ? ['cuda'] : [])];
@@ -39,6 +41,7 @@ let failed = 0;
 for (const op of ops) {
   if (only && op.name !== only) continue;
   op.cases.forEach((c, i) => {
+    if (small && c.rows * c.cols > 1e6) return;
     const inputs = op.make(fl, makeRng(1000 + i), c);
     const label = `${op.name} ${c.rows}x${c.cols} ${c.dtype ?? 'float32'} ${c.kind ?? ''}`.trim();
     let cpu;

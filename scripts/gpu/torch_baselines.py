@@ -1,0 +1,70 @@
+"""PyTorch eager baselines for the GPU benchmark (bench/gpu.mjs times fusedloss on the same
+shapes). Each op's time is the median over repeats, measured with CUDA events, forward and
+backward as a training step runs them. Writes JSON: {op: {shape: {dtype: ms}}} plus the
+device-to-device copy bandwidth measured in the same process."""
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+from shapes import GPU_SHAPES  # the one list of shapes, shared with bench/gpu.mjs
+
+
+def timed(fn, reps=20):
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def cross_entropy(x, y):
+    x.grad = None
+    F.cross_entropy(x, y).backward()
+
+
+def log_sum_exp(x, _):
+    torch.logsumexp(x, dim=1)
+
+
+OPS = {"softmaxCrossEntropy": cross_entropy, "logSumExp": log_sum_exp}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    n = 1 << 28
+    src, dst = torch.empty(n, dtype=torch.float32, device=dev), torch.empty(n, dtype=torch.float32, device=dev)
+    ms = timed(lambda: dst.copy_(src))
+    out["copyGBs"] = 2 * n * 4 / (ms / 1e3) / 1e9
+    del src, dst
+    for op, shapes in GPU_SHAPES.items():
+        if op not in OPS:
+            continue
+        for rows, cols in shapes:
+            for name, dtype in DTYPES.items():
+                x = torch.randn(rows, cols, device=dev, dtype=dtype).requires_grad_(op != "logSumExp")
+                y = torch.randint(0, cols, (rows,), device=dev)
+                ms = timed(lambda: OPS[op](x, y))
+                out.setdefault(op, {}).setdefault(f"{rows}x{cols}", {})[name] = ms
+                print(f"torch {op} {rows}x{cols} {name}: {ms:.3f} ms", flush=True)
+                del x, y
+                torch.cuda.empty_cache()
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
