@@ -8,6 +8,7 @@
 // read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
 // median over repeated runs after a warm-up; ratios compare figures from this same run.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -51,6 +52,18 @@ async function loadTf() {
   }
 }
 
+// PyTorch CPU as a peer, run in a subprocess per (op, shape) by bench/torch_cpu.py. Debian's
+// python3-torch lives under /usr/bin/python3; FUSEDLOSS_BENCH_PYTHON picks another interpreter.
+const python = process.env.FUSEDLOSS_BENCH_PYTHON ?? '/usr/bin/python3';
+let torchVersion;
+function torchCpuMs(op, size, threads) {
+  const r = spawnSync(python, [path.join(root, 'bench', 'torch_cpu.py'), JSON.stringify({ op, ...size, threads })], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  torchVersion = out.torch;
+  return out.ms;
+}
+
 const info = fl.backendInfo();
 const addon = native().addon;
 const copyBytes = 256 * 2 ** 20;
@@ -82,6 +95,8 @@ for (const op of ops) {
         p.dispose?.();
       }
     }
+    const torchMs = torchCpuMs(op.name, size, info.cpu.threads);
+    if (torchMs !== undefined) row.peers['torch-cpu'] = torchMs;
     results.push(row);
     console.log(`${op.name.padEnd(22)} ${row.size.padStart(12)}  ${ms.toFixed(2).padStart(8)} ms  ${row.gbs.toFixed(1).padStart(6)} GB/s  ` +
       `${(row.ofFloor * 100).toFixed(0).padStart(3)}% of floor  ` +
@@ -102,7 +117,7 @@ if (write) {
     `- Machine: ${cpuName}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`,
     `- fusedloss CPU backend: ${info.cpu.simd}, ${info.cpu.threads} threads`,
     `- Copy bandwidth (multi-threaded memcpy, 256 MiB): ${(copyBw / 1e9).toFixed(1)} GB/s read+write`,
-    `- Peers: ${peerNames.join(', ') || 'none'}${ctx.tf ? ` (TensorFlow.js ${ctx.tf.version.tfjs}, wasm backend)` : ''}`,
+    `- Peers: ${peerNames.join(', ') || 'none'}${ctx.tf ? ` (TensorFlow.js ${ctx.tf.version.tfjs}, wasm backend)` : ''}${torchVersion ? ` (PyTorch ${torchVersion} CPU, ${info.cpu.threads} threads, forward + backward)` : ''}`,
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
     '',
     `| op | B×N | fusedloss ms | GB/s | % of floor | ${peerNames.map((p) => `vs ${p}`).join(' | ')} |`,

@@ -25,6 +25,10 @@ struct StatsTile {
   float scale;
   float cap;          // softcap c (variants with a softcap only)
   const float* colw;  // per-column weights for `lin`, or null
+  // Optional, without a softcap: keep[j] = exp(z_j − block max) for the tile's entries and
+  // block_max[b] for each kBlock-long block, so that the gradient sweep needs no exp.
+  float* keep;
+  float* block_max;
 };
 
 // The dense gradient of a softmax-family loss over one tile (native/ops/softmax_rows.inl):
@@ -37,11 +41,16 @@ struct ExpGradTile {
   float shift, coef, bias;
   const float* colw;  // null, or per-column values (class weights)
   float colw_coef;
+  const float* kept;       // StatsTile::keep of the same tile, or null
+  const float* block_max;  // StatsTile::block_max of the same tile
 };
 
 using TileMaxSumExpFn = TileMaxSumExp (*)(const void* x, int64_t n, float scale);
 using TileStatsFn = TileMaxSumExp (*)(const StatsTile&);
 using TileExpGradFn = double (*)(const ExpGradTile&);
+
+// The block length of the SIMD sweeps (softmax_rows.inl): statistics are merged per block.
+constexpr int64_t kSoftmaxBlock = 2048;
 
 // Variant indices.
 constexpr int stats_variant(bool softcap, bool lin) { return (softcap ? 2 : 0) + (lin ? 1 : 0); }

@@ -125,14 +125,24 @@ class SoftmaxRows {
           return;
         }
         const RowSkip skip = loss.skip(r);
-        TileMaxSumExp s = stats(r, 0, p_.cols, skip);
+        // Without a softcap, the statistics sweep keeps exp(z − block max) for the gradient
+        // sweep (one exp per entry in all). Per-thread buffers: rows here are ≤ kRowTile wide.
+        Kept* kept = nullptr;
+        if (sweep && p_.cap == 0) {
+          thread_local Kept buffers;
+          buffers.keep.resize(size_t(p_.cols));
+          // Blocks over all segments: at most one per segment plus one per kSoftmaxBlock columns.
+          buffers.block_max.resize(size_t(p_.cols / 2 + p_.cols / kSoftmaxBlock + 2));
+          kept = &buffers;
+        }
+        TileMaxSumExp s = stats(r, 0, p_.cols, skip, kept);
         if (s.first_bad >= 0) {
           row_bad[size_t(r)] = s.first_bad;
           return;
         }
         const RowStats st{s.max, s.sum, s.lin};
         const DenseTerms t = loss.terms(r, st);
-        double d = sweep ? grad_sweep(r, 0, p_.cols, skip, t) : 0.0;
+        double d = sweep ? grad_sweep(r, 0, p_.cols, skip, t, kept) : 0.0;
         d += loss.corrections(r, st, t, *this);
         row_dscale[size_t(r)] = d;
       });
@@ -177,6 +187,12 @@ class SoftmaxRows {
   }
 
  private:
+  // exp(z − block max) of one row and its block maxima, carried from the statistics sweep to
+  // the gradient sweep (see ExpGradTile::kept).
+  struct Kept {
+    std::vector<float> keep, block_max;
+  };
+
   const char* row_ptr(const void* base, DType d, int64_t r, int64_t c) const {
     return static_cast<const char*>(base) + (r * p_.cols + c) * dtype_size(d);
   }
@@ -196,14 +212,21 @@ class SoftmaxRows {
     if (c < c1) run(c, c1);
   }
 
-  TileMaxSumExp stats(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip) const {
+  // Segments of a row in the Kept buffers: entries at their column, block maxima packed in
+  // segment order (both sweeps walk the same segments, so they agree on the packing).
+  static int64_t blocks_in(int64_t n) { return (n + kSoftmaxBlock - 1) / kSoftmaxBlock; }
+
+  TileMaxSumExp stats(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, Kept* kept = nullptr) const {
     const TileStatsFn fn = ctx_.kernels->tile_stats[int(p_.dtype)][stats_variant(p_.cap > 0, p_.want_lin)];
     MaxSumExp<double> acc = max_sum_exp_empty<double>();
     double lin = 0;
-    int64_t bad = -1;
+    int64_t bad = -1, block = 0;
     segments(c0, c1, skip, [&](int64_t a, int64_t b) {
       if (bad >= 0) return;
-      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.x, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr});
+      float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
+      float* bmax = kept ? kept->block_max.data() + block : nullptr;
+      block += blocks_in(b - a);
+      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.x, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
       if (t.first_bad >= 0) { bad = a + t.first_bad; return; }
       merge(acc, MaxSumExp<double>{t.max, t.sum});
       lin += t.lin;
@@ -217,13 +240,17 @@ class SoftmaxRows {
 
   float entry_value(int64_t r, int64_t c) const { return entry(r, c).x; }
 
-  double grad_sweep(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, const DenseTerms& t) const {
+  double grad_sweep(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, const DenseTerms& t, const Kept* kept = nullptr) const {
     const TileExpGradFn fn = ctx_.kernels->tile_exp_grad[int(p_.dtype)][grad_variant(p_.cap > 0, p_.grad_float32 || p_.dtype == DType::Float32)];
     double d = 0;
+    int64_t block = 0;
     segments(c0, c1, skip, [&](int64_t a, int64_t b) {
       void* g = p_.grad ? const_cast<char*>(static_cast<const char*>(p_.grad) + (r * p_.cols + a) * grad_esize()) : nullptr;
+      const float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
+      const float* bmax = kept ? kept->block_max.data() + block : nullptr;
+      block += blocks_in(b - a);
       d += fn(ExpGradTile{row_ptr(p_.x, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
-                          p_.colw ? p_.colw + a : nullptr, t.colw_coef});
+                          p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax});
     }, [&](int64_t c) { zero_row(r, c, c + 1); });
     return d;
   }

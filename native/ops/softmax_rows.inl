@@ -8,7 +8,7 @@
 // step), then sums exp(z − max z), one exp per element. Block sums are fp32 lane sums of at
 // most kBlock terms; blocks are merged in double, so the error does not grow with N.
 
-constexpr int64_t kBlock = 2048;
+constexpr int64_t kBlock = kSoftmaxBlock;
 
 // tanh(u) and sech²(u) = 1 − tanh²(u) from e = e^{2u}:
 //   tanh = 1 − 2/(e + 1), except |u| < 0.3, where that subtracts two numbers near 1 and the odd
@@ -76,7 +76,14 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       }
     }
     const float m = V::hmax(vmax);
-    if (m == -INFINITY) continue;  // an all −inf block adds nothing (and −inf − −inf is NaN)
+    const bool keep = !kSoftcap && a.keep;
+    if (m == -INFINITY) {  // an all −inf block adds nothing (and −inf − −inf is NaN)
+      if (keep) {
+        std::memset(a.keep + b0, 0, size_t(len) * sizeof(float));
+        a.block_max[b0 / kBlock] = -INFINITY;
+      }
+      continue;
+    }
     // Sweep 2 (L1-resident): Σ exp(z − max z), and Σ colw·z over finite entries when asked.
     const float zmax = transform1<kSoftcap>(m, a.scale, a.cap);
     const F vneg = V::set1(-zmax);
@@ -87,10 +94,17 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       const F e = V::exp(V::add(z, vneg));
       s = V::add(s, kSoftcap ? V::zero_where_eq(e, v, ninf) : e);
       if constexpr (kLin) l = V::fma(V::zero_where_eq(z, v, ninf), w, l);
+      return e;
     };
-    for (int64_t i = 0; i < main; i += V::W)
-      take(V::load(xb + i), kLin && a.colw ? V::load(a.colw + b0 + i) : V::set1(1.f));
-    if (tail) take(V::load_tail(xb + main, tail, -INFINITY), kLin && a.colw ? V::load_tail(a.colw + b0 + main, tail) : V::set1(1.f));
+    for (int64_t i = 0; i < main; i += V::W) {
+      const F e = take(V::load(xb + i), kLin && a.colw ? V::load(a.colw + b0 + i) : V::set1(1.f));
+      if (keep) V::store(a.keep + b0 + i, e);
+    }
+    if (tail) {
+      const F e = take(V::load_tail(xb + main, tail, -INFINITY), kLin && a.colw ? V::load_tail(a.colw + b0 + main, tail) : V::set1(1.f));
+      if (keep) V::store_tail(a.keep + b0 + main, e, tail);
+    }
+    if (keep) a.block_max[b0 / kBlock] = zmax;
     merge(run, MaxSumExp<double>{zmax, double(V::sum(s))});
     if constexpr (kLin) lin += double(V::sum(l));
   }
@@ -99,7 +113,7 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
 
 template <class V, class T>
 TileMaxSumExp tile_max_sum_exp(const void* x, int64_t n, float scale) {
-  return tile_stats<V, T, false, false>(StatsTile{x, n, scale, 0.f, nullptr});
+  return tile_stats<V, T, false, false>(StatsTile{x, n, scale, 0.f, nullptr, nullptr, nullptr});
 }
 
 // The dense gradient sweep over a tile (see ExpGradTile in kernels.h):
@@ -141,6 +155,36 @@ double tile_exp_grad(const ExpGradTile& a) {
     return V::mul(d, V::zero_where_eq(dzds, v, ninf));
   };
   double total = 0;
+  if constexpr (!kSoftcap) {
+    if (a.kept) {
+      // exp(z − shift) = kept · e^{block max − shift}: one scalar exp per block instead of one
+      // per entry. kept is 0 for −inf entries; their bias term is masked as above.
+      for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+        const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
+        const float bm = a.block_max[b0 / kBlock];
+        const F f = V::set1(bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift));
+        F acc = V::zero();
+        auto kstep = [&](F v, F e, int64_t j, int tail) -> F {
+          F d = V::fma(f, e, vbias);
+          if (a.colw) d = V::fma(vcw, tail ? V::load_tail(a.colw + j, tail) : V::load(a.colw + j), d);
+          d = V::zero_where_eq(d, v, ninf);
+          if (g) {
+            if (tail) V::store_tail(g + j, V::mul(d, vs), tail);
+            else V::store(g + j, V::mul(d, vs));
+          }
+          return V::mul(d, V::zero_where_eq(v, v, ninf));
+        };
+        int64_t j = b0;
+        for (; j + V::W <= b1; j += V::W) acc = V::add(acc, kstep(V::load(x + j), V::load(a.kept + j), j, 0));
+        if (j < b1) {
+          const int tail = int(b1 - j);
+          acc = V::add(acc, kstep(V::load_tail(x + j, tail, -INFINITY), V::load_tail(a.kept + j, tail), j, tail));
+        }
+        total += double(V::sum(acc));
+      }
+      return total;
+    }
+  }
   for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
     const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
     F acc = V::zero();
