@@ -142,7 +142,7 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float
 template <class T, class TG, bool kSoftcap>
 __device__ float tile_grad(const CeParams& p, int64_t row, int64_t c0, int64_t c1, const RowTerms& t) {
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
-  TG* g = static_cast<TG*>(p.grad) + row * p.cols;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int32_t y = p.labels[row];
   float dsc = 0.f;
   for_each_col(x, c0, c1, [&](int64_t c, float v) {
@@ -163,7 +163,7 @@ __device__ float tile_grad(const CeParams& p, int64_t row, int64_t c0, int64_t c
       d = t.coef * exp2f(z * kLog2e - t.shift2) + t.bias + (p.class_weights ? t.colw_coef * p.class_weights[c] : 0.f);
       if (c == y) d -= t.label_delta;
     }
-    if (p.grad) g[c] = from_float<TG>(d * dzdx);
+    if (g) g[c] = from_float<TG>(d * dzdx);
     dsc += d * dzds;
   });
   return dsc;
