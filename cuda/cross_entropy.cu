@@ -9,7 +9,7 @@
 //  - tiles (few rows, or very wide rows): a statistics kernel per (row, tile), a per-row
 //    kernel that merges the tiles and computes the row's terms, and a gradient kernel per
 //    (row, tile). Wide rows then fill the GPU, at the cost of a second read.
-// The label's gradient term is folded into the sweep (d −= label_delta at j = y), so it is
+// The label's whole gradient comes from the row's terms (d = label_dz at j = y), so it is
 // computed in fp32 and rounded once. Losses and dScale partials are written per row / per
 // block and summed in a fixed order by one final block: no float atomics.
 #include <cstdint>
@@ -33,8 +33,9 @@ constexpr int64_t kTileCols = 32768;    // tile width of the tiled layout
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct RowTerms {
-  float shift2;       // lse·log2(e): p_j = 2^(y_j − shift2) with y = z·log2(e)
-  float coef, bias, colw_coef, label_delta;
+  float shift2;       // the row's max of y = z·log2(e): p_j = coef-part · 2^(y_j − shift2)
+                      // (not lse·log2(e): rounded to float, that is off by an ulp of lse)
+  float coef, bias, colw_coef, label_dz;
 };
 
 struct CeParams {
@@ -125,14 +126,15 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float
   const int32_t y = p.labels[row];
   if (y == p.ignore_index) {
     p.row_loss[row] = 0;
-    return RowTerms{float(lse * kLog2e), 0.f, 0.f, 0.f, 0.f};
+    return RowTerms{max2, 0.f, 0.f, 0.f, 0.f};
   }
   const float z_y = transform<kSoftcap>(to_float(static_cast<const T*>(p.x)[row * p.cols + y]), p.scale, p.cap);
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
-  const CrossEntropyRow r = cross_entropy_row(lse, z_y, lin, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  const double pm1 = exp(double(z_y) - lse) - 1.0;
+  const CrossEntropyRow r = cross_entropy_row(lse, lse - double(z_y), pm1, lin, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
   p.row_loss[row] = r.loss;
-  RowTerms t{float(lse * kLog2e), r.coef, 0.f, 0.f, r.label_delta};
+  RowTerms t{max2, float(r.coef / double(sum2)), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;
   else t.bias = -r.smooth;
   return t;
@@ -161,7 +163,7 @@ __device__ float tile_grad(const CeParams& p, int64_t row, int64_t c0, int64_t c
         dzds = v;
       }
       d = t.coef * exp2f(z * kLog2e - t.shift2) + t.bias + (p.class_weights ? t.colw_coef * p.class_weights[c] : 0.f);
-      if (c == y) d -= t.label_delta;
+      if (c == y) d = t.label_dz;
     }
     if (g) g[c] = from_float<TG>(d * dzdx);
     dsc += d * dzds;

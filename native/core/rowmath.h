@@ -5,15 +5,19 @@
 
 namespace fl {
 
-// Running (max, sum-exp) of a stream of scores: sum = Σ exp(x − max). Two partial states merge
-// exactly (up to rounding), so a row can be split across SIMD lanes, threads or CUDA blocks and
-// recombined in a fixed order: the result does not depend on how many workers there were.
-// Acc is double on the host, where the partials of a 10^7-wide row are combined, so the
-// combination adds no error that grows with N; CUDA uses float with a tree reduction.
+// Running (max, sum-exp) of a stream of scores, kept as (max, rest) with
+//     Σ exp(x − max) = 1 + rest,
+// i.e. rest sums every term but one instance of the max. Keeping the 1 apart is what makes a
+// confident row exact: when the rest is 1e-9, log Σ = log1p(rest) and 1 − p_max = rest/(1+rest)
+// keep their relative accuracy, where a plain fp32 sum would have rounded 1 + 1e-9 to 1.
+// Two partial states merge exactly (up to rounding), so a row can be split across SIMD lanes,
+// threads or CUDA blocks and recombined in a fixed order: the result does not depend on how
+// many workers there were. Acc is double on the host, so merging 10^4 tiles of a 10^7-wide row
+// adds no error that grows with N.
 template <class Acc>
 struct MaxSumExp {
   float max;  // -inf when nothing (or only -inf) has been seen
-  Acc sum;    // Σ exp(x − max); 0 when max is -inf
+  Acc rest;   // Σ exp(x − max) − 1; 0 when max is -inf
 };
 
 template <class Acc> FL_HD MaxSumExp<Acc> max_sum_exp_empty() { return MaxSumExp<Acc>{-INFINITY, Acc(0)}; }
@@ -22,16 +26,18 @@ template <class Acc> FL_HD void merge(MaxSumExp<Acc>& a, const MaxSumExp<Acc>& b
   if (b.max == -INFINITY) return;
   if (a.max == -INFINITY) { a = b; return; }
   if (b.max > a.max) {
-    a.sum = a.sum * Acc(expf(a.max - b.max)) + b.sum;
+    a.rest = b.rest + (Acc(1) + a.rest) * Acc(expf(a.max - b.max));
     a.max = b.max;
+  } else if (b.max < a.max) {
+    a.rest += (Acc(1) + b.rest) * Acc(expf(b.max - a.max));
   } else {
-    a.sum = a.sum + b.sum * Acc(expf(b.max - a.max));
+    a.rest += Acc(1) + b.rest;  // b's max term is one more ordinary term now
   }
 }
 
-// log Σ exp(x); -inf for an empty row.
+// log Σ exp(x) = max + log1p(rest); -inf for an empty row.
 template <class Acc> FL_HD double log_sum_exp(const MaxSumExp<Acc>& s) {
-  return s.max == -INFINITY ? double(-INFINITY) : double(s.max) + log(double(s.sum));
+  return s.max == -INFINITY ? double(-INFINITY) : double(s.max) + log1p(double(s.rest));
 }
 
 // softplus(x) = log(1 + e^x) and log σ(x) = −softplus(−x), stable for every finite x.
@@ -49,7 +55,7 @@ FL_HD float sigmoid(float x) {
 FL_HD float tanh_sech2(float u, float* sech2) {
   const float e = expf(2.f * u);
   const float e1 = e + 1.f;
-  *sech2 = e == INFINITY ? 0.f : 4.f * e / (e1 * e1);
+  *sech2 = e == INFINITY ? 0.f : (4.f / e1) * (e / e1);  // never forms e², which overflows
   return tanhf(u);
 }
 

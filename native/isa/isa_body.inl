@@ -43,5 +43,6 @@ const CpuKernels FL_KERNEL_TABLE = {
     FL_BY_DTYPE(tile_max_sum_exp),
     FL_VARIANTS(stats_variants),
     FL_VARIANTS(grad_variants),
+    FL_ISA_NS::softcap_one<FL_ISA_NS::V>,
 };
 }  // namespace fl

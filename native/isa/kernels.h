@@ -11,11 +11,12 @@
 namespace fl {
 
 // Statistics of one tile of a row, z = scale·x or z = cap·tanh(scale·x/cap):
-// max = max z, sum = Σ exp(z − max), lin = Σ colw_j·z_j over the finite entries (only when
-// asked; colw ≡ 1 when null), first_bad = index of the first NaN/+inf in the tile, or -1.
+// max = max z, rest = Σ exp(z − max) − 1 (see MaxSumExp in native/core/rowmath.h),
+// lin = Σ colw_j·z_j over the finite entries (only when asked; colw ≡ 1 when null),
+// first_bad = index of the first NaN/+inf in the tile, or -1.
 struct TileMaxSumExp {
   float max;
-  double sum;
+  double rest;
   double lin;
   int64_t first_bad;
 };
@@ -48,6 +49,9 @@ struct ExpGradTile {
 using TileMaxSumExpFn = TileMaxSumExp (*)(const void* x, int64_t n, float scale);
 using TileStatsFn = TileMaxSumExp (*)(const StatsTile&);
 using TileExpGradFn = double (*)(const ExpGradTile&);
+// z = cap·tanh(scale·x/cap) computed exactly as the SIMD sweeps compute it, so that the
+// scalar code's z of an entry is bitwise the sweeps' z (a row's max term is then exactly 1).
+using SoftcapFn = float (*)(float x, float scale, float cap);
 
 // The block length of the SIMD sweeps (softmax_rows.inl): statistics are merged per block.
 constexpr int64_t kSoftmaxBlock = 2048;
@@ -62,6 +66,7 @@ struct CpuKernels {
   TileMaxSumExpFn tile_max_sum_exp[3];  // [dtype]
   TileStatsFn tile_stats[3][4];         // [dtype][stats_variant]
   TileExpGradFn tile_exp_grad[3][4];    // [dtype][grad_variant]
+  SoftcapFn softcap;
 };
 
 extern const CpuKernels kernels_sse2;

@@ -1,5 +1,6 @@
 #include "cross_entropy.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ struct CrossEntropyLoss {
   CrossEntropyTotals totals;
   std::vector<double> loss;      // per row
   std::vector<Entry> label;      // the label's entry, read before an in-place sweep overwrites it
-  std::vector<float> label_delta;
+  std::vector<float> label_dz;
 
   bool ignored(int64_t r) const { return a.labels[r] == a.ignore_index; }
   double upstream(int64_t r) const {
@@ -53,17 +54,22 @@ struct CrossEntropyLoss {
     if (a.lse) a.lse[r] = float(lse);
     if (ignored(r)) {
       loss[size_t(r)] = 0;
-      return DenseTerms{float(lse), 0.f, 0.f, 0.f};
+      return DenseTerms{st.max, 0.f, 0.f, 0.f};
     }
     const int32_t y = a.labels[r];
     const Entry e = engine.entry(r, y);
     label[size_t(r)] = e;
     const double w_y = a.class_weights ? a.class_weights[y] : 1.0;
-    const CrossEntropyRow row = cross_entropy_row(lse, e.z, st.lin, w_y, totals.mean_class_weight, double(a.cols),
+    // When the label is the row max, lse − z_y = log1p(rest) and p_y − 1 = −rest/(1+rest)
+    // exactly; elsewhere p_y ≤ ½ and the direct forms lose nothing.
+    const bool label_is_max = e.z == st.max;
+    const double margin = label_is_max ? std::log1p(st.rest) : lse - double(e.z);
+    const double pm1 = label_is_max ? st.p_max_minus_one() : std::exp(double(e.z) - lse) - 1.0;
+    const CrossEntropyRow row = cross_entropy_row(lse, margin, pm1, st.lin, w_y, totals.mean_class_weight, double(a.cols),
                                                   a.label_smoothing, a.z_loss, upstream(r));
     loss[size_t(r)] = row.loss;
-    label_delta[size_t(r)] = row.label_delta;
-    DenseTerms t{float(lse), row.coef, 0.f, 0.f};
+    label_dz[size_t(r)] = row.label_dz;
+    DenseTerms t{st.max, float(double(row.coef) * st.inv_sum()), 0.f, 0.f};
     if (a.class_weights) t.colw_coef = -row.smooth;
     else t.bias = -row.smooth;
     return t;
@@ -73,9 +79,8 @@ struct CrossEntropyLoss {
     if (ignored(r)) return 0;
     const int32_t y = a.labels[r];
     const Entry& e = label[size_t(r)];
-    const float dense = eng.dense(e, t, y);
-    // The label's gradient is computed once in fp32 and rounded once (matters for bf16).
-    return eng.correct(r, y, e, dense, dense - label_delta[size_t(r)]);
+    // The label's gradient comes whole from terms() and is rounded once (matters for bf16).
+    return eng.correct(r, y, e, eng.dense(e, t, y), label_dz[size_t(r)]);
   }
 };
 

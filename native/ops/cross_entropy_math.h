@@ -13,21 +13,25 @@ namespace fl {
 
 struct CrossEntropyRow {
   double loss;        // ℓ (unweighted by the upstream factor)
-  float coef;         // u·(w_y(1−ε) + ε·w̄ + 2λ·lse)
+  double coef;        // u·(w_y(1−ε) + ε·w̄ + 2λ·lse): the factor of p_j
   float smooth;       // u·ε/N: bias −smooth (no class weights) or colw_coef −smooth (with)
-  float label_delta;  // u·(1−ε)·w_y: subtracted from dL/dz at the label
+  float label_dz;     // the whole dℓ/dz at the label, times u
 };
 
 // u is the row's upstream factor (1/Σw_y for mean, 1 for sum, gradOutput_i for none);
+// margin = lse − z_y and p_y_minus_one = p_y − 1, both computed by the caller so that they keep
+// their precision when the label holds nearly all the probability (see RowStats);
 // lin = Σ_j w_j z_j over the row's finite entries.
-FL_HD CrossEntropyRow cross_entropy_row(double lse, double z_label, double lin, double w_label, double w_mean,
-                                        double n_cols, double eps, double lambda, double u) {
+FL_HD CrossEntropyRow cross_entropy_row(double lse, double margin, double p_y_minus_one, double lin, double w_label,
+                                        double w_mean, double n_cols, double eps, double lambda, double u) {
   CrossEntropyRow r;
-  r.loss = w_label * (1 - eps) * (lse - z_label) + lambda * lse * lse;
+  r.loss = w_label * (1 - eps) * margin + lambda * lse * lse;
   if (eps > 0) r.loss += eps * (w_mean * lse - lin / n_cols);
-  r.coef = float(u * (w_label * (1 - eps) + eps * w_mean + 2 * lambda * lse));
+  r.coef = u * (w_label * (1 - eps) + eps * w_mean + 2 * lambda * lse);
   r.smooth = float(u * eps / n_cols);
-  r.label_delta = float(u * (1 - eps) * w_label);
+  // (w_y(1−ε) + εw̄ + 2λ·lse)·p_y − (1−ε)·w_y − ε·w_y/N, with the cancelling part as p_y − 1.
+  r.label_dz = float(u * (w_label * (1 - eps) * p_y_minus_one + (eps * w_mean + 2 * lambda * lse) * (1 + p_y_minus_one) -
+                          eps * w_label / n_cols));
   return r;
 }
 

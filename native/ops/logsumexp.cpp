@@ -28,7 +28,7 @@ void log_sum_exp(Context& ctx, const LogSumExpArgs& a) {
       if (p.first_bad >= 0)
         fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
                                    std::to_string(r) + ", " + std::to_string(p.first_bad) + "]");
-      merge(acc, MaxSumExp<double>{p.max, p.sum});
+      merge(acc, MaxSumExp<double>{p.max, p.rest});
     }
     a.out[r] = float(log_sum_exp(acc));
   }

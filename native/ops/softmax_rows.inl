@@ -28,14 +28,20 @@ static inline typename V::F vtanh(typename V::F u, typename V::F* sech2 = nullpt
   p = V::fma(u2, p, V::set1(0.13333333333333333f));                                    // 2/15
   p = V::fma(u2, p, V::set1(-0.3333333333333333f));                                    // −1/3
   const F small = V::fma(V::mul(u2, u), p, u);
-  if (sech2) *sech2 = V::div(V::mul(V::set1(4.f), e), V::mul(e1, e1));
+  // (4/(e+1))·(e/(e+1)): never forms e², which overflows for large u.
+  if (sech2) *sech2 = V::mul(V::div(V::set1(4.f), e1), V::div(e, e1));
   return V::select_lt(u2, V::set1(0.09f), small, big);
 }
 
-template <bool kSoftcap>
-static inline float transform1(float x, float scale, float cap) {
-  if constexpr (kSoftcap) return cap * tanhf(scale * x / cap);  // C tanhf: no inline std:: wrapper compiled for this ISA
-  else return scale * x;
+template <class V>
+static inline typename V::F softcap_z(typename V::F x, typename V::F scale, typename V::F cap, typename V::F inv_cap) {
+  return V::mul(cap, vtanh<V>(V::mul(V::mul(x, scale), inv_cap)));
+}
+
+// One score through the same vector arithmetic (CpuKernels::softcap).
+template <class V>
+float softcap_one(float x, float scale, float cap) {
+  return V::hmax(softcap_z<V>(V::set1(x), V::set1(scale), V::set1(cap), V::set1(1.f / cap)));
 }
 
 // Statistics of z over a tile (see StatsTile in kernels.h).
@@ -46,7 +52,7 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
   const F vs = V::set1(a.scale), vc = V::set1(a.cap), vic = V::set1(kSoftcap ? 1.f / a.cap : 0.f);
   const F ninf = V::set1(-INFINITY);
   auto z_of = [&](F v) {
-    if constexpr (kSoftcap) return V::mul(vc, vtanh<V>(V::mul(V::mul(v, vs), vic)));
+    if constexpr (kSoftcap) return softcap_z<V>(v, vs, vc, vic);
     else return V::mul(v, vs);
   };
   MaxSumExp<double> run = max_sum_exp_empty<double>();
@@ -85,14 +91,19 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       continue;
     }
     // Sweep 2 (L1-resident): Σ exp(z − max z), and Σ colw·z over finite entries when asked.
-    const float zmax = transform1<kSoftcap>(m, a.scale, a.cap);
-    const F vneg = V::set1(-zmax);
-    F s = V::zero(), l = V::zero();
+    // zmax comes from the same vector arithmetic as every z, so the max term is exactly 1.
+    // Terms ≥ ½ and < ½ go to separate lanes: the block's rest = (Σbig − 1) + Σsmall keeps
+    // the small terms' precision instead of rounding them against the 1 (see MaxSumExp).
+    const float zmax = V::hmax(z_of(V::set1(m)));
+    const F vneg = V::set1(-zmax), half = V::set1(0.5f), zero = V::zero();
+    F big = V::zero(), small = V::zero(), l = V::zero();
     auto take = [&](F v, F w) {
       const F z = z_of(v);
       // A −inf score is out (probability 0). The softcap would map it to −cap, so mask it.
-      const F e = V::exp(V::add(z, vneg));
-      s = V::add(s, kSoftcap ? V::zero_where_eq(e, v, ninf) : e);
+      F e = V::exp(V::add(z, vneg));
+      if constexpr (kSoftcap) e = V::zero_where_eq(e, v, ninf);
+      big = V::add(big, V::select_lt(e, half, zero, e));
+      small = V::add(small, V::select_lt(e, half, e, zero));
       if constexpr (kLin) l = V::fma(V::zero_where_eq(z, v, ninf), w, l);
       return e;
     };
@@ -105,10 +116,10 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       if (keep) V::store_tail(a.keep + b0 + main, e, tail);
     }
     if (keep) a.block_max[b0 / kBlock] = zmax;
-    merge(run, MaxSumExp<double>{zmax, double(V::sum(s))});
+    merge(run, MaxSumExp<double>{zmax, (double(V::sum(big)) - 1.0) + double(V::sum(small))});
     if constexpr (kLin) lin += double(V::sum(l));
   }
-  return TileMaxSumExp{run.max, run.sum, lin, -1};
+  return TileMaxSumExp{run.max, run.rest, lin, -1};
 }
 
 template <class V, class T>
