@@ -99,7 +99,8 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
   return v;  // valid in thread 0
 }
 
-// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, sum) in base 2 and Σ w·z.
+// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, sum) in base 2 and
+// Σ w·z·2^-64.
 template <class T, bool kSoftcap>
 __device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c1, Online2& s, float& lin) {
   __shared__ float smax[kThreads / kWarp], ssum[kThreads / kWarp], slin[kThreads / kWarp];
@@ -111,7 +112,8 @@ __device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c
     if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
     const float z = transform<kSoftcap>(v, p.scale, p.cap);
     s.add(v == -INFINITY ? -INFINITY : z * kLog2e);  // −inf is out, also under a softcap (→ −cap)
-    if (p.want_lin && v != -INFINITY) lin += (p.class_weights ? p.class_weights[c] : 1.f) * z;
+    // Σ w·z on z·2^-64 (exact scaling) so that huge logits cannot overflow the float sum.
+    if (p.want_lin && v != -INFINITY) lin += (p.class_weights ? p.class_weights[c] : 1.f) * (z * 0x1p-64f);
   });
   block_merge<kThreads>(s, bad, smax, ssum, sbad);
   if (p.want_lin) lin = block_sum(lin, slin);
@@ -132,7 +134,7 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
   const double pm1 = exp(double(z_y) - lse) - 1.0;
-  const CrossEntropyRow r = cross_entropy_row(lse, lse - double(z_y), pm1, lin, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  const CrossEntropyRow r = cross_entropy_row(lse, lse - double(z_y), pm1, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
   p.row_loss[row] = r.loss;
   RowTerms t{max2, float(r.coef / double(sum2)), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;

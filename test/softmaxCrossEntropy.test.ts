@@ -135,8 +135,10 @@ describe('softmaxCrossEntropy: random cases against float64', () => {
 });
 
 describe('softmaxCrossEntropy: float16 and bfloat16', () => {
-  for (const dtype of ['float16', 'bfloat16'] as const)
-    for (const magnitude of [1, 3000]) {
+  // 3000σ float16 logits reach ±45000 (float16's largest is 65504); 1e36σ bfloat16 logits
+  // reach ±5e36 (bfloat16 spans float32's range).
+  for (const [dtype, magnitude] of [['float16', 1], ['float16', 3000], ['bfloat16', 1], ['bfloat16', 3000], ['bfloat16', 1e36]] as const)
+    {
       it(`${dtype} logits of magnitude ${magnitude}`, () => {
         const rng = makeRng(magnitude);
         const B = 5, N = 50257;

@@ -104,7 +104,9 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       if constexpr (kSoftcap) e = V::zero_where_eq(e, v, ninf);
       big = V::add(big, V::select_lt(e, half, zero, e));
       small = V::add(small, V::select_lt(e, half, e, zero));
-      if constexpr (kLin) l = V::fma(V::zero_where_eq(z, v, ninf), w, l);
+      // Σ w·z is summed on z·2^-64 (exact scaling): 2048 fp32 terms of up to 3.4e38 would
+      // overflow a lane; the block sum is scaled back in double.
+      if constexpr (kLin) l = V::fma(V::mul(V::zero_where_eq(z, v, ninf), V::set1(0x1p-64f)), w, l);
       return e;
     };
     for (int64_t i = 0; i < main; i += V::W) {
@@ -117,7 +119,7 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     }
     if (keep) a.block_max[b0 / kBlock] = zmax;
     merge(run, MaxSumExp<double>{zmax, (double(V::sum(big)) - 1.0) + double(V::sum(small))});
-    if constexpr (kLin) lin += double(V::sum(l));
+    if constexpr (kLin) lin += double(V::sum(l)) * 0x1p64;
   }
   return TileMaxSumExp{run.max, run.rest, lin, -1};
 }
