@@ -76,40 +76,55 @@ class JobWorker : public Napi::AsyncWorker {
     try {
       job_->execute();
     } catch (const fl::Error& e) {
-      code_ = e.code;
-      SetError(e.what());
+      fail_with(e.code, e.what());
     } catch (const std::exception& e) {
-      code_ = "ERR_INTERNAL";
-      SetError(e.what());
+      fail_with("ERR_INTERNAL", e.what());
     }
   }
   void OnOK() override {
-    Napi::HandleScope scope(Env());
-    if (keep_.any_detached()) {
-      deferred_.Reject(make_error(Env(), "ERR_DETACHED",
-                                  "an input or output ArrayBuffer was detached (transferred) while the async call ran; "
-                                  "its result was discarded")
-                           .Value());
-      return;
-    }
-    try {
-      deferred_.Resolve(job_->result(Env()));
-    } catch (const fl::Error& e) {
-      deferred_.Reject(make_error(Env(), e.code, e.what()).Value());
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
+    settle([&] {
+      if (keep_.any_detached())
+        fail("ERR_DETACHED",
+             "an input or output ArrayBuffer was detached (transferred) while the async call ran; its result was discarded");
+      return job_->result(Env());
+    });
   }
-  void OnError(const Napi::Error& e) override {
-    Napi::HandleScope scope(Env());
-    deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
+  void OnError(const Napi::Error&) override {
+    settle([&]() -> Napi::Value { throw fl::Error(code_, message_); });
+  }
+ private:
+  void fail_with(const std::string& code, const std::string& message) {
+    code_ = code;
+    message_ = message;
+    SetError(message);  // makes the worker call OnError
   }
 
- private:
+  // Resolves the promise with make()'s value, or rejects it with the error make() throws.
+  // When a worker_thread is terminated with this job in flight, its environment is going away:
+  // no JS can run, settling fails, and nobody waits for the promise any more. That failure
+  // must not escape (an exception here would abort the process), so it is dropped.
+  template <class Make>
+  void settle(Make&& make) {
+    Napi::Env env = Env();
+    try {
+      Napi::HandleScope scope(env);
+      try {
+        deferred_.Resolve(make());
+      } catch (const fl::Error& e) {
+        deferred_.Reject(make_error(env, e.code, e.what()).Value());
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      }
+    } catch (const Napi::Error&) {
+      // The environment is shutting down (see above).
+    }
+  }
+
   std::unique_ptr<Job> job_;
   Keep keep_;
   Napi::Promise::Deferred deferred_;
   std::string code_ = "ERR_INTERNAL";
+  std::string message_;
 };
 
 // Runs Job(info, ctx) now (sync) or on the libuv pool (async, returns a Promise). `ctx` (the
