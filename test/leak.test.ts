@@ -9,6 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { fl } from './helpers';
+import { makeLoop } from './leak/loop';
 import { opsUnderTest } from './ops-under-test';
 
 setFlagsFromString('--expose-gc');
@@ -27,31 +28,13 @@ function settle() {
 describe('no leaks over long loops', () => {
   for (const op of opsUnderTest) {
     it(`${op.name}: ${WARMUP} + ${CHUNKS} × ${CHUNK} calls (sync, async, failing); RSS stays flat`, async () => {
-      const inputs = op.small();
-      const broken = op.mutations.map((m) => m.apply(op.small()));
-      let failures = 0;
-      const loop = async (n: number) => {
-        for (let k = 0; k < n; k += 10) {
-          // Per 10 calls: 4 sync, 4 async at once, 2 failing (one sync, one async).
-          for (let j = 0; j < 4; j++) op.sync(inputs);
-          await Promise.all([0, 1, 2, 3].map(() => op.async(inputs)));
-          const bad = broken[(k / 10) % broken.length];
-          try {
-            op.sync(bad);
-          } catch (e) {
-            if (e instanceof fl.FusedLossError) failures++;
-          }
-          await op.async(bad).catch((e) => {
-            if (e instanceof fl.FusedLossError) failures++;
-          });
-        }
-      };
-      await loop(WARMUP);
+      const loop = makeLoop(op);
+      let failures = await loop(WARMUP);
       const before = settle();
       const samples = [before];
       const t0 = performance.now();
       for (let c = 0; c < CHUNKS; c++) {
-        await loop(CHUNK);
+        failures += await loop(CHUNK);
         samples.push(settle());
       }
       const seconds = (performance.now() - t0) / 1000;
@@ -60,7 +43,9 @@ describe('no leaks over long loops', () => {
       const series = (f: (m: NodeJS.MemoryUsage) => number) => samples.map((m) => mib(f(m))).join(' → ');
       console.log(`${op.name}: ${CHUNKS * CHUNK} calls in ${seconds.toFixed(1)} s, every ${CHUNK} calls: RSS ${series((m) => m.rss)} MiB; V8 heap used ${series((m) => m.heapUsed)} MiB; external ${series((m) => m.external)} MiB`);
       expect(failures).toBe((2 * (WARMUP + CHUNKS * CHUNK)) / 10);
-      expect((after.rss - before.rss) / MiB).toBeLessThan(8);
+      // Under AddressSanitizer (scripts/sanitize-addon.mjs) freed memory sits in quarantine and
+      // RSS grows by design; LeakSanitizer judges leaks there instead.
+      if (process.env.FUSEDLOSS_SANITIZED !== '1') expect((after.rss - before.rss) / MiB).toBeLessThan(8);
       expect((after.heapUsed - before.heapUsed) / MiB).toBeLessThan(2);
       expect((after.external - before.external) / MiB).toBeLessThan(1);
     });
