@@ -20,11 +20,12 @@
 //     FUSEDLOSS_ADDON=$PWD/build-asan/Release/fusedloss.node npx vitest run
 //   LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=1 \
 //     FUSEDLOSS_ADDON=$PWD/build-asan/Release/fusedloss.node npx vite-node test/leak/lsan-main.ts 12000
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requireSanitizers } from './lib/sanitizer-support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const files = process.argv.slice(2);
@@ -36,6 +37,8 @@ function run(cmd, args, env = {}) {
   return r.status ?? 1;
 }
 
+const libasan = requireSanitizers('sanitize-addon');
+
 // 1. Build (offline, against the headers beside this node, as scripts/install.mjs does).
 if (!process.env.npm_config_nodedir) {
   const prefix = path.resolve(path.dirname(process.execPath), '..');
@@ -45,11 +48,6 @@ log('building build-asan/ (ASan + UBSan)');
 const jobs = String(Math.min(8, os.availableParallelism()));
 if (run(process.execPath, [bin('cmake-js'), 'compile', '--out', 'build-asan', '--CDFUSEDLOSS_SANITIZE=ON', '--CDFUSEDLOSS_CUDA=OFF', '--parallel', jobs]) !== 0) process.exit(1);
 const addon = path.join(root, 'build-asan', 'Release', 'fusedloss.node');
-const libasan = execFileSync('gcc', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).trim();
-if (!existsSync(libasan)) {
-  console.error(`sanitize-addon: gcc's libasan.so was not found (${libasan})`);
-  process.exit(1);
-}
 const env = {
   LD_PRELOAD: libasan,
   FUSEDLOSS_ADDON: addon,

@@ -24,7 +24,9 @@ const ms = (ns: number) => Math.round(ns / 1e4) / 100;
 
 describe('async twins keep the event loop free', () => {
   for (const op of opsUnderTest) {
-    it(`${op.name}Async: event-loop delay p99 < 20 ms while calls run back to back for ~1 s`, async () => {
+    // Retried: on a shared 2-core machine another process can starve this one for a moment.
+    // A real block (work on the main thread) fails every attempt.
+    it(`${op.name}Async: event-loop delay p99 < 20 ms while calls run back to back for ~1 s`, { retry: 2 }, async () => {
       const inputs = op.heavy();
       await op.async(inputs); // warm up: page in the inputs, start the pools
       // Timer every 1 ms; each sample is the time between two ticks (so an idle loop reads ~1 ms).
