@@ -5,6 +5,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Native addons are safest in child processes (one addon instance per fork).
     pool: 'forks',
+    // Every output starts as NaN, so an element a kernel leaves unwritten fails the test that
+    // reads it (lib/outputs.ts).
+    env: { FUSEDLOSS_POISON_OUTPUTS: '1' },
     testTimeout: 120_000,
     hookTimeout: 120_000,
   },

@@ -4,6 +4,7 @@
  */
 import { makeError } from './errors';
 import type { NativeInput } from './native';
+import { outputF32, outputHost } from './outputs';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from './tensor';
 import { bool, fail, float32Array, oneOf, options, positiveFinite } from './validate';
 
@@ -112,7 +113,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     gradTarget = out.nativeInput('opts.out');
   } else if (wantGrad) {
     if (t.device === 'cuda') grad = emptyDevice(gradDtype, [rows, cols]);
-    else grad = new Tensor(gradDtype, [rows, cols], gradDtype === 'float32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols), undefined);
+    else grad = new Tensor(gradDtype, [rows, cols], outputHost(gradDtype, rows * cols), undefined);
     gradTarget = grad.nativeInput('grad');
   }
   return {
@@ -127,7 +128,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
       gradTarget,
       grad,
       out: o.out instanceof Tensor ? o.out : undefined,
-      rowLoss: new Float32Array(rows),
+      rowLoss: outputF32(rows),
     },
   };
 }

@@ -8,6 +8,7 @@
  */
 import { makeError } from './errors';
 import { call, native, type DeviceBufferHandle, type NativeInput } from './native';
+import { outputHost, poisonOutputs } from './outputs';
 import { checkNotDetached, describe, fail } from './validate';
 
 /** Element types. Gradients come back in the input's dtype unless asked otherwise. */
@@ -142,10 +143,22 @@ export function toHost(t: Tensor | TensorLike): Tensor {
   return new Tensor(src.dtype, src.shape, host, undefined);
 }
 
-/** @internal Makes a device tensor of `shape` with uninitialised contents (an op's output). */
+/**
+ * @internal Makes a device tensor of `shape` for an op's output: uninitialised contents, or NaN
+ * with FUSEDLOSS_POISON_OUTPUTS=1 (lib/outputs.ts).
+ */
 export function emptyDevice(dtype: DType, shape: readonly number[]): Tensor {
   const size = shape.reduce((a, b) => a * b, 1);
-  return new Tensor(dtype, shape, undefined, call((a) => a.deviceAlloc(size * bytesPerElement(dtype))));
+  const buffer = call((a) => a.deviceAlloc(size * bytesPerElement(dtype)));
+  if (poisonOutputs) {
+    try {
+      call(() => buffer.copyFromHost(outputHost(dtype, size)));
+    } catch (e) {
+      buffer.dispose();
+      throw e;
+    }
+  }
+  return new Tensor(dtype, shape, undefined, buffer);
 }
 
 /**

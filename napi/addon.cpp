@@ -26,14 +26,24 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   Addon* addon = info.Env().GetInstanceData<Addon>();
   if (info.Length() != 1 || !info[0].IsNumber())
     throw make_error(info.Env(), "ERR_TYPE", "DeviceBuffer: expected a byte count");
-  bytes = size_t(info[0].As<Napi::Number>().Int64Value());
+  const double requested = info[0].As<Napi::Number>().DoubleValue();
+  if (!(requested >= 0 && requested <= 9007199254740991.0))
+    throw make_error(info.Env(), "ERR_ARG", "DeviceBuffer: expected a byte count >= 0, received " + std::to_string(requested));
+  bytes = size_t(requested);
+  void* ptr = nullptr;
   try {
-    ptr = cuda::device_alloc(bytes);
+    ptr = cuda::device_alloc(bytes);  // ERR_CUDA_OOM when the device is full
   } catch (const fl::Error& e) {
     throw make_error(info.Env(), e.code, e.what());
   }
-  in_use = addon->device_bytes;
+  // The deleter owns a reference to the addon's counter, so the last pin may drop after the
+  // addon instance (and on any thread: cudaFree and the atomic are thread-safe).
+  std::shared_ptr<std::atomic<int64_t>> in_use = addon->device_bytes;
   in_use->fetch_add(int64_t(bytes));
+  memory_ = std::shared_ptr<void>(ptr, [in_use, n = bytes](void* p) {
+    cuda::device_free(p);
+    in_use->fetch_sub(int64_t(n));
+  });
 #else
   throw make_error(info.Env(), "ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
 #endif
@@ -151,9 +161,8 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
 struct LogSumExpJob {
   LogSumExpArgs args{};
   bool on_device = false;
-  Keep keep;
   Context* ctx;
-  Napi::Reference<Napi::Value> out_ref;
+  Napi::Reference<Napi::Value> out_ref;  // returned as the result
 
   LogSumExpJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
     const Napi::Object o = info[1].As<Napi::Object>();
@@ -174,7 +183,6 @@ struct LogSumExpJob {
     const HostArray out = host_array(info[2], "out", napi_float32_array);
     if (out.length != size_t(args.rows)) fail("ERR_SHAPE", "out: length does not match the rows");
     args.out = static_cast<float*>(out.data);
-    keep(info[0]);
     out_ref = Napi::Persistent(info[2]);
   }
   void execute() {

@@ -20,6 +20,12 @@ class Addon;
 
 // Memory on the GPU, owned by a JS object. Freed by dispose() (or Symbol.dispose in the TS
 // wrapper); the finalizer is only a backstop for buffers the user forgot.
+//
+// The allocation itself is shared: the DeviceBuffer holds one reference and every async job
+// that uses the buffer holds another (a pin, taken on the main thread when the job is built;
+// see run_job in napi/job.h). dispose() drops the buffer's reference at once (the JS object is
+// disposed from then on), but the memory is freed, and `bytesInUse` lowered, only when the
+// last pin goes: a job in flight never sees its memory freed under it.
 class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -31,33 +37,24 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
                         InstanceAccessor("disposed", &DeviceBuffer::get_disposed, nullptr)});
   }
   explicit DeviceBuffer(const Napi::CallbackInfo& info);
-  ~DeviceBuffer() override { release(); }
 
-  void* ptr = nullptr;
   size_t bytes = 0;
-  std::shared_ptr<std::atomic<int64_t>> in_use;  // the addon's counter; outlives the addon
 
   void* require(const char* name) const {
-    if (!ptr) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
-    return ptr;
+    if (!memory_) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
+    return memory_.get();
   }
+  // A reference that keeps the memory alive after dispose() (null once disposed).
+  std::shared_ptr<void> pin() const { return memory_; }
 
  private:
-  void release() {
-#ifdef FUSEDLOSS_CUDA
-    if (ptr) {
-      cuda::device_free(ptr);
-      if (in_use) in_use->fetch_sub(int64_t(bytes));
-    }
-#endif
-    ptr = nullptr;
-  }
+  std::shared_ptr<void> memory_;  // null once disposed
   Napi::Value dispose(const Napi::CallbackInfo& info) {
-    release();
+    memory_.reset();
     return info.Env().Undefined();
   }
   Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes)); }
-  Napi::Value get_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ptr == nullptr); }
+  Napi::Value get_disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !memory_); }
   Napi::Value copy_from_host(const Napi::CallbackInfo& info);
   Napi::Value copy_to_host(const Napi::CallbackInfo& info);
 };
@@ -88,6 +85,11 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Object o = v.As<Napi::Object>();
     if (!o.InstanceOf(device_buffer_ctor.Value())) return nullptr;
     return DeviceBuffer::Unwrap(o);
+  }
+  // For run_job: the memory behind a DeviceBuffer argument, kept alive while a job runs.
+  std::shared_ptr<void> pin(const Napi::Value& v) {
+    DeviceBuffer* d = as_device(v);
+    return d ? d->pin() : nullptr;
   }
 
  private:

@@ -19,7 +19,6 @@ struct CrossEntropyJob {
   CrossEntropyArgs args{};
   bool on_device = false;
   Context* ctx;
-  Keep keep;
   LossResult out{0, 0};
 
   CrossEntropyJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
@@ -53,7 +52,6 @@ struct CrossEntropyJob {
     a.row_loss = optional_host<float>(info[6], "rowLoss", napi_float32_array, a.rows);
     a.lse = optional_host<float>(info[7], "lse", napi_float32_array, a.rows);
     if (!a.row_loss) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
-    for (size_t i = 0; i < info.Length(); ++i) keep(info[i]);
   }
 
   void execute() {

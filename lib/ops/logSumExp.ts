@@ -4,6 +4,7 @@
  * @module
  */
 import { call, callAsync } from '../native';
+import { outputF32 } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
 import { options, positiveFinite } from '../validate';
 
@@ -21,7 +22,7 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
   const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };
-  return { input: t.nativeInput('scores'), args, out: new Float32Array(rows) };
+  return { input: t.nativeInput('scores'), args, out: outputF32(rows) };
 }
 
 /**

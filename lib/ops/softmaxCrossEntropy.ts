@@ -5,6 +5,7 @@
  */
 import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
 import { call, callAsync } from '../native';
+import { outputF32 } from '../outputs';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, positiveFinite } from '../validate';
 
 export interface SoftmaxCrossEntropyOptions extends LossOptions {
@@ -45,7 +46,7 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
   if (classWeights)
     for (let j = 0; j < classWeights.length; j++)
       if (!(classWeights[j] >= 0 && Number.isFinite(classWeights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', classWeights[j]);
-  const lse = o.returnLse === true ? new Float32Array(p.rows) : undefined;
+  const lse = o.returnLse === true ? outputF32(p.rows) : undefined;
   const args = [p.input, lbl, { ...p.common, ignoreIndex, labelSmoothing, zLoss, softcap }, classWeights, p.gradOutput, p.gradTarget, p.rowLoss, lse] as const;
   return { p, args, extra: () => (lse ? { lse } : {}) };
 }
