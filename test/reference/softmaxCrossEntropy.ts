@@ -1,17 +1,26 @@
 /**
  * SPEC 3.1 in float64, straight from the formulas (torch F.cross_entropy semantics plus z-loss
- * and softcap). Scores of −Infinity are out: they take no part in the sums and get gradient 0.
+ * and softcap).
+ *
+ * A score of −∞ is out: probability 0, gradient 0 and no dScale term. In the label-smoothing
+ * term ε·(1/N)Σ_j w_j(lse − z_j) an out entry keeps its w_j·lse part and drops its −w_j·z_j
+ * part (z_j is taken as 0 there, as the kernels do), so the smoothing loss stays finite and
+ * w̄ stays the mean over all N classes. An ignored row still reports its lse. A row whose
+ * every logit is −∞ (and that is not ignored) has loss +∞ and gradient 0.
  */
-import type { Reduction, RefResult, Scores } from './types.js';
+import { rowCoefficients, reduceRows } from './math.js';
+import type { RefCommonOptions, RefResult, Scores } from './types.js';
 
-export interface RefCrossEntropyOptions {
-  scale?: number;
-  reduction?: Reduction;
-  gradOutput?: ArrayLike<number>;
+export interface RefCrossEntropyOptions extends RefCommonOptions {
+  /** Label marking an ignored row (default −100). */
   ignoreIndex?: number;
+  /** ε in [0, 1]. */
   labelSmoothing?: number;
+  /** w, length N (default all 1). */
   classWeights?: ArrayLike<number>;
+  /** λ of the z-loss λ·lse². */
   zLoss?: number;
+  /** c of the softcap z = c·tanh(scale·S/c). */
   softcap?: number;
 }
 
@@ -22,25 +31,30 @@ export function refSoftmaxCrossEntropy(S: Scores, B: number, N: number, labels: 
   const cap = opts.softcap;
   const ignore = opts.ignoreIndex ?? -100;
   const reduction = opts.reduction ?? 'mean';
-  const w = (j: number) => (opts.classWeights ? opts.classWeights[j] : 1);
+  const cw = opts.classWeights;
+  const w = (j: number) => (cw ? cw[j] : 1);
+
   let wMean = 0;
   for (let j = 0; j < N; j++) wMean += w(j);
   wMean /= N;
+  // torch's 'mean' divides by the total weight of the rows that count.
   let wSum = 0;
   for (let i = 0; i < B; i++) if (labels[i] !== ignore) wSum += w(labels[i]);
+  const coef = rowCoefficients(reduction, B, wSum, opts.gradOutput);
 
   const rowLoss = new Float64Array(B);
   const grad = new Float64Array(B * N);
   const lseOut = new Float64Array(B);
   let dScale = 0;
   const z = new Float64Array(N);
-  const dzdx = new Float64Array(N);
-  const dzds = new Float64Array(N);
+  const dzdx = new Float64Array(N); // ∂z/∂S (chain through softcap and scale)
+  const dzds = new Float64Array(N); // ∂z/∂scale
   for (let i = 0; i < B; i++) {
     let m = -Infinity;
     for (let j = 0; j < N; j++) {
       const x = S[i * N + j];
       if (x === -Infinity) {
+        // The softcap would map −∞ to −c, a finite logit; out entries must stay out.
         z[j] = -Infinity;
         dzdx[j] = 0;
         dzds[j] = 0;
@@ -58,34 +72,38 @@ export function refSoftmaxCrossEntropy(S: Scores, B: number, N: number, labels: 
         dzdx[j] = scale;
         dzds[j] = x;
       }
-      m = Math.max(m, z[j]);
+      if (z[j] > m) m = z[j];
     }
-    // Two-pass stable log-sum-exp; −inf entries contribute exp(−inf) = 0.
+    // Two-pass stable log-sum-exp; −∞ entries contribute exp(−∞) = 0.
     let s = 0;
-    let lin = 0;
-    for (let j = 0; j < N; j++) {
-      if (z[j] === -Infinity) continue;
-      s += Math.exp(z[j] - m);
-      lin += w(j) * z[j];
-    }
-    const lse = m + Math.log(s);
+    let lin = 0; // Σ_j w_j z_j over entries that are in
+    if (m !== -Infinity)
+      for (let j = 0; j < N; j++) {
+        if (z[j] === -Infinity) continue;
+        s += Math.exp(z[j] - m);
+        lin += w(j) * z[j];
+      }
+    const lse = m === -Infinity ? -Infinity : m + Math.log(s);
     lseOut[i] = lse;
     const y = labels[i];
     if (y === ignore) continue;
+    if (lse === -Infinity) {
+      rowLoss[i] = Infinity; // nothing left to put probability on
+      continue;
+    }
     const wy = w(y);
-    rowLoss[i] = wy * (1 - eps) * (lse - z[y]) + lambda * lse * lse + (eps > 0 ? eps * (wMean * lse - lin / N) : 0);
-    const u = reduction === 'mean' ? (wSum > 0 ? 1 / wSum : 0) : reduction === 'none' && opts.gradOutput ? opts.gradOutput[i] : 1;
+    rowLoss[i] = wy * (1 - eps) * (lse - z[y]) + (eps > 0 ? eps * (wMean * lse - lin / N) : 0) + lambda * lse * lse;
+    const u = coef[i];
+    const pCoef = wy * (1 - eps) + eps * wMean + 2 * lambda * lse;
     for (let j = 0; j < N; j++) {
       if (z[j] === -Infinity) continue;
+      // exp(z − lse) ≤ 1 always; it underflows to 0 rather than overflowing.
       const p = Math.exp(z[j] - lse);
-      let d = (wy * (1 - eps) + eps * wMean + 2 * lambda * lse) * p - (eps * w(j)) / N;
+      let d = pCoef * p - (eps * w(j)) / N;
       if (j === y) d -= (1 - eps) * wy;
       grad[i * N + j] = u * d * dzdx[j];
       dScale += u * d * dzds[j];
     }
   }
-  let loss = 0;
-  for (let i = 0; i < B; i++) loss += rowLoss[i];
-  if (reduction === 'mean') loss = wSum > 0 ? loss / wSum : 0;
-  return { loss, rowLoss, grad, dScale, lse: lseOut };
+  return { loss: reduceRows(rowLoss, reduction, wSum), rowLoss, grad, dScale, lse: lseOut };
 }
