@@ -42,6 +42,9 @@ const tsc = resolveBin('typescript', 'tsc');
 if (existsSync(path.join(root, 'lib', 'index.ts')) && tsc) {
   log('compiling TypeScript');
   if (!run(process.execPath, [tsc, '-p', 'tsconfig.json'])) process.exit(1);
+  // The demo (npm run demo, bin fusedloss-demo) imports the package by its own name, so it
+  // compiles after the library.
+  if (existsSync(path.join(root, 'demo', 'tsconfig.json')) && !run(process.execPath, [tsc, '-p', path.join('demo', 'tsconfig.json')])) process.exit(1);
 }
 
 // 2. CPU addon
