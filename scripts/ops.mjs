@@ -63,6 +63,7 @@ export const ops = [
       sizes: [
         { rows: 256, cols: 32768 },
         { rows: 8, cols: 1_000_003 },
+        { rows: 1, cols: 10_000_003 }, // one row: the pool splits it into tiles (two-level reduction)
       ],
       bytes: (c) => c.rows * c.cols * 8, // one read of the logits, one write of the gradient
       // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
