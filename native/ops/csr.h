@@ -20,6 +20,7 @@ struct Csr {
   int64_t begin(int64_t r) const { return row_ptr ? row_ptr[r] : 0; }
   int64_t end(int64_t r) const { return row_ptr ? row_ptr[r + 1] : 0; }
   int64_t size(int64_t r) const { return end(r) - begin(r); }
+  int64_t nnz(int64_t rows) const { return row_ptr ? row_ptr[rows] : 0; }
   float weight(int64_t e) const { return weights ? weights[e] : 1.f; }
 };
 
