@@ -18,6 +18,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { NativeCsr } from './csr';
 import { makeError, fromNative } from './errors';
 
 /** GPU memory owned by a JS object (napi/addon.cpp DeviceBuffer). */
@@ -62,6 +63,12 @@ export interface NativeAddon {
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
   softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
   softmaxCrossEntropyAsync(...args: CrossEntropyArgs): Promise<NativeLoss>;
+  decoupledSoftmax(...args: PositivesLossArgs): NativeLoss;
+  decoupledSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
+  multiLabelSoftmax(...args: PositivesLossArgs): NativeLoss;
+  multiLabelSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
+  binaryCrossEntropy(...args: PositivesLossArgs): NativeLoss;
+  binaryCrossEntropyAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
@@ -87,6 +94,17 @@ export type CrossEntropyArgs = readonly [
   grad: NativeInput | undefined,
   rowLoss: Float32Array,
   lse: Float32Array | undefined,
+];
+
+/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy (napi/positives_losses.cpp). */
+export type PositivesLossArgs = readonly [
+  scores: NativeInput,
+  positives: NativeCsr,
+  opts: NativeLossCommon,
+  exclude: NativeCsr | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
 ];
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';

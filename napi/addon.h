@@ -72,6 +72,12 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
                              InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
                              InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
+                             InstanceMethod("decoupledSoftmax", &Addon::bind<decoupled_softmax, false>),
+                             InstanceMethod("decoupledSoftmaxAsync", &Addon::bind<decoupled_softmax, true>),
+                             InstanceMethod("multiLabelSoftmax", &Addon::bind<multi_label_softmax, false>),
+                             InstanceMethod("multiLabelSoftmaxAsync", &Addon::bind<multi_label_softmax, true>),
+                             InstanceMethod("binaryCrossEntropy", &Addon::bind<binary_cross_entropy, false>),
+                             InstanceMethod("binaryCrossEntropyAsync", &Addon::bind<binary_cross_entropy, true>),
                          });
   }
 
