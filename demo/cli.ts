@@ -123,7 +123,7 @@ function main(argv: string[]): void {
     return;
   }
   const losses = availableLosses();
-  const dflt = losses.find((e) => e.name === 'softmax') ?? losses[0];
+  const dflt = losses.find((e) => e.name === 'decoupled') ?? losses[0];
   const lossName = typeof p.loss === 'string' ? p.loss : dflt.name;
   const entry = losses.find((e) => e.name === lossName);
   if (!entry) throw new UsageError(`--loss: expected one of ${losses.map((e) => e.name).join(', ')}, got ${JSON.stringify(lossName)}`);
