@@ -22,3 +22,4 @@ export { multiLabelSoftmax, multiLabelSoftmaxAsync } from './ops/multiLabelSoftm
 export type { MultiLabelSoftmaxOptions } from './ops/multiLabelSoftmax';
 export { binaryCrossEntropy, binaryCrossEntropyAsync } from './ops/binaryCrossEntropy';
 export type { BinaryCrossEntropyOptions } from './ops/binaryCrossEntropy';
+export type { PositivesLossOptions } from './ops/positivesLoss';
