@@ -92,6 +92,19 @@ describe('command line', () => {
     expect(errors.join('\n')).not.toMatch(/\n\s+at /);
   });
 
+  it('trains end to end: XC files, and --compare prints one table row per loss plus the baseline', () => {
+    const out: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((m: string) => void out.push(m));
+    expect(run(['--train', fixture('train.txt'), '--test', fixture('test.txt'), '--epochs', '2', '--batch', '4', '--dim', '8', '--loss', 'ce'])).toBe(0);
+    expect(out.join('\n')).toMatch(/P@1 +[\d.]+ +P@3/);
+    expect(out.join('\n')).toMatch(/time per step: loss [\d.]+% \(fusedloss\), encoder/);
+    out.length = 0;
+    expect(run(['--compare', '--docs', '600', '--labels', '40', '--epochs', '1', '--dim', '16'])).toBe(0);
+    const rowsOut = out.join('\n').split('\n').filter((l) => l.startsWith('| '));
+    expect(rowsOut.length).toBe(availableLosses().length + 2); // header, losses, baseline
+    expect(rowsOut[rowsOut.length - 1]).toMatch(/^\| popularity baseline/);
+  });
+
   it('offers only the losses this build exports', () => {
     const names = availableLosses().map((e) => e.name);
     expect(names).toContain('ce');
