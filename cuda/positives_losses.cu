@@ -346,7 +346,7 @@ LossResult run(const PositivesLossArgs& a) {
   std::vector<double> row_loss(size_t(a.rows));
   FL_CUDA_CHECK(cudaMemcpy(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double), cudaMemcpyDeviceToHost));
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
-  const double loss = a.reduction == Reduction::Mean ? result[0] / p.mean_divisor : result[0];
+  const double loss = a.reduction == Reduction::Mean && p.mean_divisor > 0 ? result[0] / p.mean_divisor : result[0];
   return {loss, a.want_dscale ? result[1] : 0.0};
 }
 
