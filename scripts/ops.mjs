@@ -11,8 +11,9 @@
 //          bytes(c) counts the bytes the op must move at least (its copy-floor traffic).
 import { randomScores } from './lib/random.mjs';
 
-export function scoresTensor(fl, rng, c) {
+export function scoresTensor(fl, rng, c, edit) {
   const x = randomScores(rng, c.rows, c.cols, c.kind ?? 'normal');
+  edit?.(x);
   const dtype = c.dtype ?? 'float32';
   const data = dtype === 'float32' ? x : dtype === 'float16' ? fl.float32ToFloat16(x) : fl.float32ToBFloat16(x);
   return fl.tensor(data, [c.rows, c.cols], { dtype });
@@ -41,11 +42,15 @@ export const ops = [
       { rows: 5, cols: 50257, kind: 'peaked', opts: { labelSmoothing: 0.1, zLoss: 1e-4 } },
       { rows: 300, cols: 32771, kind: 'normal', opts: { scale: 1.5, softcap: 30 } },
       { rows: 2, cols: 300007, kind: 'flat', opts: { reduction: 'sum', classWeights: true } },
+      // Confident rows: the label's logit 24 above the rest, so p_y − 1 ≈ −3·10^-6 must survive.
+      { rows: 33, cols: 50257, kind: 'normal', confident: 24, opts: {} },
     ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
     make(fl, rng, c) {
       const opts = { ...(c.opts ?? {}), gradScale: true };
       if (opts.classWeights === true) opts.classWeights = new Float32Array(c.cols).map(() => 0.5 + rng.u());
-      return { scores: scoresTensor(fl, rng, c), labels: randomLabels(rng, c.rows, c.cols, c.rows > 2), opts };
+      const labels = randomLabels(rng, c.rows, c.cols, c.rows > 2 && !c.confident);
+      const raise = (x) => labels.forEach((y, i) => (x[i * c.cols + y] += c.confident));
+      return { scores: scoresTensor(fl, rng, c, c.confident ? raise : undefined), labels, opts };
     },
     run(fl, inputs, device) {
       const s = place(fl, inputs.scores, device);
@@ -63,6 +68,7 @@ export const ops = [
       sizes: [
         { rows: 256, cols: 32768 },
         { rows: 8, cols: 1_000_003 },
+        { rows: 1, cols: 10_000_003 }, // one row: the pool splits it into tiles (two-level reduction)
       ],
       bytes: (c) => c.rows * c.cols * 8, // one read of the logits, one write of the gradient
       // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
