@@ -6,8 +6,8 @@
 // each thread with a pointer that only moves forward, since a thread's columns increase. Per
 // row the block
 //   1. reads its positives' scores (before an in-place sweep can overwrite them);
-//   2. softmax losses: the statistics sweep over the columns not skipped (online max/sum in
-//      base 2), then one thread turns them and the positives into the row's loss, the dense
+//   2. softmax losses: the statistics sweep over the columns not skipped (online max and
+//      rest = Σ − 1 in base 2), then one thread turns them and the positives into the row's loss, the dense
 //      coefficient and each positive's exact dℓ/dz;
 //   3. the gradient sweep (skipped columns get 0; bce computes its loss here too);
 //   4. the positives' gradients overwrite the dense ones, rounded once.
@@ -107,7 +107,7 @@ __device__ __forceinline__ void note_bad(const PlParams& p, int64_t row, int64_t
 // The softmax losses: statistics, the row's terms (thread 0), the gradient sweep, the positives.
 template <class T, class TG, Kind K>
 __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p) {
-  __shared__ float smax[kThreads / kWarp], ssum[kThreads / kWarp], sred[kThreads / kWarp];
+  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], sred[kThreads / kWarp];
   __shared__ long long sbad[kThreads / kWarp];
   __shared__ float shift2, coef;
   const int64_t row = blockIdx.x;
@@ -123,10 +123,11 @@ __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p) {
     note_bad(p, row, c, v, bad);  // skipped columns are checked too
     if (!cur.skipped(c)) s.add(v == -INFINITY ? -INFINITY : p.scale * v * kLog2e);
   }
-  block_merge<kThreads>(s, bad, smax, ssum, sbad);
+  block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (threadIdx.x == 0) {
     if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    const double lse = s.max == -INFINITY ? -INFINITY : (double(s.max) + log2(double(s.sum))) * 0.6931471805599453;
+    const double rest = s.rest;
+    const double lse = s.max == -INFINITY ? -INFINITY : double(s.max) * 0.6931471805599453 + log1p(rest);
     const double u = upstream(p, row);
     const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
     double loss = 0, dense = 0;
@@ -155,15 +156,18 @@ __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p) {
           p.pos_dz[e] = 0.f;
           continue;
         }
-        const double z = double(p.scale * x);
-        loss += w * (lse - z);
-        p.pos_dz[e] = float(u * (W * exp(z - lse) - w));
+        // A positive that is the row max (bitwise as the sweep saw it) uses lse − z = log1p(rest)
+        // and p − 1 = −rest/(1 + rest): exact however confident the row; elsewhere p ≤ 1/2.
+        const float z = p.scale * x;
+        const bool is_max = z * kLog2e == s.max;
+        loss += w * (is_max ? log1p(rest) : lse - double(z));
+        p.pos_dz[e] = float(u * (is_max ? (W - w) - W * rest / (1.0 + rest) : W * exp(double(z) - lse) - w));
       }
       dense = lse == -INFINITY ? 0.0 : W;
     }
     p.row_loss[row] = loss;
     shift2 = s.max;
-    coef = s.max == -INFINITY ? 0.f : float(u * dense / double(s.sum));
+    coef = s.max == -INFINITY ? 0.f : float(u * dense / (1.0 + rest));
   }
   __syncthreads();
   const float sh = shift2, cf = coef;
