@@ -118,6 +118,14 @@ export function describePositivesLoss(t: LossUnderTest) {
       expect(g[6]).toBe(0);
     });
 
+    it('rows without negatives or without positives', () => {
+      // Row 0: every column a positive or excluded (decoupled: no negatives, loss 0); row 1: no positives.
+      const S = new Float32Array([0.5, -1.25, 2, 3, 0.75, -0.5]);
+      const p = { rowPtr: new Int32Array([0, 2, 2]), cols: new Int32Array([1, 0]), weights: new Float32Array([0.75, 1.5]) };
+      const r = check(t, S, 2, 3, p, { exclude: { rowPtr: new Int32Array([0, 1, 1]), cols: new Int32Array([2]) } });
+      expect(gradOf(r)[2]).toBe(0);
+    });
+
     it('excluded entries get a gradient of exactly 0', () => {
       const rng = makeRng(3);
       const S = randomScores(rng, 5, 33, { kind: 'normal' });
