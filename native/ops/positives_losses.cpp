@@ -163,7 +163,7 @@ void store_grad(const PositivesLossArgs& a, int64_t i, float g) {
 // go through the SIMD kernel as negatives (target 0); skipped columns get 0, and then each
 // positive (target y = 1 or its weight) is computed and written in double: O(nnz).
 LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
-  const SkipLists skips(a.rows, a.positives, a.exclude, "positives", "exclude");
+  const SkipLists skips(a.rows, a.positives, a.exclude);
   const double mean_divisor = double(a.rows) * double(a.cols);
   const BceNegFn negatives = ctx.kernels->bce_negatives[int(a.dtype)][a.grad_float32 || a.dtype == DType::Float32 ? 0 : 1];
   const int64_t esize = a.grad_float32 ? 4 : dtype_size(a.dtype);
@@ -234,14 +234,15 @@ LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
 }
 
 LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {
-  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude"));
+  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude));
 }
 
 LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a) {
-  // The skip lists hold the exclusions only; building them with the positives first checks
-  // that the two are disjoint.
-  SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude");
-  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.exclude, Csr{}));
+  // The skip lists hold the exclusions only; building positives ∪ exclusions first rejects an
+  // exclusion that is also a positive.
+  SkipLists skips(a.rows, a.positives, a.exclude);
+  skips = SkipLists(a.rows, a.exclude, Csr{});
+  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, std::move(skips));
 }
 
 }  // namespace fl
