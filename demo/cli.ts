@@ -19,7 +19,7 @@ interface Flag {
 }
 
 const FLAGS: Flag[] = [
-  { name: 'loss', arg: 'NAME', help: 'the loss (see below)' },
+  { name: 'loss', arg: 'NAME', help: 'the loss (see below; default decoupled)' },
   { name: 'compare', help: 'train once with every available loss and print a table' },
   { name: 'train', arg: 'FILE', help: 'training data in the XC repository BoW format (with --test)' },
   { name: 'test', arg: 'FILE', help: 'test data in the same format' },
