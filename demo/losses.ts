@@ -7,6 +7,8 @@ import type { LabelSets } from './data';
 
 /** What a positives-taking fusedloss loss looks like (SPEC 4), e.g. multiLabelSoftmax. */
 type PositivesLoss = (scores: fl.Tensor, positives: LabelSets, opts: fl.LossOptions & Record<string, unknown>) => fl.LossResult;
+/** A loss that takes its positives in `opts.positives` (SPEC 4), e.g. infoNCE. */
+type OptsPositivesLoss = (scores: fl.Tensor, opts: fl.LossOptions & Record<string, unknown>) => fl.LossResult;
 
 export interface LossEntry {
   /** The `--loss` value. */
@@ -17,12 +19,15 @@ export interface LossEntry {
   what: string;
   /** Loss-specific options (the common ones, scale and out, are added by the trainer). */
   opts: Record<string, unknown>;
+  /** Where the function takes the positives: its second argument (default) or `opts.positives`. */
+  positivesIn?: 'arg' | 'opts';
 }
 
 export const LOSSES: readonly LossEntry[] = [
   { name: 'softmax', fn: 'multiLabelSoftmax', what: "DEXML 'softmax': each positive against all labels", opts: {} },
   { name: 'decoupled', fn: 'decoupledSoftmax', what: 'DEXML decoupled softmax: each positive against the negatives only', opts: {} },
   { name: 'topk', fn: 'softTopKLoss', what: 'DEXML soft top-k: positives pushed into a soft top-5', opts: { k: 5, alpha: 2 } },
+  { name: 'infonce', fn: 'infoNCE', what: 'InfoNCE, SupCon form: the mean over positives of each against all labels', opts: {}, positivesIn: 'opts' },
   { name: 'bce', fn: 'binaryCrossEntropy', what: 'one-vs-all binary cross-entropy', opts: {} },
   { name: 'ce', fn: 'softmaxCrossEntropy', what: 'cross-entropy with one positive sampled per document and step', opts: {} },
 ];
@@ -48,5 +53,6 @@ export function runLoss(e: LossEntry, scores: fl.Tensor, positives: LabelSets, o
     }
     return fl.softmaxCrossEntropy(scores, labels, all);
   }
+  if (e.positivesIn === 'opts') return (exported(e.fn) as OptsPositivesLoss)(scores, { ...all, positives });
   return (exported(e.fn) as PositivesLoss)(scores, positives, all);
 }
