@@ -72,6 +72,12 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
                              InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
                              InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
+                             InstanceMethod("softTopK", &Addon::bind<soft_topk, false>),
+                             InstanceMethod("softTopKAsync", &Addon::bind<soft_topk, true>),
+                             InstanceMethod("softTopKVjp", &Addon::bind<soft_topk_vjp, false>),
+                             InstanceMethod("softTopKVjpAsync", &Addon::bind<soft_topk_vjp, true>),
+                             InstanceMethod("softTopKLoss", &Addon::bind<soft_topk_loss, false>),
+                             InstanceMethod("softTopKLossAsync", &Addon::bind<soft_topk_loss, true>),
                          });
   }
 

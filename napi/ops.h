@@ -9,4 +9,8 @@ class Addon;
 
 Napi::Value softmax_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
+Napi::Value soft_topk(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value soft_topk_vjp(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value soft_topk_loss(const Napi::CallbackInfo& info, Addon& addon, bool async);
+
 }  // namespace fl::napi
