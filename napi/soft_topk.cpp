@@ -1,14 +1,16 @@
-// softTopK(x, opts, kRows?, exclPtr?, exclCols?, values, threshold, iterations)
+// softTopK(x, opts, kRows?, exclude?, values, threshold, iterations)
 //   opts: { dtype, rows, cols, alpha, k, tol, maxIter, log }
-// softTopKVjp(x, opts, exclPtr?, exclCols?, threshold, gradOutput, grad)
+// softTopKVjp(x, opts, exclude?, threshold, gradOutput, grad)
 //   opts: { dtype, rows, cols, alpha, log, gradFloat32 }
-// softTopKLoss(x, opts, kRows?, posPtr, posCols, posWeights?, exclPtr?, exclCols?, gradOutput?, grad?, rowLoss)
+// softTopKLoss(x, opts, kRows?, positives, exclude?, gradOutput?, grad?, rowLoss)
 //   opts: { dtype, rows, cols, scale, reduction, gradFloat32, wantDScale, alpha, k, tol, maxIter }
-// kRows: per-row k (Int32Array), else opts.k for every row. Returns nothing, nothing and
+// kRows: per-row k (Int32Array), else opts.k for every row; positives and exclude: CSR objects
+// (lib/csr.ts). Returns nothing, nothing and
 // { loss, dScale }.
 #include "../native/ops/soft_topk.h"
 
 #include "addon.h"
+#include "csr_arg.h"
 #include "job.h"
 #include "ops.h"
 #ifdef FUSEDLOSS_CUDA
@@ -17,23 +19,6 @@
 
 namespace fl::napi {
 namespace {
-
-// A CSR argument pair (offsets of length rows + 1, then the columns), or null pointers.
-struct Csr {
-  const int32_t* ptr = nullptr;
-  const int32_t* cols = nullptr;
-  int64_t nnz = 0;
-};
-Csr csr(const Napi::Value& ptr, const Napi::Value& cols, const char* name, int64_t rows) {
-  Csr c;
-  c.ptr = optional_host<const int32_t>(ptr, name, napi_int32_array, rows + 1);
-  if (!c.ptr) return c;
-  const HostArray h = host_array(cols, name, napi_int32_array);
-  c.nnz = c.ptr[rows];
-  if (c.ptr[0] != 0 || int64_t(h.length) != c.nnz) fail("ERR_CSR", std::string(name) + ": rowPtr and cols do not agree");
-  c.cols = static_cast<const int32_t*>(h.data);
-  return c;
-}
 
 // Reads the threshold problem from the options object; x is argument 0.
 SoftTopKProblem problem(const Napi::CallbackInfo& info, Addon& addon, bool* on_device) {
@@ -74,13 +59,11 @@ struct SoftTopKJob {
     a.p = problem(info, addon, &on_device);
     host_only(on_device);
     solver_options(info, a.p, info[2]);
-    const Csr ex = csr(info[3], info[4], "exclude", a.p.rows);
-    a.p.excl_ptr = ex.ptr;
-    a.p.excl_cols = ex.cols;
+    a.p.exclude = csr_arg(info[3], "exclude", a.p.rows, a.p.cols, true);
     a.log_output = info[1].As<Napi::Object>().Get("log").ToBoolean();
-    a.values = optional_host<float>(info[5], "values", napi_float32_array, a.p.rows * a.p.cols);
-    a.threshold = optional_host<float>(info[6], "threshold", napi_float32_array, a.p.rows);
-    a.iterations = optional_host<int32_t>(info[7], "iterations", napi_int32_array, a.p.rows);
+    a.values = optional_host<float>(info[4], "values", napi_float32_array, a.p.rows * a.p.cols);
+    a.threshold = optional_host<float>(info[5], "threshold", napi_float32_array, a.p.rows);
+    a.iterations = optional_host<int32_t>(info[6], "iterations", napi_int32_array, a.p.rows);
     if (!a.values || !a.threshold || !a.iterations) fail("ERR_TYPE", "softTopK: expected output arrays");
   }
   void execute() { fl::soft_topk(*ctx, args); }
@@ -99,12 +82,10 @@ struct SoftTopKVjpJob {
     const Napi::Object o = info[1].As<Napi::Object>();
     a.log_output = o.Get("log").ToBoolean();
     a.grad_float32 = o.Get("gradFloat32").ToBoolean();
-    const Csr ex = csr(info[2], info[3], "exclude", a.p.rows);
-    a.p.excl_ptr = ex.ptr;
-    a.p.excl_cols = ex.cols;
-    a.threshold = optional_host<const float>(info[4], "threshold", napi_float32_array, a.p.rows);
-    a.grad_output = optional_host<const float>(info[5], "gradOutput", napi_float32_array, a.p.rows * a.p.cols);
-    const Operand g = operand(addon, info[6], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols);
+    a.p.exclude = csr_arg(info[2], "exclude", a.p.rows, a.p.cols, true);
+    a.threshold = optional_host<const float>(info[3], "threshold", napi_float32_array, a.p.rows);
+    a.grad_output = optional_host<const float>(info[4], "gradOutput", napi_float32_array, a.p.rows * a.p.cols);
+    const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols);
     a.grad = g.ptr;
     if (!a.threshold || !a.grad_output) fail("ERR_TYPE", "softTopK vjp: expected threshold and gradOutput");
   }
@@ -124,26 +105,20 @@ struct SoftTopKLossJob {
     host_only(on_device);
     solver_options(info, a.p, info[2]);
     const Napi::Object o = info[1].As<Napi::Object>();
-    const Csr pos = csr(info[3], info[4], "positives", a.p.rows);
-    if (!pos.ptr) fail("ERR_TYPE", "positives: expected rowPtr and cols");
-    a.pos_ptr = pos.ptr;
-    a.pos_cols = pos.cols;
-    a.pos_weights = optional_host<const float>(info[5], "positives.weights", napi_float32_array, pos.nnz);
-    const Csr ex = csr(info[6], info[7], "exclude", a.p.rows);
-    a.p.excl_ptr = ex.ptr;
-    a.p.excl_cols = ex.cols;
+    a.positives = csr_arg(info[3], "positives", a.p.rows, a.p.cols, false);
+    a.p.exclude = csr_arg(info[4], "exclude", a.p.rows, a.p.cols, true);
     const int64_t red = integer(o, "reduction");
     if (red > 2) fail("ERR_ARG", "reduction: expected 0, 1 or 2");
     a.reduction = Reduction(red);
     a.grad_float32 = o.Get("gradFloat32").ToBoolean();
     a.want_dscale = o.Get("wantDScale").ToBoolean();
-    a.grad_output = optional_host<const float>(info[8], "gradOutput", napi_float32_array, a.p.rows);
-    if (!info[9].IsUndefined() && !info[9].IsNull()) {
-      const Operand g = operand(addon, info[9], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols);
+    a.grad_output = optional_host<const float>(info[5], "gradOutput", napi_float32_array, a.p.rows);
+    if (!info[6].IsUndefined() && !info[6].IsNull()) {
+      const Operand g = operand(addon, info[6], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols);
       if (g.device != on_device) fail("ERR_DEVICE", "grad: expected the same device as the scores");
       a.grad = g.ptr;
     }
-    a.row_loss = optional_host<float>(info[10], "rowLoss", napi_float32_array, a.p.rows);
+    a.row_loss = optional_host<float>(info[7], "rowLoss", napi_float32_array, a.p.rows);
     if (!a.row_loss) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   }
   void execute() { out = fl::soft_topk_loss(*ctx, args); }

@@ -54,20 +54,14 @@ struct RowState {
 // count.
 class TopKRows {
  public:
-  TopKRows(Context& ctx, const SoftTopKProblem& p) : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)) {}
+  TopKRows(Context& ctx, const SoftTopKProblem& p)
+      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), skip_(p.rows, Csr{}, p.exclude) {}
 
   const SoftTopKProblem& problem() const { return p_; }
   const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
   float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
 
-  Skip skip(int64_t r) const {
-    if (!p_.excl_ptr) return {};
-    return {p_.excl_cols + p_.excl_ptr[r], int64_t(p_.excl_ptr[r + 1] - p_.excl_ptr[r])};
-  }
-  bool excluded(int64_t r, int64_t c) const {
-    const Skip s = skip(r);
-    return std::binary_search(s.cols, s.cols + s.n, int32_t(c));
-  }
+  Skip skip(int64_t r) const { return {skip_.cols(r), skip_.size(r)}; }
   float x(int64_t r, int64_t c) const {
     const int64_t i = r * p_.cols + c;
     return p_.dtype == DType::Float32 ? static_cast<const float*>(p_.x)[i]
@@ -244,6 +238,7 @@ class TopKRows {
   SoftTopKProblem p_;
   int64_t tiles_;
   std::vector<RowState> rows_;
+  SkipLists skip_;  // each row's excluded columns, sorted
 };
 
 }  // namespace
@@ -259,11 +254,13 @@ void soft_topk(Context& ctx, const SoftTopKArgs& a) {
            [&](int64_t r, int64_t c0, int64_t c1) {
              const float t = rows.threshold(r);
              float* out = a.values + r * cols;
-             for (int64_t c = c0; c < c1; ++c) {
-               const float xv = rows.x(r, c);
-               const float z = (xv == -INFINITY || rows.excluded(r, c)) ? -INFINITY : rows.arg(xv, t);
-               out[c] = a.log_output ? log_sigmoid(z) : sigmoid(z);
-             }
+             std::fill(out + c0, out + c1, a.log_output ? -INFINITY : 0.f);  // excluded entries
+             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
+               for (int64_t c = u; c < w; ++c) {
+                 const float z = rows.arg(rows.x(r, c), t);  // −inf stays −inf: p = 0, log p = −inf
+                 out[c] = a.log_output ? log_sigmoid(z) : sigmoid(z);
+               }
+             });
              return 0.0;
            });
 }
@@ -318,6 +315,9 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
 
 LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   const SoftTopKProblem& p = a.p;
+  if (p.exclude) {
+    const SkipLists overlap(p.rows, a.positives, p.exclude);  // throws ERR_CSR for a positive that is excluded
+  }
   TopKRows rows(ctx, p);
   std::vector<double> loss(size_t(p.rows), 0.0), dscale_fix(size_t(p.rows), 0.0);
   std::vector<float> coef(size_t(p.rows), 0.f);
@@ -332,16 +332,16 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   // The row's loss and U = Σ_{p∈P} u_p, u_p = α·g_p·(1 − p_p) with g_p = −c·w_p/n: the only
   // place the positives enter; the dense gradient is then −v_m·U/V everywhere.
   auto prepare = [&](int64_t r) {
-    const int32_t e0 = a.pos_ptr[r], e1 = a.pos_ptr[r + 1];
+    const int64_t e0 = a.positives.begin(r), e1 = a.positives.end(r);
     if (e0 == e1) return;
     const double n = double(e1 - e0), c = upstream(r);
     const float t = rows.threshold(r);
     double l = 0, U = 0;
-    for (int32_t e = e0; e < e1; ++e) {
-      const int32_t col = a.pos_cols[e];
-      const double w = a.pos_weights ? a.pos_weights[e] : 1.0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const int32_t col = a.positives.cols[e];
+      const double w = a.positives.weight(e);
       const float xv = rows.x(r, col);
-      const bool out = xv == -INFINITY || rows.excluded(r, col);
+      const bool out = xv == -INFINITY;  // (an excluded positive was rejected above)
       if (w != 0) l -= w / n * (out ? -INFINITY : log_sigmoid_d(double(rows.arg(xv, t))));
       if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
     }
@@ -351,7 +351,7 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   };
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {
     if (!sweep) return 0.0;
-    if (a.pos_ptr[r] == a.pos_ptr[r + 1]) {  // no positives: no loss, no gradient
+    if (a.positives.begin(r) == a.positives.end(r)) {  // no positives: no loss, no gradient
       if (a.grad) rows.dense_grad(r, c0, c1, 0.f, a.grad, a.grad_float32);
       return 0.0;
     }
@@ -359,24 +359,24 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   };
   // Positives' entries must be read before an in-place sweep overwrites them: read in prepare
   // (before the row's sweep), so in place works; the corrections below read the saved values.
-  std::vector<float> pos_x(size_t(a.pos_ptr[p.rows]));
+  std::vector<float> pos_x(size_t(a.positives.nnz(p.rows)));
   auto prepare_and_keep = [&](int64_t r) {
-    for (int32_t e = a.pos_ptr[r]; e < a.pos_ptr[r + 1]; ++e) pos_x[size_t(e)] = rows.x(r, a.pos_cols[e]);
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = rows.x(r, a.positives.cols[e]);
     prepare(r);
   };
-  const std::vector<double> dense_dscale = rows.run([&](int64_t r) { return a.pos_ptr[r] < a.pos_ptr[r + 1]; }, prepare_and_keep, dense);
+  const std::vector<double> dense_dscale = rows.run([&](int64_t r) { return a.positives.begin(r) < a.positives.end(r); }, prepare_and_keep, dense);
   // The positives' gradient whole: scale·(u_p − v_p·U/V), rounded once.
   ctx.pool.parallel_for(p.rows, [&](int64_t r) {
-    const int32_t e0 = a.pos_ptr[r], e1 = a.pos_ptr[r + 1];
+    const int64_t e0 = a.positives.begin(r), e1 = a.positives.end(r);
     if (e0 == e1) return;
     const double n = double(e1 - e0), c = upstream(r), f = factor[size_t(r)];
     const float t = rows.threshold(r);
     double fix = 0;
-    for (int32_t e = e0; e < e1; ++e) {
-      const int32_t col = a.pos_cols[e];
+    for (int64_t e = e0; e < e1; ++e) {
+      const int32_t col = a.positives.cols[e];
       const float xv = pos_x[size_t(e)];
-      if (xv == -INFINITY || rows.excluded(r, col)) continue;
-      const double w = a.pos_weights ? a.pos_weights[e] : 1.0;
+      if (xv == -INFINITY) continue;
+      const double w = a.positives.weight(e);
       const SigmoidPair s = sigmoid_pair(rows.arg(xv, t));
       const double u = alpha * (-c * w / n) * double(s.q);
       const double dz = u - alpha * double(s.p) * double(s.q) * f;

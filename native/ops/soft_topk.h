@@ -7,6 +7,7 @@
 #include "../core/context.h"
 #include "../core/dtype.h"
 #include "cross_entropy.h"  // Reduction, LossResult
+#include "csr.h"
 
 namespace fl {
 
@@ -19,8 +20,7 @@ struct SoftTopKProblem {
   float alpha;              // > 0
   int32_t k;                // k of every row, unless k_rows
   const int32_t* k_rows;    // rows, or null
-  const int32_t* excl_ptr;  // exclusions as CSR (rows + 1 offsets; columns sorted, unique), or null
-  const int32_t* excl_cols;
+  Csr exclude;              // entries out of the row (may be empty); validated (check_csr)
   float tol;                // stop at |Σp − k| ≤ tol·k
   int32_t max_iter;         // ≥ 1 passes at a trial threshold
 };
@@ -50,9 +50,7 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& args);
 
 struct SoftTopKLossArgs {
   SoftTopKProblem p;
-  const int32_t* pos_ptr;     // positives as CSR (rows + 1 offsets)
-  const int32_t* pos_cols;
-  const float* pos_weights;   // or null for ones
+  Csr positives;              // validated; a positive may not also be excluded (ERR_CSR)
   Reduction reduction;
   const float* grad_output;   // rows (reduction None only), or null for ones
   void* grad;                 // rows × cols, or null; may equal x (in place)
