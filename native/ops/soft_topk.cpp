@@ -88,7 +88,7 @@ class TopKRows {
           if (!start(r, st, need(r))) continue;
           RowState& rs = rows_[size_t(r)];
           while (rs.need && !rs.s.done) {
-            TopKSums s{0, 0, 0};
+            TopKSums s{};
             for (int64_t k = 0; k < tiles_; ++k) merge(s, sums(r, k * kRowTile, tile_end(k), float(rs.s.t)));
             topk_solver_step(rs.s, s, p_.max_iter);
           }
@@ -113,7 +113,7 @@ class TopKRows {
         });
         std::vector<int64_t> still;
         for (size_t a = 0; a < active.size(); ++a) {
-          TopKSums m{0, 0, 0};
+          TopKSums m{};
           for (int64_t k = 0; k < tiles_; ++k) merge(m, s[a * size_t(tiles_) + size_t(k)]);
           TopKSolver& sv = rows_[size_t(active[a])].s;
           topk_solver_step(sv, m, p_.max_iter);
@@ -192,7 +192,7 @@ class TopKRows {
   }
 
   TopKSums sums(int64_t r, int64_t c0, int64_t c1, float t) const {
-    TopKSums m{0, 0, 0};
+    TopKSums m{};
     for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
       merge(m, ctx_.kernels->topk_sums[int(p_.dtype)](TopKSumsTile{at(r, a), b - a, p_.scale, p_.alpha, t}));
     });
@@ -346,7 +346,7 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
     }
     loss[size_t(r)] = l;
-    factor[size_t(r)] = topk_backward_factor(U, alpha, rows.row(r).s.at_t.df);
+    factor[size_t(r)] = topk_backward_factor(U, alpha, rows.row(r).s.at_t.df());
     coef[size_t(r)] = float(-double(p.scale) * alpha * factor[size_t(r)]);
   };
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {

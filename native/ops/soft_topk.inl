@@ -51,30 +51,37 @@ TopKTileStats topk_stats(const void* xv, int64_t n) {
   return TopKTileStats{V::hmax(vmax), -V::hmax(V::sub(zero, vmin)), in, -1};
 }
 
-// Σp, Σ(1 − p) and Σp(1 − p) at t over a run (see TopKSums).
+// The sums of a pass at t over a run, split by the sign of a = α(z + t) (see TopKSums).
 template <class V, class T>
 TopKSums topk_sums(const TopKSumsTile& a) {
   using F = typename V::F;
   const T* x = static_cast<const T*>(a.x);
-  const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t), ninf = V::set1(-INFINITY);
-  TopKSums total{0, 0, 0};
+  const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t), zero = V::zero(), one = V::set1(1.f);
+  TopKSums total{};
   for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
     const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
-    F sp = V::zero(), sq = V::zero(), sv = V::zero();
+    F m = zero, p_lo = zero, q_hi = zero, v_lo = zero, v_hi = zero;
     auto take = [&](F v) {
+      const F arg = V::mul(V::add(V::mul(v, vs), vt), valpha);
       F p, q;
-      vsigmoid_pair<V>(V::mul(V::add(V::mul(v, vs), vt), valpha), &p, &q);
-      q = V::zero_where_eq(q, v, ninf);  // an out entry has p = 0 but is no part of Σ(1 − p)
-      sp = V::add(sp, p);
-      sq = V::add(sq, q);
-      sv = V::fma(p, q, sv);
+      vsigmoid_pair<V>(arg, &p, &q);
+      const F pq = V::mul(p, q);
+      // Lanes with a < 0 add p to p_lo; the others add 1 to m and q to q_hi. An out entry
+      // (−inf) has a = −inf and p = 0: it adds nothing.
+      m = V::add(m, V::select_lt(arg, zero, zero, one));
+      p_lo = V::add(p_lo, V::select_lt(arg, zero, p, zero));
+      q_hi = V::add(q_hi, V::select_lt(arg, zero, zero, q));
+      v_lo = V::add(v_lo, V::select_lt(arg, zero, pq, zero));
+      v_hi = V::add(v_hi, V::select_lt(arg, zero, zero, pq));
     };
     int64_t j = b0;
     for (; j + V::W <= b1; j += V::W) take(V::load(x + j));
     if (j < b1) take(V::load_tail(x + j, int(b1 - j), -INFINITY));
-    total.f += double(V::sum(sp));
-    total.q += double(V::sum(sq));
-    total.df += double(V::sum(sv));
+    total.m += double(V::sum(m));
+    total.p_lo += double(V::sum(p_lo));
+    total.q_hi += double(V::sum(q_hi));
+    total.v_lo += double(V::sum(v_lo));
+    total.v_hi += double(V::sum(v_hi));
   }
   return total;
 }

@@ -5,13 +5,20 @@
 //   lo = −max z + logit(k/N_i)/α,   hi = −min z + logit(k/N_i)/α
 // (at lo every σ is ≤ k/N_i, at hi every σ is ≥ k/N_i), whatever N_i and the spread of z.
 //
-// The solver is Newton on a logarithm of the count, kept inside that bracket. One pass over
-// the row at the current t gives F = Σp, Q = Σ(1 − p) (summed directly, not as N_i − F) and
-// F' = α·Σ p(1 − p). When k ≤ N_i/2 it solves log F = log k: where only the row's head
-// matters F is a sum of exponentials in t, so log F is nearly linear and one step lands close.
-// When k > N_i/2 it solves log Q = log(N_i − k), the same picture mirrored. A step that
-// leaves the bracket, or a derivative that underflowed, is replaced by bisection. It stops
-// when |F − k| ≤ tol·k, when the bracket is an ulp of the scores wide, or at maxIter passes.
+// Counting F − k accurately. With m = #{j : a_j ≥ 0} (a_j = α(z_j + t)),
+//   F − k = (m − k) + Σ_{a<0} p_j − Σ_{a≥0} (1 − p_j),
+// where every term keeps its relative precision (p is small where a < 0, 1 − p where a ≥ 0,
+// each computed directly). So the root is where L = R with
+//   L = Σ_{a<0} p + max(m − k, 0),   R = Σ_{a≥0} (1 − p) + max(k − m, 0),
+// L increasing in t, R decreasing. The solver is Newton on h(t) = log L − log R, kept inside
+// the bracket. In the tails, L and R are sums of exponentials in t, so h is nearly linear and
+// Newton nearly exact; this stays true on a peaked row whose top k entries saturate (p ≈ 1),
+// where F − k itself is a difference of two tiny sums and F barely moves with t: solving
+// F = k to a tolerance there leaves t far from the root, and a positive's log p with it.
+// A step that leaves the bracket, or a derivative that underflowed, is replaced by bisection.
+// It stops when |F − k| ≤ tol·k and the next Newton step is below 1e-3/α (then that step is
+// taken without another pass: t is then within ~1e-6/α of the root), when the bracket is a few
+// fp32 ulps of the scores wide, or at maxIter passes.
 #pragma once
 #include <cmath>
 
@@ -32,26 +39,31 @@ FL_HD SigmoidPair sigmoid_pair(float a) {
 // log σ(a) = −softplus(−a): ≈ a (finite) far below the threshold, never log 0.
 FL_HD double log_sigmoid_d(double a) { return a >= 0 ? -log1p(exp(-a)) : a - log1p(exp(a)); }
 
-// One pass's sums over a row (or a tile of it) at the current t.
+// One pass's sums over a row (or a tile of it) at the current t, split by the sign of a.
 struct TopKSums {
-  double f;   // Σ p_j
-  double q;   // Σ (1 − p_j)
-  double df;  // Σ p_j (1 − p_j); F' = α·df
+  double m;     // #{a ≥ 0}
+  double p_lo;  // Σ_{a<0} p
+  double q_hi;  // Σ_{a≥0} (1 − p)
+  double v_lo;  // Σ_{a<0} p(1 − p)
+  double v_hi;  // Σ_{a≥0} p(1 − p)
+  double df() const { return v_lo + v_hi; }  // F' = α·df
 };
 FL_HD void merge(TopKSums& a, const TopKSums& b) {
-  a.f += b.f;
-  a.q += b.q;
-  a.df += b.df;
+  a.m += b.m;
+  a.p_lo += b.p_lo;
+  a.q_hi += b.q_hi;
+  a.v_lo += b.v_lo;
+  a.v_hi += b.v_hi;
 }
 
 struct TopKSolver {
   double t, lo, hi;
-  double k, n;       // k_i and N_i
+  double k, n;        // k_i and N_i
   double alpha, tol;
   double resolution;  // a bracket this narrow cannot be split at the precision of z + t
-  int iterations;     // passes made at a t (the first included)
+  int iterations;     // passes made at a trial t
   bool done;
-  TopKSums at_t;      // the sums at the final t (V = α·df is the backward's denominator)
+  TopKSums at_t;      // the sums of the last pass (V = α·df is the backward's denominator)
 };
 
 // zmax, zmin: the extremes of z over the entries that are in. Requires 0 < k < n.
@@ -70,7 +82,7 @@ FL_HD TopKSolver topk_solver_init(double zmax, double zmin, double k, double n, 
   s.t = 2 * k <= n ? s.lo : s.hi;
   s.iterations = 0;
   s.done = false;  // even a flat row (lo = hi) takes one pass: the backward needs its sums
-  s.at_t = TopKSums{0, 0, 0};
+  s.at_t = TopKSums{};
   return s;
 }
 
@@ -78,24 +90,29 @@ FL_HD TopKSolver topk_solver_init(double zmax, double zmin, double k, double n, 
 FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
   s.iterations += 1;
   s.at_t = sums;
-  const double f = 2 * s.k <= s.n ? sums.f : s.n - sums.q;
-  if (fabs(f - s.k) <= s.tol * s.k || s.iterations >= max_iter) {
+  const double excess = (sums.m - s.k) + sums.p_lo - sums.q_hi;  // F − k
+  const double L = sums.p_lo + fmax(sums.m - s.k, 0.0), R = sums.q_hi + fmax(s.k - sums.m, 0.0);
+  const double dh = s.alpha * (sums.v_lo / L + sums.v_hi / R);
+  const double newton = -(log(L) - log(R)) / dh;  // NaN or ±inf when a sum underflowed
+  const bool close = fabs(excess) <= s.tol * s.k;
+  if (close && s.alpha * fabs(newton) <= 1e-3) {
+    s.t += newton;
     s.done = true;
     return;
   }
-  if (f < s.k) s.lo = fmax(s.lo, s.t);
+  if (s.iterations >= max_iter) {
+    s.done = true;
+    return;
+  }
+  if (excess < 0) s.lo = fmax(s.lo, s.t);
   else s.hi = fmin(s.hi, s.t);
   if (s.hi - s.lo <= s.resolution) {
     s.done = true;
     return;
   }
-  const double dlog = 2 * s.k <= s.n ? s.alpha * sums.df / sums.f : s.alpha * sums.df / sums.q;
-  double next;
-  if (2 * s.k <= s.n) next = s.t - (log(sums.f) - log(s.k)) / dlog;
-  else next = s.t + (log(sums.q) - log(s.n - s.k)) / dlog;
-  // Outside the bracket, or not a number (F or Q or F' underflowed to 0): bisect.
-  if (!(next > s.lo && next < s.hi)) next = s.lo + 0.5 * (s.hi - s.lo);
-  s.t = next;
+  const double next = s.t + newton;
+  // Outside the bracket, or not a number (a sum or the derivative underflowed): bisect.
+  s.t = next > s.lo && next < s.hi ? next : s.lo + 0.5 * (s.hi - s.lo);
 }
 
 // The backward's per-row factor (SPEC 3.7): ∂/∂z_m = u_m − v_m·U/V with V = α·df. A row whose
