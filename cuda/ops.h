@@ -4,6 +4,7 @@
 #pragma once
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
+#include "../native/ops/soft_topk.h"
 
 namespace fl::cuda {
 
@@ -13,5 +14,9 @@ void log_sum_exp(const LogSumExpArgs& args);
 // CrossEntropyArgs with logits and grad on the device; labels, class weights, gradOutput,
 // rowLoss and lse on the host (the launcher moves them).
 LossResult cross_entropy(const CrossEntropyArgs& args);
+
+// SoftTopKLossArgs with the scores and grad on the device; k_rows, positives, exclusions,
+// gradOutput and rowLoss on the host (the launcher moves them).
+LossResult soft_topk_loss(const SoftTopKLossArgs& args);
 
 }  // namespace fl::cuda

@@ -46,7 +46,7 @@ void solver_options(const Napi::CallbackInfo& info, SoftTopKProblem& p, const Na
 }
 
 void host_only(bool on_device) {
-  if (on_device) fail("ERR_DEVICE", "softTopK: expected scores on the CPU (this op has no CUDA path in this build)");
+  if (on_device) fail("ERR_DEVICE", "softTopK: expected scores on the CPU (the operator has no CUDA path; softTopKLoss has)");
 }
 
 struct SoftTopKJob {
@@ -102,7 +102,6 @@ struct SoftTopKLossJob {
   SoftTopKLossJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
     SoftTopKLossArgs& a = args;
     a.p = problem(info, addon, &on_device);
-    host_only(on_device);
     solver_options(info, a.p, info[2]);
     const Napi::Object o = info[1].As<Napi::Object>();
     a.positives = csr_arg(info[3], "positives", a.p.rows, a.p.cols, false);
@@ -121,7 +120,17 @@ struct SoftTopKLossJob {
     a.row_loss = optional_host<float>(info[7], "rowLoss", napi_float32_array, a.p.rows);
     if (!a.row_loss) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   }
-  void execute() { out = fl::soft_topk_loss(*ctx, args); }
+  void execute() {
+    if (on_device) {
+#ifdef FUSEDLOSS_CUDA
+      out = cuda::soft_topk_loss(args);
+#else
+      fail("ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
+#endif
+    } else {
+      out = fl::soft_topk_loss(*ctx, args);
+    }
+  }
   Napi::Value result(Napi::Env env) {
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", out.loss);

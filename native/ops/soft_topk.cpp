@@ -346,7 +346,7 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
     }
     loss[size_t(r)] = l;
-    factor[size_t(r)] = topk_backward_factor(U, alpha, rows.row(r).s.at_t.df());
+    factor[size_t(r)] = topk_backward_factor(U, alpha, topk_df(rows.row(r).s.at_t));
     coef[size_t(r)] = float(-double(p.scale) * alpha * factor[size_t(r)]);
   };
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {

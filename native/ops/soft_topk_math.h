@@ -46,8 +46,9 @@ struct TopKSums {
   double q_hi;  // Σ_{a≥0} (1 − p)
   double v_lo;  // Σ_{a<0} p(1 − p)
   double v_hi;  // Σ_{a≥0} p(1 − p)
-  double df() const { return v_lo + v_hi; }  // F' = α·df
 };
+// Σ p(1 − p) over the row: F' = α·topk_df.
+FL_HD double topk_df(const TopKSums& s) { return s.v_lo + s.v_hi; }
 FL_HD void merge(TopKSums& a, const TopKSums& b) {
   a.m += b.m;
   a.p_lo += b.p_lo;
@@ -63,7 +64,7 @@ struct TopKSolver {
   double resolution;  // a bracket this narrow cannot be split at the precision of z + t
   int iterations;     // passes made at a trial t
   bool done;
-  TopKSums at_t;      // the sums of the last pass (V = α·df is the backward's denominator)
+  TopKSums at_t;      // the sums of the last pass (V = α·topk_df is the backward's denominator)
 };
 
 // zmax, zmin: the extremes of z over the entries that are in. Requires 0 < k < n.
