@@ -7,7 +7,6 @@
 
 #include "../core/error.h"
 #include "../core/parallel.h"
-#include "../core/rowmath.h"
 #include "soft_topk_math.h"
 
 namespace fl {
@@ -38,6 +37,23 @@ void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
   else if (d == DType::Float16) store<f16_t>(g, i, v);
   else store<bf16_t>(g, i, v);
 }
+
+// The operator's outputs over a run: p = σ(a) or log p = min(a, 0) − log1p(e^{−|a|}),
+// a = α(scale·x + t) formed as the sweeps form it; −inf gives p = 0, log p = −inf.
+template <class T, bool kLog>
+void values_run(const void* xv, float* out, int64_t n, float scale, float alpha, float t) {
+  const T* x = static_cast<const T*>(xv);
+  for (int64_t j = 0; j < n; ++j) {
+    const float a = (to_float(x[j]) * scale + t) * alpha;
+    const float e = std::exp(-std::fabs(a));
+    if constexpr (kLog) out[j] = std::min(a, 0.f) - std::log1p(e);
+    else out[j] = a >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+  }
+}
+using ValuesRunFn = void (*)(const void*, float*, int64_t, float, float, float);
+constexpr ValuesRunFn kValuesRun[3][2] = {{values_run<float, false>, values_run<float, true>},
+                                          {values_run<f16_t, false>, values_run<f16_t, true>},
+                                          {values_run<bf16_t, false>, values_run<bf16_t, true>}};
 
 struct RowState {
   TopKSolver s{};
@@ -255,12 +271,8 @@ void soft_topk(Context& ctx, const SoftTopKArgs& a) {
              const float t = rows.threshold(r);
              float* out = a.values + r * cols;
              std::fill(out + c0, out + c1, a.log_output ? -INFINITY : 0.f);  // excluded entries
-             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
-               for (int64_t c = u; c < w; ++c) {
-                 const float z = rows.arg(rows.x(r, c), t);  // −inf stays −inf: p = 0, log p = −inf
-                 out[c] = a.log_output ? log_sigmoid(z) : sigmoid(z);
-               }
-             });
+             const ValuesRunFn fn = kValuesRun[int(a.p.dtype)][a.log_output ? 1 : 0];
+             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(rows.at(r, u), out + u, w - u, a.p.scale, a.p.alpha, t); });
              return 0.0;
            });
 }
