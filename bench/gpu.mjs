@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { ops } from '../scripts/ops.mjs';
 
 // Ops this script knows how to call at GPU scale; each needs a line in `run` below.
-const timed = new Set(['logSumExp', 'softmaxCrossEntropy']);
+const timed = new Set(['logSumExp', 'softmaxCrossEntropy', 'softTopKLoss']);
 
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
@@ -57,7 +57,12 @@ for (const op of ops) {
       const labels = new Int32Array(rows).map(() => Math.floor(Math.random() * cols));
       const scores = fl.toDevice(host);
       const outGrad = op.name === 'logSumExp' ? undefined : fl.toDevice(fl.tensor(dtype === 'float32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols), [rows, cols], { dtype }));
-      const run = () => (op.name === 'logSumExp' ? fl.logSumExp(scores) : fl.softmaxCrossEntropy(scores, labels, { out: outGrad }));
+      // softTopKLoss: one positive per row (the label), DEXML's k = 5, α = 2.
+      const positives = { rowPtr: Int32Array.from({ length: rows + 1 }, (_, i) => i), cols: labels };
+      const run = () =>
+        op.name === 'logSumExp' ? fl.logSumExp(scores)
+        : op.name === 'softTopKLoss' ? fl.softTopKLoss(scores, positives, { out: outGrad })
+        : fl.softmaxCrossEntropy(scores, labels, { out: outGrad });
       const ms = timeit(run);
       const bytesPerElem = dtype === 'float32' ? 4 : 2;
       const bytes = (op.bench.bytes({ rows, cols }) / 4) * bytesPerElem;

@@ -36,8 +36,8 @@ class DexmlSoftTopK(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s, k, alpha):
-        lo = torch.full((s.shape[0], 1), -10.0 / alpha)
-        hi = torch.full((s.shape[0], 1), 10.0 / alpha)
+        lo = torch.full((s.shape[0], 1), -10.0 / alpha, device=s.device, dtype=s.dtype)
+        hi = torch.full((s.shape[0], 1), 10.0 / alpha, device=s.device, dtype=s.dtype)
         for _ in range(32):
             t = (lo + hi) / 2
             below = torch.sigmoid(alpha * (s + t)).sum(1, keepdim=True) < k

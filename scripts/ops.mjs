@@ -161,6 +161,8 @@ export const ops = [
       { rows: 5, cols: 50257, kind: 'peaked', opts: {} },
       { rows: 9, cols: 32771, kind: 'normal', opts: { k: 'numPositives', alpha: 5, scale: 0.7, exclude: true } },
       { rows: 2, cols: 300007, kind: 'flat', opts: { k: 50, reduction: 'sum' } },
+      // CUDA layouts: one block (≤ ~56K columns), a cluster (≤ ~450K), re-read passes (wider).
+      { rows: 3, cols: 1000003, kind: 'normal', opts: { exclude: true } },
     ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
     make(fl, rng, c) {
       // 1 to 3 positives per row, distinct columns; with `exclude`, 5 more columns per row out.
