@@ -22,3 +22,7 @@ export { multiLabelSoftmax, multiLabelSoftmaxAsync } from './ops/multiLabelSoftm
 export type { MultiLabelSoftmaxOptions } from './ops/multiLabelSoftmax';
 export { binaryCrossEntropy, binaryCrossEntropyAsync } from './ops/binaryCrossEntropy';
 export type { BinaryCrossEntropyOptions } from './ops/binaryCrossEntropy';
+export { softTopK, softTopKAsync } from './ops/softTopK';
+export type { SoftTopKOptions, SoftTopKResult, TopK, TopKSolveOptions } from './ops/softTopK';
+export { softTopKLoss, softTopKLossAsync } from './ops/softTopKLoss';
+export type { SoftTopKLossOptions } from './ops/softTopKLoss';
