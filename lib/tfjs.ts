@@ -28,6 +28,7 @@ import { decoupledSoftmax as flDecoupledSoftmax } from './ops/decoupledSoftmax';
 import { multiLabelSoftmax as flMultiLabelSoftmax } from './ops/multiLabelSoftmax';
 import type { PositivesLossOptions } from './ops/positivesLoss';
 import { softmaxCrossEntropy as flSoftmaxCrossEntropy, type SoftmaxCrossEntropyOptions } from './ops/softmaxCrossEntropy';
+import { softTopKLoss as flSoftTopKLoss, type SoftTopKLossOptions } from './ops/softTopKLoss';
 import { tensor as flTensor, type Tensor as FlTensor } from './tensor';
 import { fail, options } from './validate';
 
@@ -135,18 +136,20 @@ export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor | Int32
   return fused(s, (t) => flSoftmaxCrossEntropy(t, y, o));
 }
 
-function positivesLoss(fn: string, loss: (s: FlTensor, p: Positives, o: PositivesLossOptions) => LossResult) {
-  return (scores: tf.Tensor, positives: PositivesInput, opts?: AdapterOptions<PositivesLossOptions>): tf.Scalar => {
+function positivesLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, p: Positives, o: O) => LossResult) {
+  return (scores: tf.Tensor, positives: PositivesInput, opts?: AdapterOptions<O>): tf.Scalar => {
     const s = scoresArg(fn, scores);
     const o = adapterOptions(fn, opts);
     const p = positivesArg(fn, positives, s.shape[0], s.shape[1]);
-    return fused(s, (t) => loss(t, p, o));
+    return fused(s, (t) => loss(t, p, o as O));
   };
 }
 
 /** DEXML's multi-label softmax (SPEC 3.2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const multiLabelSoftmax = positivesLoss('multiLabelSoftmax', flMultiLabelSoftmax);
+export const multiLabelSoftmax = positivesLoss<PositivesLossOptions>('multiLabelSoftmax', flMultiLabelSoftmax);
 /** DEXML's decoupled softmax (SPEC 3.4) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const decoupledSoftmax = positivesLoss('decoupledSoftmax', flDecoupledSoftmax);
+export const decoupledSoftmax = positivesLoss<PositivesLossOptions>('decoupledSoftmax', flDecoupledSoftmax);
 /** One-vs-all binary cross-entropy (SPEC 3.6) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const binaryCrossEntropy = positivesLoss('binaryCrossEntropy', flBinaryCrossEntropy);
+export const binaryCrossEntropy = positivesLoss<PositivesLossOptions>('binaryCrossEntropy', flBinaryCrossEntropy);
+/** DEXML's soft top-k loss (SPEC 3.8: k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+export const softTopKLoss = positivesLoss<SoftTopKLossOptions>('softTopKLoss', flSoftTopKLoss);

@@ -78,6 +78,12 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("multiLabelSoftmaxAsync", &Addon::bind<multi_label_softmax, true>),
                              InstanceMethod("binaryCrossEntropy", &Addon::bind<binary_cross_entropy, false>),
                              InstanceMethod("binaryCrossEntropyAsync", &Addon::bind<binary_cross_entropy, true>),
+                             InstanceMethod("softTopK", &Addon::bind<soft_topk, false>),
+                             InstanceMethod("softTopKAsync", &Addon::bind<soft_topk, true>),
+                             InstanceMethod("softTopKVjp", &Addon::bind<soft_topk_vjp, false>),
+                             InstanceMethod("softTopKVjpAsync", &Addon::bind<soft_topk_vjp, true>),
+                             InstanceMethod("softTopKLoss", &Addon::bind<soft_topk_loss, false>),
+                             InstanceMethod("softTopKLossAsync", &Addon::bind<soft_topk_loss, true>),
                          });
   }
 

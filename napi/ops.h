@@ -13,5 +13,8 @@ Napi::Value softmax_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, 
 Napi::Value decoupled_softmax(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value multi_label_softmax(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value binary_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value soft_topk(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value soft_topk_vjp(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value soft_topk_loss(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
 }  // namespace fl::napi

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusedLossError } from '../lib/errors';
-import { binaryCrossEntropy, decoupledSoftmax, multiLabelSoftmax, softmaxCrossEntropy } from '../lib/tfjs';
+import { binaryCrossEntropy, decoupledSoftmax, multiLabelSoftmax, softmaxCrossEntropy, softTopKLoss } from '../lib/tfjs';
 import { makeRng } from './reference/rng';
 
 const relErr = (a: Float32Array | number[], b: Float32Array | number[]) => {
@@ -86,6 +86,7 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
       () => multiLabelSoftmax(tf.matMul(x, w), hot),
       () => decoupledSoftmax(tf.matMul(x, w), hot, { scale: 2 }),
       () => binaryCrossEntropy(tf.matMul(x, w), hot),
+      () => softTopKLoss(tf.matMul(x, w), hot, { k: 3 }),
     ];
     for (const loss of losses) {
       opt.minimize(loss); // the first step makes Adam's slots
