@@ -26,3 +26,4 @@ export { softTopK, softTopKAsync } from './ops/softTopK';
 export type { SoftTopKOptions, SoftTopKResult, TopK, TopKSolveOptions } from './ops/softTopK';
 export { softTopKLoss, softTopKLossAsync } from './ops/softTopKLoss';
 export type { SoftTopKLossOptions } from './ops/softTopKLoss';
+export type { PositivesLossOptions } from './ops/positivesLoss';
