@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusedLossError } from '../lib/errors';
+import * as core from '../lib/index';
 import { binaryCrossEntropy, decoupledSoftmax, multiLabelSoftmax, softmaxCrossEntropy, softTopKLoss } from '../lib/tfjs';
 import { makeRng } from './reference/rng';
 
@@ -51,6 +52,31 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     const ref = tf.grad((s: tf.Tensor) => tf.mul(tf.losses.softmaxCrossEntropy(oneHot, s, undefined, undefined, tf.Reduction.SUM), 3))(tf.matMul(x, w));
     expect(relErr(sum.dataSync() as Float32Array, ref.dataSync() as Float32Array)).toBeLessThan(1e-5);
     tf.dispose([x, w, oneHot, ours.value, theirs.value, sum, ref, ...Object.values(ours.grads), ...Object.values(theirs.grads)]);
+  });
+
+  it('dense targets (with weights) give the loss and gradient of the same call on CSR positives', () => {
+    const rng = makeRng(16);
+    const [B, N] = [5, 41];
+    const S = Float32Array.from({ length: B * N }, () => rng.normal());
+    const y = multiHot(17, B, N).map((v) => (v ? 0.5 + rng.uniform() : 0));
+    const rowPtr = new Int32Array(B + 1);
+    const cols: number[] = [];
+    const weights: number[] = [];
+    for (let i = 0; i < B; i++) {
+      for (let j = 0; j < N; j++) if (y[i * N + j]) (cols.push(j), weights.push(y[i * N + j]));
+      rowPtr[i + 1] = cols.length;
+    }
+    const csr = { rowPtr, cols: Int32Array.from(cols), weights: Float32Array.from(weights) };
+    const scores = tf.tensor2d(S, [B, N]);
+    const targets = tf.tensor2d(y, [B, N]);
+    for (const [name, adapted] of [['multiLabelSoftmax', multiLabelSoftmax], ['decoupledSoftmax', decoupledSoftmax], ['binaryCrossEntropy', binaryCrossEntropy]] as const) {
+      const want = core[name](core.tensor(S, [B, N]), csr, { scale: 1.5 });
+      const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => adapted(s, targets, { scale: 1.5 }))(scores);
+      expect(value.dataSync()[0], name).toBe(Math.fround(want.loss)); // a tf.Scalar is float32
+      expect(Array.from(grad.dataSync()), name).toEqual(Array.from(want.grad!.data()));
+      tf.dispose([value, grad]);
+    }
+    tf.dispose([scores, targets]);
   });
 
   it('a tfjs-layers model trains with decoupledSoftmax (dense multi-hot targets)', async () => {
