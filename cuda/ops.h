@@ -4,6 +4,7 @@
 #pragma once
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
+#include "../native/ops/positives_losses.h"
 #include "../native/ops/soft_topk.h"
 
 namespace fl::cuda {
@@ -15,6 +16,11 @@ void log_sum_exp(const LogSumExpArgs& args);
 // rowLoss and lse on the host (the launcher moves them).
 LossResult cross_entropy(const CrossEntropyArgs& args);
 
+// PositivesLossArgs with scores and grad on the device; the CSRs, gradOutput and rowLoss on
+// the host (the launcher moves them).
+LossResult decoupled_softmax(const PositivesLossArgs& args);
+LossResult multi_label_softmax(const PositivesLossArgs& args);
+LossResult binary_cross_entropy(const PositivesLossArgs& args);
 // SoftTopKLossArgs with the scores and grad on the device; k_rows, positives, exclusions,
 // gradOutput and rowLoss on the host (the launcher moves them).
 LossResult soft_topk_loss(const SoftTopKLossArgs& args);
