@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { makeRng, randomScores } from '../scripts/lib/random.mjs';
 import { fl } from './helpers';
-import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, type RefPositives, type RefResult } from './reference/index.js';
+import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, refSoftmaxCrossEntropy, type RefPositives, type RefResult } from './reference/index.js';
 import { makeRng as makeRefRng, randomExclude, randomPositives } from './reference/rng.js';
 
 type HostArray = Float32Array | Uint16Array;
@@ -247,8 +247,147 @@ const logSumExp: OpUnderTest<ScoresCase & { scale?: number }, LseInputs> = {
   small: () => logSumExp.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2 }),
 };
 
+// ---------- softmaxCrossEntropy ----------
+
+interface CeCase extends ScoresCase {
+  scale?: number;
+  labelSmoothing?: number;
+  zLoss?: number;
+  softcap?: number;
+  classWeights: boolean;
+  ignoreSome: boolean;
+  reduction: 'mean' | 'sum' | 'none';
+}
+
+interface CeInputs {
+  s: Scores;
+  labels: Int32Array;
+  opts: Record<string, unknown>;
+}
+
+const ceOutputs = (r: fl.SoftmaxCrossEntropyResult): Outputs => {
+  const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss!, dScale: r.dScale ?? 0, lse: r.lse! };
+  if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+  return o;
+};
+
+const softmaxCrossEntropy: OpUnderTest<CeCase, CeInputs> = {
+  name: 'softmaxCrossEntropy',
+  cases: fc
+    .record({
+      c: scoresCase,
+      scale: fc.option(fc.constantFrom(1, 1 / 0.07, 20, 0.37), { nil: undefined }),
+      labelSmoothing: fc.option(fc.constantFrom(0.1, 0.5, 1), { nil: undefined }),
+      zLoss: fc.option(fc.constantFrom(1e-4, 1e-2), { nil: undefined }),
+      softcap: fc.option(fc.constantFrom(3, 30), { nil: undefined }),
+      classWeights: fc.boolean(),
+      ignoreSome: fc.boolean(),
+      reduction: fc.constantFrom<'mean' | 'sum' | 'none'>('mean', 'sum', 'none'),
+    })
+    .map(({ c, ...rest }) => ({ ...c, ...rest })),
+  make(c) {
+    const s = makeScores(c);
+    const rng = makeRefRng(c.seed ^ 0x27d4eb2f);
+    // With no classes (N = 0) every row must be ignored.
+    const labels = Int32Array.from({ length: c.rows }, () => (c.cols === 0 || (c.ignoreSome && rng.uniform() < 0.3) ? -100 : rng.int(0, c.cols)));
+    const opts: Record<string, unknown> = { gradScale: true, returnLse: true, reduction: c.reduction };
+    for (const k of ['scale', 'labelSmoothing', 'zLoss', 'softcap'] as const) if (c[k] !== undefined) opts[k] = c[k];
+    if (c.classWeights) opts.classWeights = Float32Array.from({ length: c.cols }, () => 0.25 + 2 * rng.uniform());
+    if (c.reduction === 'none') opts.gradOutput = Float32Array.from({ length: c.rows }, () => rng.normal());
+    return { s, labels, opts };
+  },
+  sync: (i) => ceOutputs(fl.softmaxCrossEntropy(i.s.arg as HostArray, i.labels, optsOf(i))),
+  async: (i) => fl.softmaxCrossEntropyAsync(i.s.arg as HostArray, i.labels, optsOf(i)).then(ceOutputs),
+  // Without a softcap, the float64 loss of the z = scale·S the kernel works on, z rounded to
+  // fp32 as the kernel rounds it (at |z| ~ 1e6 that rounding alone moves a probability), then
+  // dL/dS = scale·dL/dz and dScale = Σ dL/dz·S. A softcap bounds z, so it goes in as it is.
+  reference: (i) => {
+    const o = { ...i.opts } as Record<string, never>;
+    if (i.opts.softcap !== undefined) {
+      const r = refSoftmaxCrossEntropy(i.s.values, i.s.rows, i.s.cols, i.labels, o);
+      return { loss: r.loss, rowLoss: r.rowLoss, dScale: r.dScale, grad: r.grad, lse: r.lse! };
+    }
+    const scale = Math.fround((i.opts.scale as number | undefined) ?? 1);
+    const z = i.s.values.map((v) => Math.fround(scale * v));
+    const r = refSoftmaxCrossEntropy(z, i.s.rows, i.s.cols, i.labels, { ...o, scale: 1 });
+    let dScale = 0;
+    for (let k = 0; k < r.grad.length; k++) if (r.grad[k] !== 0) dScale += r.grad[k] * i.s.values[k];
+    return { loss: r.loss, rowLoss: r.rowLoss, dScale, grad: r.grad.map((g) => g * scale), lse: r.lse! };
+  },
+  check(got, ref, i) {
+    const why =
+      checkElementwise('loss', new Float32Array([got.loss as number]), [ref.loss as number], 1e-5) ??
+      checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5) ??
+      checkElementwise('lse', got.lse as Float32Array, ref.lse as ArrayLike<number>, 1e-5);
+    if (why) return why;
+    const g = got.grad as Float32Array;
+    const rg = ref.grad as ArrayLike<number>;
+    if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
+    // fp32: SPEC 5's 1e-5. Half: no worse than twice rounding the exact gradient to the dtype.
+    const exact = Float32Array.from(rg);
+    const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
+    let num = 0, den = 0, rnd = 0;
+    for (let k = 0; k < rg.length; k++) {
+      num += (g[k] - rg[k]) ** 2;
+      den += rg[k] ** 2;
+      rnd += (rounded[k] - rg[k]) ** 2;
+    }
+    const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-30;
+    if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
+    // dScale sums the dense part in fp32 lanes and corrects the label in double: that cancels
+    // up to u_i·w_max·max_j |S_ij| per row, rounded in fp32.
+    const cw = i.opts.classWeights as Float32Array | undefined;
+    const wMax = cw ? cw.reduce((a, b) => Math.max(a, b), 0) : 1;
+    let cancel = 0;
+    for (let r = 0; r < i.s.rows; r++) {
+      if (i.labels[r] === -100) continue;
+      const red = i.opts.reduction;
+      const u = red === 'none' ? Math.abs((i.opts.gradOutput as Float32Array)[r]) : 1;
+      let m = 0;
+      for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
+      cancel += u * wMax * m;
+    }
+    if (i.opts.reduction === 'mean') cancel /= Math.max(1e-30, [...i.labels].filter((y) => y !== -100).reduce((a, y) => a + (cw ? cw[y] : 1), 0));
+    const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
+    if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
+    return undefined;
+  },
+  views: (i) => [i.s.data, i.labels, ...(i.opts.classWeights ? [i.opts.classWeights as Float32Array] : []), ...(i.opts.gradOutput ? [i.opts.gradOutput as Float32Array] : [])],
+  mutations: [
+    // A scores mutation may turn empty scores into 1×1; the labels follow the new shape.
+    ...scoresMutations<CeInputs>().map((m) => ({
+      ...m,
+      apply: (i: CeInputs) => {
+        const j = m.apply(i);
+        return j.s.rows === i.s.rows && j.s.cols === i.s.cols ? j : { ...j, labels: new Int32Array(j.s.rows), opts: { gradScale: true } };
+      },
+    })),
+    ...optionMutations<CeInputs>(),
+    { name: 'labels missing', code: 'ERR_TYPE', apply: (i) => ({ ...i, labels: undefined as unknown as Int32Array }) },
+    { name: 'labels a plain array', code: 'ERR_TYPE', apply: (i) => ({ ...i, labels: Array.from(i.labels) as unknown as Int32Array }) },
+    { name: 'labels one too many', code: 'ERR_SHAPE', apply: (i) => ({ ...i, labels: new Int32Array(i.labels.length + 1) }) },
+    // On empty scores, a 1×1 matrix (with default options) to hold the bad label.
+    { name: 'a label of N', code: 'ERR_LABEL_RANGE', apply: (i) => (i.s.rows ? { ...i, labels: new Int32Array(i.s.rows).fill(i.s.cols) } : { s: withElement(i.s, 0, 0), labels: new Int32Array([1]), opts: {} }) },
+    { name: 'a label of −1', code: 'ERR_LABEL_RANGE', apply: (i) => (i.s.rows ? { ...i, labels: new Int32Array(i.s.rows).fill(-1) } : { s: withElement(i.s, 0, 0), labels: new Int32Array([-1]), opts: {} }) },
+    { name: 'labelSmoothing 1.5', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, labelSmoothing: 1.5 } }) },
+    { name: 'softcap 0', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, softcap: 0 } }) },
+    { name: 'classWeights one too many', code: 'ERR_SHAPE', apply: (i) => ({ ...i, opts: { ...i.opts, classWeights: new Float32Array(i.s.cols + 1).fill(1) } }) },
+    { name: 'an unknown reduction', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, reduction: 'avg', gradOutput: undefined } }) },
+  ],
+  heavy() {
+    // 128 × 32771 fp32 (17 MB): tens of ms per call on two cores, the gradient into a reused
+    // `out` as in a training loop.
+    const rows = 128, cols = 32771;
+    const x = randomScores(makeRng(11), rows, cols, 'normal');
+    const labels = Int32Array.from({ length: rows }, (_, r) => (r * 7919) % cols);
+    const out = fl.tensor(new Float32Array(rows * cols), [rows, cols]);
+    return { s: { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x }, labels, opts: { out } };
+  },
+  small: () => softmaxCrossEntropy.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, labelSmoothing: 0.1, zLoss: 1e-4, softcap: 30, classWeights: true, ignoreSome: true, reduction: 'none' }),
+};
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const opsUnderTest: OpUnderTest<any, any>[] = [logSumExp];
+export const opsUnderTest: OpUnderTest<any, any>[] = [logSumExp, softmaxCrossEntropy];
 
 // ---------- losses over CSR positives: decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy ----------
 

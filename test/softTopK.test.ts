@@ -168,6 +168,12 @@ describe('softTopK forward', () => {
       const got = fl.softTopK(fl.tensor(bits, [B, N], { dtype }), 5, { alpha: 2 });
       const ref = refSoftTopK(back(bits), B, N, 5, { alpha: 2 });
       expect(relL2(got.values.data(), ref.values)).toBeLessThanOrEqual(2e-4);
+      // The vjp comes back in the scores' dtype, rounded once.
+      const g = Float32Array.from({ length: B * N }, (_, i) => Math.sin(i));
+      const grad = got.vjp(g);
+      expect(grad.dtype).toBe(dtype);
+      const refGrad = refSoftTopKVjp(back(bits), B, N, 5, { alpha: 2 }, g);
+      expect(relL2(fl.toFloat32(grad.data(), dtype), refGrad)).toBeLessThanOrEqual(dtype === 'float16' ? 2e-3 : 1e-2);
     }
   });
 

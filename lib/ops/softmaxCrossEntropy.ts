@@ -58,6 +58,9 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
  * plus z-loss and softcap, except one: when every row is ignored, 'mean' gives loss 0 and a
  * zero gradient rather than NaN.
  *
+ * A logit of −Infinity marks a class out: probability 0, gradient 0. A row whose every logit is
+ * −Infinity (and that is not ignored) has loss +Infinity and a zero gradient.
+ *
  * Throws ArgumentError (ERR_LABEL_RANGE for a label outside [0, N) that is not ignoreIndex,
  * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity logits.
  */

@@ -7,6 +7,8 @@
 // The first two gradient terms are the engine's dense part (coef·exp(z − lse) + bias or
 // colw_coef·w_j); the last is the correction at the label.
 #pragma once
+#include <cmath>
+
 #include "../core/hd.h"
 
 namespace fl {
@@ -25,7 +27,18 @@ struct CrossEntropyRow {
 FL_HD CrossEntropyRow cross_entropy_row(double lse, double margin, double p_y_minus_one, double lin, double w_label,
                                         double w_mean, double n_cols, double eps, double lambda, double u) {
   CrossEntropyRow r;
-  r.loss = w_label * (1 - eps) * margin + lambda * lse * lse;
+  // A row whose every logit is −∞ has no probability to put on its label: loss +∞, and every
+  // entry is out, so the gradient is 0 (the formulas below would make 0·∞ = NaN of it).
+  if (lse == -INFINITY) {
+    r.loss = INFINITY;
+    r.coef = 0;
+    r.smooth = 0;
+    r.label_dz = 0;
+    return r;
+  }
+  // The label's term is absent, not 0·∞, when its weight is 0 (ε = 1, or w_y = 0) and its logit is −∞.
+  const double w_nll = w_label * (1 - eps);
+  r.loss = (w_nll != 0 ? w_nll * margin : 0.0) + lambda * lse * lse;
   if (eps > 0) r.loss += eps * (w_mean * lse - lin / n_cols);
   r.coef = u * (w_label * (1 - eps) + eps * w_mean + 2 * lambda * lse);
   r.smooth = float(u * eps / n_cols);

@@ -73,7 +73,6 @@ class TopKRows {
   TopKRows(Context& ctx, const SoftTopKProblem& p)
       : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), skip_(p.rows, Csr{}, p.exclude) {}
 
-  const SoftTopKProblem& problem() const { return p_; }
   const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
   float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
 
@@ -151,14 +150,8 @@ class TopKRows {
     return per_row;
   }
 
-  // Calls fn(r, c0, c1) for every tile of every row, on the pool (passes after the solve).
-  template <class Fn>
-  void for_each_tile(Fn&& fn) {
-    for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) { fn(r, c0, c1); });
-  }
-
-  // Σp(1 − p)·dtype sweep of the dense gradient over [c0, c1) of row r (see topk_grad):
-  // writes coef·p(1 − p) at the columns that are in and 0 at excluded ones.
+  // The dense gradient over [c0, c1) of row r (see topk_grad): coef·p(1 − p) at the columns
+  // that are in, 0 at excluded ones; returns Σ p(1 − p)·x for dScale.
   double dense_grad(int64_t r, int64_t c0, int64_t c1, float coef, void* grad, bool grad_float32) const {
     const int64_t esize = grad_float32 ? 4 : dtype_size(p_.dtype);
     const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_float32 || p_.dtype == DType::Float32 ? 0 : 1];

@@ -6,16 +6,21 @@
 // not grow with N; a run is always cut into the same blocks, so a result does not depend on
 // which thread computed it.
 
-// σ(a) and σ(−a) from e = exp(−|a|) (as sigmoid_pair in soft_topk_math.h).
+// σ(a) and σ(−a) from e = exp(−|a|) (as sigmoid_pair in soft_topk_math.h). Returned by value:
+// no address-taken locals in the sweeps (ASan would give them unwinding cleanups, and with them
+// an exported personality-routine reference that the ISA symbol check rejects).
 template <class V>
-static inline void vsigmoid_pair(typename V::F a, typename V::F* p, typename V::F* q) {
+struct VSigmoidPair {
+  typename V::F p, q;
+};
+template <class V>
+static inline VSigmoidPair<V> vsigmoid_pair(typename V::F a) {
   using F = typename V::F;
   const F zero = V::zero();
   const F e = V::exp(V::sub(zero, V::max(a, V::sub(zero, a))));
   const F r = V::div(V::set1(1.f), V::add(V::set1(1.f), e));
   const F er = V::mul(e, r);
-  *p = V::select_lt(a, zero, er, r);
-  *q = V::select_lt(a, zero, r, er);
+  return {V::select_lt(a, zero, er, r), V::select_lt(a, zero, r, er)};
 }
 
 // max and min of x over the entries that are in, how many are in, and the first NaN/+inf.
@@ -63,9 +68,8 @@ TopKSums topk_sums(const TopKSumsTile& a) {
     F m = zero, p_lo = zero, q_hi = zero, v_lo = zero, v_hi = zero;
     auto take = [&](F v) {
       const F arg = V::mul(V::add(V::mul(v, vs), vt), valpha);
-      F p, q;
-      vsigmoid_pair<V>(arg, &p, &q);
-      const F pq = V::mul(p, q);
+      const VSigmoidPair<V> s = vsigmoid_pair<V>(arg);
+      const F p = s.p, q = s.q, pq = V::mul(p, q);
       // Lanes with a < 0 add p to p_lo; the others add 1 to m and q to q_hi. An out entry
       // (−inf) has a = −inf and p = 0: it adds nothing.
       m = V::add(m, V::select_lt(arg, zero, zero, one));
@@ -100,9 +104,8 @@ double topk_grad(const TopKGradTile& a) {
     const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
     F acc = V::zero();
     auto take = [&](F v, int64_t j, int tail) {
-      F p, q;
-      vsigmoid_pair<V>(V::mul(V::add(V::mul(v, vs), vt), valpha), &p, &q);
-      const F pq = V::mul(p, q);
+      const VSigmoidPair<V> s = vsigmoid_pair<V>(V::mul(V::add(V::mul(v, vs), vt), valpha));
+      const F pq = V::mul(s.p, s.q);
       if (g) {
         if (tail) V::store_tail(g + j, V::mul(vcoef, pq), tail);
         else V::store(g + j, V::mul(vcoef, pq));

@@ -15,7 +15,8 @@
 // Newton nearly exact; this stays true on a peaked row whose top k entries saturate (p ≈ 1),
 // where F − k itself is a difference of two tiny sums and F barely moves with t: solving
 // F = k to a tolerance there leaves t far from the root, and a positive's log p with it.
-// A step that leaves the bracket, or a derivative that underflowed, is replaced by bisection.
+// Where one side's terms all underflowed in fp32, t moves by a fixed 80/α towards them; a step
+// that leaves the bracket, or a derivative that underflowed, is replaced by bisection.
 // It stops when |F − k| ≤ tol·k and the next Newton step is below 1e-3/α (then that step is
 // taken without another pass: t is then within ~1e-6/α of the root), when the bracket is a few
 // fp32 ulps of the scores wide, or at maxIter passes.
@@ -87,6 +88,10 @@ FL_HD TopKSolver topk_solver_init(double zmax, double zmin, double k, double n, 
   return s;
 }
 
+// How far t moves when every term on one side underflowed: fp32 exp(a) is 0 below a ≈ −87.3
+// in the SIMD sweeps (−103 with subnormals on the GPU), so those terms had a < −80.
+constexpr double kUnderflowStep = 80.0;
+
 // Takes the sums at s.t; either marks the row done (s.t is the threshold) or moves s.t.
 FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
   s.iterations += 1;
@@ -111,8 +116,14 @@ FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
     s.done = true;
     return;
   }
-  const double next = s.t + newton;
-  // Outside the bracket, or not a number (a sum or the derivative underflowed): bisect.
+  // Newton; or, where every term of L (R) underflowed (exp of less than −87 in fp32), a step of
+  // kUnderflowStep/α up (down), which brings the nearest of them back into range (a midpoint
+  // of a bracket hundreds wide would land far on the other side, and Newton crawls back from
+  // there where log L saturates); bisection when that leaves the bracket or the derivative
+  // underflowed.
+  double next = s.t + newton;
+  if (!(L > 0)) next = s.t + kUnderflowStep / s.alpha;
+  else if (!(R > 0)) next = s.t - kUnderflowStep / s.alpha;
   s.t = next > s.lo && next < s.hi ? next : s.lo + 0.5 * (s.hi - s.lo);
 }
 

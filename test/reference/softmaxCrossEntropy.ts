@@ -99,7 +99,9 @@ export function refSoftmaxCrossEntropy(S: Scores, B: number, N: number, labels: 
     // lse − z_y and p_y − 1, exact also where p_y ≈ 1.
     const margin = m - z[y] + Math.log1p(rest);
     const pyMinusOne = z[y] === m ? -rest / (1 + rest) : Math.expm1(-margin);
-    rowLoss[i] = wy * (1 - eps) * margin + (eps > 0 ? eps * (wMean * lse - lin / N) : 0) + lambda * lse * lse;
+    // A label term of weight 0 (ε = 1 or w_y = 0) is absent, also where its logit is −∞ (not 0·∞).
+    const wNll = wy * (1 - eps);
+    rowLoss[i] = (wNll !== 0 ? wNll * margin : 0) + (eps > 0 ? eps * (wMean * lse - lin / N) : 0) + lambda * lse * lse;
     const u = coef[i];
     const pCoef = wy * (1 - eps) + eps * wMean + 2 * lambda * lse;
     for (let j = 0; j < N; j++) {
