@@ -15,3 +15,7 @@ export { float32ToFloat16, float32ToBFloat16, float16ToFloat32, bfloat16ToFloat3
 export type { Reduction, LossOptions, LossResult, ScoresInput } from './loss';
 export { softmaxCrossEntropy, softmaxCrossEntropyAsync } from './ops/softmaxCrossEntropy';
 export type { SoftmaxCrossEntropyOptions, SoftmaxCrossEntropyResult } from './ops/softmaxCrossEntropy';
+export { infoNCE, infoNCEAsync } from './ops/infoNCE';
+export type { InfoNCEOptions } from './ops/infoNCE';
+export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';
+export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';

@@ -62,6 +62,10 @@ export interface NativeAddon {
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
   softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
   softmaxCrossEntropyAsync(...args: CrossEntropyArgs): Promise<NativeLoss>;
+  infoNCE(...args: InfoNCEArgs): NativeLoss;
+  infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
+  decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
+  decoupledContrastiveAsync(...args: DecoupledContrastiveArgs): Promise<NativeLoss>;
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
@@ -87,6 +91,23 @@ export type CrossEntropyArgs = readonly [
   grad: NativeInput | undefined,
   rowLoss: Float32Array,
   lse: Float32Array | undefined,
+];
+
+export type InfoNCEArgs = readonly [
+  scores: NativeInput,
+  opts: NativeLossCommon & { symmetric: boolean },
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+];
+
+export type DecoupledContrastiveArgs = readonly [
+  scores: NativeInput,
+  /** sigma: DCLW's σ, or 0 for plain DCL. */
+  opts: NativeLossCommon & { sigma: number },
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
 ];
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';

@@ -72,6 +72,10 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
                              InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
                              InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
+                             InstanceMethod("infoNCE", &Addon::bind<info_nce, false>),
+                             InstanceMethod("infoNCEAsync", &Addon::bind<info_nce, true>),
+                             InstanceMethod("decoupledContrastive", &Addon::bind<decoupled_contrastive, false>),
+                             InstanceMethod("decoupledContrastiveAsync", &Addon::bind<decoupled_contrastive, true>),
                          });
   }
 

@@ -9,4 +9,8 @@ class Addon;
 
 Napi::Value softmax_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
+// napi/contrastive.cpp
+Napi::Value info_nce(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value decoupled_contrastive(const Napi::CallbackInfo& info, Addon& addon, bool async);
+
 }  // namespace fl::napi

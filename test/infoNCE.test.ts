@@ -1,0 +1,197 @@
+import { describe, expect, it } from 'vitest';
+import { refInfoNCE } from './reference/infoNCE.js';
+import { loadGoldenCases } from './reference/golden.js';
+import { makeRng, randomScores, type ScoreKind } from './reference/rng.js';
+import { checkFiniteDifferences, checkFp32, checkHalf, gradOf, type Kernel, type Reference } from './contrastive-check';
+import { expectCode, expectCodeAsync, fl, hasCuda, relL2 } from './helpers';
+
+const kernel: Kernel = (t, o) => fl.infoNCE(t, o);
+const refFor = (B: number, N: number): Reference => (S, o) => refInfoNCE(S, B, N, o as never);
+
+describe('infoNCE: golden cases (PyTorch float64)', () => {
+  for (const c of loadGoldenCases().filter((g) => g.fn === 'infoNCE' && !g.opts.positives)) {
+    it(JSON.stringify(c.opts), () => {
+      const [B, N] = c.shape;
+      const r = fl.infoNCE(fl.tensor(new Float32Array(c.S), [B, N]), { ...c.opts, gradScale: true });
+      expect(Math.abs(r.loss - c.loss) / Math.abs(c.loss)).toBeLessThan(1e-5);
+      expect(relL2(gradOf(r), c.grad)).toBeLessThan(1e-5);
+      expect(Math.abs(r.dScale! - c.dScale!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(c.dScale!)));
+    });
+  }
+});
+
+const scales = [1, 1 / 0.07, 20];
+const kinds: ScoreKind[] = ['normal', 'flat', 'peaked'];
+
+describe('infoNCE one-way: random cases against float64', () => {
+  // Scores of σ = 0.3 at scale 20 are CLIP-like (cosines times a logit scale); σ = 3 at scale
+  // 20 makes nearly one-hot rows.
+  const shapes: [number, number][] = [[1, 1], [1, 2], [7, 97], [64, 64], [33, 5003], [3, 70001]];
+  let seed = 100;
+  for (const [B, N] of shapes)
+    for (const kind of kinds)
+      for (const scale of scales) {
+        const s = seed++;
+        const reduction = (['mean', 'sum', 'none'] as const)[s % 3];
+        it(`${B}x${N} ${kind} scale ${scale.toFixed(2)} ${reduction}`, () => {
+          const rng = makeRng(s);
+          const S = randomScores(rng, B, N, { kind, sigma: kind === 'normal' ? 0.3 : undefined });
+          const opts: Record<string, unknown> = { scale, reduction };
+          if (reduction === 'none') opts.gradOutput = new Float32Array(B).map(() => rng.normal());
+          checkFp32(kernel, refFor(B, N), S, [B, N], opts);
+        });
+      }
+});
+
+describe('infoNCE symmetric (CLIP): random cases against float64', () => {
+  // 1 and 7: one strip and one row block; 300 and 513: several 256-column strips, a partial
+  // last strip, row blocks of 32 with a tail, and SIMD tails.
+  let seed = 200;
+  for (const n of [1, 2, 7, 64, 300, 513])
+    for (const kind of kinds)
+      for (const scale of scales) {
+        const s = seed++;
+        const reduction = (['mean', 'sum', 'none'] as const)[s % 3];
+        it(`${n}x${n} ${kind} scale ${scale.toFixed(2)} ${reduction}`, () => {
+          const rng = makeRng(s);
+          const S = randomScores(rng, n, n, { kind, sigma: kind === 'normal' ? 0.3 : undefined });
+          const opts: Record<string, unknown> = { scale, reduction, symmetric: true };
+          if (reduction === 'none') opts.gradOutput = new Float32Array(n).map(() => rng.normal());
+          checkFp32(kernel, refFor(n, n), S, [n, n], opts);
+        });
+      }
+});
+
+describe('infoNCE: finite differences of the float64 loss', () => {
+  for (const symmetric of [false, true])
+    for (const [B, N] of [[5, 9], [9, 9]] as [number, number][]) {
+      if (symmetric && B !== N) continue;
+      it(`${B}x${N} symmetric=${symmetric}`, () => {
+        const S = randomScores(makeRng(B * 10 + N), B, N, { kind: 'normal', sigma: 1 });
+        checkFiniteDifferences(kernel, refFor(B, N), S, [B, N], { scale: 2.5, symmetric });
+        checkFiniteDifferences(kernel, refFor(B, N), S, [B, N], { scale: 0.7, symmetric, reduction: 'sum' });
+      });
+    }
+});
+
+describe('infoNCE: float16 and bfloat16', () => {
+  for (const dtype of ['float16', 'bfloat16'] as const)
+    for (const symmetric of [false, true])
+      it(`${dtype} symmetric=${symmetric}`, () => {
+        const [B, N] = symmetric ? [257, 257] : [13, 40009];
+        const S = randomScores(makeRng(B + (dtype === 'float16' ? 1 : 2)), B, N, { kind: 'normal', sigma: 0.3 });
+        checkHalf(kernel, refFor(B, N), S, [B, N], { scale: 20, symmetric }, dtype);
+      });
+  it('bfloat16 scores of magnitude 1e30 stay finite', () => {
+    const S = randomScores(makeRng(3), 40, 40, { kind: 'normal' }).map((v) => v * 1e30);
+    for (const symmetric of [false, true]) {
+      const r = fl.infoNCE(fl.tensor(fl.float32ToBFloat16(S), [40, 40], { dtype: 'bfloat16' }), { symmetric });
+      expect(Number.isFinite(r.loss)).toBe(true);
+      expect(gradOf(r).every(Number.isFinite)).toBe(true);
+    }
+  });
+});
+
+describe('infoNCE: entries out and edge cases', () => {
+  it('−Infinity entries are out (probability 0, gradient 0); a positive at −Infinity costs +Infinity', () => {
+    const n = 37;
+    const S = randomScores(makeRng(8), n, n, { kind: 'normal', sigma: 0.5 });
+    const rng = makeRng(9);
+    for (let i = 0; i < S.length; i++) if (rng.uniform() < 0.2) S[i] = -Infinity;
+    for (let j = 0; j < n; j++) S[5 * n + j] = -Infinity; // a whole row out
+    for (let i = 0; i < n; i++) S[i * n + 11] = -Infinity; // a whole column out
+    S[3 * n + 3] = 2; // diagonals finite except on row 5 and column 11
+    for (const symmetric of [false, true]) {
+      const opts = { symmetric, scale: 3, reduction: 'none' as const };
+      const r = fl.infoNCE(fl.tensor(S, [n, n]), opts);
+      const ref = refInfoNCE(S, n, n, opts);
+      const g = gradOf(r);
+      for (let i = 0; i < S.length; i++) if (S[i] === -Infinity) expect(g[i]).toBe(0);
+      expect(r.rowLoss[5]).toBe(Infinity);
+      expect(r.rowLoss[11]).toBe(Infinity);
+      expect(relL2(g, ref.grad)).toBeLessThan(1e-5);
+      for (let i = 0; i < n; i++) if (Number.isFinite(ref.rowLoss[i])) expect(Math.abs(r.rowLoss[i] - ref.rowLoss[i])).toBeLessThan(1e-5 * Math.max(1, ref.rowLoss[i]));
+    }
+  });
+
+  it('a confident row keeps its tiny loss and gradient (no 1 − p cancellation)', () => {
+    const n = 64;
+    const S = randomScores(makeRng(10), n, n, { kind: 'normal', sigma: 0.1 });
+    for (let i = 0; i < n; i++) S[i * n + i] = 1;
+    for (const symmetric of [false, true]) {
+      const r = fl.infoNCE(fl.tensor(S, [n, n]), { symmetric, scale: 30, gradScale: true });
+      const ref = refInfoNCE(S, n, n, { symmetric, scale: 30 });
+      expect(ref.loss).toBeLessThan(1e-9);
+      expect(Math.abs(r.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
+      expect(relL2(gradOf(r), ref.grad)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('an empty batch gives loss 0', () => {
+    const r = fl.infoNCE(fl.tensor(new Float32Array(0), [0, 0]), { symmetric: true });
+    expect(r.loss).toBe(0);
+  });
+
+  it('results do not depend on sync vs async; in place, out and grad: false', async () => {
+    for (const [B, N, symmetric] of [[5, 70001, false], [600, 600, true]] as [number, number, boolean][]) {
+      const S = randomScores(makeRng(B), B, N, { kind: 'peaked' });
+      const opts = { symmetric, scale: 1 / 0.07, gradScale: true };
+      const a = fl.infoNCE(fl.tensor(S, [B, N]), opts);
+      const b = await fl.infoNCEAsync(fl.tensor(S, [B, N]), opts);
+      expect(b.loss).toBe(a.loss);
+      expect(b.dScale).toBe(a.dScale);
+      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(gradOf(b).buffer))).toBe(0);
+      const t = fl.tensor(S.slice(), [B, N]);
+      const c = fl.infoNCE(t, { ...opts, inplace: true });
+      expect(c.grad).toBe(t);
+      expect(c.dScale).toBe(a.dScale);
+      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(t.data().buffer))).toBe(0);
+      const out = fl.tensor(new Float32Array(B * N), [B, N]);
+      const d = fl.infoNCE(fl.tensor(S, [B, N]), { ...opts, out });
+      expect(d.grad).toBe(out);
+      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(out.data().buffer))).toBe(0);
+      const copy = S.slice();
+      const e = fl.infoNCE(fl.tensor(S, [B, N]), { ...opts, grad: false });
+      expect(e.grad).toBeUndefined();
+      expect(e.loss).toBe(a.loss);
+      expect(e.dScale).toBe(a.dScale);
+      expect(Array.from(S)).toEqual(Array.from(copy));
+    }
+  });
+});
+
+describe('infoNCE: bad input', () => {
+  const S = new Float32Array(3 * 5).map((_, i) => i / 7);
+  it('throws precise FusedLossErrors', async () => {
+    expectCode(() => fl.infoNCE(fl.tensor(S, [5, 3])), 'ERR_SHAPE', /scores/, /at least as many columns as rows/, /\[5, 3\]/);
+    expectCode(() => fl.infoNCE(fl.tensor(S, [3, 5]), { symmetric: true }), 'ERR_SHAPE', /square/, /\[3, 5\]/);
+    expectCode(() => fl.infoNCE(fl.tensor(S, [3, 5]), { symmetric: 1 as never }), 'ERR_TYPE', /symmetric/, /boolean/);
+    expectCode(() => fl.infoNCE(fl.tensor(S, [3, 5]), { scale: 0 }), 'ERR_ARG', /scale/);
+    expectCode(() => fl.infoNCE(fl.tensor(S, [3, 5]), { reduction: 'none', gradOutput: new Float32Array(2) }), 'ERR_SHAPE', /gradOutput/);
+    for (const [shape, at, symmetric] of [[[3, 5], 7, false], [[3, 3], 4, true]] as [[number, number], number, boolean][]) {
+      const bad = S.slice(0, shape[0] * shape[1]);
+      bad[at] = Number.NaN;
+      const where = new RegExp(`\\[${Math.floor(at / shape[1])}, ${at % shape[1]}\\]`);
+      expectCode(() => fl.infoNCE(fl.tensor(bad, shape), { symmetric }), 'ERR_NON_FINITE', where);
+      bad[at] = Infinity;
+      await expectCodeAsync(fl.infoNCEAsync(fl.tensor(bad, shape), { symmetric }), 'ERR_NON_FINITE', where);
+    }
+  });
+});
+
+describe.skipIf(!hasCuda())('infoNCE on CUDA', () => {
+  for (const [B, N, symmetric] of [[7, 97, false], [300, 50257, false], [513, 513, true], [4096, 4096, true]] as [number, number, boolean][])
+    for (const dtype of ['float32', 'bfloat16'] as const)
+      it(`${B}x${N} symmetric=${symmetric} ${dtype} matches the CPU`, () => {
+        const S32 = randomScores(makeRng(B + N), B, N, { kind: 'normal', sigma: 0.3 });
+        const data = dtype === 'float32' ? S32 : fl.float32ToBFloat16(S32);
+        const opts = { symmetric, scale: 20, gradScale: true };
+        const cpu = fl.infoNCE(fl.tensor(data, [B, N], { dtype }), opts);
+        using d = fl.toDevice(fl.tensor(data, [B, N], { dtype }));
+        const gpu = fl.infoNCE(d, opts);
+        expect(Math.abs(gpu.loss - cpu.loss) / Math.abs(cpu.loss)).toBeLessThan(1e-5);
+        expect(Math.abs(gpu.dScale! - cpu.dScale!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(cpu.dScale!)));
+        expect(relL2(gradOf(gpu), gradOf(cpu))).toBeLessThan(dtype === 'float32' ? 1e-4 : 1e-2);
+        gpu.grad!.dispose();
+      });
+});
