@@ -15,6 +15,13 @@ export { float32ToFloat16, float32ToBFloat16, float16ToFloat32, bfloat16ToFloat3
 export type { Reduction, LossOptions, LossResult, ScoresInput } from './loss';
 export { softmaxCrossEntropy, softmaxCrossEntropyAsync } from './ops/softmaxCrossEntropy';
 export type { SoftmaxCrossEntropyOptions, SoftmaxCrossEntropyResult } from './ops/softmaxCrossEntropy';
+export type { Positives } from './csr';
+export { decoupledSoftmax, decoupledSoftmaxAsync } from './ops/decoupledSoftmax';
+export type { DecoupledSoftmaxOptions } from './ops/decoupledSoftmax';
+export { multiLabelSoftmax, multiLabelSoftmaxAsync } from './ops/multiLabelSoftmax';
+export type { MultiLabelSoftmaxOptions } from './ops/multiLabelSoftmax';
+export { binaryCrossEntropy, binaryCrossEntropyAsync } from './ops/binaryCrossEntropy';
+export type { BinaryCrossEntropyOptions } from './ops/binaryCrossEntropy';
 export { infoNCE, infoNCEAsync } from './ops/infoNCE';
 export type { InfoNCEOptions } from './ops/infoNCE';
 export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';

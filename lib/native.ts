@@ -18,6 +18,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { NativeCsr } from './csr';
 import { makeError, fromNative } from './errors';
 
 /** GPU memory owned by a JS object (napi/addon.cpp DeviceBuffer). */
@@ -62,6 +63,12 @@ export interface NativeAddon {
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
   softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
   softmaxCrossEntropyAsync(...args: CrossEntropyArgs): Promise<NativeLoss>;
+  decoupledSoftmax(...args: PositivesLossArgs): NativeLoss;
+  decoupledSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
+  multiLabelSoftmax(...args: PositivesLossArgs): NativeLoss;
+  multiLabelSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
+  binaryCrossEntropy(...args: PositivesLossArgs): NativeLoss;
+  binaryCrossEntropyAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
   infoNCE(...args: InfoNCEArgs): NativeLoss;
   infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
   decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
@@ -93,9 +100,23 @@ export type CrossEntropyArgs = readonly [
   lse: Float32Array | undefined,
 ];
 
+/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy (napi/positives_losses.cpp). */
+export type PositivesLossArgs = readonly [
+  scores: NativeInput,
+  positives: NativeCsr,
+  opts: NativeLossCommon,
+  exclude: NativeCsr | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+];
+
+/** infoNCE and decoupledContrastive (napi/contrastive.cpp); positives undefined: the diagonal. */
 export type InfoNCEArgs = readonly [
   scores: NativeInput,
   opts: NativeLossCommon & { symmetric: boolean },
+  positives: NativeCsr | undefined,
+  exclude: NativeCsr | undefined,
   gradOutput: Float32Array | undefined,
   grad: NativeInput | undefined,
   rowLoss: Float32Array,
@@ -105,6 +126,8 @@ export type DecoupledContrastiveArgs = readonly [
   scores: NativeInput,
   /** sigma: DCLW's σ, or 0 for plain DCL. */
   opts: NativeLossCommon & { sigma: number },
+  positives: NativeCsr | undefined,
+  exclude: NativeCsr | undefined,
   gradOutput: Float32Array | undefined,
   grad: NativeInput | undefined,
   rowLoss: Float32Array,

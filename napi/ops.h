@@ -9,6 +9,10 @@ class Addon;
 
 Napi::Value softmax_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
+// Losses over CSR positives (napi/positives_losses.cpp).
+Napi::Value decoupled_softmax(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value multi_label_softmax(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value binary_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
 // napi/contrastive.cpp
 Napi::Value info_nce(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value decoupled_contrastive(const Napi::CallbackInfo& info, Addon& addon, bool async);

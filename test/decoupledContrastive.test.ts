@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dclwWeights, refDecoupledContrastive } from './reference/decoupledContrastive.js';
 import { loadGoldenCases } from './reference/golden.js';
-import { makeRng, randomScores, type ScoreKind } from './reference/rng.js';
+import { makeRng, randomExclude, randomPositives, randomScores, type ScoreKind } from './reference/rng.js';
 import { checkFiniteDifferences, checkFp32, checkHalf, gradOf, type Kernel, type Reference } from './contrastive-check';
 import { expectCode, expectCodeAsync, fl, hasCuda, relL2 } from './helpers';
 
@@ -9,7 +9,7 @@ const kernel: Kernel = (t, o) => fl.decoupledContrastive(t, o);
 const refFor = (B: number, N: number): Reference => (S, o) => refDecoupledContrastive(S, B, N, o as never);
 
 describe('decoupledContrastive: golden cases (PyTorch float64)', () => {
-  for (const c of loadGoldenCases().filter((g) => g.fn === 'decoupledContrastive' && !g.opts.positives && !g.opts.exclude)) {
+  for (const c of loadGoldenCases().filter((g) => g.fn === 'decoupledContrastive')) {
     it(JSON.stringify(c.opts), () => {
       const [B, N] = c.shape;
       const r = fl.decoupledContrastive(fl.tensor(new Float32Array(c.S), [B, N]), { ...c.opts, gradScale: true });
@@ -39,6 +39,21 @@ describe('decoupledContrastive: random cases against float64', () => {
             checkFp32(kernel, refFor(B, N), S, [B, N], opts);
           });
         }
+  let csrSeed = 500;
+  for (const [B, N] of [[1, 3], [9, 7], [64, 301], [2, 70001]] as [number, number][])
+    for (const kind of kinds)
+      for (const weighting of [undefined, { sigma: 0.5 }]) {
+        const s = csrSeed++;
+        const reduction = (['mean', 'sum', 'none'] as const)[s % 3];
+        it(`${B}x${N} ${kind} CSR positive and exclusions ${reduction} ${weighting ? 'DCLW' : 'DCL'}`, () => {
+          const rng = makeRng(s);
+          const S = randomScores(rng, B, N, { kind, sigma: kind === 'normal' ? 0.3 : undefined });
+          const positives = randomPositives(rng, B, N, { min: 1, max: 1 });
+          const opts: Record<string, unknown> = { scale: 1 / 0.07, reduction, weighting, positives, exclude: randomExclude(rng, B, N, positives, { max: 6 }) };
+          if (reduction === 'none') opts.gradOutput = new Float32Array(B).map(() => rng.normal());
+          checkFp32(kernel, refFor(B, N), S, [B, N], opts);
+        });
+      }
   it('weighting: {} means sigma 0.5', () => {
     const S = randomScores(makeRng(4), 9, 9, { kind: 'normal' });
     const a = fl.decoupledContrastive(fl.tensor(S, [9, 9]), { weighting: {} });
@@ -111,6 +126,16 @@ describe('decoupledContrastive: entries out and edge cases', () => {
 
 describe('decoupledContrastive: bad input', () => {
   const S = new Float32Array(3 * 5).map((_, i) => i / 7);
+  it('CSR positives and exclusions', () => {
+    const t = fl.tensor(S, [3, 5]);
+    const P = (rowPtr: number[], cols: number[], weights?: number[]) => ({ rowPtr: Int32Array.from(rowPtr), cols: Int32Array.from(cols), weights: weights && Float32Array.from(weights) });
+    expectCode(() => fl.decoupledContrastive(t, { positives: P([0, 1, 3, 3], [0, 1, 2]) }), 'ERR_CSR', /opts\.positives row 1/, /exactly one positive/, /received 2 positives/);
+    expectCode(() => fl.decoupledContrastive(t, { positives: P([0, 1, 2, 3], [0, 1, 2], [1, 1, 1]) }), 'ERR_ARG', /opts\.positives\.weights/);
+    expectCode(() => fl.decoupledContrastive(t, { positives: P([0, 1, 2, 3], [0, 7, 2]) }), 'ERR_CSR', /opts\.positives\.cols\[1\]/, /received 7/);
+    expectCode(() => fl.decoupledContrastive(t, { positives: P([0, 1, 2, 3], [4, 3, 2]), exclude: P([0, 0, 2, 2], [1, 3]) }), 'ERR_CSR', /opts\.exclude\.cols\[1\]/, /positive of row 1/);
+    expectCode(() => fl.decoupledContrastive(t, { exclude: P([0, 1, 1, 1], [0]) }), 'ERR_CSR', /the diagonal positives/);
+    expectCode(() => fl.decoupledContrastive(t, { exclude: P([0, 1, 1, 1], [3], [1]) }), 'ERR_ARG', /opts\.exclude\.weights/);
+  });
   it('throws precise FusedLossErrors', async () => {
     expectCode(() => fl.decoupledContrastive(fl.tensor(S, [5, 3])), 'ERR_SHAPE', /scores/, /at least as many columns as rows/, /\[5, 3\]/);
     expectCode(() => fl.decoupledContrastive(fl.tensor(S, [3, 5]), { weighting: { sigma: 0 } }), 'ERR_ARG', /opts\.weighting\.sigma/, /> 0/, /received 0/);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { refInfoNCE } from './reference/infoNCE.js';
 import { loadGoldenCases } from './reference/golden.js';
-import { makeRng, randomScores, type ScoreKind } from './reference/rng.js';
+import { makeRng, randomExclude, randomPositives, randomScores, type ScoreKind } from './reference/rng.js';
 import { checkFiniteDifferences, checkFp32, checkHalf, gradOf, type Kernel, type Reference } from './contrastive-check';
 import { expectCode, expectCodeAsync, fl, hasCuda, relL2 } from './helpers';
 
@@ -9,10 +9,13 @@ const kernel: Kernel = (t, o) => fl.infoNCE(t, o);
 const refFor = (B: number, N: number): Reference => (S, o) => refInfoNCE(S, B, N, o as never);
 
 describe('infoNCE: golden cases (PyTorch float64)', () => {
-  for (const c of loadGoldenCases().filter((g) => g.fn === 'infoNCE' && !g.opts.positives)) {
+  for (const c of loadGoldenCases().filter((g) => g.fn === 'infoNCE')) {
     it(JSON.stringify(c.opts), () => {
       const [B, N] = c.shape;
-      const r = fl.infoNCE(fl.tensor(new Float32Array(c.S), [B, N]), { ...c.opts, gradScale: true });
+      const opts: Record<string, unknown> = { ...c.opts };
+      const pos = c.opts.positives as { rowPtr: number[]; cols: number[]; weights?: number[] } | undefined;
+      if (pos) opts.positives = { rowPtr: Int32Array.from(pos.rowPtr), cols: Int32Array.from(pos.cols), weights: pos.weights && Float32Array.from(pos.weights) };
+      const r = fl.infoNCE(fl.tensor(new Float32Array(c.S), [B, N]), { ...opts, gradScale: true });
       expect(Math.abs(r.loss - c.loss) / Math.abs(c.loss)).toBeLessThan(1e-5);
       expect(relL2(gradOf(r), c.grad)).toBeLessThan(1e-5);
       expect(Math.abs(r.dScale! - c.dScale!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(c.dScale!)));
@@ -43,6 +46,36 @@ describe('infoNCE one-way: random cases against float64', () => {
       }
 });
 
+describe('infoNCE with CSR positives (SupCon) and exclusions: random cases against float64', () => {
+  // 1 to 4 positives per row (some rows with none), weighted or not, with and without
+  // exclusions; N > 65,536 in the last shape.
+  const shapes: [number, number][] = [[1, 3], [9, 7], [64, 301], [17, 5003], [2, 70001]];
+  let seed = 400;
+  for (const [B, N] of shapes)
+    for (const kind of kinds)
+      for (const scale of scales)
+        for (const [weighted, excluded] of [[false, false], [true, true]]) {
+          const s = seed++;
+          const reduction = (['mean', 'sum', 'none'] as const)[s % 3];
+          it(`${B}x${N} ${kind} scale ${scale.toFixed(2)} ${reduction}${weighted ? ' weighted' : ''}${excluded ? ' exclude' : ''}`, () => {
+            const rng = makeRng(s);
+            const S = randomScores(rng, B, N, { kind, sigma: kind === 'normal' ? 0.3 : undefined });
+            const positives = randomPositives(rng, B, N, { min: B > 4 ? 0 : 1, max: 4, weighted });
+            const opts: Record<string, unknown> = { scale, reduction, positives };
+            if (excluded) opts.exclude = randomExclude(rng, B, N, positives, { max: 6 });
+            if (reduction === 'none') opts.gradOutput = new Float32Array(B).map(() => rng.normal());
+            checkFp32(kernel, refFor(B, N), S, [B, N], opts);
+          });
+        }
+  it('diagonal positives with exclusions', () => {
+    const rng = makeRng(5);
+    const [B, N] = [12, 40];
+    const S = randomScores(rng, B, N, { kind: 'normal' });
+    const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+    checkFp32(kernel, refFor(B, N), S, [B, N], { scale: 2, exclude: randomExclude(rng, B, N, diag, { max: 10 }) });
+  });
+});
+
 describe('infoNCE symmetric (CLIP): random cases against float64', () => {
   // 1 and 7: one strip and one row block; 300 and 513: several 256-column strips, a partial
   // last strip, row blocks of 32 with a tail, and SIMD tails.
@@ -63,6 +96,13 @@ describe('infoNCE symmetric (CLIP): random cases against float64', () => {
 });
 
 describe('infoNCE: finite differences of the float64 loss', () => {
+  it('7x12 weighted positives with exclusions', () => {
+    const rng = makeRng(12);
+    const S = randomScores(rng, 7, 12, { kind: 'normal', sigma: 1 });
+    const positives = randomPositives(rng, 7, 12, { min: 1, max: 4, weighted: true });
+    const exclude = randomExclude(rng, 7, 12, positives, { max: 3 });
+    checkFiniteDifferences(kernel, refFor(7, 12), S, [7, 12], { scale: 1.7, positives, exclude });
+  });
   for (const symmetric of [false, true])
     for (const [B, N] of [[5, 9], [9, 9]] as [number, number][]) {
       if (symmetric && B !== N) continue;
@@ -162,6 +202,23 @@ describe('infoNCE: entries out and edge cases', () => {
 
 describe('infoNCE: bad input', () => {
   const S = new Float32Array(3 * 5).map((_, i) => i / 7);
+  it('CSR positives and exclusions', () => {
+    const t = fl.tensor(S, [3, 5]);
+    const P = (rowPtr: number[], cols: number[], weights?: number[]) => ({ rowPtr: Int32Array.from(rowPtr), cols: Int32Array.from(cols), weights: weights && Float32Array.from(weights) });
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 1, 2], [0, 1]) }), 'ERR_SHAPE', /opts\.positives\.rowPtr/, /length 4/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 2, 1, 3], [0, 1, 2]) }), 'ERR_CSR', /opts\.positives\.rowPtr\[2\]/, /non-decreasing/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 1, 2, 3], [0, 5, 2]) }), 'ERR_CSR', /opts\.positives\.cols\[1\]/, /\[0, 5\)/, /received 5/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 2, 2, 3], [4, 4, 2]) }), 'ERR_CSR', /opts\.positives\.cols\[1\]/, /row 0/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 1, 2, 3], [0, 1, 2], [1, 1]) }), 'ERR_SHAPE', /opts\.positives\.weights/, /length 3/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 1, 2, 3], [0, 1, 2], [1, -1, 1]) }), 'ERR_CSR', /weights\[1\]/);
+    expectCode(() => fl.infoNCE(t, { positives: P([0, 1, 2, 3], [0, 1, 2]), exclude: P([0, 0, 1, 1], [1]) }), 'ERR_CSR', /opts\.exclude\.cols\[0\]/, /positive of row 1/);
+    expectCode(() => fl.infoNCE(t, { exclude: P([0, 0, 0, 1], [2]) }), 'ERR_CSR', /opts\.exclude\.cols\[0\]/, /the diagonal positives/);
+    expectCode(() => fl.infoNCE(fl.tensor(S.subarray(0, 9), [3, 3]), { symmetric: true, positives: P([0, 1, 2, 3], [0, 1, 2]) }), 'ERR_ARG', /symmetric/, /diagonal/);
+    expectCode(() => fl.infoNCE(fl.tensor(S.subarray(0, 9), [3, 3]), { symmetric: true, exclude: P([0, 0, 1, 1], [0]) }), 'ERR_ARG', /symmetric/, /opts\.exclude/);
+    // Positives given: N < B is fine.
+    const r = fl.infoNCE(fl.tensor(S, [5, 3]), { positives: P([0, 1, 2, 3, 3, 4], [0, 2, 1, 0]) });
+    expect(Number.isFinite(r.loss)).toBe(true);
+  });
   it('throws precise FusedLossErrors', async () => {
     expectCode(() => fl.infoNCE(fl.tensor(S, [5, 3])), 'ERR_SHAPE', /scores/, /at least as many columns as rows/, /\[5, 3\]/);
     expectCode(() => fl.infoNCE(fl.tensor(S, [3, 5]), { symmetric: true }), 'ERR_SHAPE', /square/, /\[3, 5\]/);

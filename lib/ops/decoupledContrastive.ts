@@ -4,8 +4,9 @@
  * (SPEC 3.5).
  * @module
  */
+import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
 import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
-import { call, callAsync } from '../native';
+import { call, callAsync, type DecoupledContrastiveArgs } from '../native';
 import { fail, options, positiveFinite } from '../validate';
 
 export interface DecoupledContrastiveOptions extends LossOptions {
@@ -16,6 +17,17 @@ export interface DecoupledContrastiveOptions extends LossOptions {
    * 0.5 (the paper's). Default: no weighting (plain DCL, w_i = 1).
    */
   weighting?: { sigma?: number };
+  /**
+   * Each row's positive as CSR: exactly one column per row, no weights. Default: the
+   * diagonal, row i ↔ column i (needs N ≥ B).
+   */
+  positives?: Positives;
+  /**
+   * Entries removed from the loss exactly (CSR, no weights): out of the negatives'
+   * log-sum-exp, gradient exactly 0 (e.g. other views of the same instance). An exclusion that
+   * is also the row's positive is an ERR_CSR error. Default: none.
+   */
+  exclude?: Positives;
 }
 
 function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefined) {
@@ -25,18 +37,30 @@ function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefi
     const w = options<{ sigma?: number }>('opts.weighting', o.weighting);
     sigma = positiveFinite('opts.weighting.sigma', w.sigma, 0.5);
   }
-  if (p.cols < p.rows) fail('ERR_SHAPE', 'scores', `at least as many columns as rows for diagonal positives (row i's positive is column i)`, `#shape [${p.rows}, ${p.cols}]`);
-  const args = [p.input, { ...p.common, sigma }, p.gradOutput, p.gradTarget, p.rowLoss] as const;
+  let positives;
+  if (o.positives !== undefined) {
+    positives = csr('opts.positives', o.positives, p.rows, p.cols, { weights: false });
+    for (let i = 0; i < p.rows; i++) {
+      const n = positives.rowPtr[i + 1] - positives.rowPtr[i];
+      if (n !== 1) fail('ERR_CSR', `opts.positives row ${i}`, 'exactly one positive per row', `#${n} positives`);
+    }
+  } else if (p.cols < p.rows) {
+    fail('ERR_SHAPE', 'scores', `at least as many columns as rows for diagonal positives (row i's positive is column i)`, `#shape [${p.rows}, ${p.cols}]`);
+  }
+  const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, p.rows, p.cols, positives ?? diagonalPositives(p.rows), positives ? 'opts.positives' : 'the diagonal positives');
+  const args: DecoupledContrastiveArgs = [p.input, { ...p.common, sigma }, positives, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
   return { p, args };
 }
 
 /**
- * DCL on the scores S (B×N, z = scale·S): row i's positive is column i and is left out of the
- * denominator (the decoupling):
- *   ℓ_i = −w_i·z_ii + log Σ_{j ≠ i} exp(z_ij),
+ * DCL on the scores S (B×N, z = scale·S): row i's positive p (column i by default) is left
+ * out of the denominator (the decoupling), as are its exclusions:
+ *   ℓ_i = −w_i·z_ip + log Σ_{j ≠ p, j not excluded} exp(z_ij),
  * with w_i = 1 (DCL) or DCLW's weights (`weighting`). 'mean' divides by B.
  *
- * Throws ArgumentError (ERR_SHAPE when N < B; ERR_ARG for a sigma that is not > 0, ...) and
+ * Throws ArgumentError (ERR_SHAPE when N < B for diagonal positives; ERR_CSR for malformed
+ * positives/exclude, a row without exactly one positive or an excluded positive; ERR_ARG for a
+ * sigma that is not > 0, ...) and
  * NonFiniteError for NaN/+Infinity scores (−Infinity marks an entry out).
  */
 export function decoupledContrastive(scores: ScoresInput, opts?: DecoupledContrastiveOptions): LossResult {

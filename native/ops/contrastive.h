@@ -2,10 +2,13 @@
 // DCLW): loss and gradient in one call.
 #pragma once
 #include <cstdint>
+#include <numeric>
+#include <vector>
 
 #include "../core/context.h"
 #include "../core/dtype.h"
 #include "cross_entropy.h"  // Reduction, LossResult
+#include "csr.h"
 
 namespace fl {
 
@@ -25,18 +28,41 @@ struct ContrastiveCommon {
 
 struct InfoNCEArgs {
   ContrastiveCommon c;
-  // Diagonal positives (row i ↔ column i; needs cols >= rows).
-  bool symmetric;            // CLIP: (row-wise + column-wise)/2 on a square matrix
+  Csr positives;             // empty: the diagonal (row i ↔ column i; needs cols >= rows)
+  Csr exclude;               // entries out of the loss (gradient 0), or empty
+  bool symmetric;            // CLIP: (row-wise + column-wise)/2 on a square matrix, diagonal
+                             // positives, no exclusions
 };
 
 struct DecoupledContrastiveArgs {
   ContrastiveCommon c;
-  // Diagonal positives (needs cols >= rows).
+  Csr positives;             // exactly one per row, unweighted; empty: the diagonal
+  Csr exclude;               // or empty
   float sigma;               // DCLW's σ > 0, or 0 for plain DCL (w = 1)
 };
 
+// Positives as a Csr: the caller's, or the diagonal in arrays of its own.
+class PositivesOrDiagonal {
+ public:
+  PositivesOrDiagonal(const Csr& given, int64_t rows) : csr_(given) {
+    if (given) return;
+    row_ptr_.resize(size_t(rows) + 1);
+    cols_.resize(size_t(rows));
+    std::iota(row_ptr_.begin(), row_ptr_.end(), 0);
+    std::iota(cols_.begin(), cols_.end(), 0);
+    csr_ = Csr{row_ptr_.data(), cols_.data(), nullptr};
+  }
+  const Csr& csr() const { return csr_; }
+
+ private:
+  std::vector<int32_t> row_ptr_, cols_;
+  Csr csr_;
+};
+
 // Throw ERR_SHAPE for diagonal positives with cols < rows (and symmetric on a non-square
-// matrix), ERR_NON_FINITE for NaN/+inf scores.
+// matrix), ERR_ARG for symmetric with positives or exclusions, ERR_CSR for an exclusion that
+// is also a positive (and, for DCL, a row without exactly one positive), ERR_NON_FINITE for
+// NaN/+inf scores.
 LossResult info_nce(Context& ctx, const InfoNCEArgs& args);
 LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
 

@@ -1,5 +1,4 @@
 #include <cmath>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -11,9 +10,16 @@
 namespace fl {
 
 void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& a) {
-  if (a.c.cols < a.c.rows)
+  const ContrastiveCommon& c = a.c;
+  if (!a.positives && c.cols < c.rows)
     fail("ERR_SHAPE", "scores: diagonal positives expect at least as many columns as rows, received " +
-                          std::to_string(a.c.rows) + "x" + std::to_string(a.c.cols));
+                          std::to_string(c.rows) + "x" + std::to_string(c.cols));
+  if (a.positives.weights) fail("ERR_ARG", "positives.weights: expected none (DCL's positives are unweighted)");
+  if (a.positives)
+    for (int64_t r = 0; r < c.rows; ++r)
+      if (a.positives.size(r) != 1)
+        fail("ERR_CSR", "positives (row " + std::to_string(r) + "): expected exactly one positive per row, received " +
+                            std::to_string(a.positives.size(r)));
 }
 
 void dclw_weights(const float* positive_scores, int64_t rows, float sigma, double* w) {
@@ -36,8 +42,9 @@ namespace {
 struct DclLoss {
   const DecoupledContrastiveArgs& a;
   const SoftmaxRows& engine;
-  const std::vector<int32_t>& positive_col;  // per row
-  const std::vector<double>& w;              // per row
+  const int32_t* positive_col;  // per row
+  const SkipLists& skips;       // per row: the positive and the exclusions, sorted
+  const std::vector<double>& w; // per row
   std::vector<double> loss;
   std::vector<Entry> positive;
 
@@ -49,10 +56,10 @@ struct DclLoss {
   }
 
   bool active(int64_t) const { return true; }
-  RowSkip skip(int64_t r) const { return RowSkip{&positive_col[size_t(r)], 1}; }
+  RowSkip skip(int64_t r) const { return RowSkip{skips.cols(r), skips.size(r)}; }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
-    const Entry e = engine.entry(r, positive_col[size_t(r)]);
+    const Entry e = engine.entry(r, positive_col[r]);
     positive[size_t(r)] = e;
     loss[size_t(r)] = dcl_row_loss(w[size_t(r)], e.z, st.lse());
     return DenseTerms{st.max, float(upstream(r) * st.inv_sum()), 0.f, 0.f};
@@ -62,7 +69,7 @@ struct DclLoss {
     // The sweep left the skipped positive at 0: its dense part is 0. A positive at −inf is out
     // and keeps that exact 0.
     if (positive[size_t(r)].x == -INFINITY) return 0;
-    return eng.correct(r, positive_col[size_t(r)], positive[size_t(r)], 0.f, float(-upstream(r) * w[size_t(r)]));
+    return eng.correct(r, positive_col[r], positive[size_t(r)], 0.f, float(-upstream(r) * w[size_t(r)]));
   }
 };
 
@@ -73,16 +80,18 @@ LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a
   const ContrastiveCommon& c = a.c;
   const SoftmaxProblem p{c.scores, c.dtype, c.rows, c.cols, c.scale, 0.f, nullptr, false, c.grad, c.grad_float32, c.want_dscale};
   SoftmaxRows engine(ctx, p);
-  std::vector<int32_t> positive_col(size_t(c.rows));
-  std::iota(positive_col.begin(), positive_col.end(), 0);
+  const PositivesOrDiagonal positives(a.positives, c.rows);
+  const Csr& pos = positives.csr();
+  const SkipLists skips(c.rows, pos, a.exclude);  // ERR_CSR for an excluded positive
+  const int32_t* positive_col = pos.cols;          // one per row (checked above)
   std::vector<double> w(size_t(c.rows), 1.0);
   if (a.sigma > 0) {
     // On the raw scores S_ip (not z = scale·S), as the reference implementations do.
     std::vector<float> s(size_t(c.rows));
-    for (int64_t r = 0; r < c.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[size_t(r)]).x;
+    for (int64_t r = 0; r < c.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;
     dclw_weights(s.data(), c.rows, a.sigma, w.data());
   }
-  DclLoss loss{a, engine, positive_col, w, std::vector<double>(size_t(c.rows)), std::vector<Entry>(size_t(c.rows))};
+  DclLoss loss{a, engine, positive_col, skips, w, std::vector<double>(size_t(c.rows)), std::vector<Entry>(size_t(c.rows))};
   const double dscale = engine.run(loss);
   double total = 0;
   for (int64_t r = 0; r < c.rows; ++r) {

@@ -15,7 +15,9 @@ void check_info_nce_shape(const InfoNCEArgs& a) {
   if (a.symmetric && c.rows != c.cols)
     fail("ERR_SHAPE", "scores: symmetric InfoNCE expects a square matrix, received " + std::to_string(c.rows) + "x" +
                           std::to_string(c.cols));
-  if (c.cols < c.rows)
+  if (a.symmetric && (a.positives || a.exclude))
+    fail("ERR_ARG", "symmetric: expected the diagonal positives and no exclusions (CLIP), received CSR positives or exclude");
+  if (!a.positives && c.cols < c.rows)
     fail("ERR_SHAPE", "scores: diagonal positives expect at least as many columns as rows, received " +
                           std::to_string(c.rows) + "x" + std::to_string(c.cols));
 }
@@ -46,37 +48,34 @@ float load_score(const ContrastiveCommon& c, int64_t i) {
 struct OneWayInfoNCE {
   const InfoNCEArgs& a;
   const SoftmaxRows& engine;
+  const Csr& pos;
+  const SkipLists& excluded;
   double rows_with_positives;
   std::vector<double> loss;      // per row
   std::vector<Entry> positive;   // per positive, read before an in-place sweep overwrites it
   std::vector<float> positive_dz;
 
-  // Row r's positives are entries [begin, end); entry e is column col(e) with weight w(e).
-  int64_t begin(int64_t r) const { return r; }
-  int64_t end(int64_t r) const { return r + 1; }
-  int32_t col(int64_t e) const { return int32_t(e); }
-  double weight(int64_t) const { return 1.0; }
-
-  // Rows without positives still run (their NaNs are errors too), with zero terms.
+  // Rows without positives still run (their NaNs are errors too), with zero terms. The
+  // positives stay in the statistics (SupCon); only exclusions are skipped.
   bool active(int64_t) const { return true; }
-  RowSkip skip(int64_t) const { return {}; }
+  RowSkip skip(int64_t r) const { return RowSkip{excluded.cols(r), excluded.size(r)}; }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
-    const int64_t e0 = begin(r), e1 = end(r);
+    const int64_t e0 = pos.begin(r), e1 = pos.end(r);
     if (e0 == e1) {
       loss[size_t(r)] = 0;
       return DenseTerms{st.max, 0.f, 0.f, 0.f};
     }
     const double n = double(e1 - e0), u = upstream(a.c, r, rows_with_positives), lse = st.lse();
     double W = 0;
-    for (int64_t e = e0; e < e1; ++e) W += weight(e);
+    for (int64_t e = e0; e < e1; ++e) W += pos.weight(e);
     double l = 0;
     for (int64_t e = e0; e < e1; ++e) {
-      const Entry en = engine.entry(r, col(e));
+      const Entry en = engine.entry(r, pos.cols[e]);
       const SoftmaxEntry s = softmax_entry(en.z, st.max, st.rest, lse);
       positive[size_t(e)] = en;
-      positive_dz[size_t(e)] = float(info_nce_positive_dz(weight(e), W, n, u, s));
-      l += info_nce_positive_loss(weight(e), s);
+      positive_dz[size_t(e)] = float(info_nce_positive_dz(pos.weight(e), W, n, u, s));
+      l += info_nce_positive_loss(pos.weight(e), s);
     }
     loss[size_t(r)] = l / n;
     return DenseTerms{st.max, float(u * W / n * st.inv_sum()), 0.f, 0.f};
@@ -84,10 +83,10 @@ struct OneWayInfoNCE {
 
   double corrections(int64_t r, const RowStats&, const DenseTerms& t, const SoftmaxRows& eng) const {
     double d = 0;
-    for (int64_t e = begin(r); e < end(r); ++e) {
+    for (int64_t e = pos.begin(r); e < pos.end(r); ++e) {
       const Entry& en = positive[size_t(e)];
       if (en.x == -INFINITY) continue;  // out: the sweep's exact 0 stands
-      d += eng.correct(r, col(e), en, eng.dense(en, t, col(e)), positive_dz[size_t(e)]);
+      d += eng.correct(r, pos.cols[e], en, eng.dense(en, t, pos.cols[e]), positive_dz[size_t(e)]);
     }
     return d;
   }
@@ -95,18 +94,31 @@ struct OneWayInfoNCE {
 
 LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
   const ContrastiveCommon& c = a.c;
+  const PositivesOrDiagonal positives(a.positives, c.rows);
+  const Csr& pos = positives.csr();
+  const SkipLists excluded(c.rows, a.exclude, Csr{});
+  int64_t rows_with_positives = 0;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    if (pos.size(r) > 0) ++rows_with_positives;
+    const int32_t* x0 = excluded.cols(r);
+    const int32_t* x1 = x0 + excluded.size(r);
+    for (int64_t e = pos.begin(r); e < pos.end(r); ++e)
+      if (std::binary_search(x0, x1, pos.cols[e]))
+        fail("ERR_CSR", "exclude (row " + std::to_string(r) + "): expected no column that is also a positive, received column " +
+                            std::to_string(pos.cols[e]));
+  }
   const SoftmaxProblem p{c.scores, c.dtype, c.rows, c.cols, c.scale, 0.f, nullptr, false, c.grad, c.grad_float32, c.want_dscale};
   SoftmaxRows engine(ctx, p);
-  const int64_t nnz = c.rows;
-  OneWayInfoNCE loss{a, engine, double(c.rows), std::vector<double>(size_t(c.rows)), std::vector<Entry>(size_t(nnz)),
-                     std::vector<float>(size_t(nnz))};
+  const size_t nnz = size_t(pos.nnz(c.rows));
+  OneWayInfoNCE loss{a, engine, pos, excluded, double(rows_with_positives), std::vector<double>(size_t(c.rows)),
+                     std::vector<Entry>(nnz), std::vector<float>(nnz)};
   const double dscale = engine.run(loss);
   double total = 0;
   for (int64_t r = 0; r < c.rows; ++r) {
     c.row_loss[r] = float(loss.loss[size_t(r)]);
     total += loss.loss[size_t(r)];
   }
-  if (c.reduction == Reduction::Mean) total = loss.rows_with_positives > 0 ? total / loss.rows_with_positives : 0.0;
+  if (c.reduction == Reduction::Mean) total = rows_with_positives > 0 ? total / double(rows_with_positives) : 0.0;
   return {total, c.want_dscale ? dscale : 0.0};
 }
 

@@ -1,0 +1,30 @@
+/**
+ * multiLabelSoftmax: the multi-label softmax loss over CSR positives (DEXML "softmax", SPEC 3.2).
+ * @module
+ */
+import type { Positives } from '../csr';
+import type { LossResult, ScoresInput } from '../loss';
+import { positivesLoss, positivesLossAsync, type PositivesLossOptions } from './positivesLoss';
+
+/** Options of {@link multiLabelSoftmax}. */
+export type MultiLabelSoftmaxOptions = PositivesLossOptions;
+
+/**
+ * Multi-label softmax of `scores` (B×N) with CSR `positives`: the cross-entropy of every
+ * positive against one softmax over the row. With z = scale·S and lse_i over the columns not
+ * excluded (positives included),
+ *   ℓ_i = Σ_p w_ip (lse_i − z_ip),   dℓ_i/dz_ij = W_i·p_ij − w_ij·[j ∈ P_i],  W_i = Σ_p w_ip.
+ * `positives.weights` weight each positive (default 1). 'mean' divides by B (rows without
+ * positives add 0).
+ *
+ * Throws ArgumentError (ERR_CSR for a malformed CSR or an exclusion that is also a positive,
+ * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity scores.
+ */
+export function multiLabelSoftmax(scores: ScoresInput, positives: Positives, opts?: MultiLabelSoftmaxOptions): LossResult {
+  return positivesLoss('multiLabelSoftmax', scores, positives, opts);
+}
+
+/** {@link multiLabelSoftmax} on a worker thread, leaving the event loop free. */
+export function multiLabelSoftmaxAsync(scores: ScoresInput, positives: Positives, opts?: MultiLabelSoftmaxOptions): Promise<LossResult> {
+  return positivesLossAsync('multiLabelSoftmax', scores, positives, opts);
+}

@@ -1,0 +1,41 @@
+/**
+ * What the losses over CSR positives share (decoupledSoftmax, multiLabelSoftmax,
+ * binaryCrossEntropy): options, validation and the native call.
+ * @internal
+ * @module
+ */
+import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
+import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { call, callAsync, type PositivesLossArgs } from '../native';
+
+/** Options of the losses over CSR positives. */
+export interface PositivesLossOptions extends LossOptions {
+  /**
+   * Entries removed from the loss exactly (CSR of the same B×N shape, no weights): they take no
+   * part in any sum and get gradient exactly 0. An exclusion that is also a positive is an
+   * ERR_CSR error. Default: none.
+   */
+  exclude?: Positives;
+}
+
+type Method = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy';
+
+function prepare(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined) {
+  const { p, o } = prepareLoss(fn, scores, opts);
+  const pos: NativeCsr = csr('positives', positives, p.rows, p.cols);
+  const exclude = excludeArg(o.exclude, p.rows, p.cols, pos);
+  const args: PositivesLossArgs = [p.input, pos, p.common, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
+  return { p, args };
+}
+
+/** @internal Runs one of the losses over positives, sync. */
+export function positivesLoss(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined): LossResult {
+  const { p, args } = prepare(fn, scores, positives, opts);
+  return runLoss(p, () => call((a) => a[fn](...args)));
+}
+
+/** @internal The async twin of {@link positivesLoss}. */
+export async function positivesLossAsync(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined): Promise<LossResult> {
+  const { p, args } = prepare(fn, scores, positives, opts);
+  return runLossAsync(p, () => callAsync((a) => a[`${fn}Async`](...args)));
+}

@@ -1,0 +1,273 @@
+#include "positives_losses.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "positives_math.h"
+#include "softmax_rows.h"
+
+namespace fl {
+
+namespace {
+
+double upstream(const PositivesLossArgs& a, int64_t r, double mean_divisor) {
+  if (a.reduction == Reduction::Mean) return 1.0 / mean_divisor;
+  if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
+  return 1.0;
+}
+
+SoftmaxProblem softmax_problem(const PositivesLossArgs& a) {
+  return SoftmaxProblem{a.scores, a.dtype, a.rows, a.cols, a.scale, 0.f, nullptr, false, a.grad, a.grad_float32, a.want_dscale};
+}
+
+// What the softmax-family losses over positives share: the skip lists, each positive's entry
+// (read in terms(), before an in-place gradient sweep overwrites it) and its exact dℓ/dz.
+// Rows without positives stay active with zero terms, so NaN/+inf there is still an error.
+struct PositivesSoftmaxLoss {
+  const PositivesLossArgs& a;
+  const SoftmaxRows& engine;
+  SkipLists skips;
+  std::vector<double> loss;     // per row
+  std::vector<Entry> entry;     // per positive
+  std::vector<float> exact_dz;  // per positive, times the row's upstream factor
+
+  PositivesSoftmaxLoss(const PositivesLossArgs& args, const SoftmaxRows& eng, SkipLists s)
+      : a(args), engine(eng), skips(std::move(s)), loss(size_t(args.rows)),
+        entry(size_t(args.positives.nnz(args.rows))),
+        exact_dz(entry.size()) {}
+
+  bool active(int64_t) const { return true; }
+  RowSkip skip(int64_t r) const { return {skips.cols(r), skips.size(r)}; }
+
+  void read_positives(int64_t r) {
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) entry[size_t(e)] = engine.entry(r, a.positives.cols[e]);
+  }
+
+  // Writes every positive's exact gradient; `skipped`: the sweep left them out (dense part 0).
+  double write_positives(int64_t r, const DenseTerms& t, const SoftmaxRows& eng, bool skipped) const {
+    double d = 0;
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) {
+      const int32_t c = a.positives.cols[e];
+      const Entry& en = entry[size_t(e)];
+      d += eng.correct(r, c, en, skipped ? 0.f : eng.dense(en, t, c), exact_dz[size_t(e)]);
+    }
+    return d;
+  }
+};
+
+// SPEC 3.4. The statistics skip positives and exclusions, so the engine's row LSE is Z_i, the
+// negatives-only LSE. With s_p = σ(Z − z_p) and q_j = e^{z_j − Z}:
+//   ℓ = (1/n) Σ_p w_p·softplus(Z − z_p),  dℓ/dz_p = −(w_p/n)·s_p,  dℓ/dz_j = q_j·(1/n)Σ_p w_p s_p,
+// so the dense coefficient is (1/n)Σ_p w_p s_p / Σ_j e^{z_j − max} against the row max.
+struct DecoupledSoftmaxLoss : PositivesSoftmaxLoss {
+  using PositivesSoftmaxLoss::PositivesSoftmaxLoss;
+
+  DenseTerms terms(int64_t r, const RowStats& st) {
+    const int64_t n = a.positives.size(r);
+    if (n == 0) {
+      loss[size_t(r)] = 0;
+      return DenseTerms{st.max, 0.f, 0.f, 0.f};
+    }
+    read_positives(r);
+    const double Z = st.lse(), u = upstream(a, r, double(a.rows)), inv_n = 1.0 / double(n);
+    double l = 0, neg = 0;
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) {
+      const double w = a.positives.weight(e);
+      const DecoupledPositive p = decoupled_positive(double(entry[size_t(e)].z), Z, w);
+      l += p.loss;
+      neg += w * p.s;
+      exact_dz[size_t(e)] = float(-u * w * inv_n * p.s);
+    }
+    loss[size_t(r)] = l * inv_n;
+    return DenseTerms{st.max, float(u * neg * inv_n * st.inv_sum()), 0.f, 0.f};
+  }
+
+  double corrections(int64_t r, const RowStats&, const DenseTerms& t, const SoftmaxRows& eng) const {
+    return write_positives(r, t, eng, true);
+  }
+};
+
+// SPEC 3.2. The statistics skip exclusions only: lse is over positives and negatives. With
+// W = Σ_p w_p:  ℓ = Σ_p w_p (lse − z_p),  dℓ/dz_j = W·p_j − w_j·[j ∈ P]. A positive that is the
+// row max uses lse − z = log1p(rest) and p − 1 = −rest/(1 + rest), exact where p ≈ 1.
+struct MultiLabelSoftmaxLoss : PositivesSoftmaxLoss {
+  using PositivesSoftmaxLoss::PositivesSoftmaxLoss;
+
+  DenseTerms terms(int64_t r, const RowStats& st) {
+    if (a.positives.size(r) == 0) {
+      loss[size_t(r)] = 0;
+      return DenseTerms{st.max, 0.f, 0.f, 0.f};
+    }
+    read_positives(r);
+    const double lse = st.lse(), u = upstream(a, r, double(a.rows));
+    double W = 0;
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) W += a.positives.weight(e);
+    double l = 0;
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) {
+      const double w = a.positives.weight(e);
+      const float z = entry[size_t(e)].z;
+      if (z == -INFINITY) {  // out: costs +∞ (when weighted), gradient 0
+        if (w > 0) l = INFINITY;
+        exact_dz[size_t(e)] = 0.f;
+        continue;
+      }
+      const bool is_max = z == st.max;
+      l += w * (is_max ? std::log1p(st.rest) : lse - double(z));
+      const double dz = is_max ? (W - w) + W * st.p_max_minus_one() : W * std::exp(double(z) - lse) - w;
+      exact_dz[size_t(e)] = float(u * dz);
+    }
+    loss[size_t(r)] = l;
+    // Every column out (lse = −∞): nothing to spread, the row's loss is +∞.
+    if (lse == -INFINITY) return DenseTerms{st.max, 0.f, 0.f, 0.f};
+    return DenseTerms{st.max, float(u * W * st.inv_sum()), 0.f, 0.f};
+  }
+
+  double corrections(int64_t r, const RowStats&, const DenseTerms& t, const SoftmaxRows& eng) const {
+    return write_positives(r, t, eng, false);
+  }
+};
+
+template <class Loss>
+LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists skips) {
+  SoftmaxRows engine(ctx, softmax_problem(a));
+  Loss loss(a, engine, std::move(skips));
+  const double dscale = engine.run(loss);
+  double total = 0;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    a.row_loss[r] = float(loss.loss[size_t(r)]);
+    total += loss.loss[size_t(r)];
+  }
+  if (a.reduction == Reduction::Mean && a.rows > 0) total /= double(a.rows);
+  return {total, a.want_dscale ? dscale : 0.0};
+}
+
+// SPEC 3.6, elementwise: a tile's negatives (y = 0) in one pass: loss Σ softplus(z), gradient
+// σ(z)·u·scale, dScale share Σ u·σ(z)·x. −∞ entries are out (0, 0, 0). The slope is written
+// (1 − σ(−z)) for z > 0 so a confident negative keeps its small σ(z) to full precision.
+struct BceTile {
+  double loss = 0, dscale = 0;
+  int64_t first_bad = -1;
+};
+
+template <class T, class G>
+void bce_negatives(const T* x, G* g, int64_t n, float scale, float u, BceTile& out) {
+  double loss = 0, dscale = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = to_float(x[j]);
+    if (v != v || v == INFINITY) {
+      if (out.first_bad < 0) out.first_bad = j;
+      continue;
+    }
+    if (v == -INFINITY) {
+      if (g) g[j] = from_float<G>(0.f);
+      continue;
+    }
+    const float z = scale * v;
+    const float e = std::exp(-std::fabs(z));
+    const float sig = z > 0 ? 1.f / (1.f + e) : e / (1.f + e);
+    loss += double((z > 0 ? z : 0.f) + std::log1p(e));
+    const float d = u * sig;
+    if (g) g[j] = from_float<G>(d * scale);
+    dscale += double(d * v);
+  }
+  out.loss += loss;
+  out.dscale += dscale;
+}
+
+template <class T, class G>
+LossResult bce_typed(Context& ctx, const PositivesLossArgs& a) {
+  const SkipLists skips(a.rows, a.positives, a.exclude, "positives", "exclude");
+  const double mean_divisor = double(a.rows) * double(a.cols);
+  const T* x = static_cast<const T*>(a.scores);
+  G* g = static_cast<G*>(a.grad);
+  // The positives' scores, read before an in-place sweep overwrites them.
+  std::vector<float> pos_x(size_t(a.positives.nnz(a.rows)));
+  ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = to_float(x[r * a.cols + a.positives.cols[e]]);
+  });
+  const int64_t tiles = tiles_per_row(a.cols);
+  std::vector<BceTile> parts(size_t(a.rows * tiles));
+  for_each_row_tile(ctx.pool, a.rows, a.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+    const float u = float(upstream(a, r, mean_divisor));
+    const T* xr = x + r * a.cols;
+    G* gr = g ? g + r * a.cols : nullptr;
+    BceTile& t = parts[size_t(r * tiles + k)];
+    const int32_t* s = std::lower_bound(skips.cols(r), skips.cols(r) + skips.size(r), int32_t(c0));
+    const int32_t* s_end = skips.cols(r) + skips.size(r);
+    int64_t c = c0;
+    auto run = [&](int64_t b) {
+      BceTile part;
+      bce_negatives(xr + c, gr ? gr + c : nullptr, b - c, a.scale, u, part);
+      if (part.first_bad >= 0 && t.first_bad < 0) t.first_bad = c + part.first_bad;
+      t.loss += part.loss;
+      t.dscale += part.dscale;
+    };
+    for (; s != s_end && *s < c1; ++s) {
+      run(*s);
+      const float v = to_float(xr[*s]);  // a skipped column is still checked
+      if ((v != v || v == INFINITY) && t.first_bad < 0) t.first_bad = *s;
+      if (gr) gr[*s] = from_float<G>(0.f);  // exclusions stay 0; positives are written below
+      c = int64_t(*s) + 1;
+    }
+    run(c1);
+  });
+  std::vector<double> row_loss(size_t(a.rows)), row_dscale(size_t(a.rows));
+  for (int64_t r = 0; r < a.rows; ++r)
+    for (int64_t k = 0; k < tiles; ++k)
+      if (parts[size_t(r * tiles + k)].first_bad >= 0)
+        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(r) + ", " +
+                                   std::to_string(parts[size_t(r * tiles + k)].first_bad) + "]");
+  ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+    double l = 0, d = 0;
+    for (int64_t k = 0; k < tiles; ++k) {
+      l += parts[size_t(r * tiles + k)].loss;
+      d += parts[size_t(r * tiles + k)].dscale;
+    }
+    const double u = upstream(a, r, mean_divisor);
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) {
+      const float v = pos_x[size_t(e)];
+      const double y = a.positives.weight(e);
+      l += bce_loss(double(a.scale) * double(v), y);
+      if (v == -INFINITY) continue;  // out: gradient 0 (already written)
+      const double dz = u * bce_slope(double(a.scale) * double(v), y);
+      if (g) g[r * a.cols + a.positives.cols[e]] = from_float<G>(float(dz * double(a.scale)));
+      d += dz * double(v);
+    }
+    row_loss[size_t(r)] = l;
+    row_dscale[size_t(r)] = d;
+  });
+  double total = 0, dscale = 0;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    a.row_loss[r] = float(row_loss[size_t(r)]);
+    total += row_loss[size_t(r)];
+    dscale += row_dscale[size_t(r)];
+  }
+  if (a.reduction == Reduction::Mean && a.rows > 0 && a.cols > 0) total /= mean_divisor;
+  return {total, a.want_dscale ? dscale : 0.0};
+}
+
+}  // namespace
+
+LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
+  const bool f32 = a.grad_float32 || a.dtype == DType::Float32;
+  switch (a.dtype) {
+    case DType::Float16: return f32 ? bce_typed<f16_t, float>(ctx, a) : bce_typed<f16_t, f16_t>(ctx, a);
+    case DType::BFloat16: return f32 ? bce_typed<bf16_t, float>(ctx, a) : bce_typed<bf16_t, bf16_t>(ctx, a);
+    default: return bce_typed<float, float>(ctx, a);
+  }
+}
+
+LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {
+  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude"));
+}
+
+LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a) {
+  // The skip lists hold the exclusions only; building them with the positives first checks
+  // that the two are disjoint.
+  SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude");
+  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.exclude, Csr{}));
+}
+
+}  // namespace fl

@@ -1,0 +1,5 @@
+import { refDecoupledSoftmax } from './reference/decoupledSoftmax.js';
+import { fl } from './helpers';
+import { describePositivesLoss } from './positivesLosses';
+
+describePositivesLoss({ name: 'decoupledSoftmax', fn: fl.decoupledSoftmax, async: fl.decoupledSoftmaxAsync, ref: refDecoupledSoftmax });
