@@ -51,7 +51,7 @@ struct PositivesLossJob {
       a.grad = g.ptr;
     }
     a.row_loss = optional_host<float>(info[6], "rowLoss", napi_float32_array, a.rows);
-    if (!a.row_loss) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
+    if (!a.row_loss && a.rows > 0) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   }
 
   void execute() {

@@ -9,6 +9,8 @@
 import fc from 'fast-check';
 import { makeRng, randomScores } from '../scripts/lib/random.mjs';
 import { fl } from './helpers';
+import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, type RefPositives, type RefResult } from './reference/index.js';
+import { makeRng as makeRefRng, randomExclude, randomPositives } from './reference/rng.js';
 
 type HostArray = Float32Array | Uint16Array;
 type DType = 'float32' | 'float16' | 'bfloat16';
@@ -247,3 +249,152 @@ const logSumExp: OpUnderTest<ScoresCase & { scale?: number }, LseInputs> = {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const opsUnderTest: OpUnderTest<any, any>[] = [logSumExp];
+
+// ---------- losses over CSR positives: decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy ----------
+
+interface PositivesInputs {
+  s: Scores;
+  positives: { rowPtr: Int32Array; cols: Int32Array; weights?: Float32Array };
+  opts: Record<string, unknown>;
+}
+
+interface PositivesCase extends ScoresCase {
+  scale?: number;
+  maxPositives: number;
+  weighted: boolean;
+  exclude: boolean;
+  reduction: 'mean' | 'sum' | 'none';
+}
+
+type PositivesRef = (S: Float32Array, B: number, N: number, p: RefPositives, o: Record<string, unknown>) => RefResult;
+type PositivesFn = (s: never, p: PositivesInputs['positives'], o: Record<string, unknown>) => fl.LossResult;
+
+/** The empty CSR of `rows` rows (used when a mutation turns empty scores into a 1×1 matrix). */
+const emptyCsr = (rows: number) => ({ rowPtr: new Int32Array(rows + 1), cols: new Int32Array(0) });
+
+function positivesOp(name: string, fn: PositivesFn, fnAsync: (...a: Parameters<PositivesFn>) => Promise<fl.LossResult>, ref: PositivesRef): OpUnderTest<PositivesCase, PositivesInputs> {
+  const outputs = (r: fl.LossResult): Outputs => {
+    const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss, dScale: r.dScale ?? 0 };
+    if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+    return o;
+  };
+  const csrMutation = (mname: string, code: string, f: (p: PositivesInputs['positives'], rows: number, cols: number) => unknown): Mutation<PositivesInputs> => ({
+    name: mname,
+    code,
+    apply: (i) => ({ ...i, positives: f(i.positives, i.s.rows, i.s.cols) as PositivesInputs['positives'] }),
+  });
+  const op: OpUnderTest<PositivesCase, PositivesInputs> = {
+    name,
+    cases: fc
+      .record({
+        c: scoresCase,
+        scale: fc.option(fc.constantFrom(1, 1 / 0.07, 20, 0.37), { nil: undefined }),
+        maxPositives: fc.integer({ min: 0, max: 4 }),
+        weighted: fc.boolean(),
+        exclude: fc.boolean(),
+        reduction: fc.constantFrom<'mean' | 'sum' | 'none'>('mean', 'sum', 'none'),
+      })
+      .map(({ c, ...rest }) => ({ ...c, ...rest })),
+    make(c) {
+      const s = makeScores(c);
+      const rng = makeRefRng(c.seed ^ 0x5bd1e995);
+      const positives = randomPositives(rng, c.rows, c.cols, { min: Math.min(1, c.maxPositives), max: c.maxPositives, weighted: c.weighted });
+      const opts: Record<string, unknown> = { gradScale: true, reduction: c.reduction };
+      if (c.scale !== undefined) opts.scale = c.scale;
+      if (c.exclude) opts.exclude = randomExclude(rng, c.rows, c.cols, positives, { max: 5 });
+      if (c.reduction === 'none') opts.gradOutput = new Float32Array(c.rows).map(() => rng.normal());
+      return { s, positives, opts };
+    },
+    sync: (i) => outputs(fn(i.s.arg as never, i.positives, optsOf(i))),
+    async: (i) => fnAsync(i.s.arg as never, i.positives, optsOf(i)).then(outputs),
+    // The float64 loss of the z = scale·S the kernel works on: scale and z rounded to fp32 as
+    // the kernel rounds them (at |z| ~ 2e4, that rounding alone moves a probability by 1e-3).
+    // Then dL/dS = scale·dL/dz and dScale = Σ dL/dz·S.
+    reference: (i) => {
+      const scale = Math.fround((i.opts.scale as number | undefined) ?? 1);
+      const z = i.s.values.map((v) => Math.fround(scale * v));
+      const r = ref(z, i.s.rows, i.s.cols, i.positives, { ...i.opts, scale: 1 });
+      let dScale = 0;
+      for (let k = 0; k < r.grad.length; k++) if (r.grad[k] !== 0) dScale += r.grad[k] * i.s.values[k];
+      return { loss: r.loss, rowLoss: r.rowLoss, dScale, grad: r.grad.map((g) => g * scale) };
+    },
+    check(got, ref, i) {
+      const why =
+        checkElementwise('loss', new Float32Array([got.loss as number]), [ref.loss as number], 1e-5) ??
+        checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5);
+      if (why) return why;
+      const g = got.grad as Float32Array;
+      const rg = ref.grad as ArrayLike<number>;
+      if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
+      // fp32: SPEC 5's 1e-5. Half: no worse than twice rounding the exact gradient to the dtype.
+      const exact = Float32Array.from(rg);
+      const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
+      let num = 0, den = 0, rnd = 0;
+      for (let k = 0; k < rg.length; k++) {
+        num += (g[k] - rg[k]) ** 2;
+        den += rg[k] ** 2;
+        rnd += (rounded[k] - rg[k]) ** 2;
+      }
+      const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-30;
+      if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
+      // dScale sums the dense part over the row in fp32 lanes, then corrects the positives in
+      // double: that cancels up to u_i·W_i·max_j |S_ij| per row (W_i = Σ w_p), rounded in fp32.
+      let cancel = 0;
+      for (let r = 0; r < i.s.rows; r++) {
+        const red = i.opts.reduction;
+        const u = red === 'sum' ? 1 : red === 'none' ? Math.abs((i.opts.gradOutput as Float32Array)[r]) : 1 / i.s.rows;
+        let W = 0, m = 0;
+        for (let e = i.positives.rowPtr[r]; e < i.positives.rowPtr[r + 1]; e++) W += i.positives.weights?.[e] ?? 1;
+        for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
+        cancel += u * W * m;
+      }
+      const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
+      if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
+      return undefined;
+    },
+    views: (i) => {
+      const x = i.opts.exclude as PositivesInputs['positives'] | undefined;
+      return [i.s.data, i.positives.rowPtr, i.positives.cols, ...(i.positives.weights ? [i.positives.weights] : []), ...(x ? [x.rowPtr, x.cols] : [])];
+    },
+    mutations: [
+      // A scores mutation may turn empty scores into 1×1; the positives follow the new shape.
+      ...scoresMutations<PositivesInputs>().map((m) => ({
+        ...m,
+        apply: (i: PositivesInputs) => {
+          const j = m.apply(i);
+          return j.s.rows === i.s.rows ? j : { ...j, positives: emptyCsr(j.s.rows), opts: { ...j.opts, exclude: undefined, gradOutput: undefined } };
+        },
+      })),
+      ...optionMutations<PositivesInputs>(),
+      csrMutation('positives missing', 'ERR_TYPE', () => undefined),
+      csrMutation('positives a plain object of arrays', 'ERR_TYPE', (p) => ({ rowPtr: Array.from(p.rowPtr), cols: Array.from(p.cols) })),
+      csrMutation('rowPtr one short', 'ERR_SHAPE', (p, rows) => ({ ...p, rowPtr: new Int32Array(rows) })),
+      csrMutation('rowPtr[0] not 0', 'ERR_CSR', (p) => ({ ...p, rowPtr: p.rowPtr.map((v, k) => (k === 0 ? 1 : v)) })),
+      csrMutation('a column out of range', 'ERR_CSR', (p, rows, cols) => ({
+        rowPtr: p.rowPtr.map((v, k) => (k === rows && rows > 0 ? v + 1 : v)),
+        cols: Int32Array.from([...p.cols, cols]),
+      })),
+      csrMutation('weights of the wrong length', 'ERR_SHAPE', (p) => ({ ...p, weights: new Float32Array(p.cols.length + 1).fill(1) })),
+      { name: 'exclude with weights', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, exclude: { ...emptyCsr(i.s.rows), weights: new Float32Array(0) } } }) },
+    ],
+    heavy() {
+      // 128 × 32768 fp32 (16 MB), 3 positives per row: tens of ms per call on two cores. The
+      // gradient goes into a reused `out`, as in a training loop: a fresh 16 MB output per call
+      // (allocated and poisoned on the main thread) would itself stall the event loop.
+      const rows = 128, cols = 32768;
+      const rng = makeRng(9);
+      const x = randomScores(rng, rows, cols, 'normal');
+      const positives = randomPositives(makeRefRng(9), rows, cols, { min: 3, max: 3 });
+      const out = fl.tensor(new Float32Array(rows * cols), [rows, cols]);
+      return { s: { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x }, positives, opts: { out } };
+    },
+    small: () => op.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, maxPositives: 3, weighted: true, exclude: true, reduction: 'none' }),
+  };
+  return op;
+}
+
+opsUnderTest.push(
+  positivesOp('decoupledSoftmax', fl.decoupledSoftmax as never, fl.decoupledSoftmaxAsync as never, refDecoupledSoftmax as never),
+  positivesOp('multiLabelSoftmax', fl.multiLabelSoftmax as never, fl.multiLabelSoftmaxAsync as never, refMultiLabelSoftmax as never),
+  positivesOp('binaryCrossEntropy', fl.binaryCrossEntropy as never, fl.binaryCrossEntropyAsync as never, refBinaryCrossEntropy as never),
+);
