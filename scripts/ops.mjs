@@ -155,3 +155,97 @@ export const ops = [
     },
   },
 ];
+
+// ---------- infoNCE and decoupledContrastive ----------
+
+/** CSR with `count` distinct random columns per row (sorted), for the cases below. */
+function randomCsr(rng, rows, cols, count, weighted = false) {
+  const rowPtr = new Int32Array(rows + 1);
+  const all = [];
+  for (let i = 0; i < rows; i++) {
+    const row = new Set();
+    while (row.size < Math.min(count, cols)) row.add(rng.int(0, cols));
+    all.push(...[...row].sort((a, b) => a - b));
+    rowPtr[i + 1] = all.length;
+  }
+  const out = { rowPtr, cols: Int32Array.from(all) };
+  if (weighted) out.weights = Float32Array.from(all, () => 0.5 + rng.u());
+  return out;
+}
+
+/** The options of a contrastive case: `positives`/`exclude` as counts become random CSR. */
+function contrastiveOpts(rng, c, dcl) {
+  const opts = { ...(c.opts ?? {}), gradScale: true };
+  if (typeof opts.positives === 'number') opts.positives = randomCsr(rng, c.rows, c.cols, opts.positives, !dcl);
+  if (typeof opts.exclude === 'number') {
+    // Columns far from the positives: the diagonal, or column 0 (the cases put positives elsewhere).
+    const x = randomCsr(rng, c.rows, c.cols, opts.exclude);
+    const pos = opts.positives;
+    const taken = (i, j) => (pos ? pos.cols.subarray(pos.rowPtr[i], pos.rowPtr[i + 1]).includes(j) : i === j);
+    const keep = [], rowPtr = new Int32Array(c.rows + 1);
+    for (let i = 0; i < c.rows; i++) {
+      for (let e = x.rowPtr[i]; e < x.rowPtr[i + 1]; e++) if (!taken(i, x.cols[e])) keep.push(x.cols[e]);
+      rowPtr[i + 1] = keep.length;
+    }
+    opts.exclude = { rowPtr, cols: Int32Array.from(keep) };
+  }
+  return opts;
+}
+
+function contrastiveEntry(name, cases, bench) {
+  const dcl = name === 'decoupledContrastive';
+  return {
+    name,
+    cases: cases.flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
+    make: (fl, rng, c) => ({ scores: scoresTensor(fl, rng, c), opts: contrastiveOpts(rng, c, dcl) }),
+    run(fl, inputs, device) {
+      const s = place(fl, inputs.scores, device);
+      try {
+        const r = fl[name](s, inputs.opts);
+        const out = { loss: r.loss, dScale: r.dScale, grad: gradValues(fl, r.grad) };
+        if (device === 'cuda') r.grad.dispose();
+        return out;
+      } finally {
+        if (s !== inputs.scores) s.dispose();
+      }
+    },
+    tol: { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 },
+    bench,
+  };
+}
+
+/** Timed as a training loop runs it: the gradient buffer is reused (opts.out). */
+const reuseGrad = (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } });
+
+ops.push(
+  contrastiveEntry(
+    'infoNCE',
+    [
+      { rows: 7, cols: 97, kind: 'normal', opts: { scale: 14 } },
+      { rows: 300, cols: 50257, kind: 'peaked', opts: { reduction: 'sum' } },
+      { rows: 64, cols: 70001, kind: 'flat', opts: { scale: 20, positives: 3, exclude: 5 } },
+      { rows: 513, cols: 513, kind: 'normal', opts: { scale: 20, symmetric: true } },
+      { rows: 4096, cols: 4096, kind: 'peaked', opts: { scale: 1 / 0.07, symmetric: true, reduction: 'none' } },
+    ],
+    {
+      // CLIP at batch 2048: the row and column log-sum-exps from one read, the gradient from a second.
+      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, symmetric: true } }],
+      bytes: (c) => c.rows * c.cols * 12, // two reads of S, one write of the gradient
+      prepare: reuseGrad,
+    },
+  ),
+  contrastiveEntry(
+    'decoupledContrastive',
+    [
+      { rows: 7, cols: 97, kind: 'normal', opts: { scale: 14 } },
+      { rows: 300, cols: 50257, kind: 'peaked', opts: { weighting: { sigma: 0.5 } } },
+      { rows: 64, cols: 70001, kind: 'flat', opts: { scale: 20, positives: 1, exclude: 5, reduction: 'sum' } },
+      { rows: 4096, cols: 4096, kind: 'normal', opts: { scale: 20, weighting: { sigma: 0.5 } } },
+    ],
+    {
+      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, weighting: { sigma: 0.5 } } }],
+      bytes: (c) => c.rows * c.cols * 8, // one read of S, one write of the gradient
+      prepare: reuseGrad,
+    },
+  ),
+);

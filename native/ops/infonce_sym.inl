@@ -72,6 +72,12 @@ int64_t sym_stats(const SymStatsStrip& a) {
     for (int64_t j = 0; j < w; ++j) cd[j] = cc[j] = 0.f;
     for (int64_t r = r0; r < r1; ++r) {
       const T* row = x + r * a.n + a.c0;
+      // The strip's rows are short stretches a row length apart, which the hardware prefetcher
+      // does not follow: ask for the next block's row while this one is summed.
+      if (r + kSymBlockRows < a.n) {
+        const char* next = reinterpret_cast<const char*>(row + kSymBlockRows * a.n);
+        for (int64_t b = 0; b < w * int64_t(sizeof(T)); b += 64) __builtin_prefetch(next + b);
+      }
       const float zr = rmax[r - r0] == -INFINITY ? -INFINITY : a.scale * rmax[r - r0];
       const F vr = V::set1(zr == -INFINITY ? 0.f : -zr);
       F rd = zero, rc = zero;
