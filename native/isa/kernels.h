@@ -77,13 +77,16 @@ struct SymStatsStrip {
   float* scratch;    // 5·(c1 − c0) floats
 };
 // The gradient of rows [r0, r1): dL/dz_ij = row_coef_i·e^{z_ij − row_shift_i} + col_coef_j·e^{z_ij − col_shift_j},
-// written as dL/dx = scale·dL/dz into g unless g is null.
+// written as dL/dx = scale·dL/dz into g unless g is null. With row_delta/col_gamma (when every
+// shift is within a few dozen of the largest, K), the second exponential is the first times
+// e^{row_shift_i − K}·e^{K − col_shift_j}: dL/dz = e^{z − row_shift_i}·(row_coef_i + row_delta_i·col_gamma_j).
 struct SymGradRows {
   const void* x;
   void* g;
   int64_t n, r0, r1;
   float scale;
   const float *row_shift, *row_coef, *col_shift, *col_coef;
+  const float *row_delta, *col_gamma;  // or null
 };
 // Returns the flat index of the first NaN/+inf, or −1.
 using SymStatsFn = int64_t (*)(const SymStatsStrip&);

@@ -129,6 +129,7 @@ LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
 // is 64 KiB, read twice (the second time from L1/L2); 2 KiB stretches of a row keep the
 // memory system streaming (256 measured slower, 1024 no faster).
 constexpr int64_t kSymStrip = 512;
+constexpr double kSymSpread = 40;
 
 LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
   const ContrastiveCommon& c = a.c;
@@ -157,7 +158,7 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
   // Row i's loss r_i and column i's loss c_i share the diagonal entry; rowLoss_i = (r_i + c_i)/2,
   // and gradOutput_i (reduction 'none') weights both. 'mean' divides each half by n.
   std::vector<float> row_shift(un), row_coef(un), col_shift(un), col_coef(un);
-  std::vector<float> diag_x(un), diag_dz(un);
+  std::vector<float> diag_x(un), diag_dz(un), row_max_z(un);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     MaxSumExp<double> row = max_sum_exp_empty<double>();
@@ -165,6 +166,7 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
     const MaxSumExp<double> col{col_max[size_t(i)], col_rest[size_t(i)]};
     const float x = load_score(c, i * n + i);
     diag_x[size_t(i)] = x;
+    row_max_z[size_t(i)] = row.max;
     const float z = x == -INFINITY ? -INFINITY : c.scale * x;
     const SoftmaxEntry er = softmax_entry(z, row.max, row.rest, log_sum_exp(row));
     const SoftmaxEntry ec = softmax_entry(z, col.max, col.rest, log_sum_exp(col));
@@ -183,12 +185,33 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
   double dscale = 0;
   if (c.grad || c.want_dscale) {
     const SymGradFn grad = ctx.kernels->sym_grad[int(c.dtype)][c.grad_float32 || c.dtype == DType::Float32 ? 0 : 1];
+    // One exponential per entry instead of two when every row and column max is within
+    // kSymSpread of the largest, K (CLIP's cosines times a logit scale ≤ 20 always are): then
+    // e^{K − col max} ≤ e^40 cannot overflow, and a column term the factorisation rounds away
+    // (its row exponential below e^-87) is below e^-47 of its column's sum.
+    float K = -INFINITY, lowest = INFINITY;
+    for (int64_t i = 0; i < n; ++i)
+      for (const float m : {row_max_z[size_t(i)], col_max[size_t(i)]})
+        if (m != -INFINITY) {
+          K = std::max(K, m);
+          lowest = std::min(lowest, m);
+        }
+    std::vector<float> row_delta, col_gamma;
+    if (K != -INFINITY && double(K) - double(lowest) <= kSymSpread) {
+      row_delta.resize(un);
+      col_gamma.resize(un);
+      for (int64_t i = 0; i < n; ++i) {
+        row_delta[size_t(i)] = row_max_z[size_t(i)] == -INFINITY ? 0.f : float(std::exp(double(row_max_z[size_t(i)]) - K));
+        col_gamma[size_t(i)] = col_max[size_t(i)] == -INFINITY ? 0.f : float(col_coef[size_t(i)] * std::exp(double(K) - col_max[size_t(i)]));
+      }
+    }
     std::vector<double> row_dscale(un);
     const int64_t rows_per_task = std::max<int64_t>(1, 32768 / n);
     ctx.pool.parallel_for((n + rows_per_task - 1) / rows_per_task, [&](int64_t t) {
       for (int64_t r = t * rows_per_task; r < std::min(n, (t + 1) * rows_per_task); ++r)
         row_dscale[size_t(r)] = grad(SymGradRows{c.scores, c.grad, n, r, r + 1, c.scale, row_shift.data(), row_coef.data(),
-                                                 col_shift.data(), col_coef.data()});
+                                                 col_shift.data(), col_coef.data(), row_delta.empty() ? nullptr : row_delta.data(),
+                                                 col_gamma.empty() ? nullptr : col_gamma.data()});
     });
     // The diagonal's whole derivative a_i(p_ii − 1) + b_i(q_ii − 1), rounded once (its p − 1
     // parts are exact; the sweep's dense value there is replaced, also in dScale).

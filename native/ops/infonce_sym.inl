@@ -144,12 +144,19 @@ double sym_grad(const SymGradRows& a) {
     const TX* row = static_cast<const TX*>(a.x) + r * a.n;
     TG* g = a.g ? static_cast<TG*>(a.g) + r * a.n : nullptr;
     const F rs = V::set1(-a.row_shift[r]), rc = V::set1(a.row_coef[r]);
+    const F rd = V::set1(a.row_delta ? a.row_delta[r] : 0.f);
     F acc = V::zero();
     auto step = [&](F v, int64_t j, int n) {
       const F z = V::mul(v, vs);
-      const F cs = n ? V::load_tail(a.col_shift + j, n) : V::load(a.col_shift + j);
-      const F cc = n ? V::load_tail(a.col_coef + j, n) : V::load(a.col_coef + j);
-      F d = V::fma(rc, V::exp(V::add(z, rs)), V::mul(cc, V::exp(V::sub(z, cs))));
+      const F e = V::exp(V::add(z, rs));
+      F d;
+      if (a.col_gamma) {
+        d = V::mul(e, V::fma(rd, n ? V::load_tail(a.col_gamma + j, n) : V::load(a.col_gamma + j), rc));
+      } else {
+        const F cs = n ? V::load_tail(a.col_shift + j, n) : V::load(a.col_shift + j);
+        const F cc = n ? V::load_tail(a.col_coef + j, n) : V::load(a.col_coef + j);
+        d = V::fma(rc, e, V::mul(cc, V::exp(V::sub(z, cs))));
+      }
       d = V::zero_where_eq(d, v, ninf);
       if (g) {
         if (n) V::store_tail(g + j, V::mul(d, vs), n);
