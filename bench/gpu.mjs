@@ -8,6 +8,12 @@ import { ops } from '../scripts/ops.mjs';
 
 // Ops this script knows how to call at GPU scale; each needs a line in `run` below.
 const timed = new Set(['logSumExp', 'softmaxCrossEntropy']);
+// Losses over CSR positives, timed with 3 positives per row (DEXML's setting).
+const positivesOps = new Set(['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy']);
+const threePositives = (rows, cols) => ({
+  rowPtr: new Int32Array(rows + 1).map((_, i) => 3 * i),
+  cols: new Int32Array(3 * rows).map((_, e) => (Math.floor(e / 3) * 7919 + (e % 3)) % cols),
+});
 
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
@@ -50,14 +56,18 @@ const copyGBs = (2 * copyBytes) / (copyMs / 1e3) / 1e9;
 console.log(`${info.cuda.devices[0].name}: device copy ${copyGBs.toFixed(0)} GB/s (read+write)`);
 const out = { device: info.cuda.devices[0].name, copyGBs, ops: {} };
 for (const op of ops) {
-  if (!timed.has(op.name)) continue;
+  if (!timed.has(op.name) && !positivesOps.has(op.name)) continue;
   for (const [rows, cols] of shapes[op.name] ?? []) {
     for (const dtype of ['float32', 'bfloat16']) {
       const host = fl.tensor(fill(rows * cols, dtype), [rows, cols], { dtype });
       const labels = new Int32Array(rows).map(() => Math.floor(Math.random() * cols));
       const scores = fl.toDevice(host);
       const outGrad = op.name === 'logSumExp' ? undefined : fl.toDevice(fl.tensor(dtype === 'float32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols), [rows, cols], { dtype }));
-      const run = () => (op.name === 'logSumExp' ? fl.logSumExp(scores) : fl.softmaxCrossEntropy(scores, labels, { out: outGrad }));
+      const positives = positivesOps.has(op.name) ? threePositives(rows, cols) : undefined;
+      const run = () =>
+        op.name === 'logSumExp' ? fl.logSumExp(scores)
+        : positives ? fl[op.name](scores, positives, { out: outGrad })
+        : fl.softmaxCrossEntropy(scores, labels, { out: outGrad });
       const ms = timeit(run);
       const bytesPerElem = dtype === 'float32' ? 4 : 2;
       const bytes = (op.bench.bytes({ rows, cols }) / 4) * bytesPerElem;

@@ -50,7 +50,7 @@ struct CeParams {
   float eps, lambda, n_cols, mean_w, mean_scale;  // mean_scale = 1/Σw_y for 'mean', else 1
   int reduction;
   bool want_lin, want_dscale;
-  float2* part;               // rows·tiles (max2, sum) in base 2
+  float2* part;               // rows·tiles (max2, rest) in base 2 (Online2)
   float* part_lin;            // rows·tiles Σ w_j z_j
   RowTerms* terms;            // rows
   double* row_loss;           // rows
@@ -99,11 +99,11 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
   return v;  // valid in thread 0
 }
 
-// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, sum) in base 2 and
+// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, rest) in base 2 and
 // Σ w·z·2^-64.
 template <class T, bool kSoftcap>
 __device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c1, Online2& s, float& lin) {
-  __shared__ float smax[kThreads / kWarp], ssum[kThreads / kWarp], slin[kThreads / kWarp];
+  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], slin[kThreads / kWarp];
   __shared__ long long sbad[kThreads / kWarp];
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   long long bad = INT64_MAX;
@@ -115,15 +115,15 @@ __device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c
     // Σ w·z on z·2^-64 (exact scaling) so that huge logits cannot overflow the float sum.
     if (p.want_lin && v != -INFINITY) lin += (p.class_weights ? p.class_weights[c] : 1.f) * (z * 0x1p-64f);
   });
-  block_merge<kThreads>(s, bad, smax, ssum, sbad);
+  block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (p.want_lin) lin = block_sum(lin, slin);
   if (threadIdx.x == 0 && bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-free
 }
 
 // The row's loss and gradient terms from its merged statistics (one thread).
 template <class T, bool kSoftcap>
-__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float sum2, float lin) {
-  const double lse = max2 == -INFINITY ? -INFINITY : (double(max2) + log2(double(sum2))) * 0.6931471805599453;
+__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float rest, float lin) {
+  const double lse = max2 == -INFINITY ? -INFINITY : double(max2) * 0.6931471805599453 + log1p(double(rest));
   p.lse[row] = float(lse);
   const int32_t y = p.labels[row];
   if (y == p.ignore_index) {
@@ -133,10 +133,14 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float
   const float z_y = transform<kSoftcap>(to_float(static_cast<const T*>(p.x)[row * p.cols + y]), p.scale, p.cap);
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
-  const double pm1 = exp(double(z_y) - lse) - 1.0;
-  const CrossEntropyRow r = cross_entropy_row(lse, lse - double(z_y), pm1, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  // p_y − 1 and lse − z_y where the label is the row max (as tile_stats computed it, bitwise):
+  // −rest/(1 + rest) and log1p(rest), exact however confident the row; elsewhere p_y ≤ 1/2.
+  const bool label_is_max = z_y * kLog2e == max2;
+  const double pm1 = label_is_max ? -double(rest) / (1.0 + double(rest)) : exp(double(z_y) - lse) - 1.0;
+  const double margin = label_is_max ? log1p(double(rest)) : lse - double(z_y);
+  const CrossEntropyRow r = cross_entropy_row(lse, margin, pm1, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
   p.row_loss[row] = r.loss;
-  RowTerms t{max2, float(r.coef / double(sum2)), 0.f, 0.f, r.label_dz};
+  RowTerms t{max2, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;
   else t.bias = -r.smooth;
   return t;
@@ -182,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(CeParams p) {
   Online2 s;
   float lin;
   tile_stats<T, kSoftcap>(p, row, 0, p.cols, s, lin);
-  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.sum, lin);
+  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin);
   __syncthreads();
   const RowTerms t = terms;
   if (!p.grad && !p.want_dscale) return;
@@ -199,7 +203,7 @@ __global__ void __launch_bounds__(kThreads) ce_stats_kernel(CeParams p) {
   float lin;
   tile_stats<T, kSoftcap>(p, row, c0, c1, s, lin);
   if (threadIdx.x == 0) {
-    p.part[blockIdx.x] = make_float2(s.max, s.sum);
+    p.part[blockIdx.x] = make_float2(s.max, s.rest);
     p.part_lin[blockIdx.x] = lin;
   }
 }
@@ -216,7 +220,7 @@ __global__ void ce_terms_kernel(CeParams p) {
     s.merge(q.x, q.y);
     lin += p.part_lin[row * p.tiles + k];
   }
-  p.terms[row] = finish_row<T, kSoftcap>(p, row, s.max, s.sum, lin);
+  p.terms[row] = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin);
 }
 
 // Tiled layout, step 3: the gradient per (row, tile).

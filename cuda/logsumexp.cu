@@ -1,7 +1,7 @@
 // logSumExp on the GPU: one read of the scores.
 //
 // Grid: one block per (row, tile) with tiles of kRowTile columns, so a single 10^7-wide row
-// still fills the GPU. Each block writes its partial (max, sum) in base 2; a second tiny
+// still fills the GPU. Each block writes its partial (max, rest = Σ − 1) in base 2; a second tiny
 // kernel merges a row's partials in tile order (deterministic, no float atomics). The first
 // NaN/+inf is found by an integer min over flat indices, which is order-independent.
 #include <cstdint>
@@ -23,14 +23,14 @@ struct LseParams {
   const void* x;
   int64_t rows, cols, tiles;
   float scale2;           // scale · log2(e)
-  float2* partial;        // rows × tiles: (max, sum) in base 2
+  float2* partial;        // rows × tiles: (max, rest) in base 2 (Online2)
   long long* first_bad;   // one flat index, INT64_MAX when none
   float* out;             // rows
 };
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) lse_partial_kernel(LseParams p) {
-  __shared__ float smax[kThreads / kWarp], ssum[kThreads / kWarp];
+  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp];
   __shared__ long long sbad[kThreads / kWarp];
   const int64_t row = blockIdx.x / p.tiles, tile = blockIdx.x % p.tiles;
   const int64_t c0 = tile * kRowTile;
@@ -57,9 +57,9 @@ __global__ void __launch_bounds__(kThreads) lse_partial_kernel(LseParams p) {
     for (int j = 0; j < kPack; ++j) take(body + i * kPack + j, v[j]);
   }
   for (int64_t c = body + packs * kPack + threadIdx.x; c < c1; c += kThreads) take(c, to_float(x[c]));
-  block_merge<kThreads>(s, bad, smax, ssum, sbad);
+  block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (threadIdx.x == 0) {
-    p.partial[blockIdx.x] = make_float2(s.max, s.sum);
+    p.partial[blockIdx.x] = make_float2(s.max, s.rest);
     if (bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-independent
   }
 }
@@ -72,7 +72,7 @@ __global__ void lse_combine_kernel(LseParams p) {
     const float2 part = p.partial[row * p.tiles + t];
     s.merge(part.x, part.y);
   }
-  p.out[row] = s.max == -INFINITY ? -INFINITY : (s.max + log2f(s.sum)) * 0.69314718055994531f;
+  p.out[row] = s.max == -INFINITY ? -INFINITY : s.max * 0.69314718055994531f + log1pf(s.rest);
 }
 
 // Device scratch freed on every exit path.

@@ -4,6 +4,7 @@
 #pragma once
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
+#include "../native/ops/positives_losses.h"
 
 namespace fl::cuda {
 
@@ -13,5 +14,11 @@ void log_sum_exp(const LogSumExpArgs& args);
 // CrossEntropyArgs with logits and grad on the device; labels, class weights, gradOutput,
 // rowLoss and lse on the host (the launcher moves them).
 LossResult cross_entropy(const CrossEntropyArgs& args);
+
+// PositivesLossArgs with scores and grad on the device; the CSRs, gradOutput and rowLoss on
+// the host (the launcher moves them).
+LossResult decoupled_softmax(const PositivesLossArgs& args);
+LossResult multi_label_softmax(const PositivesLossArgs& args);
+LossResult binary_cross_entropy(const PositivesLossArgs& args);
 
 }  // namespace fl::cuda

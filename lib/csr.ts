@@ -38,8 +38,32 @@ function strictlyIncreasing(a: Int32Array, i0: number, i1: number): boolean {
   return true;
 }
 
+/**
+ * Per-column tags for O(1) membership tests, reused row after row (tag = row + 1): O(nnz) in
+ * all instead of a sort per row. Up to 2^22 columns (16 MiB); wider matrices fall back to sorting.
+ */
+const MAX_TAGGED_COLS = 1 << 22;
+const columnTags = (cols: number): Int32Array | undefined => (cols <= MAX_TAGGED_COLS ? new Int32Array(cols) : undefined);
+
+/** The first column of a[i0..i1) that repeats an earlier one, as [first position, repeat position], or undefined. */
+function findDuplicate(a: Int32Array, i0: number, i1: number, tags: Int32Array | undefined, tag: number): [number, number] | undefined {
+  let repeated: number | undefined;
+  if (tags) {
+    for (let e = i0; e < i1 && repeated === undefined; e++) {
+      if (tags[a[e]] === tag) repeated = a[e];
+      tags[a[e]] = tag;
+    }
+  } else {
+    const sorted = a.slice(i0, i1).sort();
+    for (let k = 1; k < sorted.length && repeated === undefined; k++) if (sorted[k] === sorted[k - 1]) repeated = sorted[k];
+  }
+  if (repeated === undefined) return undefined;
+  const first = a.indexOf(repeated, i0);
+  return [first, a.indexOf(repeated, first + 1)];
+}
+
 /** The row's columns sorted (a view when they already are; a sorted copy otherwise). */
-export function sortedRow(c: Positives, i: number): Int32Array {
+function sortedRow(c: NativeCsr, i: number): Int32Array {
   const row = c.cols.subarray(c.rowPtr[i], c.rowPtr[i + 1]);
   return strictlyIncreasing(row, 0, row.length) ? row : row.slice().sort();
 }
@@ -60,16 +84,13 @@ export function csr(name: string, v: unknown, rows: number, cols: number, { weig
     if (rowPtr[i + 1] < rowPtr[i]) fail('ERR_CSR', `${name}.rowPtr[${i + 1}]`, `a value >= rowPtr[${i}] = ${rowPtr[i]} (non-decreasing)`, rowPtr[i + 1]);
   if (rowPtr[rows] !== c.length) fail('ERR_CSR', `${name}.rowPtr[${rows}]`, `cols.length = ${c.length}`, rowPtr[rows]);
   for (let e = 0; e < c.length; e++) if (c[e] < 0 || c[e] >= cols) fail('ERR_CSR', `${name}.cols[${e}]`, `a column in [0, ${cols})`, c[e]);
+  let tags: Int32Array | undefined; // made at the first unsorted row
   for (let i = 0; i < rows; i++) {
     const e0 = rowPtr[i], e1 = rowPtr[i + 1];
     if (strictlyIncreasing(c, e0, e1)) continue;
-    // Unsorted row: find the duplicate, if any, by its first and second positions.
-    const seen = new Map<number, number>();
-    for (let e = e0; e < e1; e++) {
-      const first = seen.get(c[e]);
-      if (first !== undefined) fail('ERR_CSR', `${name}.cols[${e}]`, `a column not already in row ${i} (cols[${first}] = ${c[e]})`, c[e]);
-      seen.set(c[e], e);
-    }
+    tags ??= columnTags(cols);
+    const dup = findDuplicate(c, e0, e1, tags, i + 1);
+    if (dup) fail('ERR_CSR', `${name}.cols[${dup[1]}]`, `a column not already in row ${i} (cols[${dup[0]}] = ${c[dup[1]]})`, c[dup[1]]);
   }
   const out: NativeCsr = { rowPtr, cols: c };
   if (o.weights !== undefined) {
@@ -82,24 +103,41 @@ export function csr(name: string, v: unknown, rows: number, cols: number, { weig
   return out;
 }
 
-/** Throws ERR_CSR when an exclusion is also a positive (it would be both in the loss and out of it). */
-export function checkDisjoint(positives: NativeCsr, positivesName: string, exclude: NativeCsr, excludeName: string): void {
+/** One more than the largest column of either CSR (0 when both are empty). */
+function columnBound(a: Int32Array, b: Int32Array): number {
+  let m = -1;
+  for (const v of a) if (v > m) m = v;
+  for (const v of b) if (v > m) m = v;
+  return m + 1;
+}
+
+/**
+ * Throws ERR_CSR when an exclusion is also a positive (it would be both in the loss and out of
+ * it). Both must already be valid CSRs of the same matrix; `cols` is its width, when known.
+ */
+export function checkDisjoint(positives: NativeCsr, positivesName: string, exclude: NativeCsr, excludeName: string, cols = columnBound(positives.cols, exclude.cols)): void {
   const rows = positives.rowPtr.length - 1;
+  const tags = columnTags(cols);
   for (let i = 0; i < rows; i++) {
-    const n = positives.rowPtr[i + 1] - positives.rowPtr[i];
+    const p0 = positives.rowPtr[i], p1 = positives.rowPtr[i + 1];
     const x0 = exclude.rowPtr[i], x1 = exclude.rowPtr[i + 1];
-    if (n === 0 || x0 === x1) continue;
+    if (p0 === p1 || x0 === x1) continue;
+    const clash = (e: number) => fail('ERR_CSR', `${excludeName}.cols[${e}]`, `a column that is not a positive of row ${i} (${positivesName})`, exclude.cols[e]);
+    if (tags) {
+      for (let e = p0; e < p1; e++) tags[positives.cols[e]] = i + 1;
+      for (let e = x0; e < x1; e++) if (tags[exclude.cols[e]] === i + 1) clash(e);
+      continue;
+    }
     const pos = sortedRow(positives, i);
     for (let e = x0; e < x1; e++) {
       const col = exclude.cols[e];
-      // Binary search in the sorted positives of row i.
-      let lo = 0, hi = pos.length;
+      let lo = 0, hi = pos.length; // binary search in the sorted positives of row i
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
         if (pos[mid] < col) lo = mid + 1;
         else hi = mid;
       }
-      if (lo < pos.length && pos[lo] === col) fail('ERR_CSR', `${excludeName}.cols[${e}]`, `a column that is not a positive of row ${i} (${positivesName})`, col);
+      if (lo < pos.length && pos[lo] === col) clash(e);
     }
   }
 }
@@ -108,7 +146,7 @@ export function checkDisjoint(positives: NativeCsr, positivesName: string, exclu
 export function excludeArg(v: unknown, rows: number, cols: number, positives?: NativeCsr, positivesName = 'positives'): NativeCsr | undefined {
   if (v === undefined) return undefined;
   const x = csr('opts.exclude', v, rows, cols, { weights: false });
-  if (positives) checkDisjoint(positives, positivesName, x, 'opts.exclude');
+  if (positives) checkDisjoint(positives, positivesName, x, 'opts.exclude', cols);
   return x;
 }
 

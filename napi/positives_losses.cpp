@@ -55,10 +55,21 @@ struct PositivesLossJob {
   }
 
   void execute() {
-    if (on_device) fail("ERR_CUDA_UNAVAILABLE", "this loss has no CUDA path in this build");
-    if constexpr (W == Which::DecoupledSoftmax) out = decoupled_softmax(*ctx, args);
-    else if constexpr (W == Which::MultiLabelSoftmax) out = multi_label_softmax(*ctx, args);
-    else out = binary_cross_entropy(*ctx, args);
+    if (on_device) {
+#ifdef FUSEDLOSS_CUDA
+      if constexpr (W == Which::DecoupledSoftmax) out = cuda::decoupled_softmax(args);
+      else if constexpr (W == Which::MultiLabelSoftmax) out = cuda::multi_label_softmax(args);
+      else out = cuda::binary_cross_entropy(args);
+#else
+      fail("ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
+#endif
+    } else if constexpr (W == Which::DecoupledSoftmax) {
+      out = decoupled_softmax(*ctx, args);
+    } else if constexpr (W == Which::MultiLabelSoftmax) {
+      out = multi_label_softmax(*ctx, args);
+    } else {
+      out = binary_cross_entropy(*ctx, args);
+    }
   }
 
   Napi::Value result(Napi::Env env) {

@@ -11,8 +11,9 @@
 //          bytes(c) counts the bytes the op must move at least (its copy-floor traffic).
 import { randomScores } from './lib/random.mjs';
 
-export function scoresTensor(fl, rng, c) {
+export function scoresTensor(fl, rng, c, edit) {
   const x = randomScores(rng, c.rows, c.cols, c.kind ?? 'normal');
+  edit?.(x);
   const dtype = c.dtype ?? 'float32';
   const data = dtype === 'float32' ? x : dtype === 'float16' ? fl.float32ToFloat16(x) : fl.float32ToBFloat16(x);
   return fl.tensor(data, [c.rows, c.cols], { dtype });
@@ -41,11 +42,15 @@ export const ops = [
       { rows: 5, cols: 50257, kind: 'peaked', opts: { labelSmoothing: 0.1, zLoss: 1e-4 } },
       { rows: 300, cols: 32771, kind: 'normal', opts: { scale: 1.5, softcap: 30 } },
       { rows: 2, cols: 300007, kind: 'flat', opts: { reduction: 'sum', classWeights: true } },
+      // Confident rows: the label's logit 24 above the rest, so p_y − 1 ≈ −3·10^-6 must survive.
+      { rows: 33, cols: 50257, kind: 'normal', confident: 24, opts: {} },
     ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
     make(fl, rng, c) {
       const opts = { ...(c.opts ?? {}), gradScale: true };
       if (opts.classWeights === true) opts.classWeights = new Float32Array(c.cols).map(() => 0.5 + rng.u());
-      return { scores: scoresTensor(fl, rng, c), labels: randomLabels(rng, c.rows, c.cols, c.rows > 2), opts };
+      const labels = randomLabels(rng, c.rows, c.cols, c.rows > 2 && !c.confident);
+      const raise = (x) => labels.forEach((y, i) => (x[i * c.cols + y] += c.confident));
+      return { scores: scoresTensor(fl, rng, c, c.confident ? raise : undefined), labels, opts };
     },
     run(fl, inputs, device) {
       const s = place(fl, inputs.scores, device);
@@ -63,6 +68,7 @@ export const ops = [
       sizes: [
         { rows: 256, cols: 32768 },
         { rows: 8, cols: 1_000_003 },
+        { rows: 1, cols: 10_000_003 }, // one row: the pool splits it into tiles (two-level reduction)
       ],
       bytes: (c) => c.rows * c.cols * 8, // one read of the logits, one write of the gradient
       // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
@@ -156,39 +162,79 @@ export const ops = [
   },
 ];
 
-// ---------- infoNCE and decoupledContrastive ----------
+// ---------- losses over CSR positives: decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy ----------
 
-/** CSR with `count` distinct random columns per row (sorted), for the cases below. */
-function randomCsr(rng, rows, cols, count, weighted = false) {
+/** `count` distinct columns per row (capped at cols), in random order, as CSR; weights in [0.5, 1.5) when asked. */
+export function randomCsr(rng, rows, cols, count, { weighted = false, avoid } = {}) {
   const rowPtr = new Int32Array(rows + 1);
-  const all = [];
-  for (let i = 0; i < rows; i++) {
+  const list = [];
+  for (let r = 0; r < rows; r++) {
+    const taken = new Set(avoid ? avoid.cols.subarray(avoid.rowPtr[r], avoid.rowPtr[r + 1]) : []);
+    const want = Math.min(count, cols - taken.size);
     const row = new Set();
-    while (row.size < Math.min(count, cols)) row.add(rng.int(0, cols));
-    all.push(...[...row].sort((a, b) => a - b));
-    rowPtr[i + 1] = all.length;
+    while (row.size < want) {
+      const c = rng.int(0, cols);
+      if (!taken.has(c)) row.add(c);
+    }
+    list.push(...row);
+    rowPtr[r + 1] = list.length;
   }
-  const out = { rowPtr, cols: Int32Array.from(all) };
-  if (weighted) out.weights = Float32Array.from(all, () => 0.5 + rng.u());
-  return out;
+  const cols32 = Int32Array.from(list);
+  return weighted ? { rowPtr, cols: cols32, weights: Float32Array.from(cols32, () => 0.5 + rng.u()) } : { rowPtr, cols: cols32 };
 }
+
+function positivesLossOp(name) {
+  return {
+    name,
+    cases: [
+      { rows: 7, cols: 97, kind: 'normal', positives: 1, opts: {} },
+      { rows: 64, cols: 4099, kind: 'peaked', positives: 4, weighted: true, exclude: 8, opts: { scale: 1 / 0.07 } },
+      { rows: 300, cols: 32771, kind: 'normal', positives: 3, exclude: 3, opts: { scale: 20, reduction: 'sum' } },
+      { rows: 2, cols: 300007, kind: 'flat', positives: 2, weighted: true, opts: { reduction: 'none' } },
+    ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
+    make(fl, rng, c) {
+      const positives = randomCsr(rng, c.rows, c.cols, c.positives ?? 3, { weighted: c.weighted });
+      const opts = { ...(c.opts ?? {}), gradScale: true };
+      if (c.exclude) opts.exclude = randomCsr(rng, c.rows, c.cols, c.exclude, { avoid: positives });
+      if (opts.reduction === 'none') opts.gradOutput = new Float32Array(c.rows).map(() => rng.normal());
+      return { scores: scoresTensor(fl, rng, c), positives, opts };
+    },
+    run(fl, inputs, device) {
+      const s = place(fl, inputs.scores, device);
+      try {
+        const r = fl[name](s, inputs.positives, inputs.opts);
+        const out = { loss: r.loss, dScale: r.dScale, grad: gradValues(fl, r.grad) };
+        if (device === 'cuda' && r.grad) r.grad.dispose();
+        return out;
+      } finally {
+        if (s !== inputs.scores) s.dispose();
+      }
+    },
+    tol: { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 },
+    bench: {
+      // DEXML's shape on the CPU: 256 queries × 32768 labels, 3 positives per row.
+      sizes: [{ rows: 256, cols: 32768, positives: 3 }],
+      bytes: (c) => c.rows * c.cols * 8, // one read of the scores, one write of the gradient
+      // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
+      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      peers: {},
+    },
+  };
+}
+
+ops.push(positivesLossOp('decoupledSoftmax'), positivesLossOp('multiLabelSoftmax'), positivesLossOp('binaryCrossEntropy'));
+
+// ---------- infoNCE and decoupledContrastive ----------
 
 /** The options of a contrastive case: `positives`/`exclude` as counts become random CSR. */
 function contrastiveOpts(rng, c, dcl) {
   const opts = { ...(c.opts ?? {}), gradScale: true };
-  if (typeof opts.positives === 'number') opts.positives = randomCsr(rng, c.rows, c.cols, opts.positives, !dcl);
+  if (typeof opts.positives === 'number') opts.positives = randomCsr(rng, c.rows, c.cols, opts.positives, { weighted: !dcl });
   if (typeof opts.exclude === 'number') {
-    // Columns far from the positives: the diagonal, or column 0 (the cases put positives elsewhere).
-    const x = randomCsr(rng, c.rows, c.cols, opts.exclude);
-    const pos = opts.positives;
-    const taken = (i, j) => (pos ? pos.cols.subarray(pos.rowPtr[i], pos.rowPtr[i + 1]).includes(j) : i === j);
-    const keep = [], rowPtr = new Int32Array(c.rows + 1);
-    for (let i = 0; i < c.rows; i++) {
-      for (let e = x.rowPtr[i]; e < x.rowPtr[i + 1]; e++) if (!taken(i, x.cols[e])) keep.push(x.cols[e]);
-      rowPtr[i + 1] = keep.length;
-    }
-    opts.exclude = { rowPtr, cols: Int32Array.from(keep) };
+    const diagonal = { rowPtr: Int32Array.from({ length: c.rows + 1 }, (_, i) => i), cols: Int32Array.from({ length: c.rows }, (_, i) => i) };
+    opts.exclude = randomCsr(rng, c.rows, c.cols, opts.exclude, { avoid: opts.positives ?? diagonal });
   }
+  if (opts.reduction === 'none') opts.gradOutput = new Float32Array(c.rows).map(() => rng.normal());
   return opts;
 }
 

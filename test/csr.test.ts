@@ -2,6 +2,7 @@
 // or ERR_CSR naming the exact entry; valid ones (unsorted rows, empty rows) pass untouched.
 import { describe, expect, it } from 'vitest';
 import { checkDisjoint, csr, excludeArg } from '../dist/csr.js';
+import { native } from '../dist/native.js';
 import { expectCode } from './helpers';
 
 const valid = () => ({ rowPtr: new Int32Array([0, 2, 2, 5]), cols: new Int32Array([4, 1, 0, 3, 2]), weights: new Float32Array([1, 0.5, 0, 2, 3]) });
@@ -47,9 +48,44 @@ describe('CSR validation', () => {
     expect(excludeArg({ ...x, cols: new Int32Array([0, 4, 1]) }, 3, 5, p)?.cols[2]).toBe(1);
     expect(excludeArg(undefined, 3, 5, p)).toBeUndefined();
     expectCode(() => excludeArg({ ...x, weights: new Float32Array(3) }, 3, 5), 'ERR_ARG', /opts\.exclude\.weights/);
-    // Long unsorted rows take the sorted-copy path of checkDisjoint.
     const cols = new Int32Array(40).map((_, i) => (i * 7) % 40);
     const big = csr('positives', { rowPtr: new Int32Array([0, 40]), cols }, 1, 100);
     expectCode(() => checkDisjoint(big, 'positives', csr('x', { rowPtr: new Int32Array([0, 2]), cols: new Int32Array([50, 21]) }, 1, 100), 'x'), 'ERR_CSR', /x\.cols\[1\]/);
+  });
+
+  it('past 2^22 columns, unsorted rows are checked by sorting instead of column tags', () => {
+    const N = 2 ** 23;
+    const p = csr('positives', { rowPtr: new Int32Array([0, 3, 5]), cols: new Int32Array([N - 1, 7, 3, 9, 2]) }, 2, N);
+    expectCode(() => csr('positives', { rowPtr: new Int32Array([0, 3, 5]), cols: new Int32Array([N - 1, 7, 3, 9, 9]) }, 2, N), 'ERR_CSR', /positives\.cols\[4\]/, /row 1 \(cols\[3\] = 9\)/);
+    expectCode(() => excludeArg({ rowPtr: new Int32Array([0, 1, 3]), cols: new Int32Array([4, 8, 2]) }, 2, N, p), 'ERR_CSR', /opts\.exclude\.cols\[2\]/, /row 1/);
+    expect(excludeArg({ rowPtr: new Int32Array([0, 1, 3]), cols: new Int32Array([4, 8, 1]) }, 2, N, p)?.cols.length).toBe(3);
+  });
+
+  it('the addon repeats the structural checks: a malformed CSR from JS throws, never crashes', () => {
+    const addon = native().addon;
+    const opts = { dtype: 0, rows: 2, cols: 4, scale: 1, reduction: 0, gradFloat32: false, wantDScale: false };
+    const call = (positives: unknown, exclude?: unknown) => () => addon.decoupledSoftmax(new Float32Array(8), positives as never, opts, exclude as never, undefined, undefined, new Float32Array(2));
+    const ok = { rowPtr: new Int32Array([0, 1, 2]), cols: new Int32Array([3, 0]) };
+    const code = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return `${(e as { code?: string }).code} ${(e as Error).message}`;
+      }
+      return 'no error';
+    };
+    expect(code(call(ok))).toBe('no error');
+    expect(code(call({ ...ok, cols: new Int32Array([3, 4]) }))).toMatch(/^ERR_CSR positives\.cols\[1\]/);
+    expect(code(call({ ...ok, cols: new Int32Array([3, -1]) }))).toMatch(/^ERR_CSR positives\.cols\[1\]/);
+    expect(code(call({ ...ok, rowPtr: new Int32Array([0, 2, 1]) }))).toMatch(/^ERR_CSR positives\.rowPtr\[2\]/);
+    expect(code(call({ ...ok, rowPtr: new Int32Array([0, 1, 3]) }))).toMatch(/^ERR_CSR positives\.rowPtr\[2\]/);
+    expect(code(call({ ...ok, rowPtr: new Int32Array([0, 1]) }))).toMatch(/^ERR_SHAPE positives\.rowPtr/);
+    expect(code(call({ rowPtr: new Int32Array([0, 2, 2]), cols: new Int32Array([1, 1]) }))).toMatch(/^ERR_CSR positives\.cols \(row 0\)/);
+    expect(code(call({ ...ok, weights: new Float32Array([1, Number.NaN]) }))).toMatch(/^ERR_CSR positives\.weights\[1\]/);
+    expect(code(call({ ...ok, weights: new Float32Array(3) }))).toMatch(/^ERR_SHAPE positives\.weights/);
+    expect(code(call(ok, { rowPtr: new Int32Array([0, 0, 1]), cols: new Int32Array([0]) }))).toMatch(/^ERR_CSR exclude \(row 1\).*column 0/);
+    expect(code(call(undefined))).toMatch(/^ERR_TYPE positives/);
+    // The async twin checks before queuing the work (lib/ turns that into a rejection).
+    expect(code(() => addon.decoupledSoftmaxAsync(new Float32Array(8), { ...ok, cols: new Int32Array([3, 9]) }, opts, undefined, undefined, undefined, new Float32Array(2)))).toMatch(/^ERR_CSR/);
   });
 });

@@ -7,7 +7,7 @@ import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { loadGoldenCases, type GoldenFn } from './reference/golden.js';
 import { makeRng, randomExclude, randomPositives, randomScores, type CsrArrays, type Rng, type ScoreKind } from './reference/rng.js';
 import type { RefPositives, RefResult, Reduction, Scores } from './reference/types.js';
-import { allWritten, expectCode, expectCodeAsync, fl, relL2 } from './helpers';
+import { allWritten, expectCode, expectCodeAsync, fl, hasCuda, relL2 } from './helpers';
 
 type Opts = fl.DecoupledSoftmaxOptions;
 type Fn = (s: fl.ScoresInput, p: fl.Positives, o?: Opts) => fl.LossResult;
@@ -116,6 +116,14 @@ export function describePositivesLoss(t: LossUnderTest) {
       expect(g[1]).toBe(0);
       expect(g[5]).toBe(0);
       expect(g[6]).toBe(0);
+    });
+
+    it('rows without negatives or without positives', () => {
+      // Row 0: every column a positive or excluded (decoupled: no negatives, loss 0); row 1: no positives.
+      const S = new Float32Array([0.5, -1.25, 2, 3, 0.75, -0.5]);
+      const p = { rowPtr: new Int32Array([0, 2, 2]), cols: new Int32Array([1, 0]), weights: new Float32Array([0.75, 1.5]) };
+      const r = check(t, S, 2, 3, p, { exclude: { rowPtr: new Int32Array([0, 1, 1]), cols: new Int32Array([2]) } });
+      expect(gradOf(r)[2]).toBe(0);
     });
 
     it('excluded entries get a gradient of exactly 0', () => {
@@ -256,5 +264,24 @@ export function describePositivesLoss(t: LossUnderTest) {
       bad[2] = Infinity;
       expectCode(() => t.fn(fl.tensor(bad, [3, 5]), p, { exclude: { rowPtr: new Int32Array([0, 1, 1, 1]), cols: new Int32Array([2]) } }), 'ERR_NON_FINITE', /\[0, 2\]/);
     });
+  });
+
+  describe.skipIf(!hasCuda())(`${t.name} on CUDA`, () => {
+    for (const [B, N] of [[7, 97], [300, 50257], [2, 300007]] as [number, number][])
+      for (const dtype of ['float32', 'bfloat16'] as const)
+        it(`${B}x${N} ${dtype} matches the CPU`, () => {
+          const rng = makeRng(B + N);
+          const S32 = randomScores(rng, B, N, { kind: 'peaked' });
+          const data = dtype === 'float32' ? S32 : fl.float32ToBFloat16(S32);
+          const p = shuffleRows(rng, randomPositives(rng, B, N, { min: 0, max: 4, weighted: true }));
+          const opts: Opts = { scale: 1 / 0.07, exclude: randomExclude(rng, B, N, p, { max: 6 }), gradScale: true };
+          const cpu = t.fn(fl.tensor(data, [B, N], { dtype }), p, opts);
+          using d = fl.toDevice(fl.tensor(data, [B, N], { dtype }));
+          const gpu = t.fn(d, p, opts);
+          expect(relErr(gpu.loss, cpu.loss)).toBeLessThan(1e-5);
+          expect(relL2(gradOf(gpu), gradOf(cpu))).toBeLessThan(dtype === 'float32' ? 1e-4 : 1e-2);
+          expect(Math.abs(gpu.dScale! - cpu.dScale!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(cpu.dScale!)));
+          gpu.grad!.dispose();
+        });
   });
 }

@@ -90,6 +90,15 @@ describe('softmaxCrossEntropy: random cases against float64', () => {
     expect(gradOf(r).every((v) => v === 0)).toBe(true);
   });
 
+  it('confident rows (label 24 nats above the rest, p_y − 1 ≈ −3·10^-6) keep the label gradient exact', () => {
+    const [B, N] = [9, 50257];
+    const rng = makeRng(77);
+    const S = randomScores(rng, B, N, { kind: 'normal' });
+    const labels = labelsFor(rng, B, N, false);
+    labels.forEach((y, i) => (S[i * N + y] += 24));
+    for (const opts of [{}, { labelSmoothing: 0.1 }, { zLoss: 1e-4, reduction: 'sum' as const }]) check(S, B, N, labels, opts);
+  });
+
   it('−Infinity logits are out: probability 0, gradient 0', () => {
     const S = new Float32Array([1, -Infinity, 2, 0.5, -Infinity, -Infinity, 3, 1]);
     check(S, 2, 4, new Int32Array([0, 3]), {});

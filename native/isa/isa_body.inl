@@ -11,6 +11,7 @@
 namespace fl::FL_ISA_NS {
 using V = simd::FL_VEC;
 #include "../ops/softmax_rows.inl"
+#include "../ops/bce.inl"
 #include "../ops/infonce_sym.inl"
 }  // namespace fl::FL_ISA_NS
 
@@ -45,6 +46,9 @@ const CpuKernels FL_KERNEL_TABLE = {
     FL_VARIANTS(stats_variants),
     FL_VARIANTS(grad_variants),
     FL_ISA_NS::softcap_one<FL_ISA_NS::V>,
+    {{FL_ISA_NS::bce_negatives<FL_ISA_NS::V, float, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, float, float>},
+     {FL_ISA_NS::bce_negatives<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, f16_t, f16_t>},
+     {FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, bf16_t>}},
     FL_BY_DTYPE(sym_stats),
     {{FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, f16_t>},

@@ -61,6 +61,19 @@ constexpr int stats_variant(bool softcap, bool lin) { return (softcap ? 2 : 0) +
 // Gradient output: float32, or the input's own dtype.
 constexpr int grad_variant(bool softcap, bool grad_float32) { return (softcap ? 2 : 0) + (grad_float32 ? 0 : 1); }
 
+// binaryCrossEntropy over a stretch of negatives (native/ops/bce.inl): g_j = u·σ(z_j)·scale
+// (stored as the grad dtype unless g is null); returns Σ softplus(z_j) and Σ u·σ(z_j)·x_j.
+struct BceNegTile {
+  const void* x;
+  void* g;
+  int64_t n;
+  float scale, u;  // u: the row's upstream factor
+};
+struct BceSums {
+  double loss, dscale;
+  int64_t first_bad;  // first NaN/+inf, or −1
+};
+using BceNegFn = BceSums (*)(const BceNegTile&);
 // Symmetric InfoNCE (native/ops/infonce_sym.inl), on a square n×n matrix, z = scale·x.
 // Statistics of one column strip [c0, c1), all rows: each row's (max z, rest) over the strip
 // and each of the strip's columns' (max z, rest) over all rows (rest as in MaxSumExp).
@@ -99,6 +112,7 @@ struct CpuKernels {
   TileStatsFn tile_stats[3][4];         // [dtype][stats_variant]
   TileExpGradFn tile_exp_grad[3][4];    // [dtype][grad_variant]
   SoftcapFn softcap;
+  BceNegFn bce_negatives[3][2];         // [dtype][grad float32, grad in the dtype]
   SymStatsFn sym_stats[3];              // [dtype]
   SymGradFn sym_grad[3][2];             // [dtype][0: float32 gradient, 1: the input dtype]
 };

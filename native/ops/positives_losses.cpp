@@ -143,82 +143,66 @@ LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists 
   return {total, a.want_dscale ? dscale : 0.0};
 }
 
-// SPEC 3.6, elementwise: a tile's negatives (y = 0) in one pass: loss Σ softplus(z), gradient
-// σ(z)·u·scale, dScale share Σ u·σ(z)·x. −∞ entries are out (0, 0, 0). The slope is written
-// (1 − σ(−z)) for z > 0 so a confident negative keeps its small σ(z) to full precision.
-struct BceTile {
-  double loss = 0, dscale = 0;
-  int64_t first_bad = -1;
-};
-
-template <class T, class G>
-void bce_negatives(const T* x, G* g, int64_t n, float scale, float u, BceTile& out) {
-  double loss = 0, dscale = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = to_float(x[j]);
-    if (v != v || v == INFINITY) {
-      if (out.first_bad < 0) out.first_bad = j;
-      continue;
-    }
-    if (v == -INFINITY) {
-      if (g) g[j] = from_float<G>(0.f);
-      continue;
-    }
-    const float z = scale * v;
-    const float e = std::exp(-std::fabs(z));
-    const float sig = z > 0 ? 1.f / (1.f + e) : e / (1.f + e);
-    loss += double((z > 0 ? z : 0.f) + std::log1p(e));
-    const float d = u * sig;
-    if (g) g[j] = from_float<G>(d * scale);
-    dscale += double(d * v);
+float score_at(const PositivesLossArgs& a, int64_t i) {
+  switch (a.dtype) {
+    case DType::Float16: return to_float(static_cast<const f16_t*>(a.scores)[i]);
+    case DType::BFloat16: return to_float(static_cast<const bf16_t*>(a.scores)[i]);
+    default: return static_cast<const float*>(a.scores)[i];
   }
-  out.loss += loss;
-  out.dscale += dscale;
 }
 
-template <class T, class G>
-LossResult bce_typed(Context& ctx, const PositivesLossArgs& a) {
-  const SkipLists skips(a.rows, a.positives, a.exclude, "positives", "exclude");
+void store_grad(const PositivesLossArgs& a, int64_t i, float g) {
+  if (a.grad_float32 || a.dtype == DType::Float32) static_cast<float*>(a.grad)[i] = g;
+  else if (a.dtype == DType::Float16) static_cast<f16_t*>(a.grad)[i] = to_f16(g);
+  else static_cast<bf16_t*>(a.grad)[i] = to_bf16(g);
+}
+
+}  // namespace
+
+// SPEC 3.6, elementwise. Per tile, the runs between skipped columns (positives ∪ exclusions)
+// go through the SIMD kernel as negatives (target 0); skipped columns get 0, and then each
+// positive (target y = 1 or its weight) is computed and written in double: O(nnz).
+LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
+  const SkipLists skips(a.rows, a.positives, a.exclude);
   const double mean_divisor = double(a.rows) * double(a.cols);
-  const T* x = static_cast<const T*>(a.scores);
-  G* g = static_cast<G*>(a.grad);
+  const BceNegFn negatives = ctx.kernels->bce_negatives[int(a.dtype)][a.grad_float32 || a.dtype == DType::Float32 ? 0 : 1];
+  const int64_t esize = a.grad_float32 ? 4 : dtype_size(a.dtype);
   // The positives' scores, read before an in-place sweep overwrites them.
   std::vector<float> pos_x(size_t(a.positives.nnz(a.rows)));
   ctx.pool.parallel_for(a.rows, [&](int64_t r) {
-    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = to_float(x[r * a.cols + a.positives.cols[e]]);
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = score_at(a, r * a.cols + a.positives.cols[e]);
   });
   const int64_t tiles = tiles_per_row(a.cols);
-  std::vector<BceTile> parts(size_t(a.rows * tiles));
+  std::vector<BceSums> parts(size_t(a.rows * tiles), BceSums{0.0, 0.0, -1});
   for_each_row_tile(ctx.pool, a.rows, a.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
     const float u = float(upstream(a, r, mean_divisor));
-    const T* xr = x + r * a.cols;
-    G* gr = g ? g + r * a.cols : nullptr;
-    BceTile& t = parts[size_t(r * tiles + k)];
-    const int32_t* s = std::lower_bound(skips.cols(r), skips.cols(r) + skips.size(r), int32_t(c0));
+    BceSums& t = parts[size_t(r * tiles + k)];
+    auto run = [&](int64_t b, int64_t e) {
+      if (e <= b) return;
+      const int64_t i = r * a.cols + b;
+      const BceSums s = negatives(BceNegTile{static_cast<const char*>(a.scores) + i * dtype_size(a.dtype),
+                                             a.grad ? static_cast<char*>(a.grad) + i * esize : nullptr, e - b, a.scale, u});
+      if (s.first_bad >= 0 && t.first_bad < 0) t.first_bad = b + s.first_bad;
+      t.loss += s.loss;
+      t.dscale += s.dscale;
+    };
     const int32_t* s_end = skips.cols(r) + skips.size(r);
     int64_t c = c0;
-    auto run = [&](int64_t b) {
-      BceTile part;
-      bce_negatives(xr + c, gr ? gr + c : nullptr, b - c, a.scale, u, part);
-      if (part.first_bad >= 0 && t.first_bad < 0) t.first_bad = c + part.first_bad;
-      t.loss += part.loss;
-      t.dscale += part.dscale;
-    };
-    for (; s != s_end && *s < c1; ++s) {
-      run(*s);
-      const float v = to_float(xr[*s]);  // a skipped column is still checked
+    for (const int32_t* s = std::lower_bound(skips.cols(r), s_end, int32_t(c0)); s != s_end && *s < c1; ++s) {
+      run(c, *s);
+      const float v = score_at(a, r * a.cols + *s);  // a skipped column is still checked
       if ((v != v || v == INFINITY) && t.first_bad < 0) t.first_bad = *s;
-      if (gr) gr[*s] = from_float<G>(0.f);  // exclusions stay 0; positives are written below
+      if (a.grad) store_grad(a, r * a.cols + *s, 0.f);  // exclusions stay 0; positives are written below
       c = int64_t(*s) + 1;
     }
-    run(c1);
+    run(c, c1);
   });
-  std::vector<double> row_loss(size_t(a.rows)), row_dscale(size_t(a.rows));
   for (int64_t r = 0; r < a.rows; ++r)
     for (int64_t k = 0; k < tiles; ++k)
       if (parts[size_t(r * tiles + k)].first_bad >= 0)
         fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(r) + ", " +
                                    std::to_string(parts[size_t(r * tiles + k)].first_bad) + "]");
+  std::vector<double> row_loss(size_t(a.rows)), row_dscale(size_t(a.rows));
   ctx.pool.parallel_for(a.rows, [&](int64_t r) {
     double l = 0, d = 0;
     for (int64_t k = 0; k < tiles; ++k) {
@@ -228,11 +212,12 @@ LossResult bce_typed(Context& ctx, const PositivesLossArgs& a) {
     const double u = upstream(a, r, mean_divisor);
     for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) {
       const float v = pos_x[size_t(e)];
+      const float z = a.scale * v;  // as the SIMD kernel rounds it
       const double y = a.positives.weight(e);
-      l += bce_loss(double(a.scale) * double(v), y);
+      l += bce_loss(double(z), y);
       if (v == -INFINITY) continue;  // out: gradient 0 (already written)
-      const double dz = u * bce_slope(double(a.scale) * double(v), y);
-      if (g) g[r * a.cols + a.positives.cols[e]] = from_float<G>(float(dz * double(a.scale)));
+      const double dz = u * bce_slope(double(z), y);
+      if (a.grad) store_grad(a, r * a.cols + a.positives.cols[e], float(dz * double(a.scale)));
       d += dz * double(v);
     }
     row_loss[size_t(r)] = l;
@@ -248,26 +233,16 @@ LossResult bce_typed(Context& ctx, const PositivesLossArgs& a) {
   return {total, a.want_dscale ? dscale : 0.0};
 }
 
-}  // namespace
-
-LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
-  const bool f32 = a.grad_float32 || a.dtype == DType::Float32;
-  switch (a.dtype) {
-    case DType::Float16: return f32 ? bce_typed<f16_t, float>(ctx, a) : bce_typed<f16_t, f16_t>(ctx, a);
-    case DType::BFloat16: return f32 ? bce_typed<bf16_t, float>(ctx, a) : bce_typed<bf16_t, bf16_t>(ctx, a);
-    default: return bce_typed<float, float>(ctx, a);
-  }
-}
-
 LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {
-  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude"));
+  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude));
 }
 
 LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a) {
-  // The skip lists hold the exclusions only; building them with the positives first checks
-  // that the two are disjoint.
-  SkipLists(a.rows, a.positives, a.exclude, "positives", "exclude");
-  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.exclude, Csr{}));
+  // The skip lists hold the exclusions only; building positives ∪ exclusions first rejects an
+  // exclusion that is also a positive.
+  SkipLists skips(a.rows, a.positives, a.exclude);
+  skips = SkipLists(a.rows, a.exclude, Csr{});
+  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, std::move(skips));
 }
 
 }  // namespace fl
