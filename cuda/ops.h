@@ -5,6 +5,7 @@
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
+#include "../native/ops/contrastive.h"
 
 namespace fl::cuda {
 
@@ -20,5 +21,10 @@ LossResult cross_entropy(const CrossEntropyArgs& args);
 LossResult decoupled_softmax(const PositivesLossArgs& args);
 LossResult multi_label_softmax(const PositivesLossArgs& args);
 LossResult binary_cross_entropy(const PositivesLossArgs& args);
+
+// InfoNCEArgs / DecoupledContrastiveArgs with scores and grad on the device; the CSRs,
+// gradOutput and rowLoss on the host (cuda/contrastive.cu).
+LossResult info_nce(const InfoNCEArgs& args);
+LossResult decoupled_contrastive(const DecoupledContrastiveArgs& args);
 
 }  // namespace fl::cuda

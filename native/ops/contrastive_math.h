@@ -19,10 +19,14 @@ struct SoftmaxEntry {
   double p_minus_one;  // p_j − 1
 };
 
-FL_HD SoftmaxEntry softmax_entry(float z, float row_max, double rest, double lse) {
+// `is_max`: z is the row max, bitwise as the statistics saw it (the GPU compares in base 2).
+FL_HD SoftmaxEntry softmax_entry_at(float z, bool is_max, double rest, double lse) {
   if (z == -INFINITY) return SoftmaxEntry{INFINITY, -1.0};
-  if (z == row_max) return SoftmaxEntry{log1p(rest), -rest / (1.0 + rest)};
+  if (is_max) return SoftmaxEntry{log1p(rest), -rest / (1.0 + rest)};
   return SoftmaxEntry{lse - double(z), exp(double(z) - lse) - 1.0};
+}
+FL_HD SoftmaxEntry softmax_entry(float z, float row_max, double rest, double lse) {
+  return softmax_entry_at(z, z == row_max, rest, lse);
 }
 
 // InfoNCE with positives P (weights w_p, n = |P|, W = Σ w_p) in a row whose softmax is p:
