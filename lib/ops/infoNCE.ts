@@ -13,8 +13,10 @@ export interface InfoNCEOptions extends LossOptions {
    * CLIP's symmetric loss: (row-wise InfoNCE + column-wise InfoNCE)/2 on a square S whose
    * positives are the diagonal (query i ↔ key i), as in OpenCLIP's `ClipLoss`, which is
    * `(cross_entropy(S, arange(B)) + cross_entropy(Sᵀ, arange(B)))/2`. Both log-sum-exps come
-   * from one read of S. `rowLoss[i]` is (r_i + c_i)/2, the pair's share, and with reduction
-   * 'none' `gradOutput[i]` weights both halves of pair i. Default false.
+   * from one read of S. 'mean' is (Σ r_i / B + Σ c_j / B)/2, 'sum' (Σ r_i + Σ c_j)/2;
+   * `rowLoss[i]` is (r_i + c_i)/2, the pair's share, and with reduction 'none' `gradOutput[i]`
+   * weights both halves of pair i. Not combinable with `positives` or `exclude` (ERR_ARG).
+   * Default false.
    */
   symmetric?: boolean;
   /**
