@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { refInfoNCE } from './reference/infoNCE.js';
 import { loadGoldenCases } from './reference/golden.js';
@@ -197,6 +199,27 @@ describe('infoNCE: entries out and edge cases', () => {
       expect(e.dScale).toBe(a.dScale);
       expect(Array.from(S)).toEqual(Array.from(copy));
     }
+  });
+});
+
+describe('infoNCE: determinism', () => {
+  it('results are bitwise the same on 1, 2 and 3 threads (symmetric strips and one-way rows)', () => {
+    // A fresh process per thread count: the pool size is read once, at load.
+    const script = `
+      const fl = require(${JSON.stringify(path.resolve(__dirname, '../dist/index.js'))});
+      const crypto = require('node:crypto');
+      let s = 1; const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+      const n = 1100, x = new Float32Array(n * n).map(() => (rnd() * 2 - 1) * 3);
+      const out = [];
+      for (const o of [{ symmetric: true, scale: 20 }, { symmetric: true, scale: 1 }, { scale: 5 }]) {
+        const r = fl.infoNCE(fl.tensor(x, [n, n]), { ...o, gradScale: true });
+        out.push(r.loss, r.dScale, crypto.createHash('sha256').update(Buffer.from(r.grad.data().buffer)).digest('hex'));
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const run = (threads: number) => execFileSync(process.execPath, ['-e', script], { env: { ...process.env, FUSEDLOSS_THREADS: String(threads) }, encoding: 'utf8' });
+    const one = run(1);
+    expect(run(2)).toBe(one);
+    expect(run(3)).toBe(one);
   });
 });
 
