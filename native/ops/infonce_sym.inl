@@ -74,10 +74,7 @@ int64_t sym_stats(const SymStatsStrip& a) {
       const T* row = x + r * a.n + a.c0;
       // The strip's rows are short stretches a row length apart, which the hardware prefetcher
       // does not follow: ask for the next block's row while this one is summed.
-      if (r + kSymBlockRows < a.n) {
-        const char* next = reinterpret_cast<const char*>(row + kSymBlockRows * a.n);
-        for (int64_t b = 0; b < w * int64_t(sizeof(T)); b += 64) __builtin_prefetch(next + b);
-      }
+      const T* next = r + kSymBlockRows < a.n ? row + kSymBlockRows * a.n : nullptr;
       const float zr = rmax[r - r0] == -INFINITY ? -INFINITY : a.scale * rmax[r - r0];
       const F vr = V::set1(zr == -INFINITY ? 0.f : -zr);
       F rd = zero, rc = zero;
@@ -96,7 +93,12 @@ int64_t sym_stats(const SymStatsStrip& a) {
           V::store(cc + j, c);
         }
       };
-      for (int64_t j = 0; j < main; j += V::W) step(V::load(row + j), j, 0);
+      // One prefetch per 64-byte line, spread over the row's steps.
+      constexpr int64_t kLine = 64 / int64_t(sizeof(T));
+      for (int64_t j = 0; j < main; j += V::W) {
+        if (next && j % kLine < V::W) __builtin_prefetch(next + j);
+        step(V::load(row + j), j, 0);
+      }
       if (tail) step(V::load_tail(row + main, tail, -INFINITY), main, tail);
       a.row_max[r] = zr;
       a.row_rest[r] = zr == -INFINITY ? 0.0 : double(V::sum(rd)) + (double(V::sum(rc)) - 1.0);
