@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { ops } from '../scripts/ops.mjs';
 
 // Ops this script knows how to call at GPU scale; each needs a line in `run` below.
-const timed = new Set(['logSumExp', 'softmaxCrossEntropy']);
+const timed = new Set(['logSumExp', 'softmaxCrossEntropy', 'softTopKLoss']);
 // Losses over CSR positives, timed with 3 positives per row (DEXML's setting).
 const positivesOps = new Set(['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy']);
 // The contrastive losses, timed as CLIP (symmetric, logit scale 20) and DCLW train.
@@ -65,7 +65,9 @@ for (const op of ops) {
       const labels = new Int32Array(rows).map(() => Math.floor(Math.random() * cols));
       const scores = fl.toDevice(host);
       const outGrad = op.name === 'logSumExp' ? undefined : fl.toDevice(fl.tensor(dtype === 'float32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols), [rows, cols], { dtype }));
-      const positives = positivesOps.has(op.name) ? threePositives(rows, cols) : undefined;
+      // softTopKLoss: one positive per row (the label), DEXML's k = 5, α = 2.
+      const positives = positivesOps.has(op.name) ? threePositives(rows, cols)
+        : op.name === 'softTopKLoss' ? { rowPtr: Int32Array.from({ length: rows + 1 }, (_, i) => i), cols: labels } : undefined;
       const run = () =>
         op.name === 'logSumExp' ? fl.logSumExp(scores)
         : contrastiveOpts[op.name] ? fl[op.name](scores, { ...contrastiveOpts[op.name], out: outGrad })

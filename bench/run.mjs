@@ -2,20 +2,24 @@
 // npm run bench: times every registered op (scripts/ops.mjs) against its peers and against
 // this machine's copy-bandwidth floor, in one run, and writes docs/BENCHMARKS.md.
 //
-//   node bench/run.mjs [--op NAME] [--quick] [--no-write]
+//   node bench/run.mjs [--op NAME] [--quick] [--no-write] [--chart]
+//
+// --chart runs only the throughput-vs-N sweep (bench/chart.mjs) and writes docs/bench-throughput.svg;
+// a full run writes it too, and links it from docs/BENCHMARKS.md.
 //
 // The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
 // read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
 // median over repeated runs after a warm-up; ratios compare figures from this same run.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ops } from '../scripts/ops.mjs';
 import { makeRng } from '../scripts/lib/random.mjs';
+import { chartSvg, gpuPoints, sweep } from './chart.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -24,7 +28,8 @@ const { native } = require('../dist/native.js');
 const args = process.argv.slice(2);
 const only = args.includes('--op') ? args[args.indexOf('--op') + 1] : undefined;
 const quick = args.includes('--quick');
-const write = !args.includes('--no-write') && !only && !quick;
+const chartOnly = args.includes('--chart');
+const write = !args.includes('--no-write') && !only && !quick && !chartOnly;
 
 function timeit(fn, { minMs = quick ? 150 : 600, minReps = 3, maxReps = 200 } = {}) {
   fn(); // warm-up
@@ -78,7 +83,7 @@ console.log(`copy bandwidth (memcpy, ${info.cpu.threads} threads, 256 MiB): ${(c
 
 const results = [];
 for (const op of ops) {
-  if (!op.bench || (only && op.name !== only)) continue;
+  if (!op.bench || (only && op.name !== only) || chartOnly) continue;
   for (const size of op.bench.sizes) {
     const made = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
     const inputs = op.bench.prepare ? op.bench.prepare(fl, made) : made;
@@ -104,6 +109,19 @@ for (const op of ops) {
   }
 }
 
+const chart = write || chartOnly;
+if (chart) {
+  // GPU points come from a scripts/gpu run: copy its fusedloss-bench.json to docs/gpu-bench.json.
+  const gpuJson = path.join(root, 'docs', 'gpu-bench.json');
+  const gpu = existsSync(gpuJson) ? gpuPoints(JSON.parse(readFileSync(gpuJson, 'utf8'))) : undefined;
+  const op = ops.find((o) => o.name === 'softmaxCrossEntropy');
+  const points = sweep({ fl, op, rng: () => makeRng(42), timeit, ctx, torchCpuMs, threads: info.cpu.threads, quick, log: console.log });
+  const title = `softmaxCrossEntropy forward + backward, B = 64, fp32 (${cpuName}, ${info.cpu.threads} threads)`;
+  mkdirSync(path.join(root, 'docs'), { recursive: true });
+  writeFileSync(path.join(root, 'docs', 'bench-throughput.svg'), chartSvg({ points, copyGBs: copyBw / 1e9, gpu, title }));
+  console.log('wrote docs/bench-throughput.svg');
+}
+
 if (write) {
   const peerNames = [...new Set(results.flatMap((r) => Object.keys(r.peers)))];
   const lines = [
@@ -124,6 +142,11 @@ if (write) {
     `|---|---|---:|---:|---:|${peerNames.map(() => '---:').join('|')}|`,
     ...results.map((r) => `| ${r.op} | ${r.size} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${(r.ofFloor * 100).toFixed(0)}% | ` +
       peerNames.map((p) => (r.peers[p] ? `${(r.peers[p] / r.ms).toFixed(1)}×` : '–')).join(' | ') + ' |'),
+    '',
+    'Throughput against N (cross-entropy, 64 rows; the dashed line is the copy floor; GPU points',
+    'appear when docs/gpu-bench.json holds a scripts/gpu run):',
+    '',
+    '![softmaxCrossEntropy throughput against N](bench-throughput.svg)',
     '',
   ];
   mkdirSync(path.join(root, 'docs'), { recursive: true });

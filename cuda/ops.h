@@ -5,6 +5,7 @@
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
+#include "../native/ops/soft_topk.h"
 #include "../native/ops/contrastive.h"
 
 namespace fl::cuda {
@@ -21,6 +22,9 @@ LossResult cross_entropy(const CrossEntropyArgs& args);
 LossResult decoupled_softmax(const PositivesLossArgs& args);
 LossResult multi_label_softmax(const PositivesLossArgs& args);
 LossResult binary_cross_entropy(const PositivesLossArgs& args);
+// SoftTopKLossArgs with the scores and grad on the device; k_rows, positives, exclusions,
+// gradOutput and rowLoss on the host (the launcher moves them).
+LossResult soft_topk_loss(const SoftTopKLossArgs& args);
 
 // InfoNCEArgs / DecoupledContrastiveArgs with scores and grad on the device; the CSRs,
 // gradOutput and rowLoss on the host (cuda/contrastive.cu).

@@ -22,6 +22,11 @@ export { multiLabelSoftmax, multiLabelSoftmaxAsync } from './ops/multiLabelSoftm
 export type { MultiLabelSoftmaxOptions } from './ops/multiLabelSoftmax';
 export { binaryCrossEntropy, binaryCrossEntropyAsync } from './ops/binaryCrossEntropy';
 export type { BinaryCrossEntropyOptions } from './ops/binaryCrossEntropy';
+export { softTopK, softTopKAsync } from './ops/softTopK';
+export type { SoftTopKOptions, SoftTopKResult, TopK, TopKSolveOptions } from './ops/softTopK';
+export { softTopKLoss, softTopKLossAsync } from './ops/softTopKLoss';
+export type { SoftTopKLossOptions } from './ops/softTopKLoss';
+export type { PositivesLossOptions } from './ops/positivesLoss';
 export { infoNCE, infoNCEAsync } from './ops/infoNCE';
 export type { InfoNCEOptions } from './ops/infoNCE';
 export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';

@@ -16,32 +16,33 @@ export type ScoresInput = Tensor | TensorLike | Float32Array | Uint16Array;
 
 /** Options common to every loss. */
 export interface LossOptions {
-  /** Multiplies the scores inside the kernel: z = scale·S (a temperature τ is scale = 1/τ). Default 1. */
+  /** Multiplies the scores inside the kernel: z = scale·S (a temperature τ is scale = 1/τ, as CLIP's logit scale and DEXML's 1/τ). Default 1. */
   scale?: number;
-  /** 'mean' (default), 'sum' or 'none' (per-row losses; the gradient is of Σ_i gradOutput_i·ℓ_i). */
+  /** 'mean' (default), 'sum' or 'none' (per-row losses; the gradient is of Σ_i gradOutput_i·ℓ_i), as torch's `reduction`. */
   reduction?: Reduction;
-  /** With reduction 'none': each row's upstream gradient (length B). Default: all ones. */
+  /** With reduction 'none': each row's upstream gradient (length B), as the `gradient` of torch's `backward()`. Default: all ones. */
   gradOutput?: Float32Array;
   /** Compute the gradient with respect to the scores. Default true; false computes the loss only. */
   grad?: boolean;
-  /** Also return dScale = dL/dscale, for a learnable temperature or logit scale. Default false. */
+  /** Also return dScale = dL/dscale, for a learnable temperature or logit scale (CLIP's `logit_scale`). Default false. */
   gradScale?: boolean;
-  /** Gradient dtype: the scores' dtype (default) or 'float32'. */
+  /** Gradient dtype: the scores' dtype (default, as torch autograd) or 'float32' (for fp32 master gradients). */
   gradDtype?: DType;
   /**
    * Write the gradient over the scores (no B×N allocation). The scores are destroyed: do not
-   * read them after the call, and do not pass the same buffer to a concurrent call. Default false.
+   * read them after the call, and do not pass the same buffer to a concurrent call. Liger-Kernel
+   * stores its cross-entropy gradient in the logits the same way. Default false.
    */
   inplace?: boolean;
   /**
    * A preallocated gradient tensor to write into (B×N, of the gradient's dtype, on the scores'
-   * device), reused across steps: a training loop then allocates nothing per call. Default: a
-   * new tensor per call.
+   * device), reused across steps: a training loop then allocates nothing per call (as torch's
+   * `out=`). Default: a new tensor per call.
    */
   out?: Tensor;
-  /** The shape [B, N], when the scores are a bare typed array. */
+  /** The shape [B, N], when the scores are a bare typed array (required then). Default: the tensor's shape. */
   shape?: readonly number[];
-  /** The dtype, when the scores are a bare Uint16Array. */
+  /** The dtype, when the scores are a bare Uint16Array (required then). Default: the tensor's dtype, 'float32' for a Float32Array. */
   dtype?: DType;
 }
 

@@ -69,6 +69,12 @@ export interface NativeAddon {
   multiLabelSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
   binaryCrossEntropy(...args: PositivesLossArgs): NativeLoss;
   binaryCrossEntropyAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
+  softTopK(...args: SoftTopKArgs): void;
+  softTopKAsync(...args: SoftTopKArgs): Promise<void>;
+  softTopKVjp(...args: SoftTopKVjpArgs): void;
+  softTopKVjpAsync(...args: SoftTopKVjpArgs): Promise<void>;
+  softTopKLoss(...args: SoftTopKLossArgs): NativeLoss;
+  softTopKLossAsync(...args: SoftTopKLossArgs): Promise<NativeLoss>;
   infoNCE(...args: InfoNCEArgs): NativeLoss;
   infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
   decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
@@ -105,6 +111,44 @@ export type PositivesLossArgs = readonly [
   scores: NativeInput,
   positives: NativeCsr,
   opts: NativeLossCommon,
+  exclude: NativeCsr | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+];
+
+/** The threshold search of softTopK and softTopKLoss (napi/soft_topk.cpp); k: one k for every row unless kRows. */
+export interface NativeTopKSolve {
+  alpha: number;
+  k: number;
+  tol: number;
+  maxIter: number;
+}
+
+export type SoftTopKArgs = readonly [
+  scores: NativeInput,
+  opts: NativeShape & NativeTopKSolve & { log: boolean },
+  kRows: Int32Array | undefined,
+  exclude: NativeCsr | undefined,
+  values: Float32Array,
+  threshold: Float32Array,
+  iterations: Int32Array,
+];
+
+export type SoftTopKVjpArgs = readonly [
+  scores: NativeInput,
+  opts: NativeShape & { alpha: number; log: boolean; gradFloat32: boolean },
+  exclude: NativeCsr | undefined,
+  threshold: Float32Array,
+  gradOutput: Float32Array,
+  grad: NativeInput,
+];
+
+export type SoftTopKLossArgs = readonly [
+  scores: NativeInput,
+  opts: NativeLossCommon & NativeTopKSolve,
+  kRows: Int32Array | undefined,
+  positives: NativeCsr,
   exclude: NativeCsr | undefined,
   gradOutput: Float32Array | undefined,
   grad: NativeInput | undefined,

@@ -10,7 +10,7 @@
 //      first .node it finds. A CUDA build failure is a warning: the CPU build still stands.
 //      FUSEDLOSS_CUDA=OFF skips it; FUSEDLOSS_CUDA_ARCHS overrides the GPU architectures.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -42,6 +42,9 @@ const tsc = resolveBin('typescript', 'tsc');
 if (existsSync(path.join(root, 'lib', 'index.ts')) && tsc) {
   log('compiling TypeScript');
   if (!run(process.execPath, [tsc, '-p', 'tsconfig.json'])) process.exit(1);
+  // The demo (npm run demo, bin fusedloss-demo) imports the package by its own name, so it
+  // compiles after the library.
+  if (existsSync(path.join(root, 'demo', 'tsconfig.json')) && !run(process.execPath, [tsc, '-p', path.join('demo', 'tsconfig.json')])) process.exit(1);
 }
 
 // 2. CPU addon
@@ -96,7 +99,12 @@ if (cudaWanted !== 'OFF' && cmakeJs) {
     log(`nvcc found (${nvcc}): building the CUDA addon`);
     const extra = ['--CDFUSEDLOSS_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`];
     // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
-    if (process.env.FUSEDLOSS_CUDA_ARCHS) extra.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.FUSEDLOSS_CUDA_ARCHS}`);
+    // cmake-js only configures a fresh build directory, and CMake caches the architectures: a
+    // cache made for other architectures is dropped, so that a later plain build builds all.
+    const archs = process.env.FUSEDLOSS_CUDA_ARCHS || '80-real;90-real;90-virtual';
+    extra.push(`--CDCMAKE_CUDA_ARCHITECTURES=${archs}`);
+    const cache = path.join(root, 'build-cuda', 'CMakeCache.txt');
+    if (existsSync(cache) && !readFileSync(cache, 'utf8').includes(`CMAKE_CUDA_ARCHITECTURES:UNINITIALIZED=${archs}\n`)) rmSync(cache);
     const ok = run(process.execPath, [cmakeJs, ...cmakeArgs('build-cuda', extra)]);
     if (!ok) console.warn('fusedloss: WARNING: the CUDA build failed; the CPU build is unaffected.');
   }

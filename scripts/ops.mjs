@@ -160,6 +160,63 @@ export const ops = [
       },
     },
   },
+  {
+    name: 'softTopKLoss',
+    cases: [
+      { rows: 7, cols: 97, kind: 'normal', opts: { k: 3, alpha: 1 } },
+      { rows: 5, cols: 50257, kind: 'peaked', opts: {} },
+      { rows: 9, cols: 32771, kind: 'normal', opts: { k: 'numPositives', alpha: 5, scale: 0.7, exclude: true } },
+      { rows: 2, cols: 300007, kind: 'flat', opts: { k: 50, reduction: 'sum' } },
+      // CUDA layouts: one block (≤ ~56K columns), a cluster (≤ ~450K), re-read passes (wider).
+      { rows: 3, cols: 1000003, kind: 'normal', opts: { exclude: true } },
+    ].flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
+    make(fl, rng, c) {
+      // 1 to 3 positives per row, distinct columns; with `exclude`, 5 more columns per row out.
+      const rowPtr = new Int32Array(c.rows + 1);
+      const cols = [];
+      const excl = [];
+      for (let i = 0; i < c.rows; i++) {
+        const taken = new Set();
+        const n = 1 + rng.int(0, 3);
+        while (taken.size < n) taken.add(rng.int(0, c.cols));
+        cols.push(...[...taken].sort((a, b) => a - b));
+        rowPtr[i + 1] = cols.length;
+        if (c.opts?.exclude) {
+          const out = new Set();
+          while (out.size < 5) {
+            const j = rng.int(0, c.cols);
+            if (!taken.has(j)) out.add(j);
+          }
+          excl.push([...out]);
+        }
+      }
+      const opts = { ...(c.opts ?? {}), gradScale: true };
+      if (opts.exclude) {
+        const ptr = new Int32Array(c.rows + 1).map((_, i) => 5 * i);
+        opts.exclude = { rowPtr: ptr, cols: Int32Array.from(excl.flat()) };
+      }
+      return { scores: scoresTensor(fl, rng, c), positives: { rowPtr, cols: Int32Array.from(cols) }, opts };
+    },
+    run(fl, inputs, device) {
+      const s = place(fl, inputs.scores, device);
+      try {
+        const r = fl.softTopKLoss(s, inputs.positives, inputs.opts);
+        const out = { loss: r.loss, dScale: r.dScale, grad: gradValues(fl, r.grad) };
+        if (device === 'cuda') r.grad.dispose();
+        return out;
+      } finally {
+        if (s !== inputs.scores) s.dispose();
+      }
+    },
+    tol: { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 },
+    bench: {
+      // DEXML's configuration: k = 5, α = 2 (the defaults).
+      sizes: [{ rows: 64, cols: 131072 }],
+      bytes: (c) => c.rows * c.cols * 8, // one read of the scores, one write of the gradient
+      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      peers: {},
+    },
+  },
 ];
 
 // ---------- losses over CSR positives: decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy ----------

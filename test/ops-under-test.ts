@@ -400,6 +400,151 @@ opsUnderTest.push(
   positivesOp('binaryCrossEntropy', fl.binaryCrossEntropy as never, fl.binaryCrossEntropyAsync as never, refBinaryCrossEntropy as never),
 );
 
+// ---------- softTopKLoss ----------
+
+interface TopKCase extends ScoresCase {
+  k: number | 'numPositives';
+  alpha: number;
+  positivesSeed: number;
+}
+
+interface TopKInputs {
+  s: Scores;
+  positives: { rowPtr: Int32Array; cols: Int32Array; weights?: Float32Array };
+  opts: Record<string, unknown>;
+}
+
+/** 0 to 3 positives per row (distinct columns), weights on odd seeds. */
+function topKPositives(rows: number, cols: number, seed: number): TopKInputs['positives'] {
+  const rng = makeRng(seed);
+  const rowPtr = new Int32Array(rows + 1);
+  const c: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    const taken = new Set<number>();
+    const n = rng.int(0, 4);
+    while (taken.size < n) taken.add(rng.int(0, cols));
+    c.push(...taken);
+    rowPtr[i + 1] = c.length;
+  }
+  const cs = Int32Array.from(c);
+  return seed % 2 ? { rowPtr, cols: cs, weights: Float32Array.from(cs, () => 0.5 + rng.u()) } : { rowPtr, cols: cs };
+}
+
+/** ln σ(a), stable. */
+const logSig = (a: number) => (a >= 0 ? -Math.log1p(Math.exp(-a)) : a - Math.log1p(Math.exp(a)));
+
+/** SPEC 3.8 in float64 (mean reduction, scale 1): the threshold by bisection, then loss and gradient. */
+function refTopKLoss(i: TopKInputs): { loss: number; grad: Float64Array } {
+  const { rows, cols, values } = i.s;
+  const alpha = i.opts.alpha as number;
+  const grad = new Float64Array(rows * cols);
+  let loss = 0;
+  const sig = (a: number) => (a >= 0 ? 1 / (1 + Math.exp(-a)) : Math.exp(a) / (1 + Math.exp(a)));
+  for (let r = 0; r < rows; r++) {
+    const e0 = i.positives.rowPtr[r], e1 = i.positives.rowPtr[r + 1];
+    if (e0 === e1) continue;
+    const x = values.subarray(r * cols, (r + 1) * cols);
+    let W = 0;
+    for (let e = e0; e < e1; e++) W += i.positives.weights ? i.positives.weights[e] : 1;
+    const k = i.opts.k === 'numPositives' ? Math.ceil(W) : (i.opts.k as number);
+    let max = -Infinity, min = Infinity;
+    for (const v of x) { max = Math.max(max, v); min = Math.min(min, v); }
+    const shift = Math.log(k / (cols - k)) / alpha;
+    let lo = -max + shift, hi = -min + shift;
+    for (let it = 0; it < 100 && hi - lo > 1e-12 * Math.max(1, Math.abs(lo)); it++) {
+      const t = (lo + hi) / 2;
+      let f = 0;
+      for (const v of x) f += sig(alpha * (v + t));
+      if (f < k) lo = t;
+      else hi = t;
+    }
+    const t = (lo + hi) / 2;
+    const n = e1 - e0;
+    let U = 0, V = 0;
+    for (let e = e0; e < e1; e++) {
+      const w = i.positives.weights ? i.positives.weights[e] : 1;
+      const a = alpha * (x[i.positives.cols[e]] + t);
+      loss -= (w / n) * logSig(a) / rows;
+      const u = (alpha * (-w / n / rows)) * sig(-a);
+      grad[r * cols + i.positives.cols[e]] = u;
+      U += u;
+    }
+    for (const v of x) V += alpha * sig(alpha * (v + t)) * sig(-alpha * (v + t));
+    for (let j = 0; j < cols; j++) grad[r * cols + j] -= (alpha * sig(alpha * (x[j] + t)) * sig(-alpha * (x[j] + t)) * U) / V;
+  }
+  return { loss, grad };
+}
+
+const softTopKLossOp: OpUnderTest<TopKCase, TopKInputs> = {
+  name: 'softTopKLoss',
+  // Normal and flat rows (peaked rows whose top entries saturate, and ±6e4 magnitudes, put the
+  // root where float64 bisection cannot resolve it: test/softTopK.test.ts covers those).
+  cases: fc
+    .tuple(
+      fc.oneof(
+        { weight: 8, arbitrary: fc.record({ rows: fc.integer({ min: 1, max: 6 }), cols: fc.integer({ min: 9, max: 300 }) }) },
+        { weight: 1, arbitrary: fc.record({ rows: fc.integer({ min: 1, max: 2 }), cols: fc.integer({ min: 32760, max: 70001 }) }) },
+      ),
+      fc.constantFrom(...DTYPES),
+      fc.constantFrom<Kind>('normal', 'flat'),
+      fc.constantFrom<Form>('tensor', 'like', 'bare'),
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant('numPositives' as const)),
+      fc.constantFrom(1, 2, 5),
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    )
+    .map(([s, dtype, kind, form, seed, k, alpha, positivesSeed]) => ({ ...s, dtype, kind, form, seed, k, alpha, positivesSeed })),
+  make(c) {
+    return { s: makeScores(c), positives: topKPositives(c.rows, c.cols, c.positivesSeed), opts: { k: c.k, alpha: c.alpha } };
+  },
+  sync(i) {
+    const r = fl.softTopKLoss(i.s.arg as HostArray, i.positives, optsOf(i) as fl.SoftTopKLossOptions);
+    return { loss: r.loss, grad: fl.toFloat32(r.grad!.data(), r.grad!.dtype) };
+  },
+  async: (i) =>
+    fl.softTopKLossAsync(i.s.arg as HostArray, i.positives, optsOf(i) as fl.SoftTopKLossOptions).then((r) => ({ loss: r.loss, grad: fl.toFloat32(r.grad!.data(), r.grad!.dtype) })),
+  reference: (i) => refTopKLoss(i),
+  check(got, ref, i) {
+    const loss = got.loss as number, rl = ref.loss as number;
+    if (!(Math.abs(loss - rl) <= 1e-4 * Math.max(1e-3, Math.abs(rl)))) return `loss ${loss}, expected ${rl}`;
+    const g = got.grad as Float32Array, rg = ref.grad as ArrayLike<number>;
+    let num = 0, den = 0;
+    for (let j = 0; j < rg.length; j++) {
+      if (Number.isNaN(g[j])) return `grad[${j}] is NaN`;
+      num += (g[j] - rg[j]) ** 2;
+      den += rg[j] ** 2;
+    }
+    const tol = i.s.dtype === 'float32' ? 1e-4 : i.s.dtype === 'float16' ? 3e-3 : 2e-2;
+    const err = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+    return den > 0 && err > tol ? `grad relative L2 error ${err.toExponential(2)} > ${tol}` : undefined;
+  },
+  views: (i) => [i.s.data, i.positives.rowPtr, i.positives.cols],
+  mutations: [
+    ...scoresMutations<TopKInputs>(),
+    ...optionMutations<TopKInputs>(),
+    { name: 'k 0', code: 'ERR_K_RANGE', apply: (i) => ({ ...i, positives: { rowPtr: i.positives.rowPtr.map((_, r) => r), cols: new Int32Array(i.s.rows) }, opts: { ...i.opts, k: 0 } }) },
+    { name: 'k = N', code: 'ERR_K_RANGE', apply: (i) => ({ ...i, positives: { rowPtr: i.positives.rowPtr.map((_, r) => r), cols: new Int32Array(i.s.rows) }, opts: { ...i.opts, k: i.s.cols } }) },
+    { name: 'k array of the wrong length', code: 'ERR_SHAPE', apply: (i) => ({ ...i, opts: { ...i.opts, k: new Int32Array(i.s.rows + 1).fill(1) } }) },
+    { name: 'alpha 0', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, alpha: 0 } }) },
+    { name: 'alpha NaN', code: 'ERR_ARG', apply: (i) => ({ ...i, opts: { ...i.opts, alpha: Number.NaN } }) },
+    { name: 'a positive column out of range', code: 'ERR_CSR', apply: (i) => ({ ...i, positives: { rowPtr: i.positives.rowPtr.map((_, r) => r), cols: new Int32Array(i.s.rows).fill(i.s.cols) } }) },
+    { name: 'positives not an object', code: 'ERR_TYPE', apply: (i) => ({ ...i, positives: 7 as never }) },
+  ],
+  heavy() {
+    // 64 × 131072 fp32 (32 MB), DEXML's k = 5, α = 2: tens of ms per call on two cores. The
+    // gradient goes into a reused tensor (opts.out), as in a training loop: the main thread
+    // then only validates and launches.
+    const rows = 64, cols = 131072;
+    const rng = makeRng(8);
+    const x = new Float32Array(rows * cols);
+    for (let j = 0; j < x.length; j++) x[j] = rng.normal() * 3;
+    const s: Scores = { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x };
+    return { s, positives: topKPositives(rows, cols, 2), opts: { k: 5, alpha: 2, out: fl.tensor(new Float32Array(rows * cols), [rows, cols]) } };
+  },
+  small: () => softTopKLossOp.make({ rows: 3, cols: 29, dtype: 'bfloat16', kind: 'normal', form: 'tensor', seed: 3, k: 3, alpha: 2, positivesSeed: 5 }),
+};
+opsUnderTest.push(softTopKLossOp);
+
 // ---------- infoNCE (one-way, CSR positives, symmetric) and decoupledContrastive ----------
 
 type Csr = { rowPtr: Int32Array; cols: Int32Array; weights?: Float32Array };

@@ -6,7 +6,9 @@
 // start as NaN (FUSEDLOSS_POISON_OUTPUTS=1, vitest.config.ts) and must be fully written.
 //
 // FUSEDLOSS_PROPERTY_RUNS scales the number of runs (default below); FUSEDLOSS_PROPERTY_SEED
-// replays a failing seed that fast-check printed.
+// replays a failing seed that fast-check printed. Off CI every run draws a new seed, to keep
+// exploring; on CI (CI=true, .ci/run) the seed is fixed so that a submission's result does not
+// depend on the draw.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as outputs from '../dist/outputs.js';
@@ -14,7 +16,7 @@ import { fl } from './helpers';
 import { type Mode, type Mutation, type OpUnderTest, opsUnderTest, type Outputs } from './ops-under-test';
 
 const RUNS = Number(process.env.FUSEDLOSS_PROPERTY_RUNS ?? 250);
-const SEED = process.env.FUSEDLOSS_PROPERTY_SEED ? Number(process.env.FUSEDLOSS_PROPERTY_SEED) : undefined;
+const SEED = process.env.FUSEDLOSS_PROPERTY_SEED ? Number(process.env.FUSEDLOSS_PROPERTY_SEED) : process.env.CI ? 20261123 : undefined;
 const params = { numRuns: RUNS, seed: SEED, endOnFailure: true };
 const mode = fc.constantFrom<Mode>('sync', 'async');
 

@@ -13,7 +13,7 @@ export interface PositivesLossOptions extends LossOptions {
   /**
    * Entries removed from the loss exactly (CSR of the same B×N shape, no weights): they take no
    * part in any sum and get gradient exactly 0. An exclusion that is also a positive is an
-   * ERR_CSR error. Default: none.
+   * ERR_CSR error. DEXML writes −100 into such scores; here they are removed exactly. Default: none.
    */
   exclude?: Positives;
 }

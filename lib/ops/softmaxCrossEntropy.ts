@@ -13,7 +13,7 @@ export interface SoftmaxCrossEntropyOptions extends LossOptions {
   ignoreIndex?: number;
   /** Label smoothing ε in [0, 1] (torch's `label_smoothing`). Default 0. */
   labelSmoothing?: number;
-  /** Per-class weights w (Float32Array of length N; torch's `weight`). 'mean' divides by Σ w_{y_i} over rows not ignored. */
+  /** Per-class weights w (Float32Array of length N; torch's `weight`). 'mean' divides by Σ w_{y_i} over rows not ignored. Default: none (every weight 1). */
   classWeights?: Float32Array;
   /** z-loss weight λ: adds λ·lse_i² per row (PaLM; Liger's `lse_square_scale`). Default 0. */
   zLoss?: number;

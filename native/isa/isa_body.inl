@@ -12,6 +12,7 @@ namespace fl::FL_ISA_NS {
 using V = simd::FL_VEC;
 #include "../ops/softmax_rows.inl"
 #include "../ops/bce.inl"
+#include "../ops/soft_topk.inl"
 #include "../ops/infonce_sym.inl"
 }  // namespace fl::FL_ISA_NS
 
@@ -49,6 +50,11 @@ const CpuKernels FL_KERNEL_TABLE = {
     {{FL_ISA_NS::bce_negatives<FL_ISA_NS::V, float, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::bce_negatives<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, f16_t, f16_t>},
      {FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, bf16_t>}},
+    FL_BY_DTYPE(topk_stats),
+    FL_BY_DTYPE(topk_sums),
+    {{FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>},
+     {FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, f16_t>},
+     {FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, bf16_t>}},
     FL_BY_DTYPE(sym_stats),
     {{FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, f16_t>},

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "../core/cpu_features.h"
+#include "../ops/soft_topk_math.h"
 
 namespace fl {
 
@@ -52,6 +53,27 @@ using TileExpGradFn = double (*)(const ExpGradTile&);
 // z = cap·tanh(scale·x/cap) computed exactly as the SIMD sweeps compute it, so that the
 // scalar code's z of an entry is bitwise the sweeps' z (a row's max term is then exactly 1).
 using SoftcapFn = float (*)(float x, float scale, float cap);
+
+// Soft top-k sweeps over a run of a row (native/ops/soft_topk.inl); z = scale·x.
+struct TopKTileStats {
+  float max, min;     // of x over the entries that are in (not −inf)
+  int64_t in;         // how many are in
+  int64_t first_bad;  // index of the first NaN/+inf, or -1
+};
+struct TopKSumsTile {
+  const void* x;
+  int64_t n;
+  float scale, alpha, t;
+};
+struct TopKGradTile {
+  const void* x;
+  void* g;  // null: the dScale share only
+  int64_t n;
+  float scale, alpha, t, coef;
+};
+using TopKStatsFn = TopKTileStats (*)(const void* x, int64_t n);
+using TopKSumsFn = TopKSums (*)(const TopKSumsTile&);
+using TopKGradFn = double (*)(const TopKGradTile&);
 
 // The block length of the SIMD sweeps (softmax_rows.inl): statistics are merged per block.
 constexpr int64_t kSoftmaxBlock = 2048;
@@ -113,6 +135,9 @@ struct CpuKernels {
   TileExpGradFn tile_exp_grad[3][4];    // [dtype][grad_variant]
   SoftcapFn softcap;
   BceNegFn bce_negatives[3][2];         // [dtype][grad float32, grad in the dtype]
+  TopKStatsFn topk_stats[3];    // [dtype]
+  TopKSumsFn topk_sums[3];      // [dtype]
+  TopKGradFn topk_grad[3][2];   // [dtype][0: float32 gradient, 1: the input dtype]
   SymStatsFn sym_stats[3];              // [dtype]
   SymGradFn sym_grad[3][2];             // [dtype][0: float32 gradient, 1: the input dtype]
 };

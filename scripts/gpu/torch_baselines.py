@@ -4,11 +4,16 @@ backward as a training step runs them. Writes JSON: {op: {shape: {dtype: ms}}} p
 device-to-device copy bandwidth measured in the same process."""
 import argparse
 import json
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
 from shapes import GPU_SHAPES  # the one list of shapes, shared with bench/gpu.mjs
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from torch_cpu import DexmlSoftTopK  # noqa: E402  DEXML's soft top-k, as the CPU peer runs it
 
 
 def timed(fn, reps=20):
@@ -35,7 +40,13 @@ def log_sum_exp(x, _):
     torch.logsumexp(x, dim=1)
 
 
-OPS = {"softmaxCrossEntropy": cross_entropy, "logSumExp": log_sum_exp}
+def soft_topk_loss(x, y):
+    # DEXML's top-k loss (k = 5, alpha = 2) with one positive per row, y.
+    x.grad = None
+    (-DexmlSoftTopK.apply(x, 5, 2.0).gather(1, y[:, None])).mean().backward()
+
+
+OPS = {"softmaxCrossEntropy": cross_entropy, "logSumExp": log_sum_exp, "softTopKLoss": soft_topk_loss}
 
 
 # Losses over positives as DEXML's PyTorch code computes them, written from SPEC 3.2/3.4/3.6:

@@ -18,11 +18,17 @@ export function makeRng(seed) {
   return { u, normal, int: (lo, hi) => lo + Math.floor(u() * (hi - lo)) };
 }
 
-/** B×N scores: 'normal' (σ=3), 'flat' (σ=0.05) or 'peaked' (normal with a few logits ×20). */
+/** B×N scores: 'normal' (σ=3), 'flat' (σ=0.05) or 'peaked' (normal with up to 3 distinct logits ×20 per row). */
 export function randomScores(rng, rows, cols, kind = 'normal') {
   const x = new Float32Array(rows * cols);
   const sigma = kind === 'flat' ? 0.05 : 3;
   for (let i = 0; i < x.length; i++) x[i] = rng.normal() * sigma;
-  if (kind === 'peaked') for (let r = 0; r < rows; r++) for (let k = 0; k < 3; k++) x[r * cols + rng.int(0, cols)] *= 20;
+  // Distinct columns: one entry scaled twice would be ×400 or ×8000, past float16's range.
+  if (kind === 'peaked')
+    for (let r = 0; r < rows; r++) {
+      const peaks = new Set();
+      while (peaks.size < Math.min(3, cols)) peaks.add(rng.int(0, cols));
+      for (const c of peaks) x[r * cols + c] *= 20;
+    }
   return x;
 }

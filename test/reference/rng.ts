@@ -40,14 +40,15 @@ export type ScoreKind = 'normal' | 'flat' | 'peaked';
 /**
  * B×N scores as fp32 (so every kernel dtype path and the float64 references see the same
  * numbers): 'normal' (σ = 3, or `sigma`), 'flat' (σ = 0.05: near-uniform rows, the hard case for
- * thresholds and sums), 'peaked' (normal with 3 entries per row ×20: near-one-hot rows).
+ * thresholds and sums), 'peaked' (normal with 3 distinct entries per row ×20: near-one-hot rows;
+ * distinct, since one entry scaled twice would leave float16's range).
  */
 export function randomScores(rng: Rng, B: number, N: number, o: { kind?: ScoreKind; sigma?: number } = {}): Float32Array {
   const kind = o.kind ?? 'normal';
   const sigma = o.sigma ?? (kind === 'flat' ? 0.05 : 3);
   const x = new Float32Array(B * N);
   for (let i = 0; i < x.length; i++) x[i] = rng.normal() * sigma;
-  if (kind === 'peaked') for (let r = 0; r < B; r++) for (let k = 0; k < 3; k++) x[r * N + rng.int(0, N)] *= 20;
+  if (kind === 'peaked') for (let r = 0; r < B; r++) for (const c of distinctIndices(rng, N, Math.min(3, N))) x[r * N + c] *= 20;
   return x;
 }
 

@@ -74,16 +74,20 @@ export function refSoftmaxCrossEntropy(S: Scores, B: number, N: number, labels: 
       }
       if (z[j] > m) m = z[j];
     }
-    // Two-pass stable log-sum-exp; −∞ entries contribute exp(−∞) = 0.
-    let s = 0;
+    // Two-pass stable log-sum-exp; −∞ entries contribute exp(−∞) = 0. The sum is kept as
+    // 1 + rest, rest summed without the first maximal entry: in a confident row (rest ~ 1e-12)
+    // 1 + rest in float64 would keep only 4 digits of rest, and so would lse − z_y and p_y − 1.
+    let rest = 0;
     let lin = 0; // Σ_j w_j z_j over entries that are in
+    let jmax = -1;
     if (m !== -Infinity)
       for (let j = 0; j < N; j++) {
         if (z[j] === -Infinity) continue;
-        s += Math.exp(z[j] - m);
+        if (jmax < 0 && z[j] === m) jmax = j;
+        else rest += Math.exp(z[j] - m);
         lin += w(j) * z[j];
       }
-    const lse = m === -Infinity ? -Infinity : m + Math.log(s);
+    const lse = m === -Infinity ? -Infinity : m + Math.log1p(rest);
     lseOut[i] = lse;
     const y = labels[i];
     if (y === ignore) continue;
@@ -92,15 +96,19 @@ export function refSoftmaxCrossEntropy(S: Scores, B: number, N: number, labels: 
       continue;
     }
     const wy = w(y);
-    rowLoss[i] = wy * (1 - eps) * (lse - z[y]) + (eps > 0 ? eps * (wMean * lse - lin / N) : 0) + lambda * lse * lse;
+    // lse − z_y and p_y − 1, exact also where p_y ≈ 1.
+    const margin = m - z[y] + Math.log1p(rest);
+    const pyMinusOne = z[y] === m ? -rest / (1 + rest) : Math.expm1(-margin);
+    rowLoss[i] = wy * (1 - eps) * margin + (eps > 0 ? eps * (wMean * lse - lin / N) : 0) + lambda * lse * lse;
     const u = coef[i];
     const pCoef = wy * (1 - eps) + eps * wMean + 2 * lambda * lse;
     for (let j = 0; j < N; j++) {
       if (z[j] === -Infinity) continue;
-      // exp(z − lse) ≤ 1 always; it underflows to 0 rather than overflowing.
-      const p = Math.exp(z[j] - lse);
+      // exp(z − m)/(1 + rest) ≤ 1 always; it underflows to 0 rather than overflowing.
+      const p = Math.exp(z[j] - m) / (1 + rest);
       let d = pCoef * p - (eps * w(j)) / N;
-      if (j === y) d -= (1 - eps) * wy;
+      // At the label, (1−ε)w_y(p_y − 1) keeps its digits when p_y ≈ 1.
+      if (j === y) d = (1 - eps) * wy * pyMinusOne + (eps * wMean + 2 * lambda * lse) * p - (eps * w(j)) / N;
       grad[i * N + j] = u * d * dzdx[j];
       dScale += u * d * dzds[j];
     }

@@ -1,0 +1,165 @@
+/**
+ * softTopK: the soft top-k operator (SPEC 3.7). Per row i it finds the threshold t_i with
+ * Σ_j σ(α(S_ij + t_i)) = k_i and returns p_ij = σ(α(S_ij + t_i)) (or log p_ij), with a
+ * vector-Jacobian product by implicit differentiation that reuses the thresholds.
+ * @module
+ */
+import { excludeArg, type NativeCsr, type Positives } from '../csr';
+import { makeError } from '../errors';
+import { call, callAsync, type NativeTopKSolve } from '../native';
+import { outputF32, outputHost } from '../outputs';
+import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
+import type { ScoresInput } from '../loss';
+import { fail, float32Array, oneOf, options, positiveFinite } from '../validate';
+
+/** How many entries each row keeps: one k for every row, or one per row. */
+export type TopK = number | Int32Array;
+
+/** Options of the threshold search, shared by {@link softTopK} and softTopKLoss. */
+export interface TopKSolveOptions {
+  /** Sharpness α > 0 of σ(α(S + t)). Default 1 for softTopK, 2 for softTopKLoss (DEXML). */
+  alpha?: number;
+  /** Stop when |Σ_j p_ij − k_i| ≤ tol·k_i. Default 1e-5. */
+  tol?: number;
+  /** At most this many passes over a row at a trial threshold (Newton steps + 1). Default 100. */
+  maxIter?: number;
+  /**
+   * Entries removed from row i (CSR, no weights): they take no part in Σp, count not towards
+   * N_i, and get value 0 (log: −Infinity) and gradient exactly 0. Default: none.
+   */
+  exclude?: Positives;
+}
+
+export interface SoftTopKOptions extends TopKSolveOptions {
+  /** 'prob' (default): values are p_ij; 'log': values are log p_ij, finite far below the threshold. */
+  output?: 'prob' | 'log';
+  /** The shape [B, N], when the scores are a bare typed array. */
+  shape?: readonly number[];
+  /** The dtype, when the scores are a bare Uint16Array. */
+  dtype?: DType;
+}
+
+export interface SoftTopKResult {
+  /** p_ij or log p_ij, float32, B×N (excluded and −Infinity entries: 0 or −Infinity). */
+  values: Tensor;
+  /** t_i per row. */
+  threshold: Float32Array;
+  /** Passes the solver made over each row at a trial threshold. */
+  iterations: Int32Array;
+  /**
+   * dL/dS for an upstream gradient dL/dvalues (float32, B×N: a Float32Array, Tensor or
+   * `{ dtype, shape, data }`), in the scores' dtype. Reads the scores again: do not change
+   * them in between. Throws ERR_SHAPE for the wrong size and ERR_DISPOSED after dispose().
+   */
+  vjp(gradOutput: Float32Array | Tensor | TensorLike): Tensor;
+  /** Drops what vjp needs (the scores, exclusions and thresholds). Idempotent. */
+  dispose(): void;
+}
+
+/** @internal The validated solver options and k. */
+export interface TopKSolve {
+  solve: NativeTopKSolve;
+  kRows: Int32Array | undefined;
+  exclude: NativeCsr | undefined;
+}
+
+/** @internal Validates alpha, tol, maxIter and exclude. */
+export function solveOptions(o: Record<string, unknown>, rows: number, cols: number, alphaDefault: number, positives?: NativeCsr) {
+  const alpha = positiveFinite('opts.alpha', o.alpha, alphaDefault);
+  const tol = positiveFinite('opts.tol', o.tol, 1e-5);
+  if (tol >= 1) fail('ERR_ARG', 'opts.tol', 'a number in (0, 1)', tol);
+  const maxIter = o.maxIter === undefined ? 100 : o.maxIter;
+  if (typeof maxIter !== 'number' || !Number.isInteger(maxIter) || maxIter < 1 || maxIter > 10000) fail('ERR_ARG', 'opts.maxIter', 'an integer in [1, 10000]', maxIter);
+  const exclude = excludeArg(o.exclude, rows, cols, positives);
+  return { alpha, tol, maxIter, exclude };
+}
+
+/**
+ * @internal Validates k (a number or an Int32Array of length rows) against each row's
+ * N_i ≤ cols − (excluded entries); rows where `skipRow(i)` are not checked. −Infinity
+ * entries are counted by the kernel, which throws ERR_K_RANGE itself when k_i ≥ N_i.
+ */
+export function kArg(name: string, k: unknown, rows: number, cols: number, exclude: NativeCsr | undefined, skipRow?: (i: number) => boolean): { k: number; kRows: Int32Array | undefined } {
+  const limit = (i: number) => cols - (exclude ? exclude.rowPtr[i + 1] - exclude.rowPtr[i] : 0);
+  const check = (v: number, i: number, label: string) => {
+    if (skipRow?.(i)) return;
+    if (!(v > 0 && v < limit(i))) fail('ERR_K_RANGE', label, `0 < k < N_i = ${limit(i)} (row ${i}'s entries that are not excluded)`, v);
+  };
+  if (typeof k === 'number') {
+    if (!Number.isInteger(k)) fail('ERR_ARG', name, 'an integer, an Int32Array of length B, or (loss) "numPositives"', k);
+    for (let i = 0; i < rows; i++) check(k, i, name);
+    return { k, kRows: undefined };
+  }
+  if (k instanceof Int32Array) {
+    if (k.length !== rows) fail('ERR_SHAPE', name, `an Int32Array of length ${rows} (one k per row)`, `#length ${k.length}`);
+    for (let i = 0; i < rows; i++) check(k[i], i, `${name}[${i}]`);
+    return { k: 0, kRows: k };
+  }
+  return fail('ERR_TYPE', name, 'an integer or an Int32Array of length B', k);
+}
+
+function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions | undefined) {
+  const o = options<SoftTopKOptions & Record<string, unknown>>('softTopK(): opts', optsArg) as Record<string, unknown>;
+  const { t, rows, cols } = asMatrix(scoresArg, 'scores', o.shape as number[] | undefined, o.dtype as DType | undefined);
+  if (t.device !== 'cpu') fail('ERR_DEVICE', 'scores', 'a tensor on the CPU (softTopK has no CUDA path yet; softTopKLoss has)', `#a tensor on ${t.device}`);
+  const output = oneOf('opts.output', o.output, ['prob', 'log'] as const, 'prob');
+  const { alpha, tol, maxIter, exclude } = solveOptions(o, rows, cols, 1);
+  const { k, kRows } = kArg('k', kArg_, rows, cols, exclude);
+  const input = t.nativeInput('scores');
+  const values = outputF32(rows * cols);
+  const threshold = outputF32(rows);
+  const iterations = new Int32Array(rows);
+  const shape = { dtype: dtypeCode(t.dtype), rows, cols };
+  const args = [input, { ...shape, alpha, k, tol, maxIter, log: output === 'log' }, kRows, exclude, values, threshold, iterations] as const;
+  const result = (): SoftTopKResult => {
+    let live: { t: Tensor; threshold: Float32Array; exclude: NativeCsr | undefined } | undefined = { t, threshold: threshold.slice(), exclude };
+    return {
+      values: new Tensor('float32', [rows, cols], values, undefined),
+      threshold,
+      iterations,
+      vjp(gradOutputArg) {
+        if (!live) throw makeError('ERR_DISPOSED', 'softTopK().vjp: the result was disposed');
+        const gradOutput = upstream(gradOutputArg, rows, cols);
+        const grad = new Tensor(live.t.dtype, [rows, cols], outputHost(live.t.dtype, rows * cols), undefined);
+        const vjpArgs = [live.t.nativeInput('scores'), { ...shape, alpha, log: output === 'log', gradFloat32: false }, live.exclude, live.threshold, gradOutput, grad.nativeInput('grad')] as const;
+        call((a) => a.softTopKVjp(...vjpArgs));
+        return grad;
+      },
+      dispose() {
+        live = undefined;
+      },
+    };
+  };
+  return { args, result };
+}
+
+/** The upstream gradient of vjp: float32, B×N. */
+function upstream(g: unknown, rows: number, cols: number): Float32Array {
+  if (g instanceof Float32Array) return float32Array('gradOutput', g, rows * cols);
+  const t = asTensor(g, 'gradOutput');
+  if (t.dtype !== 'float32') fail('ERR_DTYPE', 'gradOutput', "dtype 'float32'", t.dtype);
+  if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) fail('ERR_SHAPE', 'gradOutput', `shape [${rows}, ${cols}]`, `#[${t.shape.join(', ')}]`);
+  return t.data() as Float32Array;
+}
+
+/**
+ * The soft top-k operator of SPEC 3.7 on B×N scores (CPU): per row, the threshold t_i with
+ * Σ_j σ(α(S_ij + t_i)) = k_i over the entries that are in (not excluded, not −Infinity),
+ * found by safeguarded Newton inside a bracket that always holds, and p_ij = σ(α(S_ij + t_i)).
+ * The result's `vjp` gives dL/dS by implicit differentiation.
+ *
+ * Throws ERR_K_RANGE unless 0 < k_i < N_i, ERR_ARG for α ≤ 0 or non-finite, ERR_SHAPE for a
+ * k array of the wrong length, ERR_CSR for bad exclusions, ERR_NON_FINITE for NaN/+Infinity.
+ */
+export function softTopK(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): SoftTopKResult {
+  const { args, result } = prepare(scores, k, opts);
+  call((a) => a.softTopK(...args));
+  return result();
+}
+
+/** {@link softTopK} on a worker thread, leaving the event loop free (its vjp is synchronous). */
+export async function softTopKAsync(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): Promise<SoftTopKResult> {
+  const { args, result } = prepare(scores, k, opts);
+  await callAsync((a) => a.softTopKAsync(...args));
+  return result();
+}

@@ -1,0 +1,410 @@
+#include "soft_topk.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../core/error.h"
+#include "../core/parallel.h"
+#include "soft_topk_math.h"
+
+namespace fl {
+namespace {
+
+// A row's excluded columns (sorted, unique).
+struct Skip {
+  const int32_t* cols = nullptr;
+  int64_t n = 0;
+};
+
+// Calls run(a, b) for the stretches of [c0, c1) between excluded columns.
+template <class Run>
+void for_each_run(int64_t c0, int64_t c1, const Skip& s, Run&& run) {
+  const int32_t* it = std::lower_bound(s.cols, s.cols + s.n, int32_t(c0));
+  int64_t c = c0;
+  for (; it != s.cols + s.n && *it < c1; ++it) {
+    if (*it > c) run(c, int64_t(*it));
+    c = int64_t(*it) + 1;
+  }
+  if (c < c1) run(c, c1);
+}
+
+template <class G> void store(void* g, int64_t i, float v) { static_cast<G*>(g)[i] = from_float<G>(v); }
+
+void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
+  if (f32 || d == DType::Float32) store<float>(g, i, v);
+  else if (d == DType::Float16) store<f16_t>(g, i, v);
+  else store<bf16_t>(g, i, v);
+}
+
+// The operator's outputs over a run: p = σ(a) or log p = min(a, 0) − log1p(e^{−|a|}),
+// a = α(scale·x + t) formed as the sweeps form it; −inf gives p = 0, log p = −inf.
+template <class T, bool kLog>
+void values_run(const void* xv, float* out, int64_t n, float scale, float alpha, float t) {
+  const T* x = static_cast<const T*>(xv);
+  for (int64_t j = 0; j < n; ++j) {
+    const float a = (to_float(x[j]) * scale + t) * alpha;
+    const float e = std::exp(-std::fabs(a));
+    if constexpr (kLog) out[j] = std::min(a, 0.f) - std::log1p(e);
+    else out[j] = a >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+  }
+}
+using ValuesRunFn = void (*)(const void*, float*, int64_t, float, float, float);
+constexpr ValuesRunFn kValuesRun[3][2] = {{values_run<float, false>, values_run<float, true>},
+                                          {values_run<f16_t, false>, values_run<f16_t, true>},
+                                          {values_run<bf16_t, false>, values_run<bf16_t, true>}};
+
+struct RowState {
+  TopKSolver s{};
+  bool need = false;    // the row needs a threshold
+  int64_t bad = -1;     // column of the first NaN/+inf
+  int64_t n_in = 0;     // N_i
+  bool k_out = false;   // k outside (0, N_i)
+};
+
+// The threshold search over every row, and a sweep after it. Rows are solved one per task
+// while there are enough rows to keep the pool busy, so each row stays in cache across its
+// Newton passes and the sweep; otherwise (a few huge rows) every pass is spread over the row's
+// tiles. Both ways sum the same tiles in the same order: results do not depend on the thread
+// count.
+class TopKRows {
+ public:
+  TopKRows(Context& ctx, const SoftTopKProblem& p)
+      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), skip_(p.rows, Csr{}, p.exclude) {}
+
+  const SoftTopKProblem& problem() const { return p_; }
+  const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
+  float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
+
+  Skip skip(int64_t r) const { return {skip_.cols(r), skip_.size(r)}; }
+  float x(int64_t r, int64_t c) const {
+    const int64_t i = r * p_.cols + c;
+    return p_.dtype == DType::Float32 ? static_cast<const float*>(p_.x)[i]
+           : p_.dtype == DType::Float16 ? to_float(static_cast<const f16_t*>(p_.x)[i])
+                                        : to_float(static_cast<const bf16_t*>(p_.x)[i]);
+  }
+  // α(z + t) for an entry, formed in fp32 exactly as the SIMD sweeps form it.
+  float arg(float xv, float t) const { return (xv * p_.scale + t) * p_.alpha; }
+  const void* at(int64_t r, int64_t c) const { return static_cast<const char*>(p_.x) + (r * p_.cols + c) * dtype_size(p_.dtype); }
+
+  // Solves the rows where need(r), then calls prepare(r) once per row and sweep(r, c0, c1) once
+  // per tile of every row without an error; returns each row's sum of its sweep results (in
+  // tile order). Throws for NaN/+inf (any row) and for k out of range (rows that need it).
+  template <class Need, class Prepare, class Sweep>
+  std::vector<double> run(Need&& need, Prepare&& prepare, Sweep&& sweep) {
+    std::vector<double> parts(size_t(p_.rows * tiles_), 0.0);
+    auto tile_end = [&](int64_t k) { return std::min(p_.cols, (k + 1) * kRowTile); };
+    if (tiles_ == 1 || p_.rows >= ctx_.pool.threads()) {
+      const int64_t per_task = std::max<int64_t>(1, kRowTile / std::max<int64_t>(p_.cols, 1));
+      ctx_.pool.parallel_for((p_.rows + per_task - 1) / per_task, [&](int64_t task) {
+        for (int64_t r = task * per_task; r < std::min(p_.rows, (task + 1) * per_task); ++r) {
+          TopKTileStats st = empty_stats();
+          for (int64_t k = 0; k < tiles_; ++k) merge_stats(st, stats(r, k * kRowTile, tile_end(k)));
+          if (!start(r, st, need(r))) continue;
+          RowState& rs = rows_[size_t(r)];
+          while (rs.need && !rs.s.done) {
+            TopKSums s{};
+            for (int64_t k = 0; k < tiles_; ++k) merge(s, sums(r, k * kRowTile, tile_end(k), float(rs.s.t)));
+            topk_solver_step(rs.s, s, p_.max_iter);
+          }
+          prepare(r);
+          for (int64_t k = 0; k < tiles_; ++k) parts[size_t(r * tiles_ + k)] = sweep(r, k * kRowTile, tile_end(k));
+        }
+      });
+    } else {
+      std::vector<TopKTileStats> st(size_t(p_.rows * tiles_));
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) { st[size_t(r * tiles_ + k)] = stats(r, c0, c1); });
+      std::vector<int64_t> active;
+      for (int64_t r = 0; r < p_.rows; ++r) {
+        TopKTileStats m = empty_stats();
+        for (int64_t k = 0; k < tiles_; ++k) merge_stats(m, st[size_t(r * tiles_ + k)]);
+        if (start(r, m, need(r)) && rows_[size_t(r)].need) active.push_back(r);
+      }
+      std::vector<TopKSums> s(active.size() * size_t(tiles_));
+      while (!active.empty()) {
+        ctx_.pool.parallel_for(int64_t(active.size()) * tiles_, [&](int64_t i) {
+          const int64_t r = active[size_t(i / tiles_)], k = i % tiles_;
+          s[size_t(i)] = sums(r, k * kRowTile, tile_end(k), float(rows_[size_t(r)].s.t));
+        });
+        std::vector<int64_t> still;
+        for (size_t a = 0; a < active.size(); ++a) {
+          TopKSums m{};
+          for (int64_t k = 0; k < tiles_; ++k) merge(m, s[a * size_t(tiles_) + size_t(k)]);
+          TopKSolver& sv = rows_[size_t(active[a])].s;
+          topk_solver_step(sv, m, p_.max_iter);
+          if (!sv.done) still.push_back(active[a]);
+        }
+        active.swap(still);
+      }
+      ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+        if (ok(r)) prepare(r);
+      });
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+        if (ok(r)) parts[size_t(r * tiles_ + k)] = sweep(r, c0, c1);
+      });
+    }
+    throw_if_bad();
+    std::vector<double> per_row(size_t(p_.rows), 0.0);
+    for (int64_t r = 0; r < p_.rows; ++r)
+      for (int64_t k = 0; k < tiles_; ++k) per_row[size_t(r)] += parts[size_t(r * tiles_ + k)];
+    return per_row;
+  }
+
+  // Calls fn(r, c0, c1) for every tile of every row, on the pool (passes after the solve).
+  template <class Fn>
+  void for_each_tile(Fn&& fn) {
+    for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) { fn(r, c0, c1); });
+  }
+
+  // Σp(1 − p)·dtype sweep of the dense gradient over [c0, c1) of row r (see topk_grad):
+  // writes coef·p(1 − p) at the columns that are in and 0 at excluded ones.
+  double dense_grad(int64_t r, int64_t c0, int64_t c1, float coef, void* grad, bool grad_float32) const {
+    const int64_t esize = grad_float32 ? 4 : dtype_size(p_.dtype);
+    const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_float32 || p_.dtype == DType::Float32 ? 0 : 1];
+    double d = 0;
+    int64_t c = c0;
+    const float t = threshold(r);
+    auto zero = [&](int64_t a, int64_t b) {
+      if (grad && b > a) std::fill_n(static_cast<char*>(grad) + (r * p_.cols + a) * esize, size_t((b - a) * esize), char(0));
+    };
+    for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
+      zero(c, a);
+      void* g = grad ? static_cast<char*>(grad) + (r * p_.cols + a) * esize : nullptr;
+      d += fn(TopKGradTile{at(r, a), g, b - a, p_.scale, p_.alpha, t, coef});
+      c = b;
+    });
+    zero(c, c1);
+    return d;
+  }
+
+ private:
+  static TopKTileStats empty_stats() { return TopKTileStats{-INFINITY, INFINITY, 0, -1}; }
+  static void merge_stats(TopKTileStats& a, const TopKTileStats& b) {
+    if (a.first_bad >= 0) return;
+    if (b.first_bad >= 0) {
+      a.first_bad = b.first_bad;
+      return;
+    }
+    a.max = std::max(a.max, b.max);
+    a.min = std::min(a.min, b.min);
+    a.in += b.in;
+  }
+
+  TopKTileStats stats(int64_t r, int64_t c0, int64_t c1) const {
+    TopKTileStats m = empty_stats();
+    const Skip s = skip(r);
+    for_each_run(c0, c1, s, [&](int64_t a, int64_t b) {
+      TopKTileStats t = ctx_.kernels->topk_stats[int(p_.dtype)](at(r, a), b - a);
+      if (t.first_bad >= 0) t.first_bad += a;
+      merge_stats(m, t);
+    });
+    // An excluded entry takes no part, but NaN/+inf anywhere in the scores is still an error.
+    for (const int32_t* c = std::lower_bound(s.cols, s.cols + s.n, int32_t(c0)); c != s.cols + s.n && *c < c1; ++c) {
+      const float v = x(r, *c);
+      if ((v != v || v == INFINITY) && (m.first_bad < 0 || *c < m.first_bad)) m.first_bad = *c;
+    }
+    return m;
+  }
+
+  TopKSums sums(int64_t r, int64_t c0, int64_t c1, float t) const {
+    TopKSums m{};
+    for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
+      merge(m, ctx_.kernels->topk_sums[int(p_.dtype)](TopKSumsTile{at(r, a), b - a, p_.scale, p_.alpha, t}));
+    });
+    return m;
+  }
+
+  // Records the row's statistics; false when the row has an error (it is then left alone).
+  bool start(int64_t r, const TopKTileStats& st, bool need) {
+    RowState& rs = rows_[size_t(r)];
+    rs.need = need;
+    rs.bad = st.first_bad;
+    if (rs.bad >= 0) return false;
+    rs.n_in = st.in;
+    if (!need) {
+      rs.s.done = true;
+      return true;
+    }
+    const int32_t k = p_.k_rows ? p_.k_rows[r] : p_.k;
+    if (!(k > 0 && k < rs.n_in)) {
+      rs.k_out = true;
+      return false;
+    }
+    rs.s = topk_solver_init(double(st.max * p_.scale), double(st.min * p_.scale), k, double(rs.n_in), p_.alpha, p_.tol);
+    return true;
+  }
+  bool ok(int64_t r) const { return rows_[size_t(r)].bad < 0 && !rows_[size_t(r)].k_out; }
+
+  void throw_if_bad() const {
+    for (int64_t r = 0; r < p_.rows; ++r)
+      if (rows_[size_t(r)].bad >= 0)
+        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(r) +
+                                   ", " + std::to_string(rows_[size_t(r)].bad) + "]");
+    for (int64_t r = 0; r < p_.rows; ++r)
+      if (rows_[size_t(r)].k_out) {
+        const int32_t k = p_.k_rows ? p_.k_rows[r] : p_.k;
+        fail("ERR_K_RANGE", (p_.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
+                                std::to_string(rows_[size_t(r)].n_in) + " (the entries of row " + std::to_string(r) +
+                                " that are neither excluded nor -Infinity), received " + std::to_string(k));
+      }
+  }
+
+  Context& ctx_;
+  SoftTopKProblem p_;
+  int64_t tiles_;
+  std::vector<RowState> rows_;
+  SkipLists skip_;  // each row's excluded columns, sorted
+};
+
+}  // namespace
+
+void soft_topk(Context& ctx, const SoftTopKArgs& a) {
+  TopKRows rows(ctx, a.p);
+  const int64_t cols = a.p.cols;
+  rows.run([](int64_t) { return true; },
+           [&](int64_t r) {
+             a.threshold[r] = rows.threshold(r);
+             a.iterations[r] = rows.row(r).s.iterations;
+           },
+           [&](int64_t r, int64_t c0, int64_t c1) {
+             const float t = rows.threshold(r);
+             float* out = a.values + r * cols;
+             std::fill(out + c0, out + c1, a.log_output ? -INFINITY : 0.f);  // excluded entries
+             const ValuesRunFn fn = kValuesRun[int(a.p.dtype)][a.log_output ? 1 : 0];
+             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(rows.at(r, u), out + u, w - u, a.p.scale, a.p.alpha, t); });
+             return 0.0;
+           });
+}
+
+void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
+  TopKRows rows(ctx, a.p);
+  const SoftTopKProblem& p = a.p;
+  const int64_t tiles = tiles_per_row(p.cols);
+  // Pass 1, per tile: V = α·Σp(1 − p) and G = Σ g·v ('prob') or Σ u, u = α·g·(1 − p) ('log').
+  std::vector<double> vpart(size_t(p.rows * tiles)), gpart(size_t(p.rows * tiles));
+  auto each_in = [&](int64_t r, int64_t c0, int64_t c1, auto&& fn) {
+    const float t = a.threshold[r];
+    for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
+      for (int64_t c = u; c < w; ++c) {
+        const float xv = rows.x(r, c);
+        if (xv == -INFINITY) continue;
+        fn(c, sigmoid_pair(rows.arg(xv, t)), double(a.grad_output[r * p.cols + c]));
+      }
+    });
+  };
+  const double alpha = p.alpha;
+  for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+    double V = 0, G = 0;
+    each_in(r, c0, c1, [&](int64_t, SigmoidPair s, double g) {
+      const double v = alpha * double(s.p) * double(s.q);
+      V += v;
+      G += a.log_output ? alpha * g * double(s.q) : g * v;
+    });
+    vpart[size_t(r * tiles + k)] = V;
+    gpart[size_t(r * tiles + k)] = G;
+  });
+  std::vector<double> factor(size_t(p.rows));
+  for (int64_t r = 0; r < p.rows; ++r) {
+    double V = 0, G = 0;
+    for (int64_t k = 0; k < tiles; ++k) {
+      V += vpart[size_t(r * tiles + k)];
+      G += gpart[size_t(r * tiles + k)];
+    }
+    factor[size_t(r)] = topk_backward_factor(G, 1.0, V);
+  }
+  // Pass 2: ∂/∂S_m = scale·(own_m − v_m·G/V), own = g·v or u; 0 at out entries.
+  for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + c, 0.f);
+    const double f = factor[size_t(r)];
+    each_in(r, c0, c1, [&](int64_t c, SigmoidPair s, double g) {
+      const double v = alpha * double(s.p) * double(s.q);
+      const double own = a.log_output ? alpha * g * double(s.q) : g * v;
+      store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + c, float(double(p.scale) * (own - v * f)));
+    });
+  });
+}
+
+LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
+  const SoftTopKProblem& p = a.p;
+  if (p.exclude) {
+    const SkipLists overlap(p.rows, a.positives, p.exclude);  // throws ERR_CSR for a positive that is excluded
+  }
+  TopKRows rows(ctx, p);
+  std::vector<double> loss(size_t(p.rows), 0.0), dscale_fix(size_t(p.rows), 0.0);
+  std::vector<float> coef(size_t(p.rows), 0.f);
+  std::vector<double> factor(size_t(p.rows), 0.0);
+  const bool sweep = a.grad || a.want_dscale;
+  const double alpha = p.alpha;
+  auto upstream = [&](int64_t r) -> double {
+    if (a.reduction == Reduction::Mean) return 1.0 / double(p.rows);
+    if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
+    return 1.0;
+  };
+  // The row's loss and U = Σ_{p∈P} u_p, u_p = α·g_p·(1 − p_p) with g_p = −c·w_p/n: the only
+  // place the positives enter; the dense gradient is then −v_m·U/V everywhere.
+  auto prepare = [&](int64_t r) {
+    const int64_t e0 = a.positives.begin(r), e1 = a.positives.end(r);
+    if (e0 == e1) return;
+    const double n = double(e1 - e0), c = upstream(r);
+    const float t = rows.threshold(r);
+    double l = 0, U = 0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const int32_t col = a.positives.cols[e];
+      const double w = a.positives.weight(e);
+      const float xv = rows.x(r, col);
+      const bool out = xv == -INFINITY;  // (an excluded positive was rejected above)
+      if (w != 0) l -= w / n * (out ? -INFINITY : log_sigmoid_d(double(rows.arg(xv, t))));
+      if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
+    }
+    loss[size_t(r)] = l;
+    factor[size_t(r)] = topk_backward_factor(U, alpha, topk_df(rows.row(r).s.at_t));
+    coef[size_t(r)] = float(-double(p.scale) * alpha * factor[size_t(r)]);
+  };
+  auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {
+    if (!sweep) return 0.0;
+    if (a.positives.begin(r) == a.positives.end(r)) {  // no positives: no loss, no gradient
+      if (a.grad) rows.dense_grad(r, c0, c1, 0.f, a.grad, a.grad_float32);
+      return 0.0;
+    }
+    return rows.dense_grad(r, c0, c1, coef[size_t(r)], a.grad, a.grad_float32) * -alpha * factor[size_t(r)];
+  };
+  // Positives' entries must be read before an in-place sweep overwrites them: read in prepare
+  // (before the row's sweep), so in place works; the corrections below read the saved values.
+  std::vector<float> pos_x(size_t(a.positives.nnz(p.rows)));
+  auto prepare_and_keep = [&](int64_t r) {
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = rows.x(r, a.positives.cols[e]);
+    prepare(r);
+  };
+  const std::vector<double> dense_dscale = rows.run([&](int64_t r) { return a.positives.begin(r) < a.positives.end(r); }, prepare_and_keep, dense);
+  // The positives' gradient whole: scale·(u_p − v_p·U/V), rounded once.
+  ctx.pool.parallel_for(p.rows, [&](int64_t r) {
+    const int64_t e0 = a.positives.begin(r), e1 = a.positives.end(r);
+    if (e0 == e1) return;
+    const double n = double(e1 - e0), c = upstream(r), f = factor[size_t(r)];
+    const float t = rows.threshold(r);
+    double fix = 0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const int32_t col = a.positives.cols[e];
+      const float xv = pos_x[size_t(e)];
+      if (xv == -INFINITY) continue;
+      const double w = a.positives.weight(e);
+      const SigmoidPair s = sigmoid_pair(rows.arg(xv, t));
+      const double u = alpha * (-c * w / n) * double(s.q);
+      const double dz = u - alpha * double(s.p) * double(s.q) * f;
+      if (a.grad) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + col, float(double(p.scale) * dz));
+      fix += u * double(xv);
+    }
+    dscale_fix[size_t(r)] = fix;
+  });
+  double total = 0, dscale = 0;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    a.row_loss[r] = float(loss[size_t(r)]);
+    total += loss[size_t(r)];
+    dscale += dense_dscale[size_t(r)] + dscale_fix[size_t(r)];
+  }
+  if (a.reduction == Reduction::Mean) total /= double(p.rows);
+  return {total, a.want_dscale ? dscale : 0.0};
+}
+
+}  // namespace fl
