@@ -186,7 +186,7 @@ __global__ void positive_scores_kernel(RowParams q, float* out) {
 
 constexpr int kSymCols = 256;             // columns per block, one per thread
 constexpr int kSymTileRows = 32;          // rows staged in shared memory at a time
-constexpr int64_t kSymChunkRows = 4096;   // rows per block
+constexpr int64_t kSymChunkRows = 1024;   // rows per block: a thread sums at most this many terms per column
 
 struct SymParams {
   Common c;                 // rows = cols = n
