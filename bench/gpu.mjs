@@ -10,6 +10,8 @@ import { ops } from '../scripts/ops.mjs';
 const timed = new Set(['logSumExp', 'softmaxCrossEntropy', 'softTopKLoss']);
 // Losses over CSR positives, timed with 3 positives per row (DEXML's setting).
 const positivesOps = new Set(['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy']);
+// The contrastive losses, timed as CLIP (symmetric, logit scale 20) and DCLW train.
+const contrastiveOpts = { infoNCE: { symmetric: true, scale: 20 }, decoupledContrastive: { scale: 20, weighting: { sigma: 0.5 } } };
 const threePositives = (rows, cols) => ({
   rowPtr: new Int32Array(rows + 1).map((_, i) => 3 * i),
   cols: new Int32Array(3 * rows).map((_, e) => (Math.floor(e / 3) * 7919 + (e % 3)) % cols),
@@ -56,7 +58,7 @@ const copyGBs = (2 * copyBytes) / (copyMs / 1e3) / 1e9;
 console.log(`${info.cuda.devices[0].name}: device copy ${copyGBs.toFixed(0)} GB/s (read+write)`);
 const out = { device: info.cuda.devices[0].name, copyGBs, ops: {} };
 for (const op of ops) {
-  if (!timed.has(op.name) && !positivesOps.has(op.name)) continue;
+  if (!timed.has(op.name) && !positivesOps.has(op.name) && !contrastiveOpts[op.name]) continue;
   for (const [rows, cols] of shapes[op.name] ?? []) {
     for (const dtype of ['float32', 'bfloat16']) {
       const host = fl.tensor(fill(rows * cols, dtype), [rows, cols], { dtype });
@@ -68,6 +70,7 @@ for (const op of ops) {
         : op.name === 'softTopKLoss' ? { rowPtr: Int32Array.from({ length: rows + 1 }, (_, i) => i), cols: labels } : undefined;
       const run = () =>
         op.name === 'logSumExp' ? fl.logSumExp(scores)
+        : contrastiveOpts[op.name] ? fl[op.name](scores, { ...contrastiveOpts[op.name], out: outGrad })
         : positives ? fl[op.name](scores, positives, { out: outGrad })
         : fl.softmaxCrossEntropy(scores, labels, { out: outGrad });
       const ms = timeit(run);

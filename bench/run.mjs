@@ -61,9 +61,15 @@ async function loadTf() {
 // python3-torch lives under /usr/bin/python3; FUSEDLOSS_BENCH_PYTHON picks another interpreter.
 const python = process.env.FUSEDLOSS_BENCH_PYTHON ?? '/usr/bin/python3';
 let torchVersion;
+let torchWarned = false;
 function torchCpuMs(op, size, threads) {
   const r = spawnSync(python, [path.join(root, 'bench', 'torch_cpu.py'), JSON.stringify({ op, ...size, threads })], { encoding: 'utf8' });
-  if (r.status !== 0) return undefined;
+  if (r.status !== 0) {
+    // Say once why the peer is missing (no torch, or a broken BLAS/LAPACK link under it).
+    if (!torchWarned) console.warn(`torch-cpu peer unavailable (${python}): ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
+    torchWarned = true;
+    return undefined;
+  }
   const out = JSON.parse(r.stdout.trim().split('\n').pop());
   torchVersion = out.torch;
   return out.ms;

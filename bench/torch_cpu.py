@@ -73,7 +73,55 @@ def soft_topk_loss(rows, cols, args):
     return step
 
 
-OPS = {"softmaxCrossEntropy": cross_entropy, "logSumExp": log_sum_exp, "softTopKLoss": soft_topk_loss}
+def info_nce(rows, cols, args):
+    # CLIP's loss as OpenCLIP writes it: two cross_entropy calls over the logits and their
+    # transpose, then backward (symmetric: false keeps the row-wise half).
+    opts = args.get("opts", {})
+    x = torch.randn(rows, cols, requires_grad=True)
+    labels = torch.arange(rows)
+    scale = float(opts.get("scale", 1.0))
+
+    def step():
+        x.grad = None
+        logits = scale * x
+        loss = F.cross_entropy(logits, labels)
+        if opts.get("symmetric"):
+            loss = (loss + F.cross_entropy(logits.t(), labels)) / 2
+        loss.backward()
+
+    return step
+
+
+def decoupled_contrastive(rows, cols, args):
+    # DCL(W) as the common reference code writes it: the positive masked out of the
+    # log-sum-exp, DCLW's weights from the detached positive scores.
+    opts = args.get("opts", {})
+    x = torch.randn(rows, cols, requires_grad=True)
+    scale = float(opts.get("scale", 1.0))
+    sigma = opts.get("weighting", {}).get("sigma") if opts.get("weighting") is not None else None
+    eye = torch.zeros(rows, cols, dtype=torch.bool)
+    eye[torch.arange(rows), torch.arange(rows)] = True
+
+    def step():
+        x.grad = None
+        logits = scale * x
+        positive = torch.diagonal(logits)
+        w = 1.0
+        if sigma is not None:
+            w = 2 - rows * F.softmax(torch.diagonal(x).detach() / sigma, dim=0)
+        negatives = torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=1)
+        (-w * positive + negatives).mean().backward()
+
+    return step
+
+
+OPS = {
+    "softmaxCrossEntropy": cross_entropy,
+    "logSumExp": log_sum_exp,
+    "infoNCE": info_nce,
+    "decoupledContrastive": decoupled_contrastive,
+    "softTopKLoss": soft_topk_loss,
+}
 
 
 # Losses over positives, as DEXML's PyTorch code writes them: a dense B×N 0/1 target matrix

@@ -6,6 +6,7 @@
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
 #include "../native/ops/soft_topk.h"
+#include "../native/ops/contrastive.h"
 
 namespace fl::cuda {
 
@@ -24,5 +25,10 @@ LossResult binary_cross_entropy(const PositivesLossArgs& args);
 // SoftTopKLossArgs with the scores and grad on the device; k_rows, positives, exclusions,
 // gradOutput and rowLoss on the host (the launcher moves them).
 LossResult soft_topk_loss(const SoftTopKLossArgs& args);
+
+// InfoNCEArgs / DecoupledContrastiveArgs with scores and grad on the device; the CSRs,
+// gradOutput and rowLoss on the host (cuda/contrastive.cu).
+LossResult info_nce(const InfoNCEArgs& args);
+LossResult decoupled_contrastive(const DecoupledContrastiveArgs& args);
 
 }  // namespace fl::cuda

@@ -24,6 +24,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
+#include "row_kernels.cuh"
 #include "runtime.h"
 
 namespace fl::cuda {
@@ -61,33 +62,6 @@ __device__ __forceinline__ double upstream(const PlParams& p, int64_t row) {
   if (p.reduction == 2 && p.grad_output) return p.grad_output[row];
   return 1.0;
 }
-
-__device__ __forceinline__ float block_sum(float v, float* shared) {
-  for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < int(blockDim.x / kWarp) ? shared[lane] : 0.f;
-    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  }
-  __syncthreads();
-  return v;  // valid in thread 0
-}
-
-// A thread's walk through the row's sorted skip list: skipped(c) for increasing c. The next
-// skipped column waits in a register, so a column costs one compare, not a load.
-struct SkipCursor {
-  const int32_t* at;
-  const int32_t* end;
-  int64_t next;
-  __device__ __forceinline__ SkipCursor(const int32_t* begin, const int32_t* stop)
-      : at(begin), end(stop), next(begin != stop ? *begin : INT64_MAX) {}
-  __device__ __forceinline__ bool skipped(int64_t c) {
-    while (next < c) next = ++at != end ? *at : INT64_MAX;
-    return next == c;
-  }
-};
 
 template <class T>
 __device__ __forceinline__ float score(const PlParams& p, int64_t row, int64_t c) {
@@ -251,44 +225,6 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
   }
 }
 
-// Sums the row losses and dScale partials in a fixed order (one block, double).
-__global__ void reduce_kernel(PlParams p) {
-  __shared__ double sl[256], sd[256];
-  double l = 0, d = 0;
-  for (int64_t i = threadIdx.x; i < p.rows; i += blockDim.x) {
-    l += p.row_loss[i];
-    d += p.dscale_part[i];
-  }
-  sl[threadIdx.x] = l;
-  sd[threadIdx.x] = d;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) { sl[threadIdx.x] += sl[threadIdx.x + s]; sd[threadIdx.x] += sd[threadIdx.x + s]; }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) { p.result[0] = sl[0]; p.result[1] = sd[0]; }
-}
-
-// One device allocation for every scratch array of a call, freed on every exit path.
-struct Scratch {
-  char* base = nullptr;
-  size_t used = 0;
-  explicit Scratch(size_t bytes) : base(static_cast<char*>(device_alloc(bytes))) {}
-  ~Scratch() { device_free(base); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class U> U* take(int64_t n) {
-    U* q = reinterpret_cast<U*>(base + used);
-    used += (size_t(n) * sizeof(U) + 255) / 256 * 256;
-    return q;
-  }
-  template <class U> U* upload(const U* host, int64_t n) {
-    U* d = take<U>(n);
-    if (n > 0) FL_CUDA_CHECK(cudaMemcpy(d, host, size_t(n) * sizeof(U), cudaMemcpyHostToDevice));
-    return d;
-  }
-};
-
 template <class T, class TG, Kind K>
 void launch(const PlParams& p) {
   if constexpr (K == Kind::Bce) bce_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
@@ -341,7 +277,7 @@ LossResult run(const PositivesLossArgs& a) {
   FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
 
   dispatch<K>(p, a.dtype, a.grad_float32);
-  reduce_kernel<<<1, 256>>>(p);
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.dscale_part, p.rows, p.result);
   check_launch("positives loss reduce kernel");
 
   long long bad = 0;

@@ -149,3 +149,10 @@ export function excludeArg(v: unknown, rows: number, cols: number, positives?: N
   if (positives) checkDisjoint(positives, positivesName, x, 'opts.exclude', cols);
   return x;
 }
+
+/** The diagonal positives (row i ↔ column i) of B rows, e.g. to check exclusions against them. */
+export function diagonalPositives(rows: number): NativeCsr {
+  const rowPtr = new Int32Array(rows + 1);
+  for (let i = 0; i <= rows; i++) rowPtr[i] = i;
+  return { rowPtr, cols: rowPtr.subarray(0, rows) };
+}

@@ -27,3 +27,7 @@ export type { SoftTopKOptions, SoftTopKResult, TopK, TopKSolveOptions } from './
 export { softTopKLoss, softTopKLossAsync } from './ops/softTopKLoss';
 export type { SoftTopKLossOptions } from './ops/softTopKLoss';
 export type { PositivesLossOptions } from './ops/positivesLoss';
+export { infoNCE, infoNCEAsync } from './ops/infoNCE';
+export type { InfoNCEOptions } from './ops/infoNCE';
+export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';
+export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';

@@ -75,6 +75,10 @@ export interface NativeAddon {
   softTopKVjpAsync(...args: SoftTopKVjpArgs): Promise<void>;
   softTopKLoss(...args: SoftTopKLossArgs): NativeLoss;
   softTopKLossAsync(...args: SoftTopKLossArgs): Promise<NativeLoss>;
+  infoNCE(...args: InfoNCEArgs): NativeLoss;
+  infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
+  decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
+  decoupledContrastiveAsync(...args: DecoupledContrastiveArgs): Promise<NativeLoss>;
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
@@ -145,6 +149,28 @@ export type SoftTopKLossArgs = readonly [
   opts: NativeLossCommon & NativeTopKSolve,
   kRows: Int32Array | undefined,
   positives: NativeCsr,
+  exclude: NativeCsr | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+];
+
+/** infoNCE and decoupledContrastive (napi/contrastive.cpp); positives undefined: the diagonal. */
+export type InfoNCEArgs = readonly [
+  scores: NativeInput,
+  opts: NativeLossCommon & { symmetric: boolean },
+  positives: NativeCsr | undefined,
+  exclude: NativeCsr | undefined,
+  gradOutput: Float32Array | undefined,
+  grad: NativeInput | undefined,
+  rowLoss: Float32Array,
+];
+
+export type DecoupledContrastiveArgs = readonly [
+  scores: NativeInput,
+  /** sigma: DCLW's σ, or 0 for plain DCL. */
+  opts: NativeLossCommon & { sigma: number },
+  positives: NativeCsr | undefined,
   exclude: NativeCsr | undefined,
   gradOutput: Float32Array | undefined,
   grad: NativeInput | undefined,

@@ -84,6 +84,10 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("softTopKVjpAsync", &Addon::bind<soft_topk_vjp, true>),
                              InstanceMethod("softTopKLoss", &Addon::bind<soft_topk_loss, false>),
                              InstanceMethod("softTopKLossAsync", &Addon::bind<soft_topk_loss, true>),
+                             InstanceMethod("infoNCE", &Addon::bind<info_nce, false>),
+                             InstanceMethod("infoNCEAsync", &Addon::bind<info_nce, true>),
+                             InstanceMethod("decoupledContrastive", &Addon::bind<decoupled_contrastive, false>),
+                             InstanceMethod("decoupledContrastiveAsync", &Addon::bind<decoupled_contrastive, true>),
                          });
   }
 

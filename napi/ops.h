@@ -16,5 +16,8 @@ Napi::Value binary_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, b
 Napi::Value soft_topk(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value soft_topk_vjp(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value soft_topk_loss(const Napi::CallbackInfo& info, Addon& addon, bool async);
+// napi/contrastive.cpp
+Napi::Value info_nce(const Napi::CallbackInfo& info, Addon& addon, bool async);
+Napi::Value decoupled_contrastive(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
 }  // namespace fl::napi

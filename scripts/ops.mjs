@@ -280,3 +280,75 @@ function positivesLossOp(name) {
 }
 
 ops.push(positivesLossOp('decoupledSoftmax'), positivesLossOp('multiLabelSoftmax'), positivesLossOp('binaryCrossEntropy'));
+
+// ---------- infoNCE and decoupledContrastive ----------
+
+/** The options of a contrastive case: `positives`/`exclude` as counts become random CSR. */
+function contrastiveOpts(rng, c, dcl) {
+  const opts = { ...(c.opts ?? {}), gradScale: true };
+  if (typeof opts.positives === 'number') opts.positives = randomCsr(rng, c.rows, c.cols, opts.positives, { weighted: !dcl });
+  if (typeof opts.exclude === 'number') {
+    const diagonal = { rowPtr: Int32Array.from({ length: c.rows + 1 }, (_, i) => i), cols: Int32Array.from({ length: c.rows }, (_, i) => i) };
+    opts.exclude = randomCsr(rng, c.rows, c.cols, opts.exclude, { avoid: opts.positives ?? diagonal });
+  }
+  if (opts.reduction === 'none') opts.gradOutput = new Float32Array(c.rows).map(() => rng.normal());
+  return opts;
+}
+
+function contrastiveEntry(name, cases, bench) {
+  const dcl = name === 'decoupledContrastive';
+  return {
+    name,
+    cases: cases.flatMap((c) => dtypes.map((dtype) => ({ ...c, dtype }))),
+    make: (fl, rng, c) => ({ scores: scoresTensor(fl, rng, c), opts: contrastiveOpts(rng, c, dcl) }),
+    run(fl, inputs, device) {
+      const s = place(fl, inputs.scores, device);
+      try {
+        const r = fl[name](s, inputs.opts);
+        const out = { loss: r.loss, dScale: r.dScale, grad: gradValues(fl, r.grad) };
+        if (device === 'cuda') r.grad.dispose();
+        return out;
+      } finally {
+        if (s !== inputs.scores) s.dispose();
+      }
+    },
+    tol: { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 },
+    bench,
+  };
+}
+
+/** Timed as a training loop runs it: the gradient buffer is reused (opts.out). */
+const reuseGrad = (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } });
+
+ops.push(
+  contrastiveEntry(
+    'infoNCE',
+    [
+      { rows: 7, cols: 97, kind: 'normal', opts: { scale: 14 } },
+      { rows: 300, cols: 50257, kind: 'peaked', opts: { reduction: 'sum' } },
+      { rows: 64, cols: 70001, kind: 'flat', opts: { scale: 20, positives: 3, exclude: 5 } },
+      { rows: 513, cols: 513, kind: 'normal', opts: { scale: 20, symmetric: true } },
+      { rows: 4096, cols: 4096, kind: 'peaked', opts: { scale: 1 / 0.07, symmetric: true, reduction: 'none' } },
+    ],
+    {
+      // CLIP at batch 2048: the row and column log-sum-exps from one read, the gradient from a second.
+      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, symmetric: true } }],
+      bytes: (c) => c.rows * c.cols * 12, // two reads of S, one write of the gradient
+      prepare: reuseGrad,
+    },
+  ),
+  contrastiveEntry(
+    'decoupledContrastive',
+    [
+      { rows: 7, cols: 97, kind: 'normal', opts: { scale: 14 } },
+      { rows: 300, cols: 50257, kind: 'peaked', opts: { weighting: { sigma: 0.5 } } },
+      { rows: 64, cols: 70001, kind: 'flat', opts: { scale: 20, positives: 1, exclude: 5, reduction: 'sum' } },
+      { rows: 4096, cols: 4096, kind: 'normal', opts: { scale: 20, weighting: { sigma: 0.5 } } },
+    ],
+    {
+      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, weighting: { sigma: 0.5 } } }],
+      bytes: (c) => c.rows * c.cols * 8, // one read of S, one write of the gradient
+      prepare: reuseGrad,
+    },
+  ),
+);

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { makeRng, randomScores } from '../scripts/lib/random.mjs';
 import { fl } from './helpers';
 import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, refSoftmaxCrossEntropy, type RefPositives, type RefResult } from './reference/index.js';
+import { dclwWeights, diagonalPositives, refDecoupledContrastive, refInfoNCE } from './reference/index.js';
 import { makeRng as makeRefRng, randomExclude, randomPositives } from './reference/rng.js';
 
 type HostArray = Float32Array | Uint16Array;
@@ -682,3 +683,194 @@ const softTopKLossOp: OpUnderTest<TopKCase, TopKInputs> = {
   small: () => softTopKLossOp.make({ rows: 3, cols: 29, dtype: 'bfloat16', kind: 'normal', form: 'tensor', seed: 3, k: 3, alpha: 2, positivesSeed: 5 }),
 };
 opsUnderTest.push(softTopKLossOp);
+
+// ---------- infoNCE (one-way, CSR positives, symmetric) and decoupledContrastive ----------
+
+type Csr = { rowPtr: Int32Array; cols: Int32Array; weights?: Float32Array };
+
+interface ContrastiveInputs {
+  s: Scores;
+  opts: Record<string, unknown>;
+}
+
+interface ContrastiveCase extends ScoresCase {
+  /** diagonal positives, CSR positives, or (infoNCE) symmetric. */
+  variant: 'diagonal' | 'csr' | 'symmetric';
+  scale?: number;
+  exclude: boolean;
+  weighted: boolean;
+  sigma?: number;
+  reduction: 'mean' | 'sum' | 'none';
+}
+
+function contrastiveOp(name: 'infoNCE' | 'decoupledContrastive'): OpUnderTest<ContrastiveCase, ContrastiveInputs> {
+  const dcl = name === 'decoupledContrastive';
+  const fn = (dcl ? fl.decoupledContrastive : fl.infoNCE) as (s: unknown, o: Record<string, unknown>) => fl.LossResult;
+  const fnAsync = (dcl ? fl.decoupledContrastiveAsync : fl.infoNCEAsync) as (s: unknown, o: Record<string, unknown>) => Promise<fl.LossResult>;
+  const outputs = (r: fl.LossResult): Outputs => {
+    const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss, dScale: r.dScale ?? 0 };
+    if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+    return o;
+  };
+  // A call that must fail whatever the case: small scores of its own and one bad option.
+  const broken = (mname: string, code: string, rows: number, cols: number, opts: Record<string, unknown>): Mutation<ContrastiveInputs> => ({
+    name: mname,
+    code,
+    apply: (i) => {
+      const x = new Float32Array(rows * cols).map((_, k) => (k % 5) / 3);
+      return { s: { ...i.s, arg: fl.tensor(x, [rows, cols]), formOpts: {}, rows, cols }, opts: { scale: 2, ...opts } };
+    },
+  });
+  const csr = (rowPtr: number[], cols: number[]): Csr => ({ rowPtr: Int32Array.from(rowPtr), cols: Int32Array.from(cols) });
+  const op: OpUnderTest<ContrastiveCase, ContrastiveInputs> = {
+    name,
+    cases: fc
+      .record({
+        c: scoresCase,
+        variant: dcl ? fc.constantFrom<'diagonal' | 'csr'>('diagonal', 'csr') : fc.constantFrom<'diagonal' | 'csr' | 'symmetric'>('diagonal', 'csr', 'symmetric'),
+        scale: fc.option(fc.constantFrom(1, 1 / 0.07, 20, 0.37), { nil: undefined }),
+        exclude: fc.boolean(),
+        weighted: fc.boolean(),
+        sigma: dcl ? fc.option(fc.constantFrom(0.5, 0.1, 2), { nil: undefined }) : fc.constant(undefined),
+        reduction: fc.constantFrom<'mean' | 'sum' | 'none'>('mean', 'sum', 'none'),
+      })
+      .map(({ c, ...rest }) => {
+        // Symmetric needs a square S (up to 300×300: two column strips), diagonal positives
+        // N ≥ B, DCL's CSR one column per row.
+        if (rest.variant === 'symmetric') {
+          const n = Math.min(Math.max(c.rows, c.cols), 300);
+          return { ...c, ...rest, rows: n, cols: n };
+        }
+        const cols = rest.variant === 'diagonal' ? Math.max(c.cols, c.rows) : dcl && c.rows > 0 ? Math.max(c.cols, 1) : c.cols;
+        return { ...c, ...rest, cols };
+      }),
+    make(c) {
+      const s = makeScores(c);
+      const rng = makeRefRng(c.seed ^ 0x27d4eb2f);
+      const opts: Record<string, unknown> = { gradScale: true, reduction: c.reduction };
+      if (c.scale !== undefined) opts.scale = c.scale;
+      if (c.sigma !== undefined) opts.weighting = { sigma: c.sigma };
+      if (c.variant === 'symmetric') opts.symmetric = true;
+      let positives: Csr | undefined;
+      if (c.variant === 'csr') {
+        positives = dcl ? randomPositives(rng, c.rows, c.cols, { min: 1, max: 1 }) : randomPositives(rng, c.rows, c.cols, { min: 0, max: 4, weighted: c.weighted });
+        opts.positives = positives;
+      }
+      if (c.exclude && c.variant !== 'symmetric') {
+        const taken = positives ?? (diagonalPositives(c.rows) as RefPositives);
+        opts.exclude = randomExclude(rng, c.rows, c.cols, taken, { max: 5 });
+      }
+      if (c.reduction === 'none') opts.gradOutput = new Float32Array(c.rows).map(() => rng.normal());
+      return { s, opts };
+    },
+    sync: (i) => outputs(fn(i.s.arg, optsOf(i))),
+    async: (i) => fnAsync(i.s.arg, optsOf(i)).then(outputs),
+    // The float64 loss of the z = scale·S the kernel works on, z rounded to fp32 as the kernel
+    // rounds it; DCLW's weights from the raw scores, as the kernel takes them.
+    reference: (i) => {
+      const { rows, cols, values } = i.s;
+      const scale = Math.fround((i.opts.scale as number | undefined) ?? 1);
+      const z = values.map((v) => Math.fround(scale * v));
+      const o = { ...i.opts, scale: 1 } as Record<string, unknown>;
+      let r: RefResult;
+      if (dcl) {
+        const sigma = (i.opts.weighting as { sigma: number } | undefined)?.sigma;
+        const rowWeights = sigma === undefined || rows === 0 ? undefined : dclwWeights(values, rows, cols, sigma, (i.opts.positives as Csr | undefined) ?? diagonalPositives(rows));
+        r = refDecoupledContrastive(z, rows, cols, { ...o, rowWeights } as never);
+      } else {
+        r = refInfoNCE(z, rows, cols, o as never);
+      }
+      let dScale = 0;
+      for (let k = 0; k < r.grad.length; k++) if (r.grad[k] !== 0) dScale += r.grad[k] * values[k];
+      return { loss: r.loss, rowLoss: r.rowLoss, dScale, grad: r.grad.map((g) => g * scale) };
+    },
+    check(got, ref, i) {
+      // −∞ + ∞ (a DCL row with no negative left beside a row whose positive is −∞) is NaN in
+      // both; every row loss is still compared.
+      const bothNaN = Number.isNaN(got.loss as number) && Number.isNaN(ref.loss as number);
+      const why =
+        (bothNaN ? undefined : checkElementwise('loss', new Float32Array([got.loss as number]), [ref.loss as number], 1e-5)) ??
+        checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5);
+      if (why) return why;
+      const g = got.grad as Float32Array;
+      const rg = ref.grad as ArrayLike<number>;
+      if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
+      // fp32: SPEC 5's 1e-5. Half: no worse than twice rounding the exact gradient to the dtype.
+      const exact = Float32Array.from(rg);
+      const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
+      let num = 0, den = 0, rnd = 0;
+      for (let k = 0; k < rg.length; k++) {
+        num += (g[k] - rg[k]) ** 2;
+        den += rg[k] ** 2;
+        rnd += (rounded[k] - rg[k]) ** 2;
+      }
+      // The float64 reference has its own rounding: p − 1 at a positive holding all but 1e-30
+      // of the probability is 0 there (the kernel keeps it), so allow 1e-15 of the row factors.
+      const red = i.opts.reduction;
+      const go = i.opts.gradOutput as Float32Array | undefined;
+      const u = (r: number) => (red === 'sum' ? 1 : red === 'none' ? Math.abs(go![r]) : 1 / i.s.rows);
+      let uSum = 0;
+      for (let r = 0; r < i.s.rows; r++) uSum += u(r);
+      const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-15 * ((i.opts.scale as number | undefined) ?? 1) * uSum + 1e-30;
+      if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
+      // dScale sums dense terms in fp32 lanes and corrects the positives in double: that
+      // cancels up to 4·u_i·max_j |S_ij| per row (Σ_j |dℓ_i/dz_ij| ≤ 4: two softmaxes, or DCLW's
+      // |w| ≤ 2 plus one), rounded in fp32.
+      let cancel = 0;
+      for (let r = 0; r < i.s.rows; r++) {
+        let m = 0;
+        for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
+        cancel += 4 * u(r) * m * (i.opts.positives ? 4 : 1);
+      }
+      const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
+      if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
+      return undefined;
+    },
+    views: (i) => {
+      const p = i.opts.positives as Csr | undefined;
+      const x = i.opts.exclude as Csr | undefined;
+      const go = i.opts.gradOutput as Float32Array | undefined;
+      return [i.s.data, ...(p ? [p.rowPtr, p.cols, ...(p.weights ? [p.weights] : [])] : []), ...(x ? [x.rowPtr, x.cols] : []), ...(go ? [go] : [])];
+    },
+    mutations: [
+      // A scores mutation may turn empty scores into 1×1: the options fall back to the diagonal.
+      ...scoresMutations<ContrastiveInputs>().map((m) => ({
+        ...m,
+        apply: (i: ContrastiveInputs) => {
+          const j = m.apply(i);
+          return j.s.rows === i.s.rows ? j : { ...j, opts: { ...j.opts, positives: undefined, exclude: undefined, gradOutput: undefined } };
+        },
+      })),
+      ...optionMutations<ContrastiveInputs>(),
+      broken('diagonal positives with N < B', 'ERR_SHAPE', 3, 2, {}),
+      broken('an exclusion that is also a (diagonal) positive', 'ERR_CSR', 2, 3, { exclude: csr([0, 1, 1], [0]) }),
+      broken('positives rowPtr one short', 'ERR_SHAPE', 2, 3, { positives: csr([0, 1], [0]) }),
+      broken('positives column out of range', 'ERR_CSR', 2, 3, { positives: csr([0, 1, 2], [0, 3]) }),
+      broken('positives a plain object of arrays', 'ERR_TYPE', 2, 3, { positives: { rowPtr: [0, 1, 2], cols: [0, 1] } }),
+      ...(dcl
+        ? [
+            broken('sigma 0', 'ERR_ARG', 2, 3, { weighting: { sigma: 0 } }),
+            broken('negative sigma', 'ERR_ARG', 2, 3, { weighting: { sigma: -0.5 } }),
+            broken('two positives in a row', 'ERR_CSR', 2, 3, { positives: csr([0, 2, 3], [0, 1, 2]) }),
+            broken('weighted positives', 'ERR_ARG', 2, 3, { positives: { ...csr([0, 1, 2], [0, 1]), weights: new Float32Array([1, 1]) } }),
+          ]
+        : [
+            broken('symmetric on a non-square matrix', 'ERR_SHAPE', 2, 3, { symmetric: true }),
+            broken('symmetric with CSR positives', 'ERR_ARG', 3, 3, { symmetric: true, positives: csr([0, 1, 2, 3], [0, 1, 2]) }),
+          ]),
+    ],
+    heavy() {
+      // Symmetric InfoNCE (or DCL) on 2048 × 2048 fp32 (16 MB): tens of ms per call on two
+      // cores. The gradient goes into a reused `out`, as in a training loop.
+      const n = 2048;
+      const x = randomScores(makeRng(9), n, n, 'normal');
+      const out = fl.tensor(new Float32Array(n * n), [n, n]);
+      return { s: { arg: fl.tensor(x, [n, n]), formOpts: {}, data: x, dtype: 'float32', rows: n, cols: n, values: x }, opts: dcl ? { out, scale: 20 } : { out, scale: 20, symmetric: true } };
+    },
+    small: () =>
+      op.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, variant: 'csr', exclude: true, weighted: true, sigma: dcl ? 0.5 : undefined, reduction: 'none' }),
+  };
+  return op;
+}
+
+opsUnderTest.push(contrastiveOp('infoNCE'), contrastiveOp('decoupledContrastive'));

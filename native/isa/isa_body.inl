@@ -13,6 +13,7 @@ using V = simd::FL_VEC;
 #include "../ops/softmax_rows.inl"
 #include "../ops/bce.inl"
 #include "../ops/soft_topk.inl"
+#include "../ops/infonce_sym.inl"
 }  // namespace fl::FL_ISA_NS
 
 // Fills one entry with the float32, float16 and bfloat16 instantiations of a kernel template.
@@ -54,5 +55,9 @@ const CpuKernels FL_KERNEL_TABLE = {
     {{FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, f16_t>},
      {FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, bf16_t>}},
+    FL_BY_DTYPE(sym_stats),
+    {{FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>},
+     {FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, f16_t>},
+     {FL_ISA_NS::sym_grad<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, bf16_t, bf16_t>}},
 };
 }  // namespace fl

@@ -96,6 +96,37 @@ struct BceSums {
   int64_t first_bad;  // first NaN/+inf, or −1
 };
 using BceNegFn = BceSums (*)(const BceNegTile&);
+// Symmetric InfoNCE (native/ops/infonce_sym.inl), on a square n×n matrix, z = scale·x.
+// Statistics of one column strip [c0, c1), all rows: each row's (max z, rest) over the strip
+// and each of the strip's columns' (max z, rest) over all rows (rest as in MaxSumExp).
+constexpr int64_t kSymStatsBlockRows = 32;
+struct SymStatsStrip {
+  const void* x;
+  int64_t n;
+  int64_t c0, c1;
+  float scale;
+  float* row_max;    // [n]
+  double* row_rest;  // [n]
+  float* col_max;    // [c1 − c0]
+  double* col_rest;  // [c1 − c0]
+  float* scratch;    // 5·(c1 − c0) floats
+};
+// The gradient of rows [r0, r1): dL/dz_ij = row_coef_i·e^{z_ij − row_shift_i} + col_coef_j·e^{z_ij − col_shift_j},
+// written as dL/dx = scale·dL/dz into g unless g is null. With row_delta/col_gamma (when every
+// shift is within a few dozen of the largest, K), the second exponential is the first times
+// e^{row_shift_i − K}·e^{K − col_shift_j}: dL/dz = e^{z − row_shift_i}·(row_coef_i + row_delta_i·col_gamma_j).
+struct SymGradRows {
+  const void* x;
+  void* g;
+  int64_t n, r0, r1;
+  float scale;
+  const float *row_shift, *row_coef, *col_shift, *col_coef;
+  const float *row_delta, *col_gamma;  // or null
+};
+// Returns the flat index of the first NaN/+inf, or −1.
+using SymStatsFn = int64_t (*)(const SymStatsStrip&);
+// Returns Σ dL/dz_ij · x_ij over the rows.
+using SymGradFn = double (*)(const SymGradRows&);
 
 struct CpuKernels {
   Isa isa;
@@ -107,6 +138,8 @@ struct CpuKernels {
   TopKStatsFn topk_stats[3];    // [dtype]
   TopKSumsFn topk_sums[3];      // [dtype]
   TopKGradFn topk_grad[3][2];   // [dtype][0: float32 gradient, 1: the input dtype]
+  SymStatsFn sym_stats[3];              // [dtype]
+  SymGradFn sym_grad[3][2];             // [dtype][0: float32 gradient, 1: the input dtype]
 };
 
 extern const CpuKernels kernels_sse2;

@@ -68,8 +68,27 @@ def binary_cross_entropy(x, y):
     F.binary_cross_entropy_with_logits(x, y).backward()
 
 
+# CLIP's symmetric loss at logit scale 20 as OpenCLIP writes it, and DCLW as the common
+# reference code does (positive masked out of the log-sum-exp, weights from detached scores).
+def info_nce(x, y):
+    x.grad = None
+    logits = 20 * x
+    ((F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y)) / 2).backward()
+
+
+def decoupled_contrastive(x, y):
+    x.grad = None
+    logits = 20 * x
+    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+    w = 2 - x.shape[0] * F.softmax(torch.diagonal(x).detach().float() / 0.5, dim=0)
+    negatives = torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=1)
+    (-w * torch.diagonal(logits) + negatives).mean().backward()
+
+
+CONTRASTIVE_OPS = {"infoNCE": info_nce, "decoupledContrastive": decoupled_contrastive}
 POSITIVES_OPS = {"decoupledSoftmax": decoupled_softmax, "multiLabelSoftmax": multi_label_softmax, "binaryCrossEntropy": binary_cross_entropy}
 OPS.update(POSITIVES_OPS)
+OPS.update(CONTRASTIVE_OPS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -91,6 +110,8 @@ def main():
             for name, dtype in DTYPES.items():
                 x = torch.randn(rows, cols, device=dev, dtype=dtype).requires_grad_(op != "logSumExp")
                 y = torch.randint(0, cols, (rows,), device=dev)
+                if op in CONTRASTIVE_OPS:
+                    y = torch.arange(rows, device=dev)
                 if op in POSITIVES_OPS:
                     y = torch.zeros(rows, cols, device=dev, dtype=dtype).scatter_(1, torch.randint(0, cols, (rows, 3), device=dev), 1.0)
                 ms = timed(lambda: OPS[op](x, y))

@@ -1,0 +1,423 @@
+// infoNCE (SPEC 3.3) and decoupledContrastive (SPEC 3.5) on the GPU. The per-row math is
+// native/ops/contrastive_math.h, shared with the CPU.
+//
+// One-way InfoNCE and DCL: one block per row, as the losses over positives
+// (cuda/positives_losses.cu): statistics over the columns not skipped (InfoNCE skips its
+// exclusions, DCL the positive and the exclusions), the row's terms from one thread, the dense
+// gradient sweep, then the positives' exact gradients over the dense ones.
+//
+// Symmetric (CLIP) InfoNCE on a square n×n matrix, three kernels:
+//   1. statistics, one read of S: a block owns kSymCols columns (one per thread) of a chunk of
+//      kSymChunkRows rows. Tiles of kSymTileRows rows are read coalesced (a thread adds its
+//      column's values to its running column state) and staged in shared memory, where each
+//      warp merges whole rows of the tile. Row partials go to one slot per (row, column strip),
+//      column partials to one per (row chunk, column);
+//   2. one thread per index i merges row i's and column i's partials in order, and computes
+//      the pair's loss, the row and column gradient terms and the diagonal's exact gradient;
+//   3. the gradient, one block per row: the second read of S.
+// Partials are merged in a fixed order and sums go to per-row slots, summed by one block: no
+// float atomics (the first-bad index uses an integer atomicMin, which is order-free).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../native/core/error.h"
+#include "../native/ops/contrastive.h"
+#include "../native/ops/contrastive_math.h"
+#include "../native/ops/csr.h"
+#include "check.cuh"
+#include "common.cuh"
+#include "ops.h"
+#include "row_kernels.cuh"
+#include "runtime.h"
+
+namespace fl::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr double kLn2 = 0.6931471805599453;
+
+// log Σ e^z of a base-2 state: max·ln2 + log1p(rest).
+__device__ __forceinline__ double lse_of(const Online2& s) {
+  return s.max == -INFINITY ? -INFINITY : double(s.max) * kLn2 + log1p(double(s.rest));
+}
+
+// y = z·log2(e) of a score, exactly as every kernel here computes it (so that an entry's y
+// equals the row max bitwise when it is the max).
+__device__ __forceinline__ float y_of(float v, float scale) { return v == -INFINITY ? -INFINITY : scale * v * kLog2e; }
+
+struct Common {
+  const void* x;
+  void* grad;  // null: no gradient (dScale may still be wanted)
+  int64_t rows, cols;
+  float scale;
+  const float* grad_output;  // reduction None only
+  int reduction;
+  double mean_divisor;
+  bool want_dscale;
+  double* row_loss;          // rows
+  float* dscale_part;        // rows
+  long long* first_bad;
+  double* result;            // [Σ row_loss, Σ dscale_part]
+};
+
+__device__ __forceinline__ double upstream(const Common& p, int64_t row) {
+  if (p.reduction == 0) return p.mean_divisor > 0 ? 1.0 / p.mean_divisor : 0.0;
+  if (p.reduction == 2 && p.grad_output) return p.grad_output[row];
+  return 1.0;
+}
+
+template <class T>
+__device__ __forceinline__ float score(const Common& p, int64_t row, int64_t c) {
+  return to_float(static_cast<const T*>(p.x)[row * p.cols + c]);
+}
+
+template <class TG>
+__device__ __forceinline__ void store(const Common& p, int64_t row, int64_t c, float g) {
+  if (p.grad) static_cast<TG*>(p.grad)[row * p.cols + c] = from_float<TG>(g);
+}
+
+// ---------- one-way InfoNCE and DCL ----------
+
+enum class Mode { InfoNCE, Dcl };
+
+struct RowParams {
+  Common c;
+  const int64_t* skip_off;  // rows + 1
+  const int32_t* skip_cols;
+  const int32_t* pos_ptr;   // rows + 1
+  const int32_t* pos_cols;
+  const float* pos_w;       // null: every weight 1
+  const double* dcl_w;      // DCL's per-row w_i, or null for 1
+  float* pos_x;             // per positive: its score, read before the sweep
+  float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
+};
+
+template <class T, class TG, Mode M>
+__global__ void __launch_bounds__(kThreads) row_kernel(RowParams q) {
+  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], sred[kThreads / kWarp];
+  __shared__ long long sbad[kThreads / kWarp];
+  __shared__ float shift2, coef;
+  const Common& p = q.c;
+  const int64_t row = blockIdx.x;
+  const int32_t* skip = q.skip_cols + q.skip_off[row];
+  const int32_t* skip_end = q.skip_cols + q.skip_off[row + 1];
+  const int64_t e0 = q.pos_ptr[row], e1 = q.pos_ptr[row + 1];
+  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) q.pos_x[e] = score<T>(p, row, q.pos_cols[e]);
+
+  Online2 s;
+  long long bad = INT64_MAX;
+  SkipCursor cur(skip, skip_end);
+  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+    const float v = score<T>(p, row, c);
+    if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));  // skipped columns are checked too
+    if (!cur.skipped(c)) s.add(y_of(v, p.scale));
+  }
+  block_merge<kThreads>(s, bad, smax, srest, sbad);  // its barrier also orders the pos_x reads
+  if (threadIdx.x == 0) {
+    if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
+    const double rest = s.rest, lse = lse_of(s), u = upstream(p, row);
+    double loss = 0, dense = 0;
+    if (M == Mode::InfoNCE) {
+      // lse over every column not excluded, the positives included (SupCon).
+      const double n = double(e1 - e0);
+      double W = 0;
+      for (int64_t e = e0; e < e1; ++e) W += q.pos_w ? q.pos_w[e] : 1.0;
+      for (int64_t e = e0; e < e1; ++e) {
+        const double w = q.pos_w ? q.pos_w[e] : 1.0;
+        const float x = q.pos_x[e];
+        const float z = x == -INFINITY ? -INFINITY : p.scale * x;
+        const SoftmaxEntry en = softmax_entry_at(z, y_of(x, p.scale) == s.max, rest, lse);
+        loss += info_nce_positive_loss(w, en);
+        q.pos_dz[e] = float(info_nce_positive_dz(w, W, n, u, en));
+      }
+      if (e1 > e0) loss /= n;
+      dense = e1 > e0 ? W / n : 0.0;
+    } else {
+      // lse is Z, the negatives' log-sum-exp: the positive and the exclusions are skipped.
+      const double w = q.dcl_w ? q.dcl_w[row] : 1.0;
+      const float x = q.pos_x[e0];
+      loss = dcl_row_loss(w, x == -INFINITY ? -INFINITY : p.scale * x, lse);
+      q.pos_dz[e0] = float(-u * w);
+      dense = 1.0;
+    }
+    p.row_loss[row] = loss;
+    shift2 = s.max;
+    coef = s.max == -INFINITY ? 0.f : float(u * dense / (1.0 + rest));
+  }
+  __syncthreads();
+  const float sh = shift2, cf = coef;
+  float dsc = 0.f;
+  if (p.grad || p.want_dscale) {
+    cur = SkipCursor(skip, skip_end);
+    for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+      const float v = score<T>(p, row, c);
+      float d = 0.f;
+      if (!cur.skipped(c) && v != -INFINITY) d = cf * exp2f(y_of(v, p.scale) - sh);
+      store<TG>(p, row, c, d * p.scale);
+      if (d != 0.f) dsc += d * v;
+    }
+  }
+  dsc = block_sum(dsc, sred);  // also orders the sweep's stores before the positives' below
+  if (threadIdx.x == 0) {
+    // The positives' exact gradients replace the dense ones (0 where skipped: DCL's positive),
+    // and dScale trades the dense term for the exact one. A positive at −inf keeps its 0.
+    double fix = 0;
+    for (int64_t e = e0; e < e1; ++e) {
+      const float x = q.pos_x[e];
+      if (x == -INFINITY) continue;
+      const float dense = M == Mode::InfoNCE ? cf * exp2f(y_of(x, p.scale) - sh) : 0.f;
+      store<TG>(p, row, q.pos_cols[e], q.pos_dz[e] * p.scale);
+      fix += (double(q.pos_dz[e]) - double(dense)) * double(x);
+    }
+    p.dscale_part[row] = float(double(dsc) + fix);
+  }
+}
+
+// DCLW: each row's positive score S_ip, for the weights (computed on the host).
+template <class T>
+__global__ void positive_scores_kernel(RowParams q, float* out) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row < q.c.rows) out[row] = score<T>(q.c, row, q.pos_cols[q.pos_ptr[row]]);
+}
+
+// ---------- symmetric (CLIP) ----------
+
+constexpr int kSymCols = 256;             // columns per block, one per thread
+constexpr int kSymTileRows = 32;          // rows staged in shared memory at a time
+constexpr int64_t kSymChunkRows = 1024;   // rows per block: a thread sums at most this many terms per column
+
+struct SymParams {
+  Common c;                 // rows = cols = n
+  int64_t strips, chunks;
+  float2* row_part;         // [n][strips]: (max, rest) of row i over strip s
+  float2* col_part;         // [chunks][n]: (max, rest) of column j over chunk k
+  float *row_shift2, *row_coef, *col_shift2, *col_coef;  // [n]
+  float* diag_dz;           // [n]: the diagonal's exact dL/dz
+};
+
+template <class T>
+__global__ void __launch_bounds__(kSymCols) sym_stats_kernel(SymParams q) {
+  __shared__ float tile[kSymTileRows][kSymCols + 1];
+  __shared__ long long sbad[kSymCols / kWarp];
+  const Common& p = q.c;
+  const int64_t n = p.rows;
+  const int64_t c = int64_t(blockIdx.x) * kSymCols + threadIdx.x;
+  const int64_t r_begin = int64_t(blockIdx.y) * kSymChunkRows;
+  const int64_t r_end = min(n, r_begin + kSymChunkRows);
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  Online2 col;
+  long long bad = INT64_MAX;
+  for (int64_t r0 = r_begin; r0 < r_end; r0 += kSymTileRows) {
+    const int rows = int(min(int64_t(kSymTileRows), r_end - r0));
+    for (int k = 0; k < rows; ++k) {
+      float y = -INFINITY;
+      if (c < n) {
+        const float v = score<T>(p, r0 + k, c);
+        if (is_bad(v)) bad = min(bad, (long long)((r0 + k) * n + c));
+        y = y_of(v, p.scale);
+      }
+      tile[k][threadIdx.x] = y;
+      col.add(y);
+    }
+    __syncthreads();
+    for (int k = warp; k < rows; k += kSymCols / kWarp) {
+      Online2 s;
+      for (int i = lane; i < kSymCols; i += kWarp) s.add(tile[k][i]);
+      warp_merge(s);
+      if (lane == 0) q.row_part[(r0 + k) * q.strips + blockIdx.x] = make_float2(s.max, s.rest);
+    }
+    __syncthreads();
+  }
+  if (c < n) q.col_part[int64_t(blockIdx.y) * n + c] = make_float2(col.max, col.rest);
+  bad = warp_min(bad);
+  if (lane == 0) sbad[warp] = bad;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 0; w < kSymCols / kWarp; ++w) bad = min(bad, sbad[w]);
+    if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
+  }
+}
+
+// Row i and column i: merge the partials in order; the pair's loss (r_i + c_i)/2 and the terms
+// of dL/dz_ij = a_i·p_ij + b_j·q_ij − (a_i + b_j)[i = j], a and b half the upstream factors.
+template <class T>
+__global__ void sym_terms_kernel(SymParams q) {
+  const Common& p = q.c;
+  const int64_t n = p.rows;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  Online2 row, col;
+  for (int64_t s = 0; s < q.strips; ++s) row.merge(q.row_part[i * q.strips + s].x, q.row_part[i * q.strips + s].y);
+  for (int64_t k = 0; k < q.chunks; ++k) col.merge(q.col_part[k * n + i].x, q.col_part[k * n + i].y);
+  const float x = score<T>(p, i, i);
+  const float z = x == -INFINITY ? -INFINITY : p.scale * x;
+  const float y = y_of(x, p.scale);
+  const SoftmaxEntry er = softmax_entry_at(z, y == row.max, row.rest, lse_of(row));
+  const SoftmaxEntry ec = softmax_entry_at(z, y == col.max, col.rest, lse_of(col));
+  p.row_loss[i] = (er.margin + ec.margin) / 2;
+  const double u = upstream(p, i) / 2;
+  q.row_shift2[i] = row.max;
+  q.row_coef[i] = row.max == -INFINITY ? 0.f : float(u / (1.0 + double(row.rest)));
+  q.col_shift2[i] = col.max;
+  q.col_coef[i] = col.max == -INFINITY ? 0.f : float(u / (1.0 + double(col.rest)));
+  q.diag_dz[i] = float(u * (er.p_minus_one + ec.p_minus_one));
+}
+
+template <class T, class TG>
+__global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
+  __shared__ float sred[kThreads / kWarp];
+  const Common& p = q.c;
+  const int64_t row = blockIdx.x;
+  const float rs = q.row_shift2[row], rc = q.row_coef[row], diag = q.diag_dz[row];
+  float dsc = 0.f;
+  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+    const float v = score<T>(p, row, c);  // read before the store below (in place is safe)
+    float d = 0.f;
+    if (v != -INFINITY) {
+      const float y = y_of(v, p.scale);
+      d = c == row ? diag : rc * exp2f(y - rs) + q.col_coef[c] * exp2f(y - q.col_shift2[c]);
+    }
+    store<TG>(p, row, c, d * p.scale);
+    if (d != 0.f) dsc += d * v;
+  }
+  dsc = block_sum(dsc, sred);
+  if (threadIdx.x == 0) p.dscale_part[row] = dsc;
+}
+
+// ---------- launchers ----------
+
+template <class F>
+void by_dtype(DType dtype, bool grad_float32, F&& f) {
+  switch (dtype) {
+    case DType::Float32: f(float{}, float{}); break;
+    case DType::Float16: grad_float32 ? f(f16_t{}, float{}) : f(f16_t{}, f16_t{}); break;
+    case DType::BFloat16: grad_float32 ? f(bf16_t{}, float{}) : f(bf16_t{}, bf16_t{}); break;
+  }
+}
+
+Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
+  Common p{};
+  p.x = a.scores;
+  p.grad = a.grad;
+  p.rows = a.rows;
+  p.cols = a.cols;
+  p.scale = a.scale;
+  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
+  p.reduction = int(a.reduction);
+  p.mean_divisor = mean_divisor;
+  p.want_dscale = a.want_dscale;
+  p.row_loss = s.take<double>(a.rows);
+  p.dscale_part = s.take<float>(a.rows);
+  p.first_bad = s.take<long long>(1);
+  p.result = s.take<double>(2);
+  const long long none = INT64_MAX;
+  FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
+  FL_CUDA_CHECK(cudaMemset(p.dscale_part, 0, size_t(a.rows) * sizeof(float)));
+  return p;
+}
+
+// Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
+LossResult finish(const Common& p, const ContrastiveCommon& a) {
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.dscale_part, p.rows, p.result);
+  check_launch("contrastive reduce kernel");
+  long long bad = 0;
+  FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
+  if (bad != INT64_MAX)
+    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
+                               ", " + std::to_string(bad % a.cols) + "]");
+  double result[2];
+  FL_CUDA_CHECK(cudaMemcpy(result, p.result, sizeof result, cudaMemcpyDeviceToHost));
+  std::vector<double> row_loss(size_t(a.rows));
+  FL_CUDA_CHECK(cudaMemcpy(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  const double loss = a.reduction == Reduction::Mean ? (p.mean_divisor > 0 ? result[0] / p.mean_divisor : 0.0) : result[0];
+  return {loss, a.want_dscale ? result[1] : 0.0};
+}
+
+// One-way InfoNCE (skips: the exclusions) or DCL (skips: the positive and the exclusions).
+template <Mode M>
+LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, const Csr& exclude, float sigma) {
+  const PositivesOrDiagonal positives(given_positives, a.rows);
+  const Csr& pos = positives.csr();
+  const SkipLists skips = M == Mode::Dcl ? SkipLists(a.rows, pos, exclude) : SkipLists(a.rows, exclude, Csr{});
+  if (a.rows == 0) return {0, 0};
+  if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  int64_t rows_with_positives = 0;
+  for (int64_t r = 0; r < a.rows; ++r) rows_with_positives += pos.size(r) > 0;
+  const int64_t nnz = pos.nnz(a.rows);
+  const int64_t nskip = int64_t(skips.all_cols().size());
+  Scratch s(size_t(a.rows + 1) * 12 + size_t(nskip) * 4 + size_t(nnz) * 16 + size_t(a.rows) * (4 + 8 + 4 + 8 + 4) + 16 * 256);
+  RowParams q{};
+  q.c = common_of(a, s, M == Mode::Dcl ? double(a.rows) : double(rows_with_positives));
+  q.skip_off = s.upload(skips.offsets().data(), a.rows + 1);
+  q.skip_cols = s.upload(skips.all_cols().data(), nskip);
+  q.pos_ptr = s.upload(pos.row_ptr, a.rows + 1);
+  q.pos_cols = s.upload(pos.cols, nnz);
+  q.pos_w = pos.weights ? s.upload(pos.weights, nnz) : nullptr;
+  q.pos_x = s.take<float>(nnz);
+  q.pos_dz = s.take<float>(nnz);
+  const unsigned rows = unsigned(a.rows);
+  if (M == Mode::Dcl && sigma > 0) {
+    // DCLW's weights need every row's positive score: gathered here, computed on the host.
+    float* d_scores = s.take<float>(a.rows);
+    by_dtype(a.dtype, false, [&](auto t, auto) {
+      positive_scores_kernel<decltype(t)><<<(rows + 255) / 256, 256>>>(q, d_scores);
+    });
+    check_launch("decoupledContrastive positive scores kernel");
+    std::vector<float> h(size_t(a.rows));
+    std::vector<double> w(size_t(a.rows));
+    FL_CUDA_CHECK(cudaMemcpy(h.data(), d_scores, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    dclw_weights(h.data(), a.rows, sigma, w.data());
+    q.dcl_w = s.upload(w.data(), a.rows);
+  }
+  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) { row_kernel<decltype(t), decltype(tg), M><<<rows, kThreads>>>(q); });
+  check_launch(M == Mode::Dcl ? "decoupledContrastive kernel" : "infoNCE kernel");
+  return finish(q.c, a);
+}
+
+LossResult symmetric(const ContrastiveCommon& a) {
+  const int64_t n = a.rows;
+  if (n == 0) return {0, 0};
+  if (n > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  SymParams q{};
+  q.strips = (n + kSymCols - 1) / kSymCols;
+  q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
+  Scratch s(size_t(n) * (8 + 4 + 8) + size_t(n) * size_t(q.strips + q.chunks) * 8 + size_t(n) * 5 * 4 + 16 * 256);
+  q.c = common_of(a, s, double(n));
+  q.row_part = s.take<float2>(n * q.strips);
+  q.col_part = s.take<float2>(n * q.chunks);
+  q.row_shift2 = s.take<float>(n);
+  q.row_coef = s.take<float>(n);
+  q.col_shift2 = s.take<float>(n);
+  q.col_coef = s.take<float>(n);
+  q.diag_dz = s.take<float>(n);
+  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+    using T = decltype(t);
+    using TG = decltype(tg);
+    sym_stats_kernel<T><<<dim3(unsigned(q.strips), unsigned(q.chunks)), kSymCols>>>(q);
+    check_launch("symmetric infoNCE statistics kernel");
+    sym_terms_kernel<T><<<unsigned((n + 127) / 128), 128>>>(q);
+    check_launch("symmetric infoNCE terms kernel");
+    if (a.grad || a.want_dscale) {
+      sym_grad_kernel<T, TG><<<unsigned(n), kThreads>>>(q);
+      check_launch("symmetric infoNCE gradient kernel");
+    }
+  });
+  return finish(q.c, a);
+}
+
+}  // namespace
+
+LossResult info_nce(const InfoNCEArgs& a) {
+  check_info_nce_shape(a);
+  return a.symmetric ? symmetric(a.c) : rows_loss<Mode::InfoNCE>(a.c, a.positives, a.exclude, 0.f);
+}
+
+LossResult decoupled_contrastive(const DecoupledContrastiveArgs& a) {
+  check_decoupled_contrastive_shape(a);
+  return rows_loss<Mode::Dcl>(a.c, a.positives, a.exclude, a.sigma);
+}
+
+}  // namespace fl::cuda

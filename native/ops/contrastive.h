@@ -1,0 +1,76 @@
+// infoNCE (SPEC 3.3; one-way and symmetric/CLIP) and decoupledContrastive (SPEC 3.5; DCL and
+// DCLW): loss and gradient in one call.
+#pragma once
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "../core/context.h"
+#include "../core/dtype.h"
+#include "cross_entropy.h"  // Reduction, LossResult
+#include "csr.h"
+
+namespace fl {
+
+// What both losses share: the scores, the reduction and the outputs.
+struct ContrastiveCommon {
+  const void* scores;        // rows × cols of `dtype`
+  DType dtype;
+  int64_t rows, cols;
+  float scale;               // > 0
+  Reduction reduction;
+  const float* grad_output;  // rows (reduction None only), or null for ones
+  void* grad;                // rows × cols, or null; may equal `scores` (in place)
+  bool grad_float32;         // grad in float32 rather than `dtype`
+  bool want_dscale;
+  float* row_loss;           // rows
+};
+
+struct InfoNCEArgs {
+  ContrastiveCommon c;
+  Csr positives;             // empty: the diagonal (row i ↔ column i; needs cols >= rows)
+  Csr exclude;               // entries out of the loss (gradient 0), or empty
+  bool symmetric;            // CLIP: (row-wise + column-wise)/2 on a square matrix, diagonal
+                             // positives, no exclusions
+};
+
+struct DecoupledContrastiveArgs {
+  ContrastiveCommon c;
+  Csr positives;             // exactly one per row, unweighted; empty: the diagonal
+  Csr exclude;               // or empty
+  float sigma;               // DCLW's σ > 0, or 0 for plain DCL (w = 1)
+};
+
+// Positives as a Csr: the caller's, or the diagonal in arrays of its own.
+class PositivesOrDiagonal {
+ public:
+  PositivesOrDiagonal(const Csr& given, int64_t rows) : csr_(given) {
+    if (given) return;
+    row_ptr_.resize(size_t(rows) + 1);
+    cols_.resize(size_t(rows));
+    std::iota(row_ptr_.begin(), row_ptr_.end(), 0);
+    std::iota(cols_.begin(), cols_.end(), 0);
+    csr_ = Csr{row_ptr_.data(), cols_.data(), nullptr};
+  }
+  const Csr& csr() const { return csr_; }
+
+ private:
+  std::vector<int32_t> row_ptr_, cols_;
+  Csr csr_;
+};
+
+// Throw ERR_SHAPE for diagonal positives with cols < rows (and symmetric on a non-square
+// matrix), ERR_ARG for symmetric with positives or exclusions, ERR_CSR for an exclusion that
+// is also a positive (and, for DCL, a row without exactly one positive), ERR_NON_FINITE for
+// NaN/+inf scores.
+LossResult info_nce(Context& ctx, const InfoNCEArgs& args);
+LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
+
+// The shape checks, shared with the CUDA launchers.
+void check_info_nce_shape(const InfoNCEArgs& args);
+void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& args);
+
+// DCLW's per-row weights w_i = 2 − B·softmax_i(S_ip/σ) from the B positive scores (host).
+void dclw_weights(const float* positive_scores, int64_t rows, float sigma, double* w);
+
+}  // namespace fl

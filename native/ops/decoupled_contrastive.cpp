@@ -1,0 +1,105 @@
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../core/error.h"
+#include "contrastive.h"
+#include "contrastive_math.h"
+#include "softmax_rows.h"
+
+namespace fl {
+
+void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& a) {
+  const ContrastiveCommon& c = a.c;
+  if (!a.positives && c.cols < c.rows)
+    fail("ERR_SHAPE", "scores: diagonal positives expect at least as many columns as rows, received " +
+                          std::to_string(c.rows) + "x" + std::to_string(c.cols));
+  if (a.positives.weights) fail("ERR_ARG", "positives.weights: expected none (DCL's positives are unweighted)");
+  if (a.positives)
+    for (int64_t r = 0; r < c.rows; ++r)
+      if (a.positives.size(r) != 1)
+        fail("ERR_CSR", "positives (row " + std::to_string(r) + "): expected exactly one positive per row, received " +
+                            std::to_string(a.positives.size(r)));
+}
+
+void dclw_weights(const float* positive_scores, int64_t rows, float sigma, double* w) {
+  double a_max = -INFINITY;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float x = positive_scores[i];
+    w[i] = x == -INFINITY ? -INFINITY : double(x) / double(sigma);
+    a_max = std::fmax(a_max, w[i]);
+  }
+  double sum = 0;
+  if (a_max != -INFINITY)
+    for (int64_t i = 0; i < rows; ++i) sum += std::exp(w[i] - a_max);
+  for (int64_t i = 0; i < rows; ++i) w[i] = dclw_weight(w[i], a_max, sum, double(rows));
+}
+
+namespace {
+
+// ℓ_i = −w_i·z_ip + LSE over the negatives: the positive is a skipped column (it leaves the
+// statistics and gets no dense gradient) whose derivative −u·w_i comes from the correction.
+struct DclLoss {
+  const DecoupledContrastiveArgs& a;
+  const SoftmaxRows& engine;
+  const int32_t* positive_col;  // per row
+  const SkipLists& skips;       // per row: the positive and the exclusions, sorted
+  const std::vector<double>& w; // per row
+  std::vector<double> loss;
+  std::vector<Entry> positive;
+
+  double upstream(int64_t r) const {
+    const ContrastiveCommon& c = a.c;
+    if (c.reduction == Reduction::Mean) return 1.0 / double(c.rows);
+    if (c.reduction == Reduction::None && c.grad_output) return c.grad_output[r];
+    return 1.0;
+  }
+
+  bool active(int64_t) const { return true; }
+  RowSkip skip(int64_t r) const { return RowSkip{skips.cols(r), skips.size(r)}; }
+
+  DenseTerms terms(int64_t r, const RowStats& st) {
+    const Entry e = engine.entry(r, positive_col[r]);
+    positive[size_t(r)] = e;
+    loss[size_t(r)] = dcl_row_loss(w[size_t(r)], e.z, st.lse());
+    return DenseTerms{st.max, float(upstream(r) * st.inv_sum()), 0.f, 0.f};
+  }
+
+  double corrections(int64_t r, const RowStats&, const DenseTerms&, const SoftmaxRows& eng) const {
+    // The sweep left the skipped positive at 0: its dense part is 0. A positive at −inf is out
+    // and keeps that exact 0.
+    if (positive[size_t(r)].x == -INFINITY) return 0;
+    return eng.correct(r, positive_col[r], positive[size_t(r)], 0.f, float(-upstream(r) * w[size_t(r)]));
+  }
+};
+
+}  // namespace
+
+LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a) {
+  check_decoupled_contrastive_shape(a);
+  const ContrastiveCommon& c = a.c;
+  const SoftmaxProblem p{c.scores, c.dtype, c.rows, c.cols, c.scale, 0.f, nullptr, false, c.grad, c.grad_float32, c.want_dscale};
+  SoftmaxRows engine(ctx, p);
+  const PositivesOrDiagonal positives(a.positives, c.rows);
+  const Csr& pos = positives.csr();
+  const SkipLists skips(c.rows, pos, a.exclude);  // ERR_CSR for an excluded positive
+  const int32_t* positive_col = pos.cols;          // one per row (checked above)
+  std::vector<double> w(size_t(c.rows), 1.0);
+  if (a.sigma > 0) {
+    // On the raw scores S_ip (not z = scale·S), as the reference implementations do.
+    std::vector<float> s(size_t(c.rows));
+    for (int64_t r = 0; r < c.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;
+    dclw_weights(s.data(), c.rows, a.sigma, w.data());
+  }
+  DclLoss loss{a, engine, positive_col, skips, w, std::vector<double>(size_t(c.rows)), std::vector<Entry>(size_t(c.rows))};
+  const double dscale = engine.run(loss);
+  double total = 0;
+  for (int64_t r = 0; r < c.rows; ++r) {
+    c.row_loss[r] = float(loss.loss[size_t(r)]);
+    total += loss.loss[size_t(r)];
+  }
+  if (c.reduction == Reduction::Mean) total = c.rows > 0 ? total / double(c.rows) : 0.0;
+  return {total, c.want_dscale ? dscale : 0.0};
+}
+
+}  // namespace fl
