@@ -8,7 +8,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusedLossError } from '../lib/errors';
 import * as core from '../lib/index';
-import { binaryCrossEntropy, decoupledSoftmax, multiLabelSoftmax, softmaxCrossEntropy, softTopKLoss } from '../lib/tfjs';
+import { binaryCrossEntropy, decoupledContrastive, decoupledSoftmax, infoNCE, multiLabelSoftmax, softmaxCrossEntropy, softTopKLoss } from '../lib/tfjs';
 import { makeRng } from './reference/rng';
 
 const relErr = (a: Float32Array | number[], b: Float32Array | number[]) => {
@@ -79,6 +79,23 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     tf.dispose([scores, targets]);
   });
 
+  it('symmetric infoNCE matches CLIP written in tfjs ((CE(S) + CE(Sᵀ))/2 on the diagonal), value and gradient', () => {
+    const rng = makeRng(18);
+    const B = 9;
+    const S = tf.tensor2d(Float32Array.from({ length: B * B }, () => rng.normal()), [B, B]);
+    const eye = tf.eye(B);
+    const ours = tf.valueAndGrad((s: tf.Tensor) => infoNCE(s, { symmetric: true, scale: 2 }))(S);
+    const ref = tf.valueAndGrad((s: tf.Tensor) => {
+      const z = tf.mul(s, 2);
+      return tf.div(tf.add(tf.losses.softmaxCrossEntropy(eye, z), tf.losses.softmaxCrossEntropy(eye, tf.transpose(z))), 2) as tf.Scalar;
+    })(S);
+    expect(Math.abs(ours.value.dataSync()[0] - ref.value.dataSync()[0]) / ref.value.dataSync()[0]).toBeLessThan(1e-5);
+    expect(relErr(ours.grad.dataSync() as Float32Array, ref.grad.dataSync() as Float32Array)).toBeLessThan(1e-5);
+    const dcl = tf.valueAndGrad((s: tf.Tensor) => decoupledContrastive(s))(S);
+    expect(Number.isFinite(dcl.value.dataSync()[0])).toBe(true);
+    tf.dispose([S, eye, ours.value, ours.grad, ref.value, ref.grad, dcl.value, dcl.grad]);
+  });
+
   it('a tfjs-layers model trains with decoupledSoftmax (dense multi-hot targets)', async () => {
     const rng = makeRng(12);
     const [B, D, N] = [64, 16, 40];
@@ -113,6 +130,8 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
       () => decoupledSoftmax(tf.matMul(x, w), hot, { scale: 2 }),
       () => binaryCrossEntropy(tf.matMul(x, w), hot),
       () => softTopKLoss(tf.matMul(x, w), hot, { k: 3 }),
+      () => infoNCE(tf.matMul(x, w), { positives: hot }),
+      () => decoupledContrastive(tf.matMul(x, w)),
     ];
     for (const loss of losses) {
       opt.minimize(loss); // the first step makes Adam's slots
