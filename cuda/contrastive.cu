@@ -320,7 +320,7 @@ Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
 
 // Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
 LossResult finish(const Common& p, const ContrastiveCommon& a) {
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.dscale_part, p.rows, p.result);
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("contrastive reduce kernel");
   long long bad = 0;
   FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
