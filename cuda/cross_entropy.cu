@@ -255,7 +255,8 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   FL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   // One block per row when that fills the GPU and the row is not too wide; tiles otherwise.
   const bool fused = a.rows >= 2 * int64_t(sms) && a.cols <= kFusedCols;
-  const int64_t tiles = fused ? 1 : (a.cols + kTileCols - 1) / kTileCols;
+  // At least one tile: cols = 0 (every label ignored) must not make a 0-block grid.
+  const int64_t tiles = fused || a.cols == 0 ? 1 : (a.cols + kTileCols - 1) / kTileCols;
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 
