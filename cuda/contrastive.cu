@@ -384,6 +384,7 @@ LossResult symmetric(const ContrastiveCommon& a) {
   SymParams q{};
   q.strips = (n + kSymCols - 1) / kSymCols;
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
+  if (q.chunks > 65535) fail("ERR_SHAPE", "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
   Scratch s(size_t(n) * (8 + 4 + 8) + size_t(n) * size_t(q.strips + q.chunks) * 8 + size_t(n) * 5 * 4 + 16 * 256);
   q.c = common_of(a, s, double(n));
   q.row_part = s.take<float2>(n * q.strips);
