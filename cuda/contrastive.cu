@@ -320,7 +320,7 @@ Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
 
 // Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
 LossResult finish(const Common& p, const ContrastiveCommon& a) {
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.dscale_part, p.rows, p.result);
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("contrastive reduce kernel");
   long long bad = 0;
   FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
@@ -384,6 +384,7 @@ LossResult symmetric(const ContrastiveCommon& a) {
   SymParams q{};
   q.strips = (n + kSymCols - 1) / kSymCols;
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
+  if (q.chunks > 65535) fail("ERR_SHAPE", "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
   Scratch s(size_t(n) * (8 + 4 + 8) + size_t(n) * size_t(q.strips + q.chunks) * 8 + size_t(n) * 5 * 4 + 16 * 256);
   q.c = common_of(a, s, double(n));
   q.row_part = s.take<float2>(n * q.strips);

@@ -22,6 +22,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
+#include "row_kernels.cuh"
 #include "runtime.h"
 
 namespace fl::cuda {
@@ -84,19 +85,6 @@ __device__ __forceinline__ void for_each_col(const T* row, int64_t c0, int64_t c
     for (int j = 0; j < kPack; ++j) f(body + i * kPack + j, e[j]);
   }
   for (int64_t c = body + packs * kPack + threadIdx.x; c < c1; c += blockDim.x) f(c, to_float(row[c]));
-}
-
-__device__ __forceinline__ float block_sum(float v, float* shared) {
-  for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < int(blockDim.x / kWarp) ? shared[lane] : 0.f;
-    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  }
-  __syncthreads();
-  return v;  // valid in thread 0
 }
 
 // Statistics of z over [c0, c1) of a row, merged into thread 0: (max, rest) in base 2 and
@@ -233,35 +221,6 @@ __global__ void __launch_bounds__(kThreads) ce_grad_kernel(CeParams p) {
   if (threadIdx.x == 0) p.dscale_part[blockIdx.x] = dsc;
 }
 
-// Sums the row losses and dScale partials in a fixed order (one block, double).
-__global__ void ce_reduce_kernel(CeParams p, int64_t dscale_parts) {
-  __shared__ double sl[256], sd[256];
-  double l = 0, d = 0;
-  for (int64_t i = threadIdx.x; i < p.rows; i += blockDim.x) l += p.row_loss[i];
-  if (p.want_dscale)
-    for (int64_t i = threadIdx.x; i < dscale_parts; i += blockDim.x) d += p.dscale_part[i];
-  sl[threadIdx.x] = l;
-  sd[threadIdx.x] = d;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) { sl[threadIdx.x] += sl[threadIdx.x + s]; sd[threadIdx.x] += sd[threadIdx.x + s]; }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) { p.result[0] = sl[0]; p.result[1] = sd[0]; }
-}
-
-struct Scratch {
-  char* base = nullptr;
-  size_t used = 0;
-  explicit Scratch(size_t bytes) : base(static_cast<char*>(device_alloc(bytes))) {}
-  ~Scratch() { device_free(base); }
-  template <class U> U* take(int64_t n) {
-    U* p = reinterpret_cast<U*>(base + used);
-    used += (size_t(n) * sizeof(U) + 255) / 256 * 256;
-    return p;
-  }
-};
-
 template <class T, class TG, bool kSoftcap>
 void launch(CeParams& p, bool fused, int64_t blocks) {
   if (fused) {
@@ -296,7 +255,8 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   FL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   // One block per row when that fills the GPU and the row is not too wide; tiles otherwise.
   const bool fused = a.rows >= 2 * int64_t(sms) && a.cols <= kFusedCols;
-  const int64_t tiles = fused ? 1 : (a.cols + kTileCols - 1) / kTileCols;
+  // At least one tile: cols = 0 (every label ignored) must not make a 0-block grid.
+  const int64_t tiles = fused || a.cols == 0 ? 1 : (a.cols + kTileCols - 1) / kTileCols;
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 
@@ -319,19 +279,9 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   p.mean_scale = a.reduction == Reduction::Mean ? (totals.weight_sum > 0 ? float(1.0 / totals.weight_sum) : 0.f) : 1.f;
   p.want_lin = a.label_smoothing > 0;
   p.want_dscale = a.want_dscale;
-  int32_t* labels = s.take<int32_t>(a.rows);
-  FL_CUDA_CHECK(cudaMemcpy(labels, a.labels, size_t(a.rows) * 4, cudaMemcpyHostToDevice));
-  p.labels = labels;
-  if (a.class_weights) {
-    float* w = s.take<float>(a.cols);
-    FL_CUDA_CHECK(cudaMemcpy(w, a.class_weights, size_t(a.cols) * 4, cudaMemcpyHostToDevice));
-    p.class_weights = w;
-  }
-  if (a.grad_output && a.reduction == Reduction::None) {
-    float* go = s.take<float>(a.rows);
-    FL_CUDA_CHECK(cudaMemcpy(go, a.grad_output, size_t(a.rows) * 4, cudaMemcpyHostToDevice));
-    p.grad_output = go;
-  }
+  p.labels = s.upload(a.labels, a.rows);
+  if (a.class_weights) p.class_weights = s.upload(a.class_weights, a.cols);
+  if (a.grad_output && a.reduction == Reduction::None) p.grad_output = s.upload(a.grad_output, a.rows);
   p.part = s.take<float2>(blocks);
   p.part_lin = s.take<float>(blocks);
   p.terms = s.take<RowTerms>(a.rows);
@@ -349,7 +299,8 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
     case DType::Float16: dispatch<f16_t>(p, a.grad_float32, fused, blocks); break;
     case DType::BFloat16: dispatch<bf16_t>(p, a.grad_float32, fused, blocks); break;
   }
-  ce_reduce_kernel<<<1, 256>>>(p, blocks);
+  // dScale partials that were not wanted stay 0 (memset above).
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, blocks, p.result);
   check_launch("softmaxCrossEntropy reduce kernel");
 
   long long bad = 0;

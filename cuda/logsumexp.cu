@@ -12,6 +12,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
+#include "row_kernels.cuh"
 #include "runtime.h"
 
 namespace fl::cuda {
@@ -75,13 +76,6 @@ __global__ void lse_combine_kernel(LseParams p) {
   p.out[row] = s.max == -INFINITY ? -INFINITY : s.max * 0.69314718055994531f + log1pf(s.rest);
 }
 
-// Device scratch freed on every exit path.
-struct DeviceScratch {
-  void* ptr = nullptr;
-  explicit DeviceScratch(size_t bytes) : ptr(device_alloc(bytes)) {}
-  ~DeviceScratch() { device_free(ptr); }
-};
-
 }  // namespace
 
 void log_sum_exp(const LogSumExpArgs& a) {
@@ -89,12 +83,9 @@ void log_sum_exp(const LogSumExpArgs& a) {
   const int64_t tiles = tiles_per_row(a.cols);
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const size_t partial_bytes = size_t(blocks) * sizeof(float2);
-  DeviceScratch scratch(partial_bytes + sizeof(long long) + size_t(a.rows) * sizeof(float));
-  char* base = static_cast<char*>(scratch.ptr);
+  Scratch s(size_t(blocks) * sizeof(float2) + size_t(a.rows) * sizeof(float) + 3 * 256);
   LseParams p{a.x, a.rows, a.cols, tiles, a.scale * 1.4426950408889634f,
-              reinterpret_cast<float2*>(base), reinterpret_cast<long long*>(base + partial_bytes),
-              reinterpret_cast<float*>(base + partial_bytes + sizeof(long long))};
+              s.take<float2>(blocks), s.take<long long>(1), s.take<float>(a.rows)};
   const long long none = INT64_MAX;
   FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
   switch (a.dtype) {

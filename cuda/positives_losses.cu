@@ -277,7 +277,7 @@ LossResult run(const PositivesLossArgs& a) {
   FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
 
   dispatch<K>(p, a.dtype, a.grad_float32);
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.dscale_part, p.rows, p.result);
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("positives loss reduce kernel");
 
   long long bad = 0;

@@ -1,4 +1,4 @@
-// Pieces of the one-block-per-row loss kernels (cuda/positives_losses.cu, cuda/contrastive.cu):
+// Pieces of the loss kernels (cuda/cross_entropy.cu, positives_losses.cu, contrastive.cu, soft_topk.cu):
 // a block-wide sum, the walk through a row's sorted skip list, the per-call scratch memory and
 // the final fixed-order reduction.
 #pragma once
@@ -12,6 +12,8 @@
 
 namespace fl::cuda {
 
+// The block's threads must be a whole number of warps (every launch uses 256 or 512): the
+// shuffles name all 32 lanes.
 __device__ __forceinline__ float block_sum(float v, float* shared) {
   for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -59,15 +61,15 @@ struct Scratch {
   }
 };
 
-// result = [Σ row_loss, Σ dscale_part] over `rows`, in a fixed order; launch as <<<1, 256>>>.
-// (static: each translation unit keeps its own copy, no device linking needed.)
-static __global__ void __launch_bounds__(256) sum_rows_kernel(const double* row_loss, const float* dscale_part, int64_t rows, double* result) {
+// result = [Σ row_loss over `rows`, Σ dscale_part over `parts`], in a fixed order; launch as
+// <<<1, 256>>>. (static: each translation unit keeps its own copy, no device linking needed.)
+template <class D>
+static __global__ void __launch_bounds__(256) sum_rows_kernel(const double* row_loss, int64_t rows, const D* dscale_part, int64_t parts,
+                                                               double* result) {
   __shared__ double sl[256], sd[256];
   double l = 0, d = 0;
-  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) {
-    l += row_loss[i];
-    d += dscale_part[i];
-  }
+  for (int64_t i = threadIdx.x; i < rows; i += blockDim.x) l += row_loss[i];
+  for (int64_t i = threadIdx.x; i < parts; i += blockDim.x) d += dscale_part[i];
   sl[threadIdx.x] = l;
   sd[threadIdx.x] = d;
   __syncthreads();

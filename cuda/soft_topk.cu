@@ -31,6 +31,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
+#include "row_kernels.cuh"
 #include "runtime.h"
 
 namespace fl::cuda {
@@ -52,6 +53,7 @@ struct TopKParams {
   const int32_t* pos_ptr;    // rows + 1
   const int32_t* pos_cols;
   const float* pos_weights;  // or null
+  float* pos_z;              // per positive: its z, read in the first pass (before an in-place sweep)
   const int64_t* excl_ptr;   // rows + 1 (sorted exclusion lists, SkipLists), or null
   const int32_t* excl_cols;
   int reduction;             // 0 mean, 1 sum, 2 none
@@ -125,8 +127,6 @@ struct RowSlice {
     if constexpr (L == Layout::Global) return to_float(x[c]) * scale;
     else return z[c - c0];
   }
-  // z at any column of the row (positives): from the scores, the same value as the slice holds.
-  __device__ float any(int64_t c) const { return to_float(x[c]) * scale; }
 };
 
 // One pass's sums at t over the row's entries that are in (see TopKSums).
@@ -202,6 +202,11 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     vmax = fmaxf(vmax, v);
     if constexpr (L != Layout::Global) zrow[c - c0] = v * p.scale;
   }
+  // The positives' z, by the block that owns the column: the loss and the fixes below read them
+  // from here, since with inplace the gradient sweep (of any block of a cluster) overwrites the
+  // scores. The barriers of row_sums below publish them to the row's blocks.
+  for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x)
+    if (z.owns(p.pos_cols[e])) p.pos_z[e] = to_float(x[p.pos_cols[e]]) * p.scale;
   for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
   if (threadIdx.x % kWarp == 0 && bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-free
   float excl_in = 0.f;  // excluded entries that are not −inf
@@ -303,7 +308,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     double loss = 0, U = 0;
     for (int32_t e = e0; e < e1; ++e) {
       const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
-      const float zp = z.any(p.pos_cols[e]);
+      const float zp = p.pos_z[e];
       if (zp == -INFINITY) {
         if (w != 0) loss = INFINITY;
         continue;
@@ -323,6 +328,17 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   // positives' whole value scale·(u_p − v_p·U/V), each by the block that owns the column.
   const float t = t_s, coef = coef_s;
   float dsc = 0.f;
+  // The exclusions' dense terms come off dScale before the sweep can overwrite their scores.
+  if (p.excl_ptr)
+    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) {
+      const int32_t c = p.excl_cols[e];
+      if (!z.owns(c)) continue;
+      const float zc = z(c);
+      if (zc != -INFINITY) {
+        const SigmoidPair s = sigmoid_pair((zc + t) * p.alpha);
+        dsc -= s.p * s.q * (zc / p.scale);
+      }
+    }
   if (g || p.want_dscale)
     for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
       const float zc = z(c);
@@ -332,22 +348,14 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
       if (zc != -INFINITY) dsc += pq * (zc / p.scale);
     }
   __syncthreads();  // the fixes below overwrite entries other threads wrote
-  if (p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) {
-      const int32_t c = p.excl_cols[e];
-      if (!z.owns(c)) continue;
-      if (g) g[c] = from_float<TG>(0.f);
-      const float zc = z(c);
-      if (zc != -INFINITY) {
-        const SigmoidPair s = sigmoid_pair((zc + t) * p.alpha);
-        dsc -= s.p * s.q * (zc / p.scale);
-      }
-    }
+  if (g && p.excl_ptr)
+    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
+      if (z.owns(p.excl_cols[e])) g[p.excl_cols[e]] = from_float<TG>(0.f);
   double fix = 0;
   if (threadIdx.x == 0)
     for (int32_t e = e0; e < e1; ++e) {
       const int32_t col = p.pos_cols[e];
-      const float zp = z.any(col);
+      const float zp = p.pos_z[e];
       if (!z.owns(col) || zp == -INFINITY) continue;
       const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
       const SigmoidPair s = sigmoid_pair((zp + t) * p.alpha);
@@ -359,30 +367,6 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   double d[2] = {dsc, fix};
   row_sums<L>(d, sred, part);
   if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor_s * d[0] + d[1];
-}
-
-// Sums the row losses and dScale parts in a fixed order (one block, double).
-__global__ void topk_reduce_kernel(TopKParams p) {
-  __shared__ double sl[256], sd[256];
-  double l = 0, d = 0;
-  for (int64_t i = threadIdx.x; i < p.rows; i += blockDim.x) {
-    l += p.row_loss[i];
-    d += p.row_dscale[i];
-  }
-  sl[threadIdx.x] = l;
-  sd[threadIdx.x] = d;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      sl[threadIdx.x] += sl[threadIdx.x + s];
-      sd[threadIdx.x] += sd[threadIdx.x + s];
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    p.result[0] = sl[0];
-    p.result[1] = sd[0];
-  }
 }
 
 // The operator's vjp (SPEC 3.7 backward), one block per row, with the thresholds saved by the
@@ -443,25 +427,6 @@ __global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p) {
     for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) g[p.excl_cols[e]] = from_float<TG>(0.f);
 }
 
-// Device scratch, freed on every exit path.
-struct Scratch {
-  char* base = nullptr;
-  size_t used = 0;
-  explicit Scratch(size_t bytes) : base(static_cast<char*>(device_alloc(bytes))) {}
-  ~Scratch() { device_free(base); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <class U> U* take(int64_t n) {
-    U* q = reinterpret_cast<U*>(base + used);
-    used += (size_t(n) * sizeof(U) + 255) / 256 * 256;
-    return q;
-  }
-  template <class U> U* copy(const U* host, int64_t n) {
-    U* d = take<U>(n);
-    if (n > 0) copy_to_device(d, host, size_t(n) * sizeof(U));
-    return d;
-  }
-};
 constexpr size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // The layout of a row: one block when its z fits one block's shared memory, a cluster of up to
@@ -488,38 +453,44 @@ Plan plan(int64_t cols, size_t smem_optin, int cc_major) {
 template <class T, class TG>
 void launch(const TopKParams& p, const Plan& plan) {
   const size_t bytes = plan.layout == Layout::Global ? 0 : size_t(plan.slice) * sizeof(float);
-  switch (plan.layout) {
-    case Layout::Block:
-      if (bytes > 48 * 1024)
-        FL_CUDA_CHECK(cudaFuncSetAttribute(topk_loss_kernel<T, TG, Layout::Block>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-      topk_loss_kernel<T, TG, Layout::Block><<<unsigned(p.rows), kThreads, bytes>>>(p, plan.slice);
-      break;
-    case Layout::Cluster: {
-      FL_CUDA_CHECK(cudaFuncSetAttribute(topk_loss_kernel<T, TG, Layout::Cluster>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(unsigned(p.rows * plan.blocks_per_row));
-      cfg.blockDim = dim3(kThreads);
-      cfg.dynamicSmemBytes = bytes;
-      cudaLaunchAttribute attr[1];
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);
-      attr[0].val.clusterDim.y = 1;
-      attr[0].val.clusterDim.z = 1;
-      cfg.attrs = attr;
-      cfg.numAttrs = 1;
-      FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, topk_loss_kernel<T, TG, Layout::Cluster>, p, plan.slice));
-      break;
-    }
-    case Layout::Global:
-      topk_loss_kernel<T, TG, Layout::Global><<<unsigned(p.rows), kThreads, 0>>>(p, plan.slice);
-      break;
+  if (plan.layout == Layout::Block) {
+    if (bytes > 48 * 1024)
+      FL_CUDA_CHECK(cudaFuncSetAttribute(topk_loss_kernel<T, TG, Layout::Block>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    topk_loss_kernel<T, TG, Layout::Block><<<unsigned(p.rows), kThreads, bytes>>>(p, plan.slice);
+    check_launch("softTopKLoss kernel");
+    return;
   }
+  if (plan.layout == Layout::Cluster) {
+    auto* kernel = topk_loss_kernel<T, TG, Layout::Cluster>;
+    FL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(p.rows * plan.blocks_per_row));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = bytes;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);  // at most 8: a portable cluster size
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    // A cluster whose blocks cannot be co-resident (a partitioned GPU, another context's shared
+    // memory) would fail to launch: the row is then re-read from global memory instead.
+    int clusters = 0;
+    FL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg));
+    if (clusters > 0) {
+      FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan.slice));
+      check_launch("softTopKLoss cluster kernel");
+      return;
+    }
+  }
+  topk_loss_kernel<T, TG, Layout::Global><<<unsigned(p.rows), kThreads, 0>>>(p, int64_t(p.cols));
   check_launch("softTopKLoss kernel");
 }
 
 // The scratch either entry point takes (pos_nnz: 0 for the operator).
 size_t scratch_bytes(size_t rows, int64_t pos_nnz, int64_t excl_nnz) {
-  return padded(4 * (rows + 1)) + padded(4 * size_t(pos_nnz)) * 2 + padded(8 * (rows + 1)) + padded(4 * size_t(excl_nnz)) +
+  return padded(4 * (rows + 1)) + padded(4 * size_t(pos_nnz)) * 3 + padded(8 * (rows + 1)) + padded(4 * size_t(excl_nnz)) +
          padded(4 * rows) * 5 + padded(8 * rows) * 2 + padded(8) + padded(16);
 }
 
@@ -535,10 +506,10 @@ TopKParams shared_params(const SoftTopKProblem& q, const SkipLists& excl, Scratc
   p.tol = q.tol;
   p.max_iter = q.max_iter;
   p.k = q.k;
-  p.k_rows = q.k_rows ? s.copy(q.k_rows, q.rows) : nullptr;
+  p.k_rows = q.k_rows ? s.upload(q.k_rows, q.rows) : nullptr;
   if (q.exclude) {
-    p.excl_ptr = s.copy(excl.offsets().data(), q.rows + 1);
-    p.excl_cols = s.copy(excl.all_cols().data(), int64_t(excl.all_cols().size()));
+    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
+    p.excl_cols = s.upload(excl.all_cols().data(), int64_t(excl.all_cols().size()));
   }
   p.row_loss = s.take<double>(q.rows);
   p.row_dscale = s.take<double>(q.rows);
@@ -607,14 +578,15 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   Scratch s(scratch_bytes(rows, pos_nnz, excl_nnz));
   TopKParams p = shared_params(q, excl, s);
   p.grad = a.grad;
-  p.pos_ptr = s.copy(a.positives.row_ptr, q.rows + 1);
-  p.pos_cols = s.copy(a.positives.cols, pos_nnz);
-  p.pos_weights = a.positives.weights ? s.copy(a.positives.weights, pos_nnz) : nullptr;
+  p.pos_ptr = s.upload(a.positives.row_ptr, q.rows + 1);
+  p.pos_cols = s.upload(a.positives.cols, pos_nnz);
+  p.pos_weights = a.positives.weights ? s.upload(a.positives.weights, pos_nnz) : nullptr;
   p.reduction = int(a.reduction);
-  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.copy(a.grad_output, q.rows) : nullptr;
+  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, q.rows) : nullptr;
   p.want_dscale = a.want_dscale;
+  p.pos_z = s.take<float>(pos_nnz);
   solve_rows(q, p, a.grad_float32);
-  topk_reduce_kernel<<<1, 256>>>(p);
+  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.row_dscale, p.rows, p.result);
   check_launch("softTopKLoss reduce kernel");
 
   double result[2];
@@ -659,10 +631,10 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   p.scale = q.scale;
   p.alpha = q.alpha;
   p.log_output = a.log_output;
-  p.threshold = s.copy(a.threshold, q.rows);
+  p.threshold = s.upload(a.threshold, q.rows);
   if (q.exclude) {
-    p.excl_ptr = s.copy(excl.offsets().data(), q.rows + 1);
-    p.excl_cols = s.copy(excl.all_cols().data(), excl_nnz);
+    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
+    p.excl_cols = s.upload(excl.all_cols().data(), excl_nnz);
   }
   const bool g32 = a.grad_float32 || q.dtype == DType::Float32;
   switch (q.dtype) {

@@ -24,10 +24,13 @@ import type { Positives } from './csr';
 import { makeError } from './errors';
 import type { LossOptions, LossResult } from './loss';
 import { binaryCrossEntropy as flBinaryCrossEntropy } from './ops/binaryCrossEntropy';
+import { decoupledContrastive as flDecoupledContrastive, type DecoupledContrastiveOptions } from './ops/decoupledContrastive';
 import { decoupledSoftmax as flDecoupledSoftmax } from './ops/decoupledSoftmax';
+import { infoNCE as flInfoNCE, type InfoNCEOptions } from './ops/infoNCE';
 import { multiLabelSoftmax as flMultiLabelSoftmax } from './ops/multiLabelSoftmax';
 import type { PositivesLossOptions } from './ops/positivesLoss';
 import { softmaxCrossEntropy as flSoftmaxCrossEntropy, type SoftmaxCrossEntropyOptions } from './ops/softmaxCrossEntropy';
+import { softTopKLoss as flSoftTopKLoss, type SoftTopKLossOptions } from './ops/softTopKLoss';
 import { tensor as flTensor, type Tensor as FlTensor } from './tensor';
 import { fail, options } from './validate';
 
@@ -135,18 +138,37 @@ export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor | Int32
   return fused(s, (t) => flSoftmaxCrossEntropy(t, y, o));
 }
 
-function positivesLoss(fn: string, loss: (s: FlTensor, p: Positives, o: PositivesLossOptions) => LossResult) {
-  return (scores: tf.Tensor, positives: PositivesInput, opts?: AdapterOptions<PositivesLossOptions>): tf.Scalar => {
+function positivesLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, p: Positives, o: O) => LossResult) {
+  return (scores: tf.Tensor, positives: PositivesInput, opts?: AdapterOptions<O>): tf.Scalar => {
     const s = scoresArg(fn, scores);
     const o = adapterOptions(fn, opts);
     const p = positivesArg(fn, positives, s.shape[0], s.shape[1]);
-    return fused(s, (t) => loss(t, p, o));
+    return fused(s, (t) => loss(t, p, o as O));
   };
 }
 
 /** DEXML's multi-label softmax (SPEC 3.2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const multiLabelSoftmax = positivesLoss('multiLabelSoftmax', flMultiLabelSoftmax);
+export const multiLabelSoftmax = positivesLoss<PositivesLossOptions>('multiLabelSoftmax', flMultiLabelSoftmax);
 /** DEXML's decoupled softmax (SPEC 3.4) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const decoupledSoftmax = positivesLoss('decoupledSoftmax', flDecoupledSoftmax);
+export const decoupledSoftmax = positivesLoss<PositivesLossOptions>('decoupledSoftmax', flDecoupledSoftmax);
 /** One-vs-all binary cross-entropy (SPEC 3.6) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
-export const binaryCrossEntropy = positivesLoss('binaryCrossEntropy', flBinaryCrossEntropy);
+export const binaryCrossEntropy = positivesLoss<PositivesLossOptions>('binaryCrossEntropy', flBinaryCrossEntropy);
+/** DEXML's soft top-k loss (SPEC 3.8: k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+export const softTopKLoss = positivesLoss<SoftTopKLossOptions>('softTopKLoss', flSoftTopKLoss);
+
+/** Options of the contrastive losses here: `positives` may also be a dense B×N tf.Tensor. */
+export type ContrastiveAdapterOptions<O extends LossOptions> = Omit<AdapterOptions<O>, 'positives'> & { positives?: PositivesInput };
+
+function contrastiveLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, o: O) => LossResult) {
+  return (scores: tf.Tensor, opts?: ContrastiveAdapterOptions<O>): tf.Scalar => {
+    const s = scoresArg(fn, scores);
+    const o = adapterOptions(fn, opts);
+    if (o.positives !== undefined) o.positives = positivesArg(fn, o.positives, s.shape[0], s.shape[1]);
+    return fused(s, (t) => loss(t, o as O));
+  };
+}
+
+/** InfoNCE (SPEC 3.3) as a tfjs loss: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense). */
+export const infoNCE = contrastiveLoss<InfoNCEOptions>('infoNCE', flInfoNCE);
+/** Decoupled contrastive loss DCL/DCLW (SPEC 3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
+export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>('decoupledContrastive', flDecoupledContrastive);

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusedLossError } from '../lib/errors';
-import { binaryCrossEntropy, decoupledSoftmax, multiLabelSoftmax, softmaxCrossEntropy } from '../lib/tfjs';
+import * as core from '../lib/index';
+import { binaryCrossEntropy, decoupledContrastive, decoupledSoftmax, infoNCE, multiLabelSoftmax, softmaxCrossEntropy, softTopKLoss } from '../lib/tfjs';
 import { makeRng } from './reference/rng';
 
 const relErr = (a: Float32Array | number[], b: Float32Array | number[]) => {
@@ -53,6 +54,48 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     tf.dispose([x, w, oneHot, ours.value, theirs.value, sum, ref, ...Object.values(ours.grads), ...Object.values(theirs.grads)]);
   });
 
+  it('dense targets (with weights) give the loss and gradient of the same call on CSR positives', () => {
+    const rng = makeRng(16);
+    const [B, N] = [5, 41];
+    const S = Float32Array.from({ length: B * N }, () => rng.normal());
+    const y = multiHot(17, B, N).map((v) => (v ? 0.5 + rng.uniform() : 0));
+    const rowPtr = new Int32Array(B + 1);
+    const cols: number[] = [];
+    const weights: number[] = [];
+    for (let i = 0; i < B; i++) {
+      for (let j = 0; j < N; j++) if (y[i * N + j]) (cols.push(j), weights.push(y[i * N + j]));
+      rowPtr[i + 1] = cols.length;
+    }
+    const csr = { rowPtr, cols: Int32Array.from(cols), weights: Float32Array.from(weights) };
+    const scores = tf.tensor2d(S, [B, N]);
+    const targets = tf.tensor2d(y, [B, N]);
+    for (const [name, adapted] of [['multiLabelSoftmax', multiLabelSoftmax], ['decoupledSoftmax', decoupledSoftmax], ['binaryCrossEntropy', binaryCrossEntropy]] as const) {
+      const want = core[name](core.tensor(S, [B, N]), csr, { scale: 1.5 });
+      const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => adapted(s, targets, { scale: 1.5 }))(scores);
+      expect(value.dataSync()[0], name).toBe(Math.fround(want.loss)); // a tf.Scalar is float32
+      expect(Array.from(grad.dataSync()), name).toEqual(Array.from(want.grad!.data()));
+      tf.dispose([value, grad]);
+    }
+    tf.dispose([scores, targets]);
+  });
+
+  it('symmetric infoNCE matches CLIP written in tfjs ((CE(S) + CE(Sᵀ))/2 on the diagonal), value and gradient', () => {
+    const rng = makeRng(18);
+    const B = 9;
+    const S = tf.tensor2d(Float32Array.from({ length: B * B }, () => rng.normal()), [B, B]);
+    const eye = tf.eye(B);
+    const ours = tf.valueAndGrad((s: tf.Tensor) => infoNCE(s, { symmetric: true, scale: 2 }))(S);
+    const ref = tf.valueAndGrad((s: tf.Tensor) => {
+      const z = tf.mul(s, 2);
+      return tf.div(tf.add(tf.losses.softmaxCrossEntropy(eye, z), tf.losses.softmaxCrossEntropy(eye, tf.transpose(z))), 2) as tf.Scalar;
+    })(S);
+    expect(Math.abs(ours.value.dataSync()[0] - ref.value.dataSync()[0]) / ref.value.dataSync()[0]).toBeLessThan(1e-5);
+    expect(relErr(ours.grad.dataSync() as Float32Array, ref.grad.dataSync() as Float32Array)).toBeLessThan(1e-5);
+    const dcl = tf.valueAndGrad((s: tf.Tensor) => decoupledContrastive(s))(S);
+    expect(Number.isFinite(dcl.value.dataSync()[0])).toBe(true);
+    tf.dispose([S, eye, ours.value, ours.grad, ref.value, ref.grad, dcl.value, dcl.grad]);
+  });
+
   it('a tfjs-layers model trains with decoupledSoftmax (dense multi-hot targets)', async () => {
     const rng = makeRng(12);
     const [B, D, N] = [64, 16, 40];
@@ -86,6 +129,9 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
       () => multiLabelSoftmax(tf.matMul(x, w), hot),
       () => decoupledSoftmax(tf.matMul(x, w), hot, { scale: 2 }),
       () => binaryCrossEntropy(tf.matMul(x, w), hot),
+      () => softTopKLoss(tf.matMul(x, w), hot, { k: 3 }),
+      () => infoNCE(tf.matMul(x, w), { positives: hot }),
+      () => decoupledContrastive(tf.matMul(x, w)),
     ];
     for (const loss of losses) {
       opt.minimize(loss); // the first step makes Adam's slots
