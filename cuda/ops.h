@@ -25,6 +25,11 @@ LossResult binary_cross_entropy(const PositivesLossArgs& args);
 // SoftTopKLossArgs with the scores and grad on the device; k_rows, positives, exclusions,
 // gradOutput and rowLoss on the host (the launcher moves them).
 LossResult soft_topk_loss(const SoftTopKLossArgs& args);
+// softTopK with the scores and values on the device; k_rows, exclusions, threshold and
+// iterations on the host. Its vjp: scores, gradOutput and grad on the device, threshold and
+// exclusions on the host.
+void soft_topk(const SoftTopKArgs& args);
+void soft_topk_vjp(const SoftTopKVjpArgs& args);
 
 // InfoNCEArgs / DecoupledContrastiveArgs with scores and grad on the device; the CSRs,
 // gradOutput and rowLoss on the host (cuda/contrastive.cu).

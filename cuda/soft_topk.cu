@@ -1,4 +1,4 @@
-// softTopKLoss on the GPU (SPEC 3.8). The per-row math (bracket, safeguarded Newton on
+// softTopKLoss (SPEC 3.8) and the softTopK operator (SPEC 3.7) on the GPU. The per-row math (bracket, safeguarded Newton on
 // log L − log R, backward factor) is native/ops/soft_topk_math.h, shared with the CPU.
 //
 // Each row is held on chip while its threshold is found, so that the whole loss costs one read
@@ -15,6 +15,9 @@
 // and their gradient is written 0 after the dense sweep. Sums are per-thread fp32 partials
 // merged in double in a fixed order; row losses and dScale partials are summed by one final
 // block: no float atomics, results independent of scheduling.
+// The operator runs the same kernel with every row solved and its values written in place of
+// the loss (one read, one write of B×N); its vjp reads the scores and upstream gradient twice
+// with the saved thresholds (sums, then the gradient) and writes the gradient once.
 #include <cooperative_groups.h>
 
 #include <cstdint>
@@ -61,6 +64,11 @@ struct TopKParams {
   int32_t* row_k_bad;        // rows: N_i when k is out of (0, N_i), else -1
   long long* first_bad;      // flat index of the first NaN/+inf
   double* result;            // [Σ row_loss, Σ row_dscale]
+  // The operator (values non-null): every row is solved and its p (or log p) written.
+  float* values;             // rows × cols, or null for the loss
+  bool log_output;
+  float* threshold;          // rows (operator)
+  int32_t* iterations;       // rows (operator)
 };
 
 // How a row is laid out over the GPU.
@@ -179,8 +187,9 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   const int64_t c0 = min(p.cols, int64_t(rank) * slice), c1 = min(p.cols, c0 + slice);
   const RowSlice<T, L> z{x, zrow, p.scale, c0, c1};
-  const int32_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
-  const bool has_pos = e1 > e0;
+  const bool op = p.values != nullptr;
+  const int32_t e0 = op ? 0 : p.pos_ptr[row], e1 = op ? 0 : p.pos_ptr[row + 1];
+  const bool has_pos = op || e1 > e0;  // the row needs a threshold
 
   // Pass 1 (the one read of the scores): extremes, −inf count, NaN/+inf; z into shared memory.
   float vmax = -INFINITY, nvmin = -INFINITY, ninf = 0.f;
@@ -256,6 +265,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   __syncthreads();
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   if (skip_row) {  // no positives (or a k error, thrown by the host): loss 0, gradient 0
+    if (op) return;
     if (g)
       for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) g[c] = from_float<TG>(0.f);
     if (threadIdx.x == 0 && rank == 0) {
@@ -271,6 +281,24 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     if (threadIdx.x == 0) topk_solver_step(solver, s, p.max_iter);
     __syncthreads();
     if (solver.done) break;
+  }
+
+  if (op) {  // the operator's values, written once; excluded entries out (0, or −inf for log p)
+    const float t = float(solver.t);
+    if (threadIdx.x == 0 && rank == 0) {
+      p.threshold[row] = t;
+      p.iterations[row] = solver.iterations;
+    }
+    float* out = p.values + row * p.cols;
+    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+      const float a = (z(c) + t) * p.alpha;  // −inf for a −inf score: p = 0, log p = −inf
+      out[c] = p.log_output ? fminf(a, 0.f) - log1pf(expf(-fabsf(a))) : sigmoid_pair(a).p;
+    }
+    __syncthreads();  // the exclusions overwrite entries other threads wrote
+    if (p.excl_ptr)
+      for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
+        if (z.owns(p.excl_cols[e])) out[p.excl_cols[e]] = p.log_output ? -INFINITY : 0.f;
+    return;
   }
 
   // The loss and U = Σ_p u_p (a few positives: one thread of each block, the same result).
@@ -341,6 +369,64 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor_s * d[0] + d[1];
 }
 
+// The operator's vjp (SPEC 3.7 backward), one block per row, with the thresholds saved by the
+// forward: pass 1 sums V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and
+// own = g·v ('prob') or α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out.
+struct TopKVjpParams {
+  const void* x;
+  const float* g_out;       // rows × cols
+  void* grad;               // rows × cols
+  int64_t rows, cols;
+  float scale, alpha;
+  bool log_output;
+  const float* threshold;   // rows
+  const int64_t* excl_ptr;  // rows + 1, or null
+  const int32_t* excl_cols;
+};
+
+struct VjpTerms {
+  float v, own;
+};
+__device__ VjpTerms vjp_terms(const TopKVjpParams& p, float x, float g, float t) {
+  if (x == -INFINITY) return {0.f, 0.f};
+  const SigmoidPair s = sigmoid_pair((x * p.scale + t) * p.alpha);
+  const float v = p.alpha * s.p * s.q;
+  return {v, p.log_output ? p.alpha * g * s.q : g * v};
+}
+
+template <class T, class TG>
+__global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p) {
+  __shared__ double sred[kWarps * 2];
+  const int64_t row = blockIdx.x;
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  const float* go = p.g_out + row * p.cols;
+  TG* g = static_cast<TG*>(p.grad) + row * p.cols;
+  const float t = p.threshold[row];
+  float sv = 0.f, sg = 0.f;
+  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+    const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
+    sv += u.v;
+    sg += u.own;
+  }
+  if (p.excl_ptr)  // excluded entries take no part: their terms come off again
+    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) {
+      const int32_t c = p.excl_cols[e];
+      const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
+      sv -= u.v;
+      sg -= u.own;
+    }
+  double v[2] = {sv, sg};
+  row_sums<Layout::Global>(v, sred, nullptr);
+  const float factor = float(topk_backward_factor(v[1], 1.0, v[0]));
+  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
+    const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
+    g[c] = from_float<TG>(p.scale * (u.own - u.v * factor));
+  }
+  __syncthreads();  // the exclusions overwrite entries other threads wrote
+  if (p.excl_ptr)
+    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) g[p.excl_cols[e]] = from_float<TG>(0.f);
+}
+
 constexpr size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // The layout of a row: one block when its z fits one block's shared memory, a cluster of up to
@@ -402,6 +488,79 @@ void launch(const TopKParams& p, const Plan& plan) {
   check_launch("softTopKLoss kernel");
 }
 
+// The scratch either entry point takes (pos_nnz: 0 for the operator).
+size_t scratch_bytes(size_t rows, int64_t pos_nnz, int64_t excl_nnz) {
+  return padded(4 * (rows + 1)) + padded(4 * size_t(pos_nnz)) * 3 + padded(8 * (rows + 1)) + padded(4 * size_t(excl_nnz)) +
+         padded(4 * rows) * 5 + padded(8 * rows) * 2 + padded(8) + padded(16);
+}
+
+// The parameters the loss and the operator share: the scores, the solver's options, k and the
+// sorted exclusions on the device, and the per-row outputs the host checks.
+TopKParams shared_params(const SoftTopKProblem& q, const SkipLists& excl, Scratch& s) {
+  TopKParams p{};
+  p.x = q.x;
+  p.rows = q.rows;
+  p.cols = q.cols;
+  p.scale = q.scale;
+  p.alpha = q.alpha;
+  p.tol = q.tol;
+  p.max_iter = q.max_iter;
+  p.k = q.k;
+  p.k_rows = q.k_rows ? s.upload(q.k_rows, q.rows) : nullptr;
+  if (q.exclude) {
+    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
+    p.excl_cols = s.upload(excl.all_cols().data(), int64_t(excl.all_cols().size()));
+  }
+  p.row_loss = s.take<double>(q.rows);
+  p.row_dscale = s.take<double>(q.rows);
+  p.row_k_bad = s.take<int32_t>(q.rows);
+  p.first_bad = s.take<long long>(1);
+  p.result = s.take<double>(2);
+  const long long none = INT64_MAX;
+  copy_to_device(p.first_bad, &none, sizeof none);
+  return p;
+}
+
+// Lays the rows out, runs the kernel, and throws ERR_NON_FINITE for NaN/+inf scores and
+// ERR_K_RANGE for a row (that needs a threshold) whose k is not in (0, N_i).
+void solve_rows(const SoftTopKProblem& q, const TopKParams& p, bool grad_float32) {
+  int device = 0, optin = 0, major = 0;
+  FL_CUDA_CHECK(cudaGetDevice(&device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  constexpr int kStaticSmem = 2048;  // the kernel's own __shared__ variables, rounded up
+  const Plan layout = plan(q.cols, optin > kStaticSmem ? size_t(optin - kStaticSmem) : 0, major);
+  if (q.rows * layout.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+
+  const bool g32 = grad_float32 || q.dtype == DType::Float32;
+  switch (q.dtype) {
+    case DType::Float32: launch<float, float>(p, layout); break;
+    case DType::Float16: g32 ? launch<f16_t, float>(p, layout) : launch<f16_t, f16_t>(p, layout); break;
+    case DType::BFloat16: g32 ? launch<bf16_t, float>(p, layout) : launch<bf16_t, bf16_t>(p, layout); break;
+  }
+
+  long long bad = 0;
+  copy_to_host(&bad, p.first_bad, sizeof bad);
+  if (bad != INT64_MAX)
+    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / q.cols) +
+                               ", " + std::to_string(bad % q.cols) + "]");
+  std::vector<int32_t> k_bad(size_t(q.rows));
+  copy_to_host(k_bad.data(), p.row_k_bad, size_t(q.rows) * 4);
+  for (int64_t r = 0; r < q.rows; ++r)
+    if (k_bad[size_t(r)] >= 0) {
+      const int32_t k = q.k_rows ? q.k_rows[r] : q.k;
+      fail("ERR_K_RANGE", (q.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
+                              std::to_string(k_bad[size_t(r)]) + " (the entries of row " + std::to_string(r) +
+                              " that are neither excluded nor -Infinity), received " + std::to_string(k));
+    }
+}
+
+template <class T, class TG>
+void launch_vjp(const TopKVjpParams& p) {
+  topk_vjp_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
+  check_launch("softTopK vjp kernel");
+}
+
 }  // namespace
 
 LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
@@ -415,71 +574,21 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   }
   const int64_t pos_nnz = a.positives.nnz(q.rows);
   const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
-
-  int device = 0, optin = 0, major = 0;
-  FL_CUDA_CHECK(cudaGetDevice(&device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  constexpr int kStaticSmem = 2048;  // the kernel's own __shared__ variables, rounded up
-  const Plan layout = plan(q.cols, optin > kStaticSmem ? size_t(optin - kStaticSmem) : 0, major);
-  if (q.rows * layout.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-
   const size_t rows = size_t(q.rows);
-  Scratch s(padded(4 * (rows + 1)) + padded(4 * size_t(pos_nnz)) * 3 + padded(8 * (rows + 1)) +
-            padded(4 * size_t(excl_nnz)) + padded(4 * rows) * 3 + padded(8 * rows) * 2 + padded(8) + padded(16));
-  TopKParams p{};
-  p.x = q.x;
+  Scratch s(scratch_bytes(rows, pos_nnz, excl_nnz));
+  TopKParams p = shared_params(q, excl, s);
   p.grad = a.grad;
-  p.rows = q.rows;
-  p.cols = q.cols;
-  p.scale = q.scale;
-  p.alpha = q.alpha;
-  p.tol = q.tol;
-  p.max_iter = q.max_iter;
-  p.k = q.k;
-  p.k_rows = q.k_rows ? s.upload(q.k_rows, q.rows) : nullptr;
   p.pos_ptr = s.upload(a.positives.row_ptr, q.rows + 1);
   p.pos_cols = s.upload(a.positives.cols, pos_nnz);
   p.pos_weights = a.positives.weights ? s.upload(a.positives.weights, pos_nnz) : nullptr;
-  if (q.exclude) {
-    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
-    p.excl_cols = s.upload(excl.all_cols().data(), excl_nnz);
-  }
   p.reduction = int(a.reduction);
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, q.rows) : nullptr;
   p.want_dscale = a.want_dscale;
   p.pos_z = s.take<float>(pos_nnz);
-  p.row_loss = s.take<double>(q.rows);
-  p.row_dscale = s.take<double>(q.rows);
-  p.row_k_bad = s.take<int32_t>(q.rows);
-  p.first_bad = s.take<long long>(1);
-  p.result = s.take<double>(2);
-  const long long none = INT64_MAX;
-  copy_to_device(p.first_bad, &none, sizeof none);
-
-  const bool g32 = a.grad_float32 || q.dtype == DType::Float32;
-  switch (q.dtype) {
-    case DType::Float32: launch<float, float>(p, layout); break;
-    case DType::Float16: g32 ? launch<f16_t, float>(p, layout) : launch<f16_t, f16_t>(p, layout); break;
-    case DType::BFloat16: g32 ? launch<bf16_t, float>(p, layout) : launch<bf16_t, bf16_t>(p, layout); break;
-  }
+  solve_rows(q, p, a.grad_float32);
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.row_dscale, p.rows, p.result);
   check_launch("softTopKLoss reduce kernel");
 
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / q.cols) +
-                               ", " + std::to_string(bad % q.cols) + "]");
-  std::vector<int32_t> k_bad(rows);
-  copy_to_host(k_bad.data(), p.row_k_bad, rows * 4);
-  for (int64_t r = 0; r < q.rows; ++r)
-    if (k_bad[size_t(r)] >= 0) {
-      const int32_t k = q.k_rows ? q.k_rows[r] : q.k;
-      fail("ERR_K_RANGE", (q.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
-                              std::to_string(k_bad[size_t(r)]) + " (the entries of row " + std::to_string(r) +
-                              " that are neither excluded nor -Infinity), received " + std::to_string(k));
-    }
   double result[2];
   copy_to_host(result, p.result, sizeof result);
   std::vector<double> row_loss(rows);
@@ -487,6 +596,52 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   for (int64_t i = 0; i < q.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
   const double loss = a.reduction == Reduction::Mean ? result[0] / double(q.rows) : result[0];
   return {loss, a.want_dscale ? result[1] : 0.0};
+}
+
+void soft_topk(const SoftTopKArgs& a) {
+  const SoftTopKProblem& q = a.p;
+  if (q.rows == 0) return;
+  if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  const SkipLists excl = q.exclude ? SkipLists(q.rows, Csr{}, q.exclude) : SkipLists();
+  const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
+  Scratch s(scratch_bytes(size_t(q.rows), 0, excl_nnz));
+  TopKParams p = shared_params(q, excl, s);
+  p.values = a.values;
+  p.log_output = a.log_output;
+  p.threshold = s.take<float>(q.rows);
+  p.iterations = s.take<int32_t>(q.rows);
+  solve_rows(q, p, false);
+  copy_to_host(a.threshold, p.threshold, size_t(q.rows) * sizeof(float));
+  copy_to_host(a.iterations, p.iterations, size_t(q.rows) * sizeof(int32_t));
+}
+
+void soft_topk_vjp(const SoftTopKVjpArgs& a) {
+  const SoftTopKProblem& q = a.p;
+  if (q.rows == 0) return;
+  if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  const SkipLists excl = q.exclude ? SkipLists(q.rows, Csr{}, q.exclude) : SkipLists();
+  const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
+  Scratch s(padded(4 * size_t(q.rows)) + padded(8 * size_t(q.rows + 1)) + padded(4 * size_t(excl_nnz)));
+  TopKVjpParams p{};
+  p.x = q.x;
+  p.g_out = a.grad_output;
+  p.grad = a.grad;
+  p.rows = q.rows;
+  p.cols = q.cols;
+  p.scale = q.scale;
+  p.alpha = q.alpha;
+  p.log_output = a.log_output;
+  p.threshold = s.upload(a.threshold, q.rows);
+  if (q.exclude) {
+    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
+    p.excl_cols = s.upload(excl.all_cols().data(), excl_nnz);
+  }
+  const bool g32 = a.grad_float32 || q.dtype == DType::Float32;
+  switch (q.dtype) {
+    case DType::Float32: launch_vjp<float, float>(p); break;
+    case DType::Float16: g32 ? launch_vjp<f16_t, float>(p) : launch_vjp<f16_t, f16_t>(p); break;
+    case DType::BFloat16: g32 ? launch_vjp<bf16_t, float>(p) : launch_vjp<bf16_t, bf16_t>(p); break;
+  }
 }
 
 }  // namespace fl::cuda

@@ -130,7 +130,7 @@ export type SoftTopKArgs = readonly [
   opts: NativeShape & NativeTopKSolve & { log: boolean },
   kRows: Int32Array | undefined,
   exclude: NativeCsr | undefined,
-  values: Float32Array,
+  values: NativeInput,
   threshold: Float32Array,
   iterations: Int32Array,
 ];
@@ -140,7 +140,7 @@ export type SoftTopKVjpArgs = readonly [
   opts: NativeShape & { alpha: number; log: boolean; gradFloat32: boolean },
   exclude: NativeCsr | undefined,
   threshold: Float32Array,
-  gradOutput: Float32Array,
+  gradOutput: NativeInput,
   grad: NativeInput,
 ];
 

@@ -45,8 +45,11 @@ void solver_options(const Napi::CallbackInfo& info, SoftTopKProblem& p, const Na
   if (p.max_iter < 1) fail("ERR_ARG", "maxIter: expected an integer >= 1");
 }
 
-void host_only(bool on_device) {
-  if (on_device) fail("ERR_DEVICE", "softTopK: expected scores on the CPU (the operator has no CUDA path; softTopKLoss has)");
+// An operand (B×N) on the scores' device.
+void* same_device(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count, bool on_device) {
+  const Operand o = operand(addon, v, name, dtype, count);
+  if (o.device != on_device) fail("ERR_DEVICE", std::string(name) + ": expected the same device as the scores");
+  return o.ptr;
 }
 
 struct SoftTopKJob {
@@ -57,16 +60,25 @@ struct SoftTopKJob {
   SoftTopKJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
     SoftTopKArgs& a = args;
     a.p = problem(info, addon, &on_device);
-    host_only(on_device);
     solver_options(info, a.p, info[2]);
     a.p.exclude = csr_arg(info[3], "exclude", a.p.rows, a.p.cols, true);
     a.log_output = info[1].As<Napi::Object>().Get("log").ToBoolean();
-    a.values = optional_host<float>(info[4], "values", napi_float32_array, a.p.rows * a.p.cols);
+    a.values = static_cast<float*>(same_device(addon, info[4], "values", DType::Float32, a.p.rows * a.p.cols, on_device));
     a.threshold = optional_host<float>(info[5], "threshold", napi_float32_array, a.p.rows);
     a.iterations = optional_host<int32_t>(info[6], "iterations", napi_int32_array, a.p.rows);
     if (!a.values || !a.threshold || !a.iterations) fail("ERR_TYPE", "softTopK: expected output arrays");
   }
-  void execute() { fl::soft_topk(*ctx, args); }
+  void execute() {
+    if (on_device) {
+#ifdef FUSEDLOSS_CUDA
+      cuda::soft_topk(args);
+#else
+      fail("ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
+#endif
+    } else {
+      fl::soft_topk(*ctx, args);
+    }
+  }
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 
@@ -78,18 +90,26 @@ struct SoftTopKVjpJob {
   SoftTopKVjpJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
     SoftTopKVjpArgs& a = args;
     a.p = problem(info, addon, &on_device);
-    host_only(on_device);
     const Napi::Object o = info[1].As<Napi::Object>();
     a.log_output = o.Get("log").ToBoolean();
     a.grad_float32 = o.Get("gradFloat32").ToBoolean();
     a.p.exclude = csr_arg(info[2], "exclude", a.p.rows, a.p.cols, true);
     a.threshold = optional_host<const float>(info[3], "threshold", napi_float32_array, a.p.rows);
-    a.grad_output = optional_host<const float>(info[4], "gradOutput", napi_float32_array, a.p.rows * a.p.cols);
-    const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols);
-    a.grad = g.ptr;
-    if (!a.threshold || !a.grad_output) fail("ERR_TYPE", "softTopK vjp: expected threshold and gradOutput");
+    a.grad_output = static_cast<const float*>(same_device(addon, info[4], "gradOutput", DType::Float32, a.p.rows * a.p.cols, on_device));
+    a.grad = same_device(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.p.dtype, a.p.rows * a.p.cols, on_device);
+    if (!a.threshold) fail("ERR_TYPE", "softTopK vjp: expected threshold");
   }
-  void execute() { fl::soft_topk_vjp(*ctx, args); }
+  void execute() {
+    if (on_device) {
+#ifdef FUSEDLOSS_CUDA
+      cuda::soft_topk_vjp(args);
+#else
+      fail("ERR_CUDA_UNAVAILABLE", "this build of fusedloss has no CUDA support");
+#endif
+    } else {
+      fl::soft_topk_vjp(*ctx, args);
+    }
+  }
   Napi::Value result(Napi::Env env) { return env.Undefined(); }
 };
 

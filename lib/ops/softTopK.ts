@@ -8,7 +8,7 @@ import { excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
 import { call, callAsync, type NativeTopKSolve } from '../native';
 import { outputF32, outputHost } from '../outputs';
-import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
+import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from '../tensor';
 import type { ScoresInput } from '../loss';
 import { fail, float32Array, oneOf, options, positiveFinite } from '../validate';
 
@@ -40,7 +40,7 @@ export interface SoftTopKOptions extends TopKSolveOptions {
 }
 
 export interface SoftTopKResult {
-  /** p_ij or log p_ij, float32, B×N (excluded and −Infinity entries: 0 or −Infinity). */
+  /** p_ij or log p_ij, float32, B×N (excluded and −Infinity entries: 0 or −Infinity), on the scores' device (dispose a CUDA one). */
   values: Tensor;
   /** t_i per row. */
   threshold: Float32Array;
@@ -48,8 +48,8 @@ export interface SoftTopKResult {
   iterations: Int32Array;
   /**
    * dL/dS for an upstream gradient dL/dvalues (float32, B×N: a Float32Array, Tensor or
-   * `{ dtype, shape, data }`), in the scores' dtype. Reads the scores again: do not change
-   * them in between. Throws ERR_SHAPE for the wrong size and ERR_DISPOSED after dispose().
+   * `{ dtype, shape, data }`; a float32 CUDA tensor for CUDA scores), in the scores' dtype, on
+   * their device. Reads the scores again: do not change them in between. Throws ERR_SHAPE for the wrong size and ERR_DISPOSED after dispose().
    */
   vjp(gradOutput: Float32Array | Tensor | TensorLike): Tensor;
   /** Drops what vjp needs (the scores, exclusions and thresholds). Idempotent. */
@@ -101,28 +101,33 @@ export function kArg(name: string, k: unknown, rows: number, cols: number, exclu
 function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions | undefined) {
   const o = options<SoftTopKOptions & Record<string, unknown>>('softTopK(): opts', optsArg) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, 'scores', o.shape as number[] | undefined, o.dtype as DType | undefined);
-  if (t.device !== 'cpu') fail('ERR_DEVICE', 'scores', 'a tensor on the CPU (softTopK has no CUDA path yet; softTopKLoss has)', `#a tensor on ${t.device}`);
   const output = oneOf('opts.output', o.output, ['prob', 'log'] as const, 'prob');
   const { alpha, tol, maxIter, exclude } = solveOptions(o, rows, cols, 1);
   const { k, kRows } = kArg('k', kArg_, rows, cols, exclude);
   const input = t.nativeInput('scores');
-  const values = outputF32(rows * cols);
+  const onDevice = t.device === 'cuda';
+  const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputF32(rows * cols), undefined);
   const threshold = outputF32(rows);
   const iterations = new Int32Array(rows);
   const shape = { dtype: dtypeCode(t.dtype), rows, cols };
-  const args = [input, { ...shape, alpha, k, tol, maxIter, log: output === 'log' }, kRows, exclude, values, threshold, iterations] as const;
+  const args = [input, { ...shape, alpha, k, tol, maxIter, log: output === 'log' }, kRows, exclude, values.nativeInput('values'), threshold, iterations] as const;
   const result = (): SoftTopKResult => {
     let live: { t: Tensor; threshold: Float32Array; exclude: NativeCsr | undefined } | undefined = { t, threshold: threshold.slice(), exclude };
     return {
-      values: new Tensor('float32', [rows, cols], values, undefined),
+      values,
       threshold,
       iterations,
       vjp(gradOutputArg) {
         if (!live) throw makeError('ERR_DISPOSED', 'softTopK().vjp: the result was disposed');
-        const gradOutput = upstream(gradOutputArg, rows, cols);
-        const grad = new Tensor(live.t.dtype, [rows, cols], outputHost(live.t.dtype, rows * cols), undefined);
+        const gradOutput = upstream(gradOutputArg, rows, cols, live.t.device);
+        const grad = onDevice ? emptyDevice(live.t.dtype, [rows, cols]) : new Tensor(live.t.dtype, [rows, cols], outputHost(live.t.dtype, rows * cols), undefined);
         const vjpArgs = [live.t.nativeInput('scores'), { ...shape, alpha, log: output === 'log', gradFloat32: false }, live.exclude, live.threshold, gradOutput, grad.nativeInput('grad')] as const;
-        call((a) => a.softTopKVjp(...vjpArgs));
+        try {
+          call((a) => a.softTopKVjp(...vjpArgs));
+        } catch (e) {
+          if (onDevice) grad.dispose();
+          throw e;
+        }
         return grad;
       },
       dispose() {
@@ -130,20 +135,25 @@ function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions |
       },
     };
   };
-  return { args, result };
+  // Frees device values the failed call allocated.
+  const abandon = () => {
+    if (onDevice) values.dispose();
+  };
+  return { args, result, abandon };
 }
 
-/** The upstream gradient of vjp: float32, B×N. */
-function upstream(g: unknown, rows: number, cols: number): Float32Array {
-  if (g instanceof Float32Array) return float32Array('gradOutput', g, rows * cols);
+/** The upstream gradient of vjp: float32, B×N, on the scores' device. */
+function upstream(g: unknown, rows: number, cols: number, device: string) {
+  if (g instanceof Float32Array && device === 'cpu') return float32Array('gradOutput', g, rows * cols);
   const t = asTensor(g, 'gradOutput');
   if (t.dtype !== 'float32') fail('ERR_DTYPE', 'gradOutput', "dtype 'float32'", t.dtype);
   if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) fail('ERR_SHAPE', 'gradOutput', `shape [${rows}, ${cols}]`, `#[${t.shape.join(', ')}]`);
-  return t.data() as Float32Array;
+  if (t.device !== device) fail('ERR_DEVICE', 'gradOutput', `a tensor on ${device}`, `#a tensor on ${t.device}`);
+  return device === 'cpu' ? (t.data() as Float32Array) : t.nativeInput('gradOutput');
 }
 
 /**
- * The soft top-k operator of SPEC 3.7 on B×N scores (CPU): per row, the threshold t_i with
+ * The soft top-k operator of SPEC 3.7 on B×N scores (CPU or CUDA; values and vjp gradient on the scores' device): per row, the threshold t_i with
  * Σ_j σ(α(S_ij + t_i)) = k_i over the entries that are in (not excluded, not −Infinity),
  * found by safeguarded Newton inside a bracket that always holds, and p_ij = σ(α(S_ij + t_i)).
  * The result's `vjp` gives dL/dS by implicit differentiation.
@@ -152,14 +162,24 @@ function upstream(g: unknown, rows: number, cols: number): Float32Array {
  * k array of the wrong length, ERR_CSR for bad exclusions, ERR_NON_FINITE for NaN/+Infinity.
  */
 export function softTopK(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): SoftTopKResult {
-  const { args, result } = prepare(scores, k, opts);
-  call((a) => a.softTopK(...args));
+  const { args, result, abandon } = prepare(scores, k, opts);
+  try {
+    call((a) => a.softTopK(...args));
+  } catch (e) {
+    abandon();
+    throw e;
+  }
   return result();
 }
 
 /** {@link softTopK} on a worker thread, leaving the event loop free (its vjp is synchronous). */
 export async function softTopKAsync(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): Promise<SoftTopKResult> {
-  const { args, result } = prepare(scores, k, opts);
-  await callAsync((a) => a.softTopKAsync(...args));
+  const { args, result, abandon } = prepare(scores, k, opts);
+  try {
+    await callAsync((a) => a.softTopKAsync(...args));
+  } catch (e) {
+    abandon();
+    throw e;
+  }
   return result();
 }

@@ -28,6 +28,13 @@ constexpr TileStatsFn stats_variants[4] = {tile_stats<V, T, false, false>, tile_
 template <class T>
 constexpr TileExpGradFn grad_variants[4] = {tile_exp_grad<V, T, float, false>, tile_exp_grad<V, T, T, false>,
                                             tile_exp_grad<V, T, float, true>, tile_exp_grad<V, T, T, true>};
+template <class T>
+constexpr TopKValuesFn topk_values_variants[2] = {topk_values<V, T, false>, topk_values<V, T, true>};
+template <class T>
+constexpr TopKVjpSumsFn topk_vjp_sums_variants[2] = {topk_vjp_sums<V, T, false>, topk_vjp_sums<V, T, true>};
+template <class T>
+constexpr TopKVjpGradFn topk_vjp_grad_variants[4] = {topk_vjp_grad<V, T, float, false>, topk_vjp_grad<V, T, T, false>,
+                                                     topk_vjp_grad<V, T, float, true>, topk_vjp_grad<V, T, T, true>};
 }  // namespace fl::FL_ISA_NS
 
 #define FL_VARIANTS(table)                                                                   \
@@ -59,5 +66,12 @@ const CpuKernels FL_KERNEL_TABLE = {
     {{FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, f16_t, f16_t>},
      {FL_ISA_NS::sym_grad<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::sym_grad<FL_ISA_NS::V, bf16_t, bf16_t>}},
+    {{FL_ISA_NS::topk_values_variants<float>[0], FL_ISA_NS::topk_values_variants<float>[1]},
+     {FL_ISA_NS::topk_values_variants<f16_t>[0], FL_ISA_NS::topk_values_variants<f16_t>[1]},
+     {FL_ISA_NS::topk_values_variants<bf16_t>[0], FL_ISA_NS::topk_values_variants<bf16_t>[1]}},
+    {{FL_ISA_NS::topk_vjp_sums_variants<float>[0], FL_ISA_NS::topk_vjp_sums_variants<float>[1]},
+     {FL_ISA_NS::topk_vjp_sums_variants<f16_t>[0], FL_ISA_NS::topk_vjp_sums_variants<f16_t>[1]},
+     {FL_ISA_NS::topk_vjp_sums_variants<bf16_t>[0], FL_ISA_NS::topk_vjp_sums_variants<bf16_t>[1]}},
+    FL_VARIANTS(topk_vjp_grad_variants),
 };
 }  // namespace fl

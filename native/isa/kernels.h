@@ -74,6 +74,27 @@ struct TopKGradTile {
 using TopKStatsFn = TopKTileStats (*)(const void* x, int64_t n);
 using TopKSumsFn = TopKSums (*)(const TopKSumsTile&);
 using TopKGradFn = double (*)(const TopKGradTile&);
+// softTopK's values, and its vjp's two passes (sums, then the gradient), over a run of a row.
+struct TopKValuesTile {
+  const void* x;
+  float* out;
+  int64_t n;
+  float scale, alpha, t;
+};
+struct TopKVjpTile {
+  const void* x;
+  const float* g_out;  // the upstream gradient, float32
+  void* g;             // pass 2 only
+  int64_t n;
+  float scale, alpha, t;
+  float factor;        // pass 2 only: the row's G/V
+};
+struct TopKVjpSums {
+  double v, g;  // Σ α·p(1 − p) and Σ own (see topk_vjp_sums)
+};
+using TopKValuesFn = void (*)(const TopKValuesTile&);
+using TopKVjpSumsFn = TopKVjpSums (*)(const TopKVjpTile&);
+using TopKVjpGradFn = void (*)(const TopKVjpTile&);
 
 // The block length of the SIMD sweeps (softmax_rows.inl): statistics are merged per block.
 constexpr int64_t kSoftmaxBlock = 2048;
@@ -140,6 +161,9 @@ struct CpuKernels {
   TopKGradFn topk_grad[3][2];   // [dtype][0: float32 gradient, 1: the input dtype]
   SymStatsFn sym_stats[3];              // [dtype]
   SymGradFn sym_grad[3][2];             // [dtype][0: float32 gradient, 1: the input dtype]
+  TopKValuesFn topk_values[3][2];       // [dtype][0: p, 1: log p]
+  TopKVjpSumsFn topk_vjp_sums[3][2];    // [dtype][0: 'prob', 1: 'log']
+  TopKVjpGradFn topk_vjp_grad[3][4];    // [dtype][2·log + (0: float32 gradient, 1: the input dtype)]
 };
 
 extern const CpuKernels kernels_sse2;

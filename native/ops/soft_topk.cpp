@@ -38,23 +38,6 @@ void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
   else store<bf16_t>(g, i, v);
 }
 
-// The operator's outputs over a run: p = σ(a) or log p = min(a, 0) − log1p(e^{−|a|}),
-// a = α(scale·x + t) formed as the sweeps form it; −inf gives p = 0, log p = −inf.
-template <class T, bool kLog>
-void values_run(const void* xv, float* out, int64_t n, float scale, float alpha, float t) {
-  const T* x = static_cast<const T*>(xv);
-  for (int64_t j = 0; j < n; ++j) {
-    const float a = (to_float(x[j]) * scale + t) * alpha;
-    const float e = std::exp(-std::fabs(a));
-    if constexpr (kLog) out[j] = std::min(a, 0.f) - std::log1p(e);
-    else out[j] = a >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
-  }
-}
-using ValuesRunFn = void (*)(const void*, float*, int64_t, float, float, float);
-constexpr ValuesRunFn kValuesRun[3][2] = {{values_run<float, false>, values_run<float, true>},
-                                          {values_run<f16_t, false>, values_run<f16_t, true>},
-                                          {values_run<bf16_t, false>, values_run<bf16_t, true>}};
-
 struct RowState {
   TopKSolver s{};
   bool need = false;    // the row needs a threshold
@@ -264,8 +247,8 @@ void soft_topk(Context& ctx, const SoftTopKArgs& a) {
              const float t = rows.threshold(r);
              float* out = a.values + r * cols;
              std::fill(out + c0, out + c1, a.log_output ? -INFINITY : 0.f);  // excluded entries
-             const ValuesRunFn fn = kValuesRun[int(a.p.dtype)][a.log_output ? 1 : 0];
-             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(rows.at(r, u), out + u, w - u, a.p.scale, a.p.alpha, t); });
+             const TopKValuesFn fn = ctx.kernels->topk_values[int(a.p.dtype)][a.log_output ? 1 : 0];
+             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(TopKValuesTile{rows.at(r, u), out + u, w - u, a.p.scale, a.p.alpha, t}); });
              return 0.0;
            });
 }
@@ -274,47 +257,46 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
   TopKRows rows(ctx, a.p);
   const SoftTopKProblem& p = a.p;
   const int64_t tiles = tiles_per_row(p.cols);
-  // Pass 1, per tile: V = α·Σp(1 − p) and G = Σ g·v ('prob') or Σ u, u = α·g·(1 − p) ('log').
-  std::vector<double> vpart(size_t(p.rows * tiles)), gpart(size_t(p.rows * tiles));
-  auto each_in = [&](int64_t r, int64_t c0, int64_t c1, auto&& fn) {
-    const float t = a.threshold[r];
-    for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
-      for (int64_t c = u; c < w; ++c) {
-        const float xv = rows.x(r, c);
-        if (xv == -INFINITY) continue;
-        fn(c, sigmoid_pair(rows.arg(xv, t)), double(a.grad_output[r * p.cols + c]));
-      }
-    });
+  const int log = a.log_output ? 1 : 0;
+  const int grad_in_dtype = a.grad_float32 || p.dtype == DType::Float32 ? 0 : 1;
+  const TopKVjpSumsFn sums = ctx.kernels->topk_vjp_sums[int(p.dtype)][log];
+  const TopKVjpGradFn grad = ctx.kernels->topk_vjp_grad[int(p.dtype)][2 * log + grad_in_dtype];
+  const int64_t esize = grad_in_dtype ? dtype_size(p.dtype) : 4;
+  auto tile = [&](int64_t r, int64_t c, int64_t n, float factor) {
+    return TopKVjpTile{rows.at(r, c), a.grad_output + r * p.cols + c, static_cast<char*>(a.grad) + (r * p.cols + c) * esize,
+                       n, p.scale, p.alpha, a.threshold[r], factor};
   };
-  const double alpha = p.alpha;
+  // Pass 1, per tile: V = α·Σp(1 − p) and G = Σ g·v ('prob') or Σ u, u = α·g·(1 − p) ('log').
+  std::vector<TopKVjpSums> part(size_t(p.rows * tiles), TopKVjpSums{0.0, 0.0});
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
-    double V = 0, G = 0;
-    each_in(r, c0, c1, [&](int64_t, SigmoidPair s, double g) {
-      const double v = alpha * double(s.p) * double(s.q);
-      V += v;
-      G += a.log_output ? alpha * g * double(s.q) : g * v;
+    TopKVjpSums& s = part[size_t(r * tiles + k)];
+    for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
+      const TopKVjpSums t = sums(tile(r, u, w - u, 0.f));
+      s.v += t.v;
+      s.g += t.g;
     });
-    vpart[size_t(r * tiles + k)] = V;
-    gpart[size_t(r * tiles + k)] = G;
   });
-  std::vector<double> factor(size_t(p.rows));
+  std::vector<float> factor(size_t(p.rows));
   for (int64_t r = 0; r < p.rows; ++r) {
     double V = 0, G = 0;
     for (int64_t k = 0; k < tiles; ++k) {
-      V += vpart[size_t(r * tiles + k)];
-      G += gpart[size_t(r * tiles + k)];
+      V += part[size_t(r * tiles + k)].v;
+      G += part[size_t(r * tiles + k)].g;
     }
-    factor[size_t(r)] = topk_backward_factor(G, 1.0, V);
+    factor[size_t(r)] = float(topk_backward_factor(G, 1.0, V));
   }
-  // Pass 2: ∂/∂S_m = scale·(own_m − v_m·G/V), own = g·v or u; 0 at out entries.
+  // Pass 2: ∂/∂S_m = scale·(own_m − v_m·G/V), own = g·v or u; 0 at out and excluded entries.
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + c, 0.f);
-    const double f = factor[size_t(r)];
-    each_in(r, c0, c1, [&](int64_t c, SigmoidPair s, double g) {
-      const double v = alpha * double(s.p) * double(s.q);
-      const double own = a.log_output ? alpha * g * double(s.q) : g * v;
-      store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + c, float(double(p.scale) * (own - v * f)));
+    int64_t c = c0;
+    auto zero = [&](int64_t u, int64_t w) {
+      if (w > u) std::fill_n(static_cast<char*>(a.grad) + (r * p.cols + u) * esize, size_t((w - u) * esize), char(0));
+    };
+    for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
+      zero(c, u);
+      grad(tile(r, u, w - u, factor[size_t(r)]));
+      c = w;
     });
+    zero(c, c1);
   });
 }
 

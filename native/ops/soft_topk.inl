@@ -1,5 +1,5 @@
-// SIMD part of soft top-k (native/ops/soft_topk.cpp): the sweeps the threshold solver and the
-// loss's gradient make over a run of a row. Included into each ISA namespace by
+// SIMD part of soft top-k (native/ops/soft_topk.cpp): the sweeps the threshold solver, the
+// loss's gradient, and the operator's values and vjp make over a run of a row. Included into each ISA namespace by
 // native/isa/isa_body.inl. z = scale·x; an entry at −inf is out (σ = 0, gradient 0).
 //
 // Sums are fp32 lane sums over blocks of kBlock entries, merged in double, so their error does
@@ -118,4 +118,87 @@ double topk_grad(const TopKGradTile& a) {
     total += double(V::sum(acc));
   }
   return total;
+}
+
+// The operator's values over a run: p = σ(a), or log p = min(a, 0) − log1p(e^{−|a|}) (free of
+// cancellation, finite far below the threshold). An out entry gives p = 0, log p = −inf.
+template <class V, class T, bool kLog>
+void topk_values(const TopKValuesTile& a) {
+  using F = typename V::F;
+  const T* x = static_cast<const T*>(a.x);
+  const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t), zero = V::zero();
+  auto value = [&](F v) {
+    const F arg = V::mul(V::add(V::mul(v, vs), vt), valpha);
+    if constexpr (kLog) {
+      const F e = V::exp(V::sub(zero, V::max(arg, V::sub(zero, arg))));
+      return V::sub(V::min(arg, zero), log1p_unit<V>(e));
+    } else {
+      return vsigmoid_pair<V>(arg).p;
+    }
+  };
+  int64_t j = 0;
+  for (; j + V::W <= a.n; j += V::W) V::store(a.out + j, value(V::load(x + j)));
+  if (j < a.n) V::store_tail(a.out + j, value(V::load_tail(x + j, int(a.n - j), -INFINITY)), int(a.n - j));
+}
+
+// The operator's vjp over a run, with v = α·p(1 − p) and own = g·v ('prob') or α·g·(1 − p)
+// ('log'); out entries take no part (own = 0 even where g is not).
+template <class V, bool kLog>
+struct VTopKVjpTerms {
+  typename V::F v, own;
+};
+template <class V, bool kLog>
+static inline VTopKVjpTerms<V, kLog> vtopk_vjp_terms(typename V::F x, typename V::F g, typename V::F vs, typename V::F valpha,
+                                                     typename V::F vt) {
+  const VSigmoidPair<V> s = vsigmoid_pair<V>(V::mul(V::add(V::mul(x, vs), vt), valpha));
+  const typename V::F v = V::mul(valpha, V::mul(s.p, s.q));
+  const typename V::F own = kLog ? V::mul(valpha, V::mul(g, s.q)) : V::mul(g, v);
+  return {v, V::zero_where_eq(own, x, V::set1(-INFINITY))};
+}
+
+// Pass 1: V = Σ v and G = Σ own.
+template <class V, class T, bool kLog>
+TopKVjpSums topk_vjp_sums(const TopKVjpTile& a) {
+  using F = typename V::F;
+  const T* x = static_cast<const T*>(a.x);
+  const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t);
+  TopKVjpSums total{0.0, 0.0};
+  for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+    const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
+    F sv = V::zero(), sg = V::zero();
+    int64_t j = b0;
+    for (; j + V::W <= b1; j += V::W) {
+      const VTopKVjpTerms<V, kLog> u = vtopk_vjp_terms<V, kLog>(V::load(x + j), V::load(a.g_out + j), vs, valpha, vt);
+      sv = V::add(sv, u.v);
+      sg = V::add(sg, u.own);
+    }
+    if (j < b1) {
+      const int tail = int(b1 - j);
+      const VTopKVjpTerms<V, kLog> u = vtopk_vjp_terms<V, kLog>(V::load_tail(x + j, tail, -INFINITY), V::load_tail(a.g_out + j, tail), vs, valpha, vt);
+      sv = V::add(sv, u.v);
+      sg = V::add(sg, u.own);
+    }
+    total.v += double(V::sum(sv));
+    total.g += double(V::sum(sg));
+  }
+  return total;
+}
+
+// Pass 2: dL/dx = scale·(own − v·factor), factor = G/V of the row, stored as TG.
+template <class V, class T, class TG, bool kLog>
+void topk_vjp_grad(const TopKVjpTile& a) {
+  using F = typename V::F;
+  const T* x = static_cast<const T*>(a.x);
+  TG* g = static_cast<TG*>(a.g);
+  const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t), vf = V::set1(a.factor);
+  auto grad = [&](F xv, F gv) {
+    const VTopKVjpTerms<V, kLog> u = vtopk_vjp_terms<V, kLog>(xv, gv, vs, valpha, vt);
+    return V::mul(vs, V::sub(u.own, V::mul(u.v, vf)));
+  };
+  int64_t j = 0;
+  for (; j + V::W <= a.n; j += V::W) V::store(g + j, grad(V::load(x + j), V::load(a.g_out + j)));
+  if (j < a.n) {
+    const int tail = int(a.n - j);
+    V::store_tail(g + j, grad(V::load_tail(x + j, tail, -INFINITY), V::load_tail(a.g_out + j, tail)), tail);
+  }
 }
