@@ -55,10 +55,14 @@ if (!process.env.npm_config_nodedir) {
   if (existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) process.env.npm_config_nodedir = prefix;
 }
 const cmakeJs = resolveBin('cmake-js', 'cmake-js');
+// The prebuilt binary node-gyp-build would pick, if it really loads here (a prebuild made on a
+// newer glibc, say, does not): then nothing needs compiling.
 const prebuildLoads = () => {
   try {
     const found = require('node-gyp-build').path(root);
-    return found.includes(`${path.sep}prebuilds${path.sep}`) ? found : null;
+    if (!found.includes(`${path.sep}prebuilds${path.sep}`)) return null;
+    require(found);
+    return found;
   } catch {
     return null;
   }
@@ -71,8 +75,18 @@ const cmakeArgs = (out, extra) => {
 if (!force && !cmakeJs && prebuildLoads()) {
   log(`using the prebuilt binary ${path.relative(root, prebuildLoads())}`);
 } else if (!cmakeJs) {
-  console.error('fusedloss: no prebuilt binary for this platform and cmake-js is not installed; cannot build.');
-  process.exit(1);
+  // Installed as a dependency (cmake-js is a devDependency) where no prebuild loads: build the
+  // CPU addon from binding.gyp with the node-gyp that npm runs install scripts with.
+  const nodeGyp = process.env.npm_config_node_gyp;
+  if (!nodeGyp || !existsSync(nodeGyp)) {
+    console.error('fusedloss: no prebuilt binary loads on this machine, and neither cmake-js nor node-gyp is available to build one.');
+    process.exit(1);
+  }
+  log('no prebuilt binary loads here: building the CPU addon with node-gyp');
+  if (!run(process.execPath, [nodeGyp, 'rebuild'])) {
+    console.error('fusedloss: the CPU build (node-gyp) failed.');
+    process.exit(1);
+  }
 } else {
   log('building the CPU addon (cmake-js)');
   if (!run(process.execPath, [cmakeJs, ...cmakeArgs('build', [])])) {
