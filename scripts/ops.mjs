@@ -31,6 +31,9 @@ export function randomLabels(rng, rows, cols, ignore = false) {
   return y;
 }
 
+/** Bench inputs timed as a training loop runs them: the gradient buffer is reused (opts.out). */
+const reuseGrad = (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } });
+
 /** Host values of a loss result's gradient (for comparisons across backends). */
 const gradValues = (fl, g) => (g ? fl.toFloat32(fl.toHost(g).data(), g.dtype) : new Float32Array(0));
 
@@ -71,8 +74,7 @@ export const ops = [
         { rows: 1, cols: 10_000_003 }, // one row: the pool splits it into tiles (two-level reduction)
       ],
       bytes: (c) => c.rows * c.cols * 8, // one read of the logits, one write of the gradient
-      // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
-      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      prepare: reuseGrad,
       peers: {
         'tfjs-wasm': ({ tf }, inputs) => {
           const [rows, cols] = inputs.scores.shape;
@@ -213,7 +215,7 @@ export const ops = [
       // DEXML's configuration: k = 5, α = 2 (the defaults).
       sizes: [{ rows: 64, cols: 131072 }],
       bytes: (c) => c.rows * c.cols * 8, // one read of the scores, one write of the gradient
-      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      prepare: reuseGrad,
       peers: {},
     },
   },
@@ -272,8 +274,7 @@ function positivesLossOp(name) {
       // DEXML's shape on the CPU: 256 queries × 32768 labels, 3 positives per row.
       sizes: [{ rows: 256, cols: 32768, positives: 3 }],
       bytes: (c) => c.rows * c.cols * 8, // one read of the scores, one write of the gradient
-      // Timed as a training loop runs it: the gradient buffer is reused (opts.out).
-      prepare: (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } }),
+      prepare: reuseGrad,
       peers: {},
     },
   };
@@ -317,8 +318,6 @@ function contrastiveEntry(name, cases, bench) {
   };
 }
 
-/** Timed as a training loop runs it: the gradient buffer is reused (opts.out). */
-const reuseGrad = (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } });
 
 ops.push(
   contrastiveEntry(

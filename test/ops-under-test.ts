@@ -202,6 +202,37 @@ export function checkElementwise(name: string, got: Float32Array, ref: ArrayLike
   return undefined;
 }
 
+/**
+ * The gradient against the float64 reference: ‖g − ref‖ ≤ 1e-5·‖ref‖ (SPEC 5, fp32), plus twice
+ * the error of rounding the exact gradient to a half dtype, plus `floor`, an absolute allowance
+ * the op derives from its own cancellations. Every element must have been written (no NaN).
+ */
+export function checkGradient(got: Float32Array, ref: ArrayLike<number>, dtype: DType, floor: number): string | undefined {
+  if (got.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
+  const exact = Float32Array.from(ref);
+  const rounded = dtype === 'float32' ? exact : fl.toFloat32(dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), dtype);
+  let num = 0, den = 0, rnd = 0;
+  for (let k = 0; k < ref.length; k++) {
+    num += (got[k] - ref[k]) ** 2;
+    den += ref[k] ** 2;
+    rnd += (rounded[k] - ref[k]) ** 2;
+  }
+  const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + floor + 1e-30;
+  return Math.sqrt(num) > tol ? `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}` : undefined;
+}
+
+/** dScale within 1e-4 relative, plus 1e-6 of `cancel`, the size of the terms its sum cancels. */
+export function checkDScale(got: number, ref: number, cancel: number): string | undefined {
+  return Math.abs(got - ref) <= 1e-4 * Math.max(1, Math.abs(ref)) + 1e-6 * cancel ? undefined : `dScale ${got} vs ${ref}`;
+}
+
+/** max_j |S_rj| over the finite entries of row r. */
+export function rowMaxAbs(s: Scores, r: number): number {
+  let m = 0;
+  for (let k = 0; k < s.cols; k++) if (Number.isFinite(s.values[r * s.cols + k])) m = Math.max(m, Math.abs(s.values[r * s.cols + k]));
+  return m;
+}
+
 // ---------- logSumExp ----------
 
 interface LseInputs {
@@ -330,20 +361,6 @@ const softmaxCrossEntropy: OpUnderTest<CeCase, CeInputs> = {
       checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5) ??
       checkElementwise('lse', got.lse as Float32Array, ref.lse as ArrayLike<number>, 1e-5);
     if (why) return why;
-    const g = got.grad as Float32Array;
-    const rg = ref.grad as ArrayLike<number>;
-    if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
-    // fp32: SPEC 5's 1e-5. Half: no worse than twice rounding the exact gradient to the dtype.
-    const exact = Float32Array.from(rg);
-    const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
-    let num = 0, den = 0, rnd = 0;
-    for (let k = 0; k < rg.length; k++) {
-      num += (g[k] - rg[k]) ** 2;
-      den += rg[k] ** 2;
-      rnd += (rounded[k] - rg[k]) ** 2;
-    }
-    const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-30;
-    if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
     // dScale sums the dense part in fp32 lanes and corrects the label in double: that cancels
     // up to u_i·w_max·max_j |S_ij| per row, rounded in fp32.
     const cw = i.opts.classWeights as Float32Array | undefined;
@@ -351,16 +368,11 @@ const softmaxCrossEntropy: OpUnderTest<CeCase, CeInputs> = {
     let cancel = 0;
     for (let r = 0; r < i.s.rows; r++) {
       if (i.labels[r] === -100) continue;
-      const red = i.opts.reduction;
-      const u = red === 'none' ? Math.abs((i.opts.gradOutput as Float32Array)[r]) : 1;
-      let m = 0;
-      for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
-      cancel += u * wMax * m;
+      const u = i.opts.reduction === 'none' ? Math.abs((i.opts.gradOutput as Float32Array)[r]) : 1;
+      cancel += u * wMax * rowMaxAbs(i.s, r);
     }
     if (i.opts.reduction === 'mean') cancel /= Math.max(1e-30, [...i.labels].filter((y) => y !== -100).reduce((a, y) => a + (cw ? cw[y] : 1), 0));
-    const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
-    if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
-    return undefined;
+    return checkGradient(got.grad as Float32Array, ref.grad as ArrayLike<number>, i.s.dtype, 0) ?? checkDScale(got.dScale as number, ref.dScale as number, cancel);
   },
   views: (i) => [i.s.data, i.labels, ...(i.opts.classWeights ? [i.opts.classWeights as Float32Array] : []), ...(i.opts.gradOutput ? [i.opts.gradOutput as Float32Array] : [])],
   mutations: [
@@ -472,39 +484,21 @@ function positivesOp(name: string, fn: PositivesFn, fnAsync: (...a: Parameters<P
         checkElementwise('loss', new Float32Array([got.loss as number]), [ref.loss as number], 1e-5) ??
         checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5);
       if (why) return why;
-      const g = got.grad as Float32Array;
-      const rg = ref.grad as ArrayLike<number>;
-      if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
       // dScale sums the dense part over the row in fp32 lanes, then corrects the positives in
       // double: that cancels up to u_i·W_i·max_j |S_ij| per row (W_i = Σ w_p), rounded in fp32.
-      // The gradient's own cancellation (W_i·p_j − w_ij at a positive) is of order u_i·W_i·scale.
+      // The gradient's own cancellation (W_i·p_j − w_ij at a positive) is of order u_i·W_i·scale:
+      // a gradient that is exactly 0 in float64 comes out as ~1e-29 in fp32, and that is not an error.
       let cancel = 0, gradScaleOfRows = 0;
       const scale = Math.fround((i.opts.scale as number | undefined) ?? 1);
       for (let r = 0; r < i.s.rows; r++) {
         const red = i.opts.reduction;
         const u = red === 'sum' ? 1 : red === 'none' ? Math.abs((i.opts.gradOutput as Float32Array)[r]) : 1 / i.s.rows;
-        let W = 0, m = 0;
+        let W = 0;
         for (let e = i.positives.rowPtr[r]; e < i.positives.rowPtr[r + 1]; e++) W += i.positives.weights?.[e] ?? 1;
-        for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
-        cancel += u * W * m;
+        cancel += u * W * rowMaxAbs(i.s, r);
         gradScaleOfRows += u * W * scale;
       }
-      // fp32: SPEC 5's 1e-5, with a floor of fp32 rounding of the cancelling terms (a gradient
-      // that is exactly 0 in float64 comes out as ~1e-29 in fp32, and that is not an error).
-      // Half: no worse than twice rounding the exact gradient to the dtype.
-      const exact = Float32Array.from(rg);
-      const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
-      let num = 0, den = 0, rnd = 0;
-      for (let k = 0; k < rg.length; k++) {
-        num += (g[k] - rg[k]) ** 2;
-        den += rg[k] ** 2;
-        rnd += (rounded[k] - rg[k]) ** 2;
-      }
-      const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-7 * gradScaleOfRows + 1e-30;
-      if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
-      const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
-      if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
-      return undefined;
+      return checkGradient(got.grad as Float32Array, ref.grad as ArrayLike<number>, i.s.dtype, 1e-7 * gradScaleOfRows) ?? checkDScale(got.dScale as number, ref.dScale as number, cancel);
     },
     views: (i) => {
       const x = i.opts.exclude as PositivesInputs['positives'] | undefined;
@@ -806,18 +800,6 @@ function contrastiveOp(name: 'infoNCE' | 'decoupledContrastive'): OpUnderTest<Co
         (bothNaN ? undefined : checkElementwise('loss', new Float32Array([got.loss as number]), [ref.loss as number], 1e-5)) ??
         checkElementwise('rowLoss', got.rowLoss as Float32Array, ref.rowLoss as ArrayLike<number>, 1e-5);
       if (why) return why;
-      const g = got.grad as Float32Array;
-      const rg = ref.grad as ArrayLike<number>;
-      if (g.some(Number.isNaN)) return 'grad has NaN (unwritten or invalid)';
-      // fp32: SPEC 5's 1e-5. Half: no worse than twice rounding the exact gradient to the dtype.
-      const exact = Float32Array.from(rg);
-      const rounded = i.s.dtype === 'float32' ? exact : fl.toFloat32(i.s.dtype === 'float16' ? fl.float32ToFloat16(exact) : fl.float32ToBFloat16(exact), i.s.dtype);
-      let num = 0, den = 0, rnd = 0;
-      for (let k = 0; k < rg.length; k++) {
-        num += (g[k] - rg[k]) ** 2;
-        den += rg[k] ** 2;
-        rnd += (rounded[k] - rg[k]) ** 2;
-      }
       // The float64 reference has its own rounding: p − 1 at a positive holding all but 1e-30
       // of the probability is 0 there (the kernel keeps it), so allow 1e-15 of the row factors.
       const red = i.opts.reduction;
@@ -825,20 +807,13 @@ function contrastiveOp(name: 'infoNCE' | 'decoupledContrastive'): OpUnderTest<Co
       const u = (r: number) => (red === 'sum' ? 1 : red === 'none' ? Math.abs(go![r]) : 1 / i.s.rows);
       let uSum = 0;
       for (let r = 0; r < i.s.rows; r++) uSum += u(r);
-      const tol = 1e-5 * Math.sqrt(den) + 2 * Math.sqrt(rnd) + 1e-15 * ((i.opts.scale as number | undefined) ?? 1) * uSum + 1e-30;
-      if (Math.sqrt(num) > tol) return `grad: ‖err‖ ${Math.sqrt(num).toExponential(2)} > ${tol.toExponential(2)}`;
+      const floor = 1e-15 * ((i.opts.scale as number | undefined) ?? 1) * uSum;
       // dScale sums dense terms in fp32 lanes and corrects the positives in double: that
       // cancels up to 4·u_i·max_j |S_ij| per row (Σ_j |dℓ_i/dz_ij| ≤ 4: two softmaxes, or DCLW's
       // |w| ≤ 2 plus one), rounded in fp32.
       let cancel = 0;
-      for (let r = 0; r < i.s.rows; r++) {
-        let m = 0;
-        for (let k = 0; k < i.s.cols; k++) if (Number.isFinite(i.s.values[r * i.s.cols + k])) m = Math.max(m, Math.abs(i.s.values[r * i.s.cols + k]));
-        cancel += 4 * u(r) * m * (i.opts.positives ? 4 : 1);
-      }
-      const dErr = Math.abs((got.dScale as number) - (ref.dScale as number));
-      if (!(dErr <= 1e-4 * Math.max(1, Math.abs(ref.dScale as number)) + 1e-6 * cancel)) return `dScale ${got.dScale} vs ${ref.dScale}`;
-      return undefined;
+      for (let r = 0; r < i.s.rows; r++) cancel += 4 * u(r) * rowMaxAbs(i.s, r) * (i.opts.positives ? 4 : 1);
+      return checkGradient(got.grad as Float32Array, ref.grad as ArrayLike<number>, i.s.dtype, floor) ?? checkDScale(got.dScale as number, ref.dScale as number, cancel);
     },
     views: (i) => {
       const p = i.opts.positives as Csr | undefined;
