@@ -121,12 +121,9 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float
   const float z_y = transform<kSoftcap>(to_float(static_cast<const T*>(p.x)[row * p.cols + y]), p.scale, p.cap);
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
-  // p_y − 1 and lse − z_y where the label is the row max (as tile_stats computed it, bitwise):
-  // −rest/(1 + rest) and log1p(rest), exact however confident the row; elsewhere p_y ≤ 1/2.
-  const bool label_is_max = z_y * kLog2e == max2;
-  const double pm1 = label_is_max ? -double(rest) / (1.0 + double(rest)) : exp(double(z_y) - lse) - 1.0;
-  const double margin = label_is_max ? log1p(double(rest)) : lse - double(z_y);
-  const CrossEntropyRow r = cross_entropy_row(lse, margin, pm1, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  // The label is the row max when its base-2 value equals max2 (as tile_stats computed it, bitwise).
+  const LabelTerms lt = label_terms(z_y * kLog2e == max2, double(rest), lse, double(z_y));
+  const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
   p.row_loss[row] = r.loss;
   RowTerms t{max2, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;

@@ -60,12 +60,8 @@ struct CrossEntropyLoss {
     const Entry e = engine.entry(r, y);
     label[size_t(r)] = e;
     const double w_y = a.class_weights ? a.class_weights[y] : 1.0;
-    // When the label is the row max, lse − z_y = log1p(rest) and p_y − 1 = −rest/(1+rest)
-    // exactly; elsewhere p_y ≤ ½ and the direct forms lose nothing.
-    const bool label_is_max = e.z == st.max;
-    const double margin = label_is_max ? std::log1p(st.rest) : lse - double(e.z);
-    const double pm1 = label_is_max ? st.p_max_minus_one() : std::exp(double(e.z) - lse) - 1.0;
-    const CrossEntropyRow row = cross_entropy_row(lse, margin, pm1, st.lin, w_y, totals.mean_class_weight, double(a.cols),
+    const LabelTerms lt = label_terms(e.z == st.max, st.rest, lse, double(e.z));
+    const CrossEntropyRow row = cross_entropy_row(lse, lt.margin, lt.p_minus_one, st.lin, w_y, totals.mean_class_weight, double(a.cols),
                                                   a.label_smoothing, a.z_loss, upstream(r));
     loss[size_t(r)] = row.loss;
     label_dz[size_t(r)] = row.label_dz;

@@ -20,6 +20,17 @@ struct CrossEntropyRow {
   float label_dz;     // the whole dℓ/dz at the label, times u
 };
 
+// lse − z_y and p_y − 1 of the label, exact however confident the row: where the label is the
+// row max (z_y == max, bitwise as the statistics sweep saw it), log1p(rest) and −rest/(1 + rest)
+// with Σexp = 1 + rest; elsewhere p_y ≤ ½ and the direct forms lose nothing.
+struct LabelTerms {
+  double margin, p_minus_one;
+};
+FL_HD LabelTerms label_terms(bool label_is_max, double rest, double lse, double z_y) {
+  if (label_is_max) return LabelTerms{log1p(rest), -rest / (1.0 + rest)};
+  return LabelTerms{lse - z_y, exp(z_y - lse) - 1.0};
+}
+
 // u is the row's upstream factor (1/Σw_y for mean, 1 for sum, gradOutput_i for none);
 // margin = lse − z_y and p_y_minus_one = p_y − 1, both computed by the caller so that they keep
 // their precision when the label holds nearly all the probability (see RowStats);
