@@ -72,8 +72,9 @@ const cmakeArgs = (out, extra) => {
   return args.concat(extra);
 };
 
-if (!force && !cmakeJs && prebuildLoads()) {
-  log(`using the prebuilt binary ${path.relative(root, prebuildLoads())}`);
+const prebuilt = !force && !cmakeJs ? prebuildLoads() : null;
+if (prebuilt) {
+  log(`using the prebuilt binary ${path.relative(root, prebuilt)}`);
 } else if (!cmakeJs) {
   // Installed as a dependency (cmake-js is a devDependency) where no prebuild loads: build the
   // CPU addon from binding.gyp with the node-gyp that npm runs install scripts with.
