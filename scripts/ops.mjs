@@ -31,8 +31,14 @@ export function randomLabels(rng, rows, cols, ignore = false) {
   return y;
 }
 
-/** Bench inputs timed as a training loop runs them: the gradient buffer is reused (opts.out). */
-const reuseGrad = (fl, inputs) => ({ ...inputs, opts: { ...inputs.opts, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) } });
+/**
+ * Bench inputs timed as a training loop runs them: the gradient buffer is reused (opts.out), and
+ * no dScale is asked for (the peers compute none; make() asks for it to compare backends).
+ */
+const reuseGrad = (fl, inputs) => ({
+  ...inputs,
+  opts: { ...inputs.opts, gradScale: false, out: fl.tensor(new Float32Array(inputs.scores.size), inputs.scores.shape) },
+});
 
 /** Host values of a loss result's gradient (for comparisons across backends). */
 const gradValues = (fl, g) => (g ? fl.toFloat32(fl.toHost(g).data(), g.dtype) : new Float32Array(0));

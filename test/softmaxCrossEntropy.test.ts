@@ -144,6 +144,30 @@ describe('softmaxCrossEntropy: random cases against float64', () => {
   });
 });
 
+describe('softmaxCrossEntropy: the gradient-only fast paths', () => {
+  // Without dScale, smoothing or class weights, a row's gradient is written from the exps its
+  // statistics sweep kept, mostly while the next row's sweep runs, and with non-temporal stores
+  // once the gradient passes 16 MiB (130×32768 and 131×32771 fp32 do; rows of the odd width
+  // start unaligned). That must be bit for bit what the general path (gradScale) computes.
+  for (const [B, N] of [[37, 1031], [130, 32768], [131, 32771]] as [number, number][])
+    it(`${B}x${N}: equal to the general path, to float64, and in place`, () => {
+      const rng = makeRng(B * N);
+      const S = randomScores(rng, B, N, { kind: 'peaked' });
+      for (let i = 0; i < B; i += 3) S[i * N + rng.int(0, N)] = -Infinity;
+      const labels = labelsFor(rng, B, N, true);
+      // Negative upstream factors make signed zeros where exps underflow: they must come out +0 too.
+      const opts: Opts = { reduction: 'none', gradOutput: new Float32Array(B).map(() => rng.normal()), scale: 1.7 };
+      const fast = gradOf(fl.softmaxCrossEntropy(fl.tensor(S, [B, N]), labels, opts));
+      const general = gradOf(fl.softmaxCrossEntropy(fl.tensor(S, [B, N]), labels, { ...opts, gradScale: true }));
+      expect(allWritten(fast)).toBe(true);
+      expect(Buffer.compare(Buffer.from(fast.buffer), Buffer.from(general.buffer))).toBe(0);
+      const t = fl.tensor(S.slice(), [B, N]);
+      fl.softmaxCrossEntropy(t, labels, { ...opts, inplace: true });
+      expect(Buffer.compare(Buffer.from((t.data() as Float32Array).buffer), Buffer.from(fast.buffer))).toBe(0);
+      check(S, B, N, labels, opts);
+    });
+});
+
 describe('softmaxCrossEntropy: float16 and bfloat16', () => {
   // 3000σ float16 logits reach ±45000 (float16's largest is 65504); 1e36σ bfloat16 logits
   // reach ±5e36 (bfloat16 spans float32's range).

@@ -4,6 +4,8 @@
 //   FL_VEC                    the vector struct from vec.h
 //   FL_KERNEL_TABLE, FL_ISA   the CpuKernels instance to define and its Isa value
 // Each op's SIMD code is an .inl of templates over the vector type V, included here.
+#include <type_traits>
+
 #include "../simd/vec.h"
 #include "kernels.h"
 #include "../core/rowmath.h"

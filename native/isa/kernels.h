@@ -45,6 +45,8 @@ struct ExpGradTile {
   float colw_coef;
   const float* kept;       // StatsTile::keep of the same tile, or null
   const float* block_max;  // StatsTile::block_max of the same tile
+  bool dscale;             // the dScale share is wanted (else the return value is unspecified)
+  bool stream;             // g is large: non-temporal stores where the kernel can use them
 };
 
 using TileMaxSumExpFn = TileMaxSumExp (*)(const void* x, int64_t n, float scale);

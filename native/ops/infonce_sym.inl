@@ -9,8 +9,8 @@
 // fp32 sums of at most kSymBlockRows terms, merged into the strip's double state in block
 // order, so nothing depends on the thread count and the error does not grow with B.
 //
-// Sums are kept as `rest` = Σ exp(z − max) − 1 (see MaxSumExp): every term e is added as
-// e − 1 when e ≥ ½ (exact) and counted, so the max's own term (exactly 1) costs no precision.
+// Sums are kept as `rest` = Σ exp(z − max) − 1 (see MaxSumExp): terms of exactly 1 (the max's
+// own, and ties) are counted instead of added (V::add_unless_one), so they cost no precision.
 
 constexpr int64_t kSymBlockRows = kSymStatsBlockRows;
 
@@ -22,21 +22,15 @@ int64_t sym_stats(const SymStatsStrip& a) {
   const int64_t main = w - w % V::W;
   const int tail = int(w - main);
   float* bm = a.scratch;          // block column max of x
-  float* cd = a.scratch + w;      // block column Σ e − [e ≥ ½]
-  float* cc = a.scratch + 2 * w;  // block column count of e ≥ ½
+  float* cd = a.scratch + w;      // block column Σ e over e != 1
+  float* cc = a.scratch + 2 * w;  // block column count of e == 1 (integer lanes)
   float* ea = a.scratch + 3 * w;  // merge factors: strip state and block
   float* eb = a.scratch + 4 * w;
-  const F vs = V::set1(a.scale), ninf = V::set1(-INFINITY), half = V::set1(0.5f), one = V::set1(1.f), zero = V::zero();
+  const F vs = V::set1(a.scale), ninf = V::set1(-INFINITY), zero = V::zero();
   for (int64_t j = 0; j < w; ++j) {
     a.col_max[j] = -INFINITY;
     a.col_rest[j] = 0;
   }
-  // Adds e to a rest sum: e − 1 and a count of 1 when e ≥ ½, else e and 0.
-  auto split = [&](F e, F& d, F& c) {
-    const F big = V::select_lt(e, half, zero, one);
-    d = V::add(d, V::sub(e, big));
-    c = V::add(c, big);
-  };
   float rmax[kSymBlockRows];
   for (int64_t r0 = 0; r0 < a.n; r0 += kSymBlockRows) {
     const int64_t r1 = a.n - r0 < kSymBlockRows ? a.n : r0 + kSymBlockRows;
@@ -69,7 +63,7 @@ int64_t sym_stats(const SymStatsStrip& a) {
     }
     // 2. Σ exp(z − row max) per row and Σ exp(z − block column max) per column. A max of −inf
     //    (nothing but −inf) shifts by 0 instead: every term is then exp(−inf) = 0.
-    for (int64_t j = 0; j < w; ++j) cd[j] = cc[j] = 0.f;
+    std::memset(cd, 0, size_t(2 * w) * sizeof(float));  // cd and cc: 0.f and integer 0
     for (int64_t r = r0; r < r1; ++r) {
       const T* row = x + r * a.n + a.c0;
       // The strip's rows are short stretches a row length apart, which the hardware prefetcher
@@ -80,11 +74,11 @@ int64_t sym_stats(const SymStatsStrip& a) {
       F rd = zero, rc = zero;
       auto step = [&](F v, int64_t j, int n) {
         const F z = V::mul(v, vs);
-        split(V::exp(V::add(z, vr)), rd, rc);
+        V::add_unless_one(V::exp(V::add(z, vr)), rd, rc);
         const F cz = V::mul(n ? V::load_tail(bm + j, n, -INFINITY) : V::load(bm + j), vs);
         const F f = V::exp(V::sub(z, V::zero_where_eq(cz, cz, ninf)));
         F d = n ? V::load_tail(cd + j, n) : V::load(cd + j), c = n ? V::load_tail(cc + j, n) : V::load(cc + j);
-        split(f, d, c);
+        V::add_unless_one(f, d, c);
         if (n) {
           V::store_tail(cd + j, d, n);
           V::store_tail(cc + j, c, n);
@@ -101,7 +95,7 @@ int64_t sym_stats(const SymStatsStrip& a) {
       }
       if (tail) step(V::load_tail(row + main, tail, -INFINITY), main, tail);
       a.row_max[r] = zr;
-      a.row_rest[r] = zr == -INFINITY ? 0.0 : double(V::sum(rd)) + (double(V::sum(rc)) - 1.0);
+      a.row_rest[r] = zr == -INFINITY ? 0.0 : double(V::sum(rd)) + (double(V::count(rc)) - 1.0);
     }
     // 3. Merge the block's columns into the strip's: with m = max(m_a, m_b),
     //    Σ = (1 + rest_a)·e^{m_a − m} + (1 + rest_b)·e^{m_b − m}, so
@@ -124,7 +118,9 @@ int64_t sym_stats(const SymStatsStrip& a) {
     for (int64_t j = 0; j < main; j += V::W) factors(j, 0);
     if (tail) factors(main, tail);
     for (int64_t j = 0; j < w; ++j) {
-      const double rest_b = double(cd[j]) + (double(cc[j]) - 1.0);
+      int32_t ones;
+      std::memcpy(&ones, cc + j, sizeof ones);
+      const double rest_b = double(cd[j]) + (double(ones) - 1.0);
       a.col_rest[j] = a.col_rest[j] * ea[j] + rest_b * eb[j] + ((double(ea[j]) + double(eb[j])) - 1.0);
     }
   }

@@ -259,10 +259,14 @@ class SoftmaxRows {
       const float* bmax = kept ? kept->block_max.data() + block : nullptr;
       block += blocks_in(b - a);
       d += fn(ExpGradTile{row_ptr(p_.x, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
-                          p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax});
+                          p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax, p_.want_dscale, stream_grad()});
     }, [&](int64_t c) { zero_row(r, c, c + 1); });
     return d;
   }
+
+  // A gradient this big cannot stay in cache for the caller, so it is written with
+  // non-temporal stores (no read-for-ownership of lines that are about to be overwritten).
+  bool stream_grad() const { return p_.grad && p_.rows * p_.cols * grad_esize() >= (int64_t(16) << 20); }
 
   void zero_row(int64_t r, int64_t c0, int64_t c1) const {
     if (!p_.grad || c1 <= c0) return;

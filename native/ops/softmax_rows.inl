@@ -15,11 +15,11 @@ constexpr int64_t kBlock = kSoftmaxBlock;
 //          Taylor series to u^11 is used instead (truncation < 1e-9 relative);
 //   sech² = 4e/(e + 1)², which, unlike 1 − tanh², keeps its relative accuracy where tanh
 //          saturates (the softcap's gradient for large scores).
-// The exp clamps, so large |u| gives tanh = ±1 and sech² = 0, never NaN.
+// 2u is clamped to 87 (e^87 is finite), so large |u| gives tanh = ±1 and sech² = 0, never NaN.
 template <class V>
 static inline typename V::F vtanh(typename V::F u, typename V::F* sech2 = nullptr) {
   using F = typename V::F;
-  const F e = V::exp(V::add(u, u));
+  const F e = V::exp(V::min(V::add(u, u), V::set1(87.f)));  // e^87 · 4 still fits a float
   const F e1 = V::add(e, V::set1(1.f));
   const F big = V::sub(V::set1(1.f), V::div(V::set1(2.f), e1));
   const F u2 = V::mul(u, u);
@@ -91,34 +91,61 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       continue;
     }
     // Sweep 2 (L1-resident): Σ exp(z − max z), and Σ colw·z over finite entries when asked.
-    // zmax comes from the same vector arithmetic as every z, so the max term is exactly 1.
-    // Terms ≥ ½ and < ½ go to separate lanes: the block's rest = (Σbig − 1) + Σsmall keeps
-    // the small terms' precision instead of rounding them against the 1 (see MaxSumExp).
+    // zmax comes from the same vector arithmetic as every z, so the max term is exactly 1, and
+    // z − zmax is formed before the change to base 2 (x·scale·log2e would round x·log2e at the
+    // magnitude of x, a 0.004 error in the exponent at |x| = 6e4). Terms of exactly 1 (the
+    // max, and ties with it) are counted rather than summed: the block's
+    // rest = Σ(other terms) + (count − 1) then keeps the small terms' precision instead of
+    // rounding them against the 1 (see MaxSumExp). Two vectors per step, with their own sums,
+    // give the core two independent exp chains to overlap.
     const float zmax = V::hmax(z_of(V::set1(m)));
-    const F vneg = V::set1(-zmax), half = V::set1(0.5f), zero = V::zero();
-    F big = V::zero(), small = V::zero(), l = V::zero();
-    auto take = [&](F v, F w) {
-      const F z = z_of(v);
+    const F vneg = V::set1(-zmax), vlog2e = V::set1(1.4426950408889634f);
+    F sum[2] = {V::zero(), V::zero()}, ones[2] = {V::zero(), V::zero()}, l = V::zero();
+    auto exp_of = [&](F v) {
+      const F e = V::exp2(V::mul(V::add(z_of(v), vneg), vlog2e));
       // A −inf score is out (probability 0). The softcap would map it to −cap, so mask it.
-      F e = V::exp(V::add(z, vneg));
-      if constexpr (kSoftcap) e = V::zero_where_eq(e, v, ninf);
-      big = V::add(big, V::select_lt(e, half, zero, e));
-      small = V::add(small, V::select_lt(e, half, e, zero));
-      // Σ w·z is summed on z·2^-64 (exact scaling): 2048 fp32 terms of up to 3.4e38 would
-      // overflow a lane; the block sum is scaled back in double.
-      if constexpr (kLin) l = V::fma(V::mul(V::zero_where_eq(z, v, ninf), V::set1(0x1p-64f)), w, l);
-      return e;
+      if constexpr (kSoftcap) return V::zero_where_eq(e, v, ninf);
+      else return e;
     };
-    for (int64_t i = 0; i < main; i += V::W) {
-      const F e = take(V::load(xb + i), kLin && a.colw ? V::load(a.colw + b0 + i) : V::set1(1.f));
-      if (keep) V::store(a.keep + b0 + i, e);
+    // Σ w·z is summed on z·2^-64 (exact scaling): 2048 fp32 terms of up to 3.4e38 would
+    // overflow a lane; the block sum is scaled back in double.
+    auto add_lin = [&](F v, int64_t i, int n) {
+      if constexpr (kLin) {
+        const F w = !a.colw ? V::set1(1.f) : n == V::W ? V::load(a.colw + b0 + i) : V::load_tail(a.colw + b0 + i, n);
+        l = V::fma(V::mul(V::zero_where_eq(z_of(v), v, ninf), V::set1(0x1p-64f)), w, l);
+      }
+    };
+    auto one_vector = [&](F v, int64_t i, int n, int k) {
+      const F e = exp_of(v);
+      if (keep) n == V::W ? V::store(a.keep + b0 + i, e) : V::store_tail(a.keep + b0 + i, e, n);
+      V::add_unless_one(e, sum[k], ones[k]);
+      add_lin(v, i, n);
+    };
+    // Sweep 1 of a block waits on memory and sweep 2 on the exp. Prefetching the next block
+    // while the exp runs overlaps the two (the hardware prefetcher sees no misses here).
+    const char* next = reinterpret_cast<const char*>(xb + len);
+    const int64_t next_bytes = (a.n - b0 - len < kBlock ? a.n - b0 - len : kBlock) * int64_t(sizeof(T));
+    int64_t i = 0;
+    for (; i + 2 * V::W <= main; i += 2 * V::W) {
+      if (int64_t off = i * int64_t(sizeof(T)); off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T0);
+      if (int64_t off = (i + V::W) * int64_t(sizeof(T)); off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T0);
+      const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
+      const F e0 = exp_of(v0), e1 = exp_of(v1);
+      if (keep) {
+        V::store(a.keep + b0 + i, e0);
+        V::store(a.keep + b0 + i + V::W, e1);
+      }
+      V::add_unless_one(e0, sum[0], ones[0]);
+      V::add_unless_one(e1, sum[1], ones[1]);
+      add_lin(v0, i, V::W);
+      add_lin(v1, i + V::W, V::W);
     }
-    if (tail) {
-      const F e = take(V::load_tail(xb + main, tail, -INFINITY), kLin && a.colw ? V::load_tail(a.colw + b0 + main, tail) : V::set1(1.f));
-      if (keep) V::store_tail(a.keep + b0 + main, e, tail);
-    }
+    if (i < main) one_vector(V::load(xb + i), i, V::W, 0);
+    if (tail) one_vector(V::load_tail(xb + main, tail, -INFINITY), main, tail, 1);
+    const double count = double(V::count(ones[0]) + V::count(ones[1]));
+    const double rest = double(V::sum(V::add(sum[0], sum[1]))) + (count - 1.0);
     if (keep) a.block_max[b0 / kBlock] = zmax;
-    merge(run, MaxSumExp<double>{zmax, (double(V::sum(big)) - 1.0) + double(V::sum(small))});
+    merge(run, MaxSumExp<double>{zmax, rest});
     if constexpr (kLin) lin += double(V::sum(l)) * 0x1p64;
   }
   return TileMaxSumExp{run.max, run.rest, lin, -1};
@@ -159,7 +186,7 @@ double tile_exp_grad(const ExpGradTile& a) {
     }
     F d = V::fma(vcoef, V::exp(V::add(z, vshift)), vbias);
     if (a.colw) d = V::fma(vcw, tail ? V::load_tail(a.colw + j, tail) : V::load(a.colw + j), d);
-    d = V::zero_where_eq(d, v, ninf);
+    d = V::add(V::zero_where_eq(d, v, ninf), V::zero());  // + 0: a zero is +0 whatever the signs (see below)
     if (g) {
       const F out = V::mul(d, dzdx);
       if (tail) V::store_tail(g + j, out, tail);
@@ -169,6 +196,33 @@ double tile_exp_grad(const ExpGradTile& a) {
   };
   double total = 0;
   if constexpr (!kSoftcap) {
+    if (a.kept && g && !a.dscale && a.bias == 0.f && !a.colw) {
+      // The common case (no smoothing, no class weights, no dScale): g_j = (f·kept_j + 0)·scale,
+      // bit for bit the arithmetic below, with no need to read x: kept is 0 for −inf entries.
+      // Both paths add +0 after the fma, so a zero is +0 whatever the signs of coef and of a
+      // bias of −0, and also where f·kept underflows (an fma rounds a tiny negative to −0).
+      const bool stream = std::is_same_v<TG, float> && a.stream;
+      for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+        const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
+        const float bm = a.block_max[b0 / kBlock];
+        const float fs = bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift);
+        const F f = V::set1(fs);
+        auto out = [&](int64_t j) { return V::mul(V::add(V::fma(f, V::load(a.kept + j), V::zero()), V::zero()), vs); };
+        int64_t j = b0;
+        if constexpr (std::is_same_v<TG, float>) {
+          if (stream) {
+            // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
+            // read-for-ownership a normal store makes (a third of the memory traffic).
+            for (; j < b1 && (reinterpret_cast<uintptr_t>(g + j) % sizeof(F)) != 0; ++j) g[j] = (fs * a.kept[j] + 0.f) * a.scale;
+            for (; j + V::W <= b1; j += V::W) V::store_stream(g + j, out(j));
+          }
+        }
+        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(j));
+        if (j < b1) V::store_tail(g + j, V::mul(V::add(V::fma(f, V::load_tail(a.kept + j, int(b1 - j)), V::zero()), V::zero()), vs), int(b1 - j));
+      }
+      if (stream) _mm_sfence();  // order the weakly-ordered stores before the pool's barrier
+      return 0;
+    }
     if (a.kept) {
       // exp(z − shift) = kept · e^{block max − shift}: one scalar exp per block instead of one
       // per entry. kept is 0 for −inf entries; their bias term is masked as above.
@@ -180,7 +234,7 @@ double tile_exp_grad(const ExpGradTile& a) {
         auto kstep = [&](F v, F e, int64_t j, int tail) -> F {
           F d = V::fma(f, e, vbias);
           if (a.colw) d = V::fma(vcw, tail ? V::load_tail(a.colw + j, tail) : V::load(a.colw + j), d);
-          d = V::zero_where_eq(d, v, ninf);
+          d = V::add(V::zero_where_eq(d, v, ninf), V::zero());
           if (g) {
             if (tail) V::store_tail(g + j, V::mul(d, vs), tail);
             else V::store(g + j, V::mul(d, vs));

@@ -11,11 +11,14 @@
 //   F                       the register type; W lanes
 //   zero(), set1(x)
 //   load(p), load_tail(p, n), store(p, v), store_tail(p, v, n)   p: float*, bf16_t*, f16_t*
+//   store_stream(p, v)      non-temporal store to a float* aligned to sizeof(F)
 //   load_tail(p, n, fill)   lanes past n hold `fill` (default 0)
 //   add, sub, mul, div, fma(a,b,c)=a*b+c, max, min, sum(v), hmax(v)
 //   zero_where_eq(a, x, c)  a with the lanes where x == c set to 0
 //   select_lt(a, b, x, y)   x where a < b, else y
-//   exp(v)                  e^v via 2^(v·log2e): relative error ~2e-7, exact 0 for -inf
+//   add_unless_one(e, sum, ones)    sum += e where e != 1, ones += 1 (integer lanes) where e == 1
+//   count(ones)             the integer lanes of `ones` summed
+//   exp2(t), exp(v)         2^t (t ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0 for -inf
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
 #pragma once
 #include <immintrin.h>
@@ -27,17 +30,24 @@
 
 namespace fl::FL_ISA_NS::simd {
 
-// exp via exp2: split t = v·log2(e) into n = round(t) and f = t − n ∈ [−½, ½], evaluate
-// 2^f with a degree-7 Taylor polynomial in f·ln2 (max relative error 1.5e-8 before rounding),
-// and scale by 2^n through the exponent bits. t is clamped to [−126, 126] first so the
-// exponent arithmetic cannot overflow; inputs below −87.3 (e^x < 2^−126) become exactly 0,
-// which also maps −inf to 0. No input here is above 0 by more than a rounding error (all
-// callers subtract the running max), so the upper clamp never changes a result that matters.
-#define FL_EXP_COEFFS                                                                   \
-  const F c1 = set1(0.6931471805599453f), c2 = set1(0.2402265069591007f),               \
-          c3 = set1(0.05550410866482158f), c4 = set1(0.009618129107628477f),            \
-          c5 = set1(0.0013333558146428443f), c6 = set1(0.00015403530393381608f),        \
-          c7 = set1(1.5252733804059841e-05f)
+// exp via exp2. exp2(t) splits t into n = round(t) and f = t − n ∈ [−½, ½], evaluates 2^f with
+// a degree-5 minimax polynomial (relative error 1.0e-7 in exact arithmetic, 2e-7 evaluated in
+// fp32, i.e. within 2 ulp), and scales by 2^n through the exponent bits. The rounding is the
+// 1.5·2^23 trick: adding that constant leaves round(t) in the low mantissa bits, so n needs no
+// round or convert instruction. Those, like compares and min/max, compete with the FMAs for the
+// two FMA-capable ports of current x86 cores, while adds and integer ops have ports of their own;
+// the exp is the throughput limit of every softmax sweep, so this matters. exp2 is exactly 1 at
+// t = 0, and exactly 0 below 2^−126 and at −inf (an integer compare of the same bits). It is for
+// t ≤ 127 and exp for v ≤ 88, which callers guarantee by subtracting a running max or, where
+// the argument is not bounded (tanh's e^{2u}), by clamping it first.
+#define FL_EXP2_POLY(f)                                                               \
+  fma(fma(fma(fma(fma(set1(0.0013308824272826314f), f, set1(0.009671516716480255f)),  \
+                  f, set1(0.05550582334399223f)),                                     \
+              f, set1(0.24022242426872253f)),                                         \
+          f, set1(0.6931470632553101f)),                                              \
+      f, set1(1.f))
+constexpr float kExp2Round = 12582912.f;       // 1.5·2^23
+constexpr int32_t kExp2DeadBits = 0x4B400000 - 126;  // bits of kExp2Round − 126: n < −126 below
 
 struct Sse2 {
   static constexpr int W = 4;
@@ -62,6 +72,7 @@ struct Sse2 {
     return _mm_load_ps(t);
   }
   static void store(float* p, F v) { _mm_storeu_ps(p, v); }
+  static void store_stream(float* p, F v) { _mm_stream_ps(p, v); }
   template <class T> static void store(T* p, F v) { store_tail(p, v, W); }
   template <class T> static void store_tail(T* p, F v, int n) {
     alignas(16) float t[4];
@@ -90,19 +101,26 @@ struct Sse2 {
     v = _mm_max_ps(v, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtss_f32(v);
   }
-  static F exp(F v) {
-    FL_EXP_COEFFS;
-    F t = mul(v, set1(1.4426950408889634f));
-    const F dead = _mm_cmplt_ps(t, set1(-126.f));
-    t = min(max(t, set1(-126.f)), set1(126.f));
-    const __m128i n = _mm_cvtps_epi32(t);  // round to nearest
-    const F f = sub(t, _mm_cvtepi32_ps(n));
-    F p = fma(c7, f, c6);
-    p = fma(p, f, c5); p = fma(p, f, c4); p = fma(p, f, c3);
-    p = fma(p, f, c2); p = fma(p, f, c1); p = fma(p, f, set1(1.f));
-    const __m128i scaled = _mm_add_epi32(_mm_castps_si128(p), _mm_slli_epi32(n, 23));
-    return _mm_andnot_ps(dead, _mm_castsi128_ps(scaled));
+  // The test compares bit patterns: integer ops have ports of their own, while a float compare
+  // would compete with the exp's FMAs.
+  static void add_unless_one(F e, F& sum, F& ones) {
+    const __m128i is_one = _mm_cmpeq_epi32(_mm_castps_si128(e), _mm_set1_epi32(0x3F800000));
+    sum = add(sum, _mm_andnot_ps(_mm_castsi128_ps(is_one), e));
+    ones = _mm_castsi128_ps(_mm_sub_epi32(_mm_castps_si128(ones), is_one));
   }
+  static int64_t count(F ones) {
+    alignas(16) int32_t t[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(ones));
+    return int64_t(t[0]) + t[1] + t[2] + t[3];
+  }
+  static F exp2(F t) {
+    const F s = add(t, set1(kExp2Round));
+    const F f = sub(t, sub(s, set1(kExp2Round)));
+    const __m128i sb = _mm_castps_si128(s);
+    const __m128i scaled = _mm_add_epi32(_mm_castps_si128(FL_EXP2_POLY(f)), _mm_slli_epi32(sb, 23));
+    return _mm_castsi128_ps(_mm_andnot_si128(_mm_cmpgt_epi32(_mm_set1_epi32(kExp2DeadBits), sb), scaled));
+  }
+  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
   static Bad no_bad() { return _mm_setzero_ps(); }
   static Bad bad(Bad b, F v) {
     return _mm_or_ps(b, _mm_or_ps(_mm_cmpunord_ps(v, v), _mm_cmpeq_ps(v, set1(INFINITY))));
@@ -134,6 +152,7 @@ struct Avx2 {
     return load(t);
   }
   static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static void store_stream(float* p, F v) { _mm256_stream_ps(p, v); }
   static void store(f16_t* p, F v) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
   }
@@ -159,20 +178,23 @@ struct Avx2 {
   static float hmax(F v) {
     return Sse2::hmax(_mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
   }
-  static F exp(F v) {
-    FL_EXP_COEFFS;
-    F t = mul(v, set1(1.4426950408889634f));
-    const F dead = _mm256_cmp_ps(t, set1(-126.f), _CMP_LT_OQ);
-    t = min(max(t, set1(-126.f)), set1(126.f));
-    const F r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const F f = sub(t, r);
-    F p = fma(c7, f, c6);
-    p = fma(p, f, c5); p = fma(p, f, c4); p = fma(p, f, c3);
-    p = fma(p, f, c2); p = fma(p, f, c1); p = fma(p, f, set1(1.f));
-    const __m256i scaled =
-        _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(r), 23));
-    return _mm256_andnot_ps(dead, _mm256_castsi256_ps(scaled));
+  static void add_unless_one(F e, F& sum, F& ones) {
+    const __m256i is_one = _mm256_cmpeq_epi32(_mm256_castps_si256(e), _mm256_set1_epi32(0x3F800000));
+    sum = add(sum, _mm256_andnot_ps(_mm256_castsi256_ps(is_one), e));
+    ones = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(ones), is_one));
   }
+  static int64_t count(F ones) {
+    return Sse2::count(_mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(_mm256_castps_si256(ones)),
+                                                      _mm256_extracti128_si256(_mm256_castps_si256(ones), 1))));
+  }
+  static F exp2(F t) {
+    const F s = add(t, set1(kExp2Round));
+    const F f = sub(t, sub(s, set1(kExp2Round)));
+    const __m256i sb = _mm256_castps_si256(s);
+    const __m256i scaled = _mm256_add_epi32(_mm256_castps_si256(FL_EXP2_POLY(f)), _mm256_slli_epi32(sb, 23));
+    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(kExp2DeadBits), sb), scaled));
+  }
+  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
   static Bad no_bad() { return _mm256_setzero_ps(); }
   static Bad bad(Bad b, F v) {
     return _mm256_or_ps(b, _mm256_or_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
@@ -210,6 +232,7 @@ struct Avx512 {
     return _mm512_cvtph_ps(_mm256_mask_loadu_epi16(_mm256_set1_epi16(short(to_f16(fill).bits)), tail_mask(n), p));
   }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static void store_stream(float* p, F v) { _mm512_stream_ps(p, v); }
   static void store_tail(float* p, F v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   static __m256i to_bf16_bits(F v) {
     // Round to nearest even on the bit pattern; NaN stays NaN (quiet bit forced).
@@ -246,19 +269,21 @@ struct Avx512 {
                                    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
   }
   static float hmax(F v) { return _mm512_reduce_max_ps(v); }
-  static F exp(F v) {
-    FL_EXP_COEFFS;
-    F t = mul(v, set1(1.4426950408889634f));
+  static void add_unless_one(F e, F& sum, F& ones) {
+    const __mmask16 is_one = _mm512_cmpeq_epi32_mask(_mm512_castps_si512(e), _mm512_set1_epi32(0x3F800000));
+    sum = _mm512_mask_add_ps(sum, __mmask16(~is_one), sum, e);
+    ones = _mm512_castsi512_ps(_mm512_mask_add_epi32(_mm512_castps_si512(ones), is_one, _mm512_castps_si512(ones), _mm512_set1_epi32(1)));
+  }
+  static int64_t count(F ones) { return _mm512_reduce_add_epi32(_mm512_castps_si512(ones)); }
+  static F exp2(F t) {
+    // scalef computes p·2^r exactly, so AVX-512 needs neither the rounding trick nor the
+    // exponent arithmetic; masked-zero lanes give 0 below 2^−126 and at −inf.
     const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_GE_OQ);
-    t = min(max(t, set1(-126.f)), set1(126.f));
     const F r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const F f = sub(t, r);
-    F p = fma(c7, f, c6);
-    p = fma(p, f, c5); p = fma(p, f, c4); p = fma(p, f, c3);
-    p = fma(p, f, c2); p = fma(p, f, c1); p = fma(p, f, set1(1.f));
-    // scalef computes p·2^r exactly; masked-zero lanes give e^x = 0 below the clamp.
-    return _mm512_maskz_scalef_ps(live, p, r);
+    return _mm512_maskz_scalef_ps(live, FL_EXP2_POLY(f), r);
   }
+  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
   static Bad no_bad() { return 0; }
   static Bad bad(Bad b, F v) {
     return b | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v, set1(INFINITY), _CMP_EQ_OQ);
@@ -267,5 +292,5 @@ struct Avx512 {
 };
 #endif
 
-#undef FL_EXP_COEFFS
+#undef FL_EXP2_POLY
 }  // namespace fl::FL_ISA_NS::simd
