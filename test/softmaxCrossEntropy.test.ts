@@ -218,6 +218,17 @@ describe('softmaxCrossEntropy: bad input', () => {
     expectCode(() => fl.softmaxCrossEntropy(fl.tensor(bad, [3, 5]), y), 'ERR_NON_FINITE', /\[1, 2\]/);
     bad[7] = Infinity;
     await expectCodeAsync(fl.softmaxCrossEntropyAsync(fl.tensor(bad, [3, 5]), y), 'ERR_NON_FINITE', /\[1, 2\]/);
+    // The SIMD check reads bit patterns: negative and signalling NaNs count, −Infinity does not.
+    const wide = randomScores(makeRng(3), 3, 37, { kind: 'normal' });
+    const bits = new Uint32Array(wide.buffer);
+    for (const pattern of [0xffc00000, 0xff800001, 0x7f800001, 0x7fffffff]) {
+      const saved = bits[40];
+      bits[40] = pattern;
+      expectCode(() => fl.softmaxCrossEntropy(fl.tensor(wide, [3, 37]), y), 'ERR_NON_FINITE', /\[1, 3\]/);
+      bits[40] = saved;
+    }
+    bits[40] = 0xff800000;
+    expect(Number.isFinite(fl.softmaxCrossEntropy(fl.tensor(wide, [3, 37]), y).loss)).toBe(true);
   });
 });
 

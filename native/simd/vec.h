@@ -133,7 +133,9 @@ struct Avx2 {
   static constexpr int W = 8;
   static constexpr const char* name = "avx2";
   using F = __m256;
-  using Bad = __m256;
+  struct Bad {
+    __m256i signed_max, unsigned_max;
+  };
   static F zero() { return _mm256_setzero_ps(); }
   static F set1(float x) { return _mm256_set1_ps(x); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
@@ -195,12 +197,19 @@ struct Avx2 {
     return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(kExp2DeadBits), sb), scaled));
   }
   static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
-  static Bad no_bad() { return _mm256_setzero_ps(); }
+  // On the bit patterns, two integer maxima (ports of their own, unlike float compares): a
+  // signed max ≥ 0x7F800000 means +inf or a positive NaN; an unsigned max > 0xFF800000 (−inf)
+  // means a negative NaN.
+  static Bad no_bad() { return Bad{_mm256_set1_epi32(INT32_MIN), _mm256_setzero_si256()}; }
   static Bad bad(Bad b, F v) {
-    return _mm256_or_ps(b, _mm256_or_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
-                                        _mm256_cmp_ps(v, set1(INFINITY), _CMP_EQ_OQ)));
+    const __m256i u = _mm256_castps_si256(v);
+    return Bad{_mm256_max_epi32(b.signed_max, u), _mm256_max_epu32(b.unsigned_max, u)};
   }
-  static bool any(Bad b) { return _mm256_movemask_ps(b) != 0; }
+  static bool any(Bad b) {
+    const __m256i pos = _mm256_cmpgt_epi32(b.signed_max, _mm256_set1_epi32(0x7F7FFFFF));
+    const __m256i neg = _mm256_cmpeq_epi32(_mm256_max_epu32(b.unsigned_max, _mm256_set1_epi32(int32_t(0xFF800001u))), b.unsigned_max);
+    return _mm256_movemask_epi8(_mm256_or_si256(pos, neg)) != 0;
+  }
 };
 #endif
 
