@@ -31,8 +31,8 @@ const quick = args.includes('--quick');
 const chartOnly = args.includes('--chart');
 const write = !args.includes('--no-write') && !only && !quick && !chartOnly;
 
-function timeit(fn, { minMs = quick ? 150 : 600, minReps = 3, maxReps = 200 } = {}) {
-  fn(); // warm-up
+/** Times of repeated calls of fn (no warm-up): at least minReps, and until minMs have passed. */
+function samples(fn, { minMs, minReps = 1, maxReps = 200 }) {
   const times = [];
   const start = performance.now();
   while (times.length < minReps || (performance.now() - start < minMs && times.length < maxReps)) {
@@ -40,8 +40,26 @@ function timeit(fn, { minMs = quick ? 150 : 600, minReps = 3, maxReps = 200 } = 
     fn();
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
+  return times;
+}
+
+const median = (times) => [...times].sort((a, b) => a - b)[times.length >> 1];
+
+function timeit(fn, { minMs = quick ? 150 : 600, minReps = 3, maxReps = 200 } = {}) {
+  fn(); // warm-up
+  return median(samples(fn, { minMs, minReps, maxReps }));
+}
+
+// A shared machine's speed drifts over seconds. Timing an op, then its floor, then each peer in
+// one stretch each would fold that drift into their ratios, so they are timed in alternating
+// rounds instead, and each figure is the median of all its rounds' samples.
+const ROUNDS = quick ? 2 : 5;
+function timeInRounds(fns, { minMs = quick ? 150 : 600 } = {}) {
+  const times = Object.fromEntries(Object.keys(fns).map((k) => [k, []]));
+  for (const f of Object.values(fns)) f.fn(); // warm-up
+  for (let r = 0; r < ROUNDS; r++)
+    for (const [k, f] of Object.entries(fns)) times[k].push(...samples(f.fn, { minMs: (f.minMs ?? minMs) / ROUNDS, maxReps: f.maxReps ?? 200 }));
+  return Object.fromEntries(Object.entries(times).map(([k, t]) => [k, median(t)]));
 }
 
 async function loadTf() {
@@ -80,8 +98,9 @@ const addon = native().addon;
 const copyBytes = 256 * 2 ** 20;
 const src = new Float32Array(copyBytes / 4).fill(1);
 const dst = new Float32Array(copyBytes / 4);
-const copyMs = timeit(() => addon.memcpy(dst, src), { minReps: 5 });
-const copyBw = (2 * copyBytes) / (copyMs / 1e3); // bytes moved per second
+const copy = () => addon.memcpy(dst, src);
+const copyMs = timeit(copy, { minReps: 5 });
+const copyBw = (2 * copyBytes) / (copyMs / 1e3); // bytes moved per second (the run's headline figure)
 const ctx = { tf: await loadTf() };
 const cpuName = os.cpus()[0]?.model ?? 'unknown CPU';
 console.log(`machine: ${cpuName}, ${os.cpus().length} cores; fusedloss ${info.cpu.simd}, ${info.cpu.threads} threads`);
@@ -93,21 +112,30 @@ for (const op of ops) {
   for (const size of op.bench.sizes) {
     const made = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
     const inputs = op.bench.prepare ? op.bench.prepare(fl, made) : made;
-    const ms = timeit(() => op.run(fl, inputs, 'cpu'));
-    const bytes = op.bench.bytes(size);
-    const floorMs = (bytes / copyBw) * 1e3;
-    const row = { op: op.name, size: `${size.rows}x${size.cols}`, ms, gbs: bytes / (ms / 1e3) / 1e9, ofFloor: floorMs / ms, peers: {} };
-    for (const [peer, make] of Object.entries(op.bench.peers ?? {})) {
-      if (peer.startsWith('tfjs') && !ctx.tf) continue;
-      const p = make(ctx, inputs);
-      try {
-        row.peers[peer] = timeit(p.fn, { minReps: 2, minMs: quick ? 100 : 400 });
-      } finally {
-        p.dispose?.();
-      }
-    }
+    const peers = Object.entries(op.bench.peers ?? {})
+      .filter(([peer]) => !peer.startsWith('tfjs') || ctx.tf)
+      .map(([peer, make]) => [peer, make(ctx, inputs)]);
+    // The torch peer runs in its own process, first, after a pause: threads another peer left
+    // busy (TF.js's, say) would otherwise slow it, and flatter fusedloss.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     const torchMs = torchCpuMs(op.name, size, info.cpu.threads);
-    if (torchMs !== undefined) row.peers['torch-cpu'] = torchMs;
+    const fns = {
+      fusedloss: { fn: () => op.run(fl, inputs, 'cpu') },
+      copy: { fn: copy, minMs: quick ? 60 : 200 },
+      ...Object.fromEntries(peers.map(([peer, p]) => [peer, { fn: p.fn, minMs: quick ? 100 : 400 }])),
+    };
+    let t;
+    try {
+      t = timeInRounds(fns);
+    } finally {
+      for (const [, p] of peers) p.dispose?.();
+    }
+    const ms = t.fusedloss;
+    const bytes = op.bench.bytes(size);
+    const floorMs = (bytes / ((2 * copyBytes) / (t.copy / 1e3))) * 1e3;
+    const row = { op: op.name, size: `${size.rows}x${size.cols}`, ms, gbs: bytes / (ms / 1e3) / 1e9, ofFloor: floorMs / ms, peers: {} };
+    for (const [peer] of peers) row.peers[peer] = t[peer];
+    if (torchMs) row.peers['torch-cpu'] = torchMs;
     results.push(row);
     console.log(`${op.name.padEnd(22)} ${row.size.padStart(12)}  ${ms.toFixed(2).padStart(8)} ms  ${row.gbs.toFixed(1).padStart(6)} GB/s  ` +
       `${(row.ofFloor * 100).toFixed(0).padStart(3)}% of floor  ` +
@@ -135,8 +163,11 @@ if (write) {
     '',
     'Made by `npm run bench` (bench/run.mjs); every figure below comes from one run on one machine.',
     'Times are medians after a warm-up. "Floor" is the time to move the bytes the op must read and',
-    'write at this machine\'s measured copy bandwidth, so "% of floor" near 100% means memory-bound',
-    'at the hardware limit. Peer columns are how many times slower the peer is on the same inputs.',
+    'write at this machine\'s measured copy bandwidth (a 256 MiB memcpy on the same threads), so "% of',
+    'floor" near 100% means memory-bound at the hardware limit. Peer columns are how many times',
+    'slower the peer is on the same inputs. Each op, its floor copy and its in-process peers are',
+    `timed in ${ROUNDS} alternating rounds, so that the drift of a shared machine hits all of them`,
+    'alike; PyTorch, a subprocess with its own timing loop, runs just before them, after a pause.',
     '',
     `- Machine: ${cpuName}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`,
     `- fusedloss CPU backend: ${info.cpu.simd}, ${info.cpu.threads} threads`,

@@ -336,8 +336,9 @@ ops.push(
       { rows: 4096, cols: 4096, kind: 'peaked', opts: { scale: 1 / 0.07, symmetric: true, reduction: 'none' } },
     ],
     {
-      // CLIP at batch 2048: the row and column log-sum-exps from one read, the gradient from a second.
-      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, symmetric: true } }],
+      // CLIP at batch 2048 (cosine similarities times a logit scale of 20): the row and column
+      // log-sum-exps from one read, the gradient from a second.
+      sizes: [{ rows: 2048, cols: 2048, kind: 'cosine', opts: { scale: 20, symmetric: true } }],
       bytes: (c) => c.rows * c.cols * 12, // two reads of S, one write of the gradient
       prepare: reuseGrad,
     },
@@ -351,7 +352,7 @@ ops.push(
       { rows: 4096, cols: 4096, kind: 'normal', opts: { scale: 20, weighting: { sigma: 0.5 } } },
     ],
     {
-      sizes: [{ rows: 2048, cols: 2048, opts: { scale: 20, weighting: { sigma: 0.5 } } }],
+      sizes: [{ rows: 2048, cols: 2048, kind: 'cosine', opts: { scale: 20, weighting: { sigma: 0.5 } } }],
       bytes: (c) => c.rows * c.cols * 8, // one read of S, one write of the gradient
       prepare: reuseGrad,
     },

@@ -95,6 +95,20 @@ describe('infoNCE symmetric (CLIP): random cases against float64', () => {
           checkFp32(kernel, refFor(n, n), S, [n, n], opts);
         });
       }
+
+  // CLIP's own regime (cosines in [−1, 1], scale 20) takes the one-exponential column sums. Each
+  // row has one match far ahead (1.0 or 0.9), off the diagonal, so rows and columns are confident
+  // (rests ~1e-5 to 1e-8) and a column's max sits in a row whose max is not the block's largest:
+  // its column term must still count as exactly 1, not as a product of factors near 1.
+  for (const n of [515, 1029])
+    it(`${n}x${n} cosines, confident matches, scale 20`, () => {
+      const rng = makeRng(n);
+      const S = new Float32Array(n * n).map(() => 0.02 * rng.normal());
+      for (let i = 0; i < n; i++) S[i * n + ((i * 7 + 3) % n)] = i % 2 ? 0.9 : 1;
+      S[3 * n + 5] = -Infinity;
+      checkFp32(kernel, refFor(n, n), S, [n, n], { scale: 20, symmetric: true });
+      checkFp32(kernel, refFor(n, n), S, [n, n], { scale: 20, symmetric: true, reduction: 'sum' });
+    });
 });
 
 describe('infoNCE: finite differences of the float64 loss', () => {

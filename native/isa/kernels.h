@@ -123,6 +123,9 @@ using BceNegFn = BceSums (*)(const BceNegTile&);
 // Statistics of one column strip [c0, c1), all rows: each row's (max z, rest) over the strip
 // and each of the strip's columns' (max z, rest) over all rows (rest as in MaxSumExp).
 constexpr int64_t kSymStatsBlockRows = 32;
+// Row and column maxima of z within this much of the largest allow one exponential per entry
+// instead of two (e^{K − max} ≤ e^40 cannot overflow), in the statistics and the gradient.
+constexpr double kSymSpread = 40;
 struct SymStatsStrip {
   const void* x;
   int64_t n;

@@ -129,7 +129,6 @@ LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
 // is 64 KiB, read twice (the second time from L1/L2); 2 KiB stretches of a row keep the
 // memory system streaming (256 measured slower, 1024 no faster).
 constexpr int64_t kSymStrip = 512;
-constexpr double kSymSpread = 40;
 
 LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
   const ContrastiveCommon& c = a.c;

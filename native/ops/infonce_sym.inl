@@ -63,6 +63,25 @@ int64_t sym_stats(const SymStatsStrip& a) {
     }
     // 2. Σ exp(z − row max) per row and Σ exp(z − block column max) per column. A max of −inf
     //    (nothing but −inf) shifts by 0 instead: every term is then exp(−inf) = 0.
+    //    When every finite block column max cz_j is within kSymSpread of the block's largest
+    //    row max K (CLIP's cosines times a logit scale ≤ 20 always are), the column term is the
+    //    row term times e^{zr − K}·e^{K − cz_j}: one exponential per entry instead of two. The
+    //    factors cannot overflow (e^{K − cz_j} ≤ e^40), a column term lost to the row term's
+    //    underflow is below e^-47 of its column's max term, and the max term itself (x equal to
+    //    the block column max) is counted as exactly 1, as the two-exponential path counts it.
+    float K = -INFINITY;
+    for (int64_t r = r0; r < r1; ++r)
+      if (rmax[r - r0] != -INFINITY) K = std::max(K, a.scale * rmax[r - r0]);
+    bool factor = K != -INFINITY;
+    for (int64_t j = 0; j < w && factor; ++j)
+      if (bm[j] != -INFINITY && double(K) - double(a.scale * bm[j]) > kSymSpread) factor = false;
+    float* colb = ea;  // ea and eb are free until step 3
+    float* coleq = eb;
+    if (factor)
+      for (int64_t j = 0; j < w; ++j) {
+        colb[j] = bm[j] == -INFINITY ? 0.f : float(std::exp(double(K) - double(a.scale * bm[j])));
+        coleq[j] = bm[j] == -INFINITY ? NAN : bm[j];  // NaN: an all −inf column has no max term
+      }
     std::memset(cd, 0, size_t(2 * w) * sizeof(float));  // cd and cc: 0.f and integer 0
     for (int64_t r = r0; r < r1; ++r) {
       const T* row = x + r * a.n + a.c0;
@@ -72,13 +91,20 @@ int64_t sym_stats(const SymStatsStrip& a) {
       const float zr = rmax[r - r0] == -INFINITY ? -INFINITY : a.scale * rmax[r - r0];
       const F vr = V::set1(zr == -INFINITY ? 0.f : -zr);
       F rd = zero, rc = zero;
+      const F ar = V::set1(factor && zr != -INFINITY ? float(std::exp(double(zr) - double(K))) : 0.f);
       auto step = [&](F v, int64_t j, int n) {
         const F z = V::mul(v, vs);
-        V::add_unless_one(V::exp(V::add(z, vr)), rd, rc);
-        const F cz = V::mul(n ? V::load_tail(bm + j, n, -INFINITY) : V::load(bm + j), vs);
-        const F f = V::exp(V::sub(z, V::zero_where_eq(cz, cz, ninf)));
+        const F e = V::exp(V::add(z, vr));
+        V::add_unless_one(e, rd, rc);
         F d = n ? V::load_tail(cd + j, n) : V::load(cd + j), c = n ? V::load_tail(cc + j, n) : V::load(cc + j);
-        V::add_unless_one(f, d, c);
+        if (factor) {
+          const F b = n ? V::load_tail(colb + j, n) : V::load(colb + j);
+          const F eq = n ? V::load_tail(coleq + j, n, NAN) : V::load(coleq + j);
+          V::add_or_count_where_eq(V::mul(e, V::mul(ar, b)), v, eq, d, c);
+        } else {
+          const F cz = V::mul(n ? V::load_tail(bm + j, n, -INFINITY) : V::load(bm + j), vs);
+          V::add_unless_one(V::exp(V::sub(z, V::zero_where_eq(cz, cz, ninf))), d, c);
+        }
         if (n) {
           V::store_tail(cd + j, d, n);
           V::store_tail(cc + j, c, n);

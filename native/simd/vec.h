@@ -18,6 +18,7 @@
 //   select_lt(a, b, x, y)   x where a < b, else y
 //   add_unless_one(e, sum, ones)    sum += e where e != 1, ones += 1 (integer lanes) where e == 1
 //   count(ones)             the integer lanes of `ones` summed
+//   add_or_count_where_eq(e, x, c, sum, ones)   ones += 1 where x == c, else sum += e
 //   exp2(t), exp(v)         2^t (t ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0 for -inf
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
 #pragma once
@@ -108,6 +109,11 @@ struct Sse2 {
     sum = add(sum, _mm_andnot_ps(_mm_castsi128_ps(is_one), e));
     ones = _mm_castsi128_ps(_mm_sub_epi32(_mm_castps_si128(ones), is_one));
   }
+  static void add_or_count_where_eq(F e, F x, F c, F& sum, F& ones) {
+    const F eq = _mm_cmpeq_ps(x, c);
+    sum = add(sum, _mm_andnot_ps(eq, e));
+    ones = _mm_castsi128_ps(_mm_sub_epi32(_mm_castps_si128(ones), _mm_castps_si128(eq)));
+  }
   static int64_t count(F ones) {
     alignas(16) int32_t t[4];
     _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(ones));
@@ -184,6 +190,11 @@ struct Avx2 {
     const __m256i is_one = _mm256_cmpeq_epi32(_mm256_castps_si256(e), _mm256_set1_epi32(0x3F800000));
     sum = add(sum, _mm256_andnot_ps(_mm256_castsi256_ps(is_one), e));
     ones = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(ones), is_one));
+  }
+  static void add_or_count_where_eq(F e, F x, F c, F& sum, F& ones) {
+    const F eq = _mm256_cmp_ps(x, c, _CMP_EQ_OQ);
+    sum = add(sum, _mm256_andnot_ps(eq, e));
+    ones = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(ones), _mm256_castps_si256(eq)));
   }
   static int64_t count(F ones) {
     return Sse2::count(_mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(_mm256_castps_si256(ones)),
@@ -282,6 +293,11 @@ struct Avx512 {
     const __mmask16 is_one = _mm512_cmpeq_epi32_mask(_mm512_castps_si512(e), _mm512_set1_epi32(0x3F800000));
     sum = _mm512_mask_add_ps(sum, __mmask16(~is_one), sum, e);
     ones = _mm512_castsi512_ps(_mm512_mask_add_epi32(_mm512_castps_si512(ones), is_one, _mm512_castps_si512(ones), _mm512_set1_epi32(1)));
+  }
+  static void add_or_count_where_eq(F e, F x, F c, F& sum, F& ones) {
+    const __mmask16 eq = _mm512_cmp_ps_mask(x, c, _CMP_EQ_OQ);
+    sum = _mm512_mask_add_ps(sum, __mmask16(~eq), sum, e);
+    ones = _mm512_castsi512_ps(_mm512_mask_add_epi32(_mm512_castps_si512(ones), eq, _mm512_castps_si512(ones), _mm512_set1_epi32(1)));
   }
   static int64_t count(F ones) { return _mm512_reduce_add_epi32(_mm512_castps_si512(ones)); }
   static F exp2(F t) {

@@ -18,9 +18,16 @@ export function makeRng(seed) {
   return { u, normal, int: (lo, hi) => lo + Math.floor(u() * (hi - lo)) };
 }
 
-/** B×N scores: 'normal' (σ=3), 'flat' (σ=0.05) or 'peaked' (normal with up to 3 distinct logits ×20 per row). */
+/** B×N scores: 'normal' (σ=3), 'flat' (σ=0.05), 'peaked' (normal with up to 3 distinct logits ×20 per row) or 'cosine' (CLIP-like similarities in [−1, 1]). */
 export function randomScores(rng, rows, cols, kind = 'normal') {
   const x = new Float32Array(rows * cols);
+  if (kind === 'cosine') {
+    // What CLIP-style losses see: cosine similarities of unit embeddings, in [−1, 1], with the
+    // matched pairs on the diagonal more similar than the rest.
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) x[r * cols + c] = r === c ? 0.3 + 0.6 * rng.u() : Math.max(-1, Math.min(1, 0.2 * rng.normal()));
+    return x;
+  }
   const sigma = kind === 'flat' ? 0.05 : 3;
   for (let i = 0; i < x.length; i++) x[i] = rng.normal() * sigma;
   // Distinct columns: one entry scaled twice would be ×400 or ×8000, past float16's range.
