@@ -209,18 +209,18 @@ double tile_exp_grad(const ExpGradTile& a) {
         const float bm = a.block_max[b0 / kBlock];
         const float fs = bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift);
         const F f = V::set1(fs);
-        auto out = [&](int64_t j) { return V::mul(V::add(V::fma(f, V::load(a.kept + j), V::zero()), V::zero()), vs); };
+        auto out = [&](F kept) { return V::mul(V::add(V::fma(f, kept, V::zero()), V::zero()), vs); };
         int64_t j = b0;
         if constexpr (std::is_same_v<TG, float>) {
           if (stream) {
             // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
             // read-for-ownership a normal store makes (a third of the memory traffic).
             for (; j < b1 && (reinterpret_cast<uintptr_t>(g + j) % sizeof(F)) != 0; ++j) g[j] = (fs * a.kept[j] + 0.f) * a.scale;
-            for (; j + V::W <= b1; j += V::W) V::store_stream(g + j, out(j));
+            for (; j + V::W <= b1; j += V::W) V::store_stream(g + j, out(V::load(a.kept + j)));
           }
         }
-        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(j));
-        if (j < b1) V::store_tail(g + j, V::mul(V::add(V::fma(f, V::load_tail(a.kept + j, int(b1 - j)), V::zero()), V::zero()), vs), int(b1 - j));
+        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(V::load(a.kept + j)));
+        if (j < b1) V::store_tail(g + j, out(V::load_tail(a.kept + j, int(b1 - j))), int(b1 - j));
       }
       if (stream) _mm_sfence();  // order the weakly-ordered stores before the pool's barrier
       return 0;
