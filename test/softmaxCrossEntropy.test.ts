@@ -146,10 +146,12 @@ describe('softmaxCrossEntropy: random cases against float64', () => {
 
 describe('softmaxCrossEntropy: the gradient-only fast paths', () => {
   // Without dScale, smoothing or class weights, a row's gradient is written from the exps its
-  // statistics sweep kept, mostly while the next row's sweep runs, and with non-temporal stores
-  // once the gradient passes 16 MiB (130×32768 and 131×32771 fp32 do; rows of the odd width
-  // start unaligned). That must be bit for bit what the general path (gradScale) computes.
-  for (const [B, N] of [[37, 1031], [130, 32768], [131, 32771]] as [number, number][])
+  // statistics sweep kept, with non-temporal stores to whole cache lines once the gradient
+  // passes 16 MiB (130×32768 and 129×32765 fp32 do). Rows of 32765 start at every offset into
+  // a line, so every split into head, lines and tail, and every block edge inside a vector,
+  // occurs. 131×32771 is wider than one tile and takes the general path. Each must be bit for
+  // bit what the general path (gradScale) computes.
+  for (const [B, N] of [[37, 1031], [130, 32768], [129, 32765], [131, 32771]] as [number, number][])
     it(`${B}x${N}: equal to the general path, to float64, and in place`, () => {
       const rng = makeRng(B * N);
       const S = randomScores(rng, B, N, { kind: 'peaked' });

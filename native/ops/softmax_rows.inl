@@ -44,15 +44,20 @@ float softcap_one(float x, float scale, float cap) {
   return V::hmax(softcap_z<V>(V::set1(x), V::set1(scale), V::set1(cap), V::set1(1.f / cap)));
 }
 
-// Statistics of z over a tile (see StatsTile in kernels.h).
-template <class V, class T, bool kSoftcap, bool kLin>
+// Statistics of z over a tile (see StatsTile in kernels.h). kUnitScale: scale is 1, so z = x
+// (the default, and a multiply less per element in the exp loop, its throughput limit).
+template <class V, class T, bool kSoftcap, bool kLin, bool kUnitScale = false>
 TileMaxSumExp tile_stats(const StatsTile& a) {
+  if constexpr (!kSoftcap && !kUnitScale) {
+    if (a.scale == 1.f) return tile_stats<V, T, false, kLin, true>(a);
+  }
   using F = typename V::F;
   const T* x = static_cast<const T*>(a.x);
   const F vs = V::set1(a.scale), vc = V::set1(a.cap), vic = V::set1(kSoftcap ? 1.f / a.cap : 0.f);
   const F ninf = V::set1(-INFINITY);
   auto z_of = [&](F v) {
     if constexpr (kSoftcap) return softcap_z<V>(v, vs, vc, vic);
+    else if constexpr (kUnitScale) return v;
     else return V::mul(v, vs);
   };
   MaxSumExp<double> run = max_sum_exp_empty<double>();
@@ -62,30 +67,44 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     const int64_t len = a.n - b0 < kBlock ? a.n - b0 : kBlock;
     const int64_t main = len - len % V::W;
     const int tail = int(len - main);
-    // Sweep 1: max of x, and any NaN/+inf. Tail lanes are filled with −inf (neutral).
-    F vmax = ninf;
-    typename V::Bad bad = V::no_bad();
-    for (int64_t i = 0; i < main; i += V::W) {
-      const F v = V::load(xb + i);
-      vmax = V::max(vmax, v);
-      bad = V::bad(bad, v);
+    // Sweep 1: max and min of x, and any NaN/+inf. Tail lanes are filled with −inf (neutral for
+    // the max; for the min it only costs the block the faster sweep 2 below). A +inf shows in
+    // the max; a NaN, which max would drop, is caught by one unordered compare per pair of
+    // vectors (three vector operations per pair where a per-vector check takes four).
+    F vmax = ninf, vmin = V::set1(INFINITY), nan = V::zero();
+    {
+      int64_t i = 0;
+      for (; i + 2 * V::W <= main; i += 2 * V::W) {
+        const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
+        vmax = V::max(vmax, V::max(v0, v1));
+        if constexpr (!kSoftcap) vmin = V::min(vmin, V::min(v0, v1));
+        nan = V::unordered(nan, v0, v1);
+      }
+      if (i < main) {
+        const F v = V::load(xb + i);
+        vmax = V::max(vmax, v);
+        vmin = V::min(vmin, v);
+        nan = V::unordered(nan, v, v);
+      }
+      if (tail) {
+        const F v = V::load_tail(xb + main, tail, -INFINITY);
+        vmax = V::max(vmax, v);
+        vmin = V::min(vmin, v);
+        nan = V::unordered(nan, v, v);
+      }
     }
-    if (tail) {
-      const F v = V::load_tail(xb + main, tail, -INFINITY);
-      vmax = V::max(vmax, v);
-      bad = V::bad(bad, v);
-    }
-    if (V::any(bad)) {
+    const float m = V::hmax(vmax);
+    if (V::any_set(nan) || m == INFINITY) {
       for (int64_t i = 0; i < len; ++i) {
         const float v = to_float(xb[i]);
         if (v != v || v == INFINITY) return TileMaxSumExp{NAN, 0.0, 0.0, b0 + i};
       }
     }
-    const float m = V::hmax(vmax);
-    const bool keep = !kSoftcap && a.keep;
+    // A local copy of the pointer: GCC otherwise reloads a.keep after every store through it.
+    float* const keep = kSoftcap ? nullptr : a.keep;
     if (m == -INFINITY) {  // an all −inf block adds nothing (and −inf − −inf is NaN)
       if (keep) {
-        std::memset(a.keep + b0, 0, size_t(len) * sizeof(float));
+        std::memset(keep + b0, 0, size_t(len) * sizeof(float));
         a.block_max[b0 / kBlock] = -INFINITY;
       }
       continue;
@@ -101,49 +120,64 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     const float zmax = V::hmax(z_of(V::set1(m)));
     const F vneg = V::set1(-zmax), vlog2e = V::set1(1.4426950408889634f);
     F sum[2] = {V::zero(), V::zero()}, ones[2] = {V::zero(), V::zero()}, l = V::zero();
-    auto exp_of = [&](F v) {
-      const F e = V::exp2(V::mul(V::add(z_of(v), vneg), vlog2e));
-      // A −inf score is out (probability 0). The softcap would map it to −cap, so mask it.
-      if constexpr (kSoftcap) return V::zero_where_eq(e, v, ninf);
-      else return e;
-    };
-    // Σ w·z is summed on z·2^-64 (exact scaling): 2048 fp32 terms of up to 3.4e38 would
-    // overflow a lane; the block sum is scaled back in double.
-    auto add_lin = [&](F v, int64_t i, int n) {
-      if constexpr (kLin) {
-        const F w = !a.colw ? V::set1(1.f) : n == V::W ? V::load(a.colw + b0 + i) : V::load_tail(a.colw + b0 + i, n);
-        l = V::fma(V::mul(V::zero_where_eq(z_of(v), v, ninf), V::set1(0x1p-64f)), w, l);
-      }
-    };
-    auto one_vector = [&](F v, int64_t i, int n, int k) {
-      const F e = exp_of(v);
-      if (keep) n == V::W ? V::store(a.keep + b0 + i, e) : V::store_tail(a.keep + b0 + i, e, n);
-      V::add_unless_one(e, sum[k], ones[k]);
-      add_lin(v, i, n);
-    };
-    // Sweep 1 of a block waits on memory and sweep 2 on the exp. Prefetching while the exp
-    // runs overlaps the two (the hardware prefetcher sees no misses here): the block after the
-    // next, into L2, which measured a little faster than the next block into L1.
-    const char* next = reinterpret_cast<const char*>(xb + len + kBlock);
-    const int64_t after_next = a.n - b0 - len - kBlock;
-    const int64_t next_bytes = (after_next < kBlock ? std::max<int64_t>(after_next, 0) : kBlock) * int64_t(sizeof(T));
-    int64_t i = 0;
-    for (; i + 2 * V::W <= main; i += 2 * V::W) {
-      if (int64_t off = i * int64_t(sizeof(T)); off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
-      if (int64_t off = (i + V::W) * int64_t(sizeof(T)); off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
-      const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
-      const F e0 = exp_of(v0), e1 = exp_of(v1);
-      if (keep) {
-        V::store(a.keep + b0 + i, e0);
-        V::store(a.keep + b0 + i + V::W, e1);
-      }
-      V::add_unless_one(e0, sum[0], ones[0]);
-      V::add_unless_one(e1, sum[1], ones[1]);
-      add_lin(v0, i, V::W);
-      add_lin(v1, i + V::W, V::W);
+    // Where every z is within 87 of zmax, z − zmax ≥ −87 and every exp is at least 2^−125.6, a
+    // normal float: no lane can underflow, and the exp needs no mask (two of its sixteen vector
+    // operations). A −inf entry, or the −inf tail lanes, make the min −inf: masked path.
+    bool may_underflow = true;
+    if constexpr (!kSoftcap) {
+      const float lo = -V::hmax(V::sub(V::zero(), vmin));  // min x; z is increasing in x
+      may_underflow = !(zmax - V::hmax(z_of(V::set1(lo))) <= 87.f);
     }
-    if (i < main) one_vector(V::load(xb + i), i, V::W, 0);
-    if (tail) one_vector(V::load_tail(xb + main, tail, -INFINITY), main, tail, 1);
+    auto sweep2 = [&](auto may_underflow_tag) {
+      constexpr bool kMayUnderflow = decltype(may_underflow_tag)::value;
+      auto exp_of = [&](F v) {
+        const F e = V::template exp2_mul<kMayUnderflow>(V::add(z_of(v), vneg), vlog2e);
+        // A −inf score is out (probability 0). The softcap would map it to −cap, so mask it.
+        if constexpr (kSoftcap) return V::zero_where_eq(e, v, ninf);
+        else return e;
+      };
+      // Σ w·z is summed on z·2^-64 (exact scaling): 2048 fp32 terms of up to 3.4e38 would
+      // overflow a lane; the block sum is scaled back in double.
+      auto add_lin = [&](F v, int64_t i, int n) {
+        if constexpr (kLin) {
+          const F w = !a.colw ? V::set1(1.f) : n == V::W ? V::load(a.colw + b0 + i) : V::load_tail(a.colw + b0 + i, n);
+          l = V::fma(V::mul(V::zero_where_eq(z_of(v), v, ninf), V::set1(0x1p-64f)), w, l);
+        }
+      };
+      auto one_vector = [&](F v, int64_t i, int n, int k) {
+        const F e = exp_of(v);
+        if (keep) n == V::W ? V::store(keep + b0 + i, e) : V::store_tail(keep + b0 + i, e, n);
+        V::add_unless_one(e, sum[k], ones[k]);
+        add_lin(v, i, n);
+      };
+      // Sweep 1 of a block waits on memory and sweep 2 on the exp. Prefetching while the exp
+      // runs overlaps the two (the hardware prefetcher sees no misses here): the block after the
+      // next, into L2, which measured a little faster than the next block into L1.
+      const char* next = reinterpret_cast<const char*>(xb + len + kBlock);
+      const int64_t after_next = a.n - b0 - len - kBlock;
+      const int64_t next_bytes = (after_next < kBlock ? std::max<int64_t>(after_next, 0) : kBlock) * int64_t(sizeof(T));
+      int64_t i = 0;
+      for (; i + 2 * V::W <= main; i += 2 * V::W) {
+        // One prefetch per 64-byte line the step reads (AVX2 fp32: one). Steps shorter than a
+        // line prefetch it more than once, which costs less than a branch to skip it.
+        for (int64_t off = i * int64_t(sizeof(T)); off < (i + 2 * V::W) * int64_t(sizeof(T)); off += 64)
+          if (off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
+        const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
+        const F e0 = exp_of(v0), e1 = exp_of(v1);
+        if (keep) {
+          V::store(keep + b0 + i, e0);
+          V::store(keep + b0 + i + V::W, e1);
+        }
+        V::add_unless_one(e0, sum[0], ones[0]);
+        V::add_unless_one(e1, sum[1], ones[1]);
+        add_lin(v0, i, V::W);
+        add_lin(v1, i + V::W, V::W);
+      }
+      if (i < main) one_vector(V::load(xb + i), i, V::W, 0);
+      if (tail) one_vector(V::load_tail(xb + main, tail, -INFINITY), main, tail, 1);
+    };
+    if (may_underflow) sweep2(std::true_type{});
+    else sweep2(std::false_type{});
     const double count = double(V::count(ones[0]) + V::count(ones[1]));
     const double rest = double(V::sum(V::add(sum[0], sum[1]))) + (count - 1.0);
     if (keep) a.block_max[b0 / kBlock] = zmax;
@@ -203,26 +237,53 @@ double tile_exp_grad(const ExpGradTile& a) {
       // bit for bit the arithmetic below, with no need to read x: kept is 0 for −inf entries.
       // Both paths add +0 after the fma, so a zero is +0 whatever the signs of coef and of a
       // bias of −0, and also where f·kept underflows (an fma rounds a tiny negative to −0).
-      const bool stream = std::is_same_v<TG, float> && a.stream;
+      // f = coef·e^{block max − shift} is one scalar per block.
+      auto factor = [&](int64_t block) {
+        const float bm = a.block_max[block];
+        return bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift);
+      };
+      auto out = [&](F f, F kept) { return V::mul(V::add(V::fma(f, kept, V::zero()), V::zero()), vs); };
+      if constexpr (std::is_same_v<TG, float>) {
+        if (a.stream) {
+          // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
+          // read-for-ownership a normal store makes (a third of the memory traffic). They go
+          // to whole 64-byte lines only, over the whole tile: a line that also takes an
+          // ordinary store is read, and its write-combining buffer flushed half full, which
+          // made the sweep twice as slow where g sat 48 bytes into a line and every block
+          // edge split one. So the partial lines at the tile's two ends get ordinary stores,
+          // and the one vector per block that straddles a block edge takes both blocks' f.
+          constexpr int64_t kLine = 64 / sizeof(float);
+          const int64_t head = std::min<int64_t>(a.n, int64_t((64 - reinterpret_cast<uintptr_t>(g) % 64) % 64 / sizeof(float)));
+          const int64_t body_end = head + (a.n - head) / kLine * kLine;
+          auto scalar = [&](int64_t j) { g[j] = (factor(j / kBlock) * a.kept[j] + 0.f) * a.scale; };
+          int64_t j = 0;
+          for (; j < head; ++j) scalar(j);
+          int64_t block = j / kBlock, edge = (block + 1) * kBlock;
+          F f = V::set1(factor(block));
+          for (; j < body_end; j += V::W) {
+            if (j + V::W > edge) {
+              const float f0 = factor(block), f1 = factor(block + 1);
+              alignas(64) float lanes[V::W];
+              for (int l = 0; l < V::W; ++l) lanes[l] = j + l < edge ? f0 : f1;
+              V::store_stream(g + j, out(V::load(lanes), V::load(a.kept + j)));
+              ++block, edge += kBlock;
+              f = V::set1(f1);
+              continue;
+            }
+            V::store_stream(g + j, out(f, V::load(a.kept + j)));
+          }
+          for (; j < a.n; ++j) scalar(j);
+          _mm_sfence();  // order the weakly-ordered stores before the pool's barrier
+          return 0;
+        }
+      }
       for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
         const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
-        const float bm = a.block_max[b0 / kBlock];
-        const float fs = bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift);
-        const F f = V::set1(fs);
-        auto out = [&](F kept) { return V::mul(V::add(V::fma(f, kept, V::zero()), V::zero()), vs); };
+        const F f = V::set1(factor(b0 / kBlock));
         int64_t j = b0;
-        if constexpr (std::is_same_v<TG, float>) {
-          if (stream) {
-            // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
-            // read-for-ownership a normal store makes (a third of the memory traffic).
-            for (; j < b1 && (reinterpret_cast<uintptr_t>(g + j) % sizeof(F)) != 0; ++j) g[j] = (fs * a.kept[j] + 0.f) * a.scale;
-            for (; j + V::W <= b1; j += V::W) V::store_stream(g + j, out(V::load(a.kept + j)));
-          }
-        }
-        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(V::load(a.kept + j)));
-        if (j < b1) V::store_tail(g + j, out(V::load_tail(a.kept + j, int(b1 - j))), int(b1 - j));
+        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(f, V::load(a.kept + j)));
+        if (j < b1) V::store_tail(g + j, out(f, V::load_tail(a.kept + j, int(b1 - j))), int(b1 - j));
       }
-      if (stream) _mm_sfence();  // order the weakly-ordered stores before the pool's barrier
       return 0;
     }
     if (a.kept) {

@@ -19,8 +19,11 @@
 //   add_unless_one(e, sum, ones)    sum += e where e != 1, ones += 1 (integer lanes) where e == 1
 //   count(ones)             the integer lanes of `ones` summed
 //   add_or_count_where_eq(e, x, c, sum, ones)   ones += 1 where x == c, else sum += e
-//   exp2(t), exp(v)         2^t (t ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0 for -inf
+//   exp2_mul(a, b), exp(v)  2^(a·b) (a·b ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0
+//                           for -inf; exp2_mul<false>: the caller guarantees a·b ≥ −125 (no
+//                           underflow, no −inf), which saves the mask
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
+//   F unordered(m, a, b)    m with the lanes where a or b is NaN set (all bits); any_set(m)
 #pragma once
 #include <immintrin.h>
 #include <cstdint>
@@ -31,16 +34,18 @@
 
 namespace fl::FL_ISA_NS::simd {
 
-// exp via exp2. exp2(t) splits t into n = round(t) and f = t − n ∈ [−½, ½], evaluates 2^f with
-// a degree-5 minimax polynomial (relative error 1.0e-7 in exact arithmetic, 2e-7 evaluated in
-// fp32, i.e. within 2 ulp), and scales by 2^n through the exponent bits. The rounding is the
-// 1.5·2^23 trick: adding that constant leaves round(t) in the low mantissa bits, so n needs no
-// round or convert instruction. Those, like compares and min/max, compete with the FMAs for the
-// two FMA-capable ports of current x86 cores, while adds and integer ops have ports of their own;
-// the exp is the throughput limit of every softmax sweep, so this matters. exp2 is exactly 1 at
-// t = 0, and exactly 0 below 2^−126 and at −inf (an integer compare of the same bits). It is for
-// t ≤ 127 and exp for v ≤ 88, which callers guarantee by subtracting a running max or, where
-// the argument is not bounded (tanh's e^{2u}), by clamping it first.
+// exp via exp2. exp2_mul(a, b) = 2^t with t = a·b splits t into n = round(t) and f = t − n ∈
+// [−½, ½], evaluates 2^f with a degree-5 minimax polynomial (relative error 1.0e-7 in exact
+// arithmetic, 2e-7 evaluated in fp32, i.e. within 2 ulp), and scales by 2^n through the exponent
+// bits. The rounding is the 1.5·2^23 trick: adding that constant leaves round(t) in the low
+// mantissa bits, so n needs no round or convert instruction. Where there is an FMA, both the
+// rounding and f come from fused a·b ± c, so t is never rounded on its own (f is then a·b − n to
+// one rounding, and one multiply is saved). Round, convert, compares and min/max would compete
+// with the FMAs for the two FMA-capable ports of current x86 cores, while adds and integer ops
+// have ports of their own; the exp is the throughput limit of every softmax sweep, so this
+// matters. The result is exactly 1 at t = 0, and exactly 0 below 2^−126 and at −inf (one integer
+// compare of the same bits). It is for t ≤ 127 and exp for v ≤ 88, which callers guarantee by
+// subtracting a running max or, where the argument is not bounded (tanh's e^{2u}), by clamping.
 #define FL_EXP2_POLY(f)                                                               \
   fma(fma(fma(fma(fma(set1(0.0013308824272826314f), f, set1(0.009671516716480255f)),  \
                   f, set1(0.05550582334399223f)),                                     \
@@ -48,7 +53,7 @@ namespace fl::FL_ISA_NS::simd {
           f, set1(0.6931470632553101f)),                                              \
       f, set1(1.f))
 constexpr float kExp2Round = 12582912.f;       // 1.5·2^23
-constexpr int32_t kExp2DeadBits = 0x4B400000 - 126;  // bits of kExp2Round − 126: n < −126 below
+constexpr int32_t kExp2LiveBits = 0x4B400000 - 127;  // bits of kExp2Round − 127: n ≥ −126 above
 
 struct Sse2 {
   static constexpr int W = 4;
@@ -119,19 +124,24 @@ struct Sse2 {
     _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(ones));
     return int64_t(t[0]) + t[1] + t[2] + t[3];
   }
-  static F exp2(F t) {
+  template <bool kMayUnderflow = true>
+  static F exp2_mul(F a, F b) {  // no FMA: t is rounded once
+    const F t = mul(a, b);
     const F s = add(t, set1(kExp2Round));
     const F f = sub(t, sub(s, set1(kExp2Round)));
     const __m128i sb = _mm_castps_si128(s);
     const __m128i scaled = _mm_add_epi32(_mm_castps_si128(FL_EXP2_POLY(f)), _mm_slli_epi32(sb, 23));
-    return _mm_castsi128_ps(_mm_andnot_si128(_mm_cmpgt_epi32(_mm_set1_epi32(kExp2DeadBits), sb), scaled));
+    if constexpr (!kMayUnderflow) return _mm_castsi128_ps(scaled);
+    return _mm_castsi128_ps(_mm_and_si128(_mm_cmpgt_epi32(sb, _mm_set1_epi32(kExp2LiveBits)), scaled));
   }
-  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
+  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
   static Bad no_bad() { return _mm_setzero_ps(); }
   static Bad bad(Bad b, F v) {
     return _mm_or_ps(b, _mm_or_ps(_mm_cmpunord_ps(v, v), _mm_cmpeq_ps(v, set1(INFINITY))));
   }
   static bool any(Bad b) { return _mm_movemask_ps(b) != 0; }
+  static F unordered(F m, F a, F b) { return _mm_or_ps(m, _mm_cmpunord_ps(a, b)); }
+  static bool any_set(F m) { return _mm_movemask_ps(m) != 0; }
 };
 
 #if defined(FL_ISA_AVX2) || defined(FL_ISA_AVX512)
@@ -200,14 +210,17 @@ struct Avx2 {
     return Sse2::count(_mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(_mm256_castps_si256(ones)),
                                                       _mm256_extracti128_si256(_mm256_castps_si256(ones), 1))));
   }
-  static F exp2(F t) {
-    const F s = add(t, set1(kExp2Round));
-    const F f = sub(t, sub(s, set1(kExp2Round)));
+  template <bool kMayUnderflow = true>
+  static F exp2_mul(F a, F b) {
+    const F s = fma(a, b, set1(kExp2Round));
+    const F f = _mm256_fmsub_ps(a, b, sub(s, set1(kExp2Round)));
     const __m256i sb = _mm256_castps_si256(s);
     const __m256i scaled = _mm256_add_epi32(_mm256_castps_si256(FL_EXP2_POLY(f)), _mm256_slli_epi32(sb, 23));
-    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(kExp2DeadBits), sb), scaled));
+    if constexpr (!kMayUnderflow) return _mm256_castsi256_ps(scaled);
+    // cmpgt(sb, c) & x, not andnot(cmpgt(c, sb), x): GCC turns the latter into min + cmpeq.
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(sb, _mm256_set1_epi32(kExp2LiveBits)), scaled));
   }
-  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
+  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
   // On the bit patterns, two integer maxima (ports of their own, unlike float compares): a
   // signed max ≥ 0x7F800000 means +inf or a positive NaN; an unsigned max > 0xFF800000 (−inf)
   // means a negative NaN.
@@ -220,7 +233,9 @@ struct Avx2 {
     const __m256i pos = _mm256_cmpgt_epi32(b.signed_max, _mm256_set1_epi32(0x7F7FFFFF));
     const __m256i neg = _mm256_cmpeq_epi32(_mm256_max_epu32(b.unsigned_max, _mm256_set1_epi32(int32_t(0xFF800001u))), b.unsigned_max);
     return _mm256_movemask_epi8(_mm256_or_si256(pos, neg)) != 0;
-  }
+  }  static F unordered(F m, F a, F b) { return _mm256_or_ps(m, _mm256_cmp_ps(a, b, _CMP_UNORD_Q)); }
+  static bool any_set(F m) { return _mm256_movemask_ps(m) != 0; }
+
 };
 #endif
 
@@ -300,20 +315,27 @@ struct Avx512 {
     ones = _mm512_castsi512_ps(_mm512_mask_add_epi32(_mm512_castps_si512(ones), eq, _mm512_castps_si512(ones), _mm512_set1_epi32(1)));
   }
   static int64_t count(F ones) { return _mm512_reduce_add_epi32(_mm512_castps_si512(ones)); }
-  static F exp2(F t) {
+  template <bool kMayUnderflow = true>
+  static F exp2_mul(F a, F b) {
     // scalef computes p·2^r exactly, so AVX-512 needs neither the rounding trick nor the
     // exponent arithmetic; masked-zero lanes give 0 below 2^−126 and at −inf.
-    const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_GE_OQ);
+    const F t = mul(a, b);
     const F r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const F f = sub(t, r);
+    const F f = _mm512_fmsub_ps(a, b, r);
+    if constexpr (!kMayUnderflow) return _mm512_scalef_ps(FL_EXP2_POLY(f), r);
+    const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_GE_OQ);
     return _mm512_maskz_scalef_ps(live, FL_EXP2_POLY(f), r);
   }
-  static F exp(F v) { return exp2(mul(v, set1(1.4426950408889634f))); }
+  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
   static Bad no_bad() { return 0; }
   static Bad bad(Bad b, F v) {
     return b | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v, set1(INFINITY), _CMP_EQ_OQ);
   }
   static bool any(Bad b) { return b != 0; }
+  static F unordered(F m, F a, F b) {
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), _mm512_movm_epi32(_mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q))));
+  }
+  static bool any_set(F m) { return _mm512_movepi32_mask(_mm512_castps_si512(m)) != 0; }
 };
 #endif
 

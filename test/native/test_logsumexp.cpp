@@ -118,4 +118,36 @@ FL_TEST(minus_infinity_and_non_finite) {
   }
 }
 
+// The statistics sweep skips the exp's underflow mask in a block whose scores all lie within 87
+// of its max (every exp is then a normal float). Blocks with one score just past that, or far
+// past it (whose unmasked exp would be garbage), must take the masked path; blocks just inside
+// may take the fast one. Rows of 2·2048 have no tail lanes, so both paths are reachable.
+FL_TEST(spread_near_exp_underflow_every_isa) {
+  Rng rng(13);
+  const int64_t cols = 4096;
+  for (Isa isa : isas()) {
+    Context ctx(isa, 2);
+    for (double low : {-86.9, -87.1, -126.0, -200.0, -1e4}) {
+      for (float scale : {1.0f, 0.75f}) {
+        std::vector<float> x(size_t(3 * cols));
+        for (auto& v : x) v = float(rng.normal());
+        for (int64_t r = 0; r < 3; ++r) {
+          x[size_t(r * cols + 5)] = 4.f;                                                   // block 0's max
+          x[size_t(r * cols + 100 + r)] = float((4 + low) / scale);                       // far below it
+          x[size_t(r * cols + 2048 + 7 * r)] = float((4 + low) / scale);                  // in block 1
+          for (int64_t c = 2048 + 1000; c < 2048 + 1010; ++c) x[size_t(r * cols + c)] = float((4 + low) / scale);
+        }
+        std::vector<float> out(3, NAN);
+        log_sum_exp(ctx, {x.data(), DType::Float32, 3, cols, scale, out.data()});
+        for (int64_t r = 0; r < 3; ++r) {
+          const long double ref = ref_lse(&x[size_t(r * cols)], cols, scale);
+          const double err = double(std::fabs(out[size_t(r)] - ref) / std::max<long double>(1, std::fabs(ref)));
+          FL_CHECK(err <= 1e-6, "%s low %g scale %g row %lld: %.9g vs %.9Lg", isa_name(isa), low, scale, (long long)r,
+                   out[size_t(r)], ref);
+        }
+      }
+    }
+  }
+}
+
 FL_TEST_MAIN()
