@@ -19,6 +19,9 @@ export function sweep({ fl, op, rng, timeit, ctx, torchCpuMs, threads, quick, lo
     const made = op.make(fl, rng(), { ...size, dtype: 'float32' });
     const inputs = op.bench.prepare ? op.bench.prepare(fl, made) : made;
     const gbs = (ms) => op.bench.bytes(size) / (ms / 1e3) / 1e9;
+    // PyTorch first, after a pause, as in run.mjs: threads a peer left busy would slow it.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    const torchMs = torchCpuMs(op.name, size, threads);
     const series = { fusedloss: gbs(timeit(() => op.run(fl, inputs, 'cpu'))) };
     for (const [peer, make] of Object.entries(op.bench.peers ?? {})) {
       if (peer.startsWith('tfjs') && !ctx.tf) continue;
@@ -29,7 +32,6 @@ export function sweep({ fl, op, rng, timeit, ctx, torchCpuMs, threads, quick, lo
         p.dispose?.();
       }
     }
-    const torchMs = torchCpuMs(op.name, size, threads);
     if (torchMs !== undefined) series['torch-cpu'] = gbs(torchMs);
     points.push({ cols, series });
     log(`chart: ${sweepRows}x${cols} ` + Object.entries(series).map(([k, v]) => `${k} ${v.toFixed(2)} GB/s`).join(', '));
