@@ -20,8 +20,8 @@
 //   count(ones)             the integer lanes of `ones` summed
 //   add_or_count_where_eq(e, x, c, sum, ones)   ones += 1 where x == c, else sum += e
 //   exp2_mul(a, b), exp(v)  2^(a·b) (a·b ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0
-//                           for -inf; exp2_mul<false>: the caller guarantees a·b ≥ −125 (no
-//                           underflow, no −inf), which saves the mask
+//                           for -inf; exp2_mul<false>: the caller guarantees a·b > −126.5
+//                           (round(a·b) ≥ −126: no underflow, no −inf), which saves the mask
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
 //   F unordered(m, a, b)    m with the lanes where a or b is NaN set (all bits); any_set(m)
 #pragma once
@@ -233,9 +233,9 @@ struct Avx2 {
     const __m256i pos = _mm256_cmpgt_epi32(b.signed_max, _mm256_set1_epi32(0x7F7FFFFF));
     const __m256i neg = _mm256_cmpeq_epi32(_mm256_max_epu32(b.unsigned_max, _mm256_set1_epi32(int32_t(0xFF800001u))), b.unsigned_max);
     return _mm256_movemask_epi8(_mm256_or_si256(pos, neg)) != 0;
-  }  static F unordered(F m, F a, F b) { return _mm256_or_ps(m, _mm256_cmp_ps(a, b, _CMP_UNORD_Q)); }
+  }
+  static F unordered(F m, F a, F b) { return _mm256_or_ps(m, _mm256_cmp_ps(a, b, _CMP_UNORD_Q)); }
   static bool any_set(F m) { return _mm256_movemask_ps(m) != 0; }
-
 };
 #endif
 
