@@ -73,24 +73,21 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     // vectors (three vector operations per pair where a per-vector check takes four).
     F vmax = ninf, vmin = V::set1(INFINITY), nan = V::zero();
     {
-      int64_t i = 0;
-      for (; i + 2 * V::W <= main; i += 2 * V::W) {
-        const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
+      // v0 and v1 are two vectors, or one vector twice.
+      auto scan = [&](F v0, F v1) {
         vmax = V::max(vmax, V::max(v0, v1));
-        if constexpr (!kSoftcap) vmin = V::min(vmin, V::min(v0, v1));
+        if constexpr (!kSoftcap) vmin = V::min(vmin, V::min(v0, v1));  // sweep 2's underflow test
         nan = V::unordered(nan, v0, v1);
-      }
+      };
+      int64_t i = 0;
+      for (; i + 2 * V::W <= main; i += 2 * V::W) scan(V::load(xb + i), V::load(xb + i + V::W));
       if (i < main) {
         const F v = V::load(xb + i);
-        vmax = V::max(vmax, v);
-        vmin = V::min(vmin, v);
-        nan = V::unordered(nan, v, v);
+        scan(v, v);
       }
       if (tail) {
         const F v = V::load_tail(xb + main, tail, -INFINITY);
-        vmax = V::max(vmax, v);
-        vmin = V::min(vmin, v);
-        nan = V::unordered(nan, v, v);
+        scan(v, v);
       }
     }
     const float m = V::hmax(vmax);
@@ -162,16 +159,8 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
         // line prefetch it more than once, which costs less than a branch to skip it.
         for (int64_t off = i * int64_t(sizeof(T)); off < (i + 2 * V::W) * int64_t(sizeof(T)); off += 64)
           if (off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
-        const F v0 = V::load(xb + i), v1 = V::load(xb + i + V::W);
-        const F e0 = exp_of(v0), e1 = exp_of(v1);
-        if (keep) {
-          V::store(keep + b0 + i, e0);
-          V::store(keep + b0 + i + V::W, e1);
-        }
-        V::add_unless_one(e0, sum[0], ones[0]);
-        V::add_unless_one(e1, sum[1], ones[1]);
-        add_lin(v0, i, V::W);
-        add_lin(v1, i + V::W, V::W);
+        one_vector(V::load(xb + i), i, V::W, 0);
+        one_vector(V::load(xb + i + V::W), i + V::W, V::W, 1);
       }
       if (i < main) one_vector(V::load(xb + i), i, V::W, 0);
       if (tail) one_vector(V::load_tail(xb + main, tail, -INFINITY), main, tail, 1);
