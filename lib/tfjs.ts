@@ -76,7 +76,7 @@ function fused(scores: tf.Tensor2D, run: (s: FlTensor) => LossResult): tf.Scalar
     const shape = s.shape as [number, number];
     // The backend's values (cpu) or a copy (wasm, node); the kernel only reads them.
     const r = run(flTensor(s.dataSync() as Float32Array, shape));
-    const g = r.grad!.data() as Float32Array;
+    const g = r.grad!.data as Float32Array;
     return { value: tf.scalar(r.loss), gradFunc: (dy: tf.Tensor) => [tf.mul(tf.tensor(g, shape, 'float32'), dy)] };
   });
   return f(scores) as tf.Scalar;

@@ -21,7 +21,7 @@ const absL2 = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 function gradOf(r: fl.LossResult): Float32Array {
   const g = fl.toHost(r.grad!);
-  return fl.toFloat32(g.data(), g.dtype);
+  return fl.toFloat32(g.data, g.dtype);
 }
 
 /** Runs the kernel and the float64 reference and compares loss, rows, grad, dScale, lse. */
@@ -132,7 +132,7 @@ describe('softmaxCrossEntropy: random cases against float64', () => {
     const t = fl.tensor(S.slice(), [7, 97]);
     const r = fl.softmaxCrossEntropy(t, labels, { inplace: true });
     expect(r.grad).toBe(t);
-    expect(Array.from(t.data())).toEqual(Array.from(expected));
+    expect(Array.from(t.data)).toEqual(Array.from(expected));
   });
 
   it('grad: false computes the loss only; the input is left unchanged', () => {
@@ -165,7 +165,7 @@ describe('softmaxCrossEntropy: the gradient-only fast paths', () => {
       expect(Buffer.compare(Buffer.from(fast.buffer), Buffer.from(general.buffer))).toBe(0);
       const t = fl.tensor(S.slice(), [B, N]);
       fl.softmaxCrossEntropy(t, labels, { ...opts, inplace: true });
-      expect(Buffer.compare(Buffer.from((t.data() as Float32Array).buffer), Buffer.from(fast.buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from((t.data as Float32Array).buffer), Buffer.from(fast.buffer))).toBe(0);
       check(S, B, N, labels, opts);
     });
 });

@@ -9,7 +9,7 @@ describe('tensors', () => {
     expect(t.shape).toEqual([2, 3]);
     expect(t.device).toBe('cpu');
     expect(t.size).toBe(6);
-    expect(t.data()).toBe(x);
+    expect(t.data).toBe(x);
     expect(fl.toHost(t)).toBe(t);
   });
 
@@ -56,7 +56,7 @@ describe.skipIf(!hasCuda())('device memory', () => {
     const x = new Uint16Array(1001).map((_, i) => (i * 2654435761) & 0xffff);
     const d = fl.toDevice(fl.tensor(x, [7, 143], { dtype: 'float16' }));
     expect(fl.backendInfo().cuda.bytesInUse).toBe(before + 2002);
-    expect(Array.from(fl.toHost(d).data())).toEqual(Array.from(x));
+    expect(Array.from(fl.toHost(d).data)).toEqual(Array.from(x));
     d.dispose();
     expect(d.disposed).toBe(true);
     expect(fl.backendInfo().cuda.bytesInUse).toBe(before);
