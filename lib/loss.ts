@@ -58,6 +58,20 @@ export interface LossResult {
   dScale?: number;
 }
 
+/** The type of the `grad` option in an options type O (undefined when O has none). */
+type GradOption<O> = 'grad' extends keyof O ? O['grad' & keyof O] : undefined;
+
+/**
+ * The result type of a loss called with options of type O: `grad` is present exactly when the
+ * options do not say `grad: false`, so `const { loss, grad } = loss(...)` needs no `!` under
+ * strict TypeScript. It stays optional when O's `grad` is a boolean known only at run time.
+ */
+export type WithGrad<R extends LossResult, O> = [GradOption<O>] extends [false]
+  ? Omit<R, 'grad'>
+  : [GradOption<O>] extends [true | undefined]
+    ? Omit<R, 'grad'> & { grad: Tensor }
+    : R;
+
 /** Reduction codes of the native layer. */
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
