@@ -13,6 +13,16 @@ describe('tensors', () => {
     expect(fl.toHost(t)).toBe(t);
   });
 
+  it('data is a property, as in the { dtype, shape, data } input form', () => {
+    const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const r = fl.softmaxCrossEntropy({ dtype: 'float32', shape: [2, 3], data: x }, Int32Array.from([0, 2]));
+    expect(r.grad.data).toBeInstanceOf(Float32Array);
+    expect(Array.from(r.grad.data.slice(0, 3))).toEqual(Array.from(r.grad.data).slice(0, 3));
+    // A Tensor passes where the { dtype, shape, data } form does, and back.
+    const { dtype, shape, data } = r.grad;
+    expect(fl.softmaxCrossEntropy({ dtype, shape, data }, Int32Array.from([1, 1])).loss).toBeGreaterThan(0);
+  });
+
   it('validates dtype, shape and data', () => {
     expectCode(() => fl.tensor(new Float32Array(5), [2, 3]), 'ERR_SHAPE', /6 elements/, /received 5/);
     expectCode(() => fl.tensor(new Uint16Array(6), [2, 3]), 'ERR_DTYPE', /opts\.dtype/);
