@@ -10,9 +10,14 @@
  * ```
  *
  * Works with any tfjs backend that can read tensors synchronously (cpu, wasm, tfjs-node): the
- * scores are read once with `dataSync()`, the loss runs on the CPU addon, and the gradient
- * becomes a tensor only when backpropagation asks for it, so no tensor is left behind.
- * `@tensorflow/tfjs` is an optional peer dependency, loaded only by this entry point.
+ * scores are read in place where the backend allows it (the cpu backend's array, the wasm
+ * heap; `dataSync()` elsewhere), the loss runs on the CPU addon, and the gradient becomes a
+ * tensor only when backpropagation asks for it, so no tensor is left behind. Class ids are
+ * used as they are: no B×N one-hot is made. `@tensorflow/tfjs` is an optional peer
+ * dependency, loaded only by this entry point (ERR_PEER_MISSING without it).
+ *
+ * `model.fit` passes targets shaped like the output (B×N); for class ids, train with
+ * `optimizer.minimize(() => softmaxCrossEntropy(model.apply(x), ids))` (README, TensorFlow.js).
  *
  * Options are those of the losses in `fusedloss`, except the ones about the gradient's
  * storage (`grad`, `inplace`, `out`, `gradDtype`, `gradScale`, `gradOutput`) and

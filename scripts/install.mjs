@@ -14,7 +14,7 @@
 //      Why it was not built is recorded in build-cuda/install.json, which the loader reports
 //      (backendInfo().cuda.reason, FUSEDLOSS_DEVICE=cuda's error).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -106,7 +106,8 @@ const cudaDir = path.join(root, 'build-cuda');
 function recordCuda(built, reason) {
   mkdirSync(cudaDir, { recursive: true });
   writeFileSync(path.join(cudaDir, 'install.json'), JSON.stringify({ built, reason }) + '\n');
-  if (!built) log(`no CUDA addon: ${reason}`);
+  // Asked for with FUSEDLOSS_CUDA=ON, its absence is a warning; found missing by auto, a note.
+  if (!built) (cudaWanted === 'ON' ? console.warn : console.log)(`fusedloss: no CUDA addon: ${reason}`);
 }
 function findTool(name, fallback) {
   try {
@@ -132,11 +133,21 @@ function buildCuda() {
   // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
   const archs = process.env.FUSEDLOSS_CUDA_ARCHS || '80-real;90-real;90-virtual';
   log(`nvcc found (${nvcc}): building the CUDA addon for ${archs} (a few minutes; FUSEDLOSS_CUDA=OFF skips it)`);
-  // The same variables cmake-js would set (CMakeLists.txt builds the addon when CMAKE_JS_INC is
-  // set); on Linux an addon needs no import library. -D values override the cache, so a changed
-  // FUSEDLOSS_CUDA_ARCHS takes effect in an existing build directory.
   // Ninja when it is here, as cmake-js picks it: a build directory keeps its first generator.
+  // The -D values are those cmake-js would set (CMakeLists.txt builds the addon when
+  // CMAKE_JS_INC is set; on Linux an addon needs no import library). They override the cache, so
+  // a changed FUSEDLOSS_CUDA_ARCHS takes effect in an existing build directory.
   const generator = findTool('ninja', '/usr/bin/ninja') ? ['-G', 'Ninja'] : [];
+  // A cache made with another nvcc makes CMake drop it and configure again without the -D
+  // values below (a CPU-only build): start from a fresh cache instead.
+  const cache = path.join(cudaDir, 'CMakeCache.txt');
+  if (existsSync(cache) && !readFileSync(cache, 'utf8').split('\n').some((l) => /^CMAKE_CUDA_COMPILER:\w+=/.test(l) && l.split('=')[1] === nvcc)) {
+    rmSync(cache);
+    rmSync(path.join(cudaDir, 'CMakeFiles'), { recursive: true, force: true });
+  }
+  // The addon is removed first, so that success means this build made it.
+  const addon = path.join(cudaDir, 'Release', 'fusedloss_cuda.node');
+  rmSync(addon, { force: true });
   const configured = run(cmake, [
     '-S', root, '-B', cudaDir, ...generator,
     '-DCMAKE_BUILD_TYPE=Release',
@@ -146,7 +157,7 @@ function buildCuda() {
     `-DCMAKE_JS_INC=${include}`,
     `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(cudaDir, 'Release')}`,
   ]);
-  const built = configured && run(cmake, ['--build', cudaDir, '--parallel', String(Math.min(8, os.availableParallelism()))]);
+  const built = configured && run(cmake, ['--build', cudaDir, '--parallel', String(Math.min(8, os.availableParallelism()))]) && existsSync(addon);
   if (!built) {
     console.warn('fusedloss: WARNING: the CUDA build failed (its errors are above); the CPU build is unaffected.');
     return recordCuda(false, `the CUDA build failed at install time (nvcc ${nvcc}); its errors are in the npm install log`);
