@@ -58,17 +58,15 @@ export interface LossResult {
   dScale?: number;
 }
 
-/** The type of the `grad` option in an options type O (undefined when O has none). */
-type GradOption<O> = 'grad' extends keyof O ? O['grad' & keyof O] : undefined;
-
 /**
  * The result type of a loss called with options of type O: `grad` is present exactly when the
  * options do not say `grad: false`, so `const { loss, grad } = loss(...)` needs no `!` under
  * strict TypeScript. It stays optional when O's `grad` is a boolean known only at run time.
+ * G is the type of O's `grad` option (undefined when O has none).
  */
-export type WithGrad<R extends LossResult, O> = [GradOption<O>] extends [false]
+export type WithGrad<R extends LossResult, O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
   ? Omit<R, 'grad'>
-  : [GradOption<O>] extends [true | undefined]
+  : [G] extends [true | undefined]
     ? Omit<R, 'grad'> & { grad: Tensor }
     : R;
 
