@@ -232,7 +232,7 @@ function cudaMissingReason(): string {
   } catch {
     // No record: the install script did not get that far here.
   }
-  return 'the CUDA addon was not built (scripts/install.mjs left no record: installed with --ignore-scripts?)';
+  return 'the CUDA addon was not built, and scripts/install.mjs left no record of why (it writes one each time it runs; npm install --ignore-scripts skips it)';
 }
 
 function loadFile(file: string): NativeAddon {
