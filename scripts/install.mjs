@@ -132,7 +132,7 @@ function buildCuda() {
   if (!include) return recordCuda(false, `nvcc was found (${nvcc}), but the Node headers (include/node/node_api.h) were not: set npm_config_nodedir`);
   // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
   const archs = process.env.FUSEDLOSS_CUDA_ARCHS || '80-real;90-real;90-virtual';
-  log(`nvcc found (${nvcc}): building the CUDA addon for ${archs} (a few minutes; FUSEDLOSS_CUDA=OFF skips it)`);
+  log(`nvcc found (${nvcc}): building the CUDA addon for ${archs} (minutes; FUSEDLOSS_CUDA=OFF skips it)`);
   // Ninja when it is here, as cmake-js picks it: a build directory keeps its first generator.
   // The -D values are those cmake-js would set (CMakeLists.txt builds the addon when
   // CMAKE_JS_INC is set; on Linux an addon needs no import library). They override the cache, so
