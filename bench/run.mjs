@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { ops } from '../scripts/ops.mjs';
 import { makeRng } from '../scripts/lib/random.mjs';
 import { chartSvg, gpuPoints, sweep } from './chart.mjs';
+import { adapterBench, adapterSection } from './tfjs-adapter.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -143,6 +144,11 @@ for (const op of ops) {
   }
 }
 
+// fusedloss/tfjs against the direct call and tfjs's own loss (--op tfjs-adapter runs it alone).
+const adapter = ctx.tf && !chartOnly && (!only || only === 'tfjs-adapter')
+  ? await adapterBench({ fl, tf: ctx.tf, flTf: require('../dist/tfjs.js'), timeInRounds, quick, log: console.log })
+  : undefined;
+
 const chart = write || chartOnly;
 if (chart) {
   // GPU points come from a scripts/gpu run: copy its fusedloss-bench.json to docs/gpu-bench.json.
@@ -185,6 +191,7 @@ if (write) {
     '',
     '![softmaxCrossEntropy throughput against N](bench-throughput.svg)',
     '',
+    ...(adapter ? adapterSection(adapter) : []),
   ];
   mkdirSync(path.join(root, 'docs'), { recursive: true });
   writeFileSync(path.join(root, 'docs', 'BENCHMARKS.md'), lines.join('\n'));

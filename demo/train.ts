@@ -106,7 +106,7 @@ export function train(ds: Dataset, entry: LossEntry, o: TrainOptions): TrainResu
           try {
             const r = runLoss(entry, onGpu, subset(ds.train.labels, ids), opts, rng.int);
             loss = r.loss;
-            G = fl.toHost(r.grad!).data() as Float32Array;
+            G = fl.toHost(r.grad!).data as Float32Array;
             if (r.grad !== gradOut) r.grad!.dispose();
           } finally {
             onGpu.dispose();
@@ -115,7 +115,7 @@ export function train(ds: Dataset, entry: LossEntry, o: TrainOptions): TrainResu
           if (n === B) opts.out = gradOut ??= fl.tensor(new Float32Array(B * L), [B, L]);
           const r = runLoss(entry, scores, subset(ds.train.labels, ids), opts, rng.int);
           loss = r.loss;
-          G = r.grad!.data() as Float32Array;
+          G = r.grad!.data as Float32Array;
         }
         const te = now();
         scoresBackward(G, Q, n, K, L, D, dQ, dK);

@@ -51,5 +51,7 @@ export interface BackendInfo {
 export function backendInfo(): BackendInfo {
   const l = native();
   const raw = l.addon.backendInfo();
-  return { cpu: raw.cpu, cuda: raw.cuda, loader: { file: l.file, mode: l.mode, notes: [...l.notes] } };
+  // The CPU addon only knows that it has no CUDA kernels; the loader knows why the CUDA addon is not in use.
+  const cuda = !raw.cuda.available && l.cudaReason ? { ...raw.cuda, reason: l.cudaReason } : raw.cuda;
+  return { cpu: raw.cpu, cuda, loader: { file: l.file, mode: l.mode, notes: [...l.notes] } };
 }

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'ERR_CUDA' // a CUDA call failed
   | 'ERR_CUDA_OOM' // the GPU is out of memory
   | 'ERR_NATIVE_LOAD' // the native addon could not be loaded
+  | 'ERR_PEER_MISSING' // an optional peer dependency (@tensorflow/tfjs for fusedloss/tfjs) is not installed
   | 'ERR_INTERNAL'; // a bug: please report it
 
 /** Base class of every error fusedloss throws. */
@@ -42,7 +43,7 @@ export class NonFiniteError extends FusedLossError {}
 export class LifetimeError extends FusedLossError {}
 /** CUDA is unavailable, a CUDA call failed, or the GPU ran out of memory. */
 export class CudaError extends FusedLossError {}
-/** The native addon could not be loaded, or an internal invariant failed. */
+/** The native addon or an optional peer dependency could not be loaded, or an internal invariant failed. */
 export class NativeError extends FusedLossError {}
 
 const classes: Record<ErrorCode, new (code: ErrorCode, message: string) => FusedLossError> = {
@@ -61,6 +62,7 @@ const classes: Record<ErrorCode, new (code: ErrorCode, message: string) => Fused
   ERR_CUDA: CudaError,
   ERR_CUDA_OOM: CudaError,
   ERR_NATIVE_LOAD: NativeError,
+  ERR_PEER_MISSING: NativeError,
   ERR_INTERNAL: NativeError,
 };
 

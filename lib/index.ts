@@ -12,7 +12,7 @@ export type { BackendInfo, CudaDevice } from './backend';
 export { logSumExp, logSumExpAsync } from './ops/logSumExp';
 export type { LogSumExpOptions } from './ops/logSumExp';
 export { float32ToFloat16, float32ToBFloat16, float16ToFloat32, bfloat16ToFloat32, toFloat32 } from './half';
-export type { Reduction, LossOptions, LossResult, ScoresInput } from './loss';
+export type { Reduction, LossOptions, LossResult, ScoresInput, WithGrad } from './loss';
 export { softmaxCrossEntropy, softmaxCrossEntropyAsync } from './ops/softmaxCrossEntropy';
 export type { SoftmaxCrossEntropyOptions, SoftmaxCrossEntropyResult } from './ops/softmaxCrossEntropy';
 export type { Positives } from './csr';

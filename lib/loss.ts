@@ -2,7 +2,7 @@
  * Options and results every loss shares, and their one-time normalisation for the addon.
  * @module
  */
-import { makeError } from './errors';
+import { FusedLossError, makeError } from './errors';
 import type { NativeInput } from './native';
 import { outputF32, outputHost } from './outputs';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from './tensor';
@@ -58,12 +58,26 @@ export interface LossResult {
   dScale?: number;
 }
 
+/**
+ * The result type of a loss called with options of type O: `grad` is present exactly when the
+ * options do not say `grad: false`, so `const { loss, grad } = loss(...)` needs no `!` under
+ * strict TypeScript. It stays optional when O's `grad` is a boolean known only at run time.
+ * G is the type of O's `grad` option (undefined when O has none).
+ */
+export type WithGrad<R extends LossResult, O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
+  ? Omit<R, 'grad'>
+  : [G] extends [true | undefined]
+    ? Omit<R, 'grad'> & { grad: Tensor }
+    : R;
+
 /** Reduction codes of the native layer. */
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
 /** @internal The normalised common part of a loss call. */
 export interface PreparedLoss {
   scores: Tensor;
+  /** What the caller's API calls the scores ('logits' for cross-entropy), for error messages. */
+  scoresName: string;
   input: NativeInput;
   rows: number;
   cols: number;
@@ -121,6 +135,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     o,
     p: {
       scores: t,
+      scoresName,
       input,
       rows,
       cols,
@@ -147,6 +162,16 @@ export function abandonLoss(p: PreparedLoss, out?: unknown): void {
   if (p.grad && p.grad !== p.scores && p.grad !== out) p.grad.dispose();
 }
 
+/**
+ * The native kernels name their input "scores" in their errors (ERR_NON_FINITE, ...); a loss
+ * whose API calls it otherwise gets that name back, so every error of one call names the
+ * argument alike.
+ */
+function renameScores(e: unknown, scoresName: string): unknown {
+  if (scoresName === 'scores' || !(e instanceof FusedLossError) || !e.message.startsWith('scores')) return e;
+  return makeError(e.code, scoresName + e.message.slice('scores'.length));
+}
+
 /** @internal Runs a prepared loss sync, cleaning up on failure. */
 export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedLoss, fn: () => T, extra?: () => object): LossResult {
   try {
@@ -154,7 +179,7 @@ export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedL
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw e;
+    throw renameScores(e, p.scoresName);
   }
 }
 
@@ -165,7 +190,7 @@ export async function runLossAsync<T extends { loss: number; dScale: number }>(p
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw e;
+    throw renameScores(e, p.scoresName);
   }
 }
 

@@ -13,13 +13,17 @@
  * - `cuda`: the CUDA addon, which must see a GPU; otherwise every call throws
  *   `ERR_CUDA_UNAVAILABLE` saying why.
  * `FUSEDLOSS_ADDON` names a `.node` file to load instead (sanitizer or debug builds).
+ *
+ * The environment variables are checked before anything loads: a value the native side would
+ * silently ignore (`FUSEDLOSS_THREADS=abc`) is an ERR_ARG naming the variable instead.
  * @internal
  * @module
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { NativeCsr } from './csr';
 import { makeError, fromNative } from './errors';
+import { fail } from './validate';
 
 /** GPU memory owned by a JS object (napi/addon.cpp DeviceBuffer). */
 export interface DeviceBufferHandle {
@@ -185,15 +189,50 @@ export interface Loaded {
   cuda: boolean; // the loaded addon sees a GPU
   mode: DeviceMode;
   notes: string[];
+  /** Why the CUDA backend is not in use (auto mode fell back to the CPU addon). */
+  cudaReason?: string;
 }
 
 const root = path.resolve(__dirname, '..');
 let loaded: Loaded | undefined;
 
+/** An environment variable's value; unset and empty both read as undefined (the default). */
+function env(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
 function deviceMode(): DeviceMode {
-  const v = (process.env.FUSEDLOSS_DEVICE ?? 'auto').toLowerCase();
+  const v = (env('FUSEDLOSS_DEVICE') ?? 'auto').toLowerCase();
   if (v === 'auto' || v === 'cpu' || v === 'cuda') return v;
-  throw makeError('ERR_ARG', `FUSEDLOSS_DEVICE: expected 'auto', 'cpu' or 'cuda', received ${JSON.stringify(v)}`);
+  return fail('ERR_ARG', 'FUSEDLOSS_DEVICE', "'auto', 'cpu' or 'cuda'", v);
+}
+
+/** The variables the addon reads itself (native/core), checked here because it ignores bad values. */
+function checkNativeEnv(): void {
+  const threads = env('FUSEDLOSS_THREADS');
+  // The thread pool's own bound (native/core/threadpool.cpp).
+  if (threads !== undefined && !(/^[0-9]+$/.test(threads) && +threads >= 1 && +threads <= 1024))
+    fail('ERR_ARG', 'FUSEDLOSS_THREADS', 'an integer in [1, 1024] (the CPU threads)', threads);
+  const simd = env('FUSEDLOSS_SIMD');
+  if (simd !== undefined && simd !== 'sse2' && simd !== 'avx2' && simd !== 'avx512')
+    fail('ERR_ARG', 'FUSEDLOSS_SIMD', "'sse2', 'avx2' or 'avx512'", simd);
+  const poison = env('FUSEDLOSS_POISON_OUTPUTS');
+  if (poison !== undefined && poison !== '0' && poison !== '1') fail('ERR_ARG', 'FUSEDLOSS_POISON_OUTPUTS', "'0' or '1'", poison);
+}
+
+/**
+ * Why the CUDA addon is missing, as scripts/install.mjs recorded it in build-cuda/install.json
+ * (FUSEDLOSS_CUDA=OFF, no nvcc, no cmake, a failed build, ...).
+ */
+function cudaMissingReason(): string {
+  try {
+    const status = JSON.parse(readFileSync(path.join(root, 'build-cuda', 'install.json'), 'utf8')) as { reason?: unknown };
+    if (typeof status.reason === 'string') return `the CUDA addon was not built: ${status.reason}`;
+  } catch {
+    // No record: the install script did not get that far here.
+  }
+  return 'the CUDA addon was not built, and scripts/install.mjs left no record of why (it writes one each time it runs; npm install --ignore-scripts skips it)';
 }
 
 function loadFile(file: string): NativeAddon {
@@ -215,6 +254,7 @@ function loadCpu(): { addon: NativeAddon; file: string } {
 
 function load(): Loaded {
   const mode = deviceMode();
+  checkNativeEnv();
   const notes: string[] = [];
   if (process.env.FUSEDLOSS_ADDON) {
     const file = path.resolve(process.env.FUSEDLOSS_ADDON);
@@ -225,7 +265,7 @@ function load(): Loaded {
     const file = path.join(root, 'build-cuda', 'Release', 'fusedloss_cuda.node');
     let why: string | undefined;
     if (!existsSync(file)) {
-      why = 'the CUDA addon was not built (nvcc was not found at install time)';
+      why = cudaMissingReason();
     } else {
       try {
         const addon = loadFile(file);
@@ -238,9 +278,9 @@ function load(): Loaded {
     }
     if (mode === 'cuda') throw makeError('ERR_CUDA_UNAVAILABLE', `FUSEDLOSS_DEVICE=cuda, but ${why}`);
     notes.push(`CPU backend: ${why}`);
+    return { ...loadCpu(), cuda: false, mode, notes, cudaReason: why };
   }
-  const cpu = loadCpu();
-  return { ...cpu, cuda: false, mode, notes };
+  return { ...loadCpu(), cuda: false, mode, notes, cudaReason: 'FUSEDLOSS_DEVICE=cpu' };
 }
 
 /** The loaded addon (loaded on first use). Throws ERR_NATIVE_LOAD / ERR_CUDA_UNAVAILABLE. */

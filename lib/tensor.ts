@@ -49,9 +49,12 @@ export class Tensor {
     this.#buffer = buffer;
   }
 
-  /** The host data (no copy). Throws ERR_DEVICE for a CUDA tensor: use {@link toHost}. */
-  data(): HostArray {
-    if (this.#buffer) throw makeError('ERR_DEVICE', 'Tensor.data(): this tensor lives on cuda; call toHost(t) first');
+  /**
+   * The host data (no copy): a property, as in the `{ dtype, shape, data }` input form and
+   * onnxruntime-node's Tensor. Throws ERR_DEVICE for a CUDA tensor: use {@link toHost}.
+   */
+  get data(): HostArray {
+    if (this.#buffer) throw makeError('ERR_DEVICE', 'Tensor.data: this tensor lives on cuda; call toHost(t) first');
     return this.#host!;
   }
 
@@ -121,7 +124,7 @@ export function toDevice(t: Tensor | TensorLike, device: Device = 'cuda'): Tenso
     const why = loaded.notes.join('; ') || 'the CUDA backend is not loaded';
     throw makeError('ERR_CUDA_UNAVAILABLE', `toDevice(): CUDA is not available (${why})`);
   }
-  const host = src.data();
+  const host = src.data;
   checkNotDetached('t', host);
   const buffer = call((a) => a.deviceAlloc(host.byteLength));
   try {

@@ -10,16 +10,21 @@
  * ```
  *
  * Works with any tfjs backend that can read tensors synchronously (cpu, wasm, tfjs-node): the
- * scores are read once with `dataSync()`, the loss runs on the CPU addon, and the gradient
- * becomes a tensor only when backpropagation asks for it, so no tensor is left behind.
- * `@tensorflow/tfjs` is an optional peer dependency, loaded only by this entry point.
+ * scores are read in place where the backend allows it (the cpu backend's array, the wasm
+ * heap; `dataSync()` elsewhere), the loss runs on the CPU addon, and the gradient becomes a
+ * tensor only when backpropagation asks for it, so no tensor is left behind. Class ids are
+ * used as they are: no B×N one-hot is made. `@tensorflow/tfjs` is an optional peer
+ * dependency, loaded only by this entry point (ERR_PEER_MISSING without it).
+ *
+ * `model.fit` passes targets shaped like the output (B×N); for class ids, train with
+ * `optimizer.minimize(() => softmaxCrossEntropy(model.apply(x), ids))` (README, TensorFlow.js).
  *
  * Options are those of the losses in `fusedloss`, except the ones about the gradient's
  * storage (`grad`, `inplace`, `out`, `gradDtype`, `gradScale`, `gradOutput`) and
  * `reduction: 'none'`: the result is always a scalar.
  * @module
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as Tfjs from '@tensorflow/tfjs';
 import type { Positives } from './csr';
 import { makeError } from './errors';
 import type { LossOptions, LossResult } from './loss';
@@ -34,6 +39,25 @@ import { softTopKLoss as flSoftTopKLoss, type SoftTopKLossOptions } from './ops/
 import { tensor as flTensor, type Tensor as FlTensor } from './tensor';
 import { fail, options } from './validate';
 
+/**
+ * @tensorflow/tfjs, an optional peer dependency: its absence is reported as such, with how to
+ * install it, rather than as a bare module-not-found.
+ */
+function loadTfjs(): typeof Tfjs {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('@tensorflow/tfjs') as typeof Tfjs;
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err.code !== 'MODULE_NOT_FOUND' || !err.message?.includes("'@tensorflow/tfjs'")) throw e;
+    throw makeError(
+      'ERR_PEER_MISSING',
+      "fusedloss/tfjs: expected the package @tensorflow/tfjs (an optional peer dependency of fusedloss, needed only by fusedloss/tfjs), received none: install it with `npm install @tensorflow/tfjs`",
+    );
+  }
+}
+const tf = loadTfjs();
+
 /** The options every adapter function takes: those of the loss, less the gradient's storage. */
 export type AdapterOptions<O extends LossOptions> = Omit<O, 'grad' | 'inplace' | 'out' | 'gradDtype' | 'gradScale' | 'gradOutput' | 'shape' | 'dtype' | 'reduction'> & {
   /** 'mean' (default) or 'sum'; the adapter always returns a scalar. */
@@ -41,21 +65,21 @@ export type AdapterOptions<O extends LossOptions> = Omit<O, 'grad' | 'inplace' |
 };
 
 /** Positives as a CSR object, or as a dense B×N tf.Tensor whose nonzero entries are the positives (their values the weights). */
-export type PositivesInput = Positives | tf.Tensor;
+export type PositivesInput = Positives | Tfjs.Tensor;
 
 const NOT_HERE = ['grad', 'inplace', 'out', 'gradDtype', 'gradScale', 'gradOutput', 'shape', 'dtype'];
 
 /** A tf.Tensor by shape rather than by class, so tensors of another tfjs copy (tfjs-node) pass too. */
-function isTfTensor(v: unknown): v is tf.Tensor {
-  return typeof v === 'object' && v !== null && typeof (v as tf.Tensor).dataSync === 'function' && Array.isArray((v as tf.Tensor).shape) && typeof (v as tf.Tensor).dtype === 'string';
+function isTfTensor(v: unknown): v is Tfjs.Tensor {
+  return typeof v === 'object' && v !== null && typeof (v as Tfjs.Tensor).dataSync === 'function' && Array.isArray((v as Tfjs.Tensor).shape) && typeof (v as Tfjs.Tensor).dtype === 'string';
 }
 
-function scoresArg(fn: string, v: unknown): tf.Tensor2D {
+function scoresArg(fn: string, v: unknown): Tfjs.Tensor2D {
   if (!isTfTensor(v)) fail('ERR_TYPE', `${fn}(): scores`, 'a tf.Tensor', v);
   if (v.isDisposed) throw makeError('ERR_DISPOSED', `${fn}(): scores: the tf.Tensor was disposed`);
   if (v.rank !== 2) fail('ERR_SHAPE', `${fn}(): scores`, 'a rank-2 tf.Tensor [B, N]', `#shape [${v.shape.join(', ')}]`);
   if (v.dtype !== 'float32') fail('ERR_DTYPE', `${fn}(): scores`, "a tf.Tensor of dtype 'float32'", v.dtype);
-  return v as tf.Tensor2D;
+  return v as Tfjs.Tensor2D;
 }
 
 function adapterOptions(fn: string, opts: unknown): Record<string, unknown> {
@@ -67,29 +91,54 @@ function adapterOptions(fn: string, opts: unknown): Record<string, unknown> {
 }
 
 /**
- * The core of every adapter function: the kernel runs in the forward pass, and the gradient
- * it returned is handed to the backward pass as plain data.
+ * A tensor's values without a copy where the backend allows: the cpu backend's own array
+ * (dataSync hands it out as it is), a view of the wasm heap (its dataSync would copy).
+ * Only read, and only before anything else runs on tfjs: a later wasm allocation may move
+ * the heap.
  */
-function fused(scores: tf.Tensor2D, run: (s: FlTensor) => LossResult): tf.Scalar {
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const s = args[0] as tf.Tensor;
+function valuesView(t: Tfjs.Tensor): Tfjs.TypedArray {
+  const backend = tf.backend() as Partial<{ typedArrayFromHeap(t: Tfjs.TensorInfo): Tfjs.TypedArray }>;
+  if (tf.getBackend() === 'wasm' && typeof backend.typedArrayFromHeap === 'function') return backend.typedArrayFromHeap(t);
+  return t.dataSync() as Tfjs.TypedArray;
+}
+
+/**
+ * The core of every adapter function: the kernel runs in the forward pass and writes the
+ * gradient once, into an array that becomes the gradient tensor when backpropagation asks for
+ * it (the cpu backend adopts the array as it is; wasm copies it into its heap), so no tensor is
+ * left behind when it does not. Outside a gradient computation (tf.grad, valueAndGrad,
+ * optimizer.minimize) the kernel computes the loss only. Under a loss that is the result
+ * itself the upstream gradient is 1, and the gradient goes back unscaled, with no B×N multiply.
+ */
+function fused(scores: Tfjs.Tensor2D, run: (s: FlTensor, grad: boolean) => LossResult): Tfjs.Scalar {
+  const wantGrad = tf.engine().isTapeOn();
+  const f = tf.customGrad((...args: (Tfjs.Tensor | Tfjs.GradSaveFunc)[]) => {
+    const s = args[0] as Tfjs.Tensor;
     const shape = s.shape as [number, number];
-    // The backend's values (cpu) or a copy (wasm, node); the kernel only reads them.
-    const r = run(flTensor(s.dataSync() as Float32Array, shape));
-    const g = r.grad!.data() as Float32Array;
-    return { value: tf.scalar(r.loss), gradFunc: (dy: tf.Tensor) => [tf.mul(tf.tensor(g, shape, 'float32'), dy)] };
+    const r = run(flTensor(valuesView(s) as Float32Array, shape), wantGrad);
+    const g = r.grad?.data as Float32Array | undefined;
+    const gradFunc = (dy: Tfjs.Tensor) => {
+      if (!g) throw makeError('ERR_INTERNAL', 'fusedloss/tfjs: a gradient was asked for a loss computed outside a gradient computation');
+      const grad = tf.tensor(g, shape, 'float32');
+      if (dy.size === 1 && dy.dataSync()[0] === 1) return [grad];
+      return [tf.mul(grad, dy)];
+    };
+    return { value: tf.scalar(r.loss), gradFunc };
   });
-  return f(scores) as tf.Scalar;
+  return f(scores) as Tfjs.Scalar;
 }
 
 /** Class ids from an Int32Array, a 1-D tf.Tensor of ids, or a one-hot B×N tf.Tensor (an all-zero row is ignored). */
 function labelsArg(fn: string, v: unknown, rows: number, cols: number, ignoreIndex: number): Int32Array {
   if (v instanceof Int32Array) return v;
   if (!isTfTensor(v)) fail('ERR_TYPE', `${fn}(): labels`, 'an Int32Array or a tf.Tensor (class ids, or one-hot)', v);
-  if (v.rank === 1) return Int32Array.from(v.dataSync() as ArrayLike<number>);
+  if (v.rank === 1) {
+    const ids = v.dataSync();
+    return ids instanceof Int32Array ? ids : Int32Array.from(ids as ArrayLike<number>);
+  }
   if (v.rank !== 2 || v.shape[0] !== rows || v.shape[1] !== cols)
     fail('ERR_SHAPE', `${fn}(): labels`, `class ids [${rows}] or one-hot [${rows}, ${cols}]`, `#shape [${v.shape.join(', ')}]`);
-  const x = v.dataSync();
+  const x = valuesView(v);
   const y = new Int32Array(rows).fill(ignoreIndex);
   for (let i = 0; i < rows; i++)
     for (let j = 0; j < cols; j++) {
@@ -109,7 +158,7 @@ function positivesArg(fn: string, v: unknown, rows: number, cols: number): Posit
   }
   if (v.rank !== 2 || v.shape[0] !== rows || v.shape[1] !== cols)
     fail('ERR_SHAPE', `${fn}(): positives`, `a tf.Tensor of shape [${rows}, ${cols}]`, `#shape [${v.shape.join(', ')}]`);
-  const x = v.dataSync();
+  const x = valuesView(v);
   const rowPtr = new Int32Array(rows + 1);
   const idx: number[] = [];
   const w: number[] = [];
@@ -130,20 +179,20 @@ function positivesArg(fn: string, v: unknown, rows: number, cols: number): Posit
  * Cross-entropy over many classes (SPEC 3.1, torch semantics) as a tfjs loss.
  * `labels`: class ids (Int32Array or 1-D tf.Tensor) or a one-hot B×N tf.Tensor.
  */
-export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor | Int32Array, opts?: AdapterOptions<SoftmaxCrossEntropyOptions>): tf.Scalar {
+export function softmaxCrossEntropy(logits: Tfjs.Tensor, labels: Tfjs.Tensor | Int32Array, opts?: AdapterOptions<SoftmaxCrossEntropyOptions>): Tfjs.Scalar {
   const fn = 'softmaxCrossEntropy';
   const s = scoresArg(fn, logits);
   const o = adapterOptions(fn, opts);
   const y = labelsArg(fn, labels, s.shape[0], s.shape[1], typeof o.ignoreIndex === 'number' ? o.ignoreIndex : -100);
-  return fused(s, (t) => flSoftmaxCrossEntropy(t, y, o));
+  return fused(s, (t, grad) => flSoftmaxCrossEntropy(t, y, { ...o, grad }));
 }
 
 function positivesLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, p: Positives, o: O) => LossResult) {
-  return (scores: tf.Tensor, positives: PositivesInput, opts?: AdapterOptions<O>): tf.Scalar => {
+  return (scores: Tfjs.Tensor, positives: PositivesInput, opts?: AdapterOptions<O>): Tfjs.Scalar => {
     const s = scoresArg(fn, scores);
     const o = adapterOptions(fn, opts);
     const p = positivesArg(fn, positives, s.shape[0], s.shape[1]);
-    return fused(s, (t) => loss(t, p, o as O));
+    return fused(s, (t, grad) => loss(t, p, { ...o, grad } as O));
   };
 }
 
@@ -160,11 +209,11 @@ export const softTopKLoss = positivesLoss<SoftTopKLossOptions>('softTopKLoss', f
 export type ContrastiveAdapterOptions<O extends LossOptions> = Omit<AdapterOptions<O>, 'positives'> & { positives?: PositivesInput };
 
 function contrastiveLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, o: O) => LossResult) {
-  return (scores: tf.Tensor, opts?: ContrastiveAdapterOptions<O>): tf.Scalar => {
+  return (scores: Tfjs.Tensor, opts?: ContrastiveAdapterOptions<O>): Tfjs.Scalar => {
     const s = scoresArg(fn, scores);
     const o = adapterOptions(fn, opts);
     if (o.positives !== undefined) o.positives = positivesArg(fn, o.positives, s.shape[0], s.shape[1]);
-    return fused(s, (t) => loss(t, o as O));
+    return fused(s, (t, grad) => loss(t, { ...o, grad } as O));
   };
 }
 

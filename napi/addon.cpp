@@ -149,7 +149,7 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
 #else
   gpu.Set("compiled", false);
   gpu.Set("available", false);
-  gpu.Set("reason", "this build of fusedloss has no CUDA support (nvcc was not found when it was built)");
+  gpu.Set("reason", "this is the CPU addon, built without CUDA");
 #endif
   gpu.Set("devices", devices);
   gpu.Set("bytesInUse", double(device_bytes->load()));

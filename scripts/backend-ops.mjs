@@ -34,7 +34,7 @@ function relErr(a, b) {
   }
   return Math.sqrt(num) / Math.max(1, Math.sqrt(den));
 }
-const toNumbers = (v) => (v && v.dtype ? fl.toFloat32(fl.toHost(v).data(), v.dtype) : v);
+const toNumbers = (v) => (v && v.dtype ? fl.toFloat32(fl.toHost(v).data, v.dtype) : v);
 
 const rows = [];
 let failed = 0;

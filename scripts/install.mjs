@@ -6,11 +6,15 @@
 //      published package gets a prebuilt CPU binary from prebuilds/; when it loads, nothing is
 //      compiled (unless --force).
 //   3. The CUDA addon (build-cuda/Release/fusedloss_cuda.node), when nvcc is found or
-//      FUSEDLOSS_CUDA=ON. It lives apart from the CPU binary because node-gyp-build loads the
-//      first .node it finds. A CUDA build failure is a warning: the CPU build still stands.
+//      FUSEDLOSS_CUDA=ON, in a git clone and in an installed package alike: it is built with
+//      plain CMake (not cmake-js, a devDependency), against the Node headers beside this node
+//      binary. It lives apart from the CPU binary because node-gyp-build loads the first .node
+//      it finds. A CUDA build failure is a warning: the CPU build still stands.
 //      FUSEDLOSS_CUDA=OFF skips it; FUSEDLOSS_CUDA_ARCHS overrides the GPU architectures.
+//      Why it was not built is recorded in build-cuda/install.json, which the loader reports
+//      (backendInfo().cuda.reason, FUSEDLOSS_DEVICE=cuda's error).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -97,30 +101,67 @@ if (prebuilt) {
 }
 
 // 3. CUDA addon
-const cudaWanted = (process.env.FUSEDLOSS_CUDA ?? 'auto').toUpperCase();
-function findNvcc() {
+const cudaWanted = (process.env.FUSEDLOSS_CUDA || 'auto').toUpperCase();
+const cudaDir = path.join(root, 'build-cuda');
+function recordCuda(built, reason) {
+  mkdirSync(cudaDir, { recursive: true });
+  writeFileSync(path.join(cudaDir, 'install.json'), JSON.stringify({ built, reason }) + '\n');
+  // Asked for with FUSEDLOSS_CUDA=ON, its absence is a warning; found missing by auto, a note.
+  if (!built) (cudaWanted === 'ON' ? console.warn : console.log)(`fusedloss: no CUDA addon: ${reason}`);
+}
+function findTool(name, fallback) {
   try {
-    return execFileSync('sh', ['-c', 'command -v nvcc || ls /usr/local/cuda/bin/nvcc'], { encoding: 'utf8' }).trim().split('\n')[0];
+    return execFileSync('sh', ['-c', `command -v ${name} || ls ${fallback}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
   } catch {
     return null;
   }
 }
-if (cudaWanted !== 'OFF' && cmakeJs) {
-  const nvcc = findNvcc();
-  if (!nvcc) {
-    if (cudaWanted === 'ON') console.warn('fusedloss: FUSEDLOSS_CUDA=ON but nvcc was not found; CPU only.');
-    else log('nvcc not found: CPU build only');
-  } else {
-    log(`nvcc found (${nvcc}): building the CUDA addon`);
-    const extra = ['--CDFUSEDLOSS_CUDA=ON', `--CDCMAKE_CUDA_COMPILER=${nvcc}`];
-    // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
-    // cmake-js only configures a fresh build directory, and CMake caches the architectures: a
-    // cache made for other architectures is dropped, so that a later plain build builds all.
-    const archs = process.env.FUSEDLOSS_CUDA_ARCHS || '80-real;90-real;90-virtual';
-    extra.push(`--CDCMAKE_CUDA_ARCHITECTURES=${archs}`);
-    const cache = path.join(root, 'build-cuda', 'CMakeCache.txt');
-    if (existsSync(cache) && !readFileSync(cache, 'utf8').includes(`CMAKE_CUDA_ARCHITECTURES:UNINITIALIZED=${archs}\n`)) rmSync(cache);
-    const ok = run(process.execPath, [cmakeJs, ...cmakeArgs('build-cuda', extra)]);
-    if (!ok) console.warn('fusedloss: WARNING: the CUDA build failed; the CPU build is unaffected.');
-  }
+// The Node headers to build against: npm's nodedir, else those installed beside this node binary.
+function nodeIncludeDir() {
+  const dir = path.join(process.env.npm_config_nodedir || path.resolve(path.dirname(process.execPath), '..'), 'include', 'node');
+  return existsSync(path.join(dir, 'node_api.h')) ? dir : null;
 }
+function buildCuda() {
+  if (cudaWanted === 'OFF') return recordCuda(false, 'FUSEDLOSS_CUDA=OFF at install time');
+  if (cudaWanted !== 'ON' && cudaWanted !== 'AUTO') return recordCuda(false, `FUSEDLOSS_CUDA=${process.env.FUSEDLOSS_CUDA} at install time (expected ON, OFF or auto)`);
+  const nvcc = findTool('nvcc', '/usr/local/cuda/bin/nvcc');
+  if (!nvcc) return recordCuda(false, 'nvcc was not found at install time (on PATH or in /usr/local/cuda/bin)');
+  const cmake = findTool('cmake', '/usr/local/bin/cmake');
+  if (!cmake) return recordCuda(false, `nvcc was found (${nvcc}), but cmake, needed to build the CUDA addon, was not`);
+  const include = nodeIncludeDir();
+  if (!include) return recordCuda(false, `nvcc was found (${nvcc}), but the Node headers (include/node/node_api.h) were not: set npm_config_nodedir`);
+  // FUSEDLOSS_CUDA_ARCHS=90-real (say) builds one architecture: faster while developing.
+  const archs = process.env.FUSEDLOSS_CUDA_ARCHS || '80-real;90-real;90-virtual';
+  log(`nvcc found (${nvcc}): building the CUDA addon for ${archs} (minutes; FUSEDLOSS_CUDA=OFF skips it)`);
+  // Ninja when it is here, as cmake-js picks it: a build directory keeps its first generator.
+  // The -D values are those cmake-js would set (CMakeLists.txt builds the addon when
+  // CMAKE_JS_INC is set; on Linux an addon needs no import library). They override the cache, so
+  // a changed FUSEDLOSS_CUDA_ARCHS takes effect in an existing build directory.
+  const generator = findTool('ninja', '/usr/bin/ninja') ? ['-G', 'Ninja'] : [];
+  // A cache made with another nvcc makes CMake drop it and configure again without the -D
+  // values below (a CPU-only build): start from a fresh cache instead.
+  const cache = path.join(cudaDir, 'CMakeCache.txt');
+  if (existsSync(cache) && !readFileSync(cache, 'utf8').split('\n').some((l) => /^CMAKE_CUDA_COMPILER:\w+=/.test(l) && l.split('=')[1] === nvcc)) {
+    rmSync(cache);
+    rmSync(path.join(cudaDir, 'CMakeFiles'), { recursive: true, force: true });
+  }
+  // The addon is removed first, so that success means this build made it.
+  const addon = path.join(cudaDir, 'Release', 'fusedloss_cuda.node');
+  rmSync(addon, { force: true });
+  const configured = run(cmake, [
+    '-S', root, '-B', cudaDir, ...generator,
+    '-DCMAKE_BUILD_TYPE=Release',
+    '-DFUSEDLOSS_CUDA=ON',
+    `-DCMAKE_CUDA_COMPILER=${nvcc}`,
+    `-DCMAKE_CUDA_ARCHITECTURES=${archs}`,
+    `-DCMAKE_JS_INC=${include}`,
+    `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(cudaDir, 'Release')}`,
+  ]);
+  const built = configured && run(cmake, ['--build', cudaDir, '--parallel', String(Math.min(8, os.availableParallelism()))]) && existsSync(addon);
+  if (!built) {
+    console.warn('fusedloss: WARNING: the CUDA build failed (its errors are above); the CPU build is unaffected.');
+    return recordCuda(false, `the CUDA build failed at install time (nvcc ${nvcc}); its errors are in the npm install log`);
+  }
+  recordCuda(true, null);
+}
+buildCuda();

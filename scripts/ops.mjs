@@ -41,7 +41,7 @@ const reuseGrad = (fl, inputs) => ({
 });
 
 /** Host values of a loss result's gradient (for comparisons across backends). */
-const gradValues = (fl, g) => (g ? fl.toFloat32(fl.toHost(g).data(), g.dtype) : new Float32Array(0));
+const gradValues = (fl, g) => (g ? fl.toFloat32(fl.toHost(g).data, g.dtype) : new Float32Array(0));
 
 export const ops = [
   {
@@ -84,7 +84,7 @@ export const ops = [
       peers: {
         'tfjs-wasm': ({ tf }, inputs) => {
           const [rows, cols] = inputs.scores.shape;
-          const x = tf.tensor2d(inputs.scores.data(), [rows, cols]);
+          const x = tf.tensor2d(inputs.scores.data, [rows, cols]);
           const onehot = tf.oneHot(tf.tensor1d(inputs.labels, 'int32'), cols);
           const lossAndGrad = tf.valueAndGrad((logits) => tf.losses.softmaxCrossEntropy(onehot, logits));
           return {
@@ -100,7 +100,7 @@ export const ops = [
         },
         'plain-js': (_ctx, inputs) => {
           const [rows, cols] = inputs.scores.shape;
-          const x = inputs.scores.data();
+          const x = inputs.scores.data;
           const g = new Float32Array(rows * cols);
           return {
             fn: () => {
@@ -146,12 +146,12 @@ export const ops = [
       bytes: (c) => c.rows * c.cols * 4, // one read of the scores
       peers: {
         'tfjs-wasm': ({ tf }, inputs) => {
-          const x = tf.tensor2d(inputs.scores.data(), inputs.scores.shape);
+          const x = tf.tensor2d(inputs.scores.data, inputs.scores.shape);
           return { fn: () => tf.tidy(() => tf.logSumExp(x, 1).dataSync()), dispose: () => x.dispose() };
         },
         'plain-js': (_ctx, inputs) => {
           const [rows, cols] = inputs.scores.shape;
-          const x = inputs.scores.data();
+          const x = inputs.scores.data;
           const out = new Float64Array(rows);
           return {
             fn: () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run prebuild: the portable CPU binary in prebuilds/<platform>-<arch>/, which is what loads
+// npm run build:prebuilt: the portable CPU binary in prebuilds/<platform>-<arch>/, which is what loads
 // for a user who installs fusedloss as a dependency (npm 11 and pnpm may skip install scripts).
 // prebuildify drives node-gyp (binding.gyp: the same sources as CMake, no -march, so the one
 // binary runs on any x86-64 and dispatches SIMD at run time). node-gyp builds in build/, the

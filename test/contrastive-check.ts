@@ -10,7 +10,7 @@ export type Reference = (S: Float64Array | Float32Array, opts: Record<string, un
 
 export function gradOf(r: fl.LossResult): Float32Array {
   const g = fl.toHost(r.grad!);
-  return fl.toFloat32(g.data(), g.dtype);
+  return fl.toFloat32(g.data, g.dtype);
 }
 
 const l2 = (a: ArrayLike<number>) => Math.sqrt(Array.prototype.reduce.call(a, (s: number, v: number) => s + v * v, 0) as number);

@@ -29,7 +29,7 @@ describe.skipIf(!live)('device memory (CUDA)', () => {
     expect(() => emptyDevice('float32', [huge])).toThrowError(expect.objectContaining({ code: 'ERR_CUDA_OOM' }));
     expect(fl.backendInfo().cuda.bytesInUse).toBe(base);
     const t = fl.toDevice(fl.tensor(new Float32Array([1.5, -2.25, 3.125]), [3]));
-    expect(Array.from(fl.toHost(t).data() as Float32Array)).toEqual([1.5, -2.25, 3.125]);
+    expect(Array.from(fl.toHost(t).data as Float32Array)).toEqual([1.5, -2.25, 3.125]);
     t.dispose();
   });
 

@@ -201,11 +201,11 @@ describe('infoNCE: entries out and edge cases', () => {
       const c = fl.infoNCE(t, { ...opts, inplace: true });
       expect(c.grad).toBe(t);
       expect(c.dScale).toBe(a.dScale);
-      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(t.data().buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(t.data.buffer))).toBe(0);
       const out = fl.tensor(new Float32Array(B * N), [B, N]);
       const d = fl.infoNCE(fl.tensor(S, [B, N]), { ...opts, out });
       expect(d.grad).toBe(out);
-      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(out.data().buffer))).toBe(0);
+      expect(Buffer.compare(Buffer.from(gradOf(a).buffer), Buffer.from(out.data.buffer))).toBe(0);
       const copy = S.slice();
       const e = fl.infoNCE(fl.tensor(S, [B, N]), { ...opts, grad: false });
       expect(e.grad).toBeUndefined();
@@ -227,7 +227,7 @@ describe('infoNCE: determinism', () => {
       const out = [];
       for (const o of [{ symmetric: true, scale: 20 }, { symmetric: true, scale: 1 }, { scale: 5 }]) {
         const r = fl.infoNCE(fl.tensor(x, [n, n]), { ...o, gradScale: true });
-        out.push(r.loss, r.dScale, crypto.createHash('sha256').update(Buffer.from(r.grad.data().buffer)).digest('hex'));
+        out.push(r.loss, r.dScale, crypto.createHash('sha256').update(Buffer.from(r.grad.data.buffer)).digest('hex'));
       }
       process.stdout.write(JSON.stringify(out));`;
     const run = (threads: number) => execFileSync(process.execPath, ['-e', script], { env: { ...process.env, FUSEDLOSS_THREADS: String(threads) }, encoding: 'utf8' });

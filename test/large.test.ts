@@ -35,7 +35,7 @@ describe.skipIf(!enabled)(`tensors above 2^31 elements (${ROWS} × ${COLS} fp16)
     for (let i = 0; i < ROWS; i++) await forEachIndex(COLS, (j) => (bits[i * COLS + j] = tableBits[slot(i, j)]));
     bits[COLS + labels[1]] = fl.float32ToFloat16(new Float32Array([peak]))[0];
     const r = await fl.softmaxCrossEntropyAsync(fl.tensor(bits, [ROWS, COLS], { dtype: 'float16' }), labels, { reduction: 'none' });
-    const g = r.grad!.data() as Uint16Array;
+    const g = r.grad!.data as Uint16Array;
 
     for (let i = 0; i < ROWS; i++) {
       let m = -Infinity;

@@ -299,7 +299,7 @@ interface CeInputs {
 
 const ceOutputs = (r: fl.SoftmaxCrossEntropyResult): Outputs => {
   const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss!, dScale: r.dScale ?? 0, lse: r.lse! };
-  if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+  if (r.grad) o.grad = fl.toFloat32(r.grad.data, r.grad.dtype);
   return o;
 };
 
@@ -436,7 +436,7 @@ const emptyCsr = (rows: number) => ({ rowPtr: new Int32Array(rows + 1), cols: ne
 function positivesOp(name: string, fn: PositivesFn, fnAsync: (...a: Parameters<PositivesFn>) => Promise<fl.LossResult>, ref: PositivesRef): OpUnderTest<PositivesCase, PositivesInputs> {
   const outputs = (r: fl.LossResult): Outputs => {
     const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss, dScale: r.dScale ?? 0 };
-    if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+    if (r.grad) o.grad = fl.toFloat32(r.grad.data, r.grad.dtype);
     return o;
   };
   const csrMutation = (mname: string, code: string, f: (p: PositivesInputs['positives'], rows: number, cols: number) => unknown): Mutation<PositivesInputs> => ({
@@ -646,10 +646,10 @@ const softTopKLossOp: OpUnderTest<TopKCase, TopKInputs> = {
   },
   sync(i) {
     const r = fl.softTopKLoss(i.s.arg as HostArray, i.positives, optsOf(i) as fl.SoftTopKLossOptions);
-    return { loss: r.loss, grad: fl.toFloat32(r.grad!.data(), r.grad!.dtype) };
+    return { loss: r.loss, grad: fl.toFloat32(r.grad!.data, r.grad!.dtype) };
   },
   async: (i) =>
-    fl.softTopKLossAsync(i.s.arg as HostArray, i.positives, optsOf(i) as fl.SoftTopKLossOptions).then((r) => ({ loss: r.loss, grad: fl.toFloat32(r.grad!.data(), r.grad!.dtype) })),
+    fl.softTopKLossAsync(i.s.arg as HostArray, i.positives, optsOf(i) as fl.SoftTopKLossOptions).then((r) => ({ loss: r.loss, grad: fl.toFloat32(r.grad!.data, r.grad!.dtype) })),
   reference: (i) => refTopKLoss(i),
   check(got, ref, i) {
     const loss = got.loss as number, rl = ref.loss as number;
@@ -717,7 +717,7 @@ function contrastiveOp(name: 'infoNCE' | 'decoupledContrastive'): OpUnderTest<Co
   const fnAsync = (dcl ? fl.decoupledContrastiveAsync : fl.infoNCEAsync) as (s: unknown, o: Record<string, unknown>) => Promise<fl.LossResult>;
   const outputs = (r: fl.LossResult): Outputs => {
     const o: Outputs = { loss: r.loss, rowLoss: r.rowLoss, dScale: r.dScale ?? 0 };
-    if (r.grad) o.grad = fl.toFloat32(r.grad.data(), r.grad.dtype);
+    if (r.grad) o.grad = fl.toFloat32(r.grad.data, r.grad.dtype);
     return o;
   };
   // A call that must fail whatever the case: small scores of its own and one bad option.

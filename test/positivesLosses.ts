@@ -24,7 +24,7 @@ export interface LossUnderTest {
 
 export function gradOf(r: fl.LossResult): Float32Array {
   const g = fl.toHost(r.grad!);
-  return fl.toFloat32(g.data(), g.dtype);
+  return fl.toFloat32(g.data, g.dtype);
 }
 
 const l2 = (a: ArrayLike<number>) => {

@@ -49,7 +49,7 @@ function run(c: Case) {
 function checkForward(c: Case) {
   const { S, got, ref, exclude } = run(c);
   const tol = 1e-5;
-  const values = got.values.data() as Float32Array;
+  const values = got.values.data as Float32Array;
   expect(allWritten(values)).toBe(true);
   const x = new Float64Array(c.N);
   for (let i = 0; i < c.B; i++) {
@@ -85,11 +85,11 @@ describe('softTopK forward', () => {
       const k = typeof gc.k === 'number' ? gc.k : Int32Array.from(gc.k!);
       const r = fl.softTopK(fl.tensor(S, [B, N]), k, gc.opts as fl.SoftTopKOptions);
       const ref = runReference(gc) as RefSoftTopKCaseResult;
-      expect(relL2(r.values.data(), gc.values!)).toBeLessThanOrEqual(1e-5);
-      expect(relL2(r.values.data(), ref.values)).toBeLessThanOrEqual(1e-5);
+      expect(relL2(r.values.data, gc.values!)).toBeLessThanOrEqual(1e-5);
+      expect(relL2(r.values.data, ref.values)).toBeLessThanOrEqual(1e-5);
       for (let i = 0; i < B; i++) expect(Math.abs(r.threshold[i] - gc.threshold![i])).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(gc.threshold![i])));
       const g = r.vjp(Float32Array.from(gc.upstream!));
-      expect(relL2(g.data(), gc.grad)).toBeLessThanOrEqual(1e-4);
+      expect(relL2(g.data, gc.grad)).toBeLessThanOrEqual(1e-4);
     }
   });
 
@@ -151,8 +151,8 @@ describe('softTopK forward', () => {
     for (let j = 0; j < N; j += 3) S[j] = -Infinity;
     const got = fl.softTopK(fl.tensor(S, [B, N]), 4, { alpha: 2 });
     const ref = refSoftTopK(S, B, N, 4, { alpha: 2 });
-    expect(relL2(got.values.data(), ref.values)).toBeLessThanOrEqual(1e-5);
-    for (let j = 0; j < N; j += 3) expect(got.values.data()[j]).toBe(0);
+    expect(relL2(got.values.data, ref.values)).toBeLessThanOrEqual(1e-5);
+    for (let j = 0; j < N; j += 3) expect(got.values.data[j]).toBe(0);
     // Row 0 has 200 entries that are in: k = 200 is out of range there only.
     expectCode(() => fl.softTopK(fl.tensor(S, [B, N]), 200), 'ERR_K_RANGE', /k: expected 0 < k < N_i = 200/);
   });
@@ -167,13 +167,13 @@ describe('softTopK forward', () => {
     ] as const) {
       const got = fl.softTopK(fl.tensor(bits, [B, N], { dtype }), 5, { alpha: 2 });
       const ref = refSoftTopK(back(bits), B, N, 5, { alpha: 2 });
-      expect(relL2(got.values.data(), ref.values)).toBeLessThanOrEqual(2e-4);
+      expect(relL2(got.values.data, ref.values)).toBeLessThanOrEqual(2e-4);
       // The vjp comes back in the scores' dtype, rounded once.
       const g = Float32Array.from({ length: B * N }, (_, i) => Math.sin(i));
       const grad = got.vjp(g);
       expect(grad.dtype).toBe(dtype);
       const refGrad = refSoftTopKVjp(back(bits), B, N, 5, { alpha: 2 }, g);
-      expect(relL2(fl.toFloat32(grad.data(), dtype), refGrad)).toBeLessThanOrEqual(dtype === 'float16' ? 2e-3 : 1e-2);
+      expect(relL2(fl.toFloat32(grad.data, dtype), refGrad)).toBeLessThanOrEqual(dtype === 'float16' ? 2e-3 : 1e-2);
     }
   });
 
@@ -182,7 +182,7 @@ describe('softTopK forward', () => {
     const S = randomScores(rng, 4, 999);
     const a = fl.softTopK(fl.tensor(S, [4, 999]), 5);
     const b = await fl.softTopKAsync(fl.tensor(S, [4, 999]), 5);
-    expect(b.values.data()).toEqual(a.values.data());
+    expect(b.values.data).toEqual(a.values.data);
     expect(b.threshold).toEqual(a.threshold);
   });
 });
@@ -197,7 +197,7 @@ describe('softTopK vjp', () => {
       const g = Float32Array.from({ length: B * N }, () => rng.normal());
       const opts = { alpha: 2, output, exclude };
       const r = fl.softTopK(fl.tensor(S, [B, N]), 4, opts);
-      const grad = r.vjp(g).data() as Float32Array;
+      const grad = r.vjp(g).data as Float32Array;
       const ref = refSoftTopKVjp(S, B, N, 4, opts, g);
       expect(relL2(grad, ref)).toBeLessThanOrEqual(1e-4);
       const f = (x: Float64Array) => {
@@ -219,7 +219,7 @@ describe('softTopK vjp', () => {
     for (const output of ['prob', 'log'] as const) {
       const r = fl.softTopK(fl.tensor(S, [B, N]), 5, { alpha: 2, output });
       const ref = refSoftTopKVjp(S, B, N, 5, { alpha: 2, output }, g);
-      expect(relL2(r.vjp(g).data(), ref)).toBeLessThanOrEqual(1e-4);
+      expect(relL2(r.vjp(g).data, ref)).toBeLessThanOrEqual(1e-4);
     }
   });
 });

@@ -10,7 +10,7 @@ type Opts = fl.SoftTopKLossOptions;
 
 function gradOf(r: fl.LossResult): Float32Array {
   const g = fl.toHost(r.grad!);
-  return fl.toFloat32(g.data(), g.dtype);
+  return fl.toFloat32(g.data, g.dtype);
 }
 
 /** Kernel vs float64 reference: loss, row losses, gradient, dScale. */
@@ -122,7 +122,7 @@ describe('softTopKLoss', () => {
     expect(inplace.loss).toBe(base.loss);
     const out = fl.tensor(new Float32Array(6000), [3, 2000]);
     fl.softTopKLoss(fl.tensor(S, [3, 2000]), positives, { out });
-    expect(out.data()).toEqual(gradOf(base));
+    expect(out.data).toEqual(gradOf(base));
     const noGrad = fl.softTopKLoss(fl.tensor(S, [3, 2000]), positives, { grad: false });
     expect(noGrad.grad).toBeUndefined();
     expect(noGrad.loss).toBe(base.loss);

@@ -9,8 +9,18 @@ describe('tensors', () => {
     expect(t.shape).toEqual([2, 3]);
     expect(t.device).toBe('cpu');
     expect(t.size).toBe(6);
-    expect(t.data()).toBe(x);
+    expect(t.data).toBe(x);
     expect(fl.toHost(t)).toBe(t);
+  });
+
+  it('data is a property, as in the { dtype, shape, data } input form', () => {
+    const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const r = fl.softmaxCrossEntropy({ dtype: 'float32', shape: [2, 3], data: x }, Int32Array.from([0, 2]));
+    expect(r.grad.data).toBeInstanceOf(Float32Array);
+    expect(Array.from(r.grad.data.slice(0, 3))).toEqual(Array.from(r.grad.data).slice(0, 3));
+    // A Tensor passes where the { dtype, shape, data } form does, and back.
+    const { dtype, shape, data } = r.grad;
+    expect(fl.softmaxCrossEntropy({ dtype, shape, data }, Int32Array.from([1, 1])).loss).toBeGreaterThan(0);
   });
 
   it('validates dtype, shape and data', () => {
@@ -56,7 +66,7 @@ describe.skipIf(!hasCuda())('device memory', () => {
     const x = new Uint16Array(1001).map((_, i) => (i * 2654435761) & 0xffff);
     const d = fl.toDevice(fl.tensor(x, [7, 143], { dtype: 'float16' }));
     expect(fl.backendInfo().cuda.bytesInUse).toBe(before + 2002);
-    expect(Array.from(fl.toHost(d).data())).toEqual(Array.from(x));
+    expect(Array.from(fl.toHost(d).data)).toEqual(Array.from(x));
     d.dispose();
     expect(d.disposed).toBe(true);
     expect(fl.backendInfo().cuda.bytesInUse).toBe(before);

@@ -4,6 +4,8 @@
  * model trained with decoupledSoftmax, tensor counts across steps, and bad arguments.
  */
 import * as tf from '@tensorflow/tfjs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusedLossError } from '../lib/errors';
@@ -73,7 +75,7 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
       const want = core[name](core.tensor(S, [B, N]), csr, { scale: 1.5 });
       const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => adapted(s, targets, { scale: 1.5 }))(scores);
       expect(value.dataSync()[0], name).toBe(Math.fround(want.loss)); // a tf.Scalar is float32
-      expect(Array.from(grad.dataSync()), name).toEqual(Array.from(want.grad!.data()));
+      expect(Array.from(grad.dataSync()), name).toEqual(Array.from(want.grad!.data));
       tf.dispose([value, grad]);
     }
     tf.dispose([scores, targets]);
@@ -116,6 +118,59 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     model.dispose();
   });
 
+  it('the training-loop form: optimizer.minimize with class ids (no B×N one-hot) trains a classifier', () => {
+    // model.fit rejects class-id targets for a custom loss (tfjs-layers checks them against the
+    // output's shape), so the README shows this loop instead.
+    const rng = makeRng(21);
+    const [B, D, H, C] = [128, 20, 32, 50];
+    const proto = Float32Array.from({ length: C * D }, () => rng.normal());
+    const ids = Int32Array.from({ length: B }, () => rng.int(0, C));
+    const x = Float32Array.from({ length: B * D }, (_, k) => proto[ids[Math.floor(k / D)] * D + (k % D)] + 0.3 * rng.normal());
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [D], units: H, activation: 'relu', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        tf.layers.dense({ units: C, kernelInitializer: tf.initializers.glorotNormal({ seed: 3 }) }),
+      ],
+    });
+    const xs = tf.tensor2d(x, [B, D]);
+    const labels = tf.tensor1d(ids, 'int32');
+    const optimizer = tf.train.adam(0.02);
+    const step = () => optimizer.minimize(() => softmaxCrossEntropy(model.apply(xs) as tf.Tensor2D, labels), true) as tf.Scalar;
+    const lossOf = (v: tf.Scalar) => {
+      const l = v.dataSync()[0];
+      v.dispose();
+      return l;
+    };
+    const first = lossOf(step()); // the first step makes Adam's slots
+    const before = tf.memory().numTensors;
+    let last = first;
+    for (let i = 0; i < 60; i++) {
+      last = lossOf(step());
+      expect(tf.memory().numTensors).toBe(before);
+    }
+    expect(last).toBeLessThan(0.1 * first);
+    const accuracy = tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(model.predict(xs) as tf.Tensor, 1), labels), 'float32')).dataSync()[0]);
+    expect(accuracy).toBeGreaterThan(0.95);
+    tf.dispose([xs, labels]);
+    optimizer.dispose();
+    model.dispose();
+  });
+
+  it('an upstream gradient other than 1 scales the gradient; outside a gradient computation only the loss is computed', () => {
+    const rng = makeRng(22);
+    const [B, N] = [6, 40];
+    const x = tf.tensor2d(Float32Array.from({ length: B * N }, () => rng.normal()), [B, N]);
+    const y = Int32Array.from({ length: B }, () => rng.int(0, N));
+    const want = core.softmaxCrossEntropy(Float32Array.from(x.dataSync()), y, { shape: [B, N] });
+    const scaled = tf.valueAndGrad((s: tf.Tensor) => tf.mul(softmaxCrossEntropy(s as tf.Tensor2D, y), 0.25))(x);
+    expect(scaled.value.dataSync()[0]).toBeCloseTo(0.25 * want.loss, 6);
+    const got = scaled.grad.dataSync();
+    want.grad.data.forEach((g, k) => expect(got[k]).toBeCloseTo(0.25 * g, 7));
+    const plain = softmaxCrossEntropy(x, y);
+    expect(plain.dataSync()[0]).toBeCloseTo(want.loss, 6);
+    tf.dispose([x, scaled.value, scaled.grad, plain]);
+  });
+
   it('no tensor leaks: numTensors is the same after every optimiser step, for every loss', () => {
     const rng = makeRng(14);
     const [B, D, N] = [9, 8, 33];
@@ -147,6 +202,24 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     }
     tf.dispose([x, w, hot, labels]);
     opt.dispose();
+  });
+});
+
+describe('without @tensorflow/tfjs installed', () => {
+  it('importing fusedloss/tfjs says it is an optional peer dependency and how to install it', () => {
+    // A child process in which @tensorflow/tfjs cannot be resolved, as in a project without it.
+    const script = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request === '@tensorflow/tfjs') throw Object.assign(new Error("Cannot find module '@tensorflow/tfjs'"), { code: 'MODULE_NOT_FOUND' });
+        return resolve.call(this, request, ...rest);
+      };
+      try { require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'tfjs.js'))}); console.log('loaded'); }
+      catch (e) { console.log(e.name + ' [' + e.code + ']: ' + e.message); }`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim();
+    expect(out).toMatch(/^NativeError \[ERR_PEER_MISSING\]: fusedloss\/tfjs: expected the package @tensorflow\/tfjs \(an optional peer dependency/);
+    expect(out).toContain('npm install @tensorflow/tfjs');
   });
 });
 

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Positives } from '../csr';
-import type { LossResult, ScoresInput } from '../loss';
+import type { LossResult, ScoresInput, WithGrad } from '../loss';
 import { positivesLoss, positivesLossAsync, type PositivesLossOptions } from './positivesLoss';
 
 /** Options of {@link binaryCrossEntropy}. */
@@ -21,11 +21,11 @@ export type BinaryCrossEntropyOptions = PositivesLossOptions;
  * Throws ArgumentError (ERR_CSR for a malformed CSR or an exclusion that is also a positive,
  * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity scores.
  */
-export function binaryCrossEntropy(scores: ScoresInput, positives: Positives, opts?: BinaryCrossEntropyOptions): LossResult {
-  return positivesLoss('binaryCrossEntropy', scores, positives, opts);
+export function binaryCrossEntropy<O extends BinaryCrossEntropyOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): WithGrad<LossResult, O> {
+  return positivesLoss('binaryCrossEntropy', scores, positives, opts) as WithGrad<LossResult, O>;
 }
 
 /** {@link binaryCrossEntropy} on a worker thread, leaving the event loop free. */
-export function binaryCrossEntropyAsync(scores: ScoresInput, positives: Positives, opts?: BinaryCrossEntropyOptions): Promise<LossResult> {
-  return positivesLossAsync('binaryCrossEntropy', scores, positives, opts);
+export function binaryCrossEntropyAsync<O extends BinaryCrossEntropyOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
+  return positivesLossAsync('binaryCrossEntropy', scores, positives, opts) as Promise<WithGrad<LossResult, O>>;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type DecoupledContrastiveArgs } from '../native';
 import { fail, options, positiveFinite } from '../validate';
 
@@ -63,13 +63,13 @@ function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefi
  * sigma that is not > 0, ...) and
  * NonFiniteError for NaN/+Infinity scores (−Infinity marks an entry out).
  */
-export function decoupledContrastive(scores: ScoresInput, opts?: DecoupledContrastiveOptions): LossResult {
+export function decoupledContrastive<O extends DecoupledContrastiveOptions | undefined = undefined>(scores: ScoresInput, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, opts);
-  return runLoss(p, () => call((a) => a.decoupledContrastive(...args)));
+  return runLoss(p, () => call((a) => a.decoupledContrastive(...args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link decoupledContrastive} on a worker thread, leaving the event loop free. */
-export async function decoupledContrastiveAsync(scores: ScoresInput, opts?: DecoupledContrastiveOptions): Promise<LossResult> {
+export async function decoupledContrastiveAsync<O extends DecoupledContrastiveOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = prepare(scores, opts);
-  return runLossAsync(p, () => callAsync((a) => a.decoupledContrastiveAsync(...args)));
+  return runLossAsync(p, () => callAsync((a) => a.decoupledContrastiveAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -3,7 +3,7 @@
  * @module
  */
 import type { Positives } from '../csr';
-import type { LossResult, ScoresInput } from '../loss';
+import type { LossResult, ScoresInput, WithGrad } from '../loss';
 import { positivesLoss, positivesLossAsync, type PositivesLossOptions } from './positivesLoss';
 
 /** Options of {@link decoupledSoftmax}. */
@@ -21,11 +21,11 @@ export type DecoupledSoftmaxOptions = PositivesLossOptions;
  * Throws ArgumentError (ERR_CSR for a malformed CSR or an exclusion that is also a positive,
  * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity scores.
  */
-export function decoupledSoftmax(scores: ScoresInput, positives: Positives, opts?: DecoupledSoftmaxOptions): LossResult {
-  return positivesLoss('decoupledSoftmax', scores, positives, opts);
+export function decoupledSoftmax<O extends DecoupledSoftmaxOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): WithGrad<LossResult, O> {
+  return positivesLoss('decoupledSoftmax', scores, positives, opts) as WithGrad<LossResult, O>;
 }
 
 /** {@link decoupledSoftmax} on a worker thread, leaving the event loop free. */
-export function decoupledSoftmaxAsync(scores: ScoresInput, positives: Positives, opts?: DecoupledSoftmaxOptions): Promise<LossResult> {
-  return positivesLossAsync('decoupledSoftmax', scores, positives, opts);
+export function decoupledSoftmaxAsync<O extends DecoupledSoftmaxOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
+  return positivesLossAsync('decoupledSoftmax', scores, positives, opts) as Promise<WithGrad<LossResult, O>>;
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type InfoNCEArgs } from '../native';
 import { bool, fail } from '../validate';
 
@@ -63,13 +63,13 @@ function prepare(scores: ScoresInput, opts: InfoNCEOptions | undefined) {
  * non-square S; ERR_CSR for malformed positives/exclude or an excluded positive; ERR_ARG, ...)
  * and NonFiniteError for NaN/+Infinity scores (−Infinity marks an entry out).
  */
-export function infoNCE(scores: ScoresInput, opts?: InfoNCEOptions): LossResult {
+export function infoNCE<O extends InfoNCEOptions | undefined = undefined>(scores: ScoresInput, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, opts);
-  return runLoss(p, () => call((a) => a.infoNCE(...args)));
+  return runLoss(p, () => call((a) => a.infoNCE(...args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link infoNCE} on a worker thread, leaving the event loop free. */
-export async function infoNCEAsync(scores: ScoresInput, opts?: InfoNCEOptions): Promise<LossResult> {
+export async function infoNCEAsync<O extends InfoNCEOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = prepare(scores, opts);
-  return runLossAsync(p, () => callAsync((a) => a.infoNCEAsync(...args)));
+  return runLossAsync(p, () => callAsync((a) => a.infoNCEAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

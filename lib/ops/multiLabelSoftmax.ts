@@ -3,7 +3,7 @@
  * @module
  */
 import type { Positives } from '../csr';
-import type { LossResult, ScoresInput } from '../loss';
+import type { LossResult, ScoresInput, WithGrad } from '../loss';
 import { positivesLoss, positivesLossAsync, type PositivesLossOptions } from './positivesLoss';
 
 /** Options of {@link multiLabelSoftmax}. */
@@ -20,11 +20,11 @@ export type MultiLabelSoftmaxOptions = PositivesLossOptions;
  * Throws ArgumentError (ERR_CSR for a malformed CSR or an exclusion that is also a positive,
  * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity scores.
  */
-export function multiLabelSoftmax(scores: ScoresInput, positives: Positives, opts?: MultiLabelSoftmaxOptions): LossResult {
-  return positivesLoss('multiLabelSoftmax', scores, positives, opts);
+export function multiLabelSoftmax<O extends MultiLabelSoftmaxOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): WithGrad<LossResult, O> {
+  return positivesLoss('multiLabelSoftmax', scores, positives, opts) as WithGrad<LossResult, O>;
 }
 
 /** {@link multiLabelSoftmax} on a worker thread, leaving the event loop free. */
-export function multiLabelSoftmaxAsync(scores: ScoresInput, positives: Positives, opts?: MultiLabelSoftmaxOptions): Promise<LossResult> {
-  return positivesLossAsync('multiLabelSoftmax', scores, positives, opts);
+export function multiLabelSoftmaxAsync<O extends MultiLabelSoftmaxOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
+  return positivesLossAsync('multiLabelSoftmax', scores, positives, opts) as Promise<WithGrad<LossResult, O>>;
 }

@@ -149,7 +149,7 @@ function upstream(g: unknown, rows: number, cols: number, device: string) {
   if (t.dtype !== 'float32') fail('ERR_DTYPE', 'gradOutput', "dtype 'float32'", t.dtype);
   if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) fail('ERR_SHAPE', 'gradOutput', `shape [${rows}, ${cols}]`, `#[${t.shape.join(', ')}]`);
   if (t.device !== device) fail('ERR_DEVICE', 'gradOutput', `a tensor on ${device}`, `#a tensor on ${t.device}`);
-  return device === 'cpu' ? (t.data() as Float32Array) : t.nativeInput('gradOutput');
+  return device === 'cpu' ? (t.data as Float32Array) : t.nativeInput('gradOutput');
 }
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { csr, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type SoftTopKLossArgs } from '../native';
 import { kArg, solveOptions, type TopK } from './softTopK';
 
@@ -58,13 +58,13 @@ function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOp
  * Throws ERR_K_RANGE, ERR_ARG (α ≤ 0 or non-finite), ERR_SHAPE (k array length), ERR_CSR,
  * ERR_NON_FINITE (NaN/+Infinity scores).
  */
-export function softTopKLoss(scores: ScoresInput, positives: Positives, opts?: SoftTopKLossOptions): LossResult {
+export function softTopKLoss<O extends SoftTopKLossOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, positives, opts);
-  return runLoss(p, () => call((a) => a.softTopKLoss(...args)));
+  return runLoss(p, () => call((a) => a.softTopKLoss(...args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link softTopKLoss} on a worker thread, leaving the event loop free. */
-export async function softTopKLossAsync(scores: ScoresInput, positives: Positives, opts?: SoftTopKLossOptions): Promise<LossResult> {
+export async function softTopKLossAsync<O extends SoftTopKLossOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = prepare(scores, positives, opts);
-  return runLossAsync(p, () => callAsync((a) => a.softTopKLossAsync(...args)));
+  return runLossAsync(p, () => callAsync((a) => a.softTopKLossAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

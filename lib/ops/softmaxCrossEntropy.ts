@@ -3,7 +3,7 @@
  * in one call, with torch `F.cross_entropy` semantics (SPEC 3.1).
  * @module
  */
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync } from '../native';
 import { outputF32 } from '../outputs';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, positiveFinite } from '../validate';
@@ -64,13 +64,13 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
  * Throws ArgumentError (ERR_LABEL_RANGE for a label outside [0, N) that is not ignoreIndex,
  * ERR_SHAPE, ERR_ARG, ...) and NonFiniteError for NaN/+Infinity logits.
  */
-export function softmaxCrossEntropy(logits: ScoresInput, labels: Int32Array, opts?: SoftmaxCrossEntropyOptions): SoftmaxCrossEntropyResult {
+export function softmaxCrossEntropy<O extends SoftmaxCrossEntropyOptions | undefined = undefined>(logits: ScoresInput, labels: Int32Array, opts?: O): WithGrad<SoftmaxCrossEntropyResult, O> {
   const { p, args, extra } = prepare(logits, labels, opts);
-  return runLoss(p, () => call((a) => a.softmaxCrossEntropy(...args)), extra);
+  return runLoss(p, () => call((a) => a.softmaxCrossEntropy(...args)), extra) as WithGrad<SoftmaxCrossEntropyResult, O>;
 }
 
 /** {@link softmaxCrossEntropy} on a worker thread, leaving the event loop free. */
-export async function softmaxCrossEntropyAsync(logits: ScoresInput, labels: Int32Array, opts?: SoftmaxCrossEntropyOptions): Promise<SoftmaxCrossEntropyResult> {
+export async function softmaxCrossEntropyAsync<O extends SoftmaxCrossEntropyOptions | undefined = undefined>(logits: ScoresInput, labels: Int32Array, opts?: O): Promise<WithGrad<SoftmaxCrossEntropyResult, O>> {
   const { p, args, extra } = prepare(logits, labels, opts);
-  return runLossAsync(p, () => callAsync((a) => a.softmaxCrossEntropyAsync(...args)), extra);
+  return runLossAsync(p, () => callAsync((a) => a.softmaxCrossEntropyAsync(...args)), extra) as Promise<WithGrad<SoftmaxCrossEntropyResult, O>>;
 }
