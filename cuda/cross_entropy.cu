@@ -322,22 +322,9 @@ bool launch_onchip(const CeParams& p, const CePlan& plan) {
     return true;
   }
   auto* kernel = ce_onchip_kernel<T, TG, kSoftcap, true>;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(p.rows * plan.blocks_per_row));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = plan.dynamic_smem;
-  cfg.stream = cudaStreamPerThread;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);  // at most 8: a portable cluster size
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  int clusters = 0;
-  FL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg));
-  if (clusters == 0) return false;
-  FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan.slice));
+  ClusterLaunch cluster(p.rows, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+  if (!cluster.fits(kernel)) return false;
+  cluster.launch(kernel, p, plan.slice);
   check_launch("softmaxCrossEntropy on-chip cluster kernel");
   return true;
 }

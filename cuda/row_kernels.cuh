@@ -98,6 +98,39 @@ __device__ __forceinline__ float dense_softmax_sweep(const T* x, TG* g, int64_t 
   return dsc;
 }
 
+// A launch of one cluster of `blocks_per_row` blocks per row (sm_90), on the calling thread's
+// stream. fits(): whether such a cluster can be resident here at all (a partitioned GPU, or
+// another context's shared memory, can make it not).
+class ClusterLaunch {
+ public:
+  ClusterLaunch(int64_t rows, int blocks_per_row, int threads, size_t dynamic_smem) {
+    cfg_.gridDim = dim3(unsigned(rows * blocks_per_row));
+    cfg_.blockDim = dim3(unsigned(threads));
+    cfg_.dynamicSmemBytes = dynamic_smem;
+    cfg_.stream = cudaStreamPerThread;
+    attr_[0].id = cudaLaunchAttributeClusterDimension;
+    attr_[0].val.clusterDim.x = unsigned(blocks_per_row);  // at most 8: a portable cluster size
+    attr_[0].val.clusterDim.y = 1;
+    attr_[0].val.clusterDim.z = 1;
+    cfg_.attrs = attr_;
+    cfg_.numAttrs = 1;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;  // cfg_ points into attr_
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+  template <class... A> bool fits(void (*kernel)(A...)) {
+    int clusters = 0;
+    FL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg_));
+    return clusters > 0;
+  }
+  template <class... A, class... B> void launch(void (*kernel)(A...), B... args) {
+    FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg_, kernel, args...));
+  }
+
+ private:
+  cudaLaunchConfig_t cfg_{};
+  cudaLaunchAttribute attr_[1];
+};
+
 // One device allocation for every scratch array of a call, freed on every exit path. A take
 // beyond the planned size (cuda/plan.h) throws rather than hand out memory past the end.
 struct Scratch {

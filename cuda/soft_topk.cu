@@ -491,22 +491,8 @@ void launch(const TopKParams& p, const TopKPlan& plan) {
     return;
   }
   if (plan.layout == Layout::Cluster) {
-    auto* kernel = topk_loss_kernel<T, TG, Layout::Cluster>;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(p.rows * plan.blocks_per_row));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = plan.dynamic_smem;
-    cfg.stream = cudaStreamPerThread;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);  // at most 8: a portable cluster size
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    // A cluster whose blocks cannot be co-resident (a partitioned GPU, another context's shared
-    // memory) would fail to launch: the launcher then plans the Global layout (see solve_rows).
-    FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan.slice));
+    ClusterLaunch cluster(p.rows, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+    cluster.launch(topk_loss_kernel<T, TG, Layout::Cluster>, p, plan.slice);
     check_launch("softTopKLoss cluster kernel");
     return;
   }
@@ -519,20 +505,8 @@ template <class T, class TG>
 TopKPlan checked_plan(int64_t cols) {
   TopKPlan plan = plan_rows<T, TG>(cols);
   if (plan.layout != Layout::Cluster) return plan;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(plan.blocks_per_row));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = plan.dynamic_smem;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  int clusters = 0;
-  FL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, topk_loss_kernel<T, TG, Layout::Cluster>, &cfg));
-  return clusters > 0 ? plan : TopKPlan{Layout::Global, 1, cols, 0};
+  ClusterLaunch one(1, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+  return one.fits(topk_loss_kernel<T, TG, Layout::Cluster>) ? plan : TopKPlan{Layout::Global, 1, cols, 0};
 }
 
 // Calls f(T{}, TG{}) with the scores' and the gradient's element types.
