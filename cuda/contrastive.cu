@@ -2,9 +2,11 @@
 // native/ops/contrastive_math.h, shared with the CPU.
 //
 // One-way InfoNCE and DCL: one block per row, as the losses over positives
-// (cuda/positives_losses.cu): statistics over the columns not skipped (InfoNCE skips its
-// exclusions, DCL the positive and the exclusions), the row's terms from one thread, the dense
-// gradient sweep, then the positives' exact gradients over the dense ones.
+// (cuda/positives_losses.cu): a skip mask built by the block (InfoNCE skips its exclusions, DCL
+// the positive and the exclusions), the statistics sweep, the positives' terms spread over the
+// block, the dense gradient sweep (16-byte loads and stores), then the positives' exact
+// gradients over the dense ones. Passes: 2 reads of S (the second from L2 only while the rows in
+// flight fit it) + 1 write.
 //
 // Symmetric (CLIP) InfoNCE on a square n×n matrix, three kernels:
 //   1. statistics, one read of S: a block owns kSymCols columns (one per thread) of a chunk of
@@ -15,6 +17,8 @@
 //   2. one thread per index i merges row i's and column i's partials in order, and computes
 //      the pair's loss, the row and column gradient terms and the diagonal's exact gradient;
 //   3. the gradient, one block per row: the second read of S.
+// Passes: 2 reads of S + 1 write (scalar loads in the statistics kernel: a thread owns a column).
+// e^(z − max) by exp2f (MUFU, ≤ 2 ulp) everywhere; the row terms in double.
 // Partials are merged in a fixed order and sums go to per-row slots, summed by one block: no
 // float atomics (the first-bad index uses an integer atomicMin, which is order-free).
 #include <cstdint>
@@ -35,17 +39,16 @@ namespace fl::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr double kLn2 = 0.6931471805599453;
+constexpr int kWarps = kThreads / kWarp;
 
-// log Σ e^z of a base-2 state: max·ln2 + log1p(rest).
-__device__ __forceinline__ double lse_of(const Online2& s) {
-  return s.max == -INFINITY ? -INFINITY : double(s.max) * kLn2 + log1p(double(s.rest));
+// log Σ e^z of a state: max + log1p(rest).
+__device__ __forceinline__ double lse_of(const OnlineSumExp& s) {
+  return s.max == -INFINITY ? -INFINITY : double(s.max) + log1p(double(s.rest));
 }
 
-// y = z·log2(e) of a score, exactly as every kernel here computes it (so that an entry's y
-// equals the row max bitwise when it is the max).
-__device__ __forceinline__ float y_of(float v, float scale) { return v == -INFINITY ? -INFINITY : scale * v * kLog2e; }
+// z = scale·x of a score, exactly as every kernel here computes it (so that an entry's z equals
+// the row max bitwise when it is the max).
+__device__ __forceinline__ float z_of(float v, float scale) { return v == -INFINITY ? -INFINITY : scale * v; }
 
 struct Common {
   const void* x;
@@ -84,8 +87,9 @@ enum class Mode { InfoNCE, Dcl };
 
 struct RowParams {
   Common c;
-  const int64_t* skip_off;  // rows + 1
-  const int32_t* skip_cols;
+  CsrView skip_a, skip_b;   // the skipped columns: exclusions, and DCL's positive
+  uint32_t* mask;           // rows × mask_words (scratch)
+  int64_t mask_words;
   const int32_t* pos_ptr;   // rows + 1
   const int32_t* pos_cols;
   const float* pos_w;       // null: every weight 1
@@ -96,83 +100,76 @@ struct RowParams {
 
 template <class T, class TG, Mode M>
 __global__ void __launch_bounds__(kThreads) row_kernel(RowParams q) {
-  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], sred[kThreads / kWarp];
-  __shared__ long long sbad[kThreads / kWarp];
-  __shared__ float shift2, coef;
+  __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
+  __shared__ long long sbad[kWarps];
+  __shared__ double sd[kWarps * 2];
   const Common& p = q.c;
   const int64_t row = blockIdx.x;
-  const int32_t* skip = q.skip_cols + q.skip_off[row];
-  const int32_t* skip_end = q.skip_cols + q.skip_off[row + 1];
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int64_t e0 = q.pos_ptr[row], e1 = q.pos_ptr[row + 1];
   for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) q.pos_x[e] = score<T>(p, row, q.pos_cols[e]);
+  const RowMask mask = build_row_mask(q.mask + row * q.mask_words, p.cols, row, q.skip_a, q.skip_b);  // its barriers order the pos_x reads
 
-  Online2 s;
+  OnlineSumExp s;
   long long bad = INT64_MAX;
-  SkipCursor cur(skip, skip_end);
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const float v = score<T>(p, row, c);
-    if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));  // skipped columns are checked too
-    if (!cur.skipped(c)) s.add(y_of(v, p.scale));
-  }
-  block_merge<kThreads>(s, bad, smax, srest, sbad);  // its barrier also orders the pos_x reads
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(v)>; ++j) {
+      if (is_bad(v[j])) bad = min(bad, (long long)(row * p.cols + c + j));  // skipped columns are checked too
+      if (!mask.skipped(c + j)) s.add(z_of(v[j], p.scale));
+    }
+  });
+  block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (threadIdx.x == 0) {
     if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    const double rest = s.rest, lse = lse_of(s), u = upstream(p, row);
-    double loss = 0, dense = 0;
-    if (M == Mode::InfoNCE) {
-      // lse over every column not excluded, the positives included (SupCon).
-      const double n = double(e1 - e0);
-      double W = 0;
-      for (int64_t e = e0; e < e1; ++e) W += q.pos_w ? q.pos_w[e] : 1.0;
-      for (int64_t e = e0; e < e1; ++e) {
-        const double w = q.pos_w ? q.pos_w[e] : 1.0;
-        const float x = q.pos_x[e];
-        const float z = x == -INFINITY ? -INFINITY : p.scale * x;
-        const SoftmaxEntry en = softmax_entry_at(z, y_of(x, p.scale) == s.max, rest, lse);
-        loss += info_nce_positive_loss(w, en);
-        q.pos_dz[e] = float(info_nce_positive_dz(w, W, n, u, en));
-      }
-      if (e1 > e0) loss /= n;
-      dense = e1 > e0 ? W / n : 0.0;
-    } else {
-      // lse is Z, the negatives' log-sum-exp: the positive and the exclusions are skipped.
-      const double w = q.dcl_w ? q.dcl_w[row] : 1.0;
-      const float x = q.pos_x[e0];
-      loss = dcl_row_loss(w, x == -INFINITY ? -INFINITY : p.scale * x, lse);
-      q.pos_dz[e0] = float(-u * w);
-      dense = 1.0;
-    }
-    p.row_loss[row] = loss;
-    shift2 = s.max;
-    coef = s.max == -INFINITY ? 0.f : float(u * dense / (1.0 + rest));
+    smax[0] = s.max;
+    srest[0] = s.rest;
   }
   __syncthreads();
-  const float sh = shift2, cf = coef;
-  float dsc = 0.f;
-  if (p.grad || p.want_dscale) {
-    cur = SkipCursor(skip, skip_end);
-    for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-      const float v = score<T>(p, row, c);
-      float d = 0.f;
-      if (!cur.skipped(c) && v != -INFINITY) d = cf * exp2f(y_of(v, p.scale) - sh);
-      store<TG>(p, row, c, d * p.scale);
-      if (d != 0.f) dsc += d * v;
+  s.max = smax[0];
+  s.rest = srest[0];
+  const double rest = s.rest, lse = lse_of(s), u = upstream(p, row);
+  double sums[2] = {0, 0};  // the row's loss, and its dense weight (added by thread 0)
+  if (M == Mode::InfoNCE) {
+    // lse over every column not excluded, the positives included (SupCon); the positives'
+    // terms spread over the block.
+    const double n = double(e1 - e0);
+    double W[1] = {0};
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += q.pos_w ? q.pos_w[e] : 1.0;
+    block_sums<kThreads>(W, sd);
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+      const double w = q.pos_w ? q.pos_w[e] : 1.0;
+      const float z = z_of(q.pos_x[e], p.scale);
+      const SoftmaxEntry en = softmax_entry_at(z, z == s.max, rest, lse);
+      sums[0] += info_nce_positive_loss(w, en) / n;
+      q.pos_dz[e] = float(info_nce_positive_dz(w, W[0], n, u, en));
     }
+    if (threadIdx.x == 0) sums[1] = e1 > e0 ? W[0] / n : 0.0;
+  } else if (threadIdx.x == 0) {
+    // lse is Z, the negatives' log-sum-exp: the positive and the exclusions are skipped.
+    const double w = q.dcl_w ? q.dcl_w[row] : 1.0;
+    sums[0] = dcl_row_loss(w, z_of(q.pos_x[e0], p.scale), lse);
+    q.pos_dz[e0] = float(-u * w);
+    sums[1] = 1.0;
   }
+  block_sums<kThreads>(sums, sd);  // also publishes DCL's pos_dz to the block
+  if (threadIdx.x == 0) p.row_loss[row] = sums[0];
+  const float sh = s.max, cf = s.max == -INFINITY ? 0.f : float(u * sums[1] / (1.0 + rest));
+  float dsc = g || p.want_dscale ? dense_softmax_sweep(x, g, p.cols, mask, p.scale, cf, sh) : 0.f;
   dsc = block_sum(dsc, sred);  // also orders the sweep's stores before the positives' below
-  if (threadIdx.x == 0) {
-    // The positives' exact gradients replace the dense ones (0 where skipped: DCL's positive),
-    // and dScale trades the dense term for the exact one. A positive at −inf keeps its 0.
-    double fix = 0;
-    for (int64_t e = e0; e < e1; ++e) {
-      const float x = q.pos_x[e];
-      if (x == -INFINITY) continue;
-      const float dense = M == Mode::InfoNCE ? cf * exp2f(y_of(x, p.scale) - sh) : 0.f;
-      store<TG>(p, row, q.pos_cols[e], q.pos_dz[e] * p.scale);
-      fix += (double(q.pos_dz[e]) - double(dense)) * double(x);
-    }
-    p.dscale_part[row] = float(double(dsc) + fix);
+  // The positives' exact gradients replace the dense ones (0 where skipped: DCL's positive),
+  // and dScale trades the dense term for the exact one. A positive at −inf keeps its 0.
+  double fix[1] = {0};
+  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+    const float xe = q.pos_x[e];
+    if (xe == -INFINITY) continue;
+    const float dense = M == Mode::InfoNCE ? cf * exp_shifted(z_of(xe, p.scale), sh) : 0.f;
+    store<TG>(p, row, q.pos_cols[e], q.pos_dz[e] * p.scale);
+    fix[0] += (double(q.pos_dz[e]) - double(dense)) * double(xe);
   }
+  block_sums<kThreads>(fix, sd);
+  if (threadIdx.x == 0) p.dscale_part[row] = float(double(dsc) + fix[0]);
 }
 
 // DCLW: each row's positive score S_ip, for the weights (computed on the host).
@@ -193,7 +190,7 @@ struct SymParams {
   int64_t strips, chunks;
   float2* row_part;         // [n][strips]: (max, rest) of row i over strip s
   float2* col_part;         // [chunks][n]: (max, rest) of column j over chunk k
-  float *row_shift2, *row_coef, *col_shift2, *col_coef;  // [n]
+  float *row_shift, *row_coef, *col_shift, *col_coef;  // [n]
   float* diag_dz;           // [n]: the diagonal's exact dL/dz
 };
 
@@ -207,23 +204,23 @@ __global__ void __launch_bounds__(kSymCols) sym_stats_kernel(SymParams q) {
   const int64_t r_begin = int64_t(blockIdx.y) * kSymChunkRows;
   const int64_t r_end = min(n, r_begin + kSymChunkRows);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  Online2 col;
+  OnlineSumExp col;
   long long bad = INT64_MAX;
   for (int64_t r0 = r_begin; r0 < r_end; r0 += kSymTileRows) {
     const int rows = int(min(int64_t(kSymTileRows), r_end - r0));
     for (int k = 0; k < rows; ++k) {
-      float y = -INFINITY;
+      float z = -INFINITY;
       if (c < n) {
         const float v = score<T>(p, r0 + k, c);
         if (is_bad(v)) bad = min(bad, (long long)((r0 + k) * n + c));
-        y = y_of(v, p.scale);
+        z = z_of(v, p.scale);
       }
-      tile[k][threadIdx.x] = y;
-      col.add(y);
+      tile[k][threadIdx.x] = z;
+      col.add(z);
     }
     __syncthreads();
     for (int k = warp; k < rows; k += kSymCols / kWarp) {
-      Online2 s;
+      OnlineSumExp s;
       for (int i = lane; i < kSymCols; i += kWarp) s.add(tile[k][i]);
       warp_merge(s);
       if (lane == 0) q.row_part[(r0 + k) * q.strips + blockIdx.x] = make_float2(s.max, s.rest);
@@ -248,19 +245,18 @@ __global__ void sym_terms_kernel(SymParams q) {
   const int64_t n = p.rows;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  Online2 row, col;
+  OnlineSumExp row, col;
   for (int64_t s = 0; s < q.strips; ++s) row.merge(q.row_part[i * q.strips + s].x, q.row_part[i * q.strips + s].y);
   for (int64_t k = 0; k < q.chunks; ++k) col.merge(q.col_part[k * n + i].x, q.col_part[k * n + i].y);
   const float x = score<T>(p, i, i);
   const float z = x == -INFINITY ? -INFINITY : p.scale * x;
-  const float y = y_of(x, p.scale);
-  const SoftmaxEntry er = softmax_entry_at(z, y == row.max, row.rest, lse_of(row));
-  const SoftmaxEntry ec = softmax_entry_at(z, y == col.max, col.rest, lse_of(col));
+  const SoftmaxEntry er = softmax_entry_at(z, z == row.max, row.rest, lse_of(row));
+  const SoftmaxEntry ec = softmax_entry_at(z, z == col.max, col.rest, lse_of(col));
   p.row_loss[i] = (er.margin + ec.margin) / 2;
   const double u = upstream(p, i) / 2;
-  q.row_shift2[i] = row.max;
+  q.row_shift[i] = row.max;
   q.row_coef[i] = row.max == -INFINITY ? 0.f : float(u / (1.0 + double(row.rest)));
-  q.col_shift2[i] = col.max;
+  q.col_shift[i] = col.max;
   q.col_coef[i] = col.max == -INFINITY ? 0.f : float(u / (1.0 + double(col.rest)));
   q.diag_dz[i] = float(u * (er.p_minus_one + ec.p_minus_one));
 }
@@ -270,14 +266,14 @@ __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
   __shared__ float sred[kThreads / kWarp];
   const Common& p = q.c;
   const int64_t row = blockIdx.x;
-  const float rs = q.row_shift2[row], rc = q.row_coef[row], diag = q.diag_dz[row];
+  const float rs = q.row_shift[row], rc = q.row_coef[row], diag = q.diag_dz[row];
   float dsc = 0.f;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
     const float v = score<T>(p, row, c);  // read before the store below (in place is safe)
     float d = 0.f;
     if (v != -INFINITY) {
-      const float y = y_of(v, p.scale);
-      d = c == row ? diag : rc * exp2f(y - rs) + q.col_coef[c] * exp2f(y - q.col_shift2[c]);
+      const float z = z_of(v, p.scale);
+      d = c == row ? diag : rc * exp_shifted(z, rs) + q.col_coef[c] * exp_shifted(z, q.col_shift[c]);
     }
     store<TG>(p, row, c, d * p.scale);
     if (d != 0.f) dsc += d * v;
@@ -313,25 +309,26 @@ Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
   p.first_bad = s.take<long long>(1);
   p.result = s.take<double>(2);
   const long long none = INT64_MAX;
-  FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
-  FL_CUDA_CHECK(cudaMemset(p.dscale_part, 0, size_t(a.rows) * sizeof(float)));
+  copy_to_device(p.first_bad, &none, sizeof none);
+  FL_CUDA_CHECK(cudaMemsetAsync(p.dscale_part, 0, size_t(a.rows) * sizeof(float), cudaStreamPerThread));
   return p;
 }
 
 // Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
-LossResult finish(const Common& p, const ContrastiveCommon& a) {
+LossResult finish(const Common& p, const ContrastiveCommon& a, Scratch& s) {
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("contrastive reduce kernel");
   long long bad = 0;
-  FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
+  copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
     fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
                                ", " + std::to_string(bad % a.cols) + "]");
   double result[2];
-  FL_CUDA_CHECK(cudaMemcpy(result, p.result, sizeof result, cudaMemcpyDeviceToHost));
+  copy_to_host(result, p.result, sizeof result);
   std::vector<double> row_loss(size_t(a.rows));
-  FL_CUDA_CHECK(cudaMemcpy(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  s.release();
   const double loss = a.reduction == Reduction::Mean ? (p.mean_divisor > 0 ? result[0] / p.mean_divisor : 0.0) : result[0];
   return {loss, a.want_dscale ? result[1] : 0.0};
 }
@@ -341,20 +338,23 @@ template <Mode M>
 LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, const Csr& exclude, float sigma) {
   const PositivesOrDiagonal positives(given_positives, a.rows);
   const Csr& pos = positives.csr();
-  const SkipLists skips = M == Mode::Dcl ? SkipLists(a.rows, pos, exclude) : SkipLists(a.rows, exclude, Csr{});
+  if (M == Mode::Dcl) { const SkipLists overlap(a.rows, pos, exclude); }  // ERR_CSR: an excluded positive
   if (a.rows == 0) return {0, 0};
   if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  const DeviceScope on(device_of(a.scores));
   int64_t rows_with_positives = 0;
   for (int64_t r = 0; r < a.rows; ++r) rows_with_positives += pos.size(r) > 0;
   const int64_t nnz = pos.nnz(a.rows);
-  const int64_t nskip = int64_t(skips.all_cols().size());
-  Scratch s(size_t(a.rows + 1) * 12 + size_t(nskip) * 4 + size_t(nnz) * 16 + size_t(a.rows) * (4 + 8 + 4 + 8 + 4) + 16 * 256);
+  const int64_t excl_nnz = exclude.nnz(a.rows), mask_words = (a.cols + 31) / 32;
+  Scratch s(contrastive_scratch_bytes(a.rows, nnz, excl_nnz, mask_words));
   RowParams q{};
   q.c = common_of(a, s, M == Mode::Dcl ? double(a.rows) : double(rows_with_positives));
-  q.skip_off = s.upload(skips.offsets().data(), a.rows + 1);
-  q.skip_cols = s.upload(skips.all_cols().data(), nskip);
   q.pos_ptr = s.upload(pos.row_ptr, a.rows + 1);
   q.pos_cols = s.upload(pos.cols, nnz);
+  if (exclude) q.skip_a = CsrView{s.upload(exclude.row_ptr, a.rows + 1), s.upload(exclude.cols, excl_nnz)};
+  if (M == Mode::Dcl) q.skip_b = CsrView{q.pos_ptr, q.pos_cols};
+  q.mask = s.take<uint32_t>(a.rows * mask_words);
+  q.mask_words = mask_words;
   q.pos_w = pos.weights ? s.upload(pos.weights, nnz) : nullptr;
   q.pos_x = s.take<float>(nnz);
   q.pos_dz = s.take<float>(nnz);
@@ -368,19 +368,20 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
     check_launch("decoupledContrastive positive scores kernel");
     std::vector<float> h(size_t(a.rows));
     std::vector<double> w(size_t(a.rows));
-    FL_CUDA_CHECK(cudaMemcpy(h.data(), d_scores, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    copy_to_host(h.data(), d_scores, h.size() * sizeof(float));
     dclw_weights(h.data(), a.rows, sigma, w.data());
     q.dcl_w = s.upload(w.data(), a.rows);
   }
   by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) { row_kernel<decltype(t), decltype(tg), M><<<rows, kThreads>>>(q); });
   check_launch(M == Mode::Dcl ? "decoupledContrastive kernel" : "infoNCE kernel");
-  return finish(q.c, a);
+  return finish(q.c, a, s);
 }
 
 LossResult symmetric(const ContrastiveCommon& a) {
   const int64_t n = a.rows;
   if (n == 0) return {0, 0};
   if (n > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  const DeviceScope on(device_of(a.scores));
   SymParams q{};
   q.strips = (n + kSymCols - 1) / kSymCols;
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
@@ -389,9 +390,9 @@ LossResult symmetric(const ContrastiveCommon& a) {
   q.c = common_of(a, s, double(n));
   q.row_part = s.take<float2>(n * q.strips);
   q.col_part = s.take<float2>(n * q.chunks);
-  q.row_shift2 = s.take<float>(n);
+  q.row_shift = s.take<float>(n);
   q.row_coef = s.take<float>(n);
-  q.col_shift2 = s.take<float>(n);
+  q.col_shift = s.take<float>(n);
   q.col_coef = s.take<float>(n);
   q.diag_dz = s.take<float>(n);
   by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
@@ -406,7 +407,7 @@ LossResult symmetric(const ContrastiveCommon& a) {
       check_launch("symmetric infoNCE gradient kernel");
     }
   });
-  return finish(q.c, a);
+  return finish(q.c, a, s);
 }
 
 }  // namespace

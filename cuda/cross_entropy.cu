@@ -1,19 +1,30 @@
 // softmaxCrossEntropy on the GPU (SPEC 3.1). The per-row math is cross_entropy_row() from
 // native/ops/cross_entropy_math.h, shared with the CPU.
 //
-// Two layouts, same arithmetic:
-//  - one block per row (B large, N up to kFusedCols): the block sweeps its row twice, for the
-//    statistics and then for the gradient; the second sweep finds the row in L2 (a 50257-wide
-//    bf16 row is 100 KB; the rows in flight fit the 50 MB L2), so HBM sees one read of the
-//    logits and one write of the gradient;
+// Three layouts (cuda/plan.h ce_plan), same arithmetic:
+//  - on chip (B ≥ 2·SMs, the row fits the shared memory of one block, or of a cluster of up to
+//    8 on sm_90: about 58K float32 / 116K bf16 columns a block on an H100): the row is read once
+//    into shared memory with the statistics, and the gradient is computed from there: 1 read
+//    of the logits + 1 write of the gradient in HBM;
+//  - one block per row (B large, N up to kFusedCols, the row too wide for the above): the block
+//    sweeps its row twice, for the statistics and then for the gradient; the second sweep finds
+//    the row in L2 only while the rows in flight fit it;
 //  - tiles (few rows, or very wide rows): a statistics kernel per (row, tile), a per-row
 //    kernel that merges the tiles and computes the row's terms, and a gradient kernel per
 //    (row, tile). Wide rows then fill the GPU, at the cost of a second read.
 // The label's whole gradient comes from the row's terms (d = label_dz at j = y), so it is
-// computed in fp32 and rounded once. Losses and dScale partials are written per row / per
+// computed in fp32 and rounded once. Passes over memory: on chip 1 read + 1 write (at 4096×131072
+// float32: a cluster of 3 blocks per row on an H100); fused 2 reads of the logits (the second
+// from L2 only while the rows in flight fit it) + 1 write; tiled 2 reads + 1 write. 16-byte loads (kInFlight in flight per thread) and 16-byte
+// gradient stores. e^(z − max) by exp2f (MUFU, ≤ 2 ulp), tanhf for the softcap, IEEE division;
+// the row's terms in double. Losses and dScale partials are written per row / per
 // block and summed in a fixed order by one final block: no float atomics.
+#include <cooperative_groups.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../native/core/error.h"
@@ -28,14 +39,15 @@
 namespace fl::cuda {
 namespace {
 
+namespace cg = cooperative_groups;
+
 constexpr int kThreads = 512;
 constexpr int64_t kFusedCols = 262144;  // widest row one block sweeps alone
 constexpr int64_t kTileCols = 32768;    // tile width of the tiled layout
-constexpr float kLog2e = 1.4426950408889634f;
 
 struct RowTerms {
-  float shift2;       // the row's max of y = z·log2(e): p_j = coef-part · 2^(y_j − shift2)
-                      // (not lse·log2(e): rounded to float, that is off by an ulp of lse)
+  float shift;        // the row's max z: p_j = coef-part · e^(z_j − shift) (not the lse:
+                      // rounded to float, that is off by an ulp of lse)
   float coef, bias, colw_coef, label_dz;
 };
 
@@ -51,7 +63,7 @@ struct CeParams {
   float eps, lambda, n_cols, mean_w, mean_scale;  // mean_scale = 1/Σw_y for 'mean', else 1
   int reduction;
   bool want_lin, want_dscale;
-  float2* part;               // rows·tiles (max2, rest) in base 2 (Online2)
+  float2* part;               // rows·tiles (max, rest) (OnlineSumExp)
   float* part_lin;            // rows·tiles Σ w_j z_j
   RowTerms* terms;            // rows
   double* row_loss;           // rows
@@ -67,99 +79,163 @@ __device__ __forceinline__ float transform(float x, float scale, float cap) {
   else return scale * x;
 }
 
-// Loads 16 bytes at a time where the address allows (scalar head and tail otherwise) and
-// calls f(col, value) for every column of [c0, c1), in any order, over the block's threads.
-template <class T, class F>
-__device__ __forceinline__ void for_each_col(const T* row, int64_t c0, int64_t c1, F&& f) {
-  constexpr int kPack = Pack<T>::N;
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(row + c0);
-  int64_t head = int64_t((16 - addr % 16) % 16) / int64_t(sizeof(T));
-  if (head > c1 - c0) head = c1 - c0;
-  for (int64_t c = c0 + threadIdx.x; c < c0 + head; c += blockDim.x) f(c, to_float(row[c]));
-  const int64_t body = c0 + head, packs = (c1 - body) / kPack;
-  const uint4* v = reinterpret_cast<const uint4*>(row + body);
-  for (int64_t i = threadIdx.x; i < packs; i += blockDim.x) {
-    float e[kPack];
-    unpack16<T>(__ldg(v + i), e);
-#pragma unroll
-    for (int j = 0; j < kPack; ++j) f(body + i * kPack + j, e[j]);
-  }
-  for (int64_t c = body + packs * kPack + threadIdx.x; c < c1; c += blockDim.x) f(c, to_float(row[c]));
-}
-
-// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, rest) in base 2 and
-// Σ w·z·2^-64.
+// Statistics of z over [c0, c1) of a row, merged into thread 0: (max, rest) and Σ w·z·2^-64.
 template <class T, bool kSoftcap>
-__device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c1, Online2& s, float& lin) {
+// With `stash` (shared memory), the values also stay on chip: stash[c − c0].
+__device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c1, OnlineSumExp& s, float& lin, T* stash = nullptr) {
   __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], slin[kThreads / kWarp];
   __shared__ long long sbad[kThreads / kWarp];
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   long long bad = INT64_MAX;
   lin = 0.f;
-  for_each_col(x, c0, c1, [&](int64_t c, float v) {
-    if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
-    const float z = transform<kSoftcap>(v, p.scale, p.cap);
-    s.add(v == -INFINITY ? -INFINITY : z * kLog2e);  // −inf is out, also under a softcap (→ −cap)
-    // Σ w·z on z·2^-64 (exact scaling) so that huge logits cannot overflow the float sum.
-    if (p.want_lin && v != -INFINITY) lin += (p.class_weights ? p.class_weights[c] : 1.f) * (z * 0x1p-64f);
+  for_each_pack(x, c0, c1, [&](int64_t c0v, auto& vs) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(vs)>; ++j) {
+      const int64_t c = c0v + j;
+      const float v = vs[j];
+      if (stash) stash[c - c0] = from_float<T>(v);  // exact: v came from a T
+      if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
+      const float z = transform<kSoftcap>(v, p.scale, p.cap);
+      s.add(v == -INFINITY ? -INFINITY : z);  // −inf is out, also under a softcap (→ −cap)
+      // Σ w·z on z·2^-64 (exact scaling) so that huge logits cannot overflow the float sum.
+      if (p.want_lin && v != -INFINITY) lin += (p.class_weights ? p.class_weights[c] : 1.f) * (z * 0x1p-64f);
+    }
   });
   block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (p.want_lin) lin = block_sum(lin, slin);
   if (threadIdx.x == 0 && bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-free
 }
 
-// The row's loss and gradient terms from its merged statistics (one thread).
+// The row's loss and gradient terms from its merged statistics (one thread; `owner`: the one
+// that writes the row's lse and loss, when several blocks compute the same terms).
 template <class T, bool kSoftcap>
-__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max2, float rest, float lin) {
-  const double lse = max2 == -INFINITY ? -INFINITY : double(max2) * 0.6931471805599453 + log1p(double(rest));
-  p.lse[row] = float(lse);
+__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float rest, float lin, bool owner = true) {
+  const double lse = max == -INFINITY ? -INFINITY : double(max) + log1p(double(rest));
+  if (owner) p.lse[row] = float(lse);
   const int32_t y = p.labels[row];
   if (y == p.ignore_index) {
-    p.row_loss[row] = 0;
-    return RowTerms{max2, 0.f, 0.f, 0.f, 0.f};
+    if (owner) p.row_loss[row] = 0;
+    return RowTerms{max, 0.f, 0.f, 0.f, 0.f};
   }
-  const float z_y = transform<kSoftcap>(to_float(static_cast<const T*>(p.x)[row * p.cols + y]), p.scale, p.cap);
+  // A label at −inf is out, as in the statistics sweep: −inf, not the softcap's −cap (the loss is
+  // then +inf, as on the CPU).
+  const float x_y = to_float(static_cast<const T*>(p.x)[row * p.cols + y]);
+  const float z_y = x_y == -INFINITY ? -INFINITY : transform<kSoftcap>(x_y, p.scale, p.cap);
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
-  // The label is the row max when its base-2 value equals max2 (as tile_stats computed it, bitwise).
-  const LabelTerms lt = label_terms(z_y * kLog2e == max2, double(rest), lse, double(z_y));
+  // The label is the row max when its z equals max (as tile_stats computed it, bitwise).
+  const LabelTerms lt = label_terms(z_y == max, double(rest), lse, double(z_y));
   const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
-  p.row_loss[row] = r.loss;
-  RowTerms t{max2, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
+  if (owner) p.row_loss[row] = r.loss;
+  RowTerms t{max, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;
   else t.bias = -r.smooth;
   return t;
 }
 
-// The gradient sweep over [c0, c1): returns this thread's share of dScale.
+// dℓ/dx at column c of value v (0 at −inf), and its dScale term added to dsc.
+template <bool kSoftcap>
+__device__ __forceinline__ float grad_at(const CeParams& p, const RowTerms& t, int32_t y, int64_t c, float v, float& dsc) {
+  if (v == -INFINITY) return 0.f;
+  float z, dzdx, dzds;
+  if constexpr (kSoftcap) {
+    float sech2;
+    const float th = tanh_sech2(p.scale * v / p.cap, &sech2);
+    z = p.cap * th;
+    dzdx = p.scale * sech2;
+    dzds = v * sech2;
+  } else {
+    z = p.scale * v;
+    dzdx = p.scale;
+    dzds = v;
+  }
+  float d = t.coef * exp_shifted(z, t.shift) + t.bias + (p.class_weights ? t.colw_coef * p.class_weights[c] : 0.f);
+  if (c == y) d = t.label_dz;
+  dsc += d * dzds;
+  return d * dzdx;
+}
+
+// The gradient sweep over [c0, c1) from the logits in HBM: returns this thread's share of dScale.
 template <class T, class TG, bool kSoftcap>
 __device__ float tile_grad(const CeParams& p, int64_t row, int64_t c0, int64_t c1, const RowTerms& t) {
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int32_t y = p.labels[row];
   float dsc = 0.f;
-  for_each_col(x, c0, c1, [&](int64_t c, float v) {
-    float d = 0.f, dzdx = 0.f, dzds = 0.f;
-    if (v != -INFINITY) {
-      float z;
-      if constexpr (kSoftcap) {
-        float sech2;
-        const float th = tanh_sech2(p.scale * v / p.cap, &sech2);
-        z = p.cap * th;
-        dzdx = p.scale * sech2;
-        dzds = v * sech2;
-      } else {
-        z = p.scale * v;
-        dzdx = p.scale;
-        dzds = v;
-      }
-      d = t.coef * exp2f(z * kLog2e - t.shift2) + t.bias + (p.class_weights ? t.colw_coef * p.class_weights[c] : 0.f);
-      if (c == y) d = t.label_dz;
-    }
-    if (g) g[c] = from_float<TG>(d * dzdx);
-    dsc += d * dzds;
+  for_each_pack(x, c0, c1, [&](int64_t c, auto& vs) {
+    constexpr int n = length_of<decltype(vs)>;
+    float out[n];
+#pragma unroll
+    for (int j = 0; j < n; ++j) out[j] = grad_at<kSoftcap>(p, t, y, c + j, vs[j], dsc);
+    if (g) store_pack<TG>(g + c, out);
   });
   return dsc;
+}
+
+// On-chip layout: the row (a slice of it per block of a cluster, sm_90) stays in shared memory
+// between the statistics and the gradient: one read of the logits and one write of the gradient
+// in HBM. The blocks of a cluster merge their statistics through distributed shared memory in
+// rank order, so each computes the same row terms.
+template <class T, class TG, bool kSoftcap, bool kCluster>
+__global__ void __launch_bounds__(kThreads) ce_onchip_kernel(CeParams p, int64_t slice) {
+  extern __shared__ __align__(16) unsigned char ce_smem[];
+  T* xs = reinterpret_cast<T*>(ce_smem);
+  __shared__ RowTerms terms;
+  __shared__ float sred[kThreads / kWarp];
+  unsigned rank = 0, ranks = 1;
+  if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    rank = cg::this_cluster().block_rank();
+    ranks = cg::this_cluster().num_blocks();
+#else
+    __trap();  // the launcher uses clusters only on sm_90 and newer
+#endif
+  }
+  const int64_t row = blockIdx.x / ranks;
+  const int64_t c0 = min(p.cols, int64_t(rank) * slice), c1 = min(p.cols, c0 + slice);
+  OnlineSumExp s;
+  float lin;
+  tile_stats<T, kSoftcap>(p, row, c0, c1, s, lin, xs);
+  if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::cluster_group cluster = cg::this_cluster();
+    __shared__ float part[3];  // this block's (max, rest, lin), read by the cluster's blocks
+    if (threadIdx.x == 0) {
+      part[0] = s.max;
+      part[1] = s.rest;
+      part[2] = lin;
+    }
+    cluster.sync();
+    if (threadIdx.x == 0) {
+      OnlineSumExp m;
+      float l = 0.f;
+      for (unsigned r = 0; r < ranks; ++r) {
+        const float* q = cluster.map_shared_rank(part, r);
+        m.merge(q[0], q[1]);
+        l += q[2];
+      }
+      s = m;
+      lin = l;
+    }
+    cluster.sync();  // every block has read the others' parts before any goes on (or exits)
+#endif
+  }
+  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, rank == 0);
+  __syncthreads();  // also: the stash is complete
+  const RowTerms t = terms;
+  if (!p.grad && !p.want_dscale) return;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
+  const int32_t y = p.labels[row];
+  float dsc = 0.f;
+  if (g)
+    for_each_store_pack(g, c0, c1, [&](int64_t c, auto& o) {
+#pragma unroll
+      for (int j = 0; j < length_of<decltype(o)>; ++j) o[j] = grad_at<kSoftcap>(p, t, y, c + j, to_float(xs[c + j - c0]), dsc);
+    });
+  else
+    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) grad_at<kSoftcap>(p, t, y, c, to_float(xs[c - c0]), dsc);
+  dsc = block_sum(dsc, sred);
+  if (threadIdx.x == 0) p.dscale_part[blockIdx.x] = dsc;
 }
 
 // Fused layout: one block per row.
@@ -168,7 +244,7 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(CeParams p) {
   __shared__ RowTerms terms;
   __shared__ float sred[kThreads / kWarp];
   const int64_t row = blockIdx.x;
-  Online2 s;
+  OnlineSumExp s;
   float lin;
   tile_stats<T, kSoftcap>(p, row, 0, p.cols, s, lin);
   if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin);
@@ -184,7 +260,7 @@ template <class T, bool kSoftcap>
 __global__ void __launch_bounds__(kThreads) ce_stats_kernel(CeParams p) {
   const int64_t row = blockIdx.x / p.tiles, tile = blockIdx.x % p.tiles;
   const int64_t c0 = tile * kTileCols, c1 = min(p.cols, c0 + kTileCols);
-  Online2 s;
+  OnlineSumExp s;
   float lin;
   tile_stats<T, kSoftcap>(p, row, c0, c1, s, lin);
   if (threadIdx.x == 0) {
@@ -198,7 +274,7 @@ template <class T, bool kSoftcap>
 __global__ void ce_terms_kernel(CeParams p) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= p.rows) return;
-  Online2 s;
+  OnlineSumExp s;
   float lin = 0.f;
   for (int64_t k = 0; k < p.tiles; ++k) {
     const float2 q = p.part[row * p.tiles + k];
@@ -218,28 +294,71 @@ __global__ void __launch_bounds__(kThreads) ce_grad_kernel(CeParams p) {
   if (threadIdx.x == 0) p.dscale_part[blockIdx.x] = dsc;
 }
 
+// The on-chip kernels' dynamic shared memory is raised to the largest they may have (the opt-in
+// limit less their static shared memory), the same value on every call (see soft_topk.cu).
 template <class T, class TG, bool kSoftcap>
-void launch(CeParams& p, bool fused, int64_t blocks) {
-  if (fused) {
-    ce_fused_kernel<T, TG, kSoftcap><<<unsigned(blocks), kThreads>>>(p);
+size_t onchip_smem_limit(int optin, int major) {
+  size_t static_smem = 0;
+  const void* kernels[2] = {reinterpret_cast<const void*>(ce_onchip_kernel<T, TG, kSoftcap, false>),
+                            reinterpret_cast<const void*>(ce_onchip_kernel<T, TG, kSoftcap, true>)};
+  for (int i = 0; i < (major >= 9 ? 2 : 1); ++i) {
+    cudaFuncAttributes attr{};
+    FL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernels[i]));
+    static_smem = std::max(static_smem, attr.sharedSizeBytes);
+  }
+  const size_t limit = dynamic_smem_limit(size_t(optin), static_smem);
+  for (int i = 0; i < (major >= 9 ? 2 : 1); ++i)
+    FL_CUDA_CHECK(cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
+  return limit;
+}
+
+// Launches the on-chip layout; false when a cluster of that size cannot be resident here (the
+// caller then takes the fused or tiled layout).
+template <class T, class TG, bool kSoftcap>
+bool launch_onchip(const CeParams& p, const CePlan& plan) {
+  if (plan.blocks_per_row == 1) {
+    ce_onchip_kernel<T, TG, kSoftcap, false><<<unsigned(p.rows), kThreads, plan.dynamic_smem>>>(p, plan.slice);
+    check_launch("softmaxCrossEntropy on-chip kernel");
+    return true;
+  }
+  auto* kernel = ce_onchip_kernel<T, TG, kSoftcap, true>;
+  ClusterLaunch cluster(p.rows, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+  if (!cluster.fits(kernel)) return false;
+  cluster.launch(kernel, p, plan.slice);
+  check_launch("softmaxCrossEntropy on-chip cluster kernel");
+  return true;
+}
+
+template <class T, class TG, bool kSoftcap>
+void launch(CeParams& p, const CePlan& plan) {
+  if (plan.layout == CeLayout::Fused) {
+    ce_fused_kernel<T, TG, kSoftcap><<<unsigned(p.rows), kThreads>>>(p);
     check_launch("softmaxCrossEntropy fused kernel");
     return;
   }
-  ce_stats_kernel<T, kSoftcap><<<unsigned(blocks), kThreads>>>(p);
+  const unsigned blocks = unsigned(p.rows * p.tiles);
+  ce_stats_kernel<T, kSoftcap><<<blocks, kThreads>>>(p);
   check_launch("softmaxCrossEntropy statistics kernel");
   ce_terms_kernel<T, kSoftcap><<<unsigned((p.rows + 127) / 128), 128>>>(p);
   check_launch("softmaxCrossEntropy row kernel");
   if (p.grad || p.want_dscale) {
-    ce_grad_kernel<T, TG, kSoftcap><<<unsigned(blocks), kThreads>>>(p);
+    ce_grad_kernel<T, TG, kSoftcap><<<blocks, kThreads>>>(p);
     check_launch("softmaxCrossEntropy gradient kernel");
   }
 }
 
-template <class T>
-void dispatch(CeParams& p, bool grad_float32, bool fused, int64_t blocks) {
-  const bool cap = p.cap > 0;
-  if (grad_float32) cap ? launch<T, float, true>(p, fused, blocks) : launch<T, float, false>(p, fused, blocks);
-  else cap ? launch<T, T, true>(p, fused, blocks) : launch<T, T, false>(p, fused, blocks);
+// Calls f(T{}, TG{}, softcap) with the logits' and the gradient's types.
+template <class F>
+void by_types(DType dtype, bool grad_float32, bool cap, F&& f) {
+  auto with_cap = [&](auto t, auto tg) {
+    if (cap) f(t, tg, std::true_type{});
+    else f(t, tg, std::false_type{});
+  };
+  switch (dtype) {
+    case DType::Float32: with_cap(float{}, float{}); break;
+    case DType::Float16: grad_float32 ? with_cap(f16_t{}, float{}) : with_cap(f16_t{}, f16_t{}); break;
+    case DType::BFloat16: grad_float32 ? with_cap(bf16_t{}, float{}) : with_cap(bf16_t{}, bf16_t{}); break;
+  }
 }
 
 }  // namespace
@@ -247,24 +366,30 @@ void dispatch(CeParams& p, bool grad_float32, bool fused, int64_t blocks) {
 LossResult cross_entropy(const CrossEntropyArgs& a) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);  // also validates the labels
   if (a.rows == 0) return {0, 0};
-  int device = 0, sms = 0;
+  const DeviceScope on(device_of(a.logits));
+  int device = 0, sms = 0, optin = 0, major = 0;
   FL_CUDA_CHECK(cudaGetDevice(&device));
   FL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  // One block per row when that fills the GPU and the row is not too wide; tiles otherwise.
-  const bool fused = a.rows >= 2 * int64_t(sms) && a.cols <= kFusedCols;
-  // At least one tile: cols = 0 (every label ignored) must not make a 0-block grid.
-  const int64_t tiles = fused || a.cols == 0 ? 1 : (a.cols + kTileCols - 1) / kTileCols;
-  const int64_t blocks = a.rows * tiles;
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  const bool grad_float32 = a.grad_float32 || a.dtype == DType::Float32;
+  size_t limit = 0;
+  by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
+    limit = onchip_smem_limit<decltype(t), decltype(tg), decltype(cap)::value>(optin, major);
+  });
+  CePlan plan = ce_plan(a.rows, a.cols, dtype_size(a.dtype), sms, kFusedCols, kTileCols, limit, major);
+  // Where a cluster cannot be resident (checked at launch), the layout without shared memory.
+  const CePlan fallback = ce_plan(a.rows, a.cols, dtype_size(a.dtype), sms, kFusedCols, kTileCols, 0, 0);
+  const int64_t blocks = a.rows * std::max({plan.tiles, int64_t(plan.blocks_per_row), fallback.tiles});
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 
-  Scratch s(size_t(a.rows) * (4 + 4 + sizeof(RowTerms) + 8 + 4) + size_t(a.cols) * 4 +
-            size_t(blocks) * (8 + 4 + 4) + 16 + 8 + 16 * 256);
+  Scratch s(ce_scratch_bytes(a.rows, a.cols, blocks, sizeof(RowTerms)));
   CeParams p{};
   p.x = a.logits;
   p.grad = a.grad;
   p.rows = a.rows;
   p.cols = a.cols;
-  p.tiles = tiles;
+  p.tiles = plan.tiles;
   p.scale = a.scale;
   p.cap = a.softcap;
   p.ignore_index = a.ignore_index;
@@ -288,30 +413,37 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   p.first_bad = s.take<long long>(1);
   p.result = s.take<double>(2);
   const long long none = INT64_MAX;
-  FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
-  FL_CUDA_CHECK(cudaMemset(p.dscale_part, 0, size_t(blocks) * 4));
+  copy_to_device(p.first_bad, &none, sizeof none);
+  FL_CUDA_CHECK(cudaMemsetAsync(p.dscale_part, 0, size_t(blocks) * 4, cudaStreamPerThread));
 
-  switch (a.dtype) {
-    case DType::Float32: dispatch<float>(p, true, fused, blocks); break;
-    case DType::Float16: dispatch<f16_t>(p, a.grad_float32, fused, blocks); break;
-    case DType::BFloat16: dispatch<bf16_t>(p, a.grad_float32, fused, blocks); break;
-  }
+  by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
+    using T = decltype(t);
+    using TG = decltype(tg);
+    constexpr bool kCap = decltype(cap)::value;
+    if (plan.layout == CeLayout::OnChip && launch_onchip<T, TG, kCap>(p, plan)) return;
+    if (plan.layout == CeLayout::OnChip) {  // a cluster that cannot be resident here
+      plan = fallback;
+      p.tiles = plan.tiles;
+    }
+    launch<T, TG, kCap>(p, plan);
+  });
   // dScale partials that were not wanted stay 0 (memset above).
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, blocks, p.result);
   check_launch("softmaxCrossEntropy reduce kernel");
 
   long long bad = 0;
-  FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
+  copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
     fail("ERR_NON_FINITE", "logits: expected finite values or -Infinity, received NaN or +Infinity at [" +
                                std::to_string(bad / a.cols) + ", " + std::to_string(bad % a.cols) + "]");
   double result[2];
-  FL_CUDA_CHECK(cudaMemcpy(result, p.result, sizeof result, cudaMemcpyDeviceToHost));
+  copy_to_host(result, p.result, sizeof result);
   // Row losses are kept in double on the device (the total above was summed from them).
   std::vector<double> row_loss(size_t(a.rows));
-  FL_CUDA_CHECK(cudaMemcpy(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
-  if (a.lse) FL_CUDA_CHECK(cudaMemcpy(a.lse, p.lse, size_t(a.rows) * 4, cudaMemcpyDeviceToHost));
+  if (a.lse) copy_to_host(a.lse, p.lse, size_t(a.rows) * 4);
+  s.release();
   double loss = result[0];
   if (a.reduction == Reduction::Mean) loss = totals.weight_sum > 0 ? loss / totals.weight_sum : 0.0;
   return {loss, a.want_dscale ? result[1] : 0.0};

@@ -1,16 +1,19 @@
 // decoupledSoftmax (SPEC 3.4), multiLabelSoftmax (SPEC 3.2) and binaryCrossEntropy (SPEC 3.6)
 // on the GPU. The per-positive math is native/ops/positives_math.h, shared with the CPU.
 //
-// One block per row. The row's skip list (positives ∪ exclusions, or exclusions only for the
-// multi-label softmax; sorted, built once per call on the host: native/ops/csr.h) is walked by
-// each thread with a pointer that only moves forward, since a thread's columns increase. Per
-// row the block
+// One block per row. The row's skip mask (positives ∪ exclusions, or exclusions only for the
+// multi-label softmax; row_kernels.cuh) is built by the block from the CSR lists. Per row the
+// block
 //   1. reads its positives' scores (before an in-place sweep can overwrite them);
 //   2. softmax losses: the statistics sweep over the columns not skipped (online max and
-//      rest = Σ − 1 in base 2), then one thread turns them and the positives into the row's loss, the dense
-//      coefficient and each positive's exact dℓ/dz;
-//   3. the gradient sweep (skipped columns get 0; bce computes its loss here too);
+//      rest = Σ − 1), then the positives' terms, spread over the block and summed in a fixed
+//      order, give the row's loss, the dense coefficient and each positive's exact dℓ/dz;
+//   3. the gradient sweep (skipped columns get 0; bce computes its loss here too), 16-byte
+//      loads and stores;
 //   4. the positives' gradients overwrite the dense ones, rounded once.
+// Passes over memory: softmax losses 2 reads of S (the second mostly from L2 when the rows in
+// flight fit it) + 1 write; bce 1 read + 1 write. exp2f (MUFU, ≤ 2 ulp) for the dense terms,
+// IEEE division; the positives' terms in double.
 // Row losses and dScale partials go to per-row slots, summed in a fixed order by one final
 // block: no float atomics (the first-bad index uses an integer atomicMin, which is order-free).
 #include <cstdint>
@@ -31,7 +34,7 @@ namespace fl::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kWarps = kThreads / kWarp;
 
 enum class Kind { Decoupled, MultiLabel, Bce };
 
@@ -40,8 +43,9 @@ struct PlParams {
   void* grad;  // null: no gradient (dScale may still be wanted)
   int64_t rows, cols;
   float scale;
-  const int64_t* skip_off;  // rows + 1
-  const int32_t* skip_cols;
+  CsrView skip_a, skip_b;   // the skipped columns: positives and/or exclusions
+  uint32_t* mask;           // rows × mask_words (scratch)
+  int64_t mask_words;
   const int32_t* pos_ptr;   // rows + 1
   const int32_t* pos_cols;
   const float* pos_w;       // null: every weight 1
@@ -82,146 +86,147 @@ __device__ __forceinline__ void note_bad(const PlParams& p, int64_t row, int64_t
   if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
 }
 
-// The softmax losses: statistics, the row's terms (thread 0), the gradient sweep, the positives.
+// The softmax losses: statistics, the row's terms, the gradient sweep, the positives.
 template <class T, class TG, Kind K>
 __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p) {
-  __shared__ float smax[kThreads / kWarp], srest[kThreads / kWarp], sred[kThreads / kWarp];
-  __shared__ long long sbad[kThreads / kWarp];
-  __shared__ float shift2, coef;
+  __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
+  __shared__ long long sbad[kWarps];
+  __shared__ double sd[kWarps * 2];
   const int64_t row = blockIdx.x;
-  const int32_t* skip = p.skip_cols + p.skip_off[row];
-  const int32_t* skip_end = p.skip_cols + p.skip_off[row + 1];
-  read_positives<T>(p, row);
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
+  read_positives<T>(p, row);  // build_row_mask's barriers order these reads before the sweep
+  const RowMask mask = build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.skip_a, p.skip_b);
 
-  Online2 s;
+  OnlineSumExp s;
   long long bad = INT64_MAX;
-  SkipCursor cur(skip, skip_end);
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const float v = score<T>(p, row, c);
-    note_bad(p, row, c, v, bad);  // skipped columns are checked too
-    if (!cur.skipped(c)) s.add(v == -INFINITY ? -INFINITY : p.scale * v * kLog2e);
-  }
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(v)>; ++j) {
+      note_bad(p, row, c + j, v[j], bad);  // skipped columns are checked too
+      if (!mask.skipped(c + j)) s.add(p.scale * v[j]);
+    }
+  });
   block_merge<kThreads>(s, bad, smax, srest, sbad);
   if (threadIdx.x == 0) {
     if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    const double rest = s.rest;
-    const double lse = s.max == -INFINITY ? -INFINITY : double(s.max) * 0.6931471805599453 + log1p(rest);
-    const double u = upstream(p, row);
-    const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
-    double loss = 0, dense = 0;
-    if (K == Kind::Decoupled) {
-      // lse is Z, the negatives' log-sum-exp: positives and exclusions are skipped.
-      const double inv_n = e1 > e0 ? 1.0 / double(e1 - e0) : 0.0;
-      for (int64_t e = e0; e < e1; ++e) {
-        const double w = p.pos_w ? p.pos_w[e] : 1.0;
-        const float x = p.pos_x[e];
-        const DecoupledPositive d = decoupled_positive(x == -INFINITY ? -INFINITY : double(p.scale * x), lse, w);
-        loss += d.loss;
-        dense += w * d.s;
-        p.pos_dz[e] = float(-u * w * inv_n * d.s);
-      }
-      loss *= inv_n;
-      dense *= inv_n;
-    } else {
-      // lse over every column not excluded; ℓ = Σ_p w_p (lse − z_p), dℓ/dz_j = W·p_j − w_j[j ∈ P].
-      double W = 0;
-      for (int64_t e = e0; e < e1; ++e) W += p.pos_w ? p.pos_w[e] : 1.0;
-      for (int64_t e = e0; e < e1; ++e) {
-        const double w = p.pos_w ? p.pos_w[e] : 1.0;
-        const float x = p.pos_x[e];
-        if (x == -INFINITY) {
-          if (w > 0) loss = INFINITY;
-          p.pos_dz[e] = 0.f;
-          continue;
-        }
-        // A positive that is the row max (bitwise as the sweep saw it) uses lse − z = log1p(rest)
-        // and p − 1 = −rest/(1 + rest): exact however confident the row; elsewhere p ≤ 1/2.
-        const float z = p.scale * x;
-        const bool is_max = z * kLog2e == s.max;
-        loss += w * (is_max ? log1p(rest) : lse - double(z));
-        p.pos_dz[e] = float(u * (is_max ? (W - w) - W * rest / (1.0 + rest) : W * exp(double(z) - lse) - w));
-      }
-      dense = lse == -INFINITY ? 0.0 : W;
-    }
-    p.row_loss[row] = loss;
-    shift2 = s.max;
-    coef = s.max == -INFINITY ? 0.f : float(u * dense / (1.0 + rest));
+    smax[0] = s.max;
+    srest[0] = s.rest;
   }
   __syncthreads();
-  const float sh = shift2, cf = coef;
-  float dsc = 0.f;
-  if (p.grad || p.want_dscale) {
-    cur = SkipCursor(skip, skip_end);
-    for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-      const float v = score<T>(p, row, c);
-      float d = 0.f;
-      if (!cur.skipped(c) && v != -INFINITY) d = cf * exp2f(p.scale * v * kLog2e - sh);
-      store<TG>(p, row, c, d * p.scale);
-      if (d != 0.f) dsc += d * v;
+  const float max = smax[0];
+  const double rest = srest[0];
+  const double lse = max == -INFINITY ? -INFINITY : double(max) + log1p(rest);
+  const double u = upstream(p, row);
+  const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
+  // The positives' terms, each thread a share of them, summed in a fixed order.
+  double sums[2] = {0, 0};  // the row's loss, and its dense weight
+  if (K == Kind::Decoupled) {
+    // lse is Z, the negatives' log-sum-exp: positives and exclusions are skipped.
+    const double inv_n = e1 > e0 ? 1.0 / double(e1 - e0) : 0.0;
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+      const double w = p.pos_w ? p.pos_w[e] : 1.0;
+      const float xe = p.pos_x[e];
+      const DecoupledPositive d = decoupled_positive(xe == -INFINITY ? -INFINITY : double(p.scale * xe), lse, w);
+      sums[0] += d.loss * inv_n;
+      sums[1] += w * d.s * inv_n;
+      p.pos_dz[e] = float(-u * w * inv_n * d.s);
     }
+  } else {
+    // lse over every column not excluded; ℓ = Σ_p w_p (lse − z_p), dℓ/dz_j = W·p_j − w_j[j ∈ P].
+    double W[1] = {0};
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += p.pos_w ? p.pos_w[e] : 1.0;
+    block_sums<kThreads>(W, sd);
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+      const double w = p.pos_w ? p.pos_w[e] : 1.0;
+      const float xe = p.pos_x[e];
+      if (xe == -INFINITY) {
+        if (w > 0) sums[0] += INFINITY;
+        p.pos_dz[e] = 0.f;
+        continue;
+      }
+      // A positive that is the row max (bitwise as the sweep saw it) uses lse − z = log1p(rest)
+      // and p − 1 = −rest/(1 + rest): exact however confident the row; elsewhere p ≤ 1/2.
+      const float z = p.scale * xe;
+      const bool is_max = z == max;
+      sums[0] += w * (is_max ? log1p(rest) : lse - double(z));
+      p.pos_dz[e] = float(u * (is_max ? (W[0] - w) - W[0] * rest / (1.0 + rest) : W[0] * exp(double(z) - lse) - w));
+    }
+    if (threadIdx.x == 0) sums[1] = lse == -INFINITY ? 0.0 : W[0];  // W is the block's total: added once
   }
+  block_sums<kThreads>(sums, sd);
+  if (threadIdx.x == 0) p.row_loss[row] = sums[0];
+  const float cf = max == -INFINITY ? 0.f : float(u * sums[1] / (1.0 + rest));
+  float dsc = g || p.want_dscale ? dense_softmax_sweep(x, g, p.cols, mask, p.scale, cf, max) : 0.f;
   dsc = block_sum(dsc, sred);  // also orders the sweep's stores before the positives' below
-  if (threadIdx.x == 0) {
-    // The positives' exact gradients replace the dense ones (0 where skipped), and dScale
-    // trades the dense term for the exact one.
-    double fix = 0;
-    for (int64_t e = p.pos_ptr[row]; e < p.pos_ptr[row + 1]; ++e) {
-      const float x = p.pos_x[e];
-      if (x == -INFINITY) continue;
-      const float dense = K == Kind::MultiLabel ? cf * exp2f(p.scale * x * kLog2e - sh) : 0.f;
-      store<TG>(p, row, p.pos_cols[e], p.pos_dz[e] * p.scale);
-      fix += (double(p.pos_dz[e]) - double(dense)) * double(x);
-    }
-    p.dscale_part[row] = float(double(dsc) + fix);
+  // The positives' exact gradients replace the dense ones (0 where skipped), and dScale
+  // trades the dense term for the exact one.
+  double fix[1] = {0};
+  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+    const float xe = p.pos_x[e];
+    if (xe == -INFINITY) continue;
+    const float dense = K == Kind::MultiLabel ? cf * exp_shifted(p.scale * xe, max) : 0.f;
+    store<TG>(p, row, p.pos_cols[e], p.pos_dz[e] * p.scale);
+    fix[0] += (double(p.pos_dz[e]) - double(dense)) * double(xe);
   }
+  block_sums<kThreads>(fix, sd);
+  if (threadIdx.x == 0) p.dscale_part[row] = float(double(dsc) + fix[0]);
 }
 
 // binaryCrossEntropy: elementwise over the columns not skipped, then the positives.
 template <class T, class TG>
 __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
-  __shared__ float sred[kThreads / kWarp];
-  __shared__ long long sbad[kThreads / kWarp];
+  __shared__ float sred[kWarps];
+  __shared__ long long sbad[kWarps];
+  __shared__ double sd[kWarps * 2];
   const int64_t row = blockIdx.x;
-  read_positives<T>(p, row);
-  __syncthreads();  // the positives' scores are read before the sweep writes 0 over them
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
+  read_positives<T>(p, row);  // ordered before the sweep writes 0 over them by the mask's barriers
+  const RowMask mask = build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.skip_a, p.skip_b);
   const float u = float(upstream(p, row));
-  SkipCursor cur(p.skip_cols + p.skip_off[row], p.skip_cols + p.skip_off[row + 1]);
   float loss = 0.f, dsc = 0.f;
   long long bad = INT64_MAX;
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const float v = score<T>(p, row, c);
-    note_bad(p, row, c, v, bad);
-    float g = 0.f;
-    if (!cur.skipped(c) && v != -INFINITY) {
-      const float z = p.scale * v;
-      const float e = expf(-fabsf(z));
-      const float sig = z < 0.f ? e / (1.f + e) : 1.f / (1.f + e);
-      loss += fmaxf(z, 0.f) + log1pf(e);
-      g = u * sig;
-      dsc += g * v;
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+    constexpr int n = length_of<decltype(v)>;
+    float d[n];
+#pragma unroll
+    for (int j = 0; j < n; ++j) {
+      note_bad(p, row, c + j, v[j], bad);
+      d[j] = 0.f;
+      if (!mask.skipped(c + j) && v[j] != -INFINITY) {
+        const float z = p.scale * v[j];
+        const float e = expf(-fabsf(z));
+        const float sig = z < 0.f ? e / (1.f + e) : 1.f / (1.f + e);
+        loss += fmaxf(z, 0.f) + log1pf(e);
+        d[j] = u * sig;
+        dsc += d[j] * v[j];
+      }
+      d[j] *= p.scale;
     }
-    store<TG>(p, row, c, g * p.scale);
-  }
+    if (g) store_pack<TG>(g + c, d);
+  });
   bad = warp_min(bad);
   if (threadIdx.x % kWarp == 0) sbad[threadIdx.x / kWarp] = bad;
-  loss = block_sum(loss, sred);
+  loss = block_sum(loss, sred);  // its barriers also order the sweep's stores before the positives'
   dsc = block_sum(dsc, sred);
+  double sums[2] = {0, 0};
+  for (int64_t e = p.pos_ptr[row] + threadIdx.x; e < p.pos_ptr[row + 1]; e += blockDim.x) {
+    const float xe = p.pos_x[e];
+    const double y = p.pos_w ? p.pos_w[e] : 1.0;
+    const double z = double(p.scale * xe);
+    sums[0] += bce_loss(xe == -INFINITY ? -INFINITY : z, y);
+    if (xe == -INFINITY) continue;
+    const double dz = double(u) * bce_slope(z, y);
+    store<TG>(p, row, p.pos_cols[e], float(dz * double(p.scale)));
+    sums[1] += dz * double(xe);
+  }
+  block_sums<kThreads>(sums, sd);
   if (threadIdx.x == 0) {
-    for (int w = 0; w < kThreads / kWarp; ++w) bad = min(bad, sbad[w]);  // written before block_sum's barriers
+    for (int w = 0; w < kWarps; ++w) bad = min(bad, sbad[w]);  // written before block_sum's barriers
     if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    double l = loss, d = dsc;
-    for (int64_t e = p.pos_ptr[row]; e < p.pos_ptr[row + 1]; ++e) {
-      const float x = p.pos_x[e];
-      const double y = p.pos_w ? p.pos_w[e] : 1.0;
-      const double z = double(p.scale * x);
-      l += bce_loss(x == -INFINITY ? -INFINITY : z, y);
-      if (x == -INFINITY) continue;
-      const double dz = double(u) * bce_slope(z, y);
-      store<TG>(p, row, p.pos_cols[e], float(dz * double(p.scale)));
-      d += dz * double(x);
-    }
-    p.row_loss[row] = l;
-    p.dscale_part[row] = float(d);
+    p.row_loss[row] = double(loss) + sums[0];
+    p.dscale_part[row] = float(double(dsc) + sums[1]);
   }
 }
 
@@ -243,25 +248,28 @@ void dispatch(const PlParams& p, DType dtype, bool grad_float32) {
 
 template <Kind K>
 LossResult run(const PositivesLossArgs& a) {
-  // Skip lists on the host; building positives ∪ exclusions rejects an exclusion that is also
-  // a positive. The multi-label softmax skips the exclusions only.
-  SkipLists skips(a.rows, a.positives, a.exclude);
-  if (K == Kind::MultiLabel) skips = SkipLists(a.rows, a.exclude, Csr{});
+  // An exclusion that is also a positive is an error (ERR_CSR), for every kind. The kernels skip
+  // positives ∪ exclusions, or the exclusions only for the multi-label softmax.
+  { const SkipLists overlap(a.rows, a.positives, a.exclude); }
   if (a.rows == 0) return {0, 0};
   if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  const DeviceScope on(device_of(a.scores));
   const int64_t nnz = a.positives.nnz(a.rows);
-  const int64_t nskip = int64_t(skips.all_cols().size());
-  Scratch s(size_t(a.rows + 1) * 12 + size_t(nskip) * 4 + size_t(nnz) * 16 + size_t(a.rows) * (4 + 8 + 4) + 16 * 256);
+  const int64_t excl_nnz = a.exclude.nnz(a.rows), mask_words = (a.cols + 31) / 32;
+  Scratch s(positives_scratch_bytes(a.rows, nnz, excl_nnz, mask_words));
   PlParams p{};
   p.x = a.scores;
   p.grad = a.grad;
   p.rows = a.rows;
   p.cols = a.cols;
   p.scale = a.scale;
-  p.skip_off = s.upload(skips.offsets().data(), a.rows + 1);
-  p.skip_cols = s.upload(skips.all_cols().data(), nskip);
   p.pos_ptr = s.upload(a.positives.row_ptr, a.rows + 1);
   p.pos_cols = s.upload(a.positives.cols, nnz);
+  const CsrView excl = a.exclude ? CsrView{s.upload(a.exclude.row_ptr, a.rows + 1), s.upload(a.exclude.cols, excl_nnz)} : CsrView{};
+  p.skip_a = excl;
+  if (K != Kind::MultiLabel) p.skip_b = CsrView{p.pos_ptr, p.pos_cols};
+  p.mask = s.take<uint32_t>(a.rows * mask_words);
+  p.mask_words = mask_words;
   p.pos_w = a.positives.weights ? s.upload(a.positives.weights, nnz) : nullptr;
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
   p.reduction = int(a.reduction);
@@ -274,22 +282,23 @@ LossResult run(const PositivesLossArgs& a) {
   p.first_bad = s.take<long long>(1);
   p.result = s.take<double>(2);
   const long long none = INT64_MAX;
-  FL_CUDA_CHECK(cudaMemcpy(p.first_bad, &none, sizeof none, cudaMemcpyHostToDevice));
+  copy_to_device(p.first_bad, &none, sizeof none);
 
   dispatch<K>(p, a.dtype, a.grad_float32);
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("positives loss reduce kernel");
 
   long long bad = 0;
-  FL_CUDA_CHECK(cudaMemcpy(&bad, p.first_bad, sizeof bad, cudaMemcpyDeviceToHost));
+  copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
     fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
                                ", " + std::to_string(bad % a.cols) + "]");
   double result[2];
-  FL_CUDA_CHECK(cudaMemcpy(result, p.result, sizeof result, cudaMemcpyDeviceToHost));
+  copy_to_host(result, p.result, sizeof result);
   std::vector<double> row_loss(size_t(a.rows));
-  FL_CUDA_CHECK(cudaMemcpy(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double), cudaMemcpyDeviceToHost));
+  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  s.release();
   const double loss = a.reduction == Reduction::Mean && p.mean_divisor > 0 ? result[0] / p.mean_divisor : result[0];
   return {loss, a.want_dscale ? result[1] : 0.0};
 }

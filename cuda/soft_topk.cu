@@ -2,24 +2,28 @@
 // log L − log R, backward factor) is native/ops/soft_topk_math.h, shared with the CPU.
 //
 // Each row is held on chip while its threshold is found, so that the whole loss costs one read
-// of the scores and one write of the gradient in HBM (2 passes of B×N, within SPEC's 3):
-//  - Block: the row's z = scale·x fits one block's shared memory (cols·4 bytes within the
-//    device's opt-in limit: about 56K columns on an H100); one block per row;
+// of the scores and one write of the gradient in HBM. The layout (cuda/plan.h topk_plan):
+//  - Block: the row's z = scale·x fits one block's shared memory (the device's opt-in limit less
+//    the kernel's static shared memory: about 56K columns on an H100); one block per row;
 //  - Cluster (sm_90): a cluster of up to 8 blocks per row, each holding a slice in its shared
 //    memory (up to ~450K columns on an H100); the blocks add their partial sums through
 //    distributed shared memory in rank order, so every block sees the same totals and takes
 //    the same Newton steps;
-//  - Global: a longer row (or an older GPU) is re-read on every pass: 2 + (Newton passes) reads.
-// Exclusions: the bracket is taken over the whole row (a superset's extremes give a wider
-// bracket that still holds), the excluded entries' terms are subtracted from each pass's sums,
-// and their gradient is written 0 after the dense sweep. Sums are per-thread fp32 partials
+//  - Global: a longer row (or an older GPU) is re-read on every pass.
+// Passes over memory as designed: Block and Cluster 1 read of S + 1 write of the gradient (or of
+// the operator's values); Global 2 + (Newton passes) reads + 1 write; the vjp 2 reads of S and
+// of gradOutput + 1 write.
+// Exclusions take no part anywhere, as on the CPU: on chip their z is set to −inf after the
+// read (so the bracket, the count N_i and every sum see only the entries that are in, and their
+// gradient and values come out 0 / −inf with no fix-up pass); the Global layout and the vjp
+// test a per-row bitmask (row_kernels.cuh). z = scale·x, a = (z + t)·α, each rounded as the CPU
+// rounds them (no contraction). σ by expf and an IEEE reciprocal (sigmoid_pair: both halves to
+// full relative precision, which the threshold's tails need); sums are per-thread fp32 partials
 // merged in double in a fixed order; row losses and dScale partials are summed by one final
 // block: no float atomics, results independent of scheduling.
-// The operator runs the same kernel with every row solved and its values written in place of
-// the loss (one read, one write of B×N); its vjp reads the scores and upstream gradient twice
-// with the saved thresholds (sums, then the gradient) and writes the gradient once.
 #include <cooperative_groups.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,6 +35,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
+#include "plan.h"
 #include "row_kernels.cuh"
 #include "runtime.h"
 
@@ -54,8 +59,9 @@ struct TopKParams {
   const int32_t* pos_cols;
   const float* pos_weights;  // or null
   float* pos_z;              // per positive: its z, read in the first pass (before an in-place sweep)
-  const int64_t* excl_ptr;   // rows + 1 (sorted exclusion lists, SkipLists), or null
-  const int32_t* excl_cols;
+  CsrView excl;              // the exclusions (any order), or none
+  uint32_t* mask;            // Global layout with exclusions: rows × mask_words
+  int64_t mask_words;
   int reduction;             // 0 mean, 1 sum, 2 none
   const float* grad_output;  // rows (reduction none), or null
   bool want_dscale;
@@ -71,12 +77,10 @@ struct TopKParams {
   int32_t* iterations;       // rows (operator)
 };
 
-// How a row is laid out over the GPU.
-enum class Layout {
-  Block,    // one block; z in its shared memory
-  Cluster,  // a cluster of blocks (sm_90), each holding a slice of z in its shared memory
-  Global,   // one block reading the scores on every pass
-};
+using Layout = TopKLayout;
+
+// a = (z + t)·α, rounded as written (the CPU's order; no FMA).
+__device__ __forceinline__ float topk_arg(float z, float t, float alpha) { return __fmul_rn(__fadd_rn(z, t), alpha); }
 
 // Sums of Nv doubles over the block, then over the cluster's blocks in rank order: every thread
 // of every block of the row gets the same totals, so each block can run the same solver step.
@@ -84,18 +88,7 @@ enum class Layout {
 // block's totals to the other blocks of the cluster.
 template <Layout L, int Nv>
 __device__ void row_sums(double (&v)[Nv], double* shared, double* part) {
-#pragma unroll
-  for (int i = 0; i < Nv; ++i)
-    for (int off = kWarp / 2; off > 0; off /= 2) v[i] += __shfl_xor_sync(0xffffffffu, v[i], off);
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  __syncthreads();  // `shared` may still be read by the previous call
-  if (lane == 0)
-    for (int i = 0; i < Nv; ++i) shared[warp * Nv + i] = v[i];
-  __syncthreads();
-  for (int i = 0; i < Nv; ++i) {
-    v[i] = 0;
-    for (int w = 0; w < kWarps; ++w) v[i] += shared[w * Nv + i];
-  }
+  block_sums<kThreads>(v, shared);
   if constexpr (L == Layout::Cluster) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     cg::cluster_group cluster = cg::this_cluster();
@@ -114,42 +107,110 @@ __device__ void row_sums(double (&v)[Nv], double* shared, double* part) {
   }
 }
 
-// The block's slice [c0, c1) of its row, and the row's z.
+// The extremes of z over the row's entries that are in, merged over the block and the cluster
+// (max is exact in any order); every thread gets them.
+template <Layout L>
+__device__ void row_extremes(IncludedExtremes& e, double* shared, double* part) {
+  for (int off = kWarp / 2; off > 0; off /= 2) {
+    IncludedExtremes o;
+    o.max = __shfl_xor_sync(0xffffffffu, e.max, off);
+    o.neg_min = __shfl_xor_sync(0xffffffffu, e.neg_min, off);
+    e.merge(o);  // the counts are summed apart (row_sums): `in` of o stays 0
+  }
+  __syncthreads();
+  if (threadIdx.x % kWarp == 0) {
+    shared[threadIdx.x / kWarp * 2] = e.max;
+    shared[threadIdx.x / kWarp * 2 + 1] = e.neg_min;
+  }
+  __syncthreads();
+  for (int w = 0; w < kWarps; ++w) {
+    IncludedExtremes o;
+    o.max = float(shared[w * 2]);
+    o.neg_min = float(shared[w * 2 + 1]);
+    e.merge(o);
+  }
+  if constexpr (L == Layout::Cluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::cluster_group cluster = cg::this_cluster();
+    if (threadIdx.x == 0) {
+      part[0] = e.max;
+      part[1] = e.neg_min;
+    }
+    cluster.sync();
+    for (unsigned r = 0; r < cluster.num_blocks(); ++r) {
+      const double* q = cluster.map_shared_rank(part, r);
+      IncludedExtremes o;
+      o.max = float(q[0]);
+      o.neg_min = float(q[1]);
+      e.merge(o);
+    }
+    cluster.sync();
+#endif
+  }
+}
+
+// The block's slice [c0, c1) of its row: z = scale·x from shared memory (Block, Cluster), or
+// from the scores and the exclusion mask (Global: −inf where excluded).
 template <class T, Layout L>
 struct RowSlice {
   const T* x;
-  const float* z;  // z[c − c0] for the slice (shared memory), unless Global
+  const float* z;        // z[c − c0] (shared memory), unless Global
+  const uint32_t* mask;  // Global with exclusions, else null
   float scale;
   int64_t c0, c1;
   __device__ bool owns(int64_t c) const { return c >= c0 && c < c1; }
-  // z at a column of the slice.
-  __device__ float operator()(int64_t c) const {
-    if constexpr (L == Layout::Global) return to_float(x[c]) * scale;
-    else return z[c - c0];
+  __device__ float from_x(int64_t c, float v) const {
+    return mask && RowMask{mask}.skipped(c) ? -INFINITY : __fmul_rn(v, scale);
+  }
+  // Writes f(z) at out[c] for every column c of the slice, spread over the block, in 16-byte
+  // stores: reading the scores in the Global layout (each thread writes what it read, so out
+  // may be the scores), shared memory otherwise.
+  template <class TG, class F> __device__ void map_into(TG* out, F&& f) const {
+    if constexpr (L == Layout::Global) {
+      for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
+        constexpr int n = length_of<decltype(v)>;
+        float o[n];
+#pragma unroll
+        for (int j = 0; j < n; ++j) o[j] = f(from_x(c + j, v[j]));
+        store_pack<TG>(out + c, o);
+      });
+    } else {
+      for_each_store_pack(out, c0, c1, [&](int64_t c, auto& o) {
+#pragma unroll
+        for (int j = 0; j < length_of<decltype(o)>; ++j) o[j] = f(z[c + j - c0]);
+      });
+    }
+  }
+  // Calls f(c, z) for every column of the slice, spread over the block.
+  template <class F> __device__ void each(F&& f) const {
+    if constexpr (L == Layout::Global) {
+      for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
+#pragma unroll
+        for (int j = 0; j < length_of<decltype(v)>; ++j) f(c + j, from_x(c + j, v[j]));
+      });
+    } else {
+      for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) f(c, z[c - c0]);
+    }
   }
 };
 
-// One pass's sums at t over the row's entries that are in (see TopKSums).
+// One pass's sums at t over the row's entries that are in (an entry out has z = −inf: a = −inf,
+// p = 0, and adds nothing).
 template <class T, Layout L>
-__device__ TopKSums pass_sums(const TopKParams& p, const RowSlice<T, L>& z, int64_t row, float t, double* shared, double* part) {
+__device__ TopKSums pass_sums(const TopKParams& p, const RowSlice<T, L>& z, float t, double* shared, double* part) {
   float m = 0.f, p_lo = 0.f, q_hi = 0.f, v_lo = 0.f, v_hi = 0.f;
-  auto add = [&](float zc, float sign) {
-    const float a = (zc + t) * p.alpha;
+  z.each([&](int64_t, float zc) {
+    const float a = topk_arg(zc, t, p.alpha);
     const SigmoidPair s = sigmoid_pair(a);
     if (a < 0.f) {
-      p_lo += sign * s.p;
-      v_lo += sign * s.p * s.q;
+      p_lo += s.p;
+      v_lo += s.p * s.q;
     } else {
-      m += sign;
-      q_hi += sign * s.q;
-      v_hi += sign * s.p * s.q;
+      m += 1.f;
+      q_hi += s.q;
+      v_hi += s.p * s.q;
     }
-  };
-  for (int64_t c = z.c0 + threadIdx.x; c < z.c1; c += blockDim.x) add(z(c), 1.f);
-  // Excluded entries take no part: their terms come off again (an excluded −inf adds 0 twice).
-  if (p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
-      if (z.owns(p.excl_cols[e])) add(z(p.excl_cols[e]), -1.f);
+  });
   double v[5] = {m, p_lo, q_hi, v_lo, v_hi};
   row_sums<L>(v, shared, part);
   TopKSums s;
@@ -169,13 +230,11 @@ __device__ double upstream(const TopKParams& p, int64_t row) {
 
 template <class T, class TG, Layout L>
 __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64_t slice) {
-  extern __shared__ float zrow[];  // the slice's z (Block, Cluster)
+  extern __shared__ __align__(16) float zrow[];  // the slice's z (Block, Cluster)
   __shared__ double sred[kWarps * 5];
   __shared__ double part[5];
   __shared__ TopKSolver solver;
   __shared__ bool skip_row;
-  __shared__ float coef_s, t_s;
-  __shared__ double factor_s;
   unsigned rank = 0, ranks = 1;
   if constexpr (L == Layout::Cluster) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -186,68 +245,47 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   const int64_t row = blockIdx.x / ranks;
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   const int64_t c0 = min(p.cols, int64_t(rank) * slice), c1 = min(p.cols, c0 + slice);
-  const RowSlice<T, L> z{x, zrow, p.scale, c0, c1};
   const bool op = p.values != nullptr;
   const int32_t e0 = op ? 0 : p.pos_ptr[row], e1 = op ? 0 : p.pos_ptr[row + 1];
   const bool has_pos = op || e1 > e0;  // the row needs a threshold
 
-  // Pass 1 (the one read of the scores): extremes, −inf count, NaN/+inf; z into shared memory.
-  float vmax = -INFINITY, nvmin = -INFINITY, ninf = 0.f;
+  const uint32_t* mask = nullptr;
+  if constexpr (L == Layout::Global)
+    if (p.mask) mask = build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.excl, CsrView{}).words;
+  const RowSlice<T, L> z{x, zrow, mask, p.scale, c0, c1};
+
+  // Pass 1 (the one read of the scores): NaN/+inf anywhere (excluded entries too, as on the
+  // CPU); z into shared memory; in the Global layout the extremes of the entries that are in.
+  IncludedExtremes ext;
   long long bad = INT64_MAX;
-  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-    const float v = to_float(x[c]);
-    if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
-    if (v == -INFINITY) ninf += 1.f;
-    else nvmin = fmaxf(nvmin, -v);
-    vmax = fmaxf(vmax, v);
-    if constexpr (L != Layout::Global) zrow[c - c0] = v * p.scale;
-  }
+  for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(v)>; ++j) {
+      if (is_bad(v[j])) bad = min(bad, (long long)(row * p.cols + c + j));
+      if constexpr (L == Layout::Global) ext.add(z.from_x(c + j, v[j]));
+      else zrow[c + j - c0] = __fmul_rn(v[j], p.scale);
+    }
+  });
   // The positives' z, by the block that owns the column: the loss and the fixes below read them
   // from here, since with inplace the gradient sweep (of any block of a cluster) overwrites the
   // scores. The barriers of row_sums below publish them to the row's blocks.
   for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x)
-    if (z.owns(p.pos_cols[e])) p.pos_z[e] = to_float(x[p.pos_cols[e]]) * p.scale;
+    if (z.owns(p.pos_cols[e])) p.pos_z[e] = __fmul_rn(to_float(x[p.pos_cols[e]]), p.scale);
   for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
   if (threadIdx.x % kWarp == 0 && bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-free
-  float excl_in = 0.f;  // excluded entries that are not −inf
-  if (p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
-      if (z.owns(p.excl_cols[e])) excl_in += to_float(x[p.excl_cols[e]]) != -INFINITY ? 1.f : 0.f;
-  double counts[2] = {ninf, excl_in};
-  row_sums<L>(counts, sred, part);
-  const double n_in = double(p.cols) - counts[0] - counts[1];
-  // max x and max(−x) over the row: per warp, per block, then per cluster (exact, any order).
-  for (int off = kWarp / 2; off > 0; off /= 2) {
-    vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, off));
-    nvmin = fmaxf(nvmin, __shfl_xor_sync(0xffffffffu, nvmin, off));
+  if constexpr (L != Layout::Global) {
+    // Exclusions out, on chip: z = −inf. Then the extremes and the count of the entries in.
+    __syncthreads();
+    if (p.excl.ptr)
+      for (int64_t e = p.excl.ptr[row] + threadIdx.x; e < p.excl.ptr[row + 1]; e += blockDim.x)
+        if (z.owns(p.excl.cols[e])) zrow[p.excl.cols[e] - c0] = -INFINITY;
+    __syncthreads();
+    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) ext.add(zrow[c - c0]);
   }
-  __syncthreads();
-  if (threadIdx.x % kWarp == 0) {
-    sred[threadIdx.x / kWarp * 2] = vmax;
-    sred[threadIdx.x / kWarp * 2 + 1] = nvmin;
-  }
-  __syncthreads();
-  double hi_x = -INFINITY, nlo_x = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) {
-    hi_x = fmax(hi_x, sred[w * 2]);
-    nlo_x = fmax(nlo_x, sred[w * 2 + 1]);
-  }
-  if constexpr (L == Layout::Cluster) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) {
-      part[0] = hi_x;
-      part[1] = nlo_x;
-    }
-    cluster.sync();
-    for (unsigned r = 0; r < ranks; ++r) {
-      const double* q = cluster.map_shared_rank(part, r);
-      hi_x = fmax(hi_x, q[0]);
-      nlo_x = fmax(nlo_x, q[1]);
-    }
-    cluster.sync();
-#endif
-  }
+  double count[1] = {double(ext.in)};
+  row_sums<L>(count, sred, part);
+  const double n_in = count[0];
+  row_extremes<L>(ext, sred, part);
 
   if (threadIdx.x == 0) {
     skip_row = !has_pos;
@@ -258,7 +296,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
         if (rank == 0) p.row_k_bad[row] = int32_t(n_in);
         skip_row = true;
       } else {
-        solver = topk_solver_init(double(float(hi_x) * p.scale), double(float(-nlo_x) * p.scale), k, n_in, p.alpha, p.tol);
+        solver = topk_solver_init(double(ext.max), double(-ext.neg_min), k, n_in, p.alpha, p.tol);
       }
     }
   }
@@ -266,8 +304,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   if (skip_row) {  // no positives (or a k error, thrown by the host): loss 0, gradient 0
     if (op) return;
-    if (g)
-      for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) g[c] = from_float<TG>(0.f);
+    if (g) z.map_into(g, [](float) { return 0.f; });
     if (threadIdx.x == 0 && rank == 0) {
       p.row_loss[row] = 0;
       p.row_dscale[row] = 0;
@@ -277,101 +314,80 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
 
   // The threshold. Every block of the row sees the same sums, so all take the same steps.
   while (true) {
-    const TopKSums s = pass_sums(p, z, row, float(solver.t), sred, part);
+    const TopKSums s = pass_sums(p, z, float(solver.t), sred, part);
     if (threadIdx.x == 0) topk_solver_step(solver, s, p.max_iter);
     __syncthreads();
     if (solver.done) break;
   }
+  const float t = float(solver.t);
 
-  if (op) {  // the operator's values, written once; excluded entries out (0, or −inf for log p)
-    const float t = float(solver.t);
+  if (op) {  // the operator's values, written once; excluded entries (z = −inf) give 0, or −inf for log p
     if (threadIdx.x == 0 && rank == 0) {
       p.threshold[row] = t;
       p.iterations[row] = solver.iterations;
     }
     float* out = p.values + row * p.cols;
-    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-      const float a = (z(c) + t) * p.alpha;  // −inf for a −inf score: p = 0, log p = −inf
-      out[c] = p.log_output ? fminf(a, 0.f) - log1pf(expf(-fabsf(a))) : sigmoid_pair(a).p;
-    }
-    __syncthreads();  // the exclusions overwrite entries other threads wrote
-    if (p.excl_ptr)
-      for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
-        if (z.owns(p.excl_cols[e])) out[p.excl_cols[e]] = p.log_output ? -INFINITY : 0.f;
+    auto value = [&](float zc) {
+      const float a = topk_arg(zc, t, p.alpha);
+      return p.log_output ? fminf(a, 0.f) - log1pf(expf(-fabsf(a))) : sigmoid_pair(a).p;
+    };
+    z.map_into(out, value);
     return;
   }
 
-  // The loss and U = Σ_p u_p (a few positives: one thread of each block, the same result).
+  // The loss and U = Σ_p u_p: the positives spread over the block, summed in a fixed order
+  // (every block of a cluster sums all of them, the same way: the same result).
   const double cu = upstream(p, row), n = double(e1 - e0);
-  if (threadIdx.x == 0) {
-    const float t = float(solver.t);
-    double loss = 0, U = 0;
-    for (int32_t e = e0; e < e1; ++e) {
-      const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
-      const float zp = p.pos_z[e];
-      if (zp == -INFINITY) {
-        if (w != 0) loss = INFINITY;
-        continue;
-      }
-      const float a = (zp + t) * p.alpha;
-      if (w != 0) loss -= w / n * log_sigmoid_d(double(a));
-      U += double(p.alpha) * (-cu * w / n) * double(sigmoid_pair(a).q);
+  double lu[2] = {0, 0};
+  for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+    const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
+    const float zp = p.pos_z[e];
+    if (zp == -INFINITY) {
+      if (w != 0) lu[0] += INFINITY;
+      continue;
     }
-    if (rank == 0) p.row_loss[row] = loss;
-    factor_s = topk_backward_factor(U, p.alpha, topk_df(solver.at_t));
-    coef_s = float(-double(p.scale) * double(p.alpha) * factor_s);
-    t_s = t;
+    const float a = topk_arg(zp, t, p.alpha);
+    if (w != 0) lu[0] -= w / n * log_sigmoid_d(double(a));
+    lu[1] += double(p.alpha) * (-cu * w / n) * double(sigmoid_pair(a).q);
   }
-  __syncthreads();
+  block_sums<kThreads>(lu, sred);
+  if (threadIdx.x == 0 && rank == 0) p.row_loss[row] = lu[0];
+  const double factor = topk_backward_factor(lu[1], p.alpha, topk_df(solver.at_t));
+  const float coef = float(-double(p.scale) * double(p.alpha) * factor);
 
-  // The gradient, written once per entry: coef·p(1 − p), then 0 at exclusions and the
-  // positives' whole value scale·(u_p − v_p·U/V), each by the block that owns the column.
-  const float t = t_s, coef = coef_s;
+  // The gradient, written once per entry: coef·p(1 − p) (0 where out), then the positives'
+  // whole value scale·(u_p − v_p·U/V), each by the block that owns the column.
   float dsc = 0.f;
-  // The exclusions' dense terms come off dScale before the sweep can overwrite their scores.
-  if (p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) {
-      const int32_t c = p.excl_cols[e];
-      if (!z.owns(c)) continue;
-      const float zc = z(c);
-      if (zc != -INFINITY) {
-        const SigmoidPair s = sigmoid_pair((zc + t) * p.alpha);
-        dsc -= s.p * s.q * (zc / p.scale);
-      }
-    }
-  if (g || p.want_dscale)
-    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-      const float zc = z(c);
-      const SigmoidPair s = sigmoid_pair((zc + t) * p.alpha);
-      const float pq = s.p * s.q;  // 0 for −inf
-      if (g) g[c] = from_float<TG>(coef * pq);
-      if (zc != -INFINITY) dsc += pq * (zc / p.scale);
-    }
-  __syncthreads();  // the fixes below overwrite entries other threads wrote
-  if (g && p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x)
-      if (z.owns(p.excl_cols[e])) g[p.excl_cols[e]] = from_float<TG>(0.f);
-  double fix = 0;
-  if (threadIdx.x == 0)
-    for (int32_t e = e0; e < e1; ++e) {
-      const int32_t col = p.pos_cols[e];
-      const float zp = p.pos_z[e];
-      if (!z.owns(col) || zp == -INFINITY) continue;
-      const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
-      const SigmoidPair s = sigmoid_pair((zp + t) * p.alpha);
-      const double u = double(p.alpha) * (-cu * w / n) * double(s.q);
-      const double dz = u - double(p.alpha) * double(s.p) * double(s.q) * factor_s;
-      if (g) g[col] = from_float<TG>(float(double(p.scale) * dz));
-      fix += u * double(zp / p.scale);
-    }
-  double d[2] = {dsc, fix};
+  auto dense = [&](float zc) {
+    const SigmoidPair s = sigmoid_pair(topk_arg(zc, t, p.alpha));
+    const float pq = s.p * s.q;  // 0 for −inf
+    if (zc != -INFINITY) dsc += pq * (zc / p.scale);
+    return coef * pq;
+  };
+  if (g) z.map_into(g, dense);
+  else if (p.want_dscale) z.each([&](int64_t, float zc) { dense(zc); });
+  __syncthreads();  // the positives below overwrite entries other threads wrote
+  double d[2] = {dsc, 0};
+  for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+    const int32_t col = p.pos_cols[e];
+    const float zp = p.pos_z[e];
+    if (!z.owns(col) || zp == -INFINITY) continue;
+    const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
+    const SigmoidPair s = sigmoid_pair(topk_arg(zp, t, p.alpha));
+    const double u = double(p.alpha) * (-cu * w / n) * double(s.q);
+    const double dz = u - double(p.alpha) * double(s.p) * double(s.q) * factor;
+    if (g) g[col] = from_float<TG>(float(double(p.scale) * dz));
+    d[1] += u * double(zp / p.scale);
+  }
   row_sums<L>(d, sred, part);
-  if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor_s * d[0] + d[1];
+  if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor * d[0] + d[1];
 }
 
 // The operator's vjp (SPEC 3.7 backward), one block per row, with the thresholds saved by the
 // forward: pass 1 sums V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and
 // own = g·v ('prob') or α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out.
+// Excluded entries are out through the row's mask (built by the block), so they add nothing and
+// get 0 with no fix-up pass.
 struct TopKVjpParams {
   const void* x;
   const float* g_out;       // rows × cols
@@ -380,16 +396,17 @@ struct TopKVjpParams {
   float scale, alpha;
   bool log_output;
   const float* threshold;   // rows
-  const int64_t* excl_ptr;  // rows + 1, or null
-  const int32_t* excl_cols;
+  CsrView excl;
+  uint32_t* mask;           // rows × mask_words, when there are exclusions
+  int64_t mask_words;
 };
 
 struct VjpTerms {
   float v, own;
 };
-__device__ VjpTerms vjp_terms(const TopKVjpParams& p, float x, float g, float t) {
-  if (x == -INFINITY) return {0.f, 0.f};
-  const SigmoidPair s = sigmoid_pair((x * p.scale + t) * p.alpha);
+__device__ VjpTerms vjp_terms(const TopKVjpParams& p, float x, bool out, float g, float t) {
+  if (out || x == -INFINITY) return {0.f, 0.f};
+  const SigmoidPair s = sigmoid_pair(topk_arg(__fmul_rn(x, p.scale), t, p.alpha));
   const float v = p.alpha * s.p * s.q;
   return {v, p.log_output ? p.alpha * g * s.q : g * v};
 }
@@ -402,101 +419,124 @@ __global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p) {
   const float* go = p.g_out + row * p.cols;
   TG* g = static_cast<TG*>(p.grad) + row * p.cols;
   const float t = p.threshold[row];
+  const uint32_t* words = p.mask ? build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.excl, CsrView{}).words : nullptr;
+  auto out = [&](int64_t c) { return words && RowMask{words}.skipped(c); };
   float sv = 0.f, sg = 0.f;
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
-    sv += u.v;
-    sg += u.own;
-  }
-  if (p.excl_ptr)  // excluded entries take no part: their terms come off again
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) {
-      const int32_t c = p.excl_cols[e];
-      const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
-      sv -= u.v;
-      sg -= u.own;
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(v)>; ++j) {
+      const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
+      sv += u.v;
+      sg += u.own;
     }
-  double v[2] = {sv, sg};
-  row_sums<Layout::Global>(v, sred, nullptr);
-  const float factor = float(topk_backward_factor(v[1], 1.0, v[0]));
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const VjpTerms u = vjp_terms(p, to_float(x[c]), go[c], t);
-    g[c] = from_float<TG>(p.scale * (u.own - u.v * factor));
-  }
-  __syncthreads();  // the exclusions overwrite entries other threads wrote
-  if (p.excl_ptr)
-    for (int64_t e = p.excl_ptr[row] + threadIdx.x; e < p.excl_ptr[row + 1]; e += blockDim.x) g[p.excl_cols[e]] = from_float<TG>(0.f);
+  });
+  double sums[2] = {sv, sg};
+  block_sums<kThreads>(sums, sred);  // also orders every read of x before the in-place writes
+  const float factor = float(topk_backward_factor(sums[1], 1.0, sums[0]));
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+    constexpr int n = length_of<decltype(v)>;
+    float o[n];
+#pragma unroll
+    for (int j = 0; j < n; ++j) {
+      const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
+      o[j] = p.scale * (u.own - u.v * factor);
+    }
+    store_pack<TG>(g + c, o);
+  });
 }
 
-constexpr size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-// The layout of a row: one block when its z fits one block's shared memory, a cluster of up to
-// 8 blocks (sm_90) when it fits theirs, else one block reading the scores on every pass.
-struct Plan {
-  Layout layout;
-  int blocks_per_row;
-  int64_t slice;  // columns per block
-};
-
-Plan plan(int64_t cols, size_t smem_optin, int cc_major) {
-  const int64_t fit = int64_t(smem_optin / sizeof(float));
-  if (cols <= fit) return {Layout::Block, 1, cols};
-  if (cc_major >= 9) {
-    const int64_t per = (cols + fit - 1) / fit;
-    if (per <= 8) {
-      const int64_t slice = (cols + per - 1) / per;
-      return {Layout::Cluster, int(per), slice};
+// The kernel a plan runs, its static shared memory, and the dynamic maximum it may have.
+template <class T, class TG>
+struct TopKKernels {
+  static void* of(Layout l) {
+    switch (l) {
+      case Layout::Block: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Block>);
+      case Layout::Cluster: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Cluster>);
+      default: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Global>);
     }
   }
-  return {Layout::Global, 1, cols};
+};
+
+// The row layout for this device and these kernels. The dynamic shared-memory attribute of the
+// on-chip kernels is set to the largest dynamic size they may have (the opt-in limit less their
+// static shared memory), the same value on every call: concurrent calls (async jobs on several
+// threads) with different N never lower each other's limit, and a launch never depends on which
+// call came first.
+template <class T, class TG>
+TopKPlan plan_rows(int64_t cols) {
+  int device = 0, optin = 0, major = 0;
+  FL_CUDA_CHECK(cudaGetDevice(&device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  size_t static_smem = 0;
+  for (Layout l : {Layout::Block, Layout::Cluster}) {
+    if (l == Layout::Cluster && major < 9) continue;
+    cudaFuncAttributes attr{};
+    FL_CUDA_CHECK(cudaFuncGetAttributes(&attr, TopKKernels<T, TG>::of(l)));
+    static_smem = std::max(static_smem, attr.sharedSizeBytes);
+  }
+  const size_t limit = dynamic_smem_limit(size_t(optin), static_smem);
+  for (Layout l : {Layout::Block, Layout::Cluster}) {
+    if (l == Layout::Cluster && major < 9) continue;
+    FL_CUDA_CHECK(cudaFuncSetAttribute(TopKKernels<T, TG>::of(l), cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
+  }
+  return topk_plan(cols, limit, major);
 }
 
 template <class T, class TG>
-void launch(const TopKParams& p, const Plan& plan) {
-  const size_t bytes = plan.layout == Layout::Global ? 0 : size_t(plan.slice) * sizeof(float);
+void launch(const TopKParams& p, const TopKPlan& plan) {
   if (plan.layout == Layout::Block) {
-    if (bytes > 48 * 1024)
-      FL_CUDA_CHECK(cudaFuncSetAttribute(topk_loss_kernel<T, TG, Layout::Block>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-    topk_loss_kernel<T, TG, Layout::Block><<<unsigned(p.rows), kThreads, bytes>>>(p, plan.slice);
+    topk_loss_kernel<T, TG, Layout::Block><<<unsigned(p.rows), kThreads, plan.dynamic_smem>>>(p, plan.slice);
     check_launch("softTopKLoss kernel");
     return;
   }
   if (plan.layout == Layout::Cluster) {
-    auto* kernel = topk_loss_kernel<T, TG, Layout::Cluster>;
-    FL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(p.rows * plan.blocks_per_row));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = bytes;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = unsigned(plan.blocks_per_row);  // at most 8: a portable cluster size
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    // A cluster whose blocks cannot be co-resident (a partitioned GPU, another context's shared
-    // memory) would fail to launch: the row is then re-read from global memory instead.
-    int clusters = 0;
-    FL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg));
-    if (clusters > 0) {
-      FL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan.slice));
-      check_launch("softTopKLoss cluster kernel");
-      return;
-    }
+    ClusterLaunch cluster(p.rows, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+    cluster.launch(topk_loss_kernel<T, TG, Layout::Cluster>, p, plan.slice);
+    check_launch("softTopKLoss cluster kernel");
+    return;
   }
   topk_loss_kernel<T, TG, Layout::Global><<<unsigned(p.rows), kThreads, 0>>>(p, int64_t(p.cols));
   check_launch("softTopKLoss kernel");
 }
 
-// The scratch either entry point takes (pos_nnz: 0 for the operator).
-size_t scratch_bytes(size_t rows, int64_t pos_nnz, int64_t excl_nnz) {
-  return padded(4 * (rows + 1)) + padded(4 * size_t(pos_nnz)) * 3 + padded(8 * (rows + 1)) + padded(4 * size_t(excl_nnz)) +
-         padded(4 * rows) * 5 + padded(8 * rows) * 2 + padded(8) + padded(16);
+// Whether a cluster plan can launch here (cudaOccupancyMaxActiveClusters > 0); else Global.
+template <class T, class TG>
+TopKPlan checked_plan(int64_t cols) {
+  TopKPlan plan = plan_rows<T, TG>(cols);
+  if (plan.layout != Layout::Cluster) return plan;
+  ClusterLaunch one(1, plan.blocks_per_row, kThreads, plan.dynamic_smem);
+  return one.fits(topk_loss_kernel<T, TG, Layout::Cluster>) ? plan : TopKPlan{Layout::Global, 1, cols, 0};
+}
+
+// Calls f(T{}, TG{}) with the scores' and the gradient's element types.
+template <class F>
+void by_dtype(DType dtype, bool grad_float32, F&& f) {
+  const bool g32 = grad_float32 || dtype == DType::Float32;
+  switch (dtype) {
+    case DType::Float32: f(float{}, float{}); break;
+    case DType::Float16: g32 ? f(f16_t{}, float{}) : f(f16_t{}, f16_t{}); break;
+    case DType::BFloat16: g32 ? f(bf16_t{}, float{}) : f(bf16_t{}, bf16_t{}); break;
+  }
+}
+
+// The scratch either entry point takes (pos_nnz: 0 for the operator), in the order it takes it.
+size_t scratch_bytes(int64_t rows, int64_t pos_nnz, int64_t excl_nnz, int64_t mask_words) {
+  return ScratchPlan{}
+      .add<int32_t>(rows)                                      // k_rows
+      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)           // exclusions
+      .add<uint32_t>(rows * mask_words)                        // Global layout: exclusion masks
+      .add<double>(rows).add<double>(rows).add<int32_t>(rows)  // row_loss, row_dscale, row_k_bad
+      .add<long long>(1).add<double>(2)
+      .add<int32_t>(rows + 1).add<int32_t>(pos_nnz).add<float>(pos_nnz)  // positives
+      .add<float>(rows).add<float>(pos_nnz)                    // gradOutput, pos_z
+      .add<float>(rows).add<int32_t>(rows)                     // threshold, iterations
+      .bytes;
 }
 
 // The parameters the loss and the operator share: the scores, the solver's options, k and the
-// sorted exclusions on the device, and the per-row outputs the host checks.
-TopKParams shared_params(const SoftTopKProblem& q, const SkipLists& excl, Scratch& s) {
+// exclusions on the device, and the per-row outputs the host checks.
+TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, Scratch& s) {
   TopKParams p{};
   p.x = q.x;
   p.rows = q.rows;
@@ -508,8 +548,11 @@ TopKParams shared_params(const SoftTopKProblem& q, const SkipLists& excl, Scratc
   p.k = q.k;
   p.k_rows = q.k_rows ? s.upload(q.k_rows, q.rows) : nullptr;
   if (q.exclude) {
-    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
-    p.excl_cols = s.upload(excl.all_cols().data(), int64_t(excl.all_cols().size()));
+    p.excl = CsrView{s.upload(q.exclude.row_ptr, q.rows + 1), s.upload(q.exclude.cols, q.exclude.nnz(q.rows))};
+    if (plan.layout == Layout::Global) {
+      p.mask_words = (q.cols + 31) / 32;
+      p.mask = s.take<uint32_t>(q.rows * p.mask_words);
+    }
   }
   p.row_loss = s.take<double>(q.rows);
   p.row_dscale = s.take<double>(q.rows);
@@ -521,24 +564,15 @@ TopKParams shared_params(const SoftTopKProblem& q, const SkipLists& excl, Scratc
   return p;
 }
 
-// Lays the rows out, runs the kernel, and throws ERR_NON_FINITE for NaN/+inf scores and
-// ERR_K_RANGE for a row (that needs a threshold) whose k is not in (0, N_i).
-void solve_rows(const SoftTopKProblem& q, const TopKParams& p, bool grad_float32) {
-  int device = 0, optin = 0, major = 0;
-  FL_CUDA_CHECK(cudaGetDevice(&device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  constexpr int kStaticSmem = 2048;  // the kernel's own __shared__ variables, rounded up
-  const Plan layout = plan(q.cols, optin > kStaticSmem ? size_t(optin - kStaticSmem) : 0, major);
-  if (q.rows * layout.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+int64_t mask_words_for(const SoftTopKProblem& q, const TopKPlan& plan) {
+  return q.exclude && plan.layout == Layout::Global ? (q.cols + 31) / 32 : 0;
+}
 
-  const bool g32 = grad_float32 || q.dtype == DType::Float32;
-  switch (q.dtype) {
-    case DType::Float32: launch<float, float>(p, layout); break;
-    case DType::Float16: g32 ? launch<f16_t, float>(p, layout) : launch<f16_t, f16_t>(p, layout); break;
-    case DType::BFloat16: g32 ? launch<bf16_t, float>(p, layout) : launch<bf16_t, bf16_t>(p, layout); break;
-  }
-
+// Runs the kernel, and throws ERR_NON_FINITE for NaN/+inf scores and ERR_K_RANGE for a row
+// (that needs a threshold) whose k is not in (0, N_i).
+void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& plan, bool grad_float32) {
+  if (q.rows * plan.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  by_dtype(q.dtype, grad_float32, [&](auto t, auto tg) { launch<decltype(t), decltype(tg)>(p, plan); });
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
@@ -555,10 +589,10 @@ void solve_rows(const SoftTopKProblem& q, const TopKParams& p, bool grad_float32
     }
 }
 
-template <class T, class TG>
-void launch_vjp(const TopKVjpParams& p) {
-  topk_vjp_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
-  check_launch("softTopK vjp kernel");
+TopKPlan plan_for(const SoftTopKProblem& q, bool grad_float32) {
+  TopKPlan plan{};
+  by_dtype(q.dtype, grad_float32, [&](auto t, auto tg) { plan = checked_plan<decltype(t), decltype(tg)>(q.cols); });
+  return plan;
 }
 
 }  // namespace
@@ -567,16 +601,12 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   const SoftTopKProblem& q = a.p;
   if (q.rows == 0) return {0, 0};
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  // Sorted exclusion lists (and ERR_CSR for an excluded positive), built on the host.
-  const SkipLists excl = q.exclude ? SkipLists(q.rows, Csr{}, q.exclude) : SkipLists();
-  if (q.exclude) {
-    const SkipLists overlap(q.rows, a.positives, q.exclude);  // throws ERR_CSR for a positive that is excluded
-  }
+  const DeviceScope on(device_of(q.x));
+  if (q.exclude) { const SkipLists overlap(q.rows, a.positives, q.exclude); }  // ERR_CSR for a positive that is excluded
   const int64_t pos_nnz = a.positives.nnz(q.rows);
-  const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
-  const size_t rows = size_t(q.rows);
-  Scratch s(scratch_bytes(rows, pos_nnz, excl_nnz));
-  TopKParams p = shared_params(q, excl, s);
+  const TopKPlan plan = plan_for(q, a.grad_float32);
+  Scratch s(scratch_bytes(q.rows, pos_nnz, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
+  TopKParams p = shared_params(q, plan, s);
   p.grad = a.grad;
   p.pos_ptr = s.upload(a.positives.row_ptr, q.rows + 1);
   p.pos_cols = s.upload(a.positives.cols, pos_nnz);
@@ -585,15 +615,16 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, q.rows) : nullptr;
   p.want_dscale = a.want_dscale;
   p.pos_z = s.take<float>(pos_nnz);
-  solve_rows(q, p, a.grad_float32);
+  solve_rows(q, p, plan, a.grad_float32);
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.row_dscale, p.rows, p.result);
   check_launch("softTopKLoss reduce kernel");
 
   double result[2];
   copy_to_host(result, p.result, sizeof result);
-  std::vector<double> row_loss(rows);
-  copy_to_host(row_loss.data(), p.row_loss, rows * sizeof(double));
+  std::vector<double> row_loss(size_t(q.rows));
+  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
   for (int64_t i = 0; i < q.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  s.release();
   const double loss = a.reduction == Reduction::Mean ? result[0] / double(q.rows) : result[0];
   return {loss, a.want_dscale ? result[1] : 0.0};
 }
@@ -602,26 +633,27 @@ void soft_topk(const SoftTopKArgs& a) {
   const SoftTopKProblem& q = a.p;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const SkipLists excl = q.exclude ? SkipLists(q.rows, Csr{}, q.exclude) : SkipLists();
-  const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
-  Scratch s(scratch_bytes(size_t(q.rows), 0, excl_nnz));
-  TopKParams p = shared_params(q, excl, s);
+  const DeviceScope on(device_of(q.x));
+  const TopKPlan plan = plan_for(q, false);
+  Scratch s(scratch_bytes(q.rows, 0, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
+  TopKParams p = shared_params(q, plan, s);
   p.values = a.values;
   p.log_output = a.log_output;
   p.threshold = s.take<float>(q.rows);
   p.iterations = s.take<int32_t>(q.rows);
-  solve_rows(q, p, false);
+  solve_rows(q, p, plan, false);
   copy_to_host(a.threshold, p.threshold, size_t(q.rows) * sizeof(float));
   copy_to_host(a.iterations, p.iterations, size_t(q.rows) * sizeof(int32_t));
+  s.release();
 }
 
 void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   const SoftTopKProblem& q = a.p;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const SkipLists excl = q.exclude ? SkipLists(q.rows, Csr{}, q.exclude) : SkipLists();
-  const int64_t excl_nnz = q.exclude ? int64_t(excl.all_cols().size()) : 0;
-  Scratch s(padded(4 * size_t(q.rows)) + padded(8 * size_t(q.rows + 1)) + padded(4 * size_t(excl_nnz)));
+  const DeviceScope on(device_of(q.x));
+  const int64_t excl_nnz = q.exclude.nnz(q.rows), mask_words = q.exclude ? (q.cols + 31) / 32 : 0;
+  Scratch s(ScratchPlan{}.add<float>(q.rows).add<int32_t>(q.rows + 1).add<int32_t>(excl_nnz).add<uint32_t>(q.rows * mask_words).bytes);
   TopKVjpParams p{};
   p.x = q.x;
   p.g_out = a.grad_output;
@@ -633,15 +665,16 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   p.log_output = a.log_output;
   p.threshold = s.upload(a.threshold, q.rows);
   if (q.exclude) {
-    p.excl_ptr = s.upload(excl.offsets().data(), q.rows + 1);
-    p.excl_cols = s.upload(excl.all_cols().data(), excl_nnz);
+    p.excl = CsrView{s.upload(q.exclude.row_ptr, q.rows + 1), s.upload(q.exclude.cols, excl_nnz)};
+    p.mask_words = mask_words;
+    p.mask = s.take<uint32_t>(q.rows * mask_words);
   }
-  const bool g32 = a.grad_float32 || q.dtype == DType::Float32;
-  switch (q.dtype) {
-    case DType::Float32: launch_vjp<float, float>(p); break;
-    case DType::Float16: g32 ? launch_vjp<f16_t, float>(p) : launch_vjp<f16_t, f16_t>(p); break;
-    case DType::BFloat16: g32 ? launch_vjp<bf16_t, float>(p) : launch_vjp<bf16_t, bf16_t>(p); break;
-  }
+  by_dtype(q.dtype, a.grad_float32, [&](auto t, auto tg) {
+    topk_vjp_kernel<decltype(t), decltype(tg)><<<unsigned(p.rows), kThreads>>>(p);
+  });
+  check_launch("softTopK vjp kernel");
+  synchronize();  // a fault in the kernel is this call's error, not a later one's
+  s.release();
 }
 
 }  // namespace fl::cuda

@@ -11,7 +11,8 @@ export interface CudaDevice {
   /** e.g. "9.0" for an H100. */
   computeCapability: string;
   totalMemory: number;
-  freeMemory: number;
+  /** Measured on the selected device only (elsewhere that would create a CUDA context). */
+  freeMemory?: number;
   multiprocessors: number;
 }
 
@@ -33,6 +34,8 @@ export interface BackendInfo {
     reason?: string;
     runtimeVersion?: number;
     driverVersion?: number;
+    /** The device new device tensors go to: FUSEDLOSS_CUDA_DEVICE, else 0. Ops run on their scores' device. */
+    selectedDevice?: number;
     devices: CudaDevice[];
     /** Bytes of GPU memory held by live device tensors of this addon instance. */
     bytesInUse: number;

@@ -43,7 +43,8 @@ export interface RawBackendInfo {
     reason?: string;
     runtimeVersion?: number;
     driverVersion?: number;
-    devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory: number; multiprocessors: number }[];
+    selectedDevice?: number;
+    devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory?: number; multiprocessors: number }[];
     bytesInUse: number;
   };
 }
@@ -60,7 +61,8 @@ export type NativeInput = ArrayBufferView | DeviceBufferHandle;
 /** The functions the addon exports. Ops add their entries here. */
 export interface NativeAddon {
   backendInfo(): RawBackendInfo;
-  deviceAlloc(bytes: number): DeviceBufferHandle;
+  /** On CUDA device `device`, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0). */
+  deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
   /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
   memcpy(dst: NativeInput, src: NativeInput): void;
   logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;

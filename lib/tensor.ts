@@ -113,11 +113,21 @@ export function tensor(data: HostArray, shape: readonly number[], opts: { dtype?
   return new Tensor(dtype, s, checkData('tensor()', dtype, data, s), undefined);
 }
 
-/** Copies a host tensor to the GPU (`device` defaults to 'cuda'). Device tensors are returned as they are. */
-export function toDevice(t: Tensor | TensorLike, device: Device = 'cuda'): Tensor {
+/**
+ * Copies a host tensor to the GPU (`device` defaults to 'cuda': the device FUSEDLOSS_CUDA_DEVICE
+ * names, else 0; `{ device: i }` picks CUDA device i). Ops run on their scores' device. Device
+ * tensors are returned as they are.
+ */
+export function toDevice(t: Tensor | TensorLike, device: Device | { device: number } = 'cuda'): Tensor {
   const src = asTensor(t, 't');
+  let index: number | undefined;
+  if (typeof device === 'object' && device !== null) {
+    index = device.device;
+    if (!Number.isInteger(index) || index < 0) fail('ERR_ARG', 'toDevice(): opts.device', 'a CUDA device index (an integer >= 0)', index);
+    device = 'cuda';
+  }
   if (device === 'cpu') return toHost(src);
-  if (device !== 'cuda') fail('ERR_ARG', 'toDevice(): device', `'cpu' or 'cuda'`, device);
+  if (device !== 'cuda') fail('ERR_ARG', 'toDevice(): device', `'cpu', 'cuda' or { device: index }`, device);
   if (src.device === 'cuda') return src;
   const loaded = native();
   if (!loaded.cuda) {
@@ -126,7 +136,7 @@ export function toDevice(t: Tensor | TensorLike, device: Device = 'cuda'): Tenso
   }
   const host = src.data;
   checkNotDetached('t', host);
-  const buffer = call((a) => a.deviceAlloc(host.byteLength));
+  const buffer = call((a) => a.deviceAlloc(host.byteLength, index));
   try {
     call(() => buffer.copyFromHost(host));
   } catch (e) {

@@ -24,14 +24,20 @@ namespace fl::napi {
 DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
 #ifdef FUSEDLOSS_CUDA
   Addon* addon = info.Env().GetInstanceData<Addon>();
-  if (info.Length() != 1 || !info[0].IsNumber())
+  if (info.Length() < 1 || !info[0].IsNumber())
     throw make_error(info.Env(), "ERR_TYPE", "DeviceBuffer: expected a byte count");
+  const bool given = info.Length() > 1 && !info[1].IsUndefined();
+  if (given && !info[1].IsNumber()) throw make_error(info.Env(), "ERR_TYPE", "DeviceBuffer: expected a device index");
   const double requested = info[0].As<Napi::Number>().DoubleValue();
   if (!(requested >= 0 && requested <= 9007199254740991.0))
     throw make_error(info.Env(), "ERR_ARG", "DeviceBuffer: expected a byte count >= 0, received " + std::to_string(requested));
   bytes = size_t(requested);
   void* ptr = nullptr;
   try {
+    // On the device asked for, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0); ops run on
+    // their scores' device.
+    const int device = given ? cuda::checked_device(info[1].As<Napi::Number>().Int32Value()) : cuda::selected_device();
+    const cuda::DeviceScope on(device);
     ptr = cuda::device_alloc(bytes);  // ERR_CUDA_OOM when the device is full
   } catch (const fl::Error& e) {
     throw make_error(info.Env(), e.code, e.what());
@@ -41,7 +47,7 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
   std::shared_ptr<std::atomic<int64_t>> in_use = addon->device_bytes;
   in_use->fetch_add(int64_t(bytes));
   memory_ = std::shared_ptr<void>(ptr, [in_use, n = bytes](void* p) {
-    cuda::device_free(p);
+    cuda::device_free_quiet(p);  // a finalizer or the last job's thread: nowhere to throw to
     in_use->fetch_sub(int64_t(n));
   });
 #else
@@ -85,7 +91,7 @@ Napi::Value DeviceBuffer::copy_to_host(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Addon::device_alloc(const Napi::CallbackInfo& info) {
-  return device_buffer_ctor.New({info[0]});
+  return device_buffer_ctor.New({info[0], info[1]});
 }
 
 // memcpy(dst, src): copies src's bytes into dst on the thread pool (host TypedArrays), or on the
@@ -131,6 +137,7 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
     if (!p.available) gpu.Set("reason", p.reason);
     gpu.Set("runtimeVersion", p.runtime_version);
     gpu.Set("driverVersion", p.driver_version);
+    if (p.available) gpu.Set("selectedDevice", p.selected);
     for (size_t i = 0; i < p.devices.size(); ++i) {
       const cuda::DeviceInfo& d = p.devices[i];
       Napi::Object o = Napi::Object::New(env);
@@ -138,7 +145,7 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
       o.Set("name", d.name);
       o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
       o.Set("totalMemory", double(d.total_bytes));
-      o.Set("freeMemory", double(d.free_bytes));
+      if (d.free_bytes >= 0) o.Set("freeMemory", d.free_bytes);  // measured on the selected device only
       o.Set("multiprocessors", d.multiprocessors);
       devices.Set(uint32_t(i), o);
     }

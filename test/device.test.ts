@@ -33,6 +33,16 @@ describe.skipIf(!live)('device memory (CUDA)', () => {
     t.dispose();
   });
 
+  it('toDevice(t, { device }) puts the tensor on that device; an index past the last is ERR_ARG', () => {
+    const host = fl.tensor(new Float32Array([1, 2, 3]), [3]);
+    const t = fl.toDevice(host, { device: 0 });
+    expect(Array.from(fl.toHost(t).data() as Float32Array)).toEqual([1, 2, 3]);
+    t.dispose();
+    const count = fl.backendInfo().cuda.devices.length;
+    expect(() => fl.toDevice(host, { device: count })).toThrowError(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringMatching(/device/) }));
+    expect(fl.backendInfo().cuda.selectedDevice).toBe(0);
+  });
+
   it('a disposed device tensor used again throws ERR_DISPOSED', () => {
     const t = fl.toDevice(fl.tensor(new Float32Array(7 * 11).map((_, i) => Math.cos(i)), [7, 11]));
     t.dispose();
@@ -47,5 +57,10 @@ describe.skipIf(live)('device memory without a GPU', () => {
     expect(info.cuda.available).toBe(false);
     expect(info.cuda.bytesInUse).toBe(0);
     expect(() => fl.toDevice(fl.tensor(new Float32Array(3), [3]))).toThrowError(expect.objectContaining({ code: expect.stringMatching(/^ERR_CUDA/) }));
+  });
+  it('toDevice(t, { device }) checks the index before anything else', () => {
+    const t = fl.tensor(new Float32Array(3), [3]);
+    for (const device of [-1, 1.5, NaN, '1'])
+      expect(() => fl.toDevice(t, { device } as never)).toThrowError(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringMatching(/opts\.device/) }));
   });
 });

@@ -1,0 +1,173 @@
+// The host-side decisions of the CUDA launchers, as plain C++ (no CUDA headers), so that the
+// native tests check them on a machine without a GPU (test/native/test_cuda_plan.cpp): the
+// scratch sizes, the soft top-k row layout and its shared-memory budget, the cross-entropy
+// layout, and the soft top-k bracket over the entries that are in.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FL_PLAN_HD __host__ __device__ __forceinline__
+#else
+#define FL_PLAN_HD inline
+#endif
+
+namespace fl::cuda {
+
+// Every scratch array starts on a 256-byte boundary (cuda/row_kernels.cuh Scratch::take).
+constexpr size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// The bytes of a call's scratch, added up array by array in the order the launcher takes them.
+struct ScratchPlan {
+  size_t bytes = 0;
+  template <class U> ScratchPlan& add(int64_t n) {
+    bytes += padded(size_t(n) * sizeof(U));
+    return *this;
+  }
+};
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy (cuda/positives_losses.cu).
+inline size_t positives_scratch_bytes(int64_t rows, int64_t nnz, int64_t excl_nnz, int64_t mask_words) {
+  return ScratchPlan{}
+      .add<int32_t>(rows + 1).add<int32_t>(nnz)               // positives
+      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)          // exclusions
+      .add<uint32_t>(rows * mask_words)                       // skip masks
+      .add<float>(nnz).add<float>(rows)                       // weights, gradOutput
+      .add<float>(nnz).add<float>(nnz)                        // pos_x, pos_dz
+      .add<double>(rows).add<float>(rows)                     // row_loss, dscale_part
+      .add<long long>(1).add<double>(2)
+      .bytes;
+}
+
+// One-way infoNCE / decoupledContrastive (cuda/contrastive.cu rows_loss).
+inline size_t contrastive_scratch_bytes(int64_t rows, int64_t nnz, int64_t excl_nnz, int64_t mask_words) {
+  return ScratchPlan{}
+      .add<float>(rows).add<double>(rows).add<float>(rows)    // gradOutput, row_loss, dscale_part
+      .add<long long>(1).add<double>(2)
+      .add<int32_t>(rows + 1).add<int32_t>(nnz).add<float>(nnz)  // positives
+      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)          // exclusions
+      .add<uint32_t>(rows * mask_words)                       // skip masks
+      .add<float>(nnz).add<float>(nnz)                        // pos_x, pos_dz
+      .add<float>(rows).add<double>(rows)                     // DCLW: positive scores, weights
+      .bytes;
+}
+
+// ---------- soft top-k (cuda/soft_topk.cu) ----------
+
+enum class TopKLayout {
+  Block,    // one block; the row's z in its shared memory
+  Cluster,  // a cluster of blocks (sm_90), each holding a slice of z in its shared memory
+  Global,   // one block reading the scores on every pass
+};
+
+struct TopKPlan {
+  TopKLayout layout;
+  int blocks_per_row;
+  int64_t slice;          // columns per block
+  size_t dynamic_smem;    // bytes of z per block (0 for Global)
+};
+
+// The opt-in dynamic shared memory a kernel may have: the device's per-block opt-in limit less
+// the kernel's own static __shared__ bytes (cudaFuncAttributes::sharedSizeBytes). Both count
+// against the same limit: a dynamic size within the opt-in limit but not within this fails to
+// launch (cudaErrorInvalidValue).
+constexpr size_t dynamic_smem_limit(size_t smem_optin, size_t static_smem) {
+  return smem_optin > static_smem ? smem_optin - static_smem : 0;
+}
+
+// Columns of a slice of a row (one block of a cluster's) are a multiple of this: whole 16-byte
+// packs of any dtype, and whole 32-bit words of a skip mask, so that no two blocks share either.
+constexpr int64_t kSliceAlign = 32;
+
+// One block when the row's z fits one block's shared memory, a cluster of up to 8 blocks (a
+// portable cluster size, sm_90) when it fits theirs, else one block reading the scores on every
+// pass. `dynamic_limit`: dynamic_smem_limit() of the kernel that would run.
+inline TopKPlan topk_plan(int64_t cols, size_t dynamic_limit, int cc_major) {
+  const int64_t fit = int64_t(dynamic_limit / sizeof(float)) / kSliceAlign * kSliceAlign;
+  if (cols <= int64_t(dynamic_limit / sizeof(float))) return {TopKLayout::Block, 1, cols, size_t(cols) * sizeof(float)};
+  if (cc_major >= 9 && fit > 0) {
+    const int64_t per = (cols + fit - 1) / fit;
+    if (per <= 8) {
+      int64_t slice = (cols + per - 1) / per;
+      slice = (slice + kSliceAlign - 1) / kSliceAlign * kSliceAlign;  // ≤ fit
+      return {TopKLayout::Cluster, int(per), slice, size_t(slice) * sizeof(float)};
+    }
+  }
+  return {TopKLayout::Global, 1, cols, 0};
+}
+
+// The soft top-k bracket's inputs over the entries that are in (neither excluded nor −inf), as
+// the CPU takes them (native/ops/soft_topk.cpp): the extremes of x and the count. Kept per
+// thread and merged in any order (max/min and an integer count are exact). The kernel feeds it
+// excluded entries as −inf.
+struct IncludedExtremes {
+  float max = -INFINITY;
+  float neg_min = -INFINITY;  // max of −x: min x = −neg_min
+  int64_t in = 0;
+  FL_PLAN_HD void add(float x) {
+    if (x == -INFINITY) return;
+    max = x > max ? x : max;
+    neg_min = -x > neg_min ? -x : neg_min;
+    in += 1;
+  }
+  FL_PLAN_HD void merge(const IncludedExtremes& o) {
+    max = o.max > max ? o.max : max;
+    neg_min = o.neg_min > neg_min ? o.neg_min : neg_min;
+    in += o.in;
+  }
+};
+
+// ---------- softmaxCrossEntropy (cuda/cross_entropy.cu) ----------
+
+enum class CeLayout {
+  OnChip,  // the row in shared memory (a slice per block of a cluster on sm_90): 1 read + 1 write
+  Fused,   // one block per row sweeping it twice (the second read from L2 when it still holds it)
+  Tiled,   // statistics, row terms and gradient kernels over (row, tile) blocks
+};
+
+struct CePlan {
+  CeLayout layout;
+  int64_t tiles;        // tiles per row (Tiled; 1 otherwise)
+  int blocks_per_row;   // OnChip: 1, or a cluster of up to 8
+  int64_t slice;        // OnChip: columns per block
+  size_t dynamic_smem;  // OnChip: bytes of the row per block
+};
+
+// When the rows fill the GPU (rows ≥ 2·SMs): on chip when the row's elem_bytes·cols fit one
+// block's shared memory, or (sm_90) a cluster of up to 8 blocks' (`dynamic_limit`: the on-chip
+// kernel's dynamic_smem_limit(), 0 for none); else one block per row up to fused_cols. Tiles of
+// tile_cols otherwise, so that few wide rows still fill the GPU; cols = 0 (every label ignored)
+// still gets one tile: a 0-block grid would not launch.
+inline CePlan ce_plan(int64_t rows, int64_t cols, int64_t elem_bytes, int sms, int64_t fused_cols, int64_t tile_cols,
+                      size_t dynamic_limit, int cc_major) {
+  const bool fill = rows >= 2 * int64_t(sms);
+  if (fill && cols > 0) {
+    if (cols * elem_bytes <= int64_t(dynamic_limit)) return {CeLayout::OnChip, 1, 1, cols, size_t(cols * elem_bytes)};
+    const int64_t fit = int64_t(dynamic_limit) / elem_bytes / kSliceAlign * kSliceAlign;
+    if (cc_major >= 9 && fit > 0) {
+      const int64_t per = (cols + fit - 1) / fit;
+      if (per <= 8) {
+        int64_t slice = (cols + per - 1) / per;
+        slice = (slice + kSliceAlign - 1) / kSliceAlign * kSliceAlign;  // ≤ fit
+        return {CeLayout::OnChip, 1, int(per), slice, size_t(slice * elem_bytes)};
+      }
+    }
+  }
+  if (fill && cols <= fused_cols) return {CeLayout::Fused, 1, 1, cols, 0};
+  return {CeLayout::Tiled, cols == 0 ? 1 : (cols + tile_cols - 1) / tile_cols, 1, cols, 0};
+}
+
+// softmaxCrossEntropy's scratch, `blocks` per-block partials (the most any layout of the call
+// may launch) and `terms_bytes` per row of row terms.
+inline size_t ce_scratch_bytes(int64_t rows, int64_t cols, int64_t blocks, int64_t terms_bytes) {
+  return ScratchPlan{}
+      .add<int32_t>(rows).add<float>(cols).add<float>(rows)   // labels, class weights, gradOutput
+      .add<float>(2 * blocks).add<float>(blocks)              // (max, rest) and Σ w·z partials
+      .add<char>(rows * terms_bytes)
+      .add<double>(rows).add<float>(rows).add<float>(blocks)  // row_loss, lse, dScale partials
+      .add<long long>(1).add<double>(2)
+      .bytes;
+}
+
+}  // namespace fl::cuda

@@ -1,0 +1,159 @@
+// The CUDA launchers' host-side decisions (cuda/plan.h), checked without a GPU: the soft top-k
+// layout and its shared-memory budget (static + dynamic within the opt-in limit, at every N,
+// including 12093..12288 where the static shared memory used to be left out), cluster slices,
+// the cross-entropy layout, the scratch plans, and the bracket over the entries that are in.
+#include <algorithm>
+#include <vector>
+
+#include "check.h"
+#include "cuda/plan.h"
+#include "native/ops/soft_topk_math.h"
+
+using namespace fl;
+using namespace fl::cuda;
+using fltest::Rng;
+
+// Opt-in shared memory per block: A100 163 KB, H100/H200 227 KB.
+constexpr size_t kOptinA100 = 166912, kOptinH100 = 232448;
+
+FL_TEST(topk_plan_fits_static_plus_dynamic) {
+  for (size_t optin : {kOptinA100, kOptinH100})
+    for (int major : {8, 9})
+      for (size_t static_smem : {size_t(0), size_t(784), size_t(2048), size_t(4000)}) {
+        const size_t limit = dynamic_smem_limit(optin, static_smem);
+        for (int64_t cols : {int64_t(1), int64_t(7), int64_t(12093), int64_t(12288), int64_t(41000), int64_t(57600), int64_t(57601),
+                             int64_t(200000), int64_t(460000), int64_t(500000), int64_t(5000000)}) {
+          const TopKPlan p = topk_plan(cols, limit, major);
+          FL_CHECK(static_smem + p.dynamic_smem <= optin, "cols %lld: %zu + %zu > %zu", (long long)cols, static_smem, p.dynamic_smem, optin);
+          FL_CHECK(p.dynamic_smem == size_t(p.slice) * sizeof(float) || p.layout == TopKLayout::Global, "cols %lld", (long long)cols);
+          FL_CHECK(int64_t(p.blocks_per_row) * p.slice >= cols, "cols %lld: slices do not cover the row", (long long)cols);
+          if (p.layout == TopKLayout::Cluster) {
+            FL_CHECK(major >= 9, "clusters need sm_90");
+            FL_CHECK(p.blocks_per_row >= 2 && p.blocks_per_row <= 8, "blocks %d", p.blocks_per_row);
+            FL_CHECK(p.slice % kSliceAlign == 0, "slice %lld", (long long)p.slice);
+            FL_CHECK(int64_t(p.blocks_per_row - 1) * p.slice < cols, "cols %lld: an empty block", (long long)cols);
+          }
+        }
+      }
+  // Every N from 12000 to 12400 with 784 B of static shared memory (the case of issue 21): the
+  // dynamic size stays within what the attribute is raised to.
+  const size_t limit = dynamic_smem_limit(kOptinH100, 784);
+  for (int64_t cols = 12000; cols <= 12400; ++cols) {
+    const TopKPlan p = topk_plan(cols, limit, 9);
+    FL_CHECK(p.layout == TopKLayout::Block && p.dynamic_smem <= limit, "cols %lld", (long long)cols);
+  }
+}
+
+FL_TEST(topk_plan_layout_boundaries_h100) {
+  // 2 KB of static shared memory: 57600 columns fit one block, 8 blocks hold 460800.
+  const size_t limit = dynamic_smem_limit(kOptinH100, 2048);
+  FL_CHECK(topk_plan(12288, limit, 9).layout == TopKLayout::Block, "12288");
+  FL_CHECK(topk_plan(57600, limit, 9).layout == TopKLayout::Block, "57600");
+  FL_CHECK(topk_plan(57601, limit, 9).layout == TopKLayout::Cluster, "57601");
+  FL_CHECK(topk_plan(57601, limit, 8).layout == TopKLayout::Global, "57601 on sm_80");
+  FL_CHECK(topk_plan(200000, limit, 9).layout == TopKLayout::Cluster, "200000");
+  FL_CHECK(topk_plan(460000, limit, 9).layout == TopKLayout::Cluster, "460000");
+  FL_CHECK(topk_plan(500000, limit, 9).layout == TopKLayout::Global, "500000");
+  FL_CHECK(dynamic_smem_limit(1000, 2048) == 0 && topk_plan(10, 0, 9).layout == TopKLayout::Global, "no shared memory");
+}
+
+FL_TEST(ce_plan_layouts) {
+  const size_t limit = dynamic_smem_limit(kOptinH100, 512);
+  // 50257 bf16 (100 KB) fits one block; float32 (201 KB) too on an H100.
+  for (int64_t bytes : {2, 4}) {
+    const CePlan a = ce_plan(264, 50257, bytes, 132, 262144, 32768, limit, 9);
+    FL_CHECK(a.layout == CeLayout::OnChip && a.blocks_per_row == 1 && a.dynamic_smem == size_t(50257 * bytes), "50257 x %lld bytes", (long long)bytes);
+  }
+  // 4096×131072 float32 (512 KB a row): a cluster of 3 on sm_90, the fused layout on sm_80.
+  const CePlan b = ce_plan(4096, 131072, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(b.layout == CeLayout::OnChip && b.blocks_per_row == 3 && b.slice % kSliceAlign == 0 && b.dynamic_smem <= limit &&
+               int64_t(b.blocks_per_row) * b.slice >= 131072,
+           "131072 float32: %d blocks of %lld", b.blocks_per_row, (long long)b.slice);
+  const CePlan b80 = ce_plan(4096, 131072, 4, 108, 262144, 32768, dynamic_smem_limit(kOptinA100, 512), 8);
+  FL_CHECK(b80.layout == CeLayout::Fused, "sm_80: fused");
+  // Too wide for 8 blocks: one block per row up to 262144, tiles beyond.
+  FL_CHECK(ce_plan(4096, 240000, 4, 132, 262144, 32768, limit, 9).blocks_per_row == 5, "240000 float32: a cluster of 5");
+  const CePlan wide = ce_plan(4096, 500000, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(wide.layout == CeLayout::Tiled && wide.tiles == 16, "500000 float32: beyond 8 blocks and one block's sweep");
+  const CePlan c = ce_plan(263, 50257, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(c.layout == CeLayout::Tiled && c.tiles == 2, "fewer rows than 2·SMs: tiles %lld", (long long)c.tiles);
+  const CePlan d = ce_plan(100000, 2000003, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(d.layout == CeLayout::Tiled && d.tiles == 62, "a row wider than a cluster's and one block's sweep: tiles %lld", (long long)d.tiles);
+  const CePlan e = ce_plan(4, 0, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(e.layout == CeLayout::Tiled && e.tiles == 1, "cols = 0: one tile, not a 0-block grid");
+  const CePlan f = ce_plan(1000, 0, 4, 132, 262144, 32768, limit, 9);
+  FL_CHECK(f.layout == CeLayout::Fused && f.tiles == 1, "cols = 0 with many rows: one block a row");
+  // Every on-chip plan stays within the limit and covers the row.
+  for (int64_t cols = 1; cols < 600000; cols = cols * 3 / 2 + 7)
+    for (int64_t bytes : {2, 4}) {
+      const CePlan p = ce_plan(1000, cols, bytes, 132, 262144, 32768, limit, 9);
+      if (p.layout != CeLayout::OnChip) continue;
+      FL_CHECK(p.dynamic_smem <= limit && int64_t(p.blocks_per_row) * p.slice >= cols && int64_t(p.blocks_per_row - 1) * p.slice < cols,
+               "cols %lld", (long long)cols);
+    }
+}
+
+FL_TEST(scratch_plans_are_padded_sums) {
+  FL_CHECK(padded(0) == 0 && padded(1) == 256 && padded(256) == 256 && padded(257) == 512, "padded");
+  ScratchPlan p;
+  p.add<double>(3).add<int32_t>(65);
+  FL_CHECK(p.bytes == 256 + 512, "%zu", p.bytes);
+  // Every array of a plan is a whole number of 256-byte blocks, and more arrays never shrink it.
+  FL_CHECK(ce_scratch_bytes(10, 97, 30, 20) >= size_t(30 * 12 + 10 * (4 + 4 + 20 + 8 + 4) + 97 * 4), "cross-entropy");
+  for (int64_t rows : {int64_t(1), int64_t(1000), int64_t(4096)}) {
+    const size_t a = positives_scratch_bytes(rows, 3 * rows, 0, 4096);
+    const size_t b = positives_scratch_bytes(rows, 3 * rows, rows, 4096);
+    FL_CHECK(a % 256 == 0 && b >= a, "positives %zu %zu", a, b);
+    FL_CHECK(a >= size_t(rows) * 4096 * 4, "the masks fit");
+    const size_t c = contrastive_scratch_bytes(rows, rows, 0, 1024);
+    FL_CHECK(c % 256 == 0 && c >= size_t(rows) * (1024 * 4 + 8 + 8 + 4), "contrastive %zu", c);
+  }
+}
+
+// The bracket from the entries that are in: an excluded outlier (1e4, or −1e4) does not widen
+// it, −inf entries are out, and any split of the row into partials merged in any order gives the
+// same extremes and count (as the kernel's threads, warps and cluster blocks do).
+FL_TEST(included_extremes_bracket) {
+  Rng rng(21);
+  const int64_t n = 5000;
+  std::vector<float> z(static_cast<size_t>(n));
+  for (auto& v : z) v = float(rng.normal());
+  z[17] = -INFINITY;
+  z[100] = 1e4f;   // excluded
+  z[200] = -1e4f;  // excluded
+  std::vector<bool> out(static_cast<size_t>(n), false);
+  out[100] = out[200] = true;
+  float hi = -INFINITY, lo = INFINITY;
+  int64_t in = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (!out[size_t(j)] && z[size_t(j)] != -INFINITY) {
+      hi = std::max(hi, z[size_t(j)]);
+      lo = std::min(lo, z[size_t(j)]);
+      ++in;
+    }
+  for (int split : {1, 3, 32, 512, 4999}) {
+    std::vector<IncludedExtremes> parts(static_cast<size_t>(split));
+    for (int64_t j = 0; j < n; ++j) parts[size_t(j % split)].add(out[size_t(j)] ? -INFINITY : z[size_t(j)]);
+    IncludedExtremes all;
+    for (int i = split - 1; i >= 0; --i) all.merge(parts[size_t(i)]);
+    FL_CHECK(all.max == hi && -all.neg_min == lo && all.in == in, "split %d: [%g, %g] %lld", split, double(-all.neg_min), double(all.max),
+             (long long)all.in);
+  }
+  IncludedExtremes e;
+  for (int64_t j = 0; j < n; ++j) e.add(out[size_t(j)] ? -INFINITY : z[size_t(j)]);
+  const double alpha = 10, k = 50;
+  const TopKSolver s = topk_solver_init(double(e.max), double(-e.neg_min), k, double(e.in), alpha, 1e-4);
+  const double shift = std::log(k / (double(e.in) - k)) / alpha;
+  FL_CHECK(s.lo == -double(hi) + shift && s.hi == -double(lo) + shift, "bracket [%g, %g]", s.lo, s.hi);
+  FL_CHECK(s.hi - s.lo < 20, "the excluded outliers do not widen the bracket: %g", s.hi - s.lo);
+  // The root is inside it: Σσ(α(z + t)) over the entries in is below k at lo and above at hi.
+  auto F = [&](double t) {
+    double f = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if (!out[size_t(j)] && z[size_t(j)] != -INFINITY) f += 1 / (1 + std::exp(-alpha * (double(z[size_t(j)]) + t)));
+    return f;
+  };
+  FL_CHECK(F(s.lo) <= k && F(s.hi) >= k, "F(lo) = %g, F(hi) = %g", F(s.lo), F(s.hi));
+}
+
+FL_TEST_MAIN()
