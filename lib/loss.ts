@@ -6,7 +6,7 @@ import { makeError } from './errors';
 import type { NativeInput } from './native';
 import { outputF32, outputHost } from './outputs';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from './tensor';
-import { bool, fail, float32Array, oneOf, options, positiveFinite } from './validate';
+import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from './validate';
 
 /** How row losses are combined. What `'mean'` divides by is stated by each loss. */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -58,6 +58,20 @@ export interface LossResult {
   dScale?: number;
 }
 
+/** @internal The option names every loss takes. */
+export const LOSS_OPTION_KEYS = optionKeys<LossOptions>({
+  scale: true,
+  reduction: true,
+  gradOutput: true,
+  grad: true,
+  gradScale: true,
+  gradDtype: true,
+  inplace: true,
+  out: true,
+  shape: true,
+  dtype: true,
+});
+
 /** Reduction codes of the native layer. */
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
@@ -77,9 +91,12 @@ export interface PreparedLoss {
   rowLoss: Float32Array;
 }
 
-/** @internal Validates the common options once and allocates the outputs. */
-export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
-  const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg) as Record<string, unknown>;
+/**
+ * @internal Validates the common options once and allocates the outputs. `keys`: every option
+ * name the loss takes (LOSS_OPTION_KEYS and its own).
+ */
+export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, keys: readonly string[], scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
+  const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg, keys) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, scoresName, o.shape as number[] | undefined, o.dtype as DType | undefined);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');

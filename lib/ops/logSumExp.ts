@@ -6,7 +6,7 @@
 import { call, callAsync } from '../native';
 import { outputF32 } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
-import { options, positiveFinite } from '../validate';
+import { optionKeys, options, positiveFinite } from '../validate';
 
 export interface LogSumExpOptions {
   /** Multiplies the scores first (1/temperature). Default 1. */
@@ -17,8 +17,10 @@ export interface LogSumExpOptions {
   dtype?: DType;
 }
 
+const KEYS = optionKeys<LogSumExpOptions>({ scale: true, shape: true, dtype: true });
+
 function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts: LogSumExpOptions | undefined) {
-  const o = options<LogSumExpOptions>('logSumExp(): opts', opts);
+  const o = options<LogSumExpOptions>('logSumExp(): opts', opts, KEYS);
   const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };

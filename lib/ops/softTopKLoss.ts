@@ -4,9 +4,10 @@
  * @module
  */
 import { csr, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
 import { call, callAsync, type SoftTopKLossArgs } from '../native';
 import { kArg, solveOptions, type TopK } from './softTopK';
+import { optionKeys } from '../validate';
 
 export interface SoftTopKLossOptions extends LossOptions {
   /**
@@ -28,8 +29,10 @@ export interface SoftTopKLossOptions extends LossOptions {
   exclude?: Positives;
 }
 
+const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<SoftTopKLossOptions, keyof LossOptions>>({ k: true, alpha: true, tol: true, maxIter: true, exclude: true })];
+
 function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOptions | undefined) {
-  const { p, o } = prepareLoss('softTopKLoss', scores, opts);
+  const { p, o } = prepareLoss('softTopKLoss', scores, opts, KEYS);
   const pos = csr('positives', positives, p.rows, p.cols);
   const { alpha, tol, maxIter, exclude } = solveOptions(o, p.rows, p.cols, 2, pos);
   const noPositives = (i: number) => pos.rowPtr[i] === pos.rowPtr[i + 1];
