@@ -3,12 +3,18 @@
  * on the main thread, before the native call: the native side (sync or async) only writes into
  * memory that already exists and never allocates JS objects off the main thread.
  *
+ * Outputs of 16 KiB and more (gradients, softTopK values) live in memory the addon owns and
+ * lends to an ArrayBuffer (napi/host_memory.h): no zero fill (every element is written by the
+ * op), freed blocks recycled by size, and an async op can use it in place while JS does
+ * whatever it likes with the buffer (napi/job.h). Smaller ones are ordinary V8 arrays.
+ *
  * `FUSEDLOSS_POISON_OUTPUTS=1` (read once, at load) fills every new output with NaN first, so
  * an element a kernel forgot to write shows up as NaN instead of a plausible 0. The test suite
  * runs with it on (vitest.config.ts); it costs one fill per output, so it is off by default.
  * @internal
  * @module
  */
+import { native } from './native';
 import type { DType, HostArray } from './tensor';
 
 /** True when outputs start as NaN (FUSEDLOSS_POISON_OUTPUTS=1). */
@@ -24,9 +30,14 @@ export function fillNaN(a: HostArray, dtype: DType): HostArray {
   return a;
 }
 
-/** A new host output of `n` elements of `dtype` (poisoned when asked). */
+/** Outputs from this size up are allocated by the addon. */
+const ADDON_MIN_BYTES = 16384;
+
+/** A new host output of `n` elements of `dtype` (poisoned when asked; else uninitialised from the addon). */
 export function outputHost(dtype: DType, n: number): HostArray {
-  const a = dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+  const bytes = n * (dtype === 'float32' ? 4 : 2);
+  const buffer = bytes >= ADDON_MIN_BYTES ? native().addon.hostAlloc(bytes) : new ArrayBuffer(bytes);
+  const a = dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
   return poisonOutputs ? fillNaN(a, dtype) : a;
 }
 
