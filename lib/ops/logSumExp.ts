@@ -3,6 +3,7 @@
  * in one read of the scores (the first pass every softmax loss makes).
  * @module
  */
+import { checkScaledOverflow } from '../loss';
 import { call, callAsync } from '../native';
 import { outputF32 } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
@@ -24,7 +25,13 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
   const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };
-  return { input: t.nativeInput('scores'), args, out: outputF32(rows) };
+  const out = outputF32(rows);
+  // An overflow of scale·x gives NaN rows: refused with the entry named (checkScaledOverflow).
+  const checked = (lse: Float32Array) => {
+    if (lse.some(Number.isNaN)) checkScaledOverflow(t, 'scores', scale);
+    return lse;
+  };
+  return { input: t.nativeInput('scores'), args, out, checked };
 }
 
 /**
@@ -34,11 +41,11 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
  */
 export function logSumExp(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Float32Array {
   const p = prepare(scores, opts);
-  return call((a) => a.logSumExp(p.input, p.args, p.out));
+  return p.checked(call((a) => a.logSumExp(p.input, p.args, p.out)));
 }
 
 /** {@link logSumExp} on a worker thread; the event loop stays free. */
 export async function logSumExpAsync(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Promise<Float32Array> {
   const p = prepare(scores, opts);
-  return callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out));
+  return p.checked(await callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out)));
 }
