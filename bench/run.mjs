@@ -113,6 +113,9 @@ for (const op of ops) {
   for (const size of op.bench.sizes) {
     const made = op.make(fl, makeRng(42), { ...size, dtype: 'float32' });
     const inputs = op.bench.prepare ? op.bench.prepare(fl, made) : made;
+    // The default call: the same without a reused `out`, so each call gets a new gradient (as
+    // most callers write it). Only ops whose bench reuses an output have one apart.
+    const fresh = op.bench.prepare ? { ...inputs, opts: { ...inputs.opts, out: undefined } } : undefined;
     const peers = Object.entries(op.bench.peers ?? {})
       .filter(([peer]) => !peer.startsWith('tfjs') || ctx.tf)
       .map(([peer, make]) => [peer, make(ctx, inputs)]);
@@ -122,6 +125,7 @@ for (const op of ops) {
     const torchMs = torchCpuMs(op.name, size, info.cpu.threads);
     const fns = {
       fusedloss: { fn: () => op.run(fl, inputs, 'cpu') },
+      ...(fresh ? { defaultCall: { fn: () => op.run(fl, fresh, 'cpu') } } : {}),
       copy: { fn: copy, minMs: quick ? 60 : 200 },
       ...Object.fromEntries(peers.map(([peer, p]) => [peer, { fn: p.fn, minMs: quick ? 100 : 400 }])),
     };
@@ -134,11 +138,12 @@ for (const op of ops) {
     const ms = t.fusedloss;
     const bytes = op.bench.bytes(size);
     const floorMs = (bytes / ((2 * copyBytes) / (t.copy / 1e3))) * 1e3;
-    const row = { op: op.name, size: `${size.rows}x${size.cols}`, ms, gbs: bytes / (ms / 1e3) / 1e9, ofFloor: floorMs / ms, peers: {} };
+    const row = { op: op.name, size: `${size.rows}x${size.cols}`, ms, defaultMs: t.defaultCall, gbs: bytes / (ms / 1e3) / 1e9, ofFloor: floorMs / ms, peers: {} };
     for (const [peer] of peers) row.peers[peer] = t[peer];
     if (torchMs) row.peers['torch-cpu'] = torchMs;
     results.push(row);
-    console.log(`${op.name.padEnd(22)} ${row.size.padStart(12)}  ${ms.toFixed(2).padStart(8)} ms  ${row.gbs.toFixed(1).padStart(6)} GB/s  ` +
+    const defaultNote = row.defaultMs ? `default call ${row.defaultMs.toFixed(2)} ms (${(row.defaultMs / ms).toFixed(2)}x)  ` : '';
+    console.log(`${op.name.padEnd(22)} ${row.size.padStart(12)}  ${ms.toFixed(2).padStart(8)} ms  ${defaultNote}${row.gbs.toFixed(1).padStart(6)} GB/s  ` +
       `${(row.ofFloor * 100).toFixed(0).padStart(3)}% of floor  ` +
       Object.entries(row.peers).map(([k, v]) => `${(v / ms).toFixed(1)}x vs ${k}`).join('  '));
   }
@@ -174,6 +179,8 @@ if (write) {
     'slower the peer is on the same inputs. Each op, its floor copy and its in-process peers are',
     `timed in ${ROUNDS} alternating rounds, so that the drift of a shared machine hits all of them`,
     'alike; PyTorch, a subprocess with its own timing loop, runs just before them, after a pause.',
+    '"fusedloss ms" is the call with a reused gradient buffer (`out`); "default call ms" the same call',
+    'without it (a new gradient per call, from the addon\'s recycled memory), timed in the same rounds.',
     '',
     `- Machine: ${cpuName}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`,
     `- fusedloss CPU backend: ${info.cpu.simd}, ${info.cpu.threads} threads`,
@@ -181,9 +188,9 @@ if (write) {
     `- Peers: ${peerNames.join(', ') || 'none'}${ctx.tf ? ` (TensorFlow.js ${ctx.tf.version.tfjs}, wasm backend)` : ''}${torchVersion ? ` (PyTorch ${torchVersion} CPU, ${info.cpu.threads} threads, forward + backward)` : ''}`,
     `- Date: ${new Date().toISOString().slice(0, 10)}`,
     '',
-    `| op | B×N | fusedloss ms | GB/s | % of floor | ${peerNames.map((p) => `vs ${p}`).join(' | ')} |`,
-    `|---|---|---:|---:|---:|${peerNames.map(() => '---:').join('|')}|`,
-    ...results.map((r) => `| ${r.op} | ${r.size} | ${r.ms.toFixed(2)} | ${r.gbs.toFixed(1)} | ${(r.ofFloor * 100).toFixed(0)}% | ` +
+    `| op | B×N | fusedloss ms | default call ms | GB/s | % of floor | ${peerNames.map((p) => `vs ${p}`).join(' | ')} |`,
+    `|---|---|---:|---:|---:|---:|${peerNames.map(() => '---:').join('|')}|`,
+    ...results.map((r) => `| ${r.op} | ${r.size} | ${r.ms.toFixed(2)} | ${r.defaultMs ? `${r.defaultMs.toFixed(2)} (${(r.defaultMs / r.ms).toFixed(2)}×)` : '–'} | ${r.gbs.toFixed(1)} | ${(r.ofFloor * 100).toFixed(0)}% | ` +
       peerNames.map((p) => (r.peers[p] ? `${(r.peers[p] / r.ms).toFixed(1)}×` : '–')).join(' | ') + ' |'),
     '',
     'Throughput against N (cross-entropy, 64 rows; the dashed line is the copy floor; GPU points',

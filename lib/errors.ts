@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'ERR_NON_FINITE' // NaN or +Infinity in the scores
   | 'ERR_DETACHED' // a TypedArray whose ArrayBuffer was transferred
   | 'ERR_DISPOSED' // a tensor used after dispose()
+  | 'ERR_BUSY' // a buffer an async call still in flight writes (or reads, when this call writes it)
   | 'ERR_DEVICE' // inputs on different devices
   | 'ERR_CUDA_UNAVAILABLE' // CUDA asked for but not built or no GPU
   | 'ERR_CUDA' // a CUDA call failed
@@ -39,7 +40,7 @@ export class FusedLossError extends Error {
 export class ArgumentError extends FusedLossError {}
 /** NaN or +Infinity in the scores (−Infinity is allowed: it marks an entry out). */
 export class NonFiniteError extends FusedLossError {}
-/** A tensor used after dispose(), or a TypedArray whose buffer was detached. */
+/** A tensor used after dispose(), a TypedArray whose buffer was detached, or a buffer an async call in flight is using (ERR_BUSY). */
 export class LifetimeError extends FusedLossError {}
 /** CUDA is unavailable, a CUDA call failed, or the GPU ran out of memory. */
 export class CudaError extends FusedLossError {}
@@ -58,6 +59,7 @@ const classes: Record<ErrorCode, new (code: ErrorCode, message: string) => Fused
   ERR_NON_FINITE: NonFiniteError,
   ERR_DETACHED: LifetimeError,
   ERR_DISPOSED: LifetimeError,
+  ERR_BUSY: LifetimeError,
   ERR_CUDA_UNAVAILABLE: CudaError,
   ERR_CUDA: CudaError,
   ERR_CUDA_OOM: CudaError,

@@ -5,8 +5,9 @@
 import { FusedLossError, makeError } from './errors';
 import type { NativeInput } from './native';
 import { outputF32, outputHost } from './outputs';
-import { asMatrix, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from './tensor';
-import { bool, fail, float32Array, oneOf, options, positiveFinite } from './validate';
+import { toFloat32 } from './half';
+import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type DType, type TensorLike } from './tensor';
+import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from './validate';
 
 /** How row losses are combined. What `'mean'` divides by is stated by each loss. */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -30,14 +31,19 @@ export interface LossOptions {
   gradDtype?: DType;
   /**
    * Write the gradient over the scores (no B×N allocation). The scores are destroyed: do not
-   * read them after the call, and do not pass the same buffer to a concurrent call. Liger-Kernel
-   * stores its cross-entropy gradient in the logits the same way. Default false.
+   * read them after the call. While an async call in flight writes them, another call that
+   * uses them is refused (ERR_BUSY). An async call over scores in your own memory computes on a
+   * copy and writes the gradient back when it completes. Liger-Kernel stores its cross-entropy
+   * gradient in the logits the same way. Default false.
    */
   inplace?: boolean;
   /**
    * A preallocated gradient tensor to write into (B×N, of the gradient's dtype, on the scores'
-   * device), reused across steps: a training loop then allocates nothing per call (as torch's
-   * `out=`). Default: a new tensor per call.
+   * device), reused across steps (as torch's `out=`), e.g. the previous step's `grad`. Default:
+   * a new tensor per call without a zero fill (for an async call, in memory the addon owns and
+   * recycles). While an async call in flight writes `out`, another call that uses it is refused (ERR_BUSY); an `out` in
+   * your own memory gets the gradient when the async call completes (README: async calls and
+   * memory).
    */
   out?: Tensor;
   /** The shape [B, N], when the scores are a bare typed array (required then). Default: the tensor's shape. */
@@ -70,6 +76,20 @@ export type WithGrad<R extends LossResult, O, G = 'grad' extends keyof O ? O['gr
     ? Omit<R, 'grad'> & { grad: Tensor }
     : R;
 
+/** @internal The option names every loss takes. */
+export const LOSS_OPTION_KEYS = optionKeys<LossOptions>({
+  scale: true,
+  reduction: true,
+  gradOutput: true,
+  grad: true,
+  gradScale: true,
+  gradDtype: true,
+  inplace: true,
+  out: true,
+  shape: true,
+  dtype: true,
+});
+
 /** Reduction codes of the native layer. */
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
@@ -91,9 +111,12 @@ export interface PreparedLoss {
   rowLoss: Float32Array;
 }
 
-/** @internal Validates the common options once and allocates the outputs. */
-export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
-  const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg) as Record<string, unknown>;
+/**
+ * @internal Validates the common options once and allocates the outputs. `keys`: every option
+ * name the loss takes (LOSS_OPTION_KEYS and its own).
+ */
+export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, keys: readonly string[], scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
+  const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg, keys) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, scoresName, o.shape as number[] | undefined, o.dtype as DType | undefined);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
@@ -149,8 +172,34 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   };
 }
 
+/** The largest finite float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * @internal Throws ERR_NON_FINITE naming the first finite entry x of `t` whose scale·x overflows
+ * float32 (the kernels compute z = scale·x in float32: an infinite z where x was finite gives
+ * NaN or a wrong infinity downstream). Called only after a call gave a non-finite result, so
+ * it costs nothing on the normal path. A no-op when no entry overflows.
+ */
+export function checkScaledOverflow(t: Tensor, name: string, scale: number): void {
+  if (scale <= 1) return;
+  const raw = (t.device === 'cpu' ? t : toHost(t)).nativeInput(name) as Float32Array | Uint16Array;
+  const x = toFloat32(raw, t.dtype);
+  const cols = t.shape.length === 2 ? t.shape[1] : t.size;
+  const limit = FLOAT32_MAX / scale;
+  for (let i = 0; i < x.length; i++)
+    if (Math.abs(x[i]) > limit && Number.isFinite(x[i]) && !Number.isFinite(Math.fround(x[i] * scale)))
+      throw makeError(
+        'ERR_NON_FINITE',
+        `${name}[${Math.floor(i / cols)}, ${i % cols}] = ${x[i]}: times the scale ${scale} it overflows float32 (|scale·x| > ${FLOAT32_MAX.toExponential(4)}); lower the scale or the scores`,
+      );
+}
+
 /** @internal Assembles the result; disposes a fresh device gradient if the call failed. */
 export function finishLoss(p: PreparedLoss, native: { loss: number; dScale: number }, extra: object = {}): LossResult {
+  // A non-finite loss from finite scores: an overflow of scale·x is refused rather than returned as NaN.
+  if ((!Number.isFinite(native.loss) || p.rowLoss.some((v) => !Number.isFinite(v))) && p.grad !== p.scores)
+    checkScaledOverflow(p.scores, p.scoresName, p.common.scale);
   const r: LossResult = { loss: native.loss, rowLoss: p.rowLoss, ...extra };
   if (p.grad) r.grad = p.grad;
   if (p.common.wantDScale) r.dScale = native.dScale;

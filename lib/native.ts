@@ -65,6 +65,8 @@ export interface NativeAddon {
   deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
   /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
   memcpy(dst: NativeInput, src: NativeInput): void;
+  /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h). */
+  hostAlloc(bytes: number): ArrayBuffer;
   logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
   softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;

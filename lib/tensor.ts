@@ -9,7 +9,7 @@
 import { makeError } from './errors';
 import { call, native, type DeviceBufferHandle, type NativeInput } from './native';
 import { outputHost, poisonOutputs } from './outputs';
-import { checkNotDetached, describe, fail } from './validate';
+import { checkNotDetached, describe, fail, options } from './validate';
 
 /** Element types. Gradients come back in the input's dtype unless asked otherwise. */
 export type DType = 'float32' | 'float16' | 'bfloat16';
@@ -107,8 +107,9 @@ function checkDType(name: string, d: unknown): DType {
  * Makes a host tensor over `data` (no copy). `dtype` defaults to float32 for a Float32Array;
  * a Uint16Array needs `dtype: 'float16'` or `'bfloat16'`.
  */
-export function tensor(data: HostArray, shape: readonly number[], opts: { dtype?: DType } = {}): Tensor {
-  const dtype = checkDType('tensor(): opts.dtype', opts.dtype ?? (data instanceof Uint16Array ? undefined : 'float32'));
+export function tensor(data: HostArray, shape: readonly number[], opts?: { dtype?: DType }): Tensor {
+  const o = options<{ dtype?: DType }>('tensor(): opts', opts, ['dtype']);
+  const dtype = checkDType('tensor(): opts.dtype', o.dtype ?? (data instanceof Uint16Array ? undefined : 'float32'));
   const s = checkShape('tensor()', shape);
   return new Tensor(dtype, s, checkData('tensor()', dtype, data, s), undefined);
 }

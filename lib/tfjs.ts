@@ -37,7 +37,7 @@ import type { PositivesLossOptions } from './ops/positivesLoss';
 import { softmaxCrossEntropy as flSoftmaxCrossEntropy, type SoftmaxCrossEntropyOptions } from './ops/softmaxCrossEntropy';
 import { softTopKLoss as flSoftTopKLoss, type SoftTopKLossOptions } from './ops/softTopKLoss';
 import { tensor as flTensor, type Tensor as FlTensor } from './tensor';
-import { fail, options } from './validate';
+import { fail, optionsObject } from './validate';
 
 /**
  * @tensorflow/tfjs, an optional peer dependency: its absence is reported as such, with how to
@@ -83,7 +83,8 @@ function scoresArg(fn: string, v: unknown): Tfjs.Tensor2D {
 }
 
 function adapterOptions(fn: string, opts: unknown): Record<string, unknown> {
-  const o = { ...options<Record<string, unknown>>(`${fn}(): opts`, opts) };
+  // The loss it calls rejects unknown keys (ERR_ARG, naming the nearest valid one).
+  const o = { ...optionsObject<Record<string, unknown>>(`${fn}(): opts`, opts) };
   for (const k of NOT_HERE)
     if (o[k] !== undefined) fail('ERR_ARG', `${fn}(): opts.${k}`, 'no value (the tfjs adapter manages the gradient)', o[k]);
   if (o.reduction === 'none') fail('ERR_ARG', `${fn}(): opts.reduction`, "'mean' or 'sum' (the adapter returns a scalar)", o.reduction);

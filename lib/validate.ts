@@ -85,8 +85,61 @@ export function float32Array(name: string, v: unknown, length?: number): Float32
   return v;
 }
 
-/** Options objects: undefined becomes {}, anything else that is not a plain object is an error. */
-export function options<T extends object>(name: string, v: unknown): Partial<T> {
+/**
+ * The option names of an options type, as an object with every key of T and no other (so the
+ * compiler keeps the list in step with the interface): `optionKeys<Opts>({ scale: true, ... })`.
+ */
+export function optionKeys<T extends object>(keys: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.keys(keys);
+}
+
+/** Edit distance (insertions, deletions, substitutions, adjacent swaps) between two short strings. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.length][b.length];
+}
+
+/** The known name closest to `key` (case-insensitively), if it is close enough to be a typo. */
+export function nearestName(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const dist = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (dist < bestDistance) [best, bestDistance] = [k, dist];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** ERR_ARG for a key of `o` that is not in `known`, naming the nearest valid one. */
+export function checkKeys(name: string, o: object, known: readonly string[]): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const near = nearestName(key, known);
+    throw makeError(
+      'ERR_ARG',
+      `${name}: unknown option '${key}'${near ? `; did you mean '${near}'?` : ''} (expected one of ${known.map((k) => `'${k}'`).join(', ')})`,
+    );
+  }
+}
+
+/**
+ * Options objects: undefined becomes {}, anything else that is not a plain object is an error,
+ * and so is a key not in `known` (a typo would otherwise be silently ignored).
+ */
+export function options<T extends object>(name: string, v: unknown, known: readonly string[]): Partial<T> {
+  const o = optionsObject<T>(name, v);
+  checkKeys(name, o, known);
+  return o;
+}
+
+/** {@link options} without the key check, for a wrapper that hands the object to a function that checks them. */
+export function optionsObject<T extends object>(name: string, v: unknown): Partial<T> {
   if (v === undefined) return {};
   if (v === null || typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v)) fail('ERR_TYPE', name, 'an options object', v);
   return v as Partial<T>;

@@ -90,6 +90,16 @@ Napi::Value DeviceBuffer::copy_to_host(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// hostAlloc(bytes): an ArrayBuffer of `bytes` (uninitialised) over memory the addon owns
+// (napi/host_memory.h): what the TypeScript layer allocates op outputs from.
+Napi::Value Addon::host_alloc(const Napi::CallbackInfo& info) {
+  const double requested = info.Length() == 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(requested >= 1 && requested <= 9007199254740991.0 && requested == double(size_t(requested))))
+    throw make_error(info.Env(), "ERR_ARG", "hostAlloc: expected a byte count >= 1");
+  const size_t bytes = size_t(requested);
+  return host_memory->lend(info.Env(), host_memory->acquire(bytes), bytes);
+}
+
 Napi::Value Addon::device_alloc(const Napi::CallbackInfo& info) {
   return device_buffer_ctor.New({info[0], info[1]});
 }
@@ -177,19 +187,11 @@ struct LogSumExpJob {
     args.rows = integer(o, "rows");
     args.cols = integer(o, "cols");
     args.scale = float(number(o, "scale"));
-    if (DeviceBuffer* d = addon.as_device(info[0])) {
-      on_device = true;
-      args.x = d->require("scores");
-      if (d->bytes != size_t(args.rows * args.cols * dtype_size(args.dtype)))
-        fail("ERR_SHAPE", "scores: the device buffer does not match the shape");
-    } else {
-      const HostArray x = host_array(info[0], "scores", array_type_for(args.dtype));
-      if (x.length != size_t(args.rows * args.cols)) fail("ERR_SHAPE", "scores: length does not match the shape");
-      args.x = x.data;
-    }
-    const HostArray out = host_array(info[2], "out", napi_float32_array);
-    if (out.length != size_t(args.rows)) fail("ERR_SHAPE", "out: length does not match the rows");
-    args.out = static_cast<float*>(out.data);
+    const Operand x = operand(addon, info[0], "scores", args.dtype, args.rows * args.cols, Access::Read);
+    args.x = x.ptr;
+    on_device = x.device;
+    if (!info[2].IsTypedArray()) fail("ERR_TYPE", "out: expected a Float32Array");
+    args.out = optional_host<float>(addon, info[2], "out", napi_float32_array, args.rows);
     out_ref = Napi::Persistent(info[2]);
   }
   void execute() {

@@ -3,12 +3,16 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "../native/core/context.h"
 #include "../native/core/error.h"
 #include "args.h"
+#include "host_memory.h"
+#include "job.h"
 #include "ops.h"
 #ifdef FUSEDLOSS_CUDA
 #include "../cuda/runtime.h"
@@ -68,6 +72,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("backendInfo", &Addon::backend_info),
                              InstanceMethod("deviceAlloc", &Addon::device_alloc),
                              InstanceMethod("memcpy", &Addon::memcpy_),
+                             InstanceMethod("hostAlloc", &Addon::host_alloc),
                              InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
                              InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
                              InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
@@ -94,6 +99,12 @@ class Addon : public Napi::Addon<Addon> {
   Context ctx;
   Napi::FunctionReference device_buffer_ctor;
   std::shared_ptr<std::atomic<int64_t>> device_bytes = std::make_shared<std::atomic<int64_t>>(0);
+  std::shared_ptr<HostMemory> host_memory = std::make_shared<HostMemory>();
+  std::shared_ptr<InFlight> in_flight = std::make_shared<InFlight>();
+  // While run_job builds a Job (main thread, no JS runs): the Keep its arguments go into, and
+  // whether the call is async (its host memory staged). Null otherwise.
+  Keep* call = nullptr;
+  bool call_async = false;
 
   // The device pointer behind a DeviceBuffer argument, or nullptr when `v` is not one.
   DeviceBuffer* as_device(const Napi::Value& v) {
@@ -112,6 +123,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value backend_info(const Napi::CallbackInfo& info);
   Napi::Value device_alloc(const Napi::CallbackInfo& info);
   Napi::Value memcpy_(const Napi::CallbackInfo& info);
+  Napi::Value host_alloc(const Napi::CallbackInfo& info);
   Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
   Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
   // Forwards a JS call to an op binding (napi/ops.h), sync or async.
@@ -121,33 +133,60 @@ class Addon : public Napi::Addon<Addon> {
   }
 };
 
+// The memory an op uses for host array `v` (viewed as `h`), recorded in the call's Keep. A sync
+// call uses the array itself. An async call uses memory that stays valid until its job is
+// done whatever JS does meanwhile (napi/job.h): the array itself when the addon lent it (the
+// job holds its block), else a block staged for it: an input copied now, an output copied
+// into the array when the job completes.
+inline void* hold_host(Addon& addon, const Napi::Value& v, const HostArray& h, const std::string& name, Access access) {
+  Keep* call = addon.call;
+  if (!call || h.bytes == 0) return h.data;
+  const char* p = static_cast<const char*>(h.data);
+  call->spans.push_back({p, p + h.bytes, access, name});
+  if (!addon.call_async) return h.data;
+  if (HostMemory::Block lent = addon.host_memory->find(h.buffer)) {
+    call->pins.push_back(std::move(lent));
+    return h.data;
+  }
+  HostMemory::Block staged = addon.host_memory->acquire(h.bytes);
+  // A plain memcpy: the pool may be busy with other jobs, and the main thread must not wait for them.
+  if (access == Access::Read)
+    std::memcpy(staged.get(), h.data, h.bytes);
+  else
+    call->copy_backs.push_back({Napi::Persistent(v), staged, h.bytes});
+  call->pins.push_back(staged);
+  return staged.get();
+}
+
 // A tensor argument: a host TypedArray or a DeviceBuffer, checked against the element count.
 struct Operand {
   void* ptr = nullptr;
   bool device = false;
 };
 
-inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count) {
+inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count, Access access) {
   if (DeviceBuffer* d = addon.as_device(v)) {
     if (d->bytes != size_t(count * dtype_size(dtype)))
       fail("ERR_SHAPE", std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
                             " bytes, received " + std::to_string(d->bytes));
-    return {d->require(name), true};
+    void* ptr = d->require(name);
+    if (addon.call) addon.call->spans.push_back({static_cast<const char*>(ptr), static_cast<const char*>(ptr) + d->bytes, access, name});
+    return {ptr, true};
   }
   const HostArray h = host_array(v, name, array_type_for(dtype));
   if (int64_t(h.length) != count)
     fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
-  return {h.data, false};
+  return {hold_host(addon, v, h, name, access), false};
 }
 
-// An optional host array argument (undefined or null → nullptr).
+// An optional host array argument (undefined or null → nullptr); a const T is read, else written.
 template <class T>
-T* optional_host(const Napi::Value& v, const char* name, napi_typedarray_type type, int64_t count) {
+T* optional_host(Addon& addon, const Napi::Value& v, const char* name, napi_typedarray_type type, int64_t count) {
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   const HostArray h = host_array(v, name, type);
   if (int64_t(h.length) != count)
     fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
-  return static_cast<T*>(h.data);
+  return static_cast<T*>(hold_host(addon, v, h, name, std::is_const_v<T> ? Access::Read : Access::Write));
 }
 
 }  // namespace fl::napi

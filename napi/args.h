@@ -26,6 +26,8 @@ inline const char* typed_array_name(napi_typedarray_type t) {
 struct HostArray {
   void* data = nullptr;
   size_t length = 0;  // elements
+  size_t bytes = 0;
+  const void* buffer = nullptr;  // the start of its ArrayBuffer's memory
   napi_typedarray_type type = napi_float32_array;
 };
 
@@ -42,6 +44,8 @@ inline HostArray host_array(const Napi::Value& v, const char* name, napi_typedar
   HostArray h;
   h.data = static_cast<char*>(buf.Data()) + ta.ByteOffset();
   h.length = ta.ElementLength();
+  h.bytes = ta.ByteLength();
+  h.buffer = buf.Data();
   h.type = want;
   return h;
 }

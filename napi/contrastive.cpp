@@ -26,7 +26,7 @@ bool read_common(const Napi::CallbackInfo& info, Addon& addon, ContrastiveCommon
   c.dtype = dtype(o);
   c.rows = integer(o, "rows");
   c.cols = integer(o, "cols");
-  const Operand scores = operand(addon, info[0], "scores", c.dtype, c.rows * c.cols);
+  const Operand scores = operand(addon, info[0], "scores", c.dtype, c.rows * c.cols, Access::Read);
   c.scores = scores.ptr;
   c.scale = float(number(o, "scale"));
   const int64_t red = integer(o, "reduction");
@@ -34,16 +34,16 @@ bool read_common(const Napi::CallbackInfo& info, Addon& addon, ContrastiveCommon
   c.reduction = Reduction(red);
   c.grad_float32 = o.Get("gradFloat32").ToBoolean();
   c.want_dscale = o.Get("wantDScale").ToBoolean();
-  positives = csr_arg(info[2], "positives", c.rows, c.cols, true);
-  exclude = csr_arg(info[3], "exclude", c.rows, c.cols, true);
+  positives = csr_arg(addon, info[2], "positives", c.rows, c.cols, true);
+  exclude = csr_arg(addon, info[3], "exclude", c.rows, c.cols, true);
   if (exclude.weights) fail("ERR_ARG", "exclude.weights: expected none (exclusions are unweighted)");
-  c.grad_output = optional_host<const float>(info[4], "gradOutput", napi_float32_array, c.rows);
+  c.grad_output = optional_host<const float>(addon, info[4], "gradOutput", napi_float32_array, c.rows);
   if (!info[5].IsUndefined() && !info[5].IsNull()) {
-    const Operand g = operand(addon, info[5], "grad", c.grad_float32 ? DType::Float32 : c.dtype, c.rows * c.cols);
+    const Operand g = operand(addon, info[5], "grad", c.grad_float32 ? DType::Float32 : c.dtype, c.rows * c.cols, Access::Write);
     if (g.device != scores.device) fail("ERR_DEVICE", "grad: expected the same device as the scores");
     c.grad = g.ptr;
   }
-  c.row_loss = optional_host<float>(info[6], "rowLoss", napi_float32_array, c.rows);
+  c.row_loss = optional_host<float>(addon, info[6], "rowLoss", napi_float32_array, c.rows);
   if (!c.row_loss && c.rows > 0) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   return scores.device;
 }

@@ -27,10 +27,10 @@ struct CrossEntropyJob {
     a.dtype = dtype(o);
     a.rows = integer(o, "rows");
     a.cols = integer(o, "cols");
-    const Operand logits = operand(addon, info[0], "logits", a.dtype, a.rows * a.cols);
+    const Operand logits = operand(addon, info[0], "logits", a.dtype, a.rows * a.cols, Access::Read);
     a.logits = logits.ptr;
     on_device = logits.device;
-    a.labels = optional_host<const int32_t>(info[1], "labels", napi_int32_array, a.rows);
+    a.labels = optional_host<const int32_t>(addon, info[1], "labels", napi_int32_array, a.rows);
     if (!a.labels && a.rows > 0) fail("ERR_TYPE", "labels: expected an Int32Array");
     a.ignore_index = int32_t(number(o, "ignoreIndex"));
     a.scale = float(number(o, "scale"));
@@ -42,15 +42,15 @@ struct CrossEntropyJob {
     a.reduction = Reduction(red);
     a.grad_float32 = o.Get("gradFloat32").ToBoolean();
     a.want_dscale = o.Get("wantDScale").ToBoolean();
-    a.class_weights = optional_host<const float>(info[3], "classWeights", napi_float32_array, a.cols);
-    a.grad_output = optional_host<const float>(info[4], "gradOutput", napi_float32_array, a.rows);
+    a.class_weights = optional_host<const float>(addon, info[3], "classWeights", napi_float32_array, a.cols);
+    a.grad_output = optional_host<const float>(addon, info[4], "gradOutput", napi_float32_array, a.rows);
     if (!info[5].IsUndefined() && !info[5].IsNull()) {
-      const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.dtype, a.rows * a.cols);
+      const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.dtype, a.rows * a.cols, Access::Write);
       if (g.device != on_device) fail("ERR_DEVICE", "grad: expected the same device as the logits");
       a.grad = g.ptr;
     }
-    a.row_loss = optional_host<float>(info[6], "rowLoss", napi_float32_array, a.rows);
-    a.lse = optional_host<float>(info[7], "lse", napi_float32_array, a.rows);
+    a.row_loss = optional_host<float>(addon, info[6], "rowLoss", napi_float32_array, a.rows);
+    a.lse = optional_host<float>(addon, info[7], "lse", napi_float32_array, a.rows);
     if (!a.row_loss && a.rows > 0) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   }
 

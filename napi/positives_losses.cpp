@@ -32,11 +32,11 @@ struct PositivesLossJob {
     a.dtype = dtype(o);
     a.rows = integer(o, "rows");
     a.cols = integer(o, "cols");
-    const Operand scores = operand(addon, info[0], "scores", a.dtype, a.rows * a.cols);
+    const Operand scores = operand(addon, info[0], "scores", a.dtype, a.rows * a.cols, Access::Read);
     a.scores = scores.ptr;
     on_device = scores.device;
-    a.positives = csr_arg(info[1], "positives", a.rows, a.cols, false);
-    a.exclude = csr_arg(info[3], "exclude", a.rows, a.cols, true);
+    a.positives = csr_arg(addon, info[1], "positives", a.rows, a.cols, false);
+    a.exclude = csr_arg(addon, info[3], "exclude", a.rows, a.cols, true);
     if (a.exclude.weights) fail("ERR_ARG", "exclude.weights: expected none (exclusions are unweighted)");
     a.scale = float(number(o, "scale"));
     const int64_t red = integer(o, "reduction");
@@ -44,13 +44,13 @@ struct PositivesLossJob {
     a.reduction = Reduction(red);
     a.grad_float32 = o.Get("gradFloat32").ToBoolean();
     a.want_dscale = o.Get("wantDScale").ToBoolean();
-    a.grad_output = optional_host<const float>(info[4], "gradOutput", napi_float32_array, a.rows);
+    a.grad_output = optional_host<const float>(addon, info[4], "gradOutput", napi_float32_array, a.rows);
     if (!info[5].IsUndefined() && !info[5].IsNull()) {
-      const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.dtype, a.rows * a.cols);
+      const Operand g = operand(addon, info[5], "grad", a.grad_float32 ? DType::Float32 : a.dtype, a.rows * a.cols, Access::Write);
       if (g.device != on_device) fail("ERR_DEVICE", "grad: expected the same device as the scores");
       a.grad = g.ptr;
     }
-    a.row_loss = optional_host<float>(info[6], "rowLoss", napi_float32_array, a.rows);
+    a.row_loss = optional_host<float>(addon, info[6], "rowLoss", napi_float32_array, a.rows);
     if (!a.row_loss && a.rows > 0) fail("ERR_TYPE", "rowLoss: expected a Float32Array");
   }
 

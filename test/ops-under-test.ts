@@ -8,6 +8,7 @@
 // heavy input (tens of ms of work) and a small one.
 import fc from 'fast-check';
 import { makeRng, randomScores } from '../scripts/lib/random.mjs';
+import { native } from '../dist/native.js';
 import { fl } from './helpers';
 import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, refSoftmaxCrossEntropy, type RefPositives, type RefResult } from './reference/index.js';
 import { dclwWeights, diagonalPositives, refDecoupledContrastive, refInfoNCE } from './reference/index.js';
@@ -52,6 +53,23 @@ export interface OpUnderTest<C, I> {
 }
 
 // ---------- shared pieces ----------
+
+/**
+ * A copy of `x` in memory the addon owns (as every op output is): what a training loop hands
+ * back to the next call. Async calls use it in place; a caller's own array they copy first
+ * (napi/job.h), which the heavy inputs below avoid so that the event-loop tests time the ops.
+ */
+export function inAddonMemory(x: Float32Array): Float32Array {
+  const a = new Float32Array(native().addon.hostAlloc(Math.max(4, x.byteLength)), 0, x.length);
+  a.set(x);
+  return a;
+}
+
+/** Float32 scores of a heavy input, in addon memory. */
+function heavyScores(x: Float32Array, rows: number, cols: number): Scores {
+  const data = inAddonMemory(x);
+  return { arg: fl.tensor(data, [rows, cols]), formOpts: {}, data, dtype: 'float32', rows, cols, values: x };
+}
 
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
 /** How scores are handed over: a Tensor, a { dtype, shape, data } object, or a bare array with opts.shape. */
@@ -180,6 +198,7 @@ export function optionMutations<I extends { opts: Record<string, unknown> }>(): 
     opt('scale NaN', 'ERR_ARG', { scale: Number.NaN }),
     opt('scale Infinity', 'ERR_ARG', { scale: Infinity }),
     opt('scale as a string', 'ERR_ARG', { scale: '2' }),
+    opt('an option name with a typo', 'ERR_ARG', { scael: 2 }),
     { name: 'options not an object', code: 'ERR_TYPE', apply: (i) => ({ ...i, opts: 'fast' as unknown as Record<string, unknown> }) },
     { name: 'options an array', code: 'ERR_TYPE', apply: (i) => ({ ...i, opts: [] as unknown as Record<string, unknown> }) },
   ];
@@ -274,7 +293,7 @@ const logSumExp: OpUnderTest<ScoresCase & { scale?: number }, LseInputs> = {
     const rng = makeRng(7);
     const x = new Float32Array(rows * cols);
     for (let i = 0; i < x.length; i++) x[i] = rng.u() * 8 - 4;
-    return { s: { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x }, opts: {} };
+    return { s: heavyScores(x, rows, cols), opts: {} };
   },
   small: () => logSumExp.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2 }),
 };
@@ -402,8 +421,8 @@ const softmaxCrossEntropy: OpUnderTest<CeCase, CeInputs> = {
     const rows = 128, cols = 32771;
     const x = randomScores(makeRng(11), rows, cols, 'normal');
     const labels = Int32Array.from({ length: rows }, (_, r) => (r * 7919) % cols);
-    const out = fl.tensor(new Float32Array(rows * cols), [rows, cols]);
-    return { s: { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x }, labels, opts: { out } };
+    const out = fl.tensor(inAddonMemory(new Float32Array(rows * cols)), [rows, cols]);
+    return { s: heavyScores(x, rows, cols), labels, opts: { out } };
   },
   small: () => softmaxCrossEntropy.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, labelSmoothing: 0.1, zLoss: 1e-4, softcap: 30, classWeights: true, ignoreSome: true, reduction: 'none' }),
 };
@@ -533,8 +552,8 @@ function positivesOp(name: string, fn: PositivesFn, fnAsync: (...a: Parameters<P
       const rng = makeRng(9);
       const x = randomScores(rng, rows, cols, 'normal');
       const positives = randomPositives(makeRefRng(9), rows, cols, { min: 3, max: 3 });
-      const out = fl.tensor(new Float32Array(rows * cols), [rows, cols]);
-      return { s: { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x }, positives, opts: { out } };
+      const out = fl.tensor(inAddonMemory(new Float32Array(rows * cols)), [rows, cols]);
+      return { s: heavyScores(x, rows, cols), positives, opts: { out } };
     },
     small: () => op.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, maxPositives: 3, weighted: true, exclude: true, reduction: 'none' }),
   };
@@ -685,8 +704,8 @@ const softTopKLossOp: OpUnderTest<TopKCase, TopKInputs> = {
     const rng = makeRng(8);
     const x = new Float32Array(rows * cols);
     for (let j = 0; j < x.length; j++) x[j] = rng.normal() * 3;
-    const s: Scores = { arg: fl.tensor(x, [rows, cols]), formOpts: {}, data: x, dtype: 'float32', rows, cols, values: x };
-    return { s, positives: topKPositives(rows, cols, 2), opts: { k: 5, alpha: 2, out: fl.tensor(new Float32Array(rows * cols), [rows, cols]) } };
+    const s: Scores = heavyScores(x, rows, cols);
+    return { s, positives: topKPositives(rows, cols, 2), opts: { k: 5, alpha: 2, out: fl.tensor(inAddonMemory(new Float32Array(rows * cols)), [rows, cols]) } };
   },
   small: () => softTopKLossOp.make({ rows: 3, cols: 29, dtype: 'bfloat16', kind: 'normal', form: 'tensor', seed: 3, k: 3, alpha: 2, positivesSeed: 5 }),
 };
@@ -853,8 +872,8 @@ function contrastiveOp(name: 'infoNCE' | 'decoupledContrastive'): OpUnderTest<Co
       // cores. The gradient goes into a reused `out`, as in a training loop.
       const n = 2048;
       const x = randomScores(makeRng(9), n, n, 'normal');
-      const out = fl.tensor(new Float32Array(n * n), [n, n]);
-      return { s: { arg: fl.tensor(x, [n, n]), formOpts: {}, data: x, dtype: 'float32', rows: n, cols: n, values: x }, opts: dcl ? { out, scale: 20 } : { out, scale: 20, symmetric: true } };
+      const out = fl.tensor(inAddonMemory(new Float32Array(n * n)), [n, n]);
+      return { s: heavyScores(x, n, n), opts: dcl ? { out, scale: 20 } : { out, scale: 20, symmetric: true } };
     },
     small: () =>
       op.make({ rows: 7, cols: 97, dtype: 'bfloat16', kind: 'peaked', form: 'tensor', seed: 3, scale: 2, variant: 'csr', exclude: true, weighted: true, sigma: dcl ? 0.5 : undefined, reduction: 'none' }),

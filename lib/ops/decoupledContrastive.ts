@@ -5,9 +5,10 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type DecoupledContrastiveArgs } from '../native';
-import { fail, options, positiveFinite } from '../validate';
+import { preparingAsync } from '../outputs';
+import { fail, optionKeys, options, positiveFinite } from '../validate';
 
 export interface DecoupledContrastiveOptions extends LossOptions {
   /**
@@ -30,11 +31,13 @@ export interface DecoupledContrastiveOptions extends LossOptions {
   exclude?: Positives;
 }
 
+const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<DecoupledContrastiveOptions, keyof LossOptions>>({ weighting: true, positives: true, exclude: true })];
+
 function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefined) {
-  const { p, o } = prepareLoss('decoupledContrastive', scores, opts);
+  const { p, o } = prepareLoss('decoupledContrastive', scores, opts, KEYS);
   let sigma = 0;
   if (o.weighting !== undefined) {
-    const w = options<{ sigma?: number }>('opts.weighting', o.weighting);
+    const w = options<{ sigma?: number }>('opts.weighting', o.weighting, ['sigma']);
     sigma = positiveFinite('opts.weighting.sigma', w.sigma, 0.5);
   }
   let positives;
@@ -70,6 +73,6 @@ export function decoupledContrastive<O extends DecoupledContrastiveOptions | und
 
 /** {@link decoupledContrastive} on a worker thread, leaving the event loop free. */
 export async function decoupledContrastiveAsync<O extends DecoupledContrastiveOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
-  const { p, args } = prepare(scores, opts);
+  const { p, args } = preparingAsync(() => prepare(scores, opts));
   return runLossAsync(p, () => callAsync((a) => a.decoupledContrastiveAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -4,9 +4,10 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type InfoNCEArgs } from '../native';
-import { bool, fail } from '../validate';
+import { preparingAsync } from '../outputs';
+import { bool, fail, optionKeys } from '../validate';
 
 export interface InfoNCEOptions extends LossOptions {
   /**
@@ -36,8 +37,10 @@ export interface InfoNCEOptions extends LossOptions {
   exclude?: Positives;
 }
 
+const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<InfoNCEOptions, keyof LossOptions>>({ symmetric: true, positives: true, exclude: true })];
+
 function prepare(scores: ScoresInput, opts: InfoNCEOptions | undefined) {
-  const { p, o } = prepareLoss('infoNCE', scores, opts);
+  const { p, o } = prepareLoss('infoNCE', scores, opts, KEYS);
   const symmetric = bool('opts.symmetric', o.symmetric, false);
   if (symmetric && (o.positives !== undefined || o.exclude !== undefined))
     fail('ERR_ARG', 'opts.symmetric', 'the diagonal positives and no exclusions (CLIP)', `#${o.positives !== undefined ? 'opts.positives' : 'opts.exclude'} as well`);
@@ -70,6 +73,6 @@ export function infoNCE<O extends InfoNCEOptions | undefined = undefined>(scores
 
 /** {@link infoNCE} on a worker thread, leaving the event loop free. */
 export async function infoNCEAsync<O extends InfoNCEOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
-  const { p, args } = prepare(scores, opts);
+  const { p, args } = preparingAsync(() => prepare(scores, opts));
   return runLossAsync(p, () => callAsync((a) => a.infoNCEAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -3,10 +3,11 @@
  * in one read of the scores (the first pass every softmax loss makes).
  * @module
  */
+import { checkScaledOverflow } from '../loss';
 import { call, callAsync } from '../native';
-import { outputF32 } from '../outputs';
+import { outputF32, preparingAsync } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
-import { options, positiveFinite } from '../validate';
+import { optionKeys, options, positiveFinite } from '../validate';
 
 export interface LogSumExpOptions {
   /** Multiplies the scores first (1/temperature). Default 1. */
@@ -17,12 +18,20 @@ export interface LogSumExpOptions {
   dtype?: DType;
 }
 
+const KEYS = optionKeys<LogSumExpOptions>({ scale: true, shape: true, dtype: true });
+
 function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts: LogSumExpOptions | undefined) {
-  const o = options<LogSumExpOptions>('logSumExp(): opts', opts);
+  const o = options<LogSumExpOptions>('logSumExp(): opts', opts, KEYS);
   const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };
-  return { input: t.nativeInput('scores'), args, out: outputF32(rows) };
+  const out = outputF32(rows);
+  // An overflow of scale·x gives NaN rows: refused with the entry named (checkScaledOverflow).
+  const checked = (lse: Float32Array) => {
+    if (lse.some(Number.isNaN)) checkScaledOverflow(t, 'scores', scale);
+    return lse;
+  };
+  return { input: t.nativeInput('scores'), args, out, checked };
 }
 
 /**
@@ -32,11 +41,11 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
  */
 export function logSumExp(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Float32Array {
   const p = prepare(scores, opts);
-  return call((a) => a.logSumExp(p.input, p.args, p.out));
+  return p.checked(call((a) => a.logSumExp(p.input, p.args, p.out)));
 }
 
 /** {@link logSumExp} on a worker thread; the event loop stays free. */
 export async function logSumExpAsync(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Promise<Float32Array> {
-  const p = prepare(scores, opts);
-  return callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out));
+  const p = preparingAsync(() => prepare(scores, opts));
+  return p.checked(await callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out)));
 }

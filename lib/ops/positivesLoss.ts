@@ -5,8 +5,10 @@
  * @module
  */
 import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
 import { call, callAsync, type PositivesLossArgs } from '../native';
+import { preparingAsync } from '../outputs';
+import { optionKeys } from '../validate';
 
 /** Options of the losses over CSR positives. */
 export interface PositivesLossOptions extends LossOptions {
@@ -18,10 +20,12 @@ export interface PositivesLossOptions extends LossOptions {
   exclude?: Positives;
 }
 
+const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<PositivesLossOptions, keyof LossOptions>>({ exclude: true })];
+
 type Method = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy';
 
 function prepare(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined) {
-  const { p, o } = prepareLoss(fn, scores, opts);
+  const { p, o } = prepareLoss(fn, scores, opts, KEYS);
   const pos: NativeCsr = csr('positives', positives, p.rows, p.cols);
   const exclude = excludeArg(o.exclude, p.rows, p.cols, pos);
   const args: PositivesLossArgs = [p.input, pos, p.common, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
@@ -36,6 +40,6 @@ export function positivesLoss(fn: Method, scores: ScoresInput, positives: Positi
 
 /** @internal The async twin of {@link positivesLoss}. */
 export async function positivesLossAsync(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined): Promise<LossResult> {
-  const { p, args } = prepare(fn, scores, positives, opts);
+  const { p, args } = preparingAsync(() => prepare(fn, scores, positives, opts));
   return runLossAsync(p, () => callAsync((a) => a[`${fn}Async`](...args)));
 }

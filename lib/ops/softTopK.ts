@@ -7,10 +7,10 @@
 import { excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
 import { call, callAsync, type NativeTopKSolve } from '../native';
-import { outputF32, outputHost } from '../outputs';
+import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from '../tensor';
 import type { ScoresInput } from '../loss';
-import { fail, float32Array, oneOf, options, positiveFinite } from '../validate';
+import { fail, float32Array, oneOf, optionKeys, options, positiveFinite } from '../validate';
 
 /** How many entries each row keeps: one k for every row, or one per row. */
 export type TopK = number | Int32Array;
@@ -98,8 +98,10 @@ export function kArg(name: string, k: unknown, rows: number, cols: number, exclu
   return fail('ERR_TYPE', name, 'an integer or an Int32Array of length B', k);
 }
 
+const KEYS = optionKeys<SoftTopKOptions>({ alpha: true, tol: true, maxIter: true, exclude: true, output: true, shape: true, dtype: true });
+
 function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions | undefined) {
-  const o = options<SoftTopKOptions & Record<string, unknown>>('softTopK(): opts', optsArg) as Record<string, unknown>;
+  const o = options<SoftTopKOptions & Record<string, unknown>>('softTopK(): opts', optsArg, KEYS) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, 'scores', o.shape as number[] | undefined, o.dtype as DType | undefined);
   const output = oneOf('opts.output', o.output, ['prob', 'log'] as const, 'prob');
   const { alpha, tol, maxIter, exclude } = solveOptions(o, rows, cols, 1);
@@ -174,7 +176,7 @@ export function softTopK(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): 
 
 /** {@link softTopK} on a worker thread, leaving the event loop free (its vjp is synchronous). */
 export async function softTopKAsync(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): Promise<SoftTopKResult> {
-  const { args, result, abandon } = prepare(scores, k, opts);
+  const { args, result, abandon } = preparingAsync(() => prepare(scores, k, opts));
   try {
     await callAsync((a) => a.softTopKAsync(...args));
   } catch (e) {

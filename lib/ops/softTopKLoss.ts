@@ -4,9 +4,11 @@
  * @module
  */
 import { csr, type Positives } from '../csr';
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync, type SoftTopKLossArgs } from '../native';
+import { preparingAsync } from '../outputs';
 import { kArg, solveOptions, type TopK } from './softTopK';
+import { optionKeys } from '../validate';
 
 export interface SoftTopKLossOptions extends LossOptions {
   /**
@@ -28,8 +30,10 @@ export interface SoftTopKLossOptions extends LossOptions {
   exclude?: Positives;
 }
 
+const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<SoftTopKLossOptions, keyof LossOptions>>({ k: true, alpha: true, tol: true, maxIter: true, exclude: true })];
+
 function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOptions | undefined) {
-  const { p, o } = prepareLoss('softTopKLoss', scores, opts);
+  const { p, o } = prepareLoss('softTopKLoss', scores, opts, KEYS);
   const pos = csr('positives', positives, p.rows, p.cols);
   const { alpha, tol, maxIter, exclude } = solveOptions(o, p.rows, p.cols, 2, pos);
   const noPositives = (i: number) => pos.rowPtr[i] === pos.rowPtr[i + 1];
@@ -65,6 +69,6 @@ export function softTopKLoss<O extends SoftTopKLossOptions | undefined = undefin
 
 /** {@link softTopKLoss} on a worker thread, leaving the event loop free. */
 export async function softTopKLossAsync<O extends SoftTopKLossOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
-  const { p, args } = prepare(scores, positives, opts);
+  const { p, args } = preparingAsync(() => prepare(scores, positives, opts));
   return runLossAsync(p, () => callAsync((a) => a.softTopKLossAsync(...args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -3,10 +3,10 @@
  * in one call, with torch `F.cross_entropy` semantics (SPEC 3.1).
  * @module
  */
-import { type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
+import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
 import { call, callAsync } from '../native';
-import { outputF32 } from '../outputs';
-import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, positiveFinite } from '../validate';
+import { outputF32, preparingAsync } from '../outputs';
+import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, positiveFinite } from '../validate';
 
 export interface SoftmaxCrossEntropyOptions extends LossOptions {
   /** A label equal to this marks the row ignored: loss 0, gradient 0, and it leaves the 'mean' denominator. Default −100 (torch). */
@@ -28,8 +28,13 @@ export interface SoftmaxCrossEntropyResult extends LossResult {
   lse?: Float32Array;
 }
 
+const KEYS = [
+  ...LOSS_OPTION_KEYS,
+  ...optionKeys<Omit<SoftmaxCrossEntropyOptions, keyof LossOptions>>({ ignoreIndex: true, labelSmoothing: true, classWeights: true, zLoss: true, softcap: true, returnLse: true }),
+];
+
 function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntropyOptions | undefined) {
-  const { p, o } = prepareLoss('softmaxCrossEntropy', logits, opts, 'logits');
+  const { p, o } = prepareLoss('softmaxCrossEntropy', logits, opts, KEYS, 'logits');
   const lbl = int32Array('labels', labels, p.rows);
   const ignoreIndex = o.ignoreIndex === undefined ? -100 : o.ignoreIndex;
   if (typeof ignoreIndex !== 'number' || !Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31)
@@ -71,6 +76,6 @@ export function softmaxCrossEntropy<O extends SoftmaxCrossEntropyOptions | undef
 
 /** {@link softmaxCrossEntropy} on a worker thread, leaving the event loop free. */
 export async function softmaxCrossEntropyAsync<O extends SoftmaxCrossEntropyOptions | undefined = undefined>(logits: ScoresInput, labels: Int32Array, opts?: O): Promise<WithGrad<SoftmaxCrossEntropyResult, O>> {
-  const { p, args, extra } = prepare(logits, labels, opts);
+  const { p, args, extra } = preparingAsync(() => prepare(logits, labels, opts));
   return runLossAsync(p, () => callAsync((a) => a.softmaxCrossEntropyAsync(...args)), extra) as Promise<WithGrad<SoftmaxCrossEntropyResult, O>>;
 }

@@ -38,7 +38,7 @@ const dtypes = ['float32', 'float16', 'bfloat16'];
 const rows = [];
 let failed = 0;
 
-const host = (v) => (v && v.dtype ? fl.toFloat32(fl.toHost(v).data(), v.dtype) : v);
+const host = (v) => (v && v.dtype ? fl.toFloat32(fl.toHost(v).data, v.dtype) : v);
 
 // Relative error over the finite entries; non-finite entries must agree exactly (−inf, +inf, NaN).
 function compare(a, b) {
@@ -79,7 +79,7 @@ function record(label, fn) {
 function parity(op, inputs, tol) {
   const clone = () => {
     const t = inputs.scores;
-    return fl.tensor(t.data().slice(), t.shape, { dtype: t.dtype });
+    return fl.tensor(t.data.slice(), t.shape, { dtype: t.dtype });
   };
   const dev = op.run(fl, { ...inputs, scores: clone() }, gpu);
   const cpu = op.run(fl, { ...inputs, scores: clone() }, 'cpu');
@@ -220,7 +220,7 @@ function edges() {
   record('edges softTopKLoss excluded outlier 1e4', () => {
     const inputs = topk.make(fl, makeRng(9), { rows: 3, cols: 4099, kind: 'normal', dtype: 'float32', opts: { k: 5, exclude: true } });
     const ex = inputs.opts.exclude;
-    const x = inputs.scores.data();
+    const x = inputs.scores.data;
     for (let r = 0; r < 3; r++) x[r * 4099 + ex.cols[ex.rowPtr[r]]] = 1e4;
     return parity(topk, inputs, 1e-4);
   });

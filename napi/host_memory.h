@@ -1,0 +1,165 @@
+// Host memory owned by the addon and lent to JS as external ArrayBuffers.
+//
+// Why: a plain ArrayBuffer's memory belongs to V8. Once JS detaches it (transfers it to a
+// worker, structuredClone with `transfer`), V8 frees it whenever the new owner lets go, and no
+// napi reference can keep it alive; an async job that still points into it would read or write
+// freed memory. Memory from here is a reference-counted Block instead: the ArrayBuffer holds
+// one reference (its finalizer drops it, whoever ends up owning the buffer), and every async
+// job that uses the memory holds another (napi/job.h). The memory goes back only when the
+// last one is dropped.
+//
+// It is also the fast allocator of op outputs: a block is handed out without a zero fill (every
+// output element is written by the op; the poison tests prove it), and freed blocks are kept in
+// a small pool keyed by size, so a training loop that drops each step's gradient gets the same
+// pages back next step instead of fresh zeroed pages from the kernel. Lent bytes are reported
+// to V8 (napi_adjust_external_memory) until taken back, so that GC runs, and finds dropped
+// outputs, at the rate the loop allocates them.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+namespace fl::napi {
+
+class HostMemory : public std::enable_shared_from_this<HostMemory> {
+ public:
+  using Block = std::shared_ptr<void>;
+
+  // The most bytes of freed blocks kept for reuse (per addon instance, so per worker_thread).
+  static constexpr size_t kPoolBytes = size_t(256) << 20;
+
+  HostMemory() = default;
+  HostMemory(const HostMemory&) = delete;
+  HostMemory& operator=(const HostMemory&) = delete;
+  ~HostMemory() {
+    for (auto& [bytes, p] : pool_) release(p, bytes);
+  }
+
+  // A block of at least `bytes` (uninitialised). Thread-safe: the last reference to a block may
+  // drop on any thread (a pool thread finishing a job, a finalizer).
+  Block acquire(size_t bytes) {
+    bytes = round_up(bytes);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pool_.find(bytes);
+      if (it != pool_.end()) {
+        p = it->second;
+        pool_.erase(it);
+        pooled_bytes_ -= bytes;
+      }
+    }
+    if (!p) p = allocate(bytes);
+    return Block(p, [self = shared_from_this(), bytes](void* q) { self->give_back(q, bytes); });
+  }
+
+  // An ArrayBuffer of `bytes` over `block`, which it keeps alive while JS can reach the buffer.
+  // Main thread only (as find and the finalizer).
+  Napi::ArrayBuffer lend(Napi::Env env, Block block, size_t bytes) {
+    reclaim();
+    void* data = block.get();
+    auto* lent = new Lent{std::move(block), shared_from_this(), bytes, Napi::Reference<Napi::ArrayBuffer>()};
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env e, void* d, Lent* l) {
+      l->memory->finalized(e, d, l);
+    }, lent);
+    lent->weak = Napi::Weak(ab);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lent_[data] = lent;
+    }
+    Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
+    return ab;
+  }
+
+  // The block behind the memory of an ArrayBuffer this instance lent, or null for any other.
+  Block find(const void* data) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = lent_.find(data);
+    return it == lent_.end() ? nullptr : it->second->block;
+  }
+
+ private:
+  struct Lent {
+    Block block;  // the buffer's reference; reset once JS can no longer reach the buffer
+    std::shared_ptr<HostMemory> memory;
+    size_t bytes;
+    Napi::Reference<Napi::ArrayBuffer> weak;  // empty once V8 collected the buffer
+  };
+
+  // Node runs the finalizer of an external ArrayBuffer on a later turn of the event loop, so in
+  // a synchronous training loop every step's gradient would stay allocated until the loop
+  // yields. Instead, each new lending first takes back the blocks of buffers V8 has already
+  // collected (their weak reference is empty): nothing in JS can reach that memory any more.
+  void reclaim() {
+    std::vector<Block> dropped;  // released outside the lock (their deleter takes it)
+    std::vector<Lent*> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = lent_.begin(); it != lent_.end();) {
+        if (it->second->weak.Value().IsEmpty()) {
+          done.push_back(it->second);
+          dropped.push_back(std::move(it->second->block));
+          it = lent_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (Lent* l : done) Napi::MemoryManagement::AdjustExternalMemory(l->weak.Env(), -int64_t(l->bytes));
+  }
+
+  void finalized(Napi::Env env, const void* data, Lent* l) {
+    bool counted = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = lent_.find(data);
+      if (it != lent_.end() && it->second == l) {  // not reclaimed yet
+        lent_.erase(it);
+        counted = true;
+      }
+    }
+    if (counted) Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(l->bytes));
+    delete l;  // drops the buffer's reference, if reclaim() did not; a job in flight may hold another
+  }
+
+  static constexpr size_t kAlign = 64;
+  // Large blocks start on a 2 MiB boundary, so that transparent huge pages (when the system
+  // enables them for every mapping) can back them. No madvise(MADV_HUGEPAGE): with the common
+  // defrag=madvise setting it makes each first touch compact memory synchronously (seen here:
+  // 300 ms for 32 MiB on a busy machine).
+  static constexpr size_t kHuge = size_t(2) << 20;
+
+  static size_t round_up(size_t bytes) { return bytes < kHuge ? (bytes + kAlign - 1) / kAlign * kAlign : (bytes + kHuge - 1) / kHuge * kHuge; }
+  static std::align_val_t alignment(size_t bytes) { return std::align_val_t(bytes < kHuge ? kAlign : kHuge); }
+
+  static void* allocate(size_t bytes) {
+    void* p = ::operator new(bytes, alignment(bytes));
+    return p;
+  }
+  static void release(void* p, size_t bytes) { ::operator delete(p, alignment(bytes)); }
+
+  void give_back(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pooled_bytes_ + bytes <= kPoolBytes) {
+        pool_.emplace(bytes, p);
+        pooled_bytes_ += bytes;
+        return;
+      }
+    }
+    release(p, bytes);
+  }
+
+  std::mutex mu_;
+  std::unordered_map<const void*, Lent*> lent_;  // by data pointer; a block is lent to one buffer at a time
+  std::multimap<size_t, void*> pool_;
+  size_t pooled_bytes_ = 0;
+};
+
+}  // namespace fl::napi
