@@ -71,7 +71,8 @@ struct TopKGradTile {
   const void* x;
   void* g;  // null: the dScale share only
   int64_t n;
-  float scale, alpha, t, coef;
+  float scale, alpha, t;
+  float log_coef, coef_sign;  // g = coef_sign·scale·e^{log_coef}·p(1 − p) (see topk_grad)
 };
 using TopKStatsFn = TopKTileStats (*)(const void* x, int64_t n);
 using TopKSumsFn = TopKSums (*)(const TopKSumsTile&);
@@ -89,7 +90,7 @@ struct TopKVjpTile {
   void* g;             // pass 2 only
   int64_t n;
   float scale, alpha, t;
-  float factor;        // pass 2 only: the row's G/V
+  float log_factor, factor_sign;  // pass 2 only: log|α·G/V| of the row and its sign
 };
 struct TopKVjpSums {
   double v, g;  // Σ α·p(1 − p) and Σ own (see topk_vjp_sums)

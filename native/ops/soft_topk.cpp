@@ -38,6 +38,24 @@ void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
   else store<bf16_t>(g, i, v);
 }
 
+// σ(a) and σ(−a) in double from an fp32 argument: a saturated positive's 1 − p, and the
+// p(1 − p) of the backward, lie far below fp32's range on rows whose top entries saturate.
+struct SigmoidPairD {
+  double p, q;
+};
+SigmoidPairD sigmoid_pair_d(double a) {
+  const double e = std::exp(-std::fabs(a)), r = 1 / (1 + e);
+  return a >= 0 ? SigmoidPairD{r, e * r} : SigmoidPairD{e * r, r};
+}
+
+// A per-row factor c that multiplies p(1 − p) in a sweep, as log|c| and its sign: on a saturated
+// row c = U/V is as large as p(1 − p) is small, beyond fp32 (the sweeps form c·p(1 − p) in one
+// exp; see vscaled_term in soft_topk.inl).
+struct LogFactor {
+  float log_abs, sign;
+};
+LogFactor log_factor(double c) { return {float(std::log(std::fabs(c))), c < 0 ? -1.f : 1.f}; }
+
 struct RowState {
   TopKSolver s{};
   bool need = false;    // the row needs a threshold
@@ -133,9 +151,9 @@ class TopKRows {
     return per_row;
   }
 
-  // The dense gradient over [c0, c1) of row r (see topk_grad): coef·p(1 − p) at the columns
-  // that are in, 0 at excluded ones; returns Σ p(1 − p)·x for dScale.
-  double dense_grad(int64_t r, int64_t c0, int64_t c1, float coef, void* grad, bool grad_float32) const {
+  // The dense gradient over [c0, c1) of row r (see topk_grad): sign·scale·|c|·p(1 − p) at the
+  // columns that are in, 0 at excluded ones; returns Σ |c|·p(1 − p)·x for dScale.
+  double dense_grad(int64_t r, int64_t c0, int64_t c1, LogFactor coef, void* grad, bool grad_float32) const {
     const int64_t esize = grad_float32 ? 4 : dtype_size(p_.dtype);
     const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_float32 || p_.dtype == DType::Float32 ? 0 : 1];
     double d = 0;
@@ -147,7 +165,7 @@ class TopKRows {
     for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
       zero(c, a);
       void* g = grad ? static_cast<char*>(grad) + (r * p_.cols + a) * esize : nullptr;
-      d += fn(TopKGradTile{at(r, a), g, b - a, p_.scale, p_.alpha, t, coef});
+      d += fn(TopKGradTile{at(r, a), g, b - a, p_.scale, p_.alpha, t, coef.log_abs, coef.sign});
       c = b;
     });
     zero(c, c1);
@@ -262,28 +280,28 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
   const TopKVjpSumsFn sums = ctx.kernels->topk_vjp_sums[int(p.dtype)][log];
   const TopKVjpGradFn grad = ctx.kernels->topk_vjp_grad[int(p.dtype)][2 * log + grad_in_dtype];
   const int64_t esize = grad_in_dtype ? dtype_size(p.dtype) : 4;
-  auto tile = [&](int64_t r, int64_t c, int64_t n, float factor) {
+  auto tile = [&](int64_t r, int64_t c, int64_t n, LogFactor factor) {
     return TopKVjpTile{rows.at(r, c), a.grad_output + r * p.cols + c, static_cast<char*>(a.grad) + (r * p.cols + c) * esize,
-                       n, p.scale, p.alpha, a.threshold[r], factor};
+                       n, p.scale, p.alpha, a.threshold[r], factor.log_abs, factor.sign};
   };
   // Pass 1, per tile: V = α·Σp(1 − p) and G = Σ g·v ('prob') or Σ u, u = α·g·(1 − p) ('log').
   std::vector<TopKVjpSums> part(size_t(p.rows * tiles), TopKVjpSums{0.0, 0.0});
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
     TopKVjpSums& s = part[size_t(r * tiles + k)];
     for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
-      const TopKVjpSums t = sums(tile(r, u, w - u, 0.f));
+      const TopKVjpSums t = sums(tile(r, u, w - u, LogFactor{}));
       s.v += t.v;
       s.g += t.g;
     });
   });
-  std::vector<float> factor(size_t(p.rows));
+  std::vector<LogFactor> factor(size_t(p.rows));
   for (int64_t r = 0; r < p.rows; ++r) {
     double V = 0, G = 0;
     for (int64_t k = 0; k < tiles; ++k) {
       V += part[size_t(r * tiles + k)].v;
       G += part[size_t(r * tiles + k)].g;
     }
-    factor[size_t(r)] = float(topk_backward_factor(G, 1.0, V));
+    factor[size_t(r)] = log_factor(double(p.alpha) * topk_backward_factor(G, 1.0, V));  // v·G/V = α·p(1 − p)·G/V
   }
   // Pass 2: ∂/∂S_m = scale·(own_m − v_m·G/V), own = g·v or u; 0 at out and excluded entries.
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) {
@@ -307,7 +325,6 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   }
   TopKRows rows(ctx, p);
   std::vector<double> loss(size_t(p.rows), 0.0), dscale_fix(size_t(p.rows), 0.0);
-  std::vector<float> coef(size_t(p.rows), 0.f);
   std::vector<double> factor(size_t(p.rows), 0.0);
   const bool sweep = a.grad || a.want_dscale;
   const double alpha = p.alpha;
@@ -330,19 +347,24 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       const float xv = rows.x(r, col);
       const bool out = xv == -INFINITY;  // (an excluded positive was rejected above)
       if (w != 0) l -= w / n * (out ? -INFINITY : log_sigmoid_d(double(rows.arg(xv, t))));
-      if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
+      if (!out) U += alpha * (-c * w / n) * sigmoid_pair_d(rows.arg(xv, t)).q;
     }
     loss[size_t(r)] = l;
     factor[size_t(r)] = topk_backward_factor(U, alpha, topk_df(rows.row(r).s.at_t));
-    coef[size_t(r)] = float(-double(p.scale) * alpha * factor[size_t(r)]);
+  };
+  // The dense gradient is −scale·α·factor·p(1 − p): |c| = α·|factor|, sign −sign(factor).
+  auto dense_coef = [&](int64_t r) {
+    const LogFactor c = log_factor(alpha * factor[size_t(r)]);
+    return LogFactor{c.log_abs, -c.sign};
   };
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {
     if (!sweep) return 0.0;
     if (a.positives.begin(r) == a.positives.end(r)) {  // no positives: no loss, no gradient
-      if (a.grad) rows.dense_grad(r, c0, c1, 0.f, a.grad, a.grad_float32);
+      if (a.grad) rows.dense_grad(r, c0, c1, log_factor(0.0), a.grad, a.grad_float32);
       return 0.0;
     }
-    return rows.dense_grad(r, c0, c1, coef[size_t(r)], a.grad, a.grad_float32) * -alpha * factor[size_t(r)];
+    const LogFactor c = dense_coef(r);
+    return rows.dense_grad(r, c0, c1, c, a.grad, a.grad_float32) * c.sign;
   };
   // Positives' entries must be read before an in-place sweep overwrites them: read in prepare
   // (before the row's sweep), so in place works; the corrections below read the saved values.
@@ -364,9 +386,9 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       const float xv = pos_x[size_t(e)];
       if (xv == -INFINITY) continue;
       const double w = a.positives.weight(e);
-      const SigmoidPair s = sigmoid_pair(rows.arg(xv, t));
-      const double u = alpha * (-c * w / n) * double(s.q);
-      const double dz = u - alpha * double(s.p) * double(s.q) * f;
+      const SigmoidPairD s = sigmoid_pair_d(rows.arg(xv, t));
+      const double u = alpha * (-c * w / n) * s.q;
+      const double dz = u - alpha * s.p * s.q * f;
       if (a.grad) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + col, float(double(p.scale) * dz));
       fix += u * double(xv);
     }
