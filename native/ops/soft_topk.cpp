@@ -56,8 +56,31 @@ struct LogFactor {
 };
 LogFactor log_factor(double c) { return {float(std::log(std::fabs(c))), c < 0 ? -1.f : 1.f}; }
 
+// Candidate lists. After a row's first pass, a pass at t keeps the entries with |a| ≤ kCandWindow
+// (a = α(z + t)) and summarises the others per side by S1 = Σ e^{−|a|} and S2 = Σ e^{−2|a|}. While
+// the solver's t stays within kCandReach/α of that pass's t_g, every summarised entry has
+// |a| ≥ kCandWindow − kCandReach = 8.5, where p = e^a − e^{2a} + O(e^{3a}) (below; 1 − p alike
+// above) holds to e^{−17} ≈ 4e-8 relative, and p(1 − p) = e^a − 2e^{2a} to 3× that: so their
+// share of the sums at t is e^{d}S1 − e^{2d}S2 (d = α(t − t_g)), and a pass costs a sweep of the
+// candidates only: the same root as full passes, to fp32. Further away, the list is rebuilt;
+// a row whose candidates exceed a quarter of it (a flat row) keeps full passes.
+constexpr float kCandWindow = 12.f;
+constexpr double kCandReach = 3.5;
+constexpr int kMaxGathers = 3;
+enum class PassKind { Full, Gather, Candidates };
+
+struct TileCandidates {
+  std::vector<float> x;  // the candidates' scores as float32 (z = scale·x as in the full passes)
+  TopKGather g{};        // their count (> g.cap: overflowed) and the others' summary
+};
+
 struct RowState {
   TopKSolver s{};
+  bool gathered = false;     // the tiles' candidate lists are current, from a pass at t_g
+  bool full_only = false;    // candidates did not pay (or did not fit): full passes
+  int gathers = 0;
+  float t_g = 0;
+  bool below = false, above = false;  // entries were summarised below / above the window
   bool need = false;    // the row needs a threshold
   int64_t bad = -1;     // column of the first NaN/+inf
   int64_t n_in = 0;     // N_i
@@ -72,7 +95,7 @@ struct RowState {
 class TopKRows {
  public:
   TopKRows(Context& ctx, const SoftTopKProblem& p)
-      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), skip_(p.rows, Csr{}, p.exclude) {}
+      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), cands_(size_t(p.rows * tiles_)), skip_(p.rows, Csr{}, p.exclude) {}
 
   const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
   float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
@@ -104,10 +127,13 @@ class TopKRows {
           if (!start(r, st, need(r))) continue;
           RowState& rs = rows_[size_t(r)];
           while (rs.need && !rs.s.done) {
+            const PassKind kind = pass_kind(rs);
             TopKSums s{};
-            for (int64_t k = 0; k < tiles_; ++k) merge(s, sums(r, k * kRowTile, tile_end(k), float(rs.s.t)));
+            for (int64_t k = 0; k < tiles_; ++k) merge(s, tile_pass(r, k, k * kRowTile, tile_end(k), kind));
+            after_pass(r, kind);
             topk_solver_step(rs.s, s, p_.max_iter);
           }
+          release(r);
           prepare(r);
           for (int64_t k = 0; k < tiles_; ++k) parts[size_t(r * tiles_ + k)] = sweep(r, k * kRowTile, tile_end(k));
         }
@@ -122,18 +148,22 @@ class TopKRows {
         if (start(r, m, need(r)) && rows_[size_t(r)].need) active.push_back(r);
       }
       std::vector<TopKSums> s(active.size() * size_t(tiles_));
+      std::vector<PassKind> kinds(active.size());
       while (!active.empty()) {
+        for (size_t a = 0; a < active.size(); ++a) kinds[a] = pass_kind(rows_[size_t(active[a])]);
         ctx_.pool.parallel_for(int64_t(active.size()) * tiles_, [&](int64_t i) {
           const int64_t r = active[size_t(i / tiles_)], k = i % tiles_;
-          s[size_t(i)] = sums(r, k * kRowTile, tile_end(k), float(rows_[size_t(r)].s.t));
+          s[size_t(i)] = tile_pass(r, k, k * kRowTile, tile_end(k), kinds[size_t(i / tiles_)]);
         });
         std::vector<int64_t> still;
         for (size_t a = 0; a < active.size(); ++a) {
           TopKSums m{};
           for (int64_t k = 0; k < tiles_; ++k) merge(m, s[a * size_t(tiles_) + size_t(k)]);
+          after_pass(active[a], kinds[a]);
           TopKSolver& sv = rows_[size_t(active[a])].s;
           topk_solver_step(sv, m, p_.max_iter);
           if (!sv.done) still.push_back(active[a]);
+          else release(active[a]);
         }
         active.swap(still);
       }
@@ -209,6 +239,75 @@ class TopKRows {
     return m;
   }
 
+  // How the row's next pass runs: its first pass (at an end of the bracket, where every entry
+  // would be summarised) and rows without candidates sweep the whole row; then the candidates,
+  // while t is within reach of the pass that kept them, else a pass that keeps them anew.
+  PassKind pass_kind(RowState& rs) const {
+    if (rs.full_only || rs.s.iterations == 0) return PassKind::Full;
+    if (rs.gathered) {
+      const double d = double(p_.alpha) * (double(float(rs.s.t)) - double(rs.t_g));
+      if ((!rs.below || d <= kCandReach) && (!rs.above || -d <= kCandReach)) return PassKind::Candidates;
+    }
+    if (rs.gathers >= kMaxGathers) {
+      rs.full_only = true;
+      return PassKind::Full;
+    }
+    return PassKind::Gather;
+  }
+
+  // One pass's sums over tile k ([c0, c1)) of row r at the row's current t.
+  TopKSums tile_pass(int64_t r, int64_t k, int64_t c0, int64_t c1, PassKind kind) {
+    const RowState& rs = rows_[size_t(r)];
+    const float t = float(rs.s.t);
+    if (kind == PassKind::Full) return sums(r, c0, c1, t);
+    TileCandidates& tc = cands_[size_t(r * tiles_ + k)];
+    if (kind == PassKind::Gather) {
+      const int64_t cap = (c1 - c0) / 4;
+      tc.x.resize(size_t(cap + 16));
+      tc.g = TopKGather{kCandWindow, tc.x.data(), cap, 0, 0, 0, 0, 0, 0};
+      const TopKGatherFn fn = ctx_.kernels->topk_sums_gather[int(p_.dtype)];
+      TopKSums m{};
+      for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) { merge(m, fn(TopKSumsTile{at(r, a), b - a, p_.scale, p_.alpha, t}, tc.g)); });
+      return m;
+    }
+    TopKSums m{};
+    const TopKGather& g = tc.g;
+    if (g.count) m = ctx_.kernels->topk_sums[int(DType::Float32)](TopKSumsTile{tc.x.data(), g.count, p_.scale, p_.alpha, t});
+    const double d = double(p_.alpha) * (double(t) - double(rs.t_g));
+    const double e1 = std::exp(d), e2 = e1 * e1, f1 = 1 / e1, f2 = f1 * f1;
+    m.p_lo += e1 * g.lo1 - e2 * g.lo2;
+    m.v_lo += e1 * g.lo1 - 2 * e2 * g.lo2;
+    m.q_hi += f1 * g.hi1 - f2 * g.hi2;
+    m.v_hi += f1 * g.hi1 - 2 * f2 * g.hi2;
+    m.m += g.hi_count;
+    return m;
+  }
+
+  // After a pass that kept candidates: the row uses them, unless a tile's did not fit.
+  void after_pass(int64_t r, PassKind kind) {
+    if (kind != PassKind::Gather) return;
+    RowState& rs = rows_[size_t(r)];
+    rs.gathers += 1;
+    rs.gathered = true;
+    rs.t_g = float(rs.s.t);
+    // (Counted, not read off the sums: terms far below the block's largest underflow to 0.)
+    double kept = 0, above = 0;
+    for (int64_t k = 0; k < tiles_; ++k) {
+      const TopKGather& g = cands_[size_t(r * tiles_ + k)].g;
+      if (g.count > g.cap) rs.full_only = true;
+      kept += double(g.count);
+      above += g.hi_count;
+    }
+    rs.above = above > 0;
+    rs.below = double(rs.n_in) - kept - above > 0;
+    if (rs.full_only) release(r);
+  }
+
+  void release(int64_t r) {
+    rows_[size_t(r)].gathered = false;
+    for (int64_t k = 0; k < tiles_; ++k) cands_[size_t(r * tiles_ + k)] = TileCandidates{};
+  }
+
   // Records the row's statistics; false when the row has an error (it is then left alone).
   bool start(int64_t r, const TopKTileStats& st, bool need) {
     RowState& rs = rows_[size_t(r)];
@@ -248,6 +347,7 @@ class TopKRows {
   SoftTopKProblem p_;
   int64_t tiles_;
   std::vector<RowState> rows_;
+  std::vector<TileCandidates> cands_;  // rows × tiles
   SkipLists skip_;  // each row's excluded columns, sorted
 };
 

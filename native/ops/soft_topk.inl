@@ -116,18 +116,22 @@ static inline void for_each_vector(const T* x, int64_t b0, int64_t b1, Take&& ta
 }
 
 // The sums of a pass at t over a run, split by the sign of a = α(z + t) (see TopKSums), each
-// side scaled by its block's shift (above) and scaled back in double.
-template <class V, class T>
-TopKSums topk_sums(const TopKSumsTile& a) {
+// side scaled by its block's shift (above) and scaled back in double. With kGather, the pass
+// also keeps the candidates (|a| ≤ window: copied out as float32, in order) and summarises the
+// rest (see TopKGather): e^{−|a|} and e^{−2|a|} summed per side, scaled like the sums.
+template <class V, class T, bool kGather>
+TopKSums topk_sums_run(const TopKSumsTile& a, TopKGather* gather) {
   using F = typename V::F;
   const T* x = static_cast<const T*>(a.x);
   const F vs = V::set1(a.scale), valpha = V::set1(a.alpha), vt = V::set1(a.t), zero = V::zero(), one = V::set1(1.f);
+  const F whi = V::set1(kGather ? gather->window : 0.f), wlo = V::sub(zero, whi);
   auto arg = [&](F v) { return V::mul(V::add(V::mul(v, vs), vt), valpha); };
   TopKSums total{};
   for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
     const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
     const SideShift shift = block_side_shift<V>([&](auto&& f) { for_each_vector<V>(x, b0, b1, [&](F v, int64_t, int) { f(arg(v)); }); });
     F m = zero, p_lo = zero, q_hi = zero, v_lo = zero, v_hi = zero;
+    F lo1 = zero, lo2 = zero, hi1 = zero, hi2 = zero, hi_n = zero;
     for_each_vector<V>(x, b0, b1, [&](F v, int64_t, int) {
       const F s = arg(v);
       const VScaledSigmoid<V> g = vscaled_sigmoid<V>(s, vside_shift<V>(s, shift));
@@ -139,6 +143,27 @@ TopKSums topk_sums(const TopKSumsTile& a) {
       q_hi = V::add(q_hi, V::select_lt(s, zero, zero, small));
       v_lo = V::add(v_lo, V::select_lt(s, zero, pq, zero));
       v_hi = V::add(v_hi, V::select_lt(s, zero, zero, pq));
+      if constexpr (kGather) {
+        const F below = V::select_lt(s, wlo, g.es, zero), above = V::select_lt(whi, s, g.es, zero);
+        lo1 = V::add(lo1, below);
+        lo2 = V::fma(below, below, lo2);
+        hi1 = V::add(hi1, above);
+        hi2 = V::fma(above, above, hi2);
+        hi_n = V::add(hi_n, V::select_lt(whi, s, one, zero));
+        if (const uint32_t bits = V::lanes_within(s, wlo, whi)) {
+          const int n = __builtin_popcount(bits);
+          if (gather->count + n <= gather->cap) {
+            // Store the whole vector, then move its candidates down in place (lane i to slot ≤ i).
+            float* out = gather->out + gather->count;
+            V::store(out, v);
+            int j = 0;
+            for (uint32_t b = bits; b; b &= b - 1) out[j++] = out[__builtin_ctz(b)];
+            gather->count += n;
+          } else {
+            gather->count = gather->cap + 1;  // overflowed: the caller falls back to full passes
+          }
+        }
+      }
     });
     const double back_lo = std::exp(-double(shift.lo)), back_hi = std::exp(-double(shift.hi));
     total.m += double(V::sum(m));
@@ -146,8 +171,23 @@ TopKSums topk_sums(const TopKSumsTile& a) {
     total.q_hi += double(V::sum(q_hi)) * back_hi;
     total.v_lo += double(V::sum(v_lo)) * back_lo;
     total.v_hi += double(V::sum(v_hi)) * back_hi;
+    if constexpr (kGather) {
+      gather->lo1 += double(V::sum(lo1)) * back_lo;
+      gather->lo2 += double(V::sum(lo2)) * back_lo * back_lo;
+      gather->hi1 += double(V::sum(hi1)) * back_hi;
+      gather->hi2 += double(V::sum(hi2)) * back_hi * back_hi;
+      gather->hi_count += double(V::sum(hi_n));
+    }
   }
   return total;
+}
+template <class V, class T>
+TopKSums topk_sums(const TopKSumsTile& a) {
+  return topk_sums_run<V, T, false>(a, nullptr);
+}
+template <class V, class T>
+TopKSums topk_sums_gather(const TopKSumsTile& a, TopKGather& gather) {
+  return topk_sums_run<V, T, true>(a, &gather);
 }
 
 // c·p(1 − p) = ±e^{log|c| − |a|}·r² for a per-row factor c that can be as large as p(1 − p) is
