@@ -62,8 +62,9 @@ LogFactor log_factor(double c) { return {float(std::log(std::fabs(c))), c < 0 ? 
 // |a| ≥ kCandWindow − kCandReach = 8.5, where p = e^a − e^{2a} + O(e^{3a}) (below; 1 − p alike
 // above) holds to e^{−17} ≈ 4e-8 relative, and p(1 − p) = e^a − 2e^{2a} to 3× that: so their
 // share of the sums at t is e^{d}S1 − e^{2d}S2 (d = α(t − t_g)), and a pass costs a sweep of the
-// candidates only: the same root as full passes, to fp32. Further away, the list is rebuilt;
-// a row whose candidates exceed a quarter of it (a flat row) keeps full passes.
+// candidates only: the same root as full passes, to fp32. Further away the list is rebuilt, as
+// it is when a tile's candidates exceed a quarter of it; after kMaxGathers lists (a flat row)
+// the row keeps full passes.
 constexpr float kCandWindow = 12.f;
 constexpr double kCandReach = 3.5;
 constexpr int kMaxGathers = 3;
@@ -78,6 +79,7 @@ struct RowState {
   TopKSolver s{};
   bool gathered = false;     // the tiles' candidate lists are current, from a pass at t_g
   bool full_only = false;    // candidates did not pay (or did not fit): full passes
+  bool guessed = false;      // the search starts at a first guess inside the bracket
   int gathers = 0;
   float t_g = 0;
   bool below = false, above = false;  // entries were summarised below / above the window
@@ -243,7 +245,7 @@ class TopKRows {
   // would be summarised) and rows without candidates sweep the whole row; then the candidates,
   // while t is within reach of the pass that kept them, else a pass that keeps them anew.
   PassKind pass_kind(RowState& rs) const {
-    if (rs.full_only || rs.s.iterations == 0) return PassKind::Full;
+    if (rs.full_only || (rs.s.iterations == 0 && !rs.guessed)) return PassKind::Full;
     if (rs.gathered) {
       const double d = double(p_.alpha) * (double(float(rs.s.t)) - double(rs.t_g));
       if ((!rs.below || d <= kCandReach) && (!rs.above || -d <= kCandReach)) return PassKind::Candidates;
@@ -283,7 +285,8 @@ class TopKRows {
     return m;
   }
 
-  // After a pass that kept candidates: the row uses them, unless a tile's did not fit.
+  // After a pass that kept candidates: the row uses them, unless a tile's did not fit (then the
+  // next pass, nearer the root, keeps them anew, up to kMaxGathers times).
   void after_pass(int64_t r, PassKind kind) {
     if (kind != PassKind::Gather) return;
     RowState& rs = rows_[size_t(r)];
@@ -294,13 +297,13 @@ class TopKRows {
     double kept = 0, above = 0;
     for (int64_t k = 0; k < tiles_; ++k) {
       const TopKGather& g = cands_[size_t(r * tiles_ + k)].g;
-      if (g.count > g.cap) rs.full_only = true;
+      if (g.count > g.cap) rs.gathered = false;
       kept += double(g.count);
       above += g.hi_count;
     }
     rs.above = above > 0;
     rs.below = double(rs.n_in) - kept - above > 0;
-    if (rs.full_only) release(r);
+    if (!rs.gathered) release(r);
   }
 
   void release(int64_t r) {
@@ -325,6 +328,15 @@ class TopKRows {
       return false;
     }
     rs.s = topk_solver_init(double(st.max * p_.scale), double(st.min * p_.scale), k, double(rs.n_in), p_.alpha, p_.tol);
+    // First guess where k ≪ N_i: the top entry at a = 0. On a row whose top scores spread out
+    // (the usual case) the root lies within a few 1/α of it, so the first pass already keeps
+    // the candidates the rest of the search needs; elsewhere the list is rebuilt nearer the
+    // root. (The bracket end, where the solver would start otherwise, is ~log(N/k)/α below.)
+    const double guess = -double(st.max * p_.scale);
+    if (2 * int64_t(k) <= rs.n_in && guess > rs.s.lo && guess < rs.s.hi) {
+      rs.s.t = guess;
+      rs.guessed = true;
+    }
     return true;
   }
   bool ok(int64_t r) const { return rows_[size_t(r)].bad < 0 && !rows_[size_t(r)].k_out; }
