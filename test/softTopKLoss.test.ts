@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { refSoftTopKLoss, type RefSoftTopKLossOptions } from './reference/softTopKLoss.js';
+import { refSoftTopKVjp, solveThreshold } from './reference/softTopK.js';
 import { loadGoldenCases, runReference } from './reference/golden.js';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { makeRng, randomExclude, randomPositives, randomScores, type CsrArrays, type ScoreKind } from './reference/rng.js';
@@ -178,4 +180,39 @@ describe('softTopKLoss bad input', () => {
       await expectCodeAsync(fl.softTopKLossAsync(fl.tensor(x, [B, N]), positives), 'ERR_NON_FINITE');
     }
   });
+});
+
+/**
+ * Rows whose top entries saturate far above the rest (α·gap up to 200), with the threshold, the
+ * row loss and its gradient at 60 digits (test/fixtures/soft-topk-saturated.py, mpmath). At the
+ * root both sides of Σp − k are near e^−95, below fp32's range: the kernel must compare them
+ * scaled, and the float64 reference in the split form.
+ */
+describe('softTopKLoss on saturated rows, against 60-digit roots', () => {
+  interface Row { alpha: number; k: number; x: number[]; positives: number[]; threshold: string; rowLoss: string; grad: number[] }
+  const rows = JSON.parse(readFileSync(new URL('./fixtures/soft-topk-saturated.json', import.meta.url), 'utf8')) as Row[];
+  for (const row of rows) {
+    it(`α=${row.alpha} k=${row.k} N=${row.x.length}, top ${Math.max(...row.x)}: loss ${Number(row.rowLoss).toFixed(4)}`, () => {
+      const N = row.x.length;
+      const S = Float32Array.from(row.x);
+      const positives = { rowPtr: Int32Array.from([0, row.positives.length]), cols: Int32Array.from(row.positives) };
+      const opts = { k: row.k, alpha: row.alpha, reduction: 'sum' } as const;
+      const t = Number(row.threshold);
+      const loss = Number(row.rowLoss);
+      // The float64 reference resolves the root to double precision.
+      expect(Math.abs(solveThreshold(Float64Array.from(S), row.k, row.alpha) - t)).toBeLessThanOrEqual(1e-13 * Math.abs(t));
+      const ref = refSoftTopKLoss(S, 1, N, positives, opts);
+      expect(Math.abs(ref.loss - loss)).toBeLessThanOrEqual(1e-12 * loss);
+      expect(relL2(ref.grad, row.grad)).toBeLessThanOrEqual(1e-10);
+      // The kernel, to fp32 (z + t is formed in fp32).
+      const got = fl.softTopKLoss(fl.tensor(S, [1, N]), positives, opts);
+      expect(Math.abs(got.loss - loss), `loss ${got.loss} vs ${loss}`).toBeLessThanOrEqual(2e-6 * loss);
+      expect(relL2(gradOf(got), row.grad)).toBeLessThanOrEqual(1e-4);
+      const op = fl.softTopK(fl.tensor(S, [1, N]), row.k, { alpha: row.alpha, output: 'log' });
+      expect(Math.abs(op.threshold[0] - t), `t ${op.threshold[0]} vs ${t}`).toBeLessThanOrEqual(1e-6 * Math.abs(t));
+      // The operator's 'log' vjp (its 'prob' one is near e^−95 everywhere here: 0 in fp32).
+      const g = Float32Array.from({ length: N }, (_, j) => Math.sin(j));
+      expect(relL2(op.vjp(g).data(), refSoftTopKVjp(S, 1, N, row.k, { alpha: row.alpha, output: 'log' }, g))).toBeLessThanOrEqual(1e-4);
+    });
+  }
 });

@@ -27,9 +27,9 @@ Isa detect_isa() {
 
 Isa select_isa() {
   const Isa best = detect_isa();
-  Isa want = Isa::Avx2;
+  Isa want = Isa::Avx512;
   if (const char* env = std::getenv("FUSEDLOSS_SIMD")) {
-    if (!std::strcmp(env, "avx512")) want = Isa::Avx512;
+    if (!std::strcmp(env, "avx2")) want = Isa::Avx2;
     else if (!std::strcmp(env, "sse2") || !std::strcmp(env, "baseline")) want = Isa::Sse2;
   }
   return int(want) < int(best) ? want : best;

@@ -61,6 +61,7 @@ const CpuKernels FL_KERNEL_TABLE = {
      {FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::bce_negatives<FL_ISA_NS::V, bf16_t, bf16_t>}},
     FL_BY_DTYPE(topk_stats),
     FL_BY_DTYPE(topk_sums),
+    FL_BY_DTYPE(topk_sums_gather),
     {{FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, float, float>},
      {FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, f16_t, f16_t>},
      {FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, float>, FL_ISA_NS::topk_grad<FL_ISA_NS::V, bf16_t, bf16_t>}},

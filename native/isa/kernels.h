@@ -71,10 +71,24 @@ struct TopKGradTile {
   const void* x;
   void* g;  // null: the dScale share only
   int64_t n;
-  float scale, alpha, t, coef;
+  float scale, alpha, t;
+  float log_coef, coef_sign;  // g = coef_sign·scale·e^{log_coef}·p(1 − p) (see topk_grad)
 };
 using TopKStatsFn = TopKTileStats (*)(const void* x, int64_t n);
 using TopKSumsFn = TopKSums (*)(const TopKSumsTile&);
+// A pass that also keeps its candidates (native/ops/soft_topk.cpp): the entries with |a| ≤ window
+// are appended to out as float32 (in order); the others are summarised, per side, by
+// Σ e^{−|a|} and Σ e^{−2|a|}, from which their share of the sums at a nearby t follows.
+struct TopKGather {
+  float window;
+  float* out;          // room for cap + 16 floats (a whole vector is stored, then compacted)
+  int64_t cap;
+  int64_t count;       // candidates written so far; cap + 1 once they did not fit
+  double lo1, lo2;     // a < −window: Σ e^{a}, Σ e^{2a}
+  double hi1, hi2;     // a > window: Σ e^{−a}, Σ e^{−2a}
+  double hi_count;     // a > window: how many
+};
+using TopKGatherFn = TopKSums (*)(const TopKSumsTile&, TopKGather&);
 using TopKGradFn = double (*)(const TopKGradTile&);
 // softTopK's values, and its vjp's two passes (sums, then the gradient), over a run of a row.
 struct TopKValuesTile {
@@ -89,7 +103,7 @@ struct TopKVjpTile {
   void* g;             // pass 2 only
   int64_t n;
   float scale, alpha, t;
-  float factor;        // pass 2 only: the row's G/V
+  float log_factor, factor_sign;  // pass 2 only: log|α·G/V| of the row and its sign
 };
 struct TopKVjpSums {
   double v, g;  // Σ α·p(1 − p) and Σ own (see topk_vjp_sums)
@@ -163,6 +177,7 @@ struct CpuKernels {
   BceNegFn bce_negatives[3][2];         // [dtype][grad float32, grad in the dtype]
   TopKStatsFn topk_stats[3];    // [dtype]
   TopKSumsFn topk_sums[3];      // [dtype]
+  TopKGatherFn topk_sums_gather[3];  // [dtype]
   TopKGradFn topk_grad[3][2];   // [dtype][0: float32 gradient, 1: the input dtype]
   SymStatsFn sym_stats[3];              // [dtype]
   SymGradFn sym_grad[3][2];             // [dtype][0: float32 gradient, 1: the input dtype]

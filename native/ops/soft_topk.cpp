@@ -38,8 +38,51 @@ void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
   else store<bf16_t>(g, i, v);
 }
 
+// σ(a) and σ(−a) in double from an fp32 argument: a saturated positive's 1 − p, and the
+// p(1 − p) of the backward, lie far below fp32's range on rows whose top entries saturate.
+struct SigmoidPairD {
+  double p, q;
+};
+SigmoidPairD sigmoid_pair_d(double a) {
+  const double e = std::exp(-std::fabs(a)), r = 1 / (1 + e);
+  return a >= 0 ? SigmoidPairD{r, e * r} : SigmoidPairD{e * r, r};
+}
+
+// A per-row factor c that multiplies p(1 − p) in a sweep, as log|c| and its sign: on a saturated
+// row c = U/V is as large as p(1 − p) is small, beyond fp32 (the sweeps form c·p(1 − p) in one
+// exp; see vscaled_term in soft_topk.inl).
+struct LogFactor {
+  float log_abs, sign;
+};
+LogFactor log_factor(double c) { return {float(std::log(std::fabs(c))), c < 0 ? -1.f : 1.f}; }
+
+// Candidate lists. After a row's first pass, a pass at t keeps the entries with |a| ≤ kCandWindow
+// (a = α(z + t)) and summarises the others per side by S1 = Σ e^{−|a|} and S2 = Σ e^{−2|a|}. While
+// the solver's t stays within kCandReach/α of that pass's t_g, every summarised entry has
+// |a| ≥ kCandWindow − kCandReach = 8.5, where p = e^a − e^{2a} + O(e^{3a}) (below; 1 − p alike
+// above) holds to e^{−17} ≈ 4e-8 relative, and p(1 − p) = e^a − 2e^{2a} to 3× that: so their
+// share of the sums at t is e^{d}S1 − e^{2d}S2 (d = α(t − t_g)), and a pass costs a sweep of the
+// candidates only: the same root as full passes, to fp32. Further away the list is rebuilt, as
+// it is when a tile's candidates exceed a quarter of it; after kMaxGathers lists (a flat row)
+// the row keeps full passes.
+constexpr float kCandWindow = 12.f;
+constexpr double kCandReach = 3.5;
+constexpr int kMaxGathers = 3;
+enum class PassKind { Full, Gather, Candidates };
+
+struct TileCandidates {
+  std::vector<float> x;  // the candidates' scores as float32 (z = scale·x as in the full passes)
+  TopKGather g{};        // their count (> g.cap: overflowed) and the others' summary
+};
+
 struct RowState {
   TopKSolver s{};
+  bool gathered = false;     // the tiles' candidate lists are current, from a pass at t_g
+  bool full_only = false;    // candidates did not pay (or did not fit): full passes
+  bool guessed = false;      // the search starts at a first guess inside the bracket
+  int gathers = 0;
+  float t_g = 0;
+  bool below = false, above = false;  // entries were summarised below / above the window
   bool need = false;    // the row needs a threshold
   int64_t bad = -1;     // column of the first NaN/+inf
   int64_t n_in = 0;     // N_i
@@ -54,7 +97,7 @@ struct RowState {
 class TopKRows {
  public:
   TopKRows(Context& ctx, const SoftTopKProblem& p)
-      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), skip_(p.rows, Csr{}, p.exclude) {}
+      : ctx_(ctx), p_(p), tiles_(tiles_per_row(p.cols)), rows_(size_t(p.rows)), cands_(size_t(p.rows * tiles_)), skip_(p.rows, Csr{}, p.exclude) {}
 
   const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
   float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
@@ -86,10 +129,13 @@ class TopKRows {
           if (!start(r, st, need(r))) continue;
           RowState& rs = rows_[size_t(r)];
           while (rs.need && !rs.s.done) {
+            const PassKind kind = pass_kind(rs);
             TopKSums s{};
-            for (int64_t k = 0; k < tiles_; ++k) merge(s, sums(r, k * kRowTile, tile_end(k), float(rs.s.t)));
+            for (int64_t k = 0; k < tiles_; ++k) merge(s, tile_pass(r, k, k * kRowTile, tile_end(k), kind));
+            after_pass(r, kind);
             topk_solver_step(rs.s, s, p_.max_iter);
           }
+          release(r);
           prepare(r);
           for (int64_t k = 0; k < tiles_; ++k) parts[size_t(r * tiles_ + k)] = sweep(r, k * kRowTile, tile_end(k));
         }
@@ -104,18 +150,22 @@ class TopKRows {
         if (start(r, m, need(r)) && rows_[size_t(r)].need) active.push_back(r);
       }
       std::vector<TopKSums> s(active.size() * size_t(tiles_));
+      std::vector<PassKind> kinds(active.size());
       while (!active.empty()) {
+        for (size_t a = 0; a < active.size(); ++a) kinds[a] = pass_kind(rows_[size_t(active[a])]);
         ctx_.pool.parallel_for(int64_t(active.size()) * tiles_, [&](int64_t i) {
           const int64_t r = active[size_t(i / tiles_)], k = i % tiles_;
-          s[size_t(i)] = sums(r, k * kRowTile, tile_end(k), float(rows_[size_t(r)].s.t));
+          s[size_t(i)] = tile_pass(r, k, k * kRowTile, tile_end(k), kinds[size_t(i / tiles_)]);
         });
         std::vector<int64_t> still;
         for (size_t a = 0; a < active.size(); ++a) {
           TopKSums m{};
           for (int64_t k = 0; k < tiles_; ++k) merge(m, s[a * size_t(tiles_) + size_t(k)]);
+          after_pass(active[a], kinds[a]);
           TopKSolver& sv = rows_[size_t(active[a])].s;
           topk_solver_step(sv, m, p_.max_iter);
           if (!sv.done) still.push_back(active[a]);
+          else release(active[a]);
         }
         active.swap(still);
       }
@@ -133,9 +183,9 @@ class TopKRows {
     return per_row;
   }
 
-  // The dense gradient over [c0, c1) of row r (see topk_grad): coef·p(1 − p) at the columns
-  // that are in, 0 at excluded ones; returns Σ p(1 − p)·x for dScale.
-  double dense_grad(int64_t r, int64_t c0, int64_t c1, float coef, void* grad, bool grad_float32) const {
+  // The dense gradient over [c0, c1) of row r (see topk_grad): sign·scale·|c|·p(1 − p) at the
+  // columns that are in, 0 at excluded ones; returns Σ |c|·p(1 − p)·x for dScale.
+  double dense_grad(int64_t r, int64_t c0, int64_t c1, LogFactor coef, void* grad, bool grad_float32) const {
     const int64_t esize = grad_float32 ? 4 : dtype_size(p_.dtype);
     const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_float32 || p_.dtype == DType::Float32 ? 0 : 1];
     double d = 0;
@@ -147,7 +197,7 @@ class TopKRows {
     for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
       zero(c, a);
       void* g = grad ? static_cast<char*>(grad) + (r * p_.cols + a) * esize : nullptr;
-      d += fn(TopKGradTile{at(r, a), g, b - a, p_.scale, p_.alpha, t, coef});
+      d += fn(TopKGradTile{at(r, a), g, b - a, p_.scale, p_.alpha, t, coef.log_abs, coef.sign});
       c = b;
     });
     zero(c, c1);
@@ -191,6 +241,76 @@ class TopKRows {
     return m;
   }
 
+  // How the row's next pass runs: its first pass (at an end of the bracket, where every entry
+  // would be summarised) and rows without candidates sweep the whole row; then the candidates,
+  // while t is within reach of the pass that kept them, else a pass that keeps them anew.
+  PassKind pass_kind(RowState& rs) const {
+    if (rs.full_only || (rs.s.iterations == 0 && !rs.guessed)) return PassKind::Full;
+    if (rs.gathered) {
+      const double d = double(p_.alpha) * (double(float(rs.s.t)) - double(rs.t_g));
+      if ((!rs.below || d <= kCandReach) && (!rs.above || -d <= kCandReach)) return PassKind::Candidates;
+    }
+    if (rs.gathers >= kMaxGathers) {
+      rs.full_only = true;
+      return PassKind::Full;
+    }
+    return PassKind::Gather;
+  }
+
+  // One pass's sums over tile k ([c0, c1)) of row r at the row's current t.
+  TopKSums tile_pass(int64_t r, int64_t k, int64_t c0, int64_t c1, PassKind kind) {
+    const RowState& rs = rows_[size_t(r)];
+    const float t = float(rs.s.t);
+    if (kind == PassKind::Full) return sums(r, c0, c1, t);
+    TileCandidates& tc = cands_[size_t(r * tiles_ + k)];
+    if (kind == PassKind::Gather) {
+      const int64_t cap = (c1 - c0) / 4;
+      tc.x.resize(size_t(cap + 16));
+      tc.g = TopKGather{kCandWindow, tc.x.data(), cap, 0, 0, 0, 0, 0, 0};
+      const TopKGatherFn fn = ctx_.kernels->topk_sums_gather[int(p_.dtype)];
+      TopKSums m{};
+      for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) { merge(m, fn(TopKSumsTile{at(r, a), b - a, p_.scale, p_.alpha, t}, tc.g)); });
+      return m;
+    }
+    TopKSums m{};
+    const TopKGather& g = tc.g;
+    if (g.count) m = ctx_.kernels->topk_sums[int(DType::Float32)](TopKSumsTile{tc.x.data(), g.count, p_.scale, p_.alpha, t});
+    const double d = double(p_.alpha) * (double(t) - double(rs.t_g));
+    const double e1 = std::exp(d), e2 = e1 * e1, f1 = 1 / e1, f2 = f1 * f1;
+    m.p_lo += e1 * g.lo1 - e2 * g.lo2;
+    m.v_lo += e1 * g.lo1 - 2 * e2 * g.lo2;
+    m.q_hi += f1 * g.hi1 - f2 * g.hi2;
+    m.v_hi += f1 * g.hi1 - 2 * f2 * g.hi2;
+    m.m += g.hi_count;
+    return m;
+  }
+
+  // After a pass that kept candidates: the row uses them, unless a tile's did not fit (then the
+  // next pass, nearer the root, keeps them anew, up to kMaxGathers times).
+  void after_pass(int64_t r, PassKind kind) {
+    if (kind != PassKind::Gather) return;
+    RowState& rs = rows_[size_t(r)];
+    rs.gathers += 1;
+    rs.gathered = true;
+    rs.t_g = float(rs.s.t);
+    // (Counted, not read off the sums: terms far below the block's largest underflow to 0.)
+    double kept = 0, above = 0;
+    for (int64_t k = 0; k < tiles_; ++k) {
+      const TopKGather& g = cands_[size_t(r * tiles_ + k)].g;
+      if (g.count > g.cap) rs.gathered = false;
+      kept += double(g.count);
+      above += g.hi_count;
+    }
+    rs.above = above > 0;
+    rs.below = double(rs.n_in) - kept - above > 0;
+    if (!rs.gathered) release(r);
+  }
+
+  void release(int64_t r) {
+    rows_[size_t(r)].gathered = false;
+    for (int64_t k = 0; k < tiles_; ++k) cands_[size_t(r * tiles_ + k)] = TileCandidates{};
+  }
+
   // Records the row's statistics; false when the row has an error (it is then left alone).
   bool start(int64_t r, const TopKTileStats& st, bool need) {
     RowState& rs = rows_[size_t(r)];
@@ -208,6 +328,15 @@ class TopKRows {
       return false;
     }
     rs.s = topk_solver_init(double(st.max * p_.scale), double(st.min * p_.scale), k, double(rs.n_in), p_.alpha, p_.tol);
+    // First guess where k ≪ N_i: the top entry at a = 0. On a row whose top scores spread out
+    // (the usual case) the root lies within a few 1/α of it, so the first pass already keeps
+    // the candidates the rest of the search needs; elsewhere the list is rebuilt nearer the
+    // root. (The bracket end, where the solver would start otherwise, is ~log(N/k)/α below.)
+    const double guess = -double(st.max * p_.scale);
+    if (2 * int64_t(k) <= rs.n_in && guess > rs.s.lo && guess < rs.s.hi) {
+      rs.s.t = guess;
+      rs.guessed = true;
+    }
     return true;
   }
   bool ok(int64_t r) const { return rows_[size_t(r)].bad < 0 && !rows_[size_t(r)].k_out; }
@@ -230,6 +359,7 @@ class TopKRows {
   SoftTopKProblem p_;
   int64_t tiles_;
   std::vector<RowState> rows_;
+  std::vector<TileCandidates> cands_;  // rows × tiles
   SkipLists skip_;  // each row's excluded columns, sorted
 };
 
@@ -262,28 +392,28 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
   const TopKVjpSumsFn sums = ctx.kernels->topk_vjp_sums[int(p.dtype)][log];
   const TopKVjpGradFn grad = ctx.kernels->topk_vjp_grad[int(p.dtype)][2 * log + grad_in_dtype];
   const int64_t esize = grad_in_dtype ? dtype_size(p.dtype) : 4;
-  auto tile = [&](int64_t r, int64_t c, int64_t n, float factor) {
+  auto tile = [&](int64_t r, int64_t c, int64_t n, LogFactor factor) {
     return TopKVjpTile{rows.at(r, c), a.grad_output + r * p.cols + c, static_cast<char*>(a.grad) + (r * p.cols + c) * esize,
-                       n, p.scale, p.alpha, a.threshold[r], factor};
+                       n, p.scale, p.alpha, a.threshold[r], factor.log_abs, factor.sign};
   };
   // Pass 1, per tile: V = α·Σp(1 − p) and G = Σ g·v ('prob') or Σ u, u = α·g·(1 − p) ('log').
   std::vector<TopKVjpSums> part(size_t(p.rows * tiles), TopKVjpSums{0.0, 0.0});
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
     TopKVjpSums& s = part[size_t(r * tiles + k)];
     for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) {
-      const TopKVjpSums t = sums(tile(r, u, w - u, 0.f));
+      const TopKVjpSums t = sums(tile(r, u, w - u, LogFactor{}));
       s.v += t.v;
       s.g += t.g;
     });
   });
-  std::vector<float> factor(size_t(p.rows));
+  std::vector<LogFactor> factor(size_t(p.rows));
   for (int64_t r = 0; r < p.rows; ++r) {
     double V = 0, G = 0;
     for (int64_t k = 0; k < tiles; ++k) {
       V += part[size_t(r * tiles + k)].v;
       G += part[size_t(r * tiles + k)].g;
     }
-    factor[size_t(r)] = float(topk_backward_factor(G, 1.0, V));
+    factor[size_t(r)] = log_factor(double(p.alpha) * topk_backward_factor(G, 1.0, V));  // v·G/V = α·p(1 − p)·G/V
   }
   // Pass 2: ∂/∂S_m = scale·(own_m − v_m·G/V), own = g·v or u; 0 at out and excluded entries.
   for_each_row_tile(ctx.pool, p.rows, p.cols, [&](int64_t r, int64_t, int64_t c0, int64_t c1) {
@@ -307,7 +437,6 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   }
   TopKRows rows(ctx, p);
   std::vector<double> loss(size_t(p.rows), 0.0), dscale_fix(size_t(p.rows), 0.0);
-  std::vector<float> coef(size_t(p.rows), 0.f);
   std::vector<double> factor(size_t(p.rows), 0.0);
   const bool sweep = a.grad || a.want_dscale;
   const double alpha = p.alpha;
@@ -330,19 +459,24 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       const float xv = rows.x(r, col);
       const bool out = xv == -INFINITY;  // (an excluded positive was rejected above)
       if (w != 0) l -= w / n * (out ? -INFINITY : log_sigmoid_d(double(rows.arg(xv, t))));
-      if (!out) U += alpha * (-c * w / n) * double(sigmoid_pair(rows.arg(xv, t)).q);
+      if (!out) U += alpha * (-c * w / n) * sigmoid_pair_d(rows.arg(xv, t)).q;
     }
     loss[size_t(r)] = l;
     factor[size_t(r)] = topk_backward_factor(U, alpha, topk_df(rows.row(r).s.at_t));
-    coef[size_t(r)] = float(-double(p.scale) * alpha * factor[size_t(r)]);
+  };
+  // The dense gradient is −scale·α·factor·p(1 − p): |c| = α·|factor|, sign −sign(factor).
+  auto dense_coef = [&](int64_t r) {
+    const LogFactor c = log_factor(alpha * factor[size_t(r)]);
+    return LogFactor{c.log_abs, -c.sign};
   };
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {
     if (!sweep) return 0.0;
     if (a.positives.begin(r) == a.positives.end(r)) {  // no positives: no loss, no gradient
-      if (a.grad) rows.dense_grad(r, c0, c1, 0.f, a.grad, a.grad_float32);
+      if (a.grad) rows.dense_grad(r, c0, c1, log_factor(0.0), a.grad, a.grad_float32);
       return 0.0;
     }
-    return rows.dense_grad(r, c0, c1, coef[size_t(r)], a.grad, a.grad_float32) * -alpha * factor[size_t(r)];
+    const LogFactor c = dense_coef(r);
+    return rows.dense_grad(r, c0, c1, c, a.grad, a.grad_float32) * c.sign;
   };
   // Positives' entries must be read before an in-place sweep overwrites them: read in prepare
   // (before the row's sweep), so in place works; the corrections below read the saved values.
@@ -364,9 +498,9 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       const float xv = pos_x[size_t(e)];
       if (xv == -INFINITY) continue;
       const double w = a.positives.weight(e);
-      const SigmoidPair s = sigmoid_pair(rows.arg(xv, t));
-      const double u = alpha * (-c * w / n) * double(s.q);
-      const double dz = u - alpha * double(s.p) * double(s.q) * f;
+      const SigmoidPairD s = sigmoid_pair_d(rows.arg(xv, t));
+      const double u = alpha * (-c * w / n) * s.q;
+      const double dz = u - alpha * s.p * s.q * f;
       if (a.grad) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + col, float(double(p.scale) * dz));
       fix += u * double(xv);
     }

@@ -24,6 +24,7 @@
 //                           (round(a·b) ≥ −126: no underflow, no −inf), which saves the mask
 //   Bad, no_bad(), bad(b, v), any(b)   accumulate "NaN or +inf seen" flags
 //   F unordered(m, a, b)    m with the lanes where a or b is NaN set (all bits); any_set(m)
+//   lanes_within(a, lo, hi) bit i set where lo ≤ a_i ≤ hi (NaN lanes clear)
 #pragma once
 #include <immintrin.h>
 #include <cstdint>
@@ -142,6 +143,7 @@ struct Sse2 {
   static bool any(Bad b) { return _mm_movemask_ps(b) != 0; }
   static F unordered(F m, F a, F b) { return _mm_or_ps(m, _mm_cmpunord_ps(a, b)); }
   static bool any_set(F m) { return _mm_movemask_ps(m) != 0; }
+  static uint32_t lanes_within(F a, F lo, F hi) { return uint32_t(_mm_movemask_ps(_mm_and_ps(_mm_cmpge_ps(a, lo), _mm_cmple_ps(a, hi)))); }
 };
 
 #if defined(FL_ISA_AVX2) || defined(FL_ISA_AVX512)
@@ -236,6 +238,9 @@ struct Avx2 {
   }
   static F unordered(F m, F a, F b) { return _mm256_or_ps(m, _mm256_cmp_ps(a, b, _CMP_UNORD_Q)); }
   static bool any_set(F m) { return _mm256_movemask_ps(m) != 0; }
+  static uint32_t lanes_within(F a, F lo, F hi) {
+    return uint32_t(_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(a, lo, _CMP_GE_OQ), _mm256_cmp_ps(a, hi, _CMP_LE_OQ))));
+  }
 };
 #endif
 
@@ -336,6 +341,9 @@ struct Avx512 {
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), _mm512_movm_epi32(_mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q))));
   }
   static bool any_set(F m) { return _mm512_movepi32_mask(_mm512_castps_si512(m)) != 0; }
+  static uint32_t lanes_within(F a, F lo, F hi) {
+    return uint32_t(_mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, hi, _CMP_LE_OQ));
+  }
 };
 #endif
 

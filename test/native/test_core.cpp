@@ -1,6 +1,8 @@
 // Core runtime: dtype conversions, CPU feature dispatch, the thread pool.
 #include <atomic>
 #include <cstring>
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "check.h"
@@ -56,6 +58,18 @@ FL_TEST(isa_detection_is_consistent) {
   const Isa best = detect_isa();
   const Isa used = select_isa();
   FL_CHECK(int(used) <= int(best), "selected %s above detected %s", isa_name(used), isa_name(best));
+  // The default is the widest the CPU has; FUSEDLOSS_SIMD caps it and never raises it.
+  const char* env = std::getenv("FUSEDLOSS_SIMD");
+  const std::string saved = env ? env : "";
+  unsetenv("FUSEDLOSS_SIMD");
+  FL_CHECK(select_isa() == best, "default %s, detected %s", isa_name(select_isa()), isa_name(best));
+  for (Isa cap : {Isa::Sse2, Isa::Avx2, Isa::Avx512}) {
+    setenv("FUSEDLOSS_SIMD", isa_name(cap), 1);
+    const Isa want = int(cap) < int(best) ? cap : best;
+    FL_CHECK(select_isa() == want, "FUSEDLOSS_SIMD=%s selects %s", isa_name(cap), isa_name(select_isa()));
+  }
+  if (env) setenv("FUSEDLOSS_SIMD", saved.c_str(), 1);
+  else unsetenv("FUSEDLOSS_SIMD");
 }
 
 FL_TEST(thread_pool_runs_every_task_once) {

@@ -166,6 +166,132 @@ FL_TEST(thread_counts_and_in_place_are_bitwise_identical) {
   FL_CHECK(std::memcmp(first.data(), inplace.data(), inplace.size() * 4) == 0, "in-place gradient differs");
 }
 
+// The vjp of the operator at given thresholds in long double (SPEC 3.7 backward, scale 1): each
+// entry's own − v·G/V, and the size of its two terms |own| + |v·G/V| (the result can cancel to
+// far below them, e.g. to 0 for a constant upstream on 'prob', so errors are measured against
+// the terms; and they can lie below fp32's range, where a float result is 0).
+struct RefVjp {
+  std::vector<long double> grad, size;
+};
+static RefVjp ref_vjp_row(const float* x, const float* g, int64_t N, long double t, long double alpha, bool log_output) {
+  long double V = 0, G = 0;
+  std::vector<long double> v(static_cast<size_t>(N)), own(static_cast<size_t>(N));
+  RefVjp r{std::vector<long double>(static_cast<size_t>(N)), std::vector<long double>(static_cast<size_t>(N))};
+  for (int64_t j = 0; j < N; ++j) {
+    const long double a = alpha * (x[j] + t);
+    v[size_t(j)] = alpha * sig(a) * sig(-a);
+    own[size_t(j)] = log_output ? alpha * g[j] * sig(-a) : g[j] * v[size_t(j)];
+    V += v[size_t(j)];
+    G += own[size_t(j)];
+  }
+  for (int64_t j = 0; j < N; ++j) {
+    r.grad[size_t(j)] = own[size_t(j)] - v[size_t(j)] * G / V;
+    r.size[size_t(j)] = std::fabs(own[size_t(j)]) + std::fabs(v[size_t(j)] * G / V);
+  }
+  return r;
+}
+
+// ‖got − want‖ / ‖scale‖, with ‖scale‖ floored at 1e-30 (below it the float result may be 0).
+static long double rel_l2(const float* got, const std::vector<long double>& want, const std::vector<long double>& scale) {
+  long double num = 0, den = 0;
+  for (size_t j = 0; j < want.size(); ++j) {
+    num += (got[j] - want[j]) * (got[j] - want[j]);
+    den += scale[j] * scale[j];
+  }
+  return std::sqrt(num) / std::max<long double>(std::sqrt(den), 1e-30L);
+}
+static long double rel_l2(const float* got, const std::vector<long double>& want) { return rel_l2(got, want, want); }
+
+// Rows whose top s ≤ k entries sit a spread D above a standard normal rest, α·D up to 200: at
+// the root both sides of Σp − k (the saturated entries' 1 − p and the rest's p) lie below fp32's
+// range when s = k, and a positive far below the threshold has log p ≈ α(x + t) ≈ −100. The
+// threshold, the loss, its gradient and the operator's vjp ('prob' and 'log', upstream spread
+// over the row or on the saturated entries only), against the long-double split-form root.
+FL_TEST(saturated_rows_every_isa) {
+  Rng rng(9);
+  const int64_t N = 1001;
+  struct Row { std::vector<float> x; std::vector<int32_t> pos; float alpha; int32_t k; int s; };
+  std::vector<Row> rows;
+  for (float alpha : {1.f, 2.f, 5.f, 10.f})
+    for (int32_t k : {1, 2, 5})
+      for (int s : {1, 2, 5})
+        for (float spread : {20.f, 60.f, 120.f, 200.f}) {
+          if (s > k) continue;
+          Row r{std::vector<float>(static_cast<size_t>(N)), {}, alpha, k, s};
+          for (auto& v : r.x) v = float(rng.normal());
+          const float D = spread / alpha;
+          for (int i = 0; i < s; ++i) r.x[size_t(3 + 97 * i)] = float(D + rng.normal() * 2 / alpha);
+          r.x[600] = -D;  // far below everything
+          r.pos = {3, 500, 600};  // a saturated entry, one of the rest, the lowest
+          rows.push_back(std::move(r));
+        }
+  for (Isa isa : isas()) {
+    Context ctx(isa, 2);
+    double worst_t = 0, worst_loss = 0, worst_grad = 0, worst_vjp = 0;
+    for (const Row& r : rows) {
+      const int32_t ptr[2] = {0, int32_t(r.pos.size())};
+      const Csr positives{ptr, r.pos.data(), nullptr};
+      const SoftTopKProblem p{r.x.data(), DType::Float32, 1, N, 1.f, r.alpha, r.k, nullptr, Csr{}, 1e-5f, 100};
+      std::vector<float> g(static_cast<size_t>(N), NAN), values(static_cast<size_t>(N));
+      float rl = 0, t = 0;
+      int32_t it = 0;
+      soft_topk_loss(ctx, {p, positives, Reduction::Sum, nullptr, g.data(), false, false, &rl});
+      soft_topk(ctx, {p, false, values.data(), &t, &it});
+      long double loss;
+      std::vector<long double> grad;
+      ref_loss_row(r.x, N, r.pos, std::vector<bool>(static_cast<size_t>(N), false), r.k, r.alpha, loss, grad);
+      const long double want_t = ref_threshold(r.x.data(), N, r.k, r.alpha);
+      const double et = double(std::fabs(t - want_t) / std::max<long double>(1, std::fabs(want_t)));
+      const double el = double(std::fabs(rl - loss) / std::max<long double>(1, std::fabs(loss)));
+      const double eg = double(rel_l2(g.data(), grad));
+      worst_t = std::max(worst_t, et);
+      worst_loss = std::max(worst_loss, el);
+      worst_grad = std::max(worst_grad, eg);
+      FL_CHECK(et <= 2e-6 && el <= 2e-6 && eg <= 1e-4, "%s α=%g k=%d s=%d top %g: t %.9g want %.9Lg (%d passes), loss %.9g want %.9Lg, grad error %.3g",
+               isa_name(isa), double(r.alpha), r.k, r.s, double(r.x[3]), double(t), want_t, it, double(rl), loss, eg);
+      for (bool log_output : {false, true})
+        for (bool on_top : {false, true}) {
+          std::vector<float> up(static_cast<size_t>(N), 0.f), vg(static_cast<size_t>(N), NAN);
+          for (int64_t j = 0; j < N; ++j) up[size_t(j)] = on_top ? (r.x[size_t(j)] > r.x[600] + 0.9f * (r.x[3] - r.x[600]) - 5 / r.alpha ? 1.f : 0.f)
+                                                                  : float(rng.normal());
+          soft_topk_vjp(ctx, {p, log_output, &t, up.data(), vg.data(), true});
+          const RefVjp want = ref_vjp_row(r.x.data(), up.data(), N, t, r.alpha, log_output);
+          const double ev = double(rel_l2(vg.data(), want.grad, want.size));
+          worst_vjp = std::max(worst_vjp, ev);
+          FL_CHECK(ev <= 1e-4, "%s α=%g k=%d s=%d top %g %s upstream %s: vjp error %.3g", isa_name(isa), double(r.alpha), r.k, r.s,
+                   double(r.x[3]), log_output ? "log" : "prob", on_top ? "on top" : "everywhere", ev);
+        }
+    }
+    std::printf("%s: %zu saturated rows, worst t %.2g, loss %.2g, grad %.2g, vjp %.2g\n", isa_name(isa), rows.size(), worst_t, worst_loss,
+                worst_grad, worst_vjp);
+  }
+}
+
+// The first row of the table (N = 40009, two tiles: the tiled path on two threads).
+FL_TEST(two_saturated_entries_on_a_multi_tile_row) {
+  Rng rng(10);
+  const int64_t N = 40009;
+  std::vector<float> x(static_cast<size_t>(N));
+  for (auto& v : x) v = float(rng.normal());
+  x[123] = 97.42f;
+  x[39000] = 95.70f;
+  x[7] = -2.16f;
+  const std::vector<int32_t> pos = {7};
+  const int32_t ptr[2] = {0, 1};
+  for (Isa isa : isas()) {
+    Context ctx(isa, 2);
+    std::vector<float> g(static_cast<size_t>(N), NAN);
+    float rl = 0;
+    soft_topk_loss(ctx, {{x.data(), DType::Float32, 1, N, 1.f, 2.f, 2, nullptr, Csr{}, 1e-5f, 100}, Csr{ptr, pos.data(), nullptr},
+                         Reduction::Sum, nullptr, g.data(), false, false, &rl});
+    long double loss;
+    std::vector<long double> grad;
+    ref_loss_row(x, N, pos, std::vector<bool>(static_cast<size_t>(N), false), 2, 2, loss, grad);
+    FL_CHECK(std::fabs(rl - loss) <= 2e-6 * loss && rel_l2(g.data(), grad) <= 1e-4, "%s: loss %.9g want %.9Lg, grad error %.3Lg",
+             isa_name(isa), double(rl), loss, rel_l2(g.data(), grad));
+  }
+}
+
 FL_TEST(k_range_and_non_finite) {
   Context ctx(select_isa(), 2);
   std::vector<float> x(2 * 6, 0.5f), values(12), t(2);

@@ -6,7 +6,9 @@
  * or log p_ij = −softplus(−α(x_ij + t_i)) ('log'); out entries give 0 or −∞ and gradient 0.
  *
  * The root is found by bisection inside the bracket of SPEC 3.7, run until the bracket is an
- * ulp of the scores wide (≈ 55 halvings), so no tolerance on Σp − k is involved.
+ * ulp of the scores wide (≈ 55 halvings), so no tolerance on Σp − k is involved; the sign of
+ * Σp − k is taken in the split form (softExcess), which resolves rows whose top entries
+ * saturate (checked against 60-digit roots in test/fixtures/soft-topk-saturated.json).
  *
  * Backward (implicit differentiation, ∂t/∂x_m = −v_m/V), v_j = α p_j(1 − p_j), V = Σ_j v_j:
  *   'prob', upstream g: ∂/∂x_m = g_m v_m − v_m·(Σ_j g_j v_j)/V
@@ -31,11 +33,25 @@ export type TopK = number | Int32Array | number[];
 
 export const kOfRow = (k: TopK, i: number): number => (typeof k === 'number' ? k : k[i]);
 
-/** Σ_j σ(α(x_j + t)) over the entries that are in (σ(−∞) = 0 drops the rest). */
-function softCount(x: Float64Array, alpha: number, t: number): number {
-  let s = 0;
-  for (let j = 0; j < x.length; j++) s += sigmoid(alpha * (x[j] + t));
-  return s;
+/**
+ * Σ_j σ(α(x_j + t)) − k over the entries that are in (σ(−∞) = 0 drops the rest), in the split
+ * form (m − k) + Σ_{a<0} p − Σ_{a≥0} (1 − p), m = #{a ≥ 0}, each term to full relative precision:
+ * on a row whose top entries saturate, Σσ − k summed plainly is pinned where σ rounds to 1,
+ * units of t away from the root, while here the two tiny sides are compared exactly (to e^−708).
+ */
+function softExcess(x: Float64Array, alpha: number, t: number, k: number): number {
+  let m = 0;
+  let lo = 0;
+  let hi = 0;
+  for (let j = 0; j < x.length; j++) {
+    const a = alpha * (x[j] + t);
+    if (a < 0) lo += sigmoid(a);
+    else {
+      m++;
+      hi += sigmoid(-a);
+    }
+  }
+  return m - k + (lo - hi);
 }
 
 /**
@@ -63,11 +79,11 @@ export function solveThreshold(x: Float64Array, k: number, alpha: number): numbe
   while (hi - lo > resolution) {
     const mid = lo + (hi - lo) / 2;
     if (mid <= lo || mid >= hi) break; // lo and hi are adjacent doubles
-    if (softCount(x, alpha, mid) < k) lo = mid;
+    if (softExcess(x, alpha, mid, k) < 0) lo = mid;
     else hi = mid;
   }
   // Of the two ends of the final bracket, the one whose count is closer to k.
-  return Math.abs(softCount(x, alpha, lo) - k) <= Math.abs(softCount(x, alpha, hi) - k) ? lo : hi;
+  return Math.abs(softExcess(x, alpha, lo, k)) <= Math.abs(softExcess(x, alpha, hi, k)) ? lo : hi;
 }
 
 /** x = scale·S of row i with out entries (excluded or −∞) at −∞. */
