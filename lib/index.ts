@@ -2,8 +2,8 @@
  * fusedloss: fused loss kernels for Node.js. Each loss returns its value and its gradient
  * with respect to the scores in one call, on the CPU (threads + SIMD) or on CUDA.
  *
- * Async calls (the `...Async` twins) never touch freed memory: their outputs live in memory
- * the addon owns (reference-counted, recycled); a caller's own arrays are copied for the call
+ * Async calls (the `...Async` twins) never touch freed memory: outputs live in memory the
+ * addon owns (reference-counted, recycled); a caller's own arrays are copied for the call
  * (inputs when it is made, so later writes do not reach it; `out` and in-place scores when it
  * completes); a buffer detached meanwhile makes it reject with ERR_DETACHED; and a call that
  * would write a buffer an async call in flight uses (or read one it writes) is refused with

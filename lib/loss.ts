@@ -40,8 +40,7 @@ export interface LossOptions {
   /**
    * A preallocated gradient tensor to write into (B×N, of the gradient's dtype, on the scores'
    * device), reused across steps (as torch's `out=`), e.g. the previous step's `grad`. Default:
-   * a new tensor per call without a zero fill (for an async call, in memory the addon owns and
-   * recycles). While an async call in flight writes `out`, another call that uses it is refused (ERR_BUSY); an `out` in
+   * a new tensor per call, without a zero fill, in memory the addon owns and recycles. While an async call in flight writes `out`, another call that uses it is refused (ERR_BUSY); an `out` in
    * your own memory gets the gradient when the async call completes (README: async calls and
    * memory).
    */

@@ -5,15 +5,12 @@
  *
  * Outputs of 16 KiB and more (gradients, softTopK values) come without a zero fill (every
  * element is written by the op; the poison tests prove it):
- * - for a sync call, from V8 (`Buffer.allocUnsafeSlow`). No JS runs while the op does, so
- *   nothing can free them under it, and V8 frees them as soon as a scavenge finds them dropped;
- * - for an async call, from memory the addon owns and lends to an ArrayBuffer
- *   (napi/host_memory.h): the job holds a reference, so the op uses it in place whatever JS
- *   does meanwhile (napi/job.h), and freed blocks are recycled by size. Sync calls do not use
- *   it because Node runs the finalizer that gives such a block back only on a later turn of
- *   the event loop: a synchronous training loop would take a fresh block per step until a full
- *   GC (measured: 1.5 GB peak against 206 MiB at 64×131072).
- * Smaller outputs are ordinary zeroed V8 arrays.
+ * from memory the addon owns and lends to an ArrayBuffer (napi/host_memory.h), with freed
+ * blocks recycled by size. An async job holds a reference to it, so the op uses it in place
+ * whatever JS does meanwhile (napi/job.h). A sync call takes a new block only within a bound
+ * (SYNC_MAX_LENT_BYTES) and otherwise gets V8 memory (`Buffer.allocUnsafeSlow`): no JS runs
+ * while a sync op does, so nothing can free it under the op. Smaller outputs are ordinary
+ * zeroed V8 arrays.
  *
  * `FUSEDLOSS_POISON_OUTPUTS=1` (read once, at load) fills every new output with NaN first, so
  * an element a kernel forgot to write shows up as NaN instead of a plausible 0. The test suite
@@ -40,6 +37,16 @@ export function fillNaN(a: HostArray, dtype: DType): HostArray {
 /** Outputs from this size up come without a zero fill. */
 const ADDON_MIN_BYTES = 16384;
 
+/**
+ * A sync call's output comes from the addon's recycled blocks too (fresh memory costs a page
+ * fault per 4 KiB at first touch, which can take longer than the op), but a new block is made
+ * only while the outputs lent to JS and not yet collected stay under this many bytes; past it
+ * the output is V8 memory. Node gives an addon block back only once V8 collected its buffer,
+ * and a synchronous training loop allocates far faster than full GCs come: without a bound it
+ * held 1.5 GB at 64×131072, where V8 memory alone stays near 200 MiB.
+ */
+const SYNC_MAX_LENT_BYTES = 256 * 2 ** 20;
+
 /** True while an async call's arguments are prepared (see preparingAsync). */
 let preparingAsyncCall = false;
 
@@ -57,7 +64,11 @@ export function preparingAsync<T>(prepare: () => T): T {
 export function outputHost(dtype: DType, n: number): HostArray {
   const bytes = n * (dtype === 'float32' ? 4 : 2);
   const buffer =
-    bytes < ADDON_MIN_BYTES ? new ArrayBuffer(bytes) : preparingAsyncCall ? native().addon.hostAlloc(bytes) : Buffer.allocUnsafeSlow(bytes).buffer;
+    bytes < ADDON_MIN_BYTES
+      ? new ArrayBuffer(bytes)
+      : preparingAsyncCall
+        ? native().addon.hostAlloc(bytes)
+        : (native().addon.hostAlloc(bytes, SYNC_MAX_LENT_BYTES) ?? Buffer.allocUnsafeSlow(bytes).buffer);
   const a = dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
   return poisonOutputs ? fillNaN(a, dtype) : a;
 }

@@ -42,8 +42,10 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   }
 
   // A block of at least `bytes` (uninitialised). Thread-safe: the last reference to a block may
-  // drop on any thread (a pool thread finishing a job, a finalizer).
-  Block acquire(size_t bytes) {
+  // drop on any thread (a pool thread finishing a job, a finalizer). With no freed block of
+  // that size at hand, a new one is made only while the bytes lent to JS stay within
+  // `max_lent`; past it the result is null.
+  Block acquire(size_t bytes, size_t max_lent = SIZE_MAX) {
     bytes = round_up(bytes);
     void* p = nullptr;
     {
@@ -53,6 +55,8 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
         p = it->second;
         pool_.erase(it);
         pooled_bytes_ -= bytes;
+      } else if (lent_bytes_ + bytes > max_lent) {
+        return nullptr;
       }
     }
     if (!p) p = allocate(bytes);
@@ -72,6 +76,7 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       lent_[data] = lent;
+      lent_bytes_ += bytes;
     }
     Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
     return ab;
@@ -84,18 +89,11 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
     return it == lent_.end() ? nullptr : it->second->block;
   }
 
- private:
-  struct Lent {
-    Block block;  // the buffer's reference; reset once JS can no longer reach the buffer
-    std::shared_ptr<HostMemory> memory;
-    size_t bytes;
-    Napi::Reference<Napi::ArrayBuffer> weak;  // empty once V8 collected the buffer
-  };
-
   // Node runs the finalizer of an external ArrayBuffer on a later turn of the event loop, so in
   // a synchronous training loop every step's gradient would stay allocated until the loop
   // yields. Instead, each new lending first takes back the blocks of buffers V8 has already
   // collected (their weak reference is empty): nothing in JS can reach that memory any more.
+  // Main thread only.
   void reclaim() {
     std::vector<Block> dropped;  // released outside the lock (their deleter takes it)
     std::vector<Lent*> done;
@@ -104,6 +102,7 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
       for (auto it = lent_.begin(); it != lent_.end();) {
         if (it->second->weak.Value().IsEmpty()) {
           done.push_back(it->second);
+          lent_bytes_ -= it->second->bytes;
           dropped.push_back(std::move(it->second->block));
           it = lent_.erase(it);
         } else {
@@ -114,6 +113,14 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
     for (Lent* l : done) Napi::MemoryManagement::AdjustExternalMemory(l->weak.Env(), -int64_t(l->bytes));
   }
 
+ private:
+  struct Lent {
+    Block block;  // the buffer's reference; reset once JS can no longer reach the buffer
+    std::shared_ptr<HostMemory> memory;
+    size_t bytes;
+    Napi::Reference<Napi::ArrayBuffer> weak;  // empty once V8 collected the buffer
+  };
+
   void finalized(Napi::Env env, const void* data, Lent* l) {
     bool counted = false;
     {
@@ -121,6 +128,7 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
       auto it = lent_.find(data);
       if (it != lent_.end() && it->second == l) {  // not reclaimed yet
         lent_.erase(it);
+        lent_bytes_ -= l->bytes;
         counted = true;
       }
     }
@@ -160,6 +168,7 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   std::unordered_map<const void*, Lent*> lent_;  // by data pointer; a block is lent to one buffer at a time
   std::multimap<size_t, void*> pool_;
   size_t pooled_bytes_ = 0;
+  size_t lent_bytes_ = 0;  // bytes of the buffers in lent_
 };
 
 }  // namespace fl::napi
