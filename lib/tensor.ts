@@ -114,6 +114,9 @@ export function tensor(data: HostArray, shape: readonly number[], opts?: { dtype
   return new Tensor(dtype, s, checkData('tensor()', dtype, data, s), undefined);
 }
 
+/** The keys of toDevice's options object. */
+const TO_DEVICE_KEYS = ['device'] as const;
+
 /**
  * Copies a host tensor to the GPU (`device` defaults to 'cuda': the device FUSEDLOSS_CUDA_DEVICE
  * names, else 0; `{ device: i }` picks CUDA device i). Ops run on their scores' device. Device
@@ -123,8 +126,8 @@ export function toDevice(t: Tensor | TensorLike, device: Device | { device: numb
   const src = asTensor(t, 't');
   let index: number | undefined;
   if (typeof device === 'object' && device !== null) {
-    index = device.device;
-    if (!Number.isInteger(index) || index < 0) fail('ERR_ARG', 'toDevice(): opts.device', 'a CUDA device index (an integer >= 0)', index);
+    index = options<{ device: number }>('toDevice(): opts', device, TO_DEVICE_KEYS).device;
+    if (index === undefined || !Number.isInteger(index) || index < 0) fail('ERR_ARG', 'toDevice(): opts.device', 'a CUDA device index (an integer >= 0)', index);
     device = 'cuda';
   }
   if (device === 'cpu') return toHost(src);

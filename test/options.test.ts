@@ -24,6 +24,8 @@ describe('unknown options', () => {
     ['softTopK', () => fl.softTopK(S(), 1, { ouptut: 'log' } as never), 'ouptut', 'output'],
     ['logSumExp', () => fl.logSumExp(S(), { scal: 2 } as never), 'scal', 'scale'],
     ['tensor', () => fl.tensor(new Float32Array(2), [2], { dype: 'float32' } as never), 'dype', 'dtype'],
+    // Checked before CUDA is looked for, so this holds on a machine without a GPU too.
+    ['toDevice', () => fl.toDevice(fl.tensor(new Float32Array(2), [2]), { devcie: 0 } as never), 'devcie', 'device'],
   ];
   for (const [what, call, key, near] of cases)
     it(`${what}: '${key}' is ERR_ARG, suggesting '${near}'`, () => {
