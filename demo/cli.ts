@@ -56,13 +56,20 @@ function usage(): string {
 
 type Parsed = Record<string, string | true>;
 
+/** "; did you mean --epochs?" for a flag that starts like a known one (a typo or a stray dash). */
+function suggestFlag(given: string): string {
+  const stem = given.replace(/^-+/, '').split('=')[0].toLowerCase().slice(0, 3);
+  const near = stem.length === 3 ? FLAGS.filter((f) => f.name.startsWith(stem)) : [];
+  return near.length ? `; did you mean ${near.map((f) => `--${f.name}`).join(' or ')}?` : '';
+}
+
 function parse(argv: string[]): Parsed {
   const out: Parsed = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const m = /^--([a-z]+)(?:=(.*))?$/.exec(a);
     const flag = m && FLAGS.find((f) => f.name === m[1]);
-    if (!flag) throw new UsageError(a.startsWith('-') ? `unknown option ${a}` : `unexpected argument ${JSON.stringify(a)}`);
+    if (!flag) throw new UsageError(a.startsWith('-') ? `unknown option ${a}${suggestFlag(a)}` : `unexpected argument ${JSON.stringify(a)}`);
     if (!flag.arg) {
       if (m![2] !== undefined) throw new UsageError(`--${flag.name} takes no value`);
       out[flag.name] = true;

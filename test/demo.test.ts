@@ -73,6 +73,7 @@ describe('command line', () => {
 
   it.each([
     [['--frobnicate'], /unknown option --frobnicate/],
+    [['--epohcs', '2'], /unknown option --epohcs; did you mean --epochs\?/],
     [['extra'], /unexpected argument "extra"/],
     [['--epochs', '0'], /--epochs: expected a positive integer, got "0"/],
     [['--epochs'], /--epochs needs a value/],
