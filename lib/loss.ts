@@ -197,8 +197,15 @@ export function checkScaledOverflow(t: Tensor, name: string, scale: number): voi
 /** @internal Assembles the result; disposes a fresh device gradient if the call failed. */
 export function finishLoss(p: PreparedLoss, native: { loss: number; dScale: number }, extra: object = {}): LossResult {
   // A non-finite loss from finite scores: an overflow of scale·x is refused rather than returned as NaN.
-  if ((!Number.isFinite(native.loss) || p.rowLoss.some((v) => !Number.isFinite(v))) && p.grad !== p.scores)
-    checkScaledOverflow(p.scores, p.scoresName, p.common.scale);
+  if (!Number.isFinite(native.loss) || p.rowLoss.some((v) => !Number.isFinite(v))) {
+    if (p.grad !== p.scores) checkScaledOverflow(p.scores, p.scoresName, p.common.scale);
+    // In place, the scores are gone; a NaN from finite scores can only be such an overflow.
+    else if (p.common.scale > 1 && (Number.isNaN(native.loss) || p.rowLoss.some(Number.isNaN)))
+      throw makeError(
+        'ERR_NON_FINITE',
+        `${p.scoresName}: the loss came out NaN: some scale·x overflowed float32 (scale ${p.common.scale}); the call wrote its gradient over the scores (inplace), so the entry cannot be named: repeat it without inplace to find it, and lower the scale or the scores`,
+      );
+  }
   const r: LossResult = { loss: native.loss, rowLoss: p.rowLoss, ...extra };
   if (p.grad) r.grad = p.grad;
   if (p.common.wantDScale) r.dScale = native.dScale;

@@ -44,6 +44,11 @@ describe('finite scores whose scale·x overflows float32', () => {
         await expect(async(make(), { scale }) as Promise<unknown>).rejects.toMatchObject({ code: 'ERR_NON_FINITE', message: expect.stringMatching(/overflows float32/) });
       });
 
+  it('in place (the scores are overwritten): ERR_NON_FINITE naming the scale instead of a NaN loss', () => {
+    const { x, scale } = BIG.float32;
+    expectCode(() => fl.softmaxCrossEntropy(scores('float32', [1, 0.5, -1, 0, x, 1, 0, 2], 2, 4), new Int32Array([1, 2]), { scale, inplace: true }), 'ERR_NON_FINITE', /logits: the loss came out NaN/, /scale 100/, /without inplace/);
+  });
+
   it('softcap bounds z: the right, finite answer (cross-entropy, every dtype)', () => {
     for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
       const { x, scale } = BIG[dtype];
