@@ -212,7 +212,7 @@ describe('softTopKLoss on saturated rows, against 60-digit roots', () => {
       expect(Math.abs(op.threshold[0] - t), `t ${op.threshold[0]} vs ${t}`).toBeLessThanOrEqual(1e-6 * Math.abs(t));
       // The operator's 'log' vjp (its 'prob' one is near e^−95 everywhere here: 0 in fp32).
       const g = Float32Array.from({ length: N }, (_, j) => Math.sin(j));
-      expect(relL2(op.vjp(g).data(), refSoftTopKVjp(S, 1, N, row.k, { alpha: row.alpha, output: 'log' }, g))).toBeLessThanOrEqual(1e-4);
+      expect(relL2(op.vjp(g).data, refSoftTopKVjp(S, 1, N, row.k, { alpha: row.alpha, output: 'log' }, g))).toBeLessThanOrEqual(1e-4);
     });
   }
 });
