@@ -388,7 +388,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
     auto* block_kernel = row_kernel<T, TG, M, true, false>;
     auto* cluster_kernel = row_kernel<T, TG, M, true, true>;
     const size_t limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, block_kernel, cluster_kernel);
-    const RowOnChip plan = softmax_row_plan(a.rows, a.cols, int64_t(sizeof(T)), limit, dev.cc_major);
+    const RowOnChip plan = row_on_chip_grid(a.rows, a.cols, int64_t(sizeof(T)), limit, dev.cc_major);
     if (plan.blocks_per_row > 0 && launch_on_chip(plan, a.rows, kThreads, block_kernel, cluster_kernel, q, plan.slice)) return;
     row_kernel<T, TG, M, false, false><<<rows, kThreads>>>(q, a.cols);
   });

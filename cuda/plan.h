@@ -106,6 +106,16 @@ inline RowOnChip row_on_chip(int64_t cols, int64_t elem_bytes, size_t dynamic_li
   return {0, cols, 0};
 }
 
+// row_on_chip for a launch of `rows` rows: none (blocks_per_row = 0) also when the grid,
+// rows·blocks_per_row blocks, would pass a launch's 2^31 − 1. The losses over positives and
+// one-way InfoNCE/DCL (cuda/row_kernels.cuh softmax_row, elements of the scores) and the soft
+// top-k vjp (8 bytes a column) then take one block a row reading the row twice.
+inline RowOnChip row_on_chip_grid(int64_t rows, int64_t cols, int64_t elem_bytes, size_t dynamic_limit, int cc_major) {
+  const RowOnChip r = row_on_chip(cols, elem_bytes, dynamic_limit, cc_major);
+  if (r.blocks_per_row > 0 && rows * r.blocks_per_row > INT32_MAX) return {0, cols, 0};
+  return r;
+}
+
 // One block when the row's z fits one block's shared memory, a cluster of up to 8 blocks (sm_90)
 // when it fits theirs, else one block reading the scores on every pass.
 inline TopKPlan topk_plan(int64_t cols, size_t dynamic_limit, int cc_major) {
@@ -134,16 +144,6 @@ struct IncludedExtremes {
     in += o.in;
   }
 };
-
-// ---------- the losses over positives, one-way InfoNCE and DCL (cuda/row_kernels.cuh softmax_row) ----------
-
-// The row on chip when it fits (1 read + 1 write), else one block a row reading it twice
-// (blocks_per_row = 0); a grid of rows·blocks_per_row blocks within a launch's 2^31 − 1.
-inline RowOnChip softmax_row_plan(int64_t rows, int64_t cols, int64_t elem_bytes, size_t dynamic_limit, int cc_major) {
-  const RowOnChip r = row_on_chip(cols, elem_bytes, dynamic_limit, cc_major);
-  if (r.blocks_per_row > 0 && rows * r.blocks_per_row > INT32_MAX) return {0, cols, 0};
-  return r;
-}
 
 // ---------- softmaxCrossEntropy (cuda/cross_entropy.cu) ----------
 

@@ -2,7 +2,7 @@
 // on the GPU. The per-positive math is native/ops/positives_math.h, shared with the CPU.
 //
 // The softmax losses (row_kernels.cuh softmax_row): the row on chip (cuda/plan.h
-// softmax_row_plan) when it fits one block's shared memory (about 58K float32 / 116K bf16
+// row_on_chip_grid) when it fits one block's shared memory (about 58K float32 / 116K bf16
 // columns on an H100) or, on sm_90, a cluster of up to 8 blocks', each holding a slice; else one
 // block per row. The row's skip mask (positives ∪ exclusions, or exclusions only for the
 // multi-label softmax; row_kernels.cuh) is built by each block for its columns from the CSR
@@ -210,7 +210,7 @@ void launch(const PlParams& p, const DeviceLimits& dev) {
     auto* block_kernel = softmax_kernel<T, TG, K, true, false>;
     auto* cluster_kernel = softmax_kernel<T, TG, K, true, true>;
     const size_t limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, block_kernel, cluster_kernel);
-    const RowOnChip plan = softmax_row_plan(p.rows, p.cols, int64_t(sizeof(T)), limit, dev.cc_major);
+    const RowOnChip plan = row_on_chip_grid(p.rows, p.cols, int64_t(sizeof(T)), limit, dev.cc_major);
     if (plan.blocks_per_row > 0 && launch_on_chip(plan, p.rows, kThreads, block_kernel, cluster_kernel, p, plan.slice)) {
       check_launch(what);
       return;

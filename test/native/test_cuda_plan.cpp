@@ -1,8 +1,8 @@
 // The CUDA launchers' host-side decisions (cuda/plan.h), checked without a GPU: the soft top-k
 // layout and its shared-memory budget (static + dynamic within the opt-in limit, at every N,
 // including 12093..12288 where the static shared memory used to be left out), cluster slices,
-// the row on chip of the softmax losses over positives, the cross-entropy layout, the scratch
-// plans, and the bracket over the entries that are in.
+// the row on chip of the softmax losses over positives and of the soft top-k vjp, the
+// cross-entropy layout, the scratch plans, and the bracket over the entries that are in.
 #include <algorithm>
 #include <vector>
 
@@ -126,22 +126,30 @@ FL_TEST(row_on_chip_slices) {
           // The plans built on it agree with it.
           const TopKPlan t = topk_plan(cols, lim, major);
           if (bytes == 4) FL_CHECK(t.blocks_per_row == r.blocks_per_row && t.slice == r.slice, "topk cols %lld", (long long)cols);
-          const RowOnChip s = softmax_row_plan(1000, cols, bytes, lim, major);
-          FL_CHECK(s.blocks_per_row == r.blocks_per_row && s.slice == r.slice, "softmax rows cols %lld", (long long)cols);
+          const RowOnChip s = row_on_chip_grid(1000, cols, bytes, lim, major);
+          FL_CHECK(s.blocks_per_row == r.blocks_per_row && s.slice == r.slice, "row_on_chip_grid cols %lld", (long long)cols);
         }
 }
 
 // The softmax losses over positives: on chip at LLM-vocabulary and retrieval widths; the launch's
 // grid (rows·blocks) stays within 2^31 − 1 blocks, else one block a row reading it twice.
-FL_TEST(softmax_row_plan_layouts) {
+FL_TEST(row_on_chip_grid_layouts) {
   const size_t limit = dynamic_smem_limit(kOptinH100, 1024);
-  const RowOnChip a = softmax_row_plan(4096, 50257, 2, limit, 9);
+  const RowOnChip a = row_on_chip_grid(4096, 50257, 2, limit, 9);
   FL_CHECK(a.blocks_per_row == 1 && a.dynamic_smem == 100514, "50257 bf16: one block");
-  const RowOnChip b = softmax_row_plan(4096, 131072, 4, limit, 9);
+  const RowOnChip b = row_on_chip_grid(4096, 131072, 4, limit, 9);
   FL_CHECK(b.blocks_per_row == 3, "131072 float32: a cluster of 3 (%d)", b.blocks_per_row);
-  FL_CHECK(softmax_row_plan(4096, 131072, 4, dynamic_smem_limit(kOptinA100, 1024), 8).blocks_per_row == 0, "sm_80: twice");
-  FL_CHECK(softmax_row_plan(int64_t(INT32_MAX) / 2, 131072, 4, limit, 9).blocks_per_row == 0, "a grid beyond 2^31 - 1 blocks");
-  FL_CHECK(softmax_row_plan(int64_t(INT32_MAX) / 2, 1000, 4, limit, 9).blocks_per_row == 1, "one block a row: as many as rows");
+  FL_CHECK(row_on_chip_grid(4096, 131072, 4, dynamic_smem_limit(kOptinA100, 1024), 8).blocks_per_row == 0, "sm_80: twice");
+  FL_CHECK(row_on_chip_grid(int64_t(INT32_MAX) / 2, 131072, 4, limit, 9).blocks_per_row == 0, "a grid beyond 2^31 - 1 blocks");
+  FL_CHECK(row_on_chip_grid(int64_t(INT32_MAX) / 2, 1000, 4, limit, 9).blocks_per_row == 1, "one block a row: as many as rows");
+  // The soft top-k vjp keeps (v, own), 8 bytes a column: one block to limit/8 columns, a cluster
+  // of up to 8 beyond on sm_90, re-read beyond that.
+  const int64_t fit8 = int64_t(limit / 8) / kSliceAlign * kSliceAlign;
+  FL_CHECK(row_on_chip_grid(2, int64_t(limit / 8), 8, limit, 9).blocks_per_row == 1, "vjp: one block");
+  FL_CHECK(row_on_chip_grid(2, 200000, 8, limit, 9).blocks_per_row == 7, "vjp 200000: a cluster of 7 (%d)", row_on_chip_grid(2, 200000, 8, limit, 9).blocks_per_row);
+  FL_CHECK(row_on_chip_grid(2, 8 * fit8, 8, limit, 9).blocks_per_row == 8 && row_on_chip_grid(2, 8 * fit8 + 1, 8, limit, 9).blocks_per_row == 0,
+           "vjp: at most 8 blocks");
+  FL_CHECK(row_on_chip_grid(2, 240000, 8, limit, 9).blocks_per_row == 0, "vjp 240000: re-read");
 }
 
 FL_TEST(scratch_plans_are_padded_sums) {
