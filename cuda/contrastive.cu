@@ -1,23 +1,26 @@
 // infoNCE (SPEC 3.3) and decoupledContrastive (SPEC 3.5) on the GPU. The per-row math is
 // native/ops/contrastive_math.h, shared with the CPU.
 //
-// One-way InfoNCE and DCL: one block per row, as the losses over positives
-// (cuda/positives_losses.cu): a skip mask built by the block (InfoNCE skips its exclusions, DCL
-// the positive and the exclusions), the statistics sweep, the positives' terms spread over the
-// block, the dense gradient sweep (16-byte loads and stores), then the positives' exact
-// gradients over the dense ones. Passes: 2 reads of S (the second from L2 only while the rows in
-// flight fit it) + 1 write.
+// One-way InfoNCE and DCL: row_kernels.cuh softmax_row, as the softmax losses over positives
+// (cuda/positives_losses.cu): the row on chip (one block, or a cluster of up to 8 on sm_90) when
+// it fits, else one block per row; a skip mask built by each block for its columns (InfoNCE
+// skips its exclusions, DCL the positive and the exclusions), the statistics sweep, the
+// positives' terms spread over the row's first block, the dense gradient sweep (16-byte loads
+// and stores), then the positives' exact gradients over the dense ones. Passes: on chip 1 read
+// of S + 1 write; else 2 reads (the second from L2 only while the rows in flight fit it) + 1
+// write.
 //
 // Symmetric (CLIP) InfoNCE on a square n×n matrix, three kernels:
-//   1. statistics, one read of S: a block owns kSymCols columns (one per thread) of a chunk of
-//      kSymChunkRows rows. Tiles of kSymTileRows rows are read coalesced (a thread adds its
-//      column's values to its running column state) and staged in shared memory, where each
-//      warp merges whole rows of the tile. Row partials go to one slot per (row, column strip),
-//      column partials to one per (row chunk, column);
+//   1. statistics, one read of S: a block owns kSymCols columns of a chunk of kSymChunkRows
+//      rows. Tiles of kSymTileRows rows are read into shared memory with 16-byte loads
+//      (kInFlight in flight per thread; each row's unaligned head and tail one by one), then
+//      each thread merges its column of the tile and each warp whole rows of it. Row partials go
+//      to one slot per (row, column strip), column partials to one per (row chunk, column);
 //   2. one thread per index i merges row i's and column i's partials in order, and computes
 //      the pair's loss, the row and column gradient terms and the diagonal's exact gradient;
-//   3. the gradient, one block per row: the second read of S.
-// Passes: 2 reads of S + 1 write (scalar loads in the statistics kernel: a thread owns a column).
+//   3. the gradient, one block per row, 16-byte loads and stores: the second read of S.
+// Passes: 2 reads of S + 1 write (the column statistics need the whole matrix before any
+// gradient).
 // e^(z − max) by exp2f (MUFU, ≤ 2 ulp) everywhere; the row terms in double.
 // Partials are merged in a fixed order and sums go to per-row slots, summed by one block: no
 // float atomics (the first-bad index uses an integer atomicMin, which is order-free).
@@ -39,16 +42,11 @@ namespace fl::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr int kWarps = kThreads / kWarp;
 
 // log Σ e^z of a state: max + log1p(rest).
 __device__ __forceinline__ double lse_of(const OnlineSumExp& s) {
   return s.max == -INFINITY ? -INFINITY : double(s.max) + log1p(double(s.rest));
 }
-
-// z = scale·x of a score, exactly as every kernel here computes it (so that an entry's z equals
-// the row max bitwise when it is the max).
-__device__ __forceinline__ float z_of(float v, float scale) { return v == -INFINITY ? -INFINITY : scale * v; }
 
 struct Common {
   const void* x;
@@ -76,11 +74,6 @@ __device__ __forceinline__ float score(const Common& p, int64_t row, int64_t c) 
   return to_float(static_cast<const T*>(p.x)[row * p.cols + c]);
 }
 
-template <class TG>
-__device__ __forceinline__ void store(const Common& p, int64_t row, int64_t c, float g) {
-  if (p.grad) static_cast<TG*>(p.grad)[row * p.cols + c] = from_float<TG>(g);
-}
-
 // ---------- one-way InfoNCE and DCL ----------
 
 enum class Mode { InfoNCE, Dcl };
@@ -98,78 +91,39 @@ struct RowParams {
   float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
 };
 
-template <class T, class TG, Mode M>
-__global__ void __launch_bounds__(kThreads) row_kernel(RowParams q) {
-  __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
-  __shared__ long long sbad[kWarps];
-  __shared__ double sd[kWarps * 2];
+// row_kernels.cuh softmax_row, with the positives' terms of InfoNCE or DCL.
+template <class T, class TG, Mode M, bool kOnChip, bool kCluster>
+__global__ void __launch_bounds__(kThreads) row_kernel(RowParams q, int64_t slice) {
   const Common& p = q.c;
-  const int64_t row = blockIdx.x;
-  const T* x = static_cast<const T*>(p.x) + row * p.cols;
-  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
+  const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
+  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, M == Mode::InfoNCE, q.skip_a, q.skip_b, q.mask, q.mask_words,
+                         q.pos_ptr, q.pos_cols, q.pos_x, q.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
+  const double u = upstream(p, row);
   const int64_t e0 = q.pos_ptr[row], e1 = q.pos_ptr[row + 1];
-  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) q.pos_x[e] = score<T>(p, row, q.pos_cols[e]);
-  const RowMask mask = build_row_mask(q.mask + row * q.mask_words, p.cols, row, q.skip_a, q.skip_b);  // its barriers order the pos_x reads
-
-  OnlineSumExp s;
-  long long bad = INT64_MAX;
-  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
-#pragma unroll
-    for (int j = 0; j < length_of<decltype(v)>; ++j) {
-      if (is_bad(v[j])) bad = min(bad, (long long)(row * p.cols + c + j));  // skipped columns are checked too
-      if (!mask.skipped(c + j)) s.add(z_of(v[j], p.scale));
+  softmax_row<T, TG, kThreads, kOnChip, kCluster>(a, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
+    if (M == Mode::InfoNCE) {
+      // lse over every column not excluded, the positives included (SupCon); the positives'
+      // terms spread over the block.
+      const double n = double(e1 - e0);
+      double W[1] = {0};
+      for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += q.pos_w ? q.pos_w[e] : 1.0;
+      block_sums<kThreads>(W, sd);
+      for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        const double w = q.pos_w ? q.pos_w[e] : 1.0;
+        const float z = z_of(q.pos_x[e], p.scale);
+        const SoftmaxEntry en = softmax_entry_at(z, z == max, rest, lse);
+        sums[0] += info_nce_positive_loss(w, en) / n;
+        q.pos_dz[e] = float(info_nce_positive_dz(w, W[0], n, u, en));
+      }
+      if (threadIdx.x == 0) sums[1] = e1 > e0 ? W[0] / n : 0.0;
+    } else if (threadIdx.x == 0) {
+      // lse is Z, the negatives' log-sum-exp: the positive and the exclusions are skipped.
+      const double w = q.dcl_w ? q.dcl_w[row] : 1.0;
+      sums[0] = dcl_row_loss(w, z_of(q.pos_x[e0], p.scale), lse);
+      q.pos_dz[e0] = float(-u * w);
+      sums[1] = 1.0;
     }
   });
-  block_merge<kThreads>(s, bad, smax, srest, sbad);
-  if (threadIdx.x == 0) {
-    if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    smax[0] = s.max;
-    srest[0] = s.rest;
-  }
-  __syncthreads();
-  s.max = smax[0];
-  s.rest = srest[0];
-  const double rest = s.rest, lse = lse_of(s), u = upstream(p, row);
-  double sums[2] = {0, 0};  // the row's loss, and its dense weight (added by thread 0)
-  if (M == Mode::InfoNCE) {
-    // lse over every column not excluded, the positives included (SupCon); the positives'
-    // terms spread over the block.
-    const double n = double(e1 - e0);
-    double W[1] = {0};
-    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += q.pos_w ? q.pos_w[e] : 1.0;
-    block_sums<kThreads>(W, sd);
-    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-      const double w = q.pos_w ? q.pos_w[e] : 1.0;
-      const float z = z_of(q.pos_x[e], p.scale);
-      const SoftmaxEntry en = softmax_entry_at(z, z == s.max, rest, lse);
-      sums[0] += info_nce_positive_loss(w, en) / n;
-      q.pos_dz[e] = float(info_nce_positive_dz(w, W[0], n, u, en));
-    }
-    if (threadIdx.x == 0) sums[1] = e1 > e0 ? W[0] / n : 0.0;
-  } else if (threadIdx.x == 0) {
-    // lse is Z, the negatives' log-sum-exp: the positive and the exclusions are skipped.
-    const double w = q.dcl_w ? q.dcl_w[row] : 1.0;
-    sums[0] = dcl_row_loss(w, z_of(q.pos_x[e0], p.scale), lse);
-    q.pos_dz[e0] = float(-u * w);
-    sums[1] = 1.0;
-  }
-  block_sums<kThreads>(sums, sd);  // also publishes DCL's pos_dz to the block
-  if (threadIdx.x == 0) p.row_loss[row] = sums[0];
-  const float sh = s.max, cf = s.max == -INFINITY ? 0.f : float(u * sums[1] / (1.0 + rest));
-  float dsc = g || p.want_dscale ? dense_softmax_sweep(x, g, p.cols, mask, p.scale, cf, sh) : 0.f;
-  dsc = block_sum(dsc, sred);  // also orders the sweep's stores before the positives' below
-  // The positives' exact gradients replace the dense ones (0 where skipped: DCL's positive),
-  // and dScale trades the dense term for the exact one. A positive at −inf keeps its 0.
-  double fix[1] = {0};
-  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-    const float xe = q.pos_x[e];
-    if (xe == -INFINITY) continue;
-    const float dense = M == Mode::InfoNCE ? cf * exp_shifted(z_of(xe, p.scale), sh) : 0.f;
-    store<TG>(p, row, q.pos_cols[e], q.pos_dz[e] * p.scale);
-    fix[0] += (double(q.pos_dz[e]) - double(dense)) * double(xe);
-  }
-  block_sums<kThreads>(fix, sd);
-  if (threadIdx.x == 0) p.dscale_part[row] = float(double(dsc) + fix[0]);
 }
 
 // DCLW: each row's positive score S_ip, for the weights (computed on the host).
@@ -196,38 +150,83 @@ struct SymParams {
 
 template <class T>
 __global__ void __launch_bounds__(kSymCols) sym_stats_kernel(SymParams q) {
+  constexpr int kPack = Pack<T>::N;
+  constexpr int kRowPacks = kSymCols / kPack;  // the most whole packs a row of the tile holds
   __shared__ float tile[kSymTileRows][kSymCols + 1];
   __shared__ long long sbad[kSymCols / kWarp];
   const Common& p = q.c;
   const int64_t n = p.rows;
-  const int64_t c = int64_t(blockIdx.x) * kSymCols + threadIdx.x;
+  const int64_t c0 = int64_t(blockIdx.x) * kSymCols;
+  const int width = int(min(int64_t(kSymCols), n - c0));  // the strip's columns
   const int64_t r_begin = int64_t(blockIdx.y) * kSymChunkRows;
   const int64_t r_end = min(n, r_begin + kSymChunkRows);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  OnlineSumExp col;
+  // Row r of the strip: its start, and the columns before its first 16-byte boundary (head) and
+  // in whole packs after it (packs).
+  auto strip = [&](int64_t r, int& head, int& packs) {
+    const T* s = static_cast<const T*>(p.x) + r * n + c0;
+    head = int((16 - reinterpret_cast<uintptr_t>(s) % 16) % 16 / sizeof(T));
+    head = min(head, width);
+    packs = (width - head) / kPack;
+    return s;
+  };
   long long bad = INT64_MAX;
+  auto put = [&](int k, int64_t r, int j, float v) {
+    if (is_bad(v)) bad = min(bad, (long long)(r * n + c0 + j));
+    tile[k][j] = z_of(v, p.scale);
+  };
+  OnlineSumExp col;
   for (int64_t r0 = r_begin; r0 < r_end; r0 += kSymTileRows) {
     const int rows = int(min(int64_t(kSymTileRows), r_end - r0));
-    for (int k = 0; k < rows; ++k) {
-      float z = -INFINITY;
-      if (c < n) {
-        const float v = score<T>(p, r0 + k, c);
-        if (is_bad(v)) bad = min(bad, (long long)((r0 + k) * n + c));
-        z = z_of(v, p.scale);
+    // The tile into shared memory: each row's aligned body in 16-byte loads, kInFlight in flight
+    // per thread; then the head and tail of each row (fewer than kPack columns each), one by one.
+    const int items = rows * kRowPacks;
+    for (int i0 = threadIdx.x; i0 < items; i0 += kSymCols * kInFlight) {
+      uint4 raw[kInFlight];
+      int col0[kInFlight];  // the pack's first column in the strip, −1: none
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = i0 + u * kSymCols, k = i / kRowPacks, j = i % kRowPacks;
+        col0[u] = -1;
+        if (i < items) {
+          int head, packs;
+          const T* s = strip(r0 + k, head, packs);
+          if (j < packs) {
+            raw[u] = reinterpret_cast<const uint4*>(s + head)[j];
+            col0[u] = head + j * kPack;
+          }
+        }
       }
-      tile[k][threadIdx.x] = z;
-      col.add(z);
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u)
+        if (col0[u] >= 0) {
+          const int k = (i0 + u * kSymCols) / kRowPacks;
+          float v[kPack];
+          unpack16<T>(raw[u], v);
+#pragma unroll
+          for (int e = 0; e < kPack; ++e) put(k, r0 + k, col0[u] + e, v[e]);
+        }
+    }
+    for (int i = threadIdx.x; i < rows * 2 * kPack; i += kSymCols) {
+      const int k = i / (2 * kPack), m = i % (2 * kPack);
+      int head, packs;
+      const T* s = strip(r0 + k, head, packs);
+      const int j = m < kPack ? m : head + packs * kPack + (m - kPack);
+      if (m < kPack ? j < head : j < width) put(k, r0 + k, j, to_float(s[j]));
     }
     __syncthreads();
+    // Each thread its column over the tile's rows in order; each warp whole rows of the tile.
+    if (int(threadIdx.x) < width)
+      for (int k = 0; k < rows; ++k) col.add(tile[k][threadIdx.x]);
     for (int k = warp; k < rows; k += kSymCols / kWarp) {
       OnlineSumExp s;
-      for (int i = lane; i < kSymCols; i += kWarp) s.add(tile[k][i]);
+      for (int i = lane; i < width; i += kWarp) s.add(tile[k][i]);
       warp_merge(s);
       if (lane == 0) q.row_part[(r0 + k) * q.strips + blockIdx.x] = make_float2(s.max, s.rest);
     }
-    __syncthreads();
+    __syncthreads();  // the tile is read before the next one overwrites it
   }
-  if (c < n) q.col_part[int64_t(blockIdx.y) * n + c] = make_float2(col.max, col.rest);
+  if (int(threadIdx.x) < width) q.col_part[int64_t(blockIdx.y) * n + c0 + threadIdx.x] = make_float2(col.max, col.rest);
   bad = warp_min(bad);
   if (lane == 0) sbad[warp] = bad;
   __syncthreads();
@@ -266,18 +265,26 @@ __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
   __shared__ float sred[kThreads / kWarp];
   const Common& p = q.c;
   const int64_t row = blockIdx.x;
+  const T* x = static_cast<const T*>(p.x) + row * p.cols;
+  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const float rs = q.row_shift[row], rc = q.row_coef[row], diag = q.diag_dz[row];
   float dsc = 0.f;
-  for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    const float v = score<T>(p, row, c);  // read before the store below (in place is safe)
-    float d = 0.f;
-    if (v != -INFINITY) {
-      const float z = z_of(v, p.scale);
-      d = c == row ? diag : rc * exp_shifted(z, rs) + q.col_coef[c] * exp_shifted(z, q.col_shift[c]);
+  // Each value is read before the same thread stores its gradient: in place is safe.
+  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+    constexpr int m = length_of<decltype(v)>;
+    float out[m];
+#pragma unroll
+    for (int j = 0; j < m; ++j) {
+      float d = 0.f;
+      if (v[j] != -INFINITY) {
+        const float z = z_of(v[j], p.scale);
+        d = c + j == row ? diag : rc * exp_shifted(z, rs) + q.col_coef[c + j] * exp_shifted(z, q.col_shift[c + j]);
+      }
+      out[j] = d * p.scale;
+      if (d != 0.f) dsc += d * v[j];
     }
-    store<TG>(p, row, c, d * p.scale);
-    if (d != 0.f) dsc += d * v;
-  }
+    if (g) store_pack<TG>(g + c, out);
+  });
   dsc = block_sum(dsc, sred);
   if (threadIdx.x == 0) p.dscale_part[row] = dsc;
 }
@@ -372,7 +379,19 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
     dclw_weights(h.data(), a.rows, sigma, w.data());
     q.dcl_w = s.upload(w.data(), a.rows);
   }
-  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) { row_kernel<decltype(t), decltype(tg), M><<<rows, kThreads>>>(q); });
+  // The row on chip when it fits one block's shared memory or (sm_90) a cluster's, else one block
+  // a row reading it twice.
+  const DeviceLimits dev = device_limits();
+  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+    using T = decltype(t);
+    using TG = decltype(tg);
+    auto* block_kernel = row_kernel<T, TG, M, true, false>;
+    auto* cluster_kernel = row_kernel<T, TG, M, true, true>;
+    const size_t limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, block_kernel, cluster_kernel);
+    const RowOnChip plan = row_on_chip_grid(a.rows, a.cols, int64_t(sizeof(T)), limit, dev.cc_major);
+    if (plan.blocks_per_row > 0 && launch_on_chip(plan, a.rows, kThreads, block_kernel, cluster_kernel, q, plan.slice)) return;
+    row_kernel<T, TG, M, false, false><<<rows, kThreads>>>(q, a.cols);
+  });
   check_launch(M == Mode::Dcl ? "decoupledContrastive kernel" : "infoNCE kernel");
   return finish(q.c, a, s);
 }

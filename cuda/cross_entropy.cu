@@ -19,8 +19,6 @@
 // gradient stores. e^(z − max) by exp2f (MUFU, ≤ 2 ulp), tanhf for the softcap, IEEE division;
 // the row's terms in double. Losses and dScale partials are written per row / per
 // block and summed in a fixed order by one final block: no float atomics.
-#include <cooperative_groups.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -38,8 +36,6 @@
 
 namespace fl::cuda {
 namespace {
-
-namespace cg = cooperative_groups;
 
 constexpr int kThreads = 512;
 constexpr int64_t kFusedCols = 262144;  // widest row one block sweeps alone
@@ -106,10 +102,19 @@ __device__ void tile_stats(const CeParams& p, int64_t row, int64_t c0, int64_t c
   if (threadIdx.x == 0 && bad != INT64_MAX) atomicMin(p.first_bad, bad);  // integer min: order-free
 }
 
-// The row's loss and gradient terms from its merged statistics (one thread; `owner`: the one
-// that writes the row's lse and loss, when several blocks compute the same terms).
+// The label's logit (0 for an ignored row, whose label may be any index). Read before any block of
+// the row stores a gradient: with an in-place gradient that store overwrites it.
+template <class T>
+__device__ __forceinline__ float label_logit(const CeParams& p, int64_t row) {
+  const int32_t y = p.labels[row];
+  return y == p.ignore_index ? 0.f : to_float(static_cast<const T*>(p.x)[row * p.cols + y]);
+}
+
+// The row's loss and gradient terms from its merged statistics and its label's logit x_y
+// (label_logit; one thread; `owner`: the one that writes the row's lse and loss, when several
+// blocks compute the same terms).
 template <class T, bool kSoftcap>
-__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float rest, float lin, bool owner = true) {
+__device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float rest, float lin, float x_y, bool owner = true) {
   const double lse = max == -INFINITY ? -INFINITY : double(max) + log1p(double(rest));
   if (owner) p.lse[row] = float(lse);
   const int32_t y = p.labels[row];
@@ -119,7 +124,6 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float 
   }
   // A label at −inf is out, as in the statistics sweep: −inf, not the softcap's −cap (the loss is
   // then +inf, as on the CPU).
-  const float x_y = to_float(static_cast<const T*>(p.x)[row * p.cols + y]);
   const float z_y = x_y == -INFINITY ? -INFINITY : transform<kSoftcap>(x_y, p.scale, p.cap);
   const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
@@ -182,58 +186,24 @@ __global__ void __launch_bounds__(kThreads) ce_onchip_kernel(CeParams p, int64_t
   T* xs = reinterpret_cast<T*>(ce_smem);
   __shared__ RowTerms terms;
   __shared__ float sred[kThreads / kWarp];
-  unsigned rank = 0, ranks = 1;
-  if constexpr (kCluster) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    rank = cg::this_cluster().block_rank();
-    ranks = cg::this_cluster().num_blocks();
-#else
-    __trap();  // the launcher uses clusters only on sm_90 and newer
-#endif
-  }
-  const int64_t row = blockIdx.x / ranks;
-  const int64_t c0 = min(p.cols, int64_t(rank) * slice), c1 = min(p.cols, c0 + slice);
+  const RowGroup<kCluster> grp = row_group<kCluster>();
+  const int64_t row = blockIdx.x / grp.ranks;
+  const int64_t c0 = min(p.cols, int64_t(grp.rank) * slice), c1 = min(p.cols, c0 + slice);
   OnlineSumExp s;
   float lin;
   tile_stats<T, kSoftcap>(p, row, c0, c1, s, lin, xs);
-  if constexpr (kCluster) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::cluster_group cluster = cg::this_cluster();
-    __shared__ float part[3];  // this block's (max, rest, lin), read by the cluster's blocks
-    if (threadIdx.x == 0) {
-      part[0] = s.max;
-      part[1] = s.rest;
-      part[2] = lin;
-    }
-    cluster.sync();
-    if (threadIdx.x == 0) {
-      OnlineSumExp m;
-      float l = 0.f;
-      for (unsigned r = 0; r < ranks; ++r) {
-        const float* q = cluster.map_shared_rank(part, r);
-        m.merge(q[0], q[1]);
-        l += q[2];
-      }
-      s = m;
-      lin = l;
-    }
-    cluster.sync();  // every block has read the others' parts before any goes on (or exits)
-#endif
-  }
-  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, rank == 0);
+  // Before merge_over_row's barriers: after them another block of the cluster may store the
+  // label's gradient over its logit (in place).
+  const float x_y = threadIdx.x == 0 ? label_logit<T>(p, row) : 0.f;
+  merge_over_row(grp, s, lin);
+  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, x_y, grp.rank == 0);
   __syncthreads();  // also: the stash is complete
   const RowTerms t = terms;
   if (!p.grad && !p.want_dscale) return;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int32_t y = p.labels[row];
   float dsc = 0.f;
-  if (g)
-    for_each_store_pack(g, c0, c1, [&](int64_t c, auto& o) {
-#pragma unroll
-      for (int j = 0; j < length_of<decltype(o)>; ++j) o[j] = grad_at<kSoftcap>(p, t, y, c + j, to_float(xs[c + j - c0]), dsc);
-    });
-  else
-    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) grad_at<kSoftcap>(p, t, y, c, to_float(xs[c - c0]), dsc);
+  for_each_on_chip(xs, g, c0, c1, [&](int64_t c, float v) { return grad_at<kSoftcap>(p, t, y, c, v, dsc); });
   dsc = block_sum(dsc, sred);
   if (threadIdx.x == 0) p.dscale_part[blockIdx.x] = dsc;
 }
@@ -247,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(CeParams p) {
   OnlineSumExp s;
   float lin;
   tile_stats<T, kSoftcap>(p, row, 0, p.cols, s, lin);
-  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin);
+  if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, label_logit<T>(p, row));
   __syncthreads();
   const RowTerms t = terms;
   if (!p.grad && !p.want_dscale) return;
@@ -281,7 +251,7 @@ __global__ void ce_terms_kernel(CeParams p) {
     s.merge(q.x, q.y);
     lin += p.part_lin[row * p.tiles + k];
   }
-  p.terms[row] = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin);
+  p.terms[row] = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, label_logit<T>(p, row));
 }
 
 // Tiled layout, step 3: the gradient per (row, tile).
@@ -294,38 +264,14 @@ __global__ void __launch_bounds__(kThreads) ce_grad_kernel(CeParams p) {
   if (threadIdx.x == 0) p.dscale_part[blockIdx.x] = dsc;
 }
 
-// The on-chip kernels' dynamic shared memory is raised to the largest they may have (the opt-in
-// limit less their static shared memory), the same value on every call (see soft_topk.cu).
-template <class T, class TG, bool kSoftcap>
-size_t onchip_smem_limit(int optin, int major) {
-  size_t static_smem = 0;
-  const void* kernels[2] = {reinterpret_cast<const void*>(ce_onchip_kernel<T, TG, kSoftcap, false>),
-                            reinterpret_cast<const void*>(ce_onchip_kernel<T, TG, kSoftcap, true>)};
-  for (int i = 0; i < (major >= 9 ? 2 : 1); ++i) {
-    cudaFuncAttributes attr{};
-    FL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernels[i]));
-    static_smem = std::max(static_smem, attr.sharedSizeBytes);
-  }
-  const size_t limit = dynamic_smem_limit(size_t(optin), static_smem);
-  for (int i = 0; i < (major >= 9 ? 2 : 1); ++i)
-    FL_CUDA_CHECK(cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
-  return limit;
-}
-
 // Launches the on-chip layout; false when a cluster of that size cannot be resident here (the
 // caller then takes the fused or tiled layout).
 template <class T, class TG, bool kSoftcap>
 bool launch_onchip(const CeParams& p, const CePlan& plan) {
-  if (plan.blocks_per_row == 1) {
-    ce_onchip_kernel<T, TG, kSoftcap, false><<<unsigned(p.rows), kThreads, plan.dynamic_smem>>>(p, plan.slice);
-    check_launch("softmaxCrossEntropy on-chip kernel");
-    return true;
-  }
-  auto* kernel = ce_onchip_kernel<T, TG, kSoftcap, true>;
-  ClusterLaunch cluster(p.rows, plan.blocks_per_row, kThreads, plan.dynamic_smem);
-  if (!cluster.fits(kernel)) return false;
-  cluster.launch(kernel, p, plan.slice);
-  check_launch("softmaxCrossEntropy on-chip cluster kernel");
+  const RowOnChip r{plan.blocks_per_row, plan.slice, plan.dynamic_smem};
+  if (!launch_on_chip(r, p.rows, kThreads, ce_onchip_kernel<T, TG, kSoftcap, false>, ce_onchip_kernel<T, TG, kSoftcap, true>, p, plan.slice))
+    return false;
+  check_launch(plan.blocks_per_row == 1 ? "softmaxCrossEntropy on-chip kernel" : "softmaxCrossEntropy on-chip cluster kernel");
   return true;
 }
 
@@ -367,19 +313,18 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);  // also validates the labels
   if (a.rows == 0) return {0, 0};
   const DeviceScope on(device_of(a.logits));
-  int device = 0, sms = 0, optin = 0, major = 0;
-  FL_CUDA_CHECK(cudaGetDevice(&device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  const DeviceLimits dev = device_limits();
   const bool grad_float32 = a.grad_float32 || a.dtype == DType::Float32;
   size_t limit = 0;
   by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
-    limit = onchip_smem_limit<decltype(t), decltype(tg), decltype(cap)::value>(optin, major);
+    using T = decltype(t);
+    using TG = decltype(tg);
+    constexpr bool kCap = decltype(cap)::value;
+    limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, ce_onchip_kernel<T, TG, kCap, false>, ce_onchip_kernel<T, TG, kCap, true>);
   });
-  CePlan plan = ce_plan(a.rows, a.cols, dtype_size(a.dtype), sms, kFusedCols, kTileCols, limit, major);
+  CePlan plan = ce_plan(a.rows, a.cols, dtype_size(a.dtype), dev.sms, kFusedCols, kTileCols, limit, dev.cc_major);
   // Where a cluster cannot be resident (checked at launch), the layout without shared memory.
-  const CePlan fallback = ce_plan(a.rows, a.cols, dtype_size(a.dtype), sms, kFusedCols, kTileCols, 0, 0);
+  const CePlan fallback = ce_plan(a.rows, a.cols, dtype_size(a.dtype), dev.sms, kFusedCols, kTileCols, 0, 0);
   const int64_t blocks = a.rows * std::max({plan.tiles, int64_t(plan.blocks_per_row), fallback.tiles});
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 

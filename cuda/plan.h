@@ -1,7 +1,8 @@
 // The host-side decisions of the CUDA launchers, as plain C++ (no CUDA headers), so that the
 // native tests check them on a machine without a GPU (test/native/test_cuda_plan.cpp): the
-// scratch sizes, the soft top-k row layout and its shared-memory budget, the cross-entropy
-// layout, and the soft top-k bracket over the entries that are in.
+// scratch sizes, the row held on chip (soft top-k, cross-entropy, the losses over positives and
+// one-way InfoNCE/DCL) and its shared-memory budget, the cross-entropy layout, and the soft top-k
+// bracket over the entries that are in.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -80,21 +81,47 @@ constexpr size_t dynamic_smem_limit(size_t smem_optin, size_t static_smem) {
 // packs of any dtype, and whole 32-bit words of a skip mask, so that no two blocks share either.
 constexpr int64_t kSliceAlign = 32;
 
-// One block when the row's z fits one block's shared memory, a cluster of up to 8 blocks (a
-// portable cluster size, sm_90) when it fits theirs, else one block reading the scores on every
-// pass. `dynamic_limit`: dynamic_smem_limit() of the kernel that would run.
-inline TopKPlan topk_plan(int64_t cols, size_t dynamic_limit, int cc_major) {
-  const int64_t fit = int64_t(dynamic_limit / sizeof(float)) / kSliceAlign * kSliceAlign;
-  if (cols <= int64_t(dynamic_limit / sizeof(float))) return {TopKLayout::Block, 1, cols, size_t(cols) * sizeof(float)};
+// A row held on chip: in one block's shared memory, or sliced over a cluster of up to 8 blocks
+// (a portable cluster size, sm_90). blocks_per_row = 0: it does not fit.
+struct RowOnChip {
+  int blocks_per_row;
+  int64_t slice;          // columns per block
+  size_t dynamic_smem;    // bytes of the row per block
+};
+
+// One block when the row's elem_bytes·cols fit `dynamic_limit` (dynamic_smem_limit() of the
+// kernel that would run), a cluster of the fewest blocks that hold it on sm_90, else none.
+// cols = 0 fits one block with no shared memory.
+inline RowOnChip row_on_chip(int64_t cols, int64_t elem_bytes, size_t dynamic_limit, int cc_major) {
+  if (cols * elem_bytes <= int64_t(dynamic_limit)) return {1, cols, size_t(cols * elem_bytes)};
+  const int64_t fit = int64_t(dynamic_limit) / elem_bytes / kSliceAlign * kSliceAlign;
   if (cc_major >= 9 && fit > 0) {
     const int64_t per = (cols + fit - 1) / fit;
     if (per <= 8) {
       int64_t slice = (cols + per - 1) / per;
       slice = (slice + kSliceAlign - 1) / kSliceAlign * kSliceAlign;  // ≤ fit
-      return {TopKLayout::Cluster, int(per), slice, size_t(slice) * sizeof(float)};
+      return {int(per), slice, size_t(slice * elem_bytes)};
     }
   }
-  return {TopKLayout::Global, 1, cols, 0};
+  return {0, cols, 0};
+}
+
+// row_on_chip for a launch of `rows` rows: none (blocks_per_row = 0) also when the grid,
+// rows·blocks_per_row blocks, would pass a launch's 2^31 − 1. The losses over positives and
+// one-way InfoNCE/DCL (cuda/row_kernels.cuh softmax_row, elements of the scores) and the soft
+// top-k vjp (8 bytes a column) then take one block a row reading the row twice.
+inline RowOnChip row_on_chip_grid(int64_t rows, int64_t cols, int64_t elem_bytes, size_t dynamic_limit, int cc_major) {
+  const RowOnChip r = row_on_chip(cols, elem_bytes, dynamic_limit, cc_major);
+  if (r.blocks_per_row > 0 && rows * r.blocks_per_row > INT32_MAX) return {0, cols, 0};
+  return r;
+}
+
+// One block when the row's z fits one block's shared memory, a cluster of up to 8 blocks (sm_90)
+// when it fits theirs, else one block reading the scores on every pass.
+inline TopKPlan topk_plan(int64_t cols, size_t dynamic_limit, int cc_major) {
+  const RowOnChip r = row_on_chip(cols, sizeof(float), dynamic_limit, cc_major);
+  if (r.blocks_per_row == 0) return {TopKLayout::Global, 1, cols, 0};
+  return {r.blocks_per_row == 1 ? TopKLayout::Block : TopKLayout::Cluster, r.blocks_per_row, r.slice, r.dynamic_smem};
 }
 
 // The soft top-k bracket's inputs over the entries that are in (neither excluded nor −inf), as
@@ -143,16 +170,8 @@ inline CePlan ce_plan(int64_t rows, int64_t cols, int64_t elem_bytes, int sms, i
                       size_t dynamic_limit, int cc_major) {
   const bool fill = rows >= 2 * int64_t(sms);
   if (fill && cols > 0) {
-    if (cols * elem_bytes <= int64_t(dynamic_limit)) return {CeLayout::OnChip, 1, 1, cols, size_t(cols * elem_bytes)};
-    const int64_t fit = int64_t(dynamic_limit) / elem_bytes / kSliceAlign * kSliceAlign;
-    if (cc_major >= 9 && fit > 0) {
-      const int64_t per = (cols + fit - 1) / fit;
-      if (per <= 8) {
-        int64_t slice = (cols + per - 1) / per;
-        slice = (slice + kSliceAlign - 1) / kSliceAlign * kSliceAlign;  // ≤ fit
-        return {CeLayout::OnChip, 1, int(per), slice, size_t(slice * elem_bytes)};
-      }
-    }
+    const RowOnChip r = row_on_chip(cols, elem_bytes, dynamic_limit, cc_major);
+    if (r.blocks_per_row > 0) return {CeLayout::OnChip, 1, r.blocks_per_row, r.slice, r.dynamic_smem};
   }
   if (fill && cols <= fused_cols) return {CeLayout::Fused, 1, 1, cols, 0};
   return {CeLayout::Tiled, cols == 0 ? 1 : (cols + tile_cols - 1) / tile_cols, 1, cols, 0};

@@ -1,19 +1,28 @@
 // decoupledSoftmax (SPEC 3.4), multiLabelSoftmax (SPEC 3.2) and binaryCrossEntropy (SPEC 3.6)
 // on the GPU. The per-positive math is native/ops/positives_math.h, shared with the CPU.
 //
-// One block per row. The row's skip mask (positives ∪ exclusions, or exclusions only for the
-// multi-label softmax; row_kernels.cuh) is built by the block from the CSR lists. Per row the
-// block
-//   1. reads its positives' scores (before an in-place sweep can overwrite them);
-//   2. softmax losses: the statistics sweep over the columns not skipped (online max and
-//      rest = Σ − 1), then the positives' terms, spread over the block and summed in a fixed
-//      order, give the row's loss, the dense coefficient and each positive's exact dℓ/dz;
-//   3. the gradient sweep (skipped columns get 0; bce computes its loss here too), 16-byte
-//      loads and stores;
-//   4. the positives' gradients overwrite the dense ones, rounded once.
-// Passes over memory: softmax losses 2 reads of S (the second mostly from L2 when the rows in
-// flight fit it) + 1 write; bce 1 read + 1 write. exp2f (MUFU, ≤ 2 ulp) for the dense terms,
-// IEEE division; the positives' terms in double.
+// The softmax losses (row_kernels.cuh softmax_row): the row on chip (cuda/plan.h
+// row_on_chip_grid) when it fits one block's shared memory (about 58K float32 / 116K bf16
+// columns on an H100) or, on sm_90, a cluster of up to 8 blocks', each holding a slice; else one
+// block per row. The row's skip mask (positives ∪ exclusions, or exclusions only for the
+// multi-label softmax; row_kernels.cuh) is built by each block for its columns from the CSR
+// lists. Per row
+//   1. the first block (rank 0) reads its positives' scores (before any gradient store);
+//   2. the statistics sweep over the columns not skipped (online max and rest = Σ − 1), 16-byte
+//      loads with kInFlight in flight, the values kept in shared memory on chip; the blocks of
+//      a cluster merge their statistics in rank order;
+//   3. rank 0 computes the positives' terms, spread over its threads and summed in a fixed
+//      order: the row's loss, the dense coefficient and each positive's exact dℓ/dz;
+//   4. the dense gradient sweep (skipped columns get 0) from shared memory on chip, else from
+//      HBM again, 16-byte stores;
+//   5. after a barrier over the row's blocks, rank 0 writes the positives' gradients over the
+//      dense ones, rounded once.
+// bce: one block per row, elementwise, then the positives.
+// Passes over memory as designed: softmax losses on chip 1 read of S + 1 write of the gradient
+// (at 4096×131072 float32: a cluster of 3 per row on an H100), else 2 reads (the second from L2
+// only while the rows in flight fit it) + 1 write; bce 1 read + 1 write. (Plus the positives'
+// scattered scores, and the skip mask in L2.) exp2f (MUFU, ≤ 2 ulp) for the dense terms, IEEE
+// division; the positives' terms in double.
 // Row losses and dScale partials go to per-row slots, summed in a fixed order by one final
 // block: no float atomics (the first-bad index uses an integer atomicMin, which is order-free).
 #include <cstdint>
@@ -86,91 +95,50 @@ __device__ __forceinline__ void note_bad(const PlParams& p, int64_t row, int64_t
   if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
 }
 
-// The softmax losses: statistics, the row's terms, the gradient sweep, the positives.
-template <class T, class TG, Kind K>
-__global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p) {
-  __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
-  __shared__ long long sbad[kWarps];
-  __shared__ double sd[kWarps * 2];
-  const int64_t row = blockIdx.x;
-  const T* x = static_cast<const T*>(p.x) + row * p.cols;
-  TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
-  read_positives<T>(p, row);  // build_row_mask's barriers order these reads before the sweep
-  const RowMask mask = build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.skip_a, p.skip_b);
-
-  OnlineSumExp s;
-  long long bad = INT64_MAX;
-  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
-#pragma unroll
-    for (int j = 0; j < length_of<decltype(v)>; ++j) {
-      note_bad(p, row, c + j, v[j], bad);  // skipped columns are checked too
-      if (!mask.skipped(c + j)) s.add(p.scale * v[j]);
-    }
-  });
-  block_merge<kThreads>(s, bad, smax, srest, sbad);
-  if (threadIdx.x == 0) {
-    if (bad != INT64_MAX) atomicMin(p.first_bad, bad);
-    smax[0] = s.max;
-    srest[0] = s.rest;
-  }
-  __syncthreads();
-  const float max = smax[0];
-  const double rest = srest[0];
-  const double lse = max == -INFINITY ? -INFINITY : double(max) + log1p(rest);
+// The softmax losses (row_kernels.cuh softmax_row): statistics, the positives' terms, the
+// gradient sweep, the positives' exact gradients.
+template <class T, class TG, Kind K, bool kOnChip, bool kCluster>
+__global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p, int64_t slice) {
+  const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
+  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, K == Kind::MultiLabel, p.skip_a, p.skip_b, p.mask, p.mask_words,
+                         p.pos_ptr, p.pos_cols, p.pos_x, p.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
   const double u = upstream(p, row);
   const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
-  // The positives' terms, each thread a share of them, summed in a fixed order.
-  double sums[2] = {0, 0};  // the row's loss, and its dense weight
-  if (K == Kind::Decoupled) {
-    // lse is Z, the negatives' log-sum-exp: positives and exclusions are skipped.
-    const double inv_n = e1 > e0 ? 1.0 / double(e1 - e0) : 0.0;
-    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-      const double w = p.pos_w ? p.pos_w[e] : 1.0;
-      const float xe = p.pos_x[e];
-      const DecoupledPositive d = decoupled_positive(xe == -INFINITY ? -INFINITY : double(p.scale * xe), lse, w);
-      sums[0] += d.loss * inv_n;
-      sums[1] += w * d.s * inv_n;
-      p.pos_dz[e] = float(-u * w * inv_n * d.s);
-    }
-  } else {
-    // lse over every column not excluded; ℓ = Σ_p w_p (lse − z_p), dℓ/dz_j = W·p_j − w_j[j ∈ P].
-    double W[1] = {0};
-    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += p.pos_w ? p.pos_w[e] : 1.0;
-    block_sums<kThreads>(W, sd);
-    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-      const double w = p.pos_w ? p.pos_w[e] : 1.0;
-      const float xe = p.pos_x[e];
-      if (xe == -INFINITY) {
-        if (w > 0) sums[0] += INFINITY;
-        p.pos_dz[e] = 0.f;
-        continue;
+  softmax_row<T, TG, kThreads, kOnChip, kCluster>(a, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
+    if (K == Kind::Decoupled) {
+      // lse is Z, the negatives' log-sum-exp: positives and exclusions are skipped.
+      const double inv_n = e1 > e0 ? 1.0 / double(e1 - e0) : 0.0;
+      for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        const double w = p.pos_w ? p.pos_w[e] : 1.0;
+        const float xe = p.pos_x[e];
+        const DecoupledPositive d = decoupled_positive(xe == -INFINITY ? -INFINITY : double(p.scale * xe), lse, w);
+        sums[0] += d.loss * inv_n;
+        sums[1] += w * d.s * inv_n;
+        p.pos_dz[e] = float(-u * w * inv_n * d.s);
       }
-      // A positive that is the row max (bitwise as the sweep saw it) uses lse − z = log1p(rest)
-      // and p − 1 = −rest/(1 + rest): exact however confident the row; elsewhere p ≤ 1/2.
-      const float z = p.scale * xe;
-      const bool is_max = z == max;
-      sums[0] += w * (is_max ? log1p(rest) : lse - double(z));
-      p.pos_dz[e] = float(u * (is_max ? (W[0] - w) - W[0] * rest / (1.0 + rest) : W[0] * exp(double(z) - lse) - w));
+    } else {
+      // lse over every column not excluded; ℓ = Σ_p w_p (lse − z_p), dℓ/dz_j = W·p_j − w_j[j ∈ P].
+      double W[1] = {0};
+      for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) W[0] += p.pos_w ? p.pos_w[e] : 1.0;
+      block_sums<kThreads>(W, sd);
+      for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+        const double w = p.pos_w ? p.pos_w[e] : 1.0;
+        const float xe = p.pos_x[e];
+        if (xe == -INFINITY) {
+          if (w > 0) sums[0] += INFINITY;
+          p.pos_dz[e] = 0.f;
+          continue;
+        }
+        // A positive that is the row max (bitwise as the sweep saw it) uses lse − z = log1p(rest)
+        // and p − 1 = −rest/(1 + rest): exact however confident the row; elsewhere p ≤ 1/2.
+        const float z = p.scale * xe;
+        const bool is_max = z == max;
+        sums[0] += w * (is_max ? log1p(rest) : lse - double(z));
+        p.pos_dz[e] = float(u * (is_max ? (W[0] - w) - W[0] * rest / (1.0 + rest) : W[0] * exp(double(z) - lse) - w));
+      }
+      if (threadIdx.x == 0) sums[1] = lse == -INFINITY ? 0.0 : W[0];  // W is the block's total: added once
     }
-    if (threadIdx.x == 0) sums[1] = lse == -INFINITY ? 0.0 : W[0];  // W is the block's total: added once
-  }
-  block_sums<kThreads>(sums, sd);
-  if (threadIdx.x == 0) p.row_loss[row] = sums[0];
-  const float cf = max == -INFINITY ? 0.f : float(u * sums[1] / (1.0 + rest));
-  float dsc = g || p.want_dscale ? dense_softmax_sweep(x, g, p.cols, mask, p.scale, cf, max) : 0.f;
-  dsc = block_sum(dsc, sred);  // also orders the sweep's stores before the positives' below
-  // The positives' exact gradients replace the dense ones (0 where skipped), and dScale
-  // trades the dense term for the exact one.
-  double fix[1] = {0};
-  for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
-    const float xe = p.pos_x[e];
-    if (xe == -INFINITY) continue;
-    const float dense = K == Kind::MultiLabel ? cf * exp_shifted(p.scale * xe, max) : 0.f;
-    store<TG>(p, row, p.pos_cols[e], p.pos_dz[e] * p.scale);
-    fix[0] += (double(p.pos_dz[e]) - double(dense)) * double(xe);
-  }
-  block_sums<kThreads>(fix, sd);
-  if (threadIdx.x == 0) p.dscale_part[row] = float(double(dsc) + fix[0]);
+  });
 }
 
 // binaryCrossEntropy: elementwise over the columns not skipped, then the positives.
@@ -230,19 +198,34 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
   }
 }
 
+// The softmax losses: the row on chip when it fits one block's shared memory or (sm_90) a
+// cluster's, else one block a row reading it twice. bce: one block a row, one read.
 template <class T, class TG, Kind K>
-void launch(const PlParams& p) {
-  if constexpr (K == Kind::Bce) bce_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
-  else softmax_kernel<T, TG, K><<<unsigned(p.rows), kThreads>>>(p);
-  check_launch(K == Kind::Bce ? "binaryCrossEntropy kernel" : K == Kind::Decoupled ? "decoupledSoftmax kernel" : "multiLabelSoftmax kernel");
+void launch(const PlParams& p, const DeviceLimits& dev) {
+  if constexpr (K == Kind::Bce) {
+    bce_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
+    check_launch("binaryCrossEntropy kernel");
+  } else {
+    const char* what = K == Kind::Decoupled ? "decoupledSoftmax kernel" : "multiLabelSoftmax kernel";
+    auto* block_kernel = softmax_kernel<T, TG, K, true, false>;
+    auto* cluster_kernel = softmax_kernel<T, TG, K, true, true>;
+    const size_t limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, block_kernel, cluster_kernel);
+    const RowOnChip plan = row_on_chip_grid(p.rows, p.cols, int64_t(sizeof(T)), limit, dev.cc_major);
+    if (plan.blocks_per_row > 0 && launch_on_chip(plan, p.rows, kThreads, block_kernel, cluster_kernel, p, plan.slice)) {
+      check_launch(what);
+      return;
+    }
+    softmax_kernel<T, TG, K, false, false><<<unsigned(p.rows), kThreads>>>(p, p.cols);
+    check_launch(what);
+  }
 }
 
 template <Kind K>
-void dispatch(const PlParams& p, DType dtype, bool grad_float32) {
+void dispatch(const PlParams& p, DType dtype, bool grad_float32, const DeviceLimits& dev) {
   switch (dtype) {
-    case DType::Float32: launch<float, float, K>(p); break;
-    case DType::Float16: grad_float32 ? launch<f16_t, float, K>(p) : launch<f16_t, f16_t, K>(p); break;
-    case DType::BFloat16: grad_float32 ? launch<bf16_t, float, K>(p) : launch<bf16_t, bf16_t, K>(p); break;
+    case DType::Float32: launch<float, float, K>(p, dev); break;
+    case DType::Float16: grad_float32 ? launch<f16_t, float, K>(p, dev) : launch<f16_t, f16_t, K>(p, dev); break;
+    case DType::BFloat16: grad_float32 ? launch<bf16_t, float, K>(p, dev) : launch<bf16_t, bf16_t, K>(p, dev); break;
   }
 }
 
@@ -284,7 +267,7 @@ LossResult run(const PositivesLossArgs& a) {
   const long long none = INT64_MAX;
   copy_to_device(p.first_bad, &none, sizeof none);
 
-  dispatch<K>(p, a.dtype, a.grad_float32);
+  dispatch<K>(p, a.dtype, a.grad_float32, device_limits());
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("positives loss reduce kernel");
 

@@ -1,7 +1,8 @@
 // Pieces of the loss kernels (cuda/cross_entropy.cu, positives_losses.cu, contrastive.cu, soft_topk.cu):
-// block-wide sums, a row's skip mask, the per-call scratch memory and the final fixed-order
-// reduction.
+// block-wide sums, a row's skip mask, the row held on chip (one block or a cluster), the softmax
+// row over positives, the per-call scratch memory and the final fixed-order reduction.
 #pragma once
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -64,18 +65,32 @@ struct CsrView {
   const int32_t* cols = nullptr;
 };
 
-__device__ __forceinline__ RowMask build_row_mask(uint32_t* words, int64_t cols, int64_t row, CsrView a, CsrView b) {
-  const int64_t n = (cols + 31) / 32;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) words[i] = 0u;
+// Builds the mask words of the columns [c0, c1) of the row, c0 a multiple of 32 (kSliceAlign) or
+// c0 = c1 (an empty slice: no word): the words are then this block's alone, also when the blocks
+// of a cluster each build their slice's.
+__device__ __forceinline__ RowMask build_row_mask(uint32_t* words, int64_t c0, int64_t c1, int64_t row, CsrView a, CsrView b) {
+  for (int64_t i = (c0 + 31) / 32 + threadIdx.x; i < (c1 + 31) / 32; i += blockDim.x) words[i] = 0u;
   __syncthreads();
   for (const CsrView& l : {a, b})
     if (l.ptr)
       for (int64_t e = l.ptr[row] + threadIdx.x; e < l.ptr[row + 1]; e += blockDim.x) {
         const int32_t c = l.cols[e];
-        atomicOr(&words[c >> 5], 1u << (c & 31));  // integer: order-free
+        if (c >= c0 && c < c1) atomicOr(&words[c >> 5], 1u << (c & 31));  // integer: order-free
       }
   __syncthreads();  // the block's global writes are visible to the block after the barrier
   return RowMask{words};
+}
+
+__device__ __forceinline__ RowMask build_row_mask(uint32_t* words, int64_t cols, int64_t row, CsrView a, CsrView b) {
+  return build_row_mask(words, 0, cols, row, a, b);
+}
+
+// d·scale at column c of value v of a dense softmax gradient, d = cf·e^(scale·v − max) (0 where
+// skipped or −inf); adds d·v, its dScale term, to dsc.
+__device__ __forceinline__ float dense_softmax_at(RowMask mask, int64_t c, float v, float scale, float cf, float max, float& dsc) {
+  const float d = !mask.skipped(c) && v != -INFINITY ? cf * exp_shifted(scale * v, max) : 0.f;
+  if (d != 0.f) dsc += d * v;
+  return d * scale;
 }
 
 // The dense gradient sweep of a softmax row: d_j = cf·e^(scale·x_j − max) where the column is
@@ -88,14 +103,234 @@ __device__ __forceinline__ float dense_softmax_sweep(const T* x, TG* g, int64_t 
     constexpr int n = length_of<decltype(v)>;
     float d[n];
 #pragma unroll
-    for (int j = 0; j < n; ++j) {
-      d[j] = !mask.skipped(c + j) && v[j] != -INFINITY ? cf * exp_shifted(scale * v[j], max) : 0.f;
-      if (d[j] != 0.f) dsc += d[j] * v[j];
-      d[j] *= scale;
-    }
+    for (int j = 0; j < n; ++j) d[j] = dense_softmax_at(mask, c + j, v[j], scale, cf, max, dsc);
     if (g) store_pack<TG>(g + c, d);
   });
   return dsc;
+}
+
+// The output sweep of a row held on chip: over [c0, c1), f(c, v) of the value v = xs[c − c0]
+// (shared memory) gives the output at c, stored to g with 16-byte stores; with g null (dScale
+// only) f is called for its side effects.
+template <class T, class TG, class F>
+__device__ __forceinline__ void for_each_on_chip(const T* xs, TG* g, int64_t c0, int64_t c1, F&& f) {
+  if (g)
+    for_each_store_pack(g, c0, c1, [&](int64_t c, auto& o) {
+#pragma unroll
+      for (int j = 0; j < length_of<decltype(o)>; ++j) o[j] = f(c + j, to_float(xs[c + j - c0]));
+    });
+  else
+    for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) f(c, to_float(xs[c - c0]));
+}
+
+// The blocks that hold one row: a cluster of them (sm_90), or one block. rank orders the merges;
+// sync() is a barrier over them all that also orders their memory operations (the cluster
+// barrier's release/acquire; __syncthreads for one block); at(p, r) is block r's copy of the
+// shared variable p (distributed shared memory).
+template <bool kCluster>
+struct RowGroup {
+  unsigned rank = 0, ranks = 1;
+  __device__ __forceinline__ void sync() const {
+    if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      cooperative_groups::this_cluster().sync();
+#endif
+    } else {
+      __syncthreads();
+    }
+  }
+  template <class U> __device__ __forceinline__ U* at(U* p, unsigned r) const {
+    if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      return cooperative_groups::this_cluster().map_shared_rank(p, r);
+#endif
+    }
+    return p;
+  }
+};
+
+template <bool kCluster>
+__device__ __forceinline__ RowGroup<kCluster> row_group() {
+  RowGroup<kCluster> g;
+  if constexpr (kCluster) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    g.rank = cooperative_groups::this_cluster().block_rank();
+    g.ranks = cooperative_groups::this_cluster().num_blocks();
+#else
+    __trap();  // the launchers use clusters only on sm_90 and newer
+#endif
+  }
+  return g;
+}
+
+// Merges a row's statistics, (max, rest) and a float sum, over the blocks of its cluster in rank
+// order: on entry thread 0 of each block holds its block's, on return the row's (every block
+// computes the same merge, bitwise). One block: nothing to do.
+template <bool kCluster>
+__device__ __forceinline__ void merge_over_row(const RowGroup<kCluster>& grp, OnlineSumExp& s, float& sum) {
+  if constexpr (kCluster) {
+    __shared__ float part[3];  // this block's (max, rest, sum), read by the cluster's blocks
+    if (threadIdx.x == 0) {
+      part[0] = s.max;
+      part[1] = s.rest;
+      part[2] = sum;
+    }
+    grp.sync();
+    if (threadIdx.x == 0) {
+      OnlineSumExp m;
+      float l = 0.f;
+      for (unsigned r = 0; r < grp.ranks; ++r) {
+        const float* q = grp.at(part, r);
+        m.merge(q[0], q[1]);
+        l += q[2];
+      }
+      s = m;
+      sum = l;
+    }
+    grp.sync();  // every block has read the others' parts before any goes on (or exits)
+  }
+}
+
+// ---------- the softmax losses over positives ----------
+// decoupledSoftmax, multiLabelSoftmax (cuda/positives_losses.cu), one-way InfoNCE and DCL
+// (cuda/contrastive.cu): the statistics of z = scale·x over the columns not skipped, the
+// positives' terms, the dense gradient cf·e^(z − max)·scale, and the positives' exact gradients
+// over the dense ones.
+
+struct SoftmaxRowArgs {
+  const void* x;
+  void* grad;  // null: no gradient (dScale may still be wanted)
+  int64_t cols;
+  float scale;
+  bool want_dscale;
+  bool dense_at_positives;  // the positives are not skipped: their dense term is traded for the exact one
+  CsrView skip_a, skip_b;   // the skipped columns
+  uint32_t* mask;           // rows × mask_words (scratch)
+  int64_t mask_words;
+  const int32_t* pos_ptr;   // rows + 1
+  const int32_t* pos_cols;
+  float* pos_x;             // per positive: its score, read before any gradient store
+  float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
+  double* row_loss;         // rows
+  float* dscale_part;       // rows
+  long long* first_bad;
+};
+
+// z = scale·x of a score, exactly as every sweep computes it (so that an entry's z equals the row
+// max bitwise when it is the max); −inf stays −inf (scale > 0).
+__device__ __forceinline__ float z_of(float v, float scale) { return v == -INFINITY ? -INFINITY : scale * v; }
+
+// One row, launched as one block a row (kCluster false) or a cluster a row. kOnChip: the row (a
+// slice of `slice` columns per block of a cluster) stays in shared memory (dynamic, elements of
+// T) between the statistics and the gradient: 1 read of x + 1 write of the gradient. Otherwise
+// one block reads the row twice (slice = cols).
+// terms(max, rest, lse, sums, sd) runs on every thread of the row's first block (rank 0), which
+// alone handles the positives: each thread adds its share of the row's loss (sums[0]) and dense
+// weight (sums[1]) and writes pos_dz of its positives; `sd` is block_sums' shared scratch
+// (kThreads/32·2 doubles). u: the row's upstream factor; cf = u·Σweight/(1 + rest).
+template <class T, class TG, int kThreads, bool kOnChip, bool kCluster, class Terms>
+__device__ __forceinline__ void softmax_row(const SoftmaxRowArgs& a, int64_t slice, double u, Terms&& terms) {
+  constexpr int kWarps = kThreads / kWarp;
+  extern __shared__ __align__(16) unsigned char row_smem[];
+  __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
+  __shared__ long long sbad[kWarps];
+  __shared__ double sd[kWarps * 2];
+  __shared__ float row_cf, block_dsc;
+  const RowGroup<kCluster> grp = row_group<kCluster>();
+  const bool lead = grp.rank == 0;
+  const int64_t row = blockIdx.x / grp.ranks;
+  const int64_t c0 = min(a.cols, int64_t(grp.rank) * slice), c1 = min(a.cols, c0 + slice);
+  const T* x = static_cast<const T*>(a.x) + row * a.cols;
+  TG* g = a.grad ? static_cast<TG*>(a.grad) + row * a.cols : nullptr;
+  T* xs = reinterpret_cast<T*>(row_smem);
+  const int64_t e0 = a.pos_ptr[row], e1 = a.pos_ptr[row + 1];
+  // The positives' scores, anywhere in the row, before any block of the row stores a gradient (the
+  // barriers of build_row_mask and of merge_over_row order them).
+  if (lead)
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) a.pos_x[e] = to_float(x[a.pos_cols[e]]);
+  const RowMask mask = build_row_mask(a.mask + row * a.mask_words, c0, c1, row, a.skip_a, a.skip_b);
+
+  OnlineSumExp s;
+  long long bad = INT64_MAX;
+  for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
+#pragma unroll
+    for (int j = 0; j < length_of<decltype(v)>; ++j) {
+      if constexpr (kOnChip) xs[c + j - c0] = from_float<T>(v[j]);  // exact: v came from a T
+      if (is_bad(v[j])) bad = min(bad, (long long)(row * a.cols + c + j));  // skipped columns are checked too
+      if (!mask.skipped(c + j)) s.add(z_of(v[j], a.scale));
+    }
+  });
+  block_merge<kThreads>(s, bad, smax, srest, sbad);  // its barrier also completes the stash
+  if (threadIdx.x == 0 && bad != INT64_MAX) atomicMin(a.first_bad, bad);
+  float unused = 0.f;
+  merge_over_row(grp, s, unused);
+  if (threadIdx.x == 0) {
+    smax[0] = s.max;
+    srest[0] = s.rest;
+  }
+  __syncthreads();
+  const float max = smax[0];
+  const double rest = srest[0];
+  const double lse = max == -INFINITY ? -INFINITY : double(max) + log1p(rest);
+  if (lead) {
+    double sums[2] = {0, 0};  // the row's loss, and its dense weight
+    terms(max, rest, lse, sums, sd);
+    block_sums<kThreads>(sums, sd);
+    if (threadIdx.x == 0) {
+      a.row_loss[row] = sums[0];
+      row_cf = max == -INFINITY ? 0.f : float(u * sums[1] / (1.0 + rest));
+    }
+  }
+  grp.sync();  // row_cf and pos_dz to the row's blocks
+  const float cf = *grp.at(&row_cf, 0);
+  float dsc = 0.f;
+  if (g || a.want_dscale) {
+    if constexpr (kOnChip)
+      for_each_on_chip(xs, g, c0, c1, [&](int64_t c, float v) { return dense_softmax_at(mask, c, v, a.scale, cf, max, dsc); });
+    else
+      dsc = dense_softmax_sweep(x, g, a.cols, mask, a.scale, cf, max);
+  }
+  dsc = block_sum(dsc, sred);
+  if (threadIdx.x == 0) block_dsc = dsc;
+  grp.sync();  // every block's dense stores before the positives' below; block_dsc to rank 0
+  if (lead) {
+    // The positives' exact gradients replace the dense ones (0 where skipped), and dScale trades
+    // the dense term for the exact one. A positive at −inf keeps its 0.
+    double fix[1] = {0};
+    for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
+      const float xe = a.pos_x[e];
+      if (xe == -INFINITY) continue;
+      const float dense = a.dense_at_positives ? cf * exp_shifted(z_of(xe, a.scale), max) : 0.f;
+      if (g) g[a.pos_cols[e]] = from_float<TG>(a.pos_dz[e] * a.scale);
+      fix[0] += (double(a.pos_dz[e]) - double(dense)) * double(xe);
+    }
+    block_sums<kThreads>(fix, sd);
+    if (threadIdx.x == 0) {
+      float d = 0.f;
+      for (unsigned r = 0; r < grp.ranks; ++r) d += *grp.at(&block_dsc, r);
+      a.dscale_part[row] = float(double(d) + fix[0]);
+    }
+  }
+  if constexpr (kCluster) grp.sync();  // the blocks stay until rank 0 has read their block_dsc
+}
+
+// Raises the on-chip kernels' dynamic shared memory to the largest they may have (the opt-in
+// limit less their static shared memory; the cluster kernel only on sm_90 and newer), the same
+// value on every call: the attribute is per function, and concurrent calls must not lower it
+// for one another. Returns it (cuda/plan.h row_on_chip's dynamic_limit).
+template <class... A>
+size_t raise_on_chip_smem(int optin, int major, void (*block_kernel)(A...), void (*cluster_kernel)(A...)) {
+  const void* kernels[2] = {reinterpret_cast<const void*>(block_kernel), reinterpret_cast<const void*>(cluster_kernel)};
+  const int n = major >= 9 ? 2 : 1;
+  size_t static_smem = 0;
+  for (int i = 0; i < n; ++i) {
+    cudaFuncAttributes attr{};
+    FL_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernels[i]));
+    static_smem = attr.sharedSizeBytes > static_smem ? attr.sharedSizeBytes : static_smem;
+  }
+  const size_t limit = dynamic_smem_limit(size_t(optin), static_smem);
+  for (int i = 0; i < n; ++i) FL_CUDA_CHECK(cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
+  return limit;
 }
 
 // A launch of one cluster of `blocks_per_row` blocks per row (sm_90), on the calling thread's
@@ -130,6 +365,36 @@ class ClusterLaunch {
   cudaLaunchConfig_t cfg_{};
   cudaLaunchAttribute attr_[1];
 };
+
+// What the launchers' plans need of the current device.
+struct DeviceLimits {
+  int sms = 0, smem_optin = 0, cc_major = 0;
+};
+
+inline DeviceLimits device_limits() {
+  int device = 0;
+  DeviceLimits d;
+  FL_CUDA_CHECK(cudaGetDevice(&device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FL_CUDA_CHECK(cudaDeviceGetAttribute(&d.cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  return d;
+}
+
+// Launches a row-on-chip kernel as planned (cuda/plan.h row_on_chip): one block a row, or a
+// cluster a row. False when such a cluster cannot be resident here: the caller then takes its
+// layout without shared memory.
+template <class... A, class... B>
+bool launch_on_chip(const RowOnChip& plan, int64_t rows, int threads, void (*block_kernel)(A...), void (*cluster_kernel)(A...), B... args) {
+  if (plan.blocks_per_row == 1) {
+    block_kernel<<<unsigned(rows), unsigned(threads), plan.dynamic_smem>>>(args...);
+    return true;
+  }
+  ClusterLaunch cluster(rows, plan.blocks_per_row, threads, plan.dynamic_smem);
+  if (!cluster.fits(cluster_kernel)) return false;
+  cluster.launch(cluster_kernel, args...);
+  return true;
+}
 
 // One device allocation for every scratch array of a call, freed on every exit path. A take
 // beyond the planned size (cuda/plan.h) throws rather than hand out memory past the end.

@@ -11,8 +11,9 @@
 //    the same Newton steps;
 //  - Global: a longer row (or an older GPU) is re-read on every pass.
 // Passes over memory as designed: Block and Cluster 1 read of S + 1 write of the gradient (or of
-// the operator's values); Global 2 + (Newton passes) reads + 1 write; the vjp 2 reads of S and
-// of gradOutput + 1 write.
+// the operator's values); Global 2 + (Newton passes) reads + 1 write; the vjp on chip (its
+// row's (v, own) in one block's or a cluster's shared memory: about 29K columns a block on an
+// H100) 1 read of S and of gradOutput + 1 write, else 2 reads of each + 1 write.
 // Exclusions take no part anywhere, as on the CPU: on chip their z is set to −inf after the
 // read (so the bracket, the count N_i and every sum see only the entries that are in, and their
 // gradient and values come out 0 / −inf with no fix-up pass); the Global layout and the vjp
@@ -23,7 +24,6 @@
 // block: no float atomics, results independent of scheduling.
 #include <cooperative_groups.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -383,11 +383,14 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor * d[0] + d[1];
 }
 
-// The operator's vjp (SPEC 3.7 backward), one block per row, with the thresholds saved by the
-// forward: pass 1 sums V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and
-// own = g·v ('prob') or α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out.
-// Excluded entries are out through the row's mask (built by the block), so they add nothing and
-// get 0 with no fix-up pass.
+// The operator's vjp (SPEC 3.7 backward), with the thresholds saved by the forward: pass 1 sums
+// V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and own = g·v ('prob') or
+// α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out. Excluded entries are out
+// through the row's mask (built by each block for its columns), so they add nothing and get 0
+// with no fix-up pass. Block and Cluster (cuda/plan.h row_on_chip, 8 bytes a column): pass 1
+// keeps each column's (v, own) in shared memory, and pass 2 reads them from there: 1 read of S
+// and of gradOutput + 1 write. Global: pass 2 reads both again and recomputes (v, own), bitwise
+// the same.
 struct TopKVjpParams {
   const void* x;
   const float* g_out;       // rows × cols
@@ -411,76 +414,67 @@ __device__ VjpTerms vjp_terms(const TopKVjpParams& p, float x, bool out, float g
   return {v, p.log_output ? p.alpha * g * s.q : g * v};
 }
 
-template <class T, class TG>
-__global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p) {
+template <class T, class TG, Layout L>
+__global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p, int64_t slice) {
+  extern __shared__ __align__(16) float2 vjp_terms_row[];  // the slice's (v, own) (Block, Cluster)
   __shared__ double sred[kWarps * 2];
-  const int64_t row = blockIdx.x;
+  __shared__ double part[2];
+  const RowGroup<L == Layout::Cluster> grp = row_group<L == Layout::Cluster>();
+  const int64_t row = blockIdx.x / grp.ranks;
+  const int64_t c0 = min(p.cols, int64_t(grp.rank) * slice), c1 = min(p.cols, c0 + slice);
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   const float* go = p.g_out + row * p.cols;
   TG* g = static_cast<TG*>(p.grad) + row * p.cols;
   const float t = p.threshold[row];
-  const uint32_t* words = p.mask ? build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.excl, CsrView{}).words : nullptr;
+  const uint32_t* words = p.mask ? build_row_mask(p.mask + row * p.mask_words, c0, c1, row, p.excl, CsrView{}).words : nullptr;
   auto out = [&](int64_t c) { return words && RowMask{words}.skipped(c); };
   float sv = 0.f, sg = 0.f;
-  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+  for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
 #pragma unroll
     for (int j = 0; j < length_of<decltype(v)>; ++j) {
       const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
+      if constexpr (L != Layout::Global) vjp_terms_row[c + j - c0] = make_float2(u.v, u.own);
       sv += u.v;
       sg += u.own;
     }
   });
   double sums[2] = {sv, sg};
-  block_sums<kThreads>(sums, sred);  // also orders every read of x before the in-place writes
+  // Also orders every read of x and gradOutput, by every block of the row, before the in-place
+  // writes, and completes the terms in shared memory.
+  row_sums<L>(sums, sred, part);
   const float factor = float(topk_backward_factor(sums[1], 1.0, sums[0]));
-  for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
-    constexpr int n = length_of<decltype(v)>;
-    float o[n];
+  if constexpr (L != Layout::Global) {
+    for_each_store_pack(g, c0, c1, [&](int64_t c, auto& o) {
 #pragma unroll
-    for (int j = 0; j < n; ++j) {
-      const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
-      o[j] = p.scale * (u.own - u.v * factor);
-    }
-    store_pack<TG>(g + c, o);
-  });
+      for (int j = 0; j < length_of<decltype(o)>; ++j) {
+        const float2 u = vjp_terms_row[c + j - c0];
+        o[j] = p.scale * (u.y - u.x * factor);
+      }
+    });
+  } else {
+    for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
+      constexpr int n = length_of<decltype(v)>;
+      float o[n];
+#pragma unroll
+      for (int j = 0; j < n; ++j) {
+        const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
+        o[j] = p.scale * (u.own - u.v * factor);
+      }
+      store_pack<TG>(g + c, o);
+    });
+  }
 }
 
-// The kernel a plan runs, its static shared memory, and the dynamic maximum it may have.
-template <class T, class TG>
-struct TopKKernels {
-  static void* of(Layout l) {
-    switch (l) {
-      case Layout::Block: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Block>);
-      case Layout::Cluster: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Cluster>);
-      default: return reinterpret_cast<void*>(topk_loss_kernel<T, TG, Layout::Global>);
-    }
-  }
-};
-
 // The row layout for this device and these kernels. The dynamic shared-memory attribute of the
-// on-chip kernels is set to the largest dynamic size they may have (the opt-in limit less their
-// static shared memory), the same value on every call: concurrent calls (async jobs on several
-// threads) with different N never lower each other's limit, and a launch never depends on which
-// call came first.
+// on-chip kernels is set to the largest dynamic size they may have (row_kernels.cuh
+// raise_on_chip_smem): concurrent calls (async jobs on several threads) with different N never
+// lower each other's limit, and a launch never depends on which call came first.
 template <class T, class TG>
 TopKPlan plan_rows(int64_t cols) {
-  int device = 0, optin = 0, major = 0;
-  FL_CUDA_CHECK(cudaGetDevice(&device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  size_t static_smem = 0;
-  for (Layout l : {Layout::Block, Layout::Cluster}) {
-    if (l == Layout::Cluster && major < 9) continue;
-    cudaFuncAttributes attr{};
-    FL_CUDA_CHECK(cudaFuncGetAttributes(&attr, TopKKernels<T, TG>::of(l)));
-    static_smem = std::max(static_smem, attr.sharedSizeBytes);
-  }
-  const size_t limit = dynamic_smem_limit(size_t(optin), static_smem);
-  for (Layout l : {Layout::Block, Layout::Cluster}) {
-    if (l == Layout::Cluster && major < 9) continue;
-    FL_CUDA_CHECK(cudaFuncSetAttribute(TopKKernels<T, TG>::of(l), cudaFuncAttributeMaxDynamicSharedMemorySize, int(limit)));
-  }
-  return topk_plan(cols, limit, major);
+  const DeviceLimits dev = device_limits();
+  const size_t limit =
+      raise_on_chip_smem(dev.smem_optin, dev.cc_major, topk_loss_kernel<T, TG, Layout::Block>, topk_loss_kernel<T, TG, Layout::Cluster>);
+  return topk_plan(cols, limit, dev.cc_major);
 }
 
 template <class T, class TG>
@@ -669,8 +663,18 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
     p.mask_words = mask_words;
     p.mask = s.take<uint32_t>(q.rows * mask_words);
   }
+  // On chip (a column's (v, own), 8 bytes) when the row fits one block's shared memory or, on
+  // sm_90, a cluster's; else Global.
+  const DeviceLimits dev = device_limits();
   by_dtype(q.dtype, a.grad_float32, [&](auto t, auto tg) {
-    topk_vjp_kernel<decltype(t), decltype(tg)><<<unsigned(p.rows), kThreads>>>(p);
+    using T = decltype(t);
+    using TG = decltype(tg);
+    auto* block_kernel = topk_vjp_kernel<T, TG, Layout::Block>;
+    auto* cluster_kernel = topk_vjp_kernel<T, TG, Layout::Cluster>;
+    const size_t limit = raise_on_chip_smem(dev.smem_optin, dev.cc_major, block_kernel, cluster_kernel);
+    const RowOnChip plan = row_on_chip_grid(q.rows, q.cols, int64_t(sizeof(float2)), limit, dev.cc_major);
+    if (plan.blocks_per_row > 0 && launch_on_chip(plan, q.rows, kThreads, block_kernel, cluster_kernel, p, plan.slice)) return;
+    topk_vjp_kernel<T, TG, Layout::Global><<<unsigned(p.rows), kThreads>>>(p, q.cols);
   });
   check_launch("softTopK vjp kernel");
   synchronize();  // a fault in the kernel is this call's error, not a later one's

@@ -6,7 +6,9 @@
 //                                             compute-sanitizer memcheck/racecheck/synccheck)
 //   node scripts/gpu/checks.mjs layouts       soft top-k at the layout boundaries (N = 12288, 57601, 200000,
 //                                             460000, 500000) with exclusions, in place and dScale; the operator
-//                                             and its vjp with exclusions; CUDA vs CPU
+//                                             and its vjp with exclusions (and the vjp's own on-chip
+//                                             boundaries); the softmax losses over positives and one-way
+//                                             InfoNCE/DCL at the row-on-chip boundaries; CUDA vs CPU
 //   node scripts/gpu/checks.mjs edges         CPU parity at the edge cases: −inf rows, a −inf label under a
 //                                             softcap, logits ~1e3 and ~3e4, an excluded outlier in soft top-k
 //   node scripts/gpu/checks.mjs determinism   every op twice on CUDA: bitwise equal losses, dScale, gradients
@@ -158,6 +160,27 @@ function layouts() {
         });
       }
   for (const cols of [12288, 57601, 200000, 460000, 500000]) record(`layouts softTopK+vjp 2x${cols} float32`, () => topkOperatorParity(2, cols, 'float32', 'prob', 50));
+  // The soft top-k vjp holds (v, own), 8 bytes a column, on chip: one block up to ~28.9K columns
+  // on an H100/H200, a cluster of up to 8 to ~230K, re-read beyond.
+  for (const cols of [28000, 29500, 200000, 240000])
+    for (const output of ['prob', 'log']) record(`layouts softTopK+vjp on chip 2x${cols} float32 ${output}`, () => topkOperatorParity(2, cols, 'float32', output, 50));
+  // The softmax losses over positives and one-way InfoNCE/DCL hold the row on chip: one block up
+  // to ~57.7K float32 / ~115K bf16 columns on an H100/H200, a cluster of up to 8 (sm_90) to
+  // ~462K / ~925K, re-read beyond; with exclusions (whose mask each block of a cluster builds for
+  // its slice), positives in any slice, in place.
+  const onChip = { float32: [57000, 57601, 131072, 470000], bfloat16: [115000, 116000, 940000] };
+  for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'infoNCE', 'decoupledContrastive']) {
+    const op = ops.find((o) => o.name === name);
+    const base = template(op);
+    for (const [dtype, widths] of Object.entries(onChip))
+      for (const cols of widths)
+        for (const v of [{}, { inplace: true }])
+          record(`layouts ${name} 3x${cols} ${dtype} ${JSON.stringify(v)}`, () => {
+            const inputs = op.make(fl, makeRng(cols + 3), { ...base, rows: 3, cols, dtype });
+            inputs.opts = { ...inputs.opts, ...v };
+            return parity(op, inputs, op.tol[dtype]);
+          });
+  }
   // Call order must not matter (issue 21, bug 1): a small N after a large one and the reverse.
   record('layouts softTopKLoss 12288 after 460000 and before', () => {
     const op2 = ops.find((o) => o.name === 'softTopKLoss');

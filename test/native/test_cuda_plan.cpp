@@ -1,7 +1,8 @@
 // The CUDA launchers' host-side decisions (cuda/plan.h), checked without a GPU: the soft top-k
 // layout and its shared-memory budget (static + dynamic within the opt-in limit, at every N,
 // including 12093..12288 where the static shared memory used to be left out), cluster slices,
-// the cross-entropy layout, the scratch plans, and the bracket over the entries that are in.
+// the row on chip of the softmax losses over positives and of the soft top-k vjp, the
+// cross-entropy layout, the scratch plans, and the bracket over the entries that are in.
 #include <algorithm>
 #include <vector>
 
@@ -91,6 +92,64 @@ FL_TEST(ce_plan_layouts) {
       FL_CHECK(p.dynamic_smem <= limit && int64_t(p.blocks_per_row) * p.slice >= cols && int64_t(p.blocks_per_row - 1) * p.slice < cols,
                "cols %lld", (long long)cols);
     }
+}
+
+// The row on chip shared by soft top-k, cross-entropy and the softmax losses over positives:
+// one block when the row fits, else the fewest blocks of a cluster (sm_90, at most 8) whose
+// 32-column-aligned slices cover it with none empty, within the limit; else none.
+FL_TEST(row_on_chip_slices) {
+  const size_t limit = dynamic_smem_limit(kOptinH100, 1024);
+  const int64_t fit4 = int64_t(limit / 4) / kSliceAlign * kSliceAlign;
+  FL_CHECK(row_on_chip(0, 4, limit, 9).blocks_per_row == 1 && row_on_chip(0, 4, limit, 9).dynamic_smem == 0, "cols = 0");
+  FL_CHECK(row_on_chip(int64_t(limit / 4), 4, limit, 9).blocks_per_row == 1, "exactly one block's");
+  FL_CHECK(row_on_chip(int64_t(limit / 4) + 1, 4, limit, 9).blocks_per_row == 2, "one more column: a cluster of 2");
+  FL_CHECK(row_on_chip(int64_t(limit / 4) + 1, 4, limit, 8).blocks_per_row == 0, "one more column on sm_80: not on chip");
+  FL_CHECK(row_on_chip(8 * fit4, 4, limit, 9).blocks_per_row == 8, "8 blocks' worth");
+  FL_CHECK(row_on_chip(8 * fit4 + 1, 4, limit, 9).blocks_per_row == 0, "beyond 8 blocks");
+  FL_CHECK(row_on_chip(100, 4, 0, 9).blocks_per_row == 0, "no shared memory");
+  for (size_t optin : {kOptinA100, kOptinH100})
+    for (int major : {8, 9})
+      for (int64_t bytes : {2, 4})
+        for (int64_t cols = 1; cols < 1000000; cols = cols * 5 / 4 + 3) {
+          const size_t lim = dynamic_smem_limit(optin, 1024);
+          const RowOnChip r = row_on_chip(cols, bytes, lim, major);
+          if (r.blocks_per_row == 0) {
+            FL_CHECK(cols * bytes > int64_t(lim), "cols %lld fits one block", (long long)cols);
+            continue;
+          }
+          FL_CHECK(r.dynamic_smem == size_t(r.slice * bytes) && r.dynamic_smem <= lim, "cols %lld: %zu > %zu", (long long)cols, r.dynamic_smem, lim);
+          FL_CHECK(int64_t(r.blocks_per_row) * r.slice >= cols && int64_t(r.blocks_per_row - 1) * r.slice < cols, "cols %lld: cover, none empty",
+                   (long long)cols);
+          if (r.blocks_per_row > 1)
+            FL_CHECK(major >= 9 && r.blocks_per_row <= 8 && r.slice % kSliceAlign == 0, "cols %lld: %d blocks of %lld", (long long)cols,
+                     r.blocks_per_row, (long long)r.slice);
+          // The plans built on it agree with it.
+          const TopKPlan t = topk_plan(cols, lim, major);
+          if (bytes == 4) FL_CHECK(t.blocks_per_row == r.blocks_per_row && t.slice == r.slice, "topk cols %lld", (long long)cols);
+          const RowOnChip s = row_on_chip_grid(1000, cols, bytes, lim, major);
+          FL_CHECK(s.blocks_per_row == r.blocks_per_row && s.slice == r.slice, "row_on_chip_grid cols %lld", (long long)cols);
+        }
+}
+
+// The softmax losses over positives: on chip at LLM-vocabulary and retrieval widths; the launch's
+// grid (rows·blocks) stays within 2^31 − 1 blocks, else one block a row reading it twice.
+FL_TEST(row_on_chip_grid_layouts) {
+  const size_t limit = dynamic_smem_limit(kOptinH100, 1024);
+  const RowOnChip a = row_on_chip_grid(4096, 50257, 2, limit, 9);
+  FL_CHECK(a.blocks_per_row == 1 && a.dynamic_smem == 100514, "50257 bf16: one block");
+  const RowOnChip b = row_on_chip_grid(4096, 131072, 4, limit, 9);
+  FL_CHECK(b.blocks_per_row == 3, "131072 float32: a cluster of 3 (%d)", b.blocks_per_row);
+  FL_CHECK(row_on_chip_grid(4096, 131072, 4, dynamic_smem_limit(kOptinA100, 1024), 8).blocks_per_row == 0, "sm_80: twice");
+  FL_CHECK(row_on_chip_grid(int64_t(INT32_MAX) / 2, 131072, 4, limit, 9).blocks_per_row == 0, "a grid beyond 2^31 - 1 blocks");
+  FL_CHECK(row_on_chip_grid(int64_t(INT32_MAX) / 2, 1000, 4, limit, 9).blocks_per_row == 1, "one block a row: as many as rows");
+  // The soft top-k vjp keeps (v, own), 8 bytes a column: one block to limit/8 columns, a cluster
+  // of up to 8 beyond on sm_90, re-read beyond that.
+  const int64_t fit8 = int64_t(limit / 8) / kSliceAlign * kSliceAlign;
+  FL_CHECK(row_on_chip_grid(2, int64_t(limit / 8), 8, limit, 9).blocks_per_row == 1, "vjp: one block");
+  FL_CHECK(row_on_chip_grid(2, 200000, 8, limit, 9).blocks_per_row == 7, "vjp 200000: a cluster of 7 (%d)", row_on_chip_grid(2, 200000, 8, limit, 9).blocks_per_row);
+  FL_CHECK(row_on_chip_grid(2, 8 * fit8, 8, limit, 9).blocks_per_row == 8 && row_on_chip_grid(2, 8 * fit8 + 1, 8, limit, 9).blocks_per_row == 0,
+           "vjp: at most 8 blocks");
+  FL_CHECK(row_on_chip_grid(2, 240000, 8, limit, 9).blocks_per_row == 0, "vjp 240000: re-read");
 }
 
 FL_TEST(scratch_plans_are_padded_sums) {
