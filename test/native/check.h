@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "native/core/cpu_features.h"
+
 namespace fltest {
 
 struct Case {
@@ -51,6 +53,13 @@ inline int run_all() {
   }
   std::printf("%zu cases, %d failed checks\n", cases().size(), failures());
   return failures() == 0 ? 0 : 1;
+}
+
+// Every ISA this CPU runs, from SSE2 up: each kernel test runs on all of them.
+inline std::vector<fl::Isa> isas() {
+  std::vector<fl::Isa> v;
+  for (int i = 0; i <= int(fl::detect_isa()); ++i) v.push_back(fl::Isa(i));
+  return v;
 }
 
 }  // namespace fltest

@@ -9,13 +9,8 @@
 #include "native/ops/positives_losses.h"
 
 using namespace fl;
+using fltest::isas;
 using fltest::Rng;
-
-static std::vector<Isa> isas() {
-  std::vector<Isa> v;
-  for (int i = 0; i <= int(detect_isa()); ++i) v.push_back(Isa(i));
-  return v;
-}
 
 struct Ref {
   std::vector<long double> row_loss, grad;

@@ -8,6 +8,7 @@
 #include "native/ops/cross_entropy.h"
 
 using namespace fl;
+using fltest::isas;
 using fltest::Rng;
 
 struct Ref {
@@ -57,12 +58,6 @@ static Ref reference(const std::vector<float>& x, int64_t B, int64_t N, const st
     }
   }
   return r;
-}
-
-static std::vector<Isa> isas() {
-  std::vector<Isa> v;
-  for (int i = 0; i <= int(detect_isa()); ++i) v.push_back(Isa(i));
-  return v;
 }
 
 FL_TEST(float32_options_and_shapes_every_isa) {

@@ -8,13 +8,8 @@
 #include "native/ops/logsumexp.h"
 
 using namespace fl;
+using fltest::isas;
 using fltest::Rng;
-
-static std::vector<Isa> isas() {
-  std::vector<Isa> v;
-  for (int i = 0; i <= int(detect_isa()); ++i) v.push_back(Isa(i));
-  return v;
-}
 
 static long double ref_lse(const float* x, int64_t n, double scale) {
   long double m = -INFINITY;

@@ -9,13 +9,8 @@
 #include "native/ops/soft_topk.h"
 
 using namespace fl;
+using fltest::isas;
 using fltest::Rng;
-
-static std::vector<Isa> isas() {
-  std::vector<Isa> v;
-  for (int i = 0; i <= int(detect_isa()); ++i) v.push_back(Isa(i));
-  return v;
-}
 
 static long double sig(long double a) { return a >= 0 ? 1 / (1 + std::exp(-a)) : std::exp(a) / (1 + std::exp(a)); }
 
