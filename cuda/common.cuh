@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../native/core/dtype.h"
 #include "../native/core/rowmath.h"
@@ -10,6 +11,30 @@
 namespace fl::cuda {
 
 constexpr int kWarp = 32;
+
+// The launchers' one runtime-to-compile-time switch (flash-attention's BOOL_SWITCH habit): calls
+// f(T{}, TG{}) with the element type T of `dtype` and the gradient's TG, float when grad_dtype is
+// Float32 (always for float32 scores), else T. One kernel body, templated on T and TG, serves
+// every dtype.
+template <class F>
+void dtype_switch(DType dtype, DType grad_dtype, F&& f) {
+  auto with = [&](auto t) {
+    if (grad_dtype == DType::Float32) f(t, float{});
+    else f(t, t);
+  };
+  switch (dtype) {
+    case DType::Float32: f(float{}, float{}); break;
+    case DType::Float16: with(f16_t{}); break;
+    case DType::BFloat16: with(bf16_t{}); break;
+  }
+}
+
+// Calls f(std::true_type{}) or f(std::false_type{}): a runtime flag as a template parameter.
+template <class F>
+void bool_switch(bool b, F&& f) {
+  if (b) f(std::true_type{});
+  else f(std::false_type{});
+}
 
 // Sixteen bytes of a row: 4 fp32 or 8 half-precision elements.
 template <class T> struct Pack { static constexpr int N = 16 / sizeof(T); };
@@ -117,8 +142,6 @@ __device__ __forceinline__ void store_pack(TG* dst, const float (&v)[N]) {
 }
 
 __device__ __forceinline__ bool is_bad(float x) { return x != x || x == INFINITY; }
-
-constexpr float kLog2e = 1.4426950408889634f;
 
 // e^(z − max) as the CPU forms it: the difference first (exact when z is near max, and exactly
 // 0 for the max itself, so its own term is exactly 1), then ·log2(e), each rounded as written

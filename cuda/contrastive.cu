@@ -48,29 +48,8 @@ __device__ __forceinline__ double lse_of(const OnlineSumExp& s) {
   return s.max == -INFINITY ? -INFINITY : double(s.max) + log1p(double(s.rest));
 }
 
-struct Common {
-  const void* x;
-  void* grad;  // null: no gradient (dScale may still be wanted)
-  int64_t rows, cols;
-  float scale;
-  const float* grad_output;  // reduction None only
-  int reduction;
-  double mean_divisor;
-  bool want_dscale;
-  double* row_loss;          // rows
-  float* dscale_part;        // rows
-  long long* first_bad;
-  double* result;            // [Σ row_loss, Σ dscale_part]
-};
-
-__device__ __forceinline__ double upstream(const Common& p, int64_t row) {
-  if (p.reduction == 0) return p.mean_divisor > 0 ? 1.0 / p.mean_divisor : 0.0;
-  if (p.reduction == 2 && p.grad_output) return p.grad_output[row];
-  return 1.0;
-}
-
 template <class T>
-__device__ __forceinline__ float score(const Common& p, int64_t row, int64_t c) {
+__device__ __forceinline__ float score(const RowLossParams& p, int64_t row, int64_t c) {
   return to_float(static_cast<const T*>(p.x)[row * p.cols + c]);
 }
 
@@ -78,29 +57,21 @@ __device__ __forceinline__ float score(const Common& p, int64_t row, int64_t c) 
 
 enum class Mode { InfoNCE, Dcl };
 
-struct RowParams {
-  Common c;
-  CsrView skip_a, skip_b;   // the skipped columns: exclusions, and DCL's positive
-  uint32_t* mask;           // rows × mask_words (scratch)
-  int64_t mask_words;
-  const int32_t* pos_ptr;   // rows + 1
-  const int32_t* pos_cols;
-  const float* pos_w;       // null: every weight 1
-  const double* dcl_w;      // DCL's per-row w_i, or null for 1
-  float* pos_x;             // per positive: its score, read before the sweep
-  float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
+// The losses over positives' parameters (row_kernels.cuh): skip_a the exclusions, skip_b DCL's
+// positive.
+struct RowParams : PositivesParams {
+  const double* dcl_w;  // DCL's per-row w_i, or null for 1
 };
 
 // row_kernels.cuh softmax_row, with the positives' terms of InfoNCE or DCL.
 template <class T, class TG, Mode M, bool kOnChip, bool kCluster>
 __global__ void __launch_bounds__(kThreads) row_kernel(RowParams q, int64_t slice) {
-  const Common& p = q.c;
+  const RowParams& p = q;
   const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
-  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, M == Mode::InfoNCE, q.skip_a, q.skip_b, q.mask, q.mask_words,
-                         q.pos_ptr, q.pos_cols, q.pos_x, q.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
-  const double u = upstream(p, row);
+  const double u = p.up.at(row);
   const int64_t e0 = q.pos_ptr[row], e1 = q.pos_ptr[row + 1];
-  softmax_row<T, TG, kThreads, kOnChip, kCluster>(a, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
+  // InfoNCE does not skip its positives (lse over every column not excluded, SupCon).
+  softmax_row<T, TG, kThreads, kOnChip, kCluster, M == Mode::InfoNCE>(q, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
     if (M == Mode::InfoNCE) {
       // lse over every column not excluded, the positives included (SupCon); the positives'
       // terms spread over the block.
@@ -130,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) row_kernel(RowParams q, int64_t slic
 template <class T>
 __global__ void positive_scores_kernel(RowParams q, float* out) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (row < q.c.rows) out[row] = score<T>(q.c, row, q.pos_cols[q.pos_ptr[row]]);
+  if (row < q.rows) out[row] = score<T>(q, row, q.pos_cols[q.pos_ptr[row]]);
 }
 
 // ---------- symmetric (CLIP) ----------
@@ -140,7 +111,7 @@ constexpr int kSymTileRows = 32;          // rows staged in shared memory at a t
 constexpr int64_t kSymChunkRows = 1024;   // rows per block: a thread sums at most this many terms per column
 
 struct SymParams {
-  Common c;                 // rows = cols = n
+  RowLossParams c;          // rows = cols = n
   int64_t strips, chunks;
   float2* row_part;         // [n][strips]: (max, rest) of row i over strip s
   float2* col_part;         // [chunks][n]: (max, rest) of column j over chunk k
@@ -154,7 +125,7 @@ __global__ void __launch_bounds__(kSymCols) sym_stats_kernel(SymParams q) {
   constexpr int kRowPacks = kSymCols / kPack;  // the most whole packs a row of the tile holds
   __shared__ float tile[kSymTileRows][kSymCols + 1];
   __shared__ long long sbad[kSymCols / kWarp];
-  const Common& p = q.c;
+  const RowLossParams& p = q.c;
   const int64_t n = p.rows;
   const int64_t c0 = int64_t(blockIdx.x) * kSymCols;
   const int width = int(min(int64_t(kSymCols), n - c0));  // the strip's columns
@@ -240,7 +211,7 @@ __global__ void __launch_bounds__(kSymCols) sym_stats_kernel(SymParams q) {
 // of dL/dz_ij = a_i·p_ij + b_j·q_ij − (a_i + b_j)[i = j], a and b half the upstream factors.
 template <class T>
 __global__ void sym_terms_kernel(SymParams q) {
-  const Common& p = q.c;
+  const RowLossParams& p = q.c;
   const int64_t n = p.rows;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -252,7 +223,7 @@ __global__ void sym_terms_kernel(SymParams q) {
   const SoftmaxEntry er = softmax_entry_at(z, z == row.max, row.rest, lse_of(row));
   const SoftmaxEntry ec = softmax_entry_at(z, z == col.max, col.rest, lse_of(col));
   p.row_loss[i] = (er.margin + ec.margin) / 2;
-  const double u = upstream(p, i) / 2;
+  const double u = p.up.at(i) / 2;
   q.row_shift[i] = row.max;
   q.row_coef[i] = row.max == -INFINITY ? 0.f : float(u / (1.0 + double(row.rest)));
   q.col_shift[i] = col.max;
@@ -263,7 +234,7 @@ __global__ void sym_terms_kernel(SymParams q) {
 template <class T, class TG>
 __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
   __shared__ float sred[kThreads / kWarp];
-  const Common& p = q.c;
+  const RowLossParams& p = q.c;
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
@@ -291,55 +262,6 @@ __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
 
 // ---------- launchers ----------
 
-template <class F>
-void by_dtype(DType dtype, bool grad_float32, F&& f) {
-  switch (dtype) {
-    case DType::Float32: f(float{}, float{}); break;
-    case DType::Float16: grad_float32 ? f(f16_t{}, float{}) : f(f16_t{}, f16_t{}); break;
-    case DType::BFloat16: grad_float32 ? f(bf16_t{}, float{}) : f(bf16_t{}, bf16_t{}); break;
-  }
-}
-
-Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
-  Common p{};
-  p.x = a.scores;
-  p.grad = a.grad;
-  p.rows = a.rows;
-  p.cols = a.cols;
-  p.scale = a.scale;
-  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
-  p.reduction = int(a.reduction);
-  p.mean_divisor = mean_divisor;
-  p.want_dscale = a.want_dscale;
-  p.row_loss = s.take<double>(a.rows);
-  p.dscale_part = s.take<float>(a.rows);
-  p.first_bad = s.take<long long>(1);
-  p.result = s.take<double>(2);
-  const long long none = INT64_MAX;
-  copy_to_device(p.first_bad, &none, sizeof none);
-  FL_CUDA_CHECK(cudaMemsetAsync(p.dscale_part, 0, size_t(a.rows) * sizeof(float), cudaStreamPerThread));
-  return p;
-}
-
-// Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
-LossResult finish(const Common& p, const ContrastiveCommon& a, Scratch& s) {
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
-  check_launch("contrastive reduce kernel");
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
-                               ", " + std::to_string(bad % a.cols) + "]");
-  double result[2];
-  copy_to_host(result, p.result, sizeof result);
-  std::vector<double> row_loss(size_t(a.rows));
-  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
-  for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
-  s.release();
-  const double loss = a.reduction == Reduction::Mean ? (p.mean_divisor > 0 ? result[0] / p.mean_divisor : 0.0) : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
-}
-
 // One-way InfoNCE (skips: the exclusions) or DCL (skips: the positive and the exclusions).
 template <Mode M>
 LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, const Csr& exclude, float sigma) {
@@ -351,25 +273,24 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   const DeviceScope on(device_of(a.scores));
   int64_t rows_with_positives = 0;
   for (int64_t r = 0; r < a.rows; ++r) rows_with_positives += pos.size(r) > 0;
-  const int64_t nnz = pos.nnz(a.rows);
-  const int64_t excl_nnz = exclude.nnz(a.rows), mask_words = (a.cols + 31) / 32;
-  Scratch s(contrastive_scratch_bytes(a.rows, nnz, excl_nnz, mask_words));
+  const double mean_divisor = M == Mode::Dcl ? double(a.rows) : double(rows_with_positives);
+  const bool dclw = M == Mode::Dcl && sigma > 0;
   RowParams q{};
-  q.c = common_of(a, s, M == Mode::Dcl ? double(a.rows) : double(rows_with_positives));
-  q.pos_ptr = s.upload(pos.row_ptr, a.rows + 1);
-  q.pos_cols = s.upload(pos.cols, nnz);
-  if (exclude) q.skip_a = CsrView{s.upload(exclude.row_ptr, a.rows + 1), s.upload(exclude.cols, excl_nnz)};
-  if (M == Mode::Dcl) q.skip_b = CsrView{q.pos_ptr, q.pos_cols};
-  q.mask = s.take<uint32_t>(a.rows * mask_words);
-  q.mask_words = mask_words;
-  q.pos_w = pos.weights ? s.upload(pos.weights, nnz) : nullptr;
-  q.pos_x = s.take<float>(nnz);
-  q.pos_dz = s.take<float>(nnz);
+  float* d_scores = nullptr;  // DCLW: every row's positive score
+  double* d_weights = nullptr;
+  Scratch s([&](auto& c) {
+    static_cast<PositivesParams&>(q) = carve_positives(c, a.scores, a.grad, a.rows, a.cols, a.scale, a.want_dscale, a.reduction,
+                                                       a.grad_output, mean_divisor, pos, exclude, M == Mode::Dcl);
+    if (dclw) {
+      d_scores = c.template take<float>(a.rows);
+      d_weights = c.template take<double>(a.rows);
+    }
+  });
+  start_row_loss(q, q.rows);
   const unsigned rows = unsigned(a.rows);
-  if (M == Mode::Dcl && sigma > 0) {
+  if (dclw) {
     // DCLW's weights need every row's positive score: gathered here, computed on the host.
-    float* d_scores = s.take<float>(a.rows);
-    by_dtype(a.dtype, false, [&](auto t, auto) {
+    dtype_switch(a.dtype, DType::Float32, [&](auto t, auto) {
       positive_scores_kernel<decltype(t)><<<(rows + 255) / 256, 256>>>(q, d_scores);
     });
     check_launch("decoupledContrastive positive scores kernel");
@@ -377,12 +298,13 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
     std::vector<double> w(size_t(a.rows));
     copy_to_host(h.data(), d_scores, h.size() * sizeof(float));
     dclw_weights(h.data(), a.rows, sigma, w.data());
-    q.dcl_w = s.upload(w.data(), a.rows);
+    copy_to_device(d_weights, w.data(), w.size() * sizeof(double));
+    q.dcl_w = d_weights;
   }
   // The row on chip when it fits one block's shared memory or (sm_90) a cluster's, else one block
   // a row reading it twice.
   const DeviceLimits dev = device_limits();
-  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = row_kernel<T, TG, M, true, false>;
@@ -393,7 +315,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
     row_kernel<T, TG, M, false, false><<<rows, kThreads>>>(q, a.cols);
   });
   check_launch(M == Mode::Dcl ? "decoupledContrastive kernel" : "infoNCE kernel");
-  return finish(q.c, a, s);
+  return finish_loss(q, a.row_loss, a.reduction, mean_divisor, s);
 }
 
 LossResult symmetric(const ContrastiveCommon& a) {
@@ -405,16 +327,25 @@ LossResult symmetric(const ContrastiveCommon& a) {
   q.strips = (n + kSymCols - 1) / kSymCols;
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
   if (q.chunks > 65535) fail("ERR_SHAPE", "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
-  Scratch s(size_t(n) * (8 + 4 + 8) + size_t(n) * size_t(q.strips + q.chunks) * 8 + size_t(n) * 5 * 4 + 16 * 256);
-  q.c = common_of(a, s, double(n));
-  q.row_part = s.take<float2>(n * q.strips);
-  q.col_part = s.take<float2>(n * q.chunks);
-  q.row_shift = s.take<float>(n);
-  q.row_coef = s.take<float>(n);
-  q.col_shift = s.take<float>(n);
-  q.col_coef = s.take<float>(n);
-  q.diag_dz = s.take<float>(n);
-  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+  RowLossParams& p = q.c;
+  p.x = a.scores;
+  p.grad = a.grad;
+  p.rows = n;
+  p.cols = a.cols;
+  p.scale = a.scale;
+  p.want_dscale = a.want_dscale;
+  Scratch s([&](auto& c) {
+    carve_row_loss(c, p, a.reduction, a.grad_output, inverse_or_zero(double(n)), n);
+    q.row_part = c.template take<float2>(n * q.strips);
+    q.col_part = c.template take<float2>(n * q.chunks);
+    q.row_shift = c.template take<float>(n);
+    q.row_coef = c.template take<float>(n);
+    q.col_shift = c.template take<float>(n);
+    q.col_coef = c.template take<float>(n);
+    q.diag_dz = c.template take<float>(n);
+  });
+  start_row_loss(p, n);
+  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     sym_stats_kernel<T><<<dim3(unsigned(q.strips), unsigned(q.chunks)), kSymCols>>>(q);
@@ -426,7 +357,7 @@ LossResult symmetric(const ContrastiveCommon& a) {
       check_launch("symmetric infoNCE gradient kernel");
     }
   });
-  return finish(q.c, a, s);
+  return finish_loss(p, a.row_loss, a.reduction, double(n), s);
 }
 
 }  // namespace

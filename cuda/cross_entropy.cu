@@ -22,8 +22,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
-#include <type_traits>
-#include <vector>
 
 #include "../native/core/error.h"
 #include "../native/ops/cross_entropy.h"
@@ -47,26 +45,19 @@ struct RowTerms {
   float coef, bias, colw_coef, label_dz;
 };
 
-struct CeParams {
-  const void* x;
-  void* grad;                 // null: no gradient (dScale may still be wanted)
-  int64_t rows, cols, tiles;  // tiles = 1 in the fused layout
-  float scale, cap;           // cap = 0: no softcap
+// dscale_part: one per block (rows·tiles, or rows·blocks_per_row on chip).
+struct CeParams : RowLossParams {
+  int64_t tiles;              // tiles per row: 1 but in the tiled layout
+  float cap;                  // 0: no softcap
   const int32_t* labels;
   int32_t ignore_index;
   const float* class_weights;
-  const float* grad_output;   // reduction None only
-  float eps, lambda, n_cols, mean_w, mean_scale;  // mean_scale = 1/Σw_y for 'mean', else 1
-  int reduction;
-  bool want_lin, want_dscale;
+  float label_smoothing, z_loss, n_cols, mean_w;
+  bool want_lin;
   float2* part;               // rows·tiles (max, rest) (OnlineSumExp)
   float* part_lin;            // rows·tiles Σ w_j z_j
   RowTerms* terms;            // rows
-  double* row_loss;           // rows
   float* lse;                 // rows
-  float* dscale_part;         // rows·tiles
-  long long* first_bad;
-  double* result;             // [loss, dScale]
 };
 
 template <bool kSoftcap>
@@ -125,11 +116,11 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float 
   // A label at −inf is out, as in the statistics sweep: −inf, not the softcap's −cap (the loss is
   // then +inf, as on the CPU).
   const float z_y = x_y == -INFINITY ? -INFINITY : transform<kSoftcap>(x_y, p.scale, p.cap);
-  const double u = p.reduction == 2 ? (p.grad_output ? double(p.grad_output[row]) : 1.0) : double(p.mean_scale);
+  const double u = p.up.at(row);
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
   // The label is the row max when its z equals max (as tile_stats computed it, bitwise).
   const LabelTerms lt = label_terms(z_y == max, double(rest), lse, double(z_y));
-  const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.label_smoothing, p.z_loss, u);
   if (owner) p.row_loss[row] = r.loss;
   RowTerms t{max, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;
@@ -293,20 +284,6 @@ void launch(CeParams& p, const CePlan& plan) {
   }
 }
 
-// Calls f(T{}, TG{}, softcap) with the logits' and the gradient's types.
-template <class F>
-void by_types(DType dtype, bool grad_float32, bool cap, F&& f) {
-  auto with_cap = [&](auto t, auto tg) {
-    if (cap) f(t, tg, std::true_type{});
-    else f(t, tg, std::false_type{});
-  };
-  switch (dtype) {
-    case DType::Float32: with_cap(float{}, float{}); break;
-    case DType::Float16: grad_float32 ? with_cap(f16_t{}, float{}) : with_cap(f16_t{}, f16_t{}); break;
-    case DType::BFloat16: grad_float32 ? with_cap(bf16_t{}, float{}) : with_cap(bf16_t{}, bf16_t{}); break;
-  }
-}
-
 }  // namespace
 
 LossResult cross_entropy(const CrossEntropyArgs& a) {
@@ -314,9 +291,13 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   if (a.rows == 0) return {0, 0};
   const DeviceScope on(device_of(a.logits));
   const DeviceLimits dev = device_limits();
-  const bool grad_float32 = a.grad_float32 || a.dtype == DType::Float32;
+  const DType grad_dtype = a.grad_float32 ? DType::Float32 : a.dtype;
+  // Calls f(T{}, TG{}, softcap) with the logits' and the gradient's types.
+  auto with_types = [&](auto&& f) {
+    dtype_switch(a.dtype, grad_dtype, [&](auto t, auto tg) { bool_switch(a.softcap > 0, [&](auto cap) { f(t, tg, cap); }); });
+  };
   size_t limit = 0;
-  by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
+  with_types([&](auto t, auto tg, auto cap) {
     using T = decltype(t);
     using TG = decltype(tg);
     constexpr bool kCap = decltype(cap)::value;
@@ -328,40 +309,35 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   const int64_t blocks = a.rows * std::max({plan.tiles, int64_t(plan.blocks_per_row), fallback.tiles});
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 
-  Scratch s(ce_scratch_bytes(a.rows, a.cols, blocks, sizeof(RowTerms)));
   CeParams p{};
   p.x = a.logits;
   p.grad = a.grad;
   p.rows = a.rows;
   p.cols = a.cols;
-  p.tiles = plan.tiles;
   p.scale = a.scale;
+  p.want_dscale = a.want_dscale;
+  p.tiles = plan.tiles;
   p.cap = a.softcap;
   p.ignore_index = a.ignore_index;
-  p.eps = a.label_smoothing;
-  p.lambda = a.z_loss;
+  p.label_smoothing = a.label_smoothing;
+  p.z_loss = a.z_loss;
   p.n_cols = float(a.cols);
   p.mean_w = float(totals.mean_class_weight);
-  p.reduction = int(a.reduction);
-  p.mean_scale = a.reduction == Reduction::Mean ? (totals.weight_sum > 0 ? float(1.0 / totals.weight_sum) : 0.f) : 1.f;
   p.want_lin = a.label_smoothing > 0;
-  p.want_dscale = a.want_dscale;
-  p.labels = s.upload(a.labels, a.rows);
-  if (a.class_weights) p.class_weights = s.upload(a.class_weights, a.cols);
-  if (a.grad_output && a.reduction == Reduction::None) p.grad_output = s.upload(a.grad_output, a.rows);
-  p.part = s.take<float2>(blocks);
-  p.part_lin = s.take<float>(blocks);
-  p.terms = s.take<RowTerms>(a.rows);
-  p.row_loss = s.take<double>(a.rows);
-  p.lse = s.take<float>(a.rows);
-  p.dscale_part = s.take<float>(blocks);
-  p.first_bad = s.take<long long>(1);
-  p.result = s.take<double>(2);
-  const long long none = INT64_MAX;
-  copy_to_device(p.first_bad, &none, sizeof none);
-  FL_CUDA_CHECK(cudaMemsetAsync(p.dscale_part, 0, size_t(blocks) * 4, cudaStreamPerThread));
+  // 'mean': 1/Σw_y, rounded to float as the kernels have always taken it.
+  const double mean_scale = totals.weight_sum > 0 ? double(float(1.0 / totals.weight_sum)) : 0.0;
+  Scratch s([&](auto& c) {
+    carve_row_loss(c, p, a.reduction, a.grad_output, mean_scale, blocks);
+    p.labels = c.upload(a.labels, a.rows);
+    p.class_weights = a.class_weights ? c.upload(a.class_weights, a.cols) : nullptr;
+    p.part = c.template take<float2>(blocks);
+    p.part_lin = c.template take<float>(blocks);
+    p.terms = c.template take<RowTerms>(a.rows);
+    p.lse = c.template take<float>(a.rows);
+  });
+  start_row_loss(p, blocks);  // dScale partials that are not written stay 0
 
-  by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
+  with_types([&](auto t, auto tg, auto cap) {
     using T = decltype(t);
     using TG = decltype(tg);
     constexpr bool kCap = decltype(cap)::value;
@@ -372,26 +348,12 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
     }
     launch<T, TG, kCap>(p, plan);
   });
-  // dScale partials that were not wanted stay 0 (memset above).
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, blocks, p.result);
-  check_launch("softmaxCrossEntropy reduce kernel");
-
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "logits: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(bad / a.cols) + ", " + std::to_string(bad % a.cols) + "]");
-  double result[2];
-  copy_to_host(result, p.result, sizeof result);
-  // Row losses are kept in double on the device (the total above was summed from them).
-  std::vector<double> row_loss(size_t(a.rows));
-  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
-  for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  throw_if_bad(p.first_bad, a.cols, "logits");
+  const RowTotals r = sum_rows(p.row_loss, p.rows, p.dscale_part, blocks, p.result, a.row_loss);
   if (a.lse) copy_to_host(a.lse, p.lse, size_t(a.rows) * 4);
   s.release();
-  double loss = result[0];
-  if (a.reduction == Reduction::Mean) loss = totals.weight_sum > 0 ? loss / totals.weight_sum : 0.0;
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  const double loss = a.reduction == Reduction::Mean ? mean_of(r.loss, totals.weight_sum) : r.loss;
+  return {loss, a.want_dscale ? r.dscale : 0.0};
 }
 
 }  // namespace fl::cuda

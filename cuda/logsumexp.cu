@@ -73,24 +73,19 @@ void log_sum_exp(const LogSumExpArgs& a) {
   const int64_t tiles = tiles_per_row(a.cols);
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  Scratch s(size_t(blocks) * sizeof(float2) + size_t(a.rows) * sizeof(float) + 3 * 256);
-  LseParams p{a.x, a.rows, a.cols, tiles, a.scale,
-              s.take<float2>(blocks), s.take<long long>(1), s.take<float>(a.rows)};
+  LseParams p{a.x, a.rows, a.cols, tiles, a.scale, nullptr, nullptr, nullptr};
+  Scratch s([&](auto& c) {
+    p.partial = c.template take<float2>(blocks);
+    p.first_bad = c.template take<long long>(1);
+    p.out = c.template take<float>(a.rows);
+  });
   const long long none = INT64_MAX;
   copy_to_device(p.first_bad, &none, sizeof none);
-  switch (a.dtype) {
-    case DType::Float32: lse_partial_kernel<float><<<unsigned(blocks), kThreads>>>(p); break;
-    case DType::Float16: lse_partial_kernel<f16_t><<<unsigned(blocks), kThreads>>>(p); break;
-    case DType::BFloat16: lse_partial_kernel<bf16_t><<<unsigned(blocks), kThreads>>>(p); break;
-  }
+  dtype_switch(a.dtype, DType::Float32, [&](auto t, auto) { lse_partial_kernel<decltype(t)><<<unsigned(blocks), kThreads>>>(p); });
   check_launch("logSumExp partial kernel");
   lse_combine_kernel<<<unsigned((a.rows + 255) / 256), 256>>>(p);
   check_launch("logSumExp combine kernel");
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(bad / a.cols) + ", " + std::to_string(bad % a.cols) + "]");
+  throw_if_bad(p.first_bad, a.cols, "scores");
   copy_to_host(a.out, p.out, size_t(a.rows) * sizeof(float));
   s.release();
 }

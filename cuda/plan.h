@@ -1,12 +1,15 @@
 // The host-side decisions of the CUDA launchers, as plain C++ (no CUDA headers), so that the
 // native tests check them on a machine without a GPU (test/native/test_cuda_plan.cpp): the
-// scratch sizes, the row held on chip (soft top-k, cross-entropy, the losses over positives and
+// scratch plan, the row held on chip (soft top-k, cross-entropy, the losses over positives and
 // one-way InfoNCE/DCL) and its shared-memory budget, the cross-entropy layout, and the soft top-k
 // bracket over the entries that are in.
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+
+#include "../native/core/error.h"
 
 #if defined(__CUDACC__)
 #define FL_PLAN_HD __host__ __device__ __forceinline__
@@ -16,43 +19,36 @@
 
 namespace fl::cuda {
 
-// Every scratch array starts on a 256-byte boundary (cuda/row_kernels.cuh Scratch::take).
+// A call's scratch is one device allocation carved into arrays, each on a 256-byte boundary.
+// A launcher lists its arrays once, as a function of the carver (a generic lambda calling
+// take/upload): run over a ScratchPlan, the list adds up the bytes; run over the Scratch
+// allocated with them (cuda/row_kernels.cuh), the same list hands out the arrays in the same
+// order. No byte count is written by hand.
 constexpr size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// The bytes of a call's scratch, added up array by array in the order the launcher takes them.
 struct ScratchPlan {
   size_t bytes = 0;
-  template <class U> ScratchPlan& add(int64_t n) {
+  template <class U> U* take(int64_t n) {
     bytes += padded(size_t(n) * sizeof(U));
-    return *this;
+    return nullptr;
   }
+  template <class U> U* upload(const U*, int64_t n) { return take<U>(n); }
 };
 
-// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy (cuda/positives_losses.cu).
-inline size_t positives_scratch_bytes(int64_t rows, int64_t nnz, int64_t excl_nnz, int64_t mask_words) {
-  return ScratchPlan{}
-      .add<int32_t>(rows + 1).add<int32_t>(nnz)               // positives
-      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)          // exclusions
-      .add<uint32_t>(rows * mask_words)                       // skip masks
-      .add<float>(nnz).add<float>(rows)                       // weights, gradOutput
-      .add<float>(nnz).add<float>(nnz)                        // pos_x, pos_dz
-      .add<double>(rows).add<float>(rows)                     // row_loss, dscale_part
-      .add<long long>(1).add<double>(2)
-      .bytes;
-}
-
-// One-way infoNCE / decoupledContrastive (cuda/contrastive.cu rows_loss).
-inline size_t contrastive_scratch_bytes(int64_t rows, int64_t nnz, int64_t excl_nnz, int64_t mask_words) {
-  return ScratchPlan{}
-      .add<float>(rows).add<double>(rows).add<float>(rows)    // gradOutput, row_loss, dscale_part
-      .add<long long>(1).add<double>(2)
-      .add<int32_t>(rows + 1).add<int32_t>(nnz).add<float>(nnz)  // positives
-      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)          // exclusions
-      .add<uint32_t>(rows * mask_words)                       // skip masks
-      .add<float>(nnz).add<float>(nnz)                        // pos_x, pos_dz
-      .add<float>(rows).add<double>(rows)                     // DCLW: positive scores, weights
-      .bytes;
-}
+// Hands out [base, base + capacity) array by array; a take past the end throws ERR_INTERNAL (a
+// list that differed between the plan and the carving) rather than hand out memory beyond it.
+struct ScratchCarver {
+  char* base = nullptr;
+  size_t used = 0, capacity = 0;
+  template <class U> U* take(int64_t n) {
+    const size_t bytes = padded(size_t(n) * sizeof(U));
+    if (n < 0 || used + bytes > capacity)
+      fail("ERR_INTERNAL", "CUDA scratch: " + std::to_string(used + bytes) + " bytes taken from a plan of " + std::to_string(capacity));
+    U* q = reinterpret_cast<U*>(base + used);
+    used += bytes;
+    return q;
+  }
+};
 
 // ---------- soft top-k (cuda/soft_topk.cu) ----------
 
@@ -175,18 +171,6 @@ inline CePlan ce_plan(int64_t rows, int64_t cols, int64_t elem_bytes, int sms, i
   }
   if (fill && cols <= fused_cols) return {CeLayout::Fused, 1, 1, cols, 0};
   return {CeLayout::Tiled, cols == 0 ? 1 : (cols + tile_cols - 1) / tile_cols, 1, cols, 0};
-}
-
-// softmaxCrossEntropy's scratch, `blocks` per-block partials (the most any layout of the call
-// may launch) and `terms_bytes` per row of row terms.
-inline size_t ce_scratch_bytes(int64_t rows, int64_t cols, int64_t blocks, int64_t terms_bytes) {
-  return ScratchPlan{}
-      .add<int32_t>(rows).add<float>(cols).add<float>(rows)   // labels, class weights, gradOutput
-      .add<float>(2 * blocks).add<float>(blocks)              // (max, rest) and Σ w·z partials
-      .add<char>(rows * terms_bytes)
-      .add<double>(rows).add<float>(rows).add<float>(blocks)  // row_loss, lse, dScale partials
-      .add<long long>(1).add<double>(2)
-      .bytes;
 }
 
 }  // namespace fl::cuda

@@ -47,64 +47,15 @@ constexpr int kWarps = kThreads / kWarp;
 
 enum class Kind { Decoupled, MultiLabel, Bce };
 
-struct PlParams {
-  const void* x;
-  void* grad;  // null: no gradient (dScale may still be wanted)
-  int64_t rows, cols;
-  float scale;
-  CsrView skip_a, skip_b;   // the skipped columns: positives and/or exclusions
-  uint32_t* mask;           // rows × mask_words (scratch)
-  int64_t mask_words;
-  const int32_t* pos_ptr;   // rows + 1
-  const int32_t* pos_cols;
-  const float* pos_w;       // null: every weight 1
-  const float* grad_output; // reduction None only
-  int reduction;
-  double mean_divisor;      // B, or B·N for bce
-  bool want_dscale;
-  float* pos_x;             // per positive: its score, read before the sweep
-  float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
-  double* row_loss;         // rows
-  float* dscale_part;       // rows
-  long long* first_bad;
-  double* result;           // [Σ row_loss, Σ dscale_part]
-};
-
-__device__ __forceinline__ double upstream(const PlParams& p, int64_t row) {
-  if (p.reduction == 0) return 1.0 / p.mean_divisor;
-  if (p.reduction == 2 && p.grad_output) return p.grad_output[row];
-  return 1.0;
-}
-
-template <class T>
-__device__ __forceinline__ float score(const PlParams& p, int64_t row, int64_t c) {
-  return to_float(static_cast<const T*>(p.x)[row * p.cols + c]);
-}
-
-template <class TG>
-__device__ __forceinline__ void store(const PlParams& p, int64_t row, int64_t c, float g) {
-  if (p.grad) static_cast<TG*>(p.grad)[row * p.cols + c] = from_float<TG>(g);
-}
-
-template <class T>
-__device__ void read_positives(const PlParams& p, int64_t row) {
-  for (int64_t e = p.pos_ptr[row] + threadIdx.x; e < p.pos_ptr[row + 1]; e += blockDim.x) p.pos_x[e] = score<T>(p, row, p.pos_cols[e]);
-}
-
-__device__ __forceinline__ void note_bad(const PlParams& p, int64_t row, int64_t c, float v, long long& bad) {
-  if (is_bad(v)) bad = min(bad, (long long)(row * p.cols + c));
-}
-
 // The softmax losses (row_kernels.cuh softmax_row): statistics, the positives' terms, the
 // gradient sweep, the positives' exact gradients.
 template <class T, class TG, Kind K, bool kOnChip, bool kCluster>
-__global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p, int64_t slice) {
+__global__ void __launch_bounds__(kThreads) softmax_kernel(PositivesParams p, int64_t slice) {
   const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
-  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, K == Kind::MultiLabel, p.skip_a, p.skip_b, p.mask, p.mask_words,
-                         p.pos_ptr, p.pos_cols, p.pos_x, p.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
-  const double u = upstream(p, row);
+  const double u = p.up.at(row);
   const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
-  softmax_row<T, TG, kThreads, kOnChip, kCluster>(a, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
+  // The multi-label softmax does not skip its positives (lse is over every column not excluded).
+  softmax_row<T, TG, kThreads, kOnChip, kCluster, K == Kind::MultiLabel>(p, slice, u, [&](float max, double rest, double lse, double (&sums)[2], double* sd) {
     if (K == Kind::Decoupled) {
       // lse is Z, the negatives' log-sum-exp: positives and exclusions are skipped.
       const double inv_n = e1 > e0 ? 1.0 / double(e1 - e0) : 0.0;
@@ -143,16 +94,17 @@ __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p, int64_t s
 
 // binaryCrossEntropy: elementwise over the columns not skipped, then the positives.
 template <class T, class TG>
-__global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
+__global__ void __launch_bounds__(kThreads) bce_kernel(PositivesParams p) {
   __shared__ float sred[kWarps];
   __shared__ long long sbad[kWarps];
   __shared__ double sd[kWarps * 2];
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.cols;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
-  read_positives<T>(p, row);  // ordered before the sweep writes 0 over them by the mask's barriers
+  // The positives' scores, ordered before the sweep writes 0 over them by the mask's barriers.
+  for (int64_t e = p.pos_ptr[row] + threadIdx.x; e < p.pos_ptr[row + 1]; e += blockDim.x) p.pos_x[e] = to_float(x[p.pos_cols[e]]);
   const RowMask mask = build_row_mask(p.mask + row * p.mask_words, p.cols, row, p.skip_a, p.skip_b);
-  const float u = float(upstream(p, row));
+  const float u = float(p.up.at(row));
   float loss = 0.f, dsc = 0.f;
   long long bad = INT64_MAX;
   for_each_pack(x, 0, p.cols, [&](int64_t c, auto& v) {
@@ -160,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
     float d[n];
 #pragma unroll
     for (int j = 0; j < n; ++j) {
-      note_bad(p, row, c + j, v[j], bad);
+      if (is_bad(v[j])) bad = min(bad, (long long)(row * p.cols + c + j));
       d[j] = 0.f;
       if (!mask.skipped(c + j) && v[j] != -INFINITY) {
         const float z = p.scale * v[j];
@@ -186,7 +138,7 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
     sums[0] += bce_loss(xe == -INFINITY ? -INFINITY : z, y);
     if (xe == -INFINITY) continue;
     const double dz = double(u) * bce_slope(z, y);
-    store<TG>(p, row, p.pos_cols[e], float(dz * double(p.scale)));
+    if (g) g[p.pos_cols[e]] = from_float<TG>(float(dz * double(p.scale)));
     sums[1] += dz * double(xe);
   }
   block_sums<kThreads>(sums, sd);
@@ -201,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(PlParams p) {
 // The softmax losses: the row on chip when it fits one block's shared memory or (sm_90) a
 // cluster's, else one block a row reading it twice. bce: one block a row, one read.
 template <class T, class TG, Kind K>
-void launch(const PlParams& p, const DeviceLimits& dev) {
+void launch(const PositivesParams& p, const DeviceLimits& dev) {
   if constexpr (K == Kind::Bce) {
     bce_kernel<T, TG><<<unsigned(p.rows), kThreads>>>(p);
     check_launch("binaryCrossEntropy kernel");
@@ -221,15 +173,6 @@ void launch(const PlParams& p, const DeviceLimits& dev) {
 }
 
 template <Kind K>
-void dispatch(const PlParams& p, DType dtype, bool grad_float32, const DeviceLimits& dev) {
-  switch (dtype) {
-    case DType::Float32: launch<float, float, K>(p, dev); break;
-    case DType::Float16: grad_float32 ? launch<f16_t, float, K>(p, dev) : launch<f16_t, f16_t, K>(p, dev); break;
-    case DType::BFloat16: grad_float32 ? launch<bf16_t, float, K>(p, dev) : launch<bf16_t, bf16_t, K>(p, dev); break;
-  }
-}
-
-template <Kind K>
 LossResult run(const PositivesLossArgs& a) {
   // An exclusion that is also a positive is an error (ERR_CSR), for every kind. The kernels skip
   // positives ∪ exclusions, or the exclusions only for the multi-label softmax.
@@ -237,53 +180,15 @@ LossResult run(const PositivesLossArgs& a) {
   if (a.rows == 0) return {0, 0};
   if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
   const DeviceScope on(device_of(a.scores));
-  const int64_t nnz = a.positives.nnz(a.rows);
-  const int64_t excl_nnz = a.exclude.nnz(a.rows), mask_words = (a.cols + 31) / 32;
-  Scratch s(positives_scratch_bytes(a.rows, nnz, excl_nnz, mask_words));
-  PlParams p{};
-  p.x = a.scores;
-  p.grad = a.grad;
-  p.rows = a.rows;
-  p.cols = a.cols;
-  p.scale = a.scale;
-  p.pos_ptr = s.upload(a.positives.row_ptr, a.rows + 1);
-  p.pos_cols = s.upload(a.positives.cols, nnz);
-  const CsrView excl = a.exclude ? CsrView{s.upload(a.exclude.row_ptr, a.rows + 1), s.upload(a.exclude.cols, excl_nnz)} : CsrView{};
-  p.skip_a = excl;
-  if (K != Kind::MultiLabel) p.skip_b = CsrView{p.pos_ptr, p.pos_cols};
-  p.mask = s.take<uint32_t>(a.rows * mask_words);
-  p.mask_words = mask_words;
-  p.pos_w = a.positives.weights ? s.upload(a.positives.weights, nnz) : nullptr;
-  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
-  p.reduction = int(a.reduction);
-  p.mean_divisor = K == Kind::Bce ? double(a.rows) * double(a.cols) : double(a.rows);
-  p.want_dscale = a.want_dscale;
-  p.pos_x = s.take<float>(nnz);
-  p.pos_dz = s.take<float>(nnz);
-  p.row_loss = s.take<double>(a.rows);
-  p.dscale_part = s.take<float>(a.rows);
-  p.first_bad = s.take<long long>(1);
-  p.result = s.take<double>(2);
-  const long long none = INT64_MAX;
-  copy_to_device(p.first_bad, &none, sizeof none);
-
-  dispatch<K>(p, a.dtype, a.grad_float32, device_limits());
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
-  check_launch("positives loss reduce kernel");
-
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
-                               ", " + std::to_string(bad % a.cols) + "]");
-  double result[2];
-  copy_to_host(result, p.result, sizeof result);
-  std::vector<double> row_loss(size_t(a.rows));
-  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
-  for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
-  s.release();
-  const double loss = a.reduction == Reduction::Mean && p.mean_divisor > 0 ? result[0] / p.mean_divisor : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  const double mean_divisor = K == Kind::Bce ? double(a.rows) * double(a.cols) : double(a.rows);
+  PositivesParams p{};
+  Scratch s([&](auto& c) {
+    p = carve_positives(c, a.scores, a.grad, a.rows, a.cols, a.scale, a.want_dscale, a.reduction, a.grad_output, mean_divisor, a.positives,
+                        a.exclude, K != Kind::MultiLabel);
+  });
+  start_row_loss(p, p.rows);
+  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) { launch<decltype(t), decltype(tg), K>(p, device_limits()); });
+  return finish_loss(p, a.row_loss, a.reduction, mean_divisor, s);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Pieces of the loss kernels (cuda/cross_entropy.cu, positives_losses.cu, contrastive.cu, soft_topk.cu):
-// block-wide sums, a row's skip mask, the row held on chip (one block or a cluster), the softmax
-// row over positives, the per-call scratch memory and the final fixed-order reduction.
+// block-wide sums, a row's skip mask, the row held on chip (one block or a cluster), the
+// parameters every row loss shares (the upstream factor, the per-row outputs) and those of the
+// losses over positives, the softmax row over positives, the per-call scratch memory and the
+// final fixed-order reduction.
 #pragma once
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -8,10 +10,12 @@
 #include <cstdint>
 
 #include <string>
+#include <vector>
 
 #include "../native/core/error.h"
 #include "check.cuh"
 #include "common.cuh"
+#include "ops.h"
 #include "plan.h"
 #include "runtime.h"
 
@@ -191,30 +195,124 @@ __device__ __forceinline__ void merge_over_row(const RowGroup<kCluster>& grp, On
   }
 }
 
-// ---------- the softmax losses over positives ----------
-// decoupledSoftmax, multiLabelSoftmax (cuda/positives_losses.cu), one-way InfoNCE and DCL
-// (cuda/contrastive.cu): the statistics of z = scale·x over the columns not skipped, the
-// positives' terms, the dense gradient cf·e^(z − max)·scale, and the positives' exact gradients
-// over the dense ones.
+// ---------- what every row loss shares ----------
 
-struct SoftmaxRowArgs {
+// The row's upstream factor u = ∂L/∂ℓ_row, the one definition for every loss kernel:
+// mean_scale under 'mean' (1 over what 'mean' divides by), 1 under 'sum', gradOutput[row] under
+// 'none' (1 without one).
+struct Upstream {
+  Reduction reduction;
+  const float* grad_output;  // on the device: 'none' only, else null
+  double mean_scale;
+  __device__ __forceinline__ double at(int64_t row) const {
+    if (reduction == Reduction::Mean) return mean_scale;
+    return reduction == Reduction::None && grad_output ? double(grad_output[row]) : 1.0;
+  }
+};
+
+// Takes the Upstream of a call: gradOutput on the device for 'none' (from c, a ScratchPlan or the
+// Scratch: see Scratch).
+template <class S>
+Upstream carve_upstream(S& c, Reduction reduction, const float* grad_output, int64_t rows, double mean_scale) {
+  return Upstream{reduction, grad_output && reduction == Reduction::None ? c.upload(grad_output, rows) : nullptr, mean_scale};
+}
+
+// 'mean' over nothing is 0: 1/divisor, and total/divisor, with 0 for an empty divisor.
+inline double inverse_or_zero(double divisor) { return divisor > 0 ? 1.0 / divisor : 0.0; }
+inline double mean_of(double total, double divisor) { return divisor > 0 ? total / divisor : 0.0; }
+
+// The scores, the gradient, the upstream factors and the per-row outputs of a loss.
+struct RowLossParams {
   const void* x;
   void* grad;  // null: no gradient (dScale may still be wanted)
-  int64_t cols;
+  int64_t rows, cols;
   float scale;
   bool want_dscale;
-  bool dense_at_positives;  // the positives are not skipped: their dense term is traded for the exact one
+  Upstream up;
+  double* row_loss;      // rows
+  float* dscale_part;    // parts (rows, or per block), 0 where not written
+  long long* first_bad;  // flat index of the first NaN/+inf, INT64_MAX when none
+  double* result;        // [Σ row_loss, Σ dscale_part]
+};
+
+// Takes RowLossParams' arrays from s (a ScratchPlan or the Scratch: see Scratch), with `parts`
+// dScale partials. p's x, grad, rows, cols, scale and want_dscale are set by the caller.
+template <class S>
+void carve_row_loss(S& s, RowLossParams& p, Reduction reduction, const float* grad_output, double mean_scale, int64_t parts) {
+  p.up = carve_upstream(s, reduction, grad_output, p.rows, mean_scale);
+  p.row_loss = s.template take<double>(p.rows);
+  p.dscale_part = s.template take<float>(parts);
+  p.first_bad = s.template take<long long>(1);
+  p.result = s.template take<double>(2);
+}
+
+// Before the kernels: no NaN seen yet, every dScale partial 0.
+inline void start_row_loss(const RowLossParams& p, int64_t parts) {
+  const long long none = INT64_MAX;
+  copy_to_device(p.first_bad, &none, sizeof none);
+  FL_CUDA_CHECK(cudaMemsetAsync(p.dscale_part, 0, size_t(parts) * sizeof(float), cudaStreamPerThread));
+}
+
+// Throws ERR_NON_FINITE for the first NaN/+inf the kernels found in `tensor` (rows × cols).
+inline void throw_if_bad(const long long* d_first_bad, int64_t cols, const char* tensor) {
+  long long bad = 0;
+  copy_to_host(&bad, d_first_bad, sizeof bad);
+  if (bad != INT64_MAX)
+    fail("ERR_NON_FINITE", std::string(tensor) + ": expected finite values or -Infinity, received NaN or +Infinity at [" +
+                               std::to_string(bad / cols) + ", " + std::to_string(bad % cols) + "]");
+}
+
+// The row losses, kept in double on the device, out as float.
+inline void copy_row_losses(float* out, const double* d_row_loss, int64_t rows) {
+  std::vector<double> h(static_cast<size_t>(rows));
+  copy_to_host(h.data(), d_row_loss, h.size() * sizeof(double));
+  for (int64_t i = 0; i < rows; ++i) out[i] = float(h[size_t(i)]);
+}
+
+// ---------- the losses over positives ----------
+// decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy (cuda/positives_losses.cu), one-way
+// InfoNCE and DCL (cuda/contrastive.cu): a CSR of positives per row, and the columns each skips.
+
+struct PositivesParams : RowLossParams {
+  const int32_t* pos_ptr;   // rows + 1
+  const int32_t* pos_cols;
+  const float* pos_w;       // null: every weight 1
   CsrView skip_a, skip_b;   // the skipped columns
   uint32_t* mask;           // rows × mask_words (scratch)
   int64_t mask_words;
-  const int32_t* pos_ptr;   // rows + 1
-  const int32_t* pos_cols;
   float* pos_x;             // per positive: its score, read before any gradient store
   float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
-  double* row_loss;         // rows
-  float* dscale_part;       // rows
-  long long* first_bad;
 };
+
+// The one builder of PositivesParams, its arrays from s (see carve_row_loss): skip_a is the
+// exclusions; skip_b the positives when skip_positives. mean_divisor: what 'mean' divides by.
+template <class S>
+PositivesParams carve_positives(S& s, const void* x, void* grad, int64_t rows, int64_t cols, float scale, bool want_dscale, Reduction reduction,
+                                const float* grad_output, double mean_divisor, const Csr& pos, const Csr& exclude, bool skip_positives) {
+  PositivesParams p{};
+  p.x = x;
+  p.grad = grad;
+  p.rows = rows;
+  p.cols = cols;
+  p.scale = scale;
+  p.want_dscale = want_dscale;
+  carve_row_loss(s, p, reduction, grad_output, inverse_or_zero(mean_divisor), rows);
+  const int64_t nnz = pos.nnz(rows);
+  p.pos_ptr = s.upload(pos.row_ptr, rows + 1);
+  p.pos_cols = s.upload(pos.cols, nnz);
+  p.pos_w = pos.weights ? s.upload(pos.weights, nnz) : nullptr;
+  if (exclude) p.skip_a = CsrView{s.upload(exclude.row_ptr, rows + 1), s.upload(exclude.cols, exclude.nnz(rows))};
+  if (skip_positives) p.skip_b = CsrView{p.pos_ptr, p.pos_cols};
+  p.mask_words = (cols + 31) / 32;
+  p.mask = s.template take<uint32_t>(rows * p.mask_words);
+  p.pos_x = s.template take<float>(nnz);
+  p.pos_dz = s.template take<float>(nnz);
+  return p;
+}
+
+// The softmax losses over positives (all but bce): the statistics of z = scale·x over the
+// columns not skipped, the positives' terms, the dense gradient cf·e^(z − max)·scale, and the
+// positives' exact gradients over the dense ones.
 
 // z = scale·x of a score, exactly as every sweep computes it (so that an entry's z equals the row
 // max bitwise when it is the max); −inf stays −inf (scale > 0).
@@ -228,8 +326,9 @@ __device__ __forceinline__ float z_of(float v, float scale) { return v == -INFIN
 // alone handles the positives: each thread adds its share of the row's loss (sums[0]) and dense
 // weight (sums[1]) and writes pos_dz of its positives; `sd` is block_sums' shared scratch
 // (kThreads/32·2 doubles). u: the row's upstream factor; cf = u·Σweight/(1 + rest).
-template <class T, class TG, int kThreads, bool kOnChip, bool kCluster, class Terms>
-__device__ __forceinline__ void softmax_row(const SoftmaxRowArgs& a, int64_t slice, double u, Terms&& terms) {
+// kDenseAtPositives: the positives are not skipped, so their dense term is traded for the exact one.
+template <class T, class TG, int kThreads, bool kOnChip, bool kCluster, bool kDenseAtPositives, class Terms>
+__device__ __forceinline__ void softmax_row(const PositivesParams& a, int64_t slice, double u, Terms&& terms) {
   constexpr int kWarps = kThreads / kWarp;
   extern __shared__ __align__(16) unsigned char row_smem[];
   __shared__ float smax[kWarps], srest[kWarps], sred[kWarps];
@@ -300,7 +399,7 @@ __device__ __forceinline__ void softmax_row(const SoftmaxRowArgs& a, int64_t sli
     for (int64_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
       const float xe = a.pos_x[e];
       if (xe == -INFINITY) continue;
-      const float dense = a.dense_at_positives ? cf * exp_shifted(z_of(xe, a.scale), max) : 0.f;
+      const float dense = kDenseAtPositives ? cf * exp_shifted(z_of(xe, a.scale), max) : 0.f;
       if (g) g[a.pos_cols[e]] = from_float<TG>(a.pos_dz[e] * a.scale);
       fix[0] += (double(a.pos_dz[e]) - double(dense)) * double(xe);
     }
@@ -396,12 +495,23 @@ bool launch_on_chip(const RowOnChip& plan, int64_t rows, int threads, void (*blo
   return true;
 }
 
-// One device allocation for every scratch array of a call, freed on every exit path. A take
-// beyond the planned size (cuda/plan.h) throws rather than hand out memory past the end.
-struct Scratch {
-  char* base = nullptr;
-  size_t used = 0, capacity = 0;
-  explicit Scratch(size_t bytes) : base(static_cast<char*>(device_alloc(bytes))), capacity(bytes) {}
+// One device allocation for every scratch array of a call, freed on every exit path. Built from
+// the call's list of arrays (cuda/plan.h ScratchPlan), a function of the carver: the list runs
+// once over a ScratchPlan for the size, then over this Scratch for the arrays, so the size is
+// the one the carving needs; a take beyond it throws (ScratchCarver).
+struct Scratch : ScratchCarver {
+  template <class List> explicit Scratch(List&& list) {
+    ScratchPlan plan;
+    list(plan);
+    base = static_cast<char*>(device_alloc(plan.bytes));
+    capacity = plan.bytes;
+    try {
+      list(*this);  // its uploads may fail: no destructor runs for a constructor that throws
+    } catch (...) {
+      device_free_quiet(base);
+      throw;
+    }
+  }
   ~Scratch() { device_free_quiet(base); }  // an error path: the error in flight is the one to report
   // Frees it, checked, at the end of a call that went well.
   void release() {
@@ -411,13 +521,6 @@ struct Scratch {
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
-  template <class U> U* take(int64_t n) {
-    const size_t bytes = padded(size_t(n) * sizeof(U));
-    if (used + bytes > capacity) fail("ERR_INTERNAL", "CUDA scratch plan too small: " + std::to_string(used + bytes) + " > " + std::to_string(capacity) + " bytes");
-    U* q = reinterpret_cast<U*>(base + used);
-    used += bytes;
-    return q;
-  }
   template <class U> U* upload(const U* host, int64_t n) {
     U* d = take<U>(n);
     if (n > 0) copy_to_device(d, host, size_t(n) * sizeof(U));
@@ -448,6 +551,31 @@ static __global__ void __launch_bounds__(256) sum_rows_kernel(const double* row_
     result[0] = sl[0];
     result[1] = sd[0];
   }
+}
+
+// After the kernels: Σ row_loss over `rows` and Σ dscale_part over `parts` in a fixed order
+// (sum_rows_kernel), and the row losses out as float. Returns {Σ loss, Σ dScale}.
+struct RowTotals {
+  double loss, dscale;
+};
+template <class D>
+RowTotals sum_rows(const double* d_row_loss, int64_t rows, const D* d_parts, int64_t parts, double* d_result, float* row_loss_out) {
+  sum_rows_kernel<<<1, 256>>>(d_row_loss, rows, d_parts, parts, d_result);
+  check_launch("row sums kernel");
+  double result[2];
+  copy_to_host(result, d_result, sizeof result);
+  copy_row_losses(row_loss_out, d_row_loss, rows);
+  return {result[0], result[1]};
+}
+
+// The end of a loss over RowLossParams with one dScale partial a row: ERR_NON_FINITE for a
+// NaN/+inf in the scores, the sums, the row losses out, the scratch freed; 'mean' divides by
+// mean_divisor.
+inline LossResult finish_loss(const RowLossParams& p, float* row_loss_out, Reduction reduction, double mean_divisor, Scratch& s) {
+  throw_if_bad(p.first_bad, p.cols, "scores");
+  const RowTotals r = sum_rows(p.row_loss, p.rows, p.dscale_part, p.rows, p.result, row_loss_out);
+  s.release();
+  return {reduction == Reduction::Mean ? mean_of(r.loss, mean_divisor) : r.loss, p.want_dscale ? r.dscale : 0.0};
 }
 
 }  // namespace fl::cuda

@@ -62,8 +62,7 @@ struct TopKParams {
   CsrView excl;              // the exclusions (any order), or none
   uint32_t* mask;            // Global layout with exclusions: rows × mask_words
   int64_t mask_words;
-  int reduction;             // 0 mean, 1 sum, 2 none
-  const float* grad_output;  // rows (reduction none), or null
+  Upstream up;
   bool want_dscale;
   double* row_loss;          // rows
   double* row_dscale;        // rows
@@ -222,12 +221,6 @@ __device__ TopKSums pass_sums(const TopKParams& p, const RowSlice<T, L>& z, floa
   return s;
 }
 
-// The row's upstream factor c_i of its loss (SPEC 3.8: 'mean' divides by B).
-__device__ double upstream(const TopKParams& p, int64_t row) {
-  if (p.reduction == 0) return 1.0 / double(p.rows);
-  return p.reduction == 2 && p.grad_output ? double(p.grad_output[row]) : 1.0;
-}
-
 template <class T, class TG, Layout L>
 __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64_t slice) {
   extern __shared__ __align__(16) float zrow[];  // the slice's z (Block, Cluster)
@@ -337,7 +330,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
 
   // The loss and U = Σ_p u_p: the positives spread over the block, summed in a fixed order
   // (every block of a cluster sums all of them, the same way: the same result).
-  const double cu = upstream(p, row), n = double(e1 - e0);
+  const double cu = p.up.at(row), n = double(e1 - e0);
   double lu[2] = {0, 0};
   for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
     const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
@@ -503,34 +496,11 @@ TopKPlan checked_plan(int64_t cols) {
   return one.fits(topk_loss_kernel<T, TG, Layout::Cluster>) ? plan : TopKPlan{Layout::Global, 1, cols, 0};
 }
 
-// Calls f(T{}, TG{}) with the scores' and the gradient's element types.
-template <class F>
-void by_dtype(DType dtype, bool grad_float32, F&& f) {
-  const bool g32 = grad_float32 || dtype == DType::Float32;
-  switch (dtype) {
-    case DType::Float32: f(float{}, float{}); break;
-    case DType::Float16: g32 ? f(f16_t{}, float{}) : f(f16_t{}, f16_t{}); break;
-    case DType::BFloat16: g32 ? f(bf16_t{}, float{}) : f(bf16_t{}, bf16_t{}); break;
-  }
-}
-
-// The scratch either entry point takes (pos_nnz: 0 for the operator), in the order it takes it.
-size_t scratch_bytes(int64_t rows, int64_t pos_nnz, int64_t excl_nnz, int64_t mask_words) {
-  return ScratchPlan{}
-      .add<int32_t>(rows)                                      // k_rows
-      .add<int32_t>(rows + 1).add<int32_t>(excl_nnz)           // exclusions
-      .add<uint32_t>(rows * mask_words)                        // Global layout: exclusion masks
-      .add<double>(rows).add<double>(rows).add<int32_t>(rows)  // row_loss, row_dscale, row_k_bad
-      .add<long long>(1).add<double>(2)
-      .add<int32_t>(rows + 1).add<int32_t>(pos_nnz).add<float>(pos_nnz)  // positives
-      .add<float>(rows).add<float>(pos_nnz)                    // gradOutput, pos_z
-      .add<float>(rows).add<int32_t>(rows)                     // threshold, iterations
-      .bytes;
-}
-
 // The parameters the loss and the operator share: the scores, the solver's options, k and the
-// exclusions on the device, and the per-row outputs the host checks.
-TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, Scratch& s) {
+// exclusions on the device, and the per-row outputs the host checks; the arrays from c (a
+// ScratchPlan or the Scratch, row_kernels.cuh).
+template <class S>
+TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, S& c) {
   TopKParams p{};
   p.x = q.x;
   p.rows = q.rows;
@@ -540,38 +510,30 @@ TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, Scratch
   p.tol = q.tol;
   p.max_iter = q.max_iter;
   p.k = q.k;
-  p.k_rows = q.k_rows ? s.upload(q.k_rows, q.rows) : nullptr;
+  p.k_rows = q.k_rows ? c.upload(q.k_rows, q.rows) : nullptr;
   if (q.exclude) {
-    p.excl = CsrView{s.upload(q.exclude.row_ptr, q.rows + 1), s.upload(q.exclude.cols, q.exclude.nnz(q.rows))};
-    if (plan.layout == Layout::Global) {
+    p.excl = CsrView{c.upload(q.exclude.row_ptr, q.rows + 1), c.upload(q.exclude.cols, q.exclude.nnz(q.rows))};
+    if (plan.layout == Layout::Global) {  // the on-chip layouts set excluded z to −inf instead
       p.mask_words = (q.cols + 31) / 32;
-      p.mask = s.take<uint32_t>(q.rows * p.mask_words);
+      p.mask = c.template take<uint32_t>(q.rows * p.mask_words);
     }
   }
-  p.row_loss = s.take<double>(q.rows);
-  p.row_dscale = s.take<double>(q.rows);
-  p.row_k_bad = s.take<int32_t>(q.rows);
-  p.first_bad = s.take<long long>(1);
-  p.result = s.take<double>(2);
-  const long long none = INT64_MAX;
-  copy_to_device(p.first_bad, &none, sizeof none);
+  p.row_loss = c.template take<double>(q.rows);
+  p.row_dscale = c.template take<double>(q.rows);
+  p.row_k_bad = c.template take<int32_t>(q.rows);
+  p.first_bad = c.template take<long long>(1);
+  p.result = c.template take<double>(2);
   return p;
-}
-
-int64_t mask_words_for(const SoftTopKProblem& q, const TopKPlan& plan) {
-  return q.exclude && plan.layout == Layout::Global ? (q.cols + 31) / 32 : 0;
 }
 
 // Runs the kernel, and throws ERR_NON_FINITE for NaN/+inf scores and ERR_K_RANGE for a row
 // (that needs a threshold) whose k is not in (0, N_i).
-void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& plan, bool grad_float32) {
+void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& plan, DType grad_dtype) {
   if (q.rows * plan.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  by_dtype(q.dtype, grad_float32, [&](auto t, auto tg) { launch<decltype(t), decltype(tg)>(p, plan); });
-  long long bad = 0;
-  copy_to_host(&bad, p.first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / q.cols) +
-                               ", " + std::to_string(bad % q.cols) + "]");
+  const long long none = INT64_MAX;
+  copy_to_device(p.first_bad, &none, sizeof none);
+  dtype_switch(q.dtype, grad_dtype, [&](auto t, auto tg) { launch<decltype(t), decltype(tg)>(p, plan); });
+  throw_if_bad(p.first_bad, q.cols, "scores");
   std::vector<int32_t> k_bad(size_t(q.rows));
   copy_to_host(k_bad.data(), p.row_k_bad, size_t(q.rows) * 4);
   for (int64_t r = 0; r < q.rows; ++r)
@@ -583,9 +545,9 @@ void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& p
     }
 }
 
-TopKPlan plan_for(const SoftTopKProblem& q, bool grad_float32) {
+TopKPlan plan_for(const SoftTopKProblem& q, DType grad_dtype) {
   TopKPlan plan{};
-  by_dtype(q.dtype, grad_float32, [&](auto t, auto tg) { plan = checked_plan<decltype(t), decltype(tg)>(q.cols); });
+  dtype_switch(q.dtype, grad_dtype, [&](auto t, auto tg) { plan = checked_plan<decltype(t), decltype(tg)>(q.cols); });
   return plan;
 }
 
@@ -598,29 +560,24 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   const DeviceScope on(device_of(q.x));
   if (q.exclude) { const SkipLists overlap(q.rows, a.positives, q.exclude); }  // ERR_CSR for a positive that is excluded
   const int64_t pos_nnz = a.positives.nnz(q.rows);
-  const TopKPlan plan = plan_for(q, a.grad_float32);
-  Scratch s(scratch_bytes(q.rows, pos_nnz, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
-  TopKParams p = shared_params(q, plan, s);
+  const DType grad_dtype = a.grad_float32 ? DType::Float32 : q.dtype;
+  const TopKPlan plan = plan_for(q, grad_dtype);
+  TopKParams p{};
+  Scratch s([&](auto& c) {
+    p = shared_params(q, plan, c);
+    p.pos_ptr = c.upload(a.positives.row_ptr, q.rows + 1);
+    p.pos_cols = c.upload(a.positives.cols, pos_nnz);
+    p.pos_weights = a.positives.weights ? c.upload(a.positives.weights, pos_nnz) : nullptr;
+    p.up = carve_upstream(c, a.reduction, a.grad_output, q.rows, inverse_or_zero(double(q.rows)));
+    p.pos_z = c.template take<float>(pos_nnz);
+  });
   p.grad = a.grad;
-  p.pos_ptr = s.upload(a.positives.row_ptr, q.rows + 1);
-  p.pos_cols = s.upload(a.positives.cols, pos_nnz);
-  p.pos_weights = a.positives.weights ? s.upload(a.positives.weights, pos_nnz) : nullptr;
-  p.reduction = int(a.reduction);
-  p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, q.rows) : nullptr;
   p.want_dscale = a.want_dscale;
-  p.pos_z = s.take<float>(pos_nnz);
-  solve_rows(q, p, plan, a.grad_float32);
-  sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.row_dscale, p.rows, p.result);
-  check_launch("softTopKLoss reduce kernel");
-
-  double result[2];
-  copy_to_host(result, p.result, sizeof result);
-  std::vector<double> row_loss(size_t(q.rows));
-  copy_to_host(row_loss.data(), p.row_loss, row_loss.size() * sizeof(double));
-  for (int64_t i = 0; i < q.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
+  solve_rows(q, p, plan, grad_dtype);
+  const RowTotals r = sum_rows(p.row_loss, p.rows, p.row_dscale, p.rows, p.result, a.row_loss);
   s.release();
-  const double loss = a.reduction == Reduction::Mean ? result[0] / double(q.rows) : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  const double loss = a.reduction == Reduction::Mean ? r.loss / double(q.rows) : r.loss;
+  return {loss, a.want_dscale ? r.dscale : 0.0};
 }
 
 void soft_topk(const SoftTopKArgs& a) {
@@ -628,14 +585,16 @@ void soft_topk(const SoftTopKArgs& a) {
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.x));
-  const TopKPlan plan = plan_for(q, false);
-  Scratch s(scratch_bytes(q.rows, 0, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
-  TopKParams p = shared_params(q, plan, s);
+  const TopKPlan plan = plan_for(q, q.dtype);  // no gradient: the kernel's TG is unused
+  TopKParams p{};
+  Scratch s([&](auto& c) {
+    p = shared_params(q, plan, c);
+    p.threshold = c.template take<float>(q.rows);
+    p.iterations = c.template take<int32_t>(q.rows);
+  });
   p.values = a.values;
   p.log_output = a.log_output;
-  p.threshold = s.take<float>(q.rows);
-  p.iterations = s.take<int32_t>(q.rows);
-  solve_rows(q, p, plan, false);
+  solve_rows(q, p, plan, q.dtype);
   copy_to_host(a.threshold, p.threshold, size_t(q.rows) * sizeof(float));
   copy_to_host(a.iterations, p.iterations, size_t(q.rows) * sizeof(int32_t));
   s.release();
@@ -646,8 +605,6 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.x));
-  const int64_t excl_nnz = q.exclude.nnz(q.rows), mask_words = q.exclude ? (q.cols + 31) / 32 : 0;
-  Scratch s(ScratchPlan{}.add<float>(q.rows).add<int32_t>(q.rows + 1).add<int32_t>(excl_nnz).add<uint32_t>(q.rows * mask_words).bytes);
   TopKVjpParams p{};
   p.x = q.x;
   p.g_out = a.grad_output;
@@ -657,16 +614,18 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   p.scale = q.scale;
   p.alpha = q.alpha;
   p.log_output = a.log_output;
-  p.threshold = s.upload(a.threshold, q.rows);
-  if (q.exclude) {
-    p.excl = CsrView{s.upload(q.exclude.row_ptr, q.rows + 1), s.upload(q.exclude.cols, excl_nnz)};
-    p.mask_words = mask_words;
-    p.mask = s.take<uint32_t>(q.rows * mask_words);
-  }
+  Scratch s([&](auto& c) {
+    p.threshold = c.upload(a.threshold, q.rows);
+    if (q.exclude) {
+      p.excl = CsrView{c.upload(q.exclude.row_ptr, q.rows + 1), c.upload(q.exclude.cols, q.exclude.nnz(q.rows))};
+      p.mask_words = (q.cols + 31) / 32;
+      p.mask = c.template take<uint32_t>(q.rows * p.mask_words);
+    }
+  });
   // On chip (a column's (v, own), 8 bytes) when the row fits one block's shared memory or, on
   // sm_90, a cluster's; else Global.
   const DeviceLimits dev = device_limits();
-  by_dtype(q.dtype, a.grad_float32, [&](auto t, auto tg) {
+  dtype_switch(q.dtype, a.grad_float32 ? DType::Float32 : q.dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = topk_vjp_kernel<T, TG, Layout::Block>;

@@ -11,3 +11,11 @@
 #else
 #define FL_HD static inline
 #endif
+
+namespace fl {
+
+// log2(e), rounded to fp32: e^x is formed as 2^(x·kLog2e) by the SIMD exp (native/simd/vec.h),
+// the softmax sweep (native/ops/softmax_rows.inl) and the CUDA kernels (cuda/common.cuh).
+constexpr float kLog2e = 1.4426950408889634f;
+
+}  // namespace fl

@@ -115,7 +115,7 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     // rounding them against the 1 (see MaxSumExp). Two vectors per step, with their own sums,
     // give the core two independent exp chains to overlap.
     const float zmax = V::hmax(z_of(V::set1(m)));
-    const F vneg = V::set1(-zmax), vlog2e = V::set1(1.4426950408889634f);
+    const F vneg = V::set1(-zmax), vlog2e = V::set1(kLog2e);
     F sum[2] = {V::zero(), V::zero()}, ones[2] = {V::zero(), V::zero()}, l = V::zero();
     // Where every z is within 87 of zmax, z − zmax ≥ −87 and every exp is at least 2^−125.6, a
     // normal float: no lane can underflow, and the exp needs no mask (two of its sixteen vector

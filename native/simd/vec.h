@@ -135,7 +135,7 @@ struct Sse2 {
     if constexpr (!kMayUnderflow) return _mm_castsi128_ps(scaled);
     return _mm_castsi128_ps(_mm_and_si128(_mm_cmpgt_epi32(sb, _mm_set1_epi32(kExp2LiveBits)), scaled));
   }
-  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
+  static F exp(F v) { return exp2_mul(v, set1(kLog2e)); }
   static Bad no_bad() { return _mm_setzero_ps(); }
   static Bad bad(Bad b, F v) {
     return _mm_or_ps(b, _mm_or_ps(_mm_cmpunord_ps(v, v), _mm_cmpeq_ps(v, set1(INFINITY))));
@@ -222,7 +222,7 @@ struct Avx2 {
     // cmpgt(sb, c) & x, not andnot(cmpgt(c, sb), x): GCC turns the latter into min + cmpeq.
     return _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(sb, _mm256_set1_epi32(kExp2LiveBits)), scaled));
   }
-  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
+  static F exp(F v) { return exp2_mul(v, set1(kLog2e)); }
   // On the bit patterns, two integer maxima (ports of their own, unlike float compares): a
   // signed max ≥ 0x7F800000 means +inf or a positive NaN; an unsigned max > 0xFF800000 (−inf)
   // means a negative NaN.
@@ -331,7 +331,7 @@ struct Avx512 {
     const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_GE_OQ);
     return _mm512_maskz_scalef_ps(live, FL_EXP2_POLY(f), r);
   }
-  static F exp(F v) { return exp2_mul(v, set1(1.4426950408889634f)); }
+  static F exp(F v) { return exp2_mul(v, set1(kLog2e)); }
   static Bad no_bad() { return 0; }
   static Bad bad(Bad b, F v) {
     return b | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v, set1(INFINITY), _CMP_EQ_OQ);

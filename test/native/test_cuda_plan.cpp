@@ -152,21 +152,62 @@ FL_TEST(row_on_chip_grid_layouts) {
   FL_CHECK(row_on_chip_grid(2, 240000, 8, limit, 9).blocks_per_row == 0, "vjp 240000: re-read");
 }
 
+// The Scratch's carving on host memory (its upload copies to the device).
+struct HostCarver : ScratchCarver {
+  template <class U> U* upload(const U*, int64_t n) { return take<U>(n); }
+};
+
 FL_TEST(scratch_plans_are_padded_sums) {
   FL_CHECK(padded(0) == 0 && padded(1) == 256 && padded(256) == 256 && padded(257) == 512, "padded");
   ScratchPlan p;
-  p.add<double>(3).add<int32_t>(65);
+  p.take<double>(3);
+  p.take<int32_t>(65);
   FL_CHECK(p.bytes == 256 + 512, "%zu", p.bytes);
-  // Every array of a plan is a whole number of 256-byte blocks, and more arrays never shrink it.
-  FL_CHECK(ce_scratch_bytes(10, 97, 30, 20) >= size_t(30 * 12 + 10 * (4 + 4 + 20 + 8 + 4) + 97 * 4), "cross-entropy");
-  for (int64_t rows : {int64_t(1), int64_t(1000), int64_t(4096)}) {
-    const size_t a = positives_scratch_bytes(rows, 3 * rows, 0, 4096);
-    const size_t b = positives_scratch_bytes(rows, 3 * rows, rows, 4096);
-    FL_CHECK(a % 256 == 0 && b >= a, "positives %zu %zu", a, b);
-    FL_CHECK(a >= size_t(rows) * 4096 * 4, "the masks fit");
-    const size_t c = contrastive_scratch_bytes(rows, rows, 0, 1024);
-    FL_CHECK(c % 256 == 0 && c >= size_t(rows) * (1024 * 4 + 8 + 8 + 4), "contrastive %zu", c);
+  // A launcher's list of arrays (as cuda/row_kernels.cuh carve_positives: some arrays only when
+  // an input is there), run over the plan and then over a carver of the planned size: every array
+  // fits, on a 256-byte boundary, and the carving ends exactly at the plan's end.
+  for (int64_t rows : {int64_t(1), int64_t(1000), int64_t(4096)})
+    for (bool excl : {false, true}) {
+      const int64_t nnz = 3 * rows, mask_words = 4096 / 32;
+      int32_t ptr[2] = {0, 0};
+      auto list = [&](auto& c) {
+        std::vector<void*> arrays;
+        arrays.push_back(c.upload(ptr, rows + 1));
+        arrays.push_back(c.template take<int32_t>(nnz));
+        if (excl) arrays.push_back(c.template take<int32_t>(rows));
+        arrays.push_back(c.template take<uint32_t>(rows * mask_words));
+        arrays.push_back(c.template take<double>(rows));
+        arrays.push_back(c.template take<long long>(1));
+        return arrays;
+      };
+      ScratchPlan plan;
+      list(plan);
+      FL_CHECK(plan.bytes % 256 == 0 && plan.bytes >= size_t(rows) * 4096 / 8, "rows %lld: %zu", (long long)rows, plan.bytes);
+      std::vector<char> memory(plan.bytes);
+      HostCarver carver;
+      carver.base = memory.data();
+      carver.capacity = plan.bytes;
+      for (void* a : list(carver)) FL_CHECK((static_cast<char*>(a) - memory.data()) % 256 == 0, "aligned");
+      FL_CHECK(carver.used == plan.bytes, "rows %lld: carved %zu of %zu", (long long)rows, carver.used, plan.bytes);
+    }
+}
+
+// A take past the planned size throws ERR_INTERNAL instead of handing out memory beyond it.
+FL_TEST(scratch_take_checks_capacity) {
+  std::vector<char> memory(512);
+  ScratchCarver c;
+  c.base = memory.data();
+  c.capacity = memory.size();
+  FL_CHECK(c.take<float>(64) == reinterpret_cast<float*>(memory.data()), "first array at the base");
+  c.take<double>(32);
+  FL_CHECK(c.used == 512, "%zu", c.used);
+  bool threw = false;
+  try {
+    c.take<char>(1);
+  } catch (const Error& e) {
+    threw = e.code == "ERR_INTERNAL";
   }
+  FL_CHECK(threw && c.used == 512, "overflow: ERR_INTERNAL, nothing handed out");
 }
 
 // The bracket from the entries that are in: an excluded outlier (1e4, or −1e4) does not widen
