@@ -18,10 +18,13 @@
 // read (so the bracket, the count N_i and every sum see only the entries that are in, and their
 // gradient and values come out 0 / −inf with no fix-up pass); the Global layout and the vjp
 // test a per-row bitmask (row_kernels.cuh). z = scale·x, a = (z + t)·α, each rounded as the CPU
-// rounds them (no contraction). σ by expf and an IEEE reciprocal (sigmoid_pair: both halves to
-// full relative precision, which the threshold's tails need); sums are per-thread fp32 partials
-// merged in double in a fixed order; row losses and dScale partials are summed by one final
-// block: no float atomics, results independent of scheduling.
+// rounds them (no contraction). The numerics are the CPU's (soft_topk_math.h, soft_topk.inl), in
+// their scalar forms: σ(±|a|) by expf and an IEEE reciprocal, both halves to full relative
+// precision; each side of a pass's sums (a < 0, a ≥ 0) scaled by its largest term (ShiftedSide),
+// so that a saturated row, whose terms all lie below fp32's e^-87, still finds the true root; the
+// backward's c·p(1 − p) as one exp of log|c| − |a| (scaled_term); the positives' terms in double.
+// Sums are per-thread fp32 partials merged in double in a fixed order; row losses and dScale
+// partials are summed by one final block: no float atomics, results independent of scheduling.
 #include <cooperative_groups.h>
 
 #include <cstdint>
@@ -197,20 +200,15 @@ struct RowSlice {
 // p = 0, and adds nothing).
 template <class T, Layout L>
 __device__ TopKSums pass_sums(const TopKParams& p, const RowSlice<T, L>& z, float t, double* shared, double* part) {
-  float m = 0.f, p_lo = 0.f, q_hi = 0.f, v_lo = 0.f, v_hi = 0.f;
+  // Each side summed scaled by the largest term this thread has seen on it, and scaled back in
+  // double (soft_topk_math.h ShiftedPass): on a saturated row every term of both sides can lie
+  // below fp32's range, and the solver needs their ratio.
+  ShiftedPass pass = shifted_pass_empty();
   z.each([&](int64_t, float zc) {
-    const float a = topk_arg(zc, t, p.alpha);
-    const SigmoidPair s = sigmoid_pair(a);
-    if (a < 0.f) {
-      p_lo += s.p;
-      v_lo += s.p * s.q;
-    } else {
-      m += 1.f;
-      q_hi += s.q;
-      v_hi += s.p * s.q;
-    }
+    if (zc != -INFINITY) shifted_pass_take(pass, topk_arg(zc, t, p.alpha));  // out: p = 0, adds nothing
   });
-  double v[5] = {m, p_lo, q_hi, v_lo, v_hi};
+  const TopKSums mine = shifted_pass_sums(pass);
+  double v[5] = {mine.m, mine.p_lo, mine.q_hi, mine.v_lo, mine.v_hi};
   row_sums<L>(v, shared, part);
   TopKSums s;
   s.m = v[0];
@@ -339,23 +337,28 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
       if (w != 0) lu[0] += INFINITY;
       continue;
     }
+    // 1 − p in double: a saturated positive's lies far below fp32's range.
     const float a = topk_arg(zp, t, p.alpha);
     if (w != 0) lu[0] -= w / n * log_sigmoid_d(double(a));
-    lu[1] += double(p.alpha) * (-cu * w / n) * double(sigmoid_pair(a).q);
+    lu[1] += double(p.alpha) * (-cu * w / n) * sigmoid_pair_d(double(a)).q;
   }
   block_sums<kThreads>(lu, sred);
   if (threadIdx.x == 0 && rank == 0) p.row_loss[row] = lu[0];
   const double factor = topk_backward_factor(lu[1], p.alpha, topk_df(solver.at_t));
-  const float coef = float(-double(p.scale) * double(p.alpha) * factor);
+  // The dense gradient −scale·α·factor·p(1 − p) = sign·scale·|c|·p(1 − p) with c = α·factor,
+  // formed as one exp of log|c| − |a| (soft_topk_math.h scaled_term): on a saturated row c is as
+  // large as p(1 − p) is small, and each alone leaves fp32's range.
+  const ScaledFactor c = scaled_factor(double(p.alpha) * factor, false);
+  const float sign = -c.sign, store_coef = sign * p.scale;
 
-  // The gradient, written once per entry: coef·p(1 − p) (0 where out), then the positives'
-  // whole value scale·(u_p − v_p·U/V), each by the block that owns the column.
+  // The gradient, written once per entry: the dense term (0 where out), then the positives'
+  // whole value scale·(u_p − v_p·U/V), each by the block that owns the column. dsc: Σ|c|·p(1 − p)·x.
   float dsc = 0.f;
   auto dense = [&](float zc) {
-    const SigmoidPair s = sigmoid_pair(topk_arg(zc, t, p.alpha));
-    const float pq = s.p * s.q;  // 0 for −inf
-    if (zc != -INFINITY) dsc += pq * (zc / p.scale);
-    return coef * pq;
+    if (zc == -INFINITY) return 0.f;
+    const float cpq = scaled_term(fabsf(topk_arg(zc, t, p.alpha)), c.log_c, c.inv_c, c.two_exp).cpq;
+    dsc += cpq * (zc / p.scale);
+    return store_coef * cpq;
   };
   if (g) z.map_into(g, dense);
   else if (p.want_dscale) z.each([&](int64_t, float zc) { dense(zc); });
@@ -366,24 +369,26 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     const float zp = p.pos_z[e];
     if (!z.owns(col) || zp == -INFINITY) continue;
     const double w = p.pos_weights ? p.pos_weights[e] : 1.0;
-    const SigmoidPair s = sigmoid_pair(topk_arg(zp, t, p.alpha));
-    const double u = double(p.alpha) * (-cu * w / n) * double(s.q);
-    const double dz = u - double(p.alpha) * double(s.p) * double(s.q) * factor;
+    const SigmoidPairD s = sigmoid_pair_d(double(topk_arg(zp, t, p.alpha)));
+    const double u = double(p.alpha) * (-cu * w / n) * s.q;
+    const double dz = u - double(p.alpha) * s.p * s.q * factor;
     if (g) g[col] = from_float<TG>(float(double(p.scale) * dz));
     d[1] += u * double(zp / p.scale);
   }
   row_sums<L>(d, sred, part);
-  if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = -double(p.alpha) * factor * d[0] + d[1];
+  if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = double(sign) * d[0] + d[1];
 }
 
 // The operator's vjp (SPEC 3.7 backward), with the thresholds saved by the forward: pass 1 sums
 // V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and own = g·v ('prob') or
-// α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out. Excluded entries are out
+// α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out. As on the CPU
+// (soft_topk.inl topk_vjp_sums, topk_vjp_grad): pass 1 sums each side scaled by its largest term
+// (on a saturated row every v lies below fp32's range, and so does G where g sits on saturated
+// entries), and pass 2 forms v·G/V as one exp of log|α·G/V| − |a|. Excluded entries are out
 // through the row's mask (built by each block for its columns), so they add nothing and get 0
 // with no fix-up pass. Block and Cluster (cuda/plan.h row_on_chip, 8 bytes a column): pass 1
-// keeps each column's (v, own) in shared memory, and pass 2 reads them from there: 1 read of S
-// and of gradOutput + 1 write. Global: pass 2 reads both again and recomputes (v, own), bitwise
-// the same.
+// keeps each column's (a, g) in shared memory, and pass 2 reads them from there: 1 read of S and
+// of gradOutput + 1 write. Global: pass 2 reads both again and recomputes a, bitwise the same.
 struct TopKVjpParams {
   const void* x;
   const float* g_out;       // rows × cols
@@ -397,19 +402,14 @@ struct TopKVjpParams {
   int64_t mask_words;
 };
 
-struct VjpTerms {
-  float v, own;
-};
-__device__ VjpTerms vjp_terms(const TopKVjpParams& p, float x, bool out, float g, float t) {
-  if (out || x == -INFINITY) return {0.f, 0.f};
-  const SigmoidPair s = sigmoid_pair(topk_arg(__fmul_rn(x, p.scale), t, p.alpha));
-  const float v = p.alpha * s.p * s.q;
-  return {v, p.log_output ? p.alpha * g * s.q : g * v};
+// An entry's a = α(scale·x + t); −inf where it is out (excluded, or x = −inf).
+__device__ __forceinline__ float vjp_arg(const TopKVjpParams& p, float x, bool out, float t) {
+  return out || x == -INFINITY ? -INFINITY : topk_arg(__fmul_rn(x, p.scale), t, p.alpha);
 }
 
 template <class T, class TG, Layout L>
 __global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p, int64_t slice) {
-  extern __shared__ __align__(16) float2 vjp_terms_row[];  // the slice's (v, own) (Block, Cluster)
+  extern __shared__ __align__(16) float2 vjp_row[];  // the slice's (a, g) (Block, Cluster)
   __shared__ double sred[kWarps * 2];
   __shared__ double part[2];
   const RowGroup<L == Layout::Cluster> grp = row_group<L == Layout::Cluster>();
@@ -421,27 +421,29 @@ __global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p, int
   const float t = p.threshold[row];
   const uint32_t* words = p.mask ? build_row_mask(p.mask + row * p.mask_words, c0, c1, row, p.excl, CsrView{}).words : nullptr;
   auto out = [&](int64_t c) { return words && RowMask{words}.skipped(c); };
-  float sv = 0.f, sg = 0.f;
+  // Pass 1: each side's sums scaled by its largest term (soft_topk_math.h ShiftedVjp).
+  ShiftedVjp s = shifted_vjp_empty();
   for_each_pack(x, c0, c1, [&](int64_t c, auto& v) {
 #pragma unroll
     for (int j = 0; j < length_of<decltype(v)>; ++j) {
-      const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
-      if constexpr (L != Layout::Global) vjp_terms_row[c + j - c0] = make_float2(u.v, u.own);
-      sv += u.v;
-      sg += u.own;
+      const float a = vjp_arg(p, v[j], out(c + j), t);
+      if constexpr (L != Layout::Global) vjp_row[c + j - c0] = make_float2(a, go[c + j]);
+      shifted_vjp_take(s, a, go[c + j], p.alpha, p.log_output);
     }
   });
-  double sums[2] = {sv, sg};
+  double sums[2];
+  shifted_vjp_totals(s, sums[0], sums[1]);
   // Also orders every read of x and gradOutput, by every block of the row, before the in-place
   // writes, and completes the terms in shared memory.
   row_sums<L>(sums, sred, part);
-  const float factor = float(topk_backward_factor(sums[1], 1.0, sums[0]));
+  // Pass 2: scale·(own − v·G/V), v·G/V = c·p(1 − p) with c = α·G/V.
+  const ScaledFactor f = scaled_factor(double(p.alpha) * topk_backward_factor(sums[1], 1.0, sums[0]), true);
   if constexpr (L != Layout::Global) {
     for_each_store_pack(g, c0, c1, [&](int64_t c, auto& o) {
 #pragma unroll
       for (int j = 0; j < length_of<decltype(o)>; ++j) {
-        const float2 u = vjp_terms_row[c + j - c0];
-        o[j] = p.scale * (u.y - u.x * factor);
+        const float2 u = vjp_row[c + j - c0];
+        o[j] = p.scale * vjp_term(f, u.x, u.y, p.alpha, p.log_output);
       }
     });
   } else {
@@ -449,10 +451,7 @@ __global__ void __launch_bounds__(kThreads) topk_vjp_kernel(TopKVjpParams p, int
       constexpr int n = length_of<decltype(v)>;
       float o[n];
 #pragma unroll
-      for (int j = 0; j < n; ++j) {
-        const VjpTerms u = vjp_terms(p, v[j], out(c + j), go[c + j], t);
-        o[j] = p.scale * (u.own - u.v * factor);
-      }
+      for (int j = 0; j < n; ++j) o[j] = p.scale * vjp_term(f, vjp_arg(p, v[j], out(c + j), t), go[c + j], p.alpha, p.log_output);
       store_pack<TG>(g + c, o);
     });
   }

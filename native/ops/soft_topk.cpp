@@ -38,24 +38,6 @@ void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
   else store<bf16_t>(g, i, v);
 }
 
-// σ(a) and σ(−a) in double from an fp32 argument: a saturated positive's 1 − p, and the
-// p(1 − p) of the backward, lie far below fp32's range on rows whose top entries saturate.
-struct SigmoidPairD {
-  double p, q;
-};
-SigmoidPairD sigmoid_pair_d(double a) {
-  const double e = std::exp(-std::fabs(a)), r = 1 / (1 + e);
-  return a >= 0 ? SigmoidPairD{r, e * r} : SigmoidPairD{e * r, r};
-}
-
-// A per-row factor c that multiplies p(1 − p) in a sweep, as log|c| and its sign: on a saturated
-// row c = U/V is as large as p(1 − p) is small, beyond fp32 (the sweeps form c·p(1 − p) in one
-// exp; see vscaled_term in soft_topk.inl).
-struct LogFactor {
-  float log_abs, sign;
-};
-LogFactor log_factor(double c) { return {float(std::log(std::fabs(c))), c < 0 ? -1.f : 1.f}; }
-
 // Candidate lists. After a row's first pass, a pass at t keeps the entries with |a| ≤ kCandWindow
 // (a = α(z + t)) and summarises the others per side by S1 = Σ e^{−|a|} and S2 = Σ e^{−2|a|}. While
 // the solver's t stays within kCandReach/α of that pass's t_g, every summarised entry has

@@ -200,7 +200,6 @@ struct VScaledTerm {
   typename V::F e;    // e^{−|a|} = σ(−|a|)/r
   typename V::F r;
 };
-constexpr float kOneExpLogRange = 60.f;
 template <class V, bool kTwoExp>
 static inline VScaledTerm<V, kTwoExp> vscaled_term(typename V::F a, typename V::F log_c, typename V::F inv_c) {
   using F = typename V::F;

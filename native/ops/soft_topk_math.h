@@ -37,6 +37,16 @@ FL_HD SigmoidPair sigmoid_pair(float a) {
   return a >= 0.f ? SigmoidPair{r, e * r} : SigmoidPair{e * r, r};
 }
 
+// σ(a) and σ(−a) in double from an fp32 argument: a saturated positive's 1 − p, and the
+// p(1 − p) of the backward, lie far below fp32's range on rows whose top entries saturate.
+struct SigmoidPairD {
+  double p, q;
+};
+FL_HD SigmoidPairD sigmoid_pair_d(double a) {
+  const double e = exp(-fabs(a)), r = 1 / (1 + e);
+  return a >= 0 ? SigmoidPairD{r, e * r} : SigmoidPairD{e * r, r};
+}
+
 // log σ(a) = −softplus(−a): ≈ a (finite) far below the threshold, never log 0.
 FL_HD double log_sigmoid_d(double a) { return a >= 0 ? -log1p(exp(-a)) : a - log1p(exp(a)); }
 
@@ -132,6 +142,138 @@ FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
 FL_HD double topk_backward_factor(double U, double alpha, double df) {
   const double V = alpha * df;
   return V > 0 ? U / V : 0.0;
+}
+
+// A per-row factor c that multiplies p(1 − p) in a sweep, as log|c| and its sign: on a saturated
+// row c = U/V is as large as p(1 − p) is small, beyond fp32 (the sweeps form c·p(1 − p) in one
+// exp; see scaled_term below and vscaled_term in soft_topk.inl).
+struct LogFactor {
+  float log_abs, sign;
+};
+FL_HD LogFactor log_factor(double c) { return {float(log(fabs(c))), c < 0 ? -1.f : 1.f}; }
+
+// c·p(1 − p) takes one exp where |log|c|| is at most this (see scaled_term), two beyond.
+constexpr float kOneExpLogRange = 60.f;
+
+// ---------- scalar forms of the sweeps' per-entry terms (the CUDA kernel, cuda/soft_topk.cu) ----------
+// The CPU's vector forms are in soft_topk.inl; these compute the same quantities, rounded the same
+// way, one entry at a time.
+
+// One side (a < 0, or a ≥ 0) of a pass's sums, each term scaled by the side's largest, e^{−c}, c
+// the smallest |a| taken: near the root of a saturated row both sides are sums of e^{−|a|} with
+// every |a| beyond fp32's e^{−87}, and what matters is their ratio (soft_topk.inl SideShift, there
+// per block of entries in two sweeps; here kept online by one thread, as OnlineSumExp keeps its
+// max: a smaller |a| rescales the sums taken so far by e^{|a| − c} ≤ 1).
+struct ShiftedSide {
+  float c;     // the smallest |a| taken, +inf: none
+  float inv;   // e^{−c} in fp32 (0 past 2^{−149}: the e it rebuilds is then negligible)
+  float s[2];  // the side's sums, every term scaled by e^{c}
+};
+FL_HD ShiftedSide shifted_side_empty() { return ShiftedSide{INFINITY, 0.f, {0.f, 0.f}}; }
+
+// An entry's e^{−|a|} scaled by e^{c}, es = e^{c − |a|} ≤ 1, and r = 1/(1 + e^{−|a|}): σ(−|a|) =
+// es·r and p(1 − p) = es·r² scaled (soft_topk.inl vscaled_sigmoid).
+struct ScaledSigmoid {
+  float es, r;
+};
+// Takes an entry at a finite |a| into the side (lowering c to |a| first when it is smaller) and
+// returns its scaled terms.
+FL_HD ScaledSigmoid shifted_take(ShiftedSide& side, float abs_a) {
+  if (abs_a < side.c) {
+    const float f = side.c == INFINITY ? 0.f : expf(abs_a - side.c);
+    side.s[0] *= f;
+    side.s[1] *= f;
+    side.c = abs_a;
+    side.inv = expf(-abs_a);
+  }
+  const float es = expf(side.c - abs_a);
+  return ScaledSigmoid{es, 1.f / (1.f + es * side.inv)};
+}
+// e^{−c}, in double (range e^{−708}): a side's sums times this are their true values.
+FL_HD double shifted_back(const ShiftedSide& side) { return side.c == INFINITY ? 0.0 : exp(-double(side.c)); }
+
+// A pass's sums kept by one thread (TopKSums' terms): m = #{a ≥ 0}, and per side s[0] = Σ σ(−|a|)
+// (p where a < 0, 1 − p elsewhere) and s[1] = Σ p(1 − p), scaled.
+struct ShiftedPass {
+  float m;
+  ShiftedSide lo, hi;
+};
+FL_HD ShiftedPass shifted_pass_empty() { return ShiftedPass{0.f, shifted_side_empty(), shifted_side_empty()}; }
+// Takes an entry that is in, at a finite a = α(z + t).
+FL_HD void shifted_pass_take(ShiftedPass& s, float a) {
+  if (a >= 0.f) s.m += 1.f;
+  ShiftedSide& side = a < 0.f ? s.lo : s.hi;
+  const ScaledSigmoid g = shifted_take(side, fabsf(a));
+  const float small = g.es * g.r;
+  side.s[0] += small;
+  side.s[1] += small * g.r;
+}
+// The thread's sums at their true scale, in double (merged over threads by adding).
+FL_HD TopKSums shifted_pass_sums(const ShiftedPass& s) {
+  const double lo = shifted_back(s.lo), hi = shifted_back(s.hi);
+  return TopKSums{double(s.m), double(s.lo.s[0]) * lo, double(s.hi.s[0]) * hi, double(s.lo.s[1]) * lo, double(s.hi.s[1]) * hi};
+}
+
+// |c|·p(1 − p) = e^{log|c| − |a|}·r² for a per-row factor c = ±e^{log_c} (inv_c = e^{−log_c} in
+// fp32), with e = e^{−|a|} and r = 1/(1 + e): one exp (e = e^{log|c| − |a|}·e^{−log|c|}) unless
+// two_exp (soft_topk.inl vscaled_term).
+struct ScaledTerm {
+  float cpq, e, r;
+};
+FL_HD ScaledTerm scaled_term(float abs_a, float log_c, float inv_c, bool two_exp) {
+  const float ec = expf(log_c - abs_a);
+  const float e = two_exp ? expf(-abs_a) : ec * inv_c;
+  const float r = 1.f / (1.f + e);
+  return ScaledTerm{ec * (r * r), e, r};
+}
+
+// A per-row factor c for scaled_term: log|c|, its sign, e^{−log|c|}, and whether two exps are
+// needed: beyond kOneExpLogRange, or (one_exp_needs_c_ge_1: where e itself is used, as in the
+// vjp's own) for |c| < 1, where e = e^{log|c| − |a|}·e^{−log|c|} would underflow before e^{−|a|}.
+struct ScaledFactor {
+  float log_c, sign, inv_c;
+  bool two_exp;
+};
+FL_HD ScaledFactor scaled_factor(double c, bool one_exp_needs_c_ge_1) {
+  const LogFactor f = log_factor(c);
+  const bool one_exp = fabsf(f.log_abs) <= kOneExpLogRange && (!one_exp_needs_c_ge_1 || f.log_abs >= 0.f);
+  return ScaledFactor{f.log_abs, f.sign, expf(-f.log_abs), !one_exp};
+}
+
+// The operator's vjp (SPEC 3.7 backward) one entry at a time (soft_topk.inl topk_vjp_sums and
+// topk_vjp_grad): v = α·p(1 − p), own = g·v ('prob') or α·g·(1 − p) ('log'). Pass 1 sums, per
+// side, s[0] = Σ v and s[1] = Σ own scaled (ShiftedSide); 'log' on the a < 0 side has own = α·g·r,
+// O(g): summed unscaled in g_lo.
+struct ShiftedVjp {
+  ShiftedSide lo, hi;
+  float g_lo;
+};
+FL_HD ShiftedVjp shifted_vjp_empty() { return ShiftedVjp{shifted_side_empty(), shifted_side_empty(), 0.f}; }
+// Takes an entry at a = α(z + t) with upstream g; a = −inf: out, adds nothing.
+FL_HD void shifted_vjp_take(ShiftedVjp& s, float a, float g, float alpha, bool log_output) {
+  if (a == -INFINITY) return;
+  ShiftedSide& side = a < 0.f ? s.lo : s.hi;
+  const ScaledSigmoid e = shifted_take(side, fabsf(a));
+  const float small = e.es * e.r, v = alpha * (small * e.r);  // σ(−|a|) and v, scaled
+  side.s[0] += v;
+  if (!log_output) side.s[1] += g * v;
+  else if (a < 0.f) s.g_lo += alpha * (g * e.r);
+  else side.s[1] += alpha * (g * small);
+}
+// V = Σ v and G = Σ own of the thread, at their true scale in double.
+FL_HD void shifted_vjp_totals(const ShiftedVjp& s, double& V, double& G) {
+  const double lo = shifted_back(s.lo), hi = shifted_back(s.hi);
+  V = double(s.lo.s[0]) * lo + double(s.hi.s[0]) * hi;
+  G = double(s.g_lo) + double(s.lo.s[1]) * lo + double(s.hi.s[1]) * hi;
+}
+// Pass 2: own − v·G/V at a, with f = scaled_factor(α·G/V, true) (v·G/V = c·p(1 − p)); 0 where out
+// (a = −inf). The caller multiplies by scale.
+FL_HD float vjp_term(const ScaledFactor& f, float a, float g, float alpha, bool log_output) {
+  if (a == -INFINITY) return 0.f;
+  const ScaledTerm u = scaled_term(fabsf(a), f.log_c, f.inv_c, f.two_exp);
+  const float small = u.e * u.r;  // σ(−|a|)
+  const float own = log_output ? alpha * (g * (a < 0.f ? u.r : small)) : g * (alpha * (small * u.r));
+  return own - f.sign * u.cpq;
 }
 
 }  // namespace fl

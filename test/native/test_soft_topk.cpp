@@ -202,17 +202,23 @@ static long double rel_l2(const float* got, const std::vector<long double>& want
 // range when s = k, and a positive far below the threshold has log p ≈ α(x + t) ≈ −100. The
 // threshold, the loss, its gradient and the operator's vjp ('prob' and 'log', upstream spread
 // over the row or on the saturated entries only), against the long-double split-form root.
-FL_TEST(saturated_rows_every_isa) {
-  Rng rng(9);
-  const int64_t N = 1001;
-  struct Row { std::vector<float> x; std::vector<int32_t> pos; float alpha; int32_t k; int s; };
-  std::vector<Row> rows;
+constexpr int64_t kSaturatedN = 1001;
+struct SaturatedRow {
+  std::vector<float> x;
+  std::vector<int32_t> pos;
+  float alpha;
+  int32_t k;
+  int s;
+};
+static std::vector<SaturatedRow> saturated_rows(Rng& rng) {
+  const int64_t N = kSaturatedN;
+  std::vector<SaturatedRow> rows;
   for (float alpha : {1.f, 2.f, 5.f, 10.f})
     for (int32_t k : {1, 2, 5})
       for (int s : {1, 2, 5})
         for (float spread : {20.f, 60.f, 120.f, 200.f}) {
           if (s > k) continue;
-          Row r{std::vector<float>(static_cast<size_t>(N)), {}, alpha, k, s};
+          SaturatedRow r{std::vector<float>(static_cast<size_t>(N)), {}, alpha, k, s};
           for (auto& v : r.x) v = float(rng.normal());
           const float D = spread / alpha;
           for (int i = 0; i < s; ++i) r.x[size_t(3 + 97 * i)] = float(D + rng.normal() * 2 / alpha);
@@ -220,6 +226,14 @@ FL_TEST(saturated_rows_every_isa) {
           r.pos = {3, 500, 600};  // a saturated entry, one of the rest, the lowest
           rows.push_back(std::move(r));
         }
+  return rows;
+}
+
+FL_TEST(saturated_rows_every_isa) {
+  Rng rng(9);
+  const int64_t N = kSaturatedN;
+  using Row = SaturatedRow;
+  const std::vector<Row> rows = saturated_rows(rng);
   for (Isa isa : isas()) {
     Context ctx(isa, 2);
     double worst_t = 0, worst_loss = 0, worst_grad = 0, worst_vjp = 0;
@@ -305,6 +319,112 @@ FL_TEST(k_range_and_non_finite) {
   FL_CHECK(code(0) == "ERR_K_RANGE", "k=0");
   x[3] = NAN;
   FL_CHECK(code(2) == "ERR_NON_FINITE", "NaN");
+}
+
+// The CUDA kernel's soft top-k arithmetic (cuda/soft_topk.cu), run on the host: one block of
+// kThreads threads holding the row, each thread striding over the columns with its own
+// per-side shifted sums (soft_topk_math.h ShiftedPass, ShiftedVjp), merged in double; the
+// dense gradient and the vjp's second pass by scaled_term; the positives in double. The same
+// FL_HD functions the kernel calls, on the saturated rows above against the same references:
+// the kernels themselves run only on a GPU machine (scripts/gpu/).
+namespace cuda_kernel {
+constexpr int kThreads = 512;
+
+float arg(float z, float t, float alpha) { return (z + t) * alpha; }
+
+// The threshold (topk_loss_kernel's solver loop; scale 1, so z = x); at_t: its last pass.
+float threshold(const std::vector<float>& z, int32_t k, float alpha, TopKSums& at_t, int& passes) {
+  float hi = -INFINITY, lo = INFINITY;
+  int64_t in = 0;
+  for (float v : z)
+    if (v != -INFINITY) {
+      hi = std::max(hi, v);
+      lo = std::min(lo, v);
+      ++in;
+    }
+  TopKSolver s = topk_solver_init(double(hi), double(lo), k, double(in), alpha, 1e-5);
+  while (!s.done) {
+    TopKSums total{};
+    for (int th = 0; th < kThreads; ++th) {
+      ShiftedPass pass = shifted_pass_empty();
+      for (size_t c = size_t(th); c < z.size(); c += kThreads)
+        if (z[c] != -INFINITY) shifted_pass_take(pass, arg(z[c], float(s.t), alpha));
+      merge(total, shifted_pass_sums(pass));
+    }
+    topk_solver_step(s, total, 100);
+  }
+  at_t = s.at_t;
+  passes = s.iterations;
+  return float(s.t);
+}
+
+// The loss's gradient (sum reduction, unit weights, scale 1).
+std::vector<float> loss_grad(const std::vector<float>& z, const std::vector<int32_t>& pos, float alpha, float t, const TopKSums& at_t) {
+  const double n = double(pos.size());
+  double U = 0;
+  for (int32_t j : pos) U += double(alpha) * (-1.0 / n) * sigmoid_pair_d(double(arg(z[size_t(j)], t, alpha))).q;
+  const double factor = topk_backward_factor(U, alpha, topk_df(at_t));
+  const ScaledFactor c = scaled_factor(double(alpha) * factor, false);
+  std::vector<float> g(z.size());
+  for (size_t j = 0; j < z.size(); ++j)
+    g[j] = z[j] == -INFINITY ? 0.f : -c.sign * scaled_term(std::fabs(arg(z[j], t, alpha)), c.log_c, c.inv_c, c.two_exp).cpq;
+  for (int32_t j : pos) {
+    const SigmoidPairD s = sigmoid_pair_d(double(arg(z[size_t(j)], t, alpha)));
+    const double u = double(alpha) * (-1.0 / n) * s.q;
+    g[size_t(j)] = float(u - double(alpha) * s.p * s.q * factor);
+  }
+  return g;
+}
+
+// The operator's vjp at threshold t (scale 1).
+std::vector<float> vjp(const std::vector<float>& z, const std::vector<float>& up, float alpha, float t, bool log_output) {
+  double V = 0, G = 0;
+  for (int th = 0; th < kThreads; ++th) {
+    ShiftedVjp s = shifted_vjp_empty();
+    for (size_t c = size_t(th); c < z.size(); c += kThreads) shifted_vjp_take(s, arg(z[c], t, alpha), up[c], alpha, log_output);
+    double v, g;
+    shifted_vjp_totals(s, v, g);
+    V += v;
+    G += g;
+  }
+  const ScaledFactor f = scaled_factor(double(alpha) * topk_backward_factor(G, 1.0, V), true);
+  std::vector<float> out(z.size());
+  for (size_t j = 0; j < z.size(); ++j) out[j] = vjp_term(f, arg(z[j], t, alpha), up[j], alpha, log_output);
+  return out;
+}
+}  // namespace cuda_kernel
+
+FL_TEST(cuda_kernel_arithmetic_on_saturated_rows) {
+  Rng rng(9);
+  const int64_t N = kSaturatedN;
+  double worst_t = 0, worst_grad = 0, worst_vjp = 0;
+  for (const SaturatedRow& r : saturated_rows(rng)) {
+    TopKSums at_t{};
+    int passes = 0;
+    const float t = cuda_kernel::threshold(r.x, r.k, r.alpha, at_t, passes);
+    const long double want_t = ref_threshold(r.x.data(), N, r.k, r.alpha);
+    long double loss;
+    std::vector<long double> grad;
+    ref_loss_row(r.x, N, r.pos, std::vector<bool>(static_cast<size_t>(N), false), r.k, r.alpha, loss, grad);
+    const double et = double(std::fabs(t - want_t) / std::max<long double>(1, std::fabs(want_t)));
+    const double eg = double(rel_l2(cuda_kernel::loss_grad(r.x, r.pos, r.alpha, t, at_t).data(), grad));
+    worst_t = std::max(worst_t, et);
+    worst_grad = std::max(worst_grad, eg);
+    FL_CHECK(et <= 2e-6 && eg <= 1e-4, "α=%g k=%d s=%d top %g: t %.9g want %.9Lg (%d passes), grad error %.3g", double(r.alpha), r.k, r.s,
+             double(r.x[3]), double(t), want_t, passes, eg);
+    for (bool log_output : {false, true})
+      for (bool on_top : {false, true}) {
+        std::vector<float> up(static_cast<size_t>(N), 0.f);
+        for (int64_t j = 0; j < N; ++j) up[size_t(j)] = on_top ? (r.x[size_t(j)] > r.x[600] + 0.9f * (r.x[3] - r.x[600]) - 5 / r.alpha ? 1.f : 0.f)
+                                                                : float(rng.normal());
+        const RefVjp want = ref_vjp_row(r.x.data(), up.data(), N, t, r.alpha, log_output);
+        const double ev = double(rel_l2(cuda_kernel::vjp(r.x, up, r.alpha, t, log_output).data(), want.grad, want.size));
+        worst_vjp = std::max(worst_vjp, ev);
+        FL_CHECK(ev <= 1e-4, "α=%g k=%d s=%d %s upstream %s: vjp error %.3g", double(r.alpha), r.k, r.s, log_output ? "log" : "prob",
+                 on_top ? "on top" : "everywhere", ev);
+      }
+  }
+  std::printf("CUDA kernel arithmetic: worst t %.2g, grad %.2g, vjp %.2g\n", worst_t, worst_grad, worst_vjp);
 }
 
 FL_TEST_MAIN()
