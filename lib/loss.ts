@@ -3,7 +3,7 @@
  * @module
  */
 import { FusedLossError, makeError } from './errors';
-import type { NativeInput } from './native';
+import type { NativeInput, NativeLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type DType, type TensorLike } from './tensor';
@@ -100,7 +100,8 @@ export interface PreparedLoss {
   input: NativeInput;
   rows: number;
   cols: number;
-  common: { dtype: number; rows: number; cols: number; scale: number; reduction: number; gradFloat32: boolean; wantDScale: boolean };
+  /** The options every loss passes to the addon, less the scores (each op adds them under its own name). */
+  common: NativeLossArgs;
   gradOutput: Float32Array | undefined;
   /** Where the gradient goes (undefined: no gradient). */
   gradTarget: NativeInput | undefined;
@@ -120,7 +121,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
   const wantGrad = bool('opts.grad', o.grad, true);
-  const wantDScale = bool('opts.gradScale', o.gradScale, false);
+  const gradScale = bool('opts.gradScale', o.gradScale, false);
   const inplace = bool('opts.inplace', o.inplace, false);
   const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
   if (gradDtype !== 'float32' && gradDtype !== t.dtype)
@@ -153,6 +154,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     else grad = new Tensor(gradDtype, [rows, cols], outputHost(gradDtype, rows * cols), undefined);
     gradTarget = grad.nativeInput('grad');
   }
+  const rowLoss = outputF32(rows);
   return {
     o,
     p: {
@@ -161,12 +163,12 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
       input,
       rows,
       cols,
-      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction: REDUCTIONS.indexOf(reduction), gradFloat32: gradDtype === 'float32' && t.dtype !== 'float32', wantDScale },
+      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction: REDUCTIONS.indexOf(reduction), gradDtype: dtypeCode(gradDtype), gradScale, gradOutput, grad: gradTarget, rowLoss },
       gradOutput,
       gradTarget,
       grad,
       out: o.out instanceof Tensor ? o.out : undefined,
-      rowLoss: outputF32(rows),
+      rowLoss,
     },
   };
 }
@@ -208,7 +210,7 @@ export function finishLoss(p: PreparedLoss, native: { loss: number; dScale: numb
   }
   const r: LossResult = { loss: native.loss, rowLoss: p.rowLoss, ...extra };
   if (p.grad) r.grad = p.grad;
-  if (p.common.wantDScale) r.dScale = native.dScale;
+  if (p.common.gradScale) r.dScale = native.dScale;
   return r;
 }
 

@@ -1,6 +1,7 @@
 // The N-API surface of fusedloss: thin. Arguments arrive validated and normalised by the
-// TypeScript layer (lib/); this file turns them into the plain structs of native/ and cuda/,
-// runs the op (napi/job.h), and maps fl::Error to JS errors with a stable `code`.
+// TypeScript layer (lib/); the op table (napi/ops.cpp) turns them into the structs of
+// native/api/, runs the op (napi/job.h), and maps fl::Error to JS errors with a stable `code`.
+// This file holds the rest: device buffers, host memory, the bandwidth probe, backendInfo.
 //
 // All state lives in the Addon instance (one per environment, so one per worker_thread):
 // the CPU thread pool and the device-memory counter. There are no statics.
@@ -10,12 +11,10 @@
 
 #include "addon.h"
 #include "../native/ops/copy.h"
-#include "../native/ops/logsumexp.h"
 #include "args.h"
 #include "job.h"
 #include "ops.h"
 #ifdef FUSEDLOSS_CUDA
-#include "../cuda/ops.h"
 #include "../cuda/runtime.h"
 #endif
 
@@ -182,41 +181,6 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
   out.Set("cuda", gpu);
   return out;
 }
-
-// logSumExp(x, {dtype, rows, cols, scale}, out: Float32Array)
-struct LogSumExpJob {
-  LogSumExpArgs args{};
-  bool on_device = false;
-  Context* ctx;
-  Napi::Reference<Napi::Value> out_ref;  // returned as the result
-
-  LogSumExpJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
-    const Napi::Object o = info[1].As<Napi::Object>();
-    args.dtype = dtype(o);
-    args.rows = integer(o, "rows");
-    args.cols = integer(o, "cols");
-    args.scale = float(number(o, "scale"));
-    const Operand x = operand(addon, info[0], "scores", args.dtype, args.rows * args.cols, Access::Read);
-    args.x = x.ptr;
-    on_device = x.device;
-    if (!info[2].IsTypedArray()) fail("ERR_TYPE", "out: expected a Float32Array");
-    args.out = optional_host<float>(addon, info[2], "out", napi_float32_array, args.rows);
-    out_ref = Napi::Persistent(info[2]);
-  }
-  void execute() {
-    if (on_device) {
-#ifdef FUSEDLOSS_CUDA
-      cuda::log_sum_exp(args);
-#endif
-    } else {
-      log_sum_exp(*ctx, args);
-    }
-  }
-  Napi::Value result(Napi::Env) { return out_ref.Value(); }
-};
-
-Napi::Value Addon::log_sum_exp_sync(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, false); }
-Napi::Value Addon::log_sum_exp_async(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, true); }
 
 }  // namespace fl::napi
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "../native/core/context.h"
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "args.h"
 #include "host_memory.h"
 #include "job.h"
@@ -73,27 +73,8 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("deviceAlloc", &Addon::device_alloc),
                              InstanceMethod("memcpy", &Addon::memcpy_),
                              InstanceMethod("hostAlloc", &Addon::host_alloc),
-                             InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
-                             InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
-                             InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
-                             InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
-                             InstanceMethod("decoupledSoftmax", &Addon::bind<decoupled_softmax, false>),
-                             InstanceMethod("decoupledSoftmaxAsync", &Addon::bind<decoupled_softmax, true>),
-                             InstanceMethod("multiLabelSoftmax", &Addon::bind<multi_label_softmax, false>),
-                             InstanceMethod("multiLabelSoftmaxAsync", &Addon::bind<multi_label_softmax, true>),
-                             InstanceMethod("binaryCrossEntropy", &Addon::bind<binary_cross_entropy, false>),
-                             InstanceMethod("binaryCrossEntropyAsync", &Addon::bind<binary_cross_entropy, true>),
-                             InstanceMethod("softTopK", &Addon::bind<soft_topk, false>),
-                             InstanceMethod("softTopKAsync", &Addon::bind<soft_topk, true>),
-                             InstanceMethod("softTopKVjp", &Addon::bind<soft_topk_vjp, false>),
-                             InstanceMethod("softTopKVjpAsync", &Addon::bind<soft_topk_vjp, true>),
-                             InstanceMethod("softTopKLoss", &Addon::bind<soft_topk_loss, false>),
-                             InstanceMethod("softTopKLossAsync", &Addon::bind<soft_topk_loss, true>),
-                             InstanceMethod("infoNCE", &Addon::bind<info_nce, false>),
-                             InstanceMethod("infoNCEAsync", &Addon::bind<info_nce, true>),
-                             InstanceMethod("decoupledContrastive", &Addon::bind<decoupled_contrastive, false>),
-                             InstanceMethod("decoupledContrastiveAsync", &Addon::bind<decoupled_contrastive, true>),
                          });
+    define_ops(env, exports);
   }
 
   Context ctx;
@@ -124,13 +105,6 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value device_alloc(const Napi::CallbackInfo& info);
   Napi::Value memcpy_(const Napi::CallbackInfo& info);
   Napi::Value host_alloc(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
-  // Forwards a JS call to an op binding (napi/ops.h), sync or async.
-  template <Napi::Value (*Fn)(const Napi::CallbackInfo&, Addon&, bool), bool Async>
-  Napi::Value bind(const Napi::CallbackInfo& info) {
-    return Fn(info, *this, Async);
-  }
 };
 
 // The memory an op uses for host array `v` (viewed as `h`), recorded in the call's Keep. A sync

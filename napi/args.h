@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/dtype.h"
-#include "../native/core/error.h"
+#include "../native/api/error.h"
+#include "../native/api/types.h"
 
 namespace fl::napi {
 
@@ -52,24 +52,6 @@ inline HostArray host_array(const Napi::Value& v, const char* name, napi_typedar
 
 inline napi_typedarray_type array_type_for(DType d) {
   return d == DType::Float32 ? napi_float32_array : napi_uint16_array;
-}
-
-inline double number(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) fail("ERR_TYPE", std::string("options.") + key + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-inline int64_t integer(const Napi::Object& o, const char* key) {
-  const double d = number(o, key);
-  if (d != double(int64_t(d)) || d < 0) fail("ERR_TYPE", std::string("options.") + key + ": expected a non-negative integer");
-  return int64_t(d);
-}
-
-inline DType dtype(const Napi::Object& o) {
-  const int64_t d = integer(o, "dtype");
-  if (d > 2) fail("ERR_DTYPE", "options.dtype: expected 0, 1 or 2");
-  return DType(d);
 }
 
 }  // namespace fl::napi

@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 
 namespace fl::napi {
 

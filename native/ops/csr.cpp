@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "../core/error.h"
+#include "../api/error.h"
 
 namespace fl {
 
