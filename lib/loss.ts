@@ -2,7 +2,7 @@
  * Options and results every loss shares, and their one-time normalisation for the addon.
  * @module
  */
-import { FusedLossError, makeError } from './errors';
+import { makeError } from './errors';
 import type { NativeInput, NativeLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
@@ -219,16 +219,6 @@ export function abandonLoss(p: PreparedLoss, out?: unknown): void {
   if (p.grad && p.grad !== p.scores && p.grad !== out) p.grad.dispose();
 }
 
-/**
- * The native kernels name their input "scores" in their errors (ERR_NON_FINITE, ...); a loss
- * whose API calls it otherwise gets that name back, so every error of one call names the
- * argument alike.
- */
-function renameScores(e: unknown, scoresName: string): unknown {
-  if (scoresName === 'scores' || !(e instanceof FusedLossError) || !e.message.startsWith('scores')) return e;
-  return makeError(e.code, scoresName + e.message.slice('scores'.length));
-}
-
 /** @internal Runs a prepared loss sync, cleaning up on failure. */
 export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedLoss, fn: () => T, extra?: () => object): LossResult {
   try {
@@ -236,7 +226,7 @@ export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedL
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw renameScores(e, p.scoresName);
+    throw e;
   }
 }
 
@@ -247,7 +237,7 @@ export async function runLossAsync<T extends { loss: number; dScale: number }>(p
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw renameScores(e, p.scoresName);
+    throw e;
   }
 }
 

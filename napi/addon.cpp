@@ -56,11 +56,11 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
 
 // copyFromHost(typedArray) / copyToHost(typedArray): whole-buffer copies, sizes must match.
 static HostArray copy_arg(const Napi::CallbackInfo& info, size_t bytes, const char* what) {
-  if (info.Length() != 1 || !info[0].IsTypedArray()) fail("ERR_TYPE", std::string(what) + ": expected a TypedArray");
+  if (info.Length() != 1 || !info[0].IsTypedArray()) fail(err::kType, std::string(what) + ": expected a TypedArray");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
   HostArray h = host_array(info[0], what, ta.TypedArrayType());
   if (ta.ByteLength() != bytes)
-    fail("ERR_SHAPE", std::string(what) + ": expected " + std::to_string(bytes) + " bytes, received " +
+    fail(err::kShape, std::string(what) + ": expected " + std::to_string(bytes) + " bytes, received " +
                           std::to_string(ta.ByteLength()));
   return h;
 }
@@ -119,17 +119,17 @@ Napi::Value Addon::memcpy_(const Napi::CallbackInfo& info) {
     DeviceBuffer* dd = as_device(info[0]);
     DeviceBuffer* sd = as_device(info[1]);
     if (dd && sd) {
-      if (dd->bytes != sd->bytes) fail("ERR_SHAPE", "memcpy: buffers differ in size");
+      if (dd->bytes != sd->bytes) fail(err::kShape, "memcpy: buffers differ in size");
 #ifdef FUSEDLOSS_CUDA
       cuda::copy_on_device(dd->require("dst"), sd->require("src"), dd->bytes);
       cuda::synchronize();
 #endif
       return info.Env().Undefined();
     }
-    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) fail("ERR_TYPE", "memcpy: expected two TypedArrays or two DeviceBuffers");
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) fail(err::kType, "memcpy: expected two TypedArrays or two DeviceBuffers");
     Napi::TypedArray d = info[0].As<Napi::TypedArray>(), s = info[1].As<Napi::TypedArray>();
     HostArray hd = host_array(d, "dst", d.TypedArrayType()), hs = host_array(s, "src", s.TypedArrayType());
-    if (d.ByteLength() != s.ByteLength()) fail("ERR_SHAPE", "memcpy: arrays differ in size");
+    if (d.ByteLength() != s.ByteLength()) fail(err::kShape, "memcpy: arrays differ in size");
     parallel_copy(ctx, hd.data, hs.data, d.ByteLength());
   } catch (const fl::Error& e) {
     throw make_error(info.Env(), e.code, e.what());

@@ -45,7 +45,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   size_t bytes = 0;
 
   void* require(const char* name) const {
-    if (!memory_) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
+    if (!memory_) fail(err::kDisposed, std::string(name) + ": the tensor was disposed");
     return memory_.get();
   }
   // A reference that keeps the memory alive after dispose() (null once disposed).
@@ -141,7 +141,7 @@ struct Operand {
 inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count, Access access) {
   if (DeviceBuffer* d = addon.as_device(v)) {
     if (d->bytes != size_t(count * dtype_size(dtype)))
-      fail("ERR_SHAPE", std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
+      fail(err::kShape, std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
                             " bytes, received " + std::to_string(d->bytes));
     void* ptr = d->require(name);
     if (addon.call) addon.call->spans.push_back({static_cast<const char*>(ptr), static_cast<const char*>(ptr) + d->bytes, access, name});
@@ -149,7 +149,7 @@ inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DTy
   }
   const HostArray h = host_array(v, name, array_type_for(dtype));
   if (int64_t(h.length) != count)
-    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+    fail(err::kShape, std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
   return {hold_host(addon, v, h, name, access), false};
 }
 
@@ -159,7 +159,7 @@ T* optional_host(Addon& addon, const Napi::Value& v, const char* name, napi_type
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   const HostArray h = host_array(v, name, type);
   if (int64_t(h.length) != count)
-    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+    fail(err::kShape, std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
   return static_cast<T*>(hold_host(addon, v, h, name, std::is_const_v<T> ? Access::Read : Access::Write));
 }
 

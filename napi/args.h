@@ -32,15 +32,15 @@ struct HostArray {
 };
 
 inline HostArray host_array(const Napi::Value& v, const char* name, napi_typedarray_type want) {
-  if (!v.IsTypedArray()) fail("ERR_TYPE", std::string(name) + ": expected a " + typed_array_name(want));
+  if (!v.IsTypedArray()) fail(err::kType, std::string(name) + ": expected a " + typed_array_name(want));
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   if (ta.TypedArrayType() != want)
-    fail("ERR_DTYPE", std::string(name) + ": expected a " + typed_array_name(want) + ", received " +
+    fail(err::kDType, std::string(name) + ": expected a " + typed_array_name(want) + ", received " +
                           typed_array_name(ta.TypedArrayType()));
   Napi::ArrayBuffer buf = ta.ArrayBuffer();
   bool detached = false;
   napi_is_detached_arraybuffer(v.Env(), buf, &detached);
-  if (detached) fail("ERR_DETACHED", std::string(name) + ": its ArrayBuffer was detached (transferred)");
+  if (detached) fail(err::kDetached, std::string(name) + ": its ArrayBuffer was detached (transferred)");
   HostArray h;
   h.data = static_cast<char*>(buf.Data()) + ta.ByteOffset();
   h.length = ta.ElementLength();
