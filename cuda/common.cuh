@@ -12,21 +12,16 @@ namespace fl::cuda {
 
 constexpr int kWarp = 32;
 
-// The launchers' one runtime-to-compile-time switch (flash-attention's BOOL_SWITCH habit): calls
-// f(T{}, TG{}) with the element type T of `dtype` and the gradient's TG, float when grad_dtype is
-// Float32 (always for float32 scores), else T. One kernel body, templated on T and TG, serves
-// every dtype.
+// The launchers' runtime-to-compile-time switch (flash-attention's BOOL_SWITCH habit), on the
+// CPU's with_dtype (native/core/dtype.h): calls f(T{}, TG{}) with the element type T of `dtype`
+// and the gradient's TG, float when grad_dtype is Float32 (always for float32 scores), else T.
+// One kernel body, templated on T and TG, serves every dtype.
 template <class F>
 void dtype_switch(DType dtype, DType grad_dtype, F&& f) {
-  auto with = [&](auto t) {
+  with_dtype(dtype, [&](auto t) {
     if (grad_dtype == DType::Float32) f(t, float{});
     else f(t, t);
-  };
-  switch (dtype) {
-    case DType::Float32: f(float{}, float{}); break;
-    case DType::Float16: with(f16_t{}); break;
-    case DType::BFloat16: with(bf16_t{}); break;
-  }
+  });
 }
 
 // Calls f(std::true_type{}) or f(std::false_type{}): a runtime flag as a template parameter.

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/contrastive_math.h"
 #include "../native/ops/csr.h"
@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
 
 // One-way InfoNCE (skips: the exclusions) or DCL (skips: the positive and the exclusions).
 template <Mode M>
-LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, const Csr& exclude, float sigma) {
+LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& exclude, float sigma) {
   const PositivesOrDiagonal positives(given_positives, a.rows);
   const Csr& pos = positives.csr();
   if (M == Mode::Dcl) { const SkipLists overlap(a.rows, pos, exclude); }  // ERR_CSR: an excluded positive
@@ -279,8 +279,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   float* d_scores = nullptr;  // DCLW: every row's positive score
   double* d_weights = nullptr;
   Scratch s([&](auto& c) {
-    static_cast<PositivesParams&>(q) = carve_positives(c, a.scores, a.grad, a.rows, a.cols, a.scale, a.want_dscale, a.reduction,
-                                                       a.grad_output, mean_divisor, pos, exclude, M == Mode::Dcl);
+    static_cast<PositivesParams&>(q) = carve_positives(c, a, mean_divisor, pos, exclude, M == Mode::Dcl);
     if (dclw) {
       d_scores = c.template take<float>(a.rows);
       d_weights = c.template take<double>(a.rows);
@@ -304,7 +303,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   // The row on chip when it fits one block's shared memory or (sm_90) a cluster's, else one block
   // a row reading it twice.
   const DeviceLimits dev = device_limits();
-  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) {
+  dtype_switch(a.dtype, a.grad_dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = row_kernel<T, TG, M, true, false>;
@@ -318,7 +317,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   return finish_loss(q, a.row_loss, a.reduction, mean_divisor, s);
 }
 
-LossResult symmetric(const ContrastiveCommon& a) {
+LossResult symmetric(const LossArgs& a) {
   const int64_t n = a.rows;
   if (n == 0) return {0, 0};
   if (n > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
@@ -328,12 +327,7 @@ LossResult symmetric(const ContrastiveCommon& a) {
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
   if (q.chunks > 65535) fail("ERR_SHAPE", "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
   RowLossParams& p = q.c;
-  p.x = a.scores;
-  p.grad = a.grad;
-  p.rows = n;
-  p.cols = a.cols;
-  p.scale = a.scale;
-  p.want_dscale = a.want_dscale;
+  p = row_loss_params(a);
   Scratch s([&](auto& c) {
     carve_row_loss(c, p, a.reduction, a.grad_output, inverse_or_zero(double(n)), n);
     q.row_part = c.template take<float2>(n * q.strips);
@@ -345,14 +339,14 @@ LossResult symmetric(const ContrastiveCommon& a) {
     q.diag_dz = c.template take<float>(n);
   });
   start_row_loss(p, n);
-  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) {
+  dtype_switch(a.dtype, a.grad_dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     sym_stats_kernel<T><<<dim3(unsigned(q.strips), unsigned(q.chunks)), kSymCols>>>(q);
     check_launch("symmetric infoNCE statistics kernel");
     sym_terms_kernel<T><<<unsigned((n + 127) / 128), 128>>>(q);
     check_launch("symmetric infoNCE terms kernel");
-    if (a.grad || a.want_dscale) {
+    if (a.grad || a.grad_scale) {
       sym_grad_kernel<T, TG><<<unsigned(n), kThreads>>>(q);
       check_launch("symmetric infoNCE gradient kernel");
     }
@@ -364,12 +358,12 @@ LossResult symmetric(const ContrastiveCommon& a) {
 
 LossResult info_nce(const InfoNCEArgs& a) {
   check_info_nce_shape(a);
-  return a.symmetric ? symmetric(a.c) : rows_loss<Mode::InfoNCE>(a.c, a.positives, a.exclude, 0.f);
+  return a.symmetric ? symmetric(a) : rows_loss<Mode::InfoNCE>(a, a.positives, a.exclude, 0.f);
 }
 
 LossResult decoupled_contrastive(const DecoupledContrastiveArgs& a) {
   check_decoupled_contrastive_shape(a);
-  return rows_loss<Mode::Dcl>(a.c, a.positives, a.exclude, a.sigma);
+  return rows_loss<Mode::Dcl>(a, a.positives, a.exclude, a.sigma);
 }
 
 }  // namespace fl::cuda

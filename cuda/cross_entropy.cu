@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/cross_entropy_math.h"
 #include "check.cuh"
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads) ce_onchip_kernel(CeParams p, int64_t
   if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, x_y, grp.rank == 0);
   __syncthreads();  // also: the stash is complete
   const RowTerms t = terms;
-  if (!p.grad && !p.want_dscale) return;
+  if (!p.grad && !p.grad_scale) return;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int32_t y = p.labels[row];
   float dsc = 0.f;
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(CeParams p) {
   if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, label_logit<T>(p, row));
   __syncthreads();
   const RowTerms t = terms;
-  if (!p.grad && !p.want_dscale) return;
+  if (!p.grad && !p.grad_scale) return;
   const float dsc = block_sum(tile_grad<T, TG, kSoftcap>(p, row, 0, p.cols, t), sred);
   if (threadIdx.x == 0) p.dscale_part[row] = dsc;
 }
@@ -278,7 +278,7 @@ void launch(CeParams& p, const CePlan& plan) {
   check_launch("softmaxCrossEntropy statistics kernel");
   ce_terms_kernel<T, kSoftcap><<<unsigned((p.rows + 127) / 128), 128>>>(p);
   check_launch("softmaxCrossEntropy row kernel");
-  if (p.grad || p.want_dscale) {
+  if (p.grad || p.grad_scale) {
     ce_grad_kernel<T, TG, kSoftcap><<<blocks, kThreads>>>(p);
     check_launch("softmaxCrossEntropy gradient kernel");
   }
@@ -289,12 +289,11 @@ void launch(CeParams& p, const CePlan& plan) {
 LossResult cross_entropy(const CrossEntropyArgs& a) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);  // also validates the labels
   if (a.rows == 0) return {0, 0};
-  const DeviceScope on(device_of(a.logits));
+  const DeviceScope on(device_of(a.scores));
   const DeviceLimits dev = device_limits();
-  const DType grad_dtype = a.grad_float32 ? DType::Float32 : a.dtype;
   // Calls f(T{}, TG{}, softcap) with the logits' and the gradient's types.
   auto with_types = [&](auto&& f) {
-    dtype_switch(a.dtype, grad_dtype, [&](auto t, auto tg) { bool_switch(a.softcap > 0, [&](auto cap) { f(t, tg, cap); }); });
+    dtype_switch(a.dtype, a.grad_dtype, [&](auto t, auto tg) { bool_switch(a.softcap > 0, [&](auto cap) { f(t, tg, cap); }); });
   };
   size_t limit = 0;
   with_types([&](auto t, auto tg, auto cap) {
@@ -310,12 +309,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
 
   CeParams p{};
-  p.x = a.logits;
-  p.grad = a.grad;
-  p.rows = a.rows;
-  p.cols = a.cols;
-  p.scale = a.scale;
-  p.want_dscale = a.want_dscale;
+  static_cast<RowLossParams&>(p) = row_loss_params(a);
   p.tiles = plan.tiles;
   p.cap = a.softcap;
   p.ignore_index = a.ignore_index;
@@ -353,7 +347,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   if (a.lse) copy_to_host(a.lse, p.lse, size_t(a.rows) * 4);
   s.release();
   const double loss = a.reduction == Reduction::Mean ? mean_of(r.loss, totals.weight_sum) : r.loss;
-  return {loss, a.want_dscale ? r.dscale : 0.0};
+  return {loss, a.grad_scale ? r.dscale : 0.0};
 }
 
 }  // namespace fl::cuda

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/core/parallel.h"
 #include "check.cuh"
 #include "common.cuh"
@@ -69,11 +69,11 @@ __global__ void lse_combine_kernel(LseParams p) {
 
 void log_sum_exp(const LogSumExpArgs& a) {
   if (a.rows == 0) return;
-  const DeviceScope on(device_of(a.x));
+  const DeviceScope on(device_of(a.scores));
   const int64_t tiles = tiles_per_row(a.cols);
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  LseParams p{a.x, a.rows, a.cols, tiles, a.scale, nullptr, nullptr, nullptr};
+  LseParams p{a.scores, a.rows, a.cols, tiles, a.scale, nullptr, nullptr, nullptr};
   Scratch s([&](auto& c) {
     p.partial = c.template take<float2>(blocks);
     p.first_bad = c.template take<long long>(1);

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 
 #if defined(__CUDACC__)
 #define FL_PLAN_HD __host__ __device__ __forceinline__
@@ -43,7 +43,7 @@ struct ScratchCarver {
   template <class U> U* take(int64_t n) {
     const size_t bytes = padded(size_t(n) * sizeof(U));
     if (n < 0 || used + bytes > capacity)
-      fail("ERR_INTERNAL", "CUDA scratch: " + std::to_string(used + bytes) + " bytes taken from a plan of " + std::to_string(capacity));
+      fail(err::kInternal, "CUDA scratch: " + std::to_string(used + bytes) + " bytes taken from a plan of " + std::to_string(capacity));
     U* q = reinterpret_cast<U*>(base + used);
     used += bytes;
     return q;

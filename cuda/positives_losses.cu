@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/csr.h"
 #include "../native/ops/positives_losses.h"
 #include "../native/ops/positives_math.h"
@@ -183,11 +183,10 @@ LossResult run(const PositivesLossArgs& a) {
   const double mean_divisor = K == Kind::Bce ? double(a.rows) * double(a.cols) : double(a.rows);
   PositivesParams p{};
   Scratch s([&](auto& c) {
-    p = carve_positives(c, a.scores, a.grad, a.rows, a.cols, a.scale, a.want_dscale, a.reduction, a.grad_output, mean_divisor, a.positives,
-                        a.exclude, K != Kind::MultiLabel);
+    p = carve_positives(c, a, mean_divisor, a.positives, a.exclude, K != Kind::MultiLabel);
   });
   start_row_loss(p, p.rows);
-  dtype_switch(a.dtype, a.grad_float32 ? DType::Float32 : a.dtype, [&](auto t, auto tg) { launch<decltype(t), decltype(tg), K>(p, device_limits()); });
+  dtype_switch(a.dtype, a.grad_dtype, [&](auto t, auto tg) { launch<decltype(t), decltype(tg), K>(p, device_limits()); });
   return finish_loss(p, a.row_loss, a.reduction, mean_divisor, s);
 }
 

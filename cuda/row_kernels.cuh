@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
@@ -227,7 +227,7 @@ struct RowLossParams {
   void* grad;  // null: no gradient (dScale may still be wanted)
   int64_t rows, cols;
   float scale;
-  bool want_dscale;
+  bool grad_scale;
   Upstream up;
   double* row_loss;      // rows
   float* dscale_part;    // parts (rows, or per block), 0 where not written
@@ -235,8 +235,20 @@ struct RowLossParams {
   double* result;        // [Σ row_loss, Σ dscale_part]
 };
 
+// RowLossParams' fields from a loss's arguments; the arrays come from carve_row_loss.
+inline RowLossParams row_loss_params(const LossArgs& a) {
+  RowLossParams p{};
+  p.x = a.scores;
+  p.grad = a.grad;
+  p.rows = a.rows;
+  p.cols = a.cols;
+  p.scale = a.scale;
+  p.grad_scale = a.grad_scale;
+  return p;
+}
+
 // Takes RowLossParams' arrays from s (a ScratchPlan or the Scratch: see Scratch), with `parts`
-// dScale partials. p's x, grad, rows, cols, scale and want_dscale are set by the caller.
+// dScale partials.
 template <class S>
 void carve_row_loss(S& s, RowLossParams& p, Reduction reduction, const float* grad_output, double mean_scale, int64_t parts) {
   p.up = carve_upstream(s, reduction, grad_output, p.rows, mean_scale);
@@ -257,9 +269,7 @@ inline void start_row_loss(const RowLossParams& p, int64_t parts) {
 inline void throw_if_bad(const long long* d_first_bad, int64_t cols, const char* tensor) {
   long long bad = 0;
   copy_to_host(&bad, d_first_bad, sizeof bad);
-  if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", std::string(tensor) + ": expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(bad / cols) + ", " + std::to_string(bad % cols) + "]");
+  if (bad != INT64_MAX) fail_non_finite(tensor, bad / cols, bad % cols);
 }
 
 // The row losses, kept in double on the device, out as float.
@@ -287,16 +297,11 @@ struct PositivesParams : RowLossParams {
 // The one builder of PositivesParams, its arrays from s (see carve_row_loss): skip_a is the
 // exclusions; skip_b the positives when skip_positives. mean_divisor: what 'mean' divides by.
 template <class S>
-PositivesParams carve_positives(S& s, const void* x, void* grad, int64_t rows, int64_t cols, float scale, bool want_dscale, Reduction reduction,
-                                const float* grad_output, double mean_divisor, const Csr& pos, const Csr& exclude, bool skip_positives) {
+PositivesParams carve_positives(S& s, const LossArgs& a, double mean_divisor, const Csr& pos, const Csr& exclude, bool skip_positives) {
   PositivesParams p{};
-  p.x = x;
-  p.grad = grad;
-  p.rows = rows;
-  p.cols = cols;
-  p.scale = scale;
-  p.want_dscale = want_dscale;
-  carve_row_loss(s, p, reduction, grad_output, inverse_or_zero(mean_divisor), rows);
+  static_cast<RowLossParams&>(p) = row_loss_params(a);
+  const int64_t rows = a.rows, cols = a.cols;
+  carve_row_loss(s, p, a.reduction, a.grad_output, inverse_or_zero(mean_divisor), rows);
   const int64_t nnz = pos.nnz(rows);
   p.pos_ptr = s.upload(pos.row_ptr, rows + 1);
   p.pos_cols = s.upload(pos.cols, nnz);
@@ -383,7 +388,7 @@ __device__ __forceinline__ void softmax_row(const PositivesParams& a, int64_t sl
   grp.sync();  // row_cf and pos_dz to the row's blocks
   const float cf = *grp.at(&row_cf, 0);
   float dsc = 0.f;
-  if (g || a.want_dscale) {
+  if (g || a.grad_scale) {
     if constexpr (kOnChip)
       for_each_on_chip(xs, g, c0, c1, [&](int64_t c, float v) { return dense_softmax_at(mask, c, v, a.scale, cf, max, dsc); });
     else
@@ -575,7 +580,7 @@ inline LossResult finish_loss(const RowLossParams& p, float* row_loss_out, Reduc
   throw_if_bad(p.first_bad, p.cols, "scores");
   const RowTotals r = sum_rows(p.row_loss, p.rows, p.dscale_part, p.rows, p.result, row_loss_out);
   s.release();
-  return {reduction == Reduction::Mean ? mean_of(r.loss, mean_divisor) : r.loss, p.want_dscale ? r.dscale : 0.0};
+  return {reduction == Reduction::Mean ? mean_of(r.loss, mean_divisor) : r.loss, p.grad_scale ? r.dscale : 0.0};
 }
 
 }  // namespace fl::cuda

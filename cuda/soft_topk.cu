@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/csr.h"
 #include "../native/ops/soft_topk.h"
 #include "../native/ops/soft_topk_math.h"
@@ -66,7 +66,7 @@ struct TopKParams {
   uint32_t* mask;            // Global layout with exclusions: rows × mask_words
   int64_t mask_words;
   Upstream up;
-  bool want_dscale;
+  bool grad_scale;
   double* row_loss;          // rows
   double* row_dscale;        // rows
   int32_t* row_k_bad;        // rows: N_i when k is out of (0, N_i), else -1
@@ -361,7 +361,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     return store_coef * cpq;
   };
   if (g) z.map_into(g, dense);
-  else if (p.want_dscale) z.each([&](int64_t, float zc) { dense(zc); });
+  else if (p.grad_scale) z.each([&](int64_t, float zc) { dense(zc); });
   __syncthreads();  // the positives below overwrite entries other threads wrote
   double d[2] = {dsc, 0};
   for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
@@ -501,7 +501,7 @@ TopKPlan checked_plan(int64_t cols) {
 template <class S>
 TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, S& c) {
   TopKParams p{};
-  p.x = q.x;
+  p.x = q.scores;
   p.rows = q.rows;
   p.cols = q.cols;
   p.scale = q.scale;
@@ -553,14 +553,13 @@ TopKPlan plan_for(const SoftTopKProblem& q, DType grad_dtype) {
 }  // namespace
 
 LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem q = topk_problem(a);
   if (q.rows == 0) return {0, 0};
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   if (q.exclude) { const SkipLists overlap(q.rows, a.positives, q.exclude); }  // ERR_CSR for a positive that is excluded
   const int64_t pos_nnz = a.positives.nnz(q.rows);
-  const DType grad_dtype = a.grad_float32 ? DType::Float32 : q.dtype;
-  const TopKPlan plan = plan_for(q, grad_dtype);
+  const TopKPlan plan = plan_for(q, a.grad_dtype);
   TopKParams p{};
   Scratch s([&](auto& c) {
     p = shared_params(q, plan, c);
@@ -571,19 +570,19 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
     p.pos_z = c.template take<float>(pos_nnz);
   });
   p.grad = a.grad;
-  p.want_dscale = a.want_dscale;
-  solve_rows(q, p, plan, grad_dtype);
+  p.grad_scale = a.grad_scale;
+  solve_rows(q, p, plan, a.grad_dtype);
   const RowTotals r = sum_rows(p.row_loss, p.rows, p.row_dscale, p.rows, p.result, a.row_loss);
   s.release();
   const double loss = a.reduction == Reduction::Mean ? r.loss / double(q.rows) : r.loss;
-  return {loss, a.want_dscale ? r.dscale : 0.0};
+  return {loss, a.grad_scale ? r.dscale : 0.0};
 }
 
 void soft_topk(const SoftTopKArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   const TopKPlan plan = plan_for(q, q.dtype);  // no gradient: the kernel's TG is unused
   TopKParams p{};
   Scratch s([&](auto& c) {
@@ -592,7 +591,7 @@ void soft_topk(const SoftTopKArgs& a) {
     p.iterations = c.template take<int32_t>(q.rows);
   });
   p.values = a.values;
-  p.log_output = a.log_output;
+  p.log_output = a.output == TopKOutput::Log;
   solve_rows(q, p, plan, q.dtype);
   copy_to_host(a.threshold, p.threshold, size_t(q.rows) * sizeof(float));
   copy_to_host(a.iterations, p.iterations, size_t(q.rows) * sizeof(int32_t));
@@ -600,19 +599,19 @@ void soft_topk(const SoftTopKArgs& a) {
 }
 
 void soft_topk_vjp(const SoftTopKVjpArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   TopKVjpParams p{};
-  p.x = q.x;
+  p.x = q.scores;
   p.g_out = a.grad_output;
   p.grad = a.grad;
   p.rows = q.rows;
   p.cols = q.cols;
   p.scale = q.scale;
   p.alpha = q.alpha;
-  p.log_output = a.log_output;
+  p.log_output = a.output == TopKOutput::Log;
   Scratch s([&](auto& c) {
     p.threshold = c.upload(a.threshold, q.rows);
     if (q.exclude) {
@@ -624,7 +623,7 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   // On chip (a column's (v, own), 8 bytes) when the row fits one block's shared memory or, on
   // sm_90, a cluster's; else Global.
   const DeviceLimits dev = device_limits();
-  dtype_switch(q.dtype, a.grad_float32 ? DType::Float32 : q.dtype, [&](auto t, auto tg) {
+  dtype_switch(q.dtype, a.grad_dtype, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = topk_vjp_kernel<T, TG, Layout::Block>;
