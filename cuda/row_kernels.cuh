@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../native/api/error.h"
+#include "../native/ops/loss.h"
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.h"
@@ -197,17 +198,14 @@ __device__ __forceinline__ void merge_over_row(const RowGroup<kCluster>& grp, On
 
 // ---------- what every row loss shares ----------
 
-// The row's upstream factor u = ∂L/∂ℓ_row, the one definition for every loss kernel:
-// mean_scale under 'mean' (1 over what 'mean' divides by), 1 under 'sum', gradOutput[row] under
-// 'none' (1 without one).
+// The row's upstream factor u = ∂L/∂ℓ_row for every loss kernel: native/ops/loss.h
+// upstream_factor, the CPU's, with gradOutput on the device. mean_scale: 1 over what 'mean'
+// divides by.
 struct Upstream {
   Reduction reduction;
   const float* grad_output;  // on the device: 'none' only, else null
   double mean_scale;
-  __device__ __forceinline__ double at(int64_t row) const {
-    if (reduction == Reduction::Mean) return mean_scale;
-    return reduction == Reduction::None && grad_output ? double(grad_output[row]) : 1.0;
-  }
+  __device__ __forceinline__ double at(int64_t row) const { return upstream_factor(reduction, grad_output, row, mean_scale); }
 };
 
 // Takes the Upstream of a call: gradOutput on the device for 'none' (from c, a ScratchPlan or the
@@ -221,12 +219,17 @@ Upstream carve_upstream(S& c, Reduction reduction, const float* grad_output, int
 inline double inverse_or_zero(double divisor) { return divisor > 0 ? 1.0 / divisor : 0.0; }
 inline double mean_of(double total, double divisor) { return divisor > 0 ? total / divisor : 0.0; }
 
-// The scores, the gradient, the upstream factors and the per-row outputs of a loss.
-struct RowLossParams {
-  const void* x;
-  void* grad;  // null: no gradient (dScale may still be wanted)
+// The scores a kernel reads (native/api ScoresArgs, as the kernels name them).
+struct ScoresView {
+  const void* x;  // rows × cols of the call's dtype, on the device
   int64_t rows, cols;
   float scale;
+};
+inline ScoresView scores_view(const ScoresArgs& a) { return ScoresView{a.scores, a.rows, a.cols, a.scale}; }
+
+// The scores, the gradient, the upstream factors and the per-row outputs of a loss.
+struct RowLossParams : ScoresView {
+  void* grad;  // null: no gradient (dScale may still be wanted)
   bool grad_scale;
   Upstream up;
   double* row_loss;      // rows
@@ -238,11 +241,8 @@ struct RowLossParams {
 // RowLossParams' fields from a loss's arguments; the arrays come from carve_row_loss.
 inline RowLossParams row_loss_params(const LossArgs& a) {
   RowLossParams p{};
-  p.x = a.scores;
+  static_cast<ScoresView&>(p) = scores_view(a);
   p.grad = a.grad;
-  p.rows = a.rows;
-  p.cols = a.cols;
-  p.scale = a.scale;
   p.grad_scale = a.grad_scale;
   return p;
 }

@@ -50,11 +50,9 @@ namespace cg = cooperative_groups;
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / kWarp;
 
-struct TopKParams {
-  const void* x;
+struct TopKParams : ScoresView {
   void* grad;  // null: no gradient (dScale may still be wanted)
-  int64_t rows, cols;
-  float scale, alpha, tol;
+  float alpha, tol;
   int max_iter;
   int32_t k;                 // every row's k, unless k_rows
   const int32_t* k_rows;     // rows, or null
@@ -389,12 +387,10 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
 // with no fix-up pass. Block and Cluster (cuda/plan.h row_on_chip, 8 bytes a column): pass 1
 // keeps each column's (a, g) in shared memory, and pass 2 reads them from there: 1 read of S and
 // of gradOutput + 1 write. Global: pass 2 reads both again and recomputes a, bitwise the same.
-struct TopKVjpParams {
-  const void* x;
+struct TopKVjpParams : ScoresView {
   const float* g_out;       // rows × cols
   void* grad;               // rows × cols
-  int64_t rows, cols;
-  float scale, alpha;
+  float alpha;
   bool log_output;
   const float* threshold;   // rows
   CsrView excl;
@@ -501,10 +497,7 @@ TopKPlan checked_plan(int64_t cols) {
 template <class S>
 TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, S& c) {
   TopKParams p{};
-  p.x = q.scores;
-  p.rows = q.rows;
-  p.cols = q.cols;
-  p.scale = q.scale;
+  static_cast<ScoresView&>(p) = scores_view(q);
   p.alpha = q.alpha;
   p.tol = q.tol;
   p.max_iter = q.max_iter;
@@ -604,12 +597,9 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.scores));
   TopKVjpParams p{};
-  p.x = q.scores;
+  static_cast<ScoresView&>(p) = scores_view(q);
   p.g_out = a.grad_output;
   p.grad = a.grad;
-  p.rows = q.rows;
-  p.cols = q.cols;
-  p.scale = q.scale;
   p.alpha = q.alpha;
   p.log_output = a.output == TopKOutput::Log;
   Scratch s([&](auto& c) {

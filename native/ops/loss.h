@@ -5,16 +5,23 @@
 #include <vector>
 
 #include "../api/args.h"
+#include "../core/hd.h"
 
 namespace fl {
 
-// Row r's upstream factor u, by which its whole gradient is multiplied: 1/mean_divisor for
-// 'mean' (0 when the divisor is 0: nothing is averaged), gradOutput_r for 'none' (1 without
-// it), 1 for 'sum'. What 'mean' divides by is the loss's own (docs/MATH.md).
-inline double upstream(const LossArgs& a, int64_t r, double mean_divisor) {
-  if (a.reduction == Reduction::Mean) return mean_divisor > 0 ? 1.0 / mean_divisor : 0.0;
-  if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
+// Row r's upstream factor u, by which its whole gradient is multiplied: mean_scale for 'mean'
+// (1/mean_divisor, 0 when the divisor is 0: nothing is averaged), gradOutput_r for 'none' (1
+// without it), 1 for 'sum'. The one definition, for the CPU ops and the CUDA kernels
+// (cuda/row_kernels.cuh Upstream, with gradOutput on the device).
+FL_HD double upstream_factor(Reduction reduction, const float* grad_output, int64_t r, double mean_scale) {
+  if (reduction == Reduction::Mean) return mean_scale;
+  if (reduction == Reduction::None && grad_output) return grad_output[r];
   return 1.0;
+}
+
+// upstream_factor of a CPU loss's row. What 'mean' divides by is the loss's own (docs/MATH.md).
+inline double upstream(const LossArgs& a, int64_t r, double mean_divisor) {
+  return upstream_factor(a.reduction, a.grad_output, r, mean_divisor > 0 ? 1.0 / mean_divisor : 0.0);
 }
 
 // Writes the row losses to a.row_loss and returns their sum, divided by mean_divisor for
