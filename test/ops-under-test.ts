@@ -263,6 +263,7 @@ interface RegistryEntry {
   fn: string;
   asyncFn: string;
   args: string[];
+  reference: string;
   property(kit: unknown, entry: RegistryEntry): PropertyParts;
 }
 
@@ -273,6 +274,7 @@ const kit = {
 
 /** The sync and async calls of an entry: fl[fn] and fl[asyncFn] on its arguments (scores, then labels or positives) and options. */
 function underTest(entry: RegistryEntry): OpUnderTest<unknown, unknown> {
+  if (typeof (ref as Record<string, unknown>)[entry.reference] !== 'function') throw new Error(`${entry.name}: no float64 reference ${entry.reference} in test/reference`);
   const parts = entry.property(kit, entry);
   const call = (fn: string, i: Record<string, unknown> & { s: Scores; opts: unknown }) =>
     (fl as unknown as Record<string, (...a: unknown[]) => unknown>)[fn](i.s.arg, ...entry.args.slice(1).map((kind) => i[kind]), optsOf(i));
