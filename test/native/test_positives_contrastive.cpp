@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "check.h"
-#include "losses.h"
+#include "reference.h"
 
 using namespace fltest;
 using fl::Context;
@@ -35,7 +35,7 @@ void check_loss(Loss loss) {
           for (float v : p.s) half.push_back(fl::to_bf16(v).bits);
         std::vector<float> go(static_cast<size_t>(sh.B));
         for (auto& v : go) v = float(rng.normal());
-        const Reduced want = reduce(p, reference(p, loss, scale, sigma), scale, red, go);
+        const Reduced want = reduce(p, rows_reference(p, loss, scale, sigma), scale, red, go);
         // dScale's fp32 sums cancel up to Σ_j |dℓ/dz_ij| (≤ 4·W_i ≤ 24 here) times the row's largest |S|.
         ld allowance = 0;
         for (int64_t i = 0; i < sh.B; ++i) {

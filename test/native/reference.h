@@ -1,6 +1,7 @@
-// The losses over CSR positives and the one-way contrastive losses for the native tests and the
-// microbenchmarks (bench/native/): inputs of every kind, long-double references from the
-// formulas of docs/MATH.md, and one call of each op through its C++ arguments.
+// The long-double references of every op (the formulas of docs/MATH.md), shared by the native
+// tests and the microbenchmarks (bench/native/), which validate each op against them before
+// timing it. For the losses over CSR positives and the one-way contrastive losses also their
+// inputs of every kind and one call of each through its C++ arguments.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -9,6 +10,7 @@
 #include "check.h"
 #include "native/core/dtype.h"
 #include "native/ops/contrastive.h"
+#include "native/ops/cross_entropy.h"
 #include "native/ops/positives_losses.h"
 
 namespace fltest {
@@ -18,6 +20,153 @@ using fl::Csr;
 using fl::DType;
 using fl::LossResult;
 using fl::Reduction;
+
+// ---------- logSumExp ----------
+
+// log Σ_j exp(scale·x_j) of one row; −∞ when every entry is.
+inline long double ref_lse(const float* x, int64_t n, double scale) {
+  long double m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) m = std::max<long double>(m, scale * x[i]);
+  if (m == -INFINITY) return m;
+  long double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp((long double)scale * x[i] - m);
+  return m + std::log(s);
+}
+
+// ---------- softmaxCrossEntropy ----------
+
+struct Ref {
+  std::vector<long double> row_loss, grad;
+  long double loss = 0, dscale = 0;
+};
+
+// SPEC 3.1 in long double, straight from the formulas.
+inline Ref cross_entropy_reference(const std::vector<float>& x, int64_t B, int64_t N, const std::vector<int32_t>& y, float scale, float cap,
+                     float eps, const float* cw, float lambda, Reduction red) {
+  Ref r;
+  r.row_loss.assign(size_t(B), 0);
+  r.grad.assign(size_t(B * N), 0);
+  long double wsum = 0, wmean = 0;
+  for (int64_t j = 0; j < N; ++j) wmean += cw ? cw[j] : 1;
+  wmean /= N;
+  for (int64_t i = 0; i < B; ++i) if (y[size_t(i)] >= 0) wsum += cw ? cw[y[size_t(i)]] : 1;
+  for (int64_t i = 0; i < B; ++i) {
+    if (y[size_t(i)] < 0) continue;
+    std::vector<long double> z(static_cast<size_t>(N)), dzdx(static_cast<size_t>(N)), dzds(static_cast<size_t>(N));
+    long double m = -INFINITY;
+    for (int64_t j = 0; j < N; ++j) {
+      const long double v = x[size_t(i * N + j)];
+      if (cap > 0) {
+        const long double t = std::tanh(scale * v / cap);
+        z[size_t(j)] = cap * t; dzdx[size_t(j)] = scale * (1 - t * t); dzds[size_t(j)] = v * (1 - t * t);
+      } else {
+        z[size_t(j)] = scale * v; dzdx[size_t(j)] = scale; dzds[size_t(j)] = v;
+      }
+      m = std::max(m, z[size_t(j)]);
+    }
+    long double s = 0, lin = 0;
+    for (int64_t j = 0; j < N; ++j) { s += std::exp(z[size_t(j)] - m); lin += (cw ? cw[j] : 1) * z[size_t(j)]; }
+    const long double lse = m + std::log(s);
+    const int32_t t = y[size_t(i)];
+    const long double wy = cw ? cw[t] : 1;
+    const long double l = wy * (1 - eps) * (lse - z[size_t(t)]) + eps * (wmean * lse - lin / N) + lambda * lse * lse;
+    r.row_loss[size_t(i)] = l;
+    const long double u = red == Reduction::Mean ? 1 / wsum : 1;
+    r.loss += red == Reduction::Mean ? l / wsum : l;
+    for (int64_t j = 0; j < N; ++j) {
+      const long double p = std::exp(z[size_t(j)] - lse);
+      long double d = (wy * (1 - eps) + eps * wmean + 2 * lambda * lse) * p - eps * (cw ? cw[j] : 1) / N;
+      if (j == t) d -= (1 - eps) * wy;
+      r.grad[size_t(i * N + j)] = u * d * dzdx[size_t(j)];
+      r.dscale += u * d * dzds[size_t(j)];
+    }
+  }
+  return r;
+}
+
+// ---------- softTopKLoss ----------
+
+inline long double sig(long double a) { return a >= 0 ? 1 / (1 + std::exp(-a)) : std::exp(a) / (1 + std::exp(a)); }
+
+// The root of Σσ(α(x + t)) = k as log L = log R with each term exact (see soft_topk_math.h),
+// by bisection in long double: sharp even where the top entries saturate.
+inline long double ref_threshold(const float* x, int64_t n, long double k, long double alpha) {
+  auto h = [&](long double t) {
+    long double L = 0, R = 0, m = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (x[j] == -INFINITY) continue;
+      const long double a = alpha * (x[j] + t);
+      if (a < 0) L += sig(a);
+      else { R += sig(-a); m += 1; }
+    }
+    return std::log(L + std::max<long double>(m - k, 0)) - std::log(R + std::max<long double>(k - m, 0));
+  };
+  long double lo = -1e4, hi = 1e4;
+  for (int i = 0; i < 100; ++i) {  // 2e4 / 2^100: far below an ulp of any root here
+    const long double mid = (lo + hi) / 2;
+    (h(mid) < 0 ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+// ℓ and dℓ/dx of one row in long double (SPEC 3.8, sum reduction, unit weights).
+inline void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vector<int32_t>& pos, const std::vector<bool>& out, int32_t k,
+                         long double alpha, long double& loss, std::vector<long double>& grad) {
+  std::vector<float> xin(x);
+  for (int64_t j = 0; j < N; ++j) if (out[size_t(j)]) xin[size_t(j)] = -INFINITY;
+  const long double t = ref_threshold(xin.data(), N, k, alpha);
+  const long double n = (long double)pos.size();
+  loss = 0;
+  grad.assign(static_cast<size_t>(N), 0);
+  long double U = 0, V = 0;
+  for (int32_t j : pos) {
+    const long double a = alpha * (x[size_t(j)] + t);
+    loss -= std::log(sig(a)) / n;
+    const long double u = alpha * (-1 / n) * sig(-a);
+    grad[size_t(j)] = u;
+    U += u;
+  }
+  for (int64_t j = 0; j < N; ++j) if (!out[size_t(j)]) V += alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t));
+  for (int64_t j = 0; j < N; ++j)
+    if (!out[size_t(j)]) grad[size_t(j)] -= alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t)) * U / V;
+}
+
+// ---------- symmetric InfoNCE ----------
+
+// SPEC 3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
+inline Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
+  Ref r;
+  r.row_loss.assign(size_t(n), 0);
+  r.grad.assign(size_t(n * n), 0);
+  std::vector<long double> row_lse(static_cast<size_t>(n)), col_lse(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    long double mr = -INFINITY, mc = -INFINITY, sr = 0, sc = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      mr = std::max<long double>(mr, scale * (long double)x[size_t(i * n + j)]);
+      mc = std::max<long double>(mc, scale * (long double)x[size_t(j * n + i)]);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      sr += std::exp(scale * (long double)x[size_t(i * n + j)] - mr);
+      sc += std::exp(scale * (long double)x[size_t(j * n + i)] - mc);
+    }
+    row_lse[size_t(i)] = mr + std::log(sr);
+    col_lse[size_t(i)] = mc + std::log(sc);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const long double zii = scale * (long double)x[size_t(i * n + i)];
+    r.row_loss[size_t(i)] = (row_lse[size_t(i)] - zii + col_lse[size_t(i)] - zii) / 2;
+    r.loss += r.row_loss[size_t(i)];
+    for (int64_t j = 0; j < n; ++j) {
+      const long double s = x[size_t(i * n + j)], z = scale * s;
+      const long double d = (std::exp(z - row_lse[size_t(i)]) + std::exp(z - col_lse[size_t(j)]) - (i == j ? 2 : 0)) / 2;
+      r.grad[size_t(i * n + j)] = scale * d;
+      r.dscale += d * s;
+    }
+  }
+  return r;
+}
+
+// ---------- the losses over CSR positives, one-way InfoNCE, DCL and DCLW ----------
 
 
 enum class Loss { DecoupledSoftmax, MultiLabelSoftmax, BCE, InfoNCE, DCL, DCLW };
@@ -105,7 +254,7 @@ inline Problem make_problem(Rng& rng, Loss loss, int64_t B, int64_t N, Kind kind
   return p;
 }
 
-struct Ref {
+struct RowsRef {
   std::vector<ld> row_loss, dz;  // ℓ_i and ∂ℓ_i/∂z_ij, unweighted by the reduction
   ld denom = 0;                  // what 'mean' divides by
 };
@@ -118,13 +267,12 @@ inline ld lse_of(const std::vector<ld>& z) {
   for (ld v : z) s += std::exp(v - m);
   return m + std::log(s);
 }
-inline ld sigmoid(ld a) { return a >= 0 ? 1 / (1 + std::exp(-a)) : std::exp(a) / (1 + std::exp(a)); }
 inline ld log_sigmoid(ld a) { return a >= 0 ? -std::log1p(std::exp(-a)) : a - std::log1p(std::exp(a)); }
 
 // docs/MATH.md, per loss, in long double on z = fl(scale·s) (the kernel rounds z to fp32).
-inline Ref reference(const Problem& p, Loss loss, float scale, float sigma) {
+inline RowsRef rows_reference(const Problem& p, Loss loss, float scale, float sigma) {
   const int64_t B = p.B, N = p.N;
-  Ref r{std::vector<ld>(size_t(B), 0), std::vector<ld>(size_t(B * N), 0), 0};
+  RowsRef r{std::vector<ld>(size_t(B), 0), std::vector<ld>(size_t(B * N), 0), 0};
   std::vector<ld> dclw(size_t(B), 1);
   if (loss == Loss::DCLW) {
     // w_i = 2 − B·softmax_i(S_ip/σ), on the raw scores.
@@ -153,8 +301,8 @@ inline Ref reference(const Problem& p, Loss loss, float scale, float sigma) {
           const int32_t c = p.pos.cols[size_t(e)];
           const ld x = z[size_t(c)] - Z;
           l -= w(e) * log_sigmoid(x);
-          neg_coef += w(e) * sigmoid(-x) / ld(n);
-          dz[c] = -(w(e) / ld(n)) * sigmoid(-x);
+          neg_coef += w(e) * sig(-x) / ld(n);
+          dz[c] = -(w(e) / ld(n)) * sig(-x);
         }
         r.row_loss[size_t(i)] = l / ld(n);
         if (Z != -INFINITY)
@@ -177,7 +325,7 @@ inline Ref reference(const Problem& p, Loss loss, float scale, float sigma) {
         const ld zj = z[size_t(j)];
         if (zj == -INFINITY) continue;
         r.row_loss[size_t(i)] += (zj > 0 ? zj + std::log1p(std::exp(-zj)) : std::log1p(std::exp(zj))) - y[size_t(j)] * zj;
-        dz[j] = sigmoid(zj) - y[size_t(j)];
+        dz[j] = sig(zj) - y[size_t(j)];
       }
       continue;
     }
@@ -245,7 +393,7 @@ struct Reduced {
   ld loss = 0, dscale = 0, grad_norm = 0, sum_u = 0;
   std::vector<ld> row_loss, grad, u;
 };
-inline Reduced reduce(const Problem& p, const Ref& ref, float scale, Reduction red, const std::vector<float>& go) {
+inline Reduced reduce(const Problem& p, const RowsRef& ref, float scale, Reduction red, const std::vector<float>& go) {
   Reduced r;
   r.row_loss = ref.row_loss;
   r.grad.assign(ref.dz.size(), 0);
