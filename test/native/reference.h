@@ -349,8 +349,10 @@ inline RowsRef rows_reference(const Problem& p, Loss loss, float scale, float si
   return r;
 }
 
+// One call of `loss` on the problem (bf16 scores when `bf16` is not empty), the gradient in
+// float32 into g, row losses into rl; dScale only when asked.
 inline fl::LossResult call(fl::Context& ctx, Loss loss, const Problem& p, const std::vector<uint16_t>& bf16, float scale, Reduction red,
-                const std::vector<float>& go, float sigma, std::vector<float>& g, std::vector<float>& rl) {
+                           const std::vector<float>& go, float sigma, std::vector<float>& g, std::vector<float>& rl, bool dscale = true) {
   const void* scores = bf16.empty() ? static_cast<const void*>(p.s.data()) : bf16.data();
   const DType dtype = bf16.empty() ? DType::Float32 : DType::BFloat16;
   const float* grad_output = red == Reduction::None ? go.data() : nullptr;
@@ -367,7 +369,7 @@ inline fl::LossResult call(fl::Context& ctx, Loss loss, const Problem& p, const 
     a.grad_output = grad_output;
     a.grad = g.data();
     a.grad_float32 = true;
-    a.want_dscale = true;
+    a.want_dscale = dscale;
     a.row_loss = rl.data();
     return loss == Loss::DecoupledSoftmax ? fl::decoupled_softmax(ctx, a) : loss == Loss::BCE ? fl::binary_cross_entropy(ctx, a) : fl::multi_label_softmax(ctx, a);
   }
@@ -381,7 +383,7 @@ inline fl::LossResult call(fl::Context& ctx, Loss loss, const Problem& p, const 
   c.grad_output = grad_output;
   c.grad = g.data();
   c.grad_float32 = true;
-  c.want_dscale = true;
+  c.want_dscale = dscale;
   c.row_loss = rl.data();
   if (loss == Loss::InfoNCE) return fl::info_nce(ctx, fl::InfoNCEArgs{c, p.pos.csr(p.weighted), p.ex.csr(false), false});
   return fl::decoupled_contrastive(ctx, fl::DecoupledContrastiveArgs{c, p.pos.csr(false), p.ex.csr(false), loss == Loss::DCLW ? sigma : 0.f});
