@@ -85,6 +85,20 @@ struct Buffers {
   std::vector<int32_t> labels;
 };
 
+// The common part of a loss's arguments: fp32 scores, 'mean', the fp32 gradient into b.grad.
+void loss_args(fl::LossArgs& a, const float* scores, int64_t rows, int64_t cols, float scale, Buffers& b, bool dscale) {
+  a.scores = scores;
+  a.dtype = fl::DType::Float32;
+  a.rows = rows;
+  a.cols = cols;
+  a.scale = scale;
+  a.reduction = Reduction::Mean;
+  a.grad = b.grad.data();
+  a.grad_dtype = fl::DType::Float32;
+  a.grad_scale = dscale;
+  a.row_loss = b.row_loss.data();
+}
+
 Bench csr_loss(fl::Context& ctx, Loss loss, Problem problem, float scale) {
   auto b = std::make_shared<Buffers>();
   b->p = std::move(problem);
@@ -125,7 +139,16 @@ Bench make_bench(fl::Context& ctx, const std::string& op, int64_t rows, int64_t 
   if (op == "logSumExp") {
     auto x = std::make_shared<std::vector<float>>(normal_scores(rng, rows, cols));
     auto out = std::make_shared<std::vector<float>>(size_t(rows), NAN);
-    auto run = [&ctx, x, out, rows, cols] { fl::log_sum_exp(ctx, {x->data(), fl::DType::Float32, rows, cols, 1.f, out->data()}); };
+    auto run = [&ctx, x, out, rows, cols] {
+      fl::LogSumExpArgs a{};
+      a.scores = x->data();
+      a.dtype = fl::DType::Float32;
+      a.rows = rows;
+      a.cols = cols;
+      a.scale = 1.f;
+      a.out = out->data();
+      fl::log_sum_exp(ctx, a);
+    };
     return {run, [run, x, out, rows, cols] {
               run();
               ld worst = 0;
@@ -143,8 +166,11 @@ Bench make_bench(fl::Context& ctx, const std::string& op, int64_t rows, int64_t 
     b->grad.assign(b->p.s.size(), NAN);
     b->row_loss.assign(size_t(rows), NAN);
     auto args = [b, rows, cols](bool dscale) {
-      return fl::CrossEntropyArgs{b->p.s.data(), fl::DType::Float32, rows, cols, b->labels.data(), -100, 1.f, 0.f, 0.f, nullptr, 0.f,
-                                  Reduction::Mean, nullptr, b->grad.data(), false, dscale, b->row_loss.data(), nullptr};
+      fl::CrossEntropyArgs a{};
+      loss_args(a, b->p.s.data(), rows, cols, 1.f, *b, dscale);
+      a.labels = b->labels.data();
+      a.ignore_index = -100;
+      return a;
     };
     return {[&ctx, args] { fl::cross_entropy(ctx, args(false)); },
             [&ctx, args, b, rows, cols] {
@@ -176,9 +202,10 @@ Bench make_bench(fl::Context& ctx, const std::string& op, int64_t rows, int64_t 
     b->grad.assign(b->p.s.size(), NAN);
     b->row_loss.assign(size_t(rows), NAN);
     auto args = [b, rows](bool dscale) {
-      return fl::InfoNCEArgs{{b->p.s.data(), fl::DType::Float32, rows, rows, 20.f, Reduction::Mean, nullptr, b->grad.data(), false, dscale,
-                              b->row_loss.data()},
-                             Csr{}, Csr{}, true};
+      fl::InfoNCEArgs a{};
+      loss_args(a, b->p.s.data(), rows, rows, 20.f, *b, dscale);
+      a.symmetric = true;
+      return a;
     };
     return {[&ctx, args] { fl::info_nce(ctx, args(false)); },
             [&ctx, args, b, rows] {
@@ -197,8 +224,14 @@ Bench make_bench(fl::Context& ctx, const std::string& op, int64_t rows, int64_t 
     b->grad.assign(b->p.s.size(), NAN);
     b->row_loss.assign(size_t(rows), NAN);
     auto args = [b, rows, cols](bool dscale) {
-      const fl::SoftTopKProblem p{b->p.s.data(), fl::DType::Float32, rows, cols, 1.f, 2.f, 5, nullptr, Csr{}, 1e-5f, 100};
-      return fl::SoftTopKLossArgs{p, b->p.pos.csr(false), Reduction::Mean, nullptr, b->grad.data(), false, dscale, b->row_loss.data()};
+      fl::SoftTopKLossArgs a{};
+      loss_args(a, b->p.s.data(), rows, cols, 1.f, *b, dscale);
+      a.alpha = 2.f;
+      a.k = 5;
+      a.tol = 1e-5f;
+      a.max_iter = 100;
+      a.positives = b->p.pos.csr(false);
+      return a;
     };
     return {[&ctx, args] { fl::soft_topk_loss(ctx, args(false)); },
             [&ctx, args, b, rows, cols] {

@@ -21,7 +21,7 @@ int main() {
 
   fl::Context ctx;
   fl::CrossEntropyArgs args{};
-  args.logits = logits.data();
+  args.scores = logits.data();
   args.dtype = fl::DType::Float32;
   args.rows = rows;
   args.cols = cols;
@@ -30,7 +30,7 @@ int main() {
   args.scale = 1.f;
   args.reduction = fl::Reduction::Mean;
   args.grad = grad.data();
-  args.grad_float32 = true;
+  args.grad_dtype = fl::DType::Float32;
   args.row_loss = row_loss.data();
   const fl::LossResult r = fl::cross_entropy(ctx, args);
 

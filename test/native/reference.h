@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "check.h"
+#include "native/core/context.h"
 #include "native/core/dtype.h"
 #include "native/ops/contrastive.h"
 #include "native/ops/cross_entropy.h"
@@ -353,40 +354,40 @@ inline RowsRef rows_reference(const Problem& p, Loss loss, float scale, float si
 // float32 into g, row losses into rl; dScale only when asked.
 inline fl::LossResult call(fl::Context& ctx, Loss loss, const Problem& p, const std::vector<uint16_t>& bf16, float scale, Reduction red,
                            const std::vector<float>& go, float sigma, std::vector<float>& g, std::vector<float>& rl, bool dscale = true) {
-  const void* scores = bf16.empty() ? static_cast<const void*>(p.s.data()) : bf16.data();
-  const DType dtype = bf16.empty() ? DType::Float32 : DType::BFloat16;
-  const float* grad_output = red == Reduction::None ? go.data() : nullptr;
-  if (loss == Loss::DecoupledSoftmax || loss == Loss::MultiLabelSoftmax || loss == Loss::BCE) {
-    fl::PositivesLossArgs a{};
-    a.scores = scores;
-    a.dtype = dtype;
+  // What every loss takes (fl::LossArgs), then each loss's own fields.
+  auto common = [&](fl::LossArgs& a) {
+    a.scores = bf16.empty() ? static_cast<const void*>(p.s.data()) : bf16.data();
+    a.dtype = bf16.empty() ? DType::Float32 : DType::BFloat16;
     a.rows = p.B;
     a.cols = p.N;
-    a.positives = p.pos.csr(p.weighted);
-    a.exclude = p.ex.csr(false);
     a.scale = scale;
     a.reduction = red;
-    a.grad_output = grad_output;
+    a.grad_output = red == Reduction::None ? go.data() : nullptr;
     a.grad = g.data();
-    a.grad_float32 = true;
-    a.want_dscale = dscale;
+    a.grad_dtype = DType::Float32;
+    a.grad_scale = dscale;
     a.row_loss = rl.data();
+  };
+  if (loss == Loss::DecoupledSoftmax || loss == Loss::MultiLabelSoftmax || loss == Loss::BCE) {
+    fl::PositivesLossArgs a{};
+    common(a);
+    a.positives = p.pos.csr(p.weighted);
+    a.exclude = p.ex.csr(false);
     return loss == Loss::DecoupledSoftmax ? fl::decoupled_softmax(ctx, a) : loss == Loss::BCE ? fl::binary_cross_entropy(ctx, a) : fl::multi_label_softmax(ctx, a);
   }
-  fl::ContrastiveCommon c{};
-  c.scores = scores;
-  c.dtype = dtype;
-  c.rows = p.B;
-  c.cols = p.N;
-  c.scale = scale;
-  c.reduction = red;
-  c.grad_output = grad_output;
-  c.grad = g.data();
-  c.grad_float32 = true;
-  c.want_dscale = dscale;
-  c.row_loss = rl.data();
-  if (loss == Loss::InfoNCE) return fl::info_nce(ctx, fl::InfoNCEArgs{c, p.pos.csr(p.weighted), p.ex.csr(false), false});
-  return fl::decoupled_contrastive(ctx, fl::DecoupledContrastiveArgs{c, p.pos.csr(false), p.ex.csr(false), loss == Loss::DCLW ? sigma : 0.f});
+  if (loss == Loss::InfoNCE) {
+    fl::InfoNCEArgs a{};
+    common(a);
+    a.positives = p.pos.csr(p.weighted);
+    a.exclude = p.ex.csr(false);
+    return fl::info_nce(ctx, a);
+  }
+  fl::DecoupledContrastiveArgs a{};
+  common(a);
+  a.positives = p.pos.csr(false);
+  a.exclude = p.ex.csr(false);
+  a.sigma = loss == Loss::DCLW ? sigma : 0.f;
+  return fl::decoupled_contrastive(ctx, a);
 }
 
 // The reduced loss, gradient dL/dS and dScale of a reference: u_i = 1/denom ('mean'), 1 ('sum')
