@@ -14,7 +14,9 @@
 //   args                             the arguments before the options, by kind: 'scores', then
 //                                    'labels' (Int32Array) or 'positives' (CSR); inputs objects
 //                                    hold them under these names, the options under `opts`
-//   options                          the op's own options (beyond LOSS_OPTION_KEYS for a loss)
+//   options                          the op's own options, beyond the common ones (LOSS_OPTION_KEYS
+//                                    for a loss; shape and dtype, the bare-array form, for any op);
+//                                    test/options.test.ts checks them against what the op accepts
 //   returns                          'loss' (a LossResult) or 'lse' (the row log-sum-exps)
 //   reference                        its float64 oracle, an export of test/reference/index.ts
 //   cases: [{ rows, cols, kind, dtype, ...op options }]       inputs for the backend comparison
