@@ -10,6 +10,6 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > /dev/null
 cmake -S "$src/examples/cpp" -B "$tmp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$tmp/prefix" \
   -DCMAKE_EXPORT_COMPILE_COMMANDS=ON > /dev/null
-cmake --build "$tmp/build" > /dev/null
+cmake --build "$tmp/build" > "$tmp/build.log" || { tail -5 "$tmp/build.log"; exit 1; }
 grep -q -- '-ffp-contract=off' "$tmp/build/compile_commands.json" || { echo "the consumer was not compiled with -ffp-contract=off"; exit 1; }
 "$tmp/build/cross_entropy_example"
