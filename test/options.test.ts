@@ -3,6 +3,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import * as adapter from '../lib/tfjs';
+import { LOSS_OPTION_KEYS } from '../dist/loss.js';
+import { makeRng } from '../scripts/lib/random.mjs';
+import { argsOf, ops } from '../scripts/ops.mjs';
 import { expectCode, fl } from './helpers';
 
 const S = () => fl.tensor(new Float32Array([0.5, -1, 2, 0, 1, 3]), [2, 3]);
@@ -52,5 +55,18 @@ describe('unknown options', () => {
     expect(() => adapter.softmaxCrossEntropy(logits, y, { lableSmoothing: 0.1 } as never)).toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringMatching(/did you mean 'labelSmoothing'/) }));
     expect(() => adapter.infoNCE(tf.tensor2d([1, 0, 0, 1], [2, 2]), { symetric: true } as never)).toThrow(expect.objectContaining({ code: 'ERR_ARG', message: expect.stringMatching(/did you mean 'symmetric'/) }));
     logits.dispose();
+  });
+});
+
+describe('the op registry (scripts/ops.mjs)', () => {
+  it("lists each op's own options: those it accepts beyond the common ones", () => {
+    for (const op of ops) {
+      const inputs = op.make(fl, makeRng(1), { ...op.cases[0], dtype: 'float32' });
+      const call = () => fl[op.fn as 'logSumExp'](...(argsOf(op, { ...inputs, opts: { noSuchOption: 1 } }, inputs.scores) as [never]));
+      const message = expectCode(call, 'ERR_ARG').message;
+      const known = [...message.slice(message.indexOf('expected one of')).matchAll(/'(\w+)'/g)].map((m) => m[1]);
+      const common: readonly string[] = op.returns === 'loss' ? LOSS_OPTION_KEYS : ['shape', 'dtype'];
+      expect(known.filter((k) => !common.includes(k)).sort(), op.name).toEqual([...op.options].sort());
+    }
   });
 });

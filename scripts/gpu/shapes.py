@@ -1,6 +1,15 @@
-"""The GPU benchmark shapes, read by torch_baselines.py; bench/gpu.mjs reads shapes.json."""
+"""The GPU benchmark shapes, read by torch_baselines.py: each op's `gpu.shapes` in the op
+registry (scripts/ops.mjs), which bench/gpu.mjs times. Node prints them ($NODE on the GPU
+machine, as scripts/gpu/run.sh sets it)."""
 import json
 import os
+import subprocess
 
-with open(os.path.join(os.path.dirname(__file__), "shapes.json")) as f:
-    GPU_SHAPES = json.load(f)
+_registry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops.mjs")
+GPU_SHAPES = json.loads(
+    subprocess.run(
+        [os.environ.get("NODE", "node"), "--input-type=module", "-e",
+         f"import {{ gpuShapes }} from {json.dumps('file://' + os.path.abspath(_registry))}; console.log(JSON.stringify(gpuShapes()))"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+)

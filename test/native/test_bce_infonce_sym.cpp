@@ -5,21 +5,15 @@
 #include <vector>
 
 #include "check.h"
+#include "reference.h"
 #include "native/core/context.h"
 #include "native/ops/contrastive.h"
 #include "native/ops/positives_losses.h"
 
 using namespace fl;
-using fltest::isas;
-using fltest::Rng;
-
-struct Ref {
-  std::vector<long double> row_loss, grad;
-  long double loss = 0, dscale = 0;
-};
+using namespace fltest;
 
 static long double softplus(long double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
-static long double sig(long double a) { return a >= 0 ? 1 / (1 + std::exp(-a)) : std::exp(a) / (1 + std::exp(a)); }
 
 static long double rel_l2(const std::vector<float>& got, const std::vector<long double>& want) {
   long double num = 0, den = 0;
@@ -88,39 +82,6 @@ FL_TEST(binary_cross_entropy_every_isa) {
                (long long)c.N, got.loss, want.loss, rows_err, rel_l2(g, want.grad), got.dscale, want.dscale);
     }
   }
-}
-
-// SPEC 3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
-static Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
-  Ref r;
-  r.row_loss.assign(size_t(n), 0);
-  r.grad.assign(size_t(n * n), 0);
-  std::vector<long double> row_lse(static_cast<size_t>(n)), col_lse(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    long double mr = -INFINITY, mc = -INFINITY, sr = 0, sc = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      mr = std::max<long double>(mr, scale * (long double)x[size_t(i * n + j)]);
-      mc = std::max<long double>(mc, scale * (long double)x[size_t(j * n + i)]);
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      sr += std::exp(scale * (long double)x[size_t(i * n + j)] - mr);
-      sc += std::exp(scale * (long double)x[size_t(j * n + i)] - mc);
-    }
-    row_lse[size_t(i)] = mr + std::log(sr);
-    col_lse[size_t(i)] = mc + std::log(sc);
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const long double zii = scale * (long double)x[size_t(i * n + i)];
-    r.row_loss[size_t(i)] = (row_lse[size_t(i)] - zii + col_lse[size_t(i)] - zii) / 2;
-    r.loss += r.row_loss[size_t(i)];
-    for (int64_t j = 0; j < n; ++j) {
-      const long double s = x[size_t(i * n + j)], z = scale * s;
-      const long double d = (std::exp(z - row_lse[size_t(i)]) + std::exp(z - col_lse[size_t(j)]) - (i == j ? 2 : 0)) / 2;
-      r.grad[size_t(i * n + j)] = scale * d;
-      r.dscale += d * s;
-    }
-  }
-  return r;
 }
 
 FL_TEST(symmetric_infonce_every_isa) {

@@ -3,23 +3,14 @@
 #include <vector>
 
 #include "check.h"
+#include "reference.h"
 #include "native/core/context.h"
 #include "native/core/dtype.h"
 #include "native/api/error.h"
 #include "native/ops/logsumexp.h"
 
 using namespace fl;
-using fltest::isas;
-using fltest::Rng;
-
-static long double ref_lse(const float* x, int64_t n, double scale) {
-  long double m = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) m = std::max<long double>(m, scale * x[i]);
-  if (m == -INFINITY) return m;
-  long double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp((long double)scale * x[i] - m);
-  return m + std::log(s);
-}
+using namespace fltest;
 
 static std::vector<float> scores(Rng& rng, int64_t rows, int64_t cols, const char* kind) {
   std::vector<float> x(size_t(rows * cols));

@@ -5,37 +5,14 @@
 #include <vector>
 
 #include "check.h"
+#include "reference.h"
 #include "native/core/context.h"
 #include "native/api/error.h"
 #include "native/ops/soft_topk.h"
 #include "native/ops/soft_topk_math.h"
 
 using namespace fl;
-using fltest::isas;
-using fltest::Rng;
-
-static long double sig(long double a) { return a >= 0 ? 1 / (1 + std::exp(-a)) : std::exp(a) / (1 + std::exp(a)); }
-
-// The root of Σσ(α(x + t)) = k as log L = log R with each term exact (see soft_topk_math.h),
-// by bisection in long double: sharp even where the top entries saturate.
-static long double ref_threshold(const float* x, int64_t n, long double k, long double alpha) {
-  auto h = [&](long double t) {
-    long double L = 0, R = 0, m = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      if (x[j] == -INFINITY) continue;
-      const long double a = alpha * (x[j] + t);
-      if (a < 0) L += sig(a);
-      else { R += sig(-a); m += 1; }
-    }
-    return std::log(L + std::max<long double>(m - k, 0)) - std::log(R + std::max<long double>(k - m, 0));
-  };
-  long double lo = -1e4, hi = 1e4;
-  for (int i = 0; i < 100; ++i) {  // 2e4 / 2^100: far below an ulp of any root here
-    const long double mid = (lo + hi) / 2;
-    (h(mid) < 0 ? lo : hi) = mid;
-  }
-  return (lo + hi) / 2;
-}
+using namespace fltest;
 
 FL_TEST(threshold_matches_the_root_every_isa) {
   Rng rng(3);
@@ -79,28 +56,6 @@ FL_TEST(saturated_row_converges_to_the_sharp_root) {
     const long double want = ref_threshold(x.data(), N, 1, 1);
     FL_CHECK(std::fabs(t - want) <= 1e-5 * std::fabs(want), "%s: t %.9g want %.9Lg (%d passes)", isa_name(isa), double(t), want, it);
   }
-}
-
-// ℓ and dℓ/dx of one row in long double (SPEC 3.8, sum reduction, unit weights).
-static void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vector<int32_t>& pos, const std::vector<bool>& out, int32_t k,
-                         long double alpha, long double& loss, std::vector<long double>& grad) {
-  std::vector<float> xin(x);
-  for (int64_t j = 0; j < N; ++j) if (out[size_t(j)]) xin[size_t(j)] = -INFINITY;
-  const long double t = ref_threshold(xin.data(), N, k, alpha);
-  const long double n = (long double)pos.size();
-  loss = 0;
-  grad.assign(static_cast<size_t>(N), 0);
-  long double U = 0, V = 0;
-  for (int32_t j : pos) {
-    const long double a = alpha * (x[size_t(j)] + t);
-    loss -= std::log(sig(a)) / n;
-    const long double u = alpha * (-1 / n) * sig(-a);
-    grad[size_t(j)] = u;
-    U += u;
-  }
-  for (int64_t j = 0; j < N; ++j) if (!out[size_t(j)]) V += alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t));
-  for (int64_t j = 0; j < N; ++j)
-    if (!out[size_t(j)]) grad[size_t(j)] -= alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t)) * U / V;
 }
 
 FL_TEST(loss_and_gradient_with_exclusions_every_isa) {

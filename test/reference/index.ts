@@ -1,5 +1,6 @@
 /** The float64 references: the oracle every kernel is tested against (see types.ts for conventions). */
 export type { Reduction, RefCommonOptions, RefPositives, RefResult, RefSoftTopKResult, Scores } from './types.js';
+export { refLogSumExp } from './logSumExp.js';
 export { refSoftmaxCrossEntropy, type RefCrossEntropyOptions } from './softmaxCrossEntropy.js';
 export { refMultiLabelSoftmax, type RefMultiLabelSoftmaxOptions } from './multiLabelSoftmax.js';
 export { refInfoNCE, type RefInfoNCEOptions } from './infoNCE.js';
