@@ -22,6 +22,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { NativeCsr } from './csr';
+import type { LinearCrossEntropyArgs } from './ops/linearCrossEntropy';
 import { makeError, fromNative } from './errors';
 import { fail } from './validate';
 
@@ -88,6 +89,8 @@ export interface NativeAddon {
   infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
   decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
   decoupledContrastiveAsync(...args: DecoupledContrastiveArgs): Promise<NativeLoss>;
+  linearCrossEntropy(...args: LinearCrossEntropyArgs): NativeLoss;
+  linearCrossEntropyAsync(...args: LinearCrossEntropyArgs): Promise<NativeLoss>;
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */

@@ -93,6 +93,8 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("infoNCEAsync", &Addon::bind<info_nce, true>),
                              InstanceMethod("decoupledContrastive", &Addon::bind<decoupled_contrastive, false>),
                              InstanceMethod("decoupledContrastiveAsync", &Addon::bind<decoupled_contrastive, true>),
+                             InstanceMethod("linearCrossEntropy", &Addon::bind<linear_cross_entropy, false>),
+                             InstanceMethod("linearCrossEntropyAsync", &Addon::bind<linear_cross_entropy, true>),
                          });
   }
 

@@ -19,5 +19,7 @@ Napi::Value soft_topk_loss(const Napi::CallbackInfo& info, Addon& addon, bool as
 // napi/contrastive.cpp
 Napi::Value info_nce(const Napi::CallbackInfo& info, Addon& addon, bool async);
 Napi::Value decoupled_contrastive(const Napi::CallbackInfo& info, Addon& addon, bool async);
+// napi/linear_cross_entropy.cpp (CPU only)
+Napi::Value linear_cross_entropy(const Napi::CallbackInfo& info, Addon& addon, bool async);
 
 }  // namespace fl::napi
