@@ -190,12 +190,14 @@ def linear_cross_entropy(rows, cols, args):
 
 
 def sgemm(rows, cols, args):
-    # C = A·Bᵀ, (rows × dim)·(cols × dim)ᵀ: the GEMM core's score shape, through torch.mm's BLAS.
+    # C (rows × cols) = op(A)·op(B) with depth dim, through torch.mm's BLAS; layout "nt": A·Bᵀ
+    # (the scores), "nn": A·B (dH = G·W), "tn": Aᵀ·B (dW = Gᵀ·H), as bench/native/gemm_bench.cpp.
     dim = int(args.get("dim", 512))
-    a = torch.randn(rows, dim)
-    b = torch.randn(cols, dim)
+    layout = args.get("layout", "nt")
+    a = torch.randn(dim, rows).T if layout[0] == "t" else torch.randn(rows, dim)
+    b = torch.randn(cols, dim).T if layout[1] == "t" else torch.randn(dim, cols)
     c = torch.empty(rows, cols)
-    return lambda: torch.mm(a, b.T, out=c)
+    return lambda: torch.mm(a, b, out=c)
 
 
 def blas_in_use():

@@ -1,7 +1,7 @@
 // The GEMM core's microbenchmark: the machine's FMA peak (measured), then C = A·Bᵀ, C += A·B and
 // C += Aᵀ·B at the shapes linearCrossEntropy runs, each validated against float64 on sampled
 // entries before it is timed. Prints one JSON line per measurement.
-//   gemm_bench [threads=2] [isa=best] [rounds=5]
+//   gemm_bench [threads=2] [isa=best] [rounds=5] [shape index, or all; "peak" for the FMA peak only]
 // Built with the native tests (cmake -DFUSEDLOSS_TESTS=ON); bench/gemm.mjs runs it beside
 // OpenBLAS sgemm through PyTorch.
 #include <chrono>
@@ -24,10 +24,12 @@ int main(int argc, char** argv) {
   if (argc > 2 && std::strcmp(argv[2], "best") != 0)
     isa = std::strcmp(argv[2], "sse2") == 0 ? Isa::Sse2 : std::strcmp(argv[2], "avx2") == 0 ? Isa::Avx2 : Isa::Avx512;
   const int rounds = argc > 3 ? std::atoi(argv[3]) : 5;
+  const char* only = argc > 4 ? argv[4] : "all";
+  const bool all = std::strcmp(only, "all") == 0, peak = all || std::strcmp(only, "peak") == 0;
   Context ctx(isa, threads);
 
   // FMA peak: every thread runs independent chains; best of the rounds.
-  {
+  if (peak) {
     const int64_t iters = 20000000;
     double best = 0;
     for (int r = 0; r < rounds; ++r) {
@@ -53,7 +55,9 @@ int main(int argc, char** argv) {
       {"dH += G.W", 256, 512, 32768, false, false},
       {"dW += Gt.H", 32768, 512, 256, true, false},
   };
-  for (const Shape& s : shapes) {
+  for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
+    if (!all && (peak || std::atoi(only) != si)) continue;
+    const Shape& s = shapes[si];
     const int64_t ar = s.at ? s.k : s.m, ac = s.at ? s.m : s.k, br = s.bt ? s.n : s.k, bc = s.bt ? s.k : s.n;
     std::vector<float> a(size_t(ar * ac)), b(size_t(br * bc)), c(size_t(s.m * s.n), 0.f);
     uint64_t seed = 1;

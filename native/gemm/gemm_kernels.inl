@@ -61,6 +61,30 @@ static inline void gemm_micro(int64_t kc, const float* __restrict a, const float
     }
 }
 
+// out[k·stride + r] = src[r·ld + k] for r < rows, k < kc: a transposing copy, by 4×4 blocks in
+// SSE registers (every x86-64 has them) where a scalar loop would make 32 memory operations of
+// the 8 a block takes. Both packings of a matrix stored across the micro-panel's direction use it.
+static void gemm_transpose_copy(const float* src, int64_t ld, int rows, int64_t kc, float* out, int64_t stride) {
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* s0 = src + r * ld;
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s0 + ld + k), c = _mm_loadu_ps(s0 + 2 * ld + k), d = _mm_loadu_ps(s0 + 3 * ld + k);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      float* o = out + k * stride + r;
+      _mm_storeu_ps(o, a);
+      _mm_storeu_ps(o + stride, b);
+      _mm_storeu_ps(o + 2 * stride, c);
+      _mm_storeu_ps(o + 3 * stride, d);
+    }
+    for (; k < kc; ++k)
+      for (int q = 0; q < 4; ++q) out[k * stride + r + q] = s0[q * ld + k];
+  }
+  for (; r < rows; ++r)
+    for (int64_t k = 0; k < kc; ++k) out[k * stride + r] = src[r * ld + k];
+}
+
 // Packs rows [0, m) × K slice [k0, k0 + kc) of op(A) (fp32) into MR-row micro-panels
 // (panel p, step k: out[p·kc·MR + k·MR + r]); rows past m are zero.
 static void gemm_pack_a(const GemmBlock& g, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* out) {
@@ -74,19 +98,10 @@ static void gemm_pack_a(const GemmBlock& g, int64_t i0, int64_t m, int64_t k0, i
         for (; r < rows; ++r) dst[r] = src[r];
         for (; r < kGemmMr; ++r) dst[r] = 0.f;
       }
-    } else {  // op(A)(i, k) = a[i·lda + k]: rows read contiguously, 8 steps at a time
-      for (int64_t kb = 0; kb < kc; kb += 8) {
-        const int steps = int(kc - kb < 8 ? kc - kb : 8);
-        for (int r = 0; r < kGemmMr; ++r) {
-          float* dst = out + kb * kGemmMr + r;
-          if (r < rows) {
-            const float* src = g.a + (i0 + p0 + r) * g.lda + k0 + kb;
-            for (int s = 0; s < steps; ++s) dst[s * kGemmMr] = src[s];
-          } else {
-            for (int s = 0; s < steps; ++s) dst[s * kGemmMr] = 0.f;
-          }
-        }
-      }
+    } else {  // op(A)(i, k) = a[i·lda + k]: rows are contiguous runs of K
+      gemm_transpose_copy(g.a + (i0 + p0) * g.lda + k0, g.lda, rows, kc, out, kGemmMr);
+      for (int64_t k = 0; k < kc; ++k)
+        for (int r = rows; r < kGemmMr; ++r) out[k * kGemmMr + r] = 0.f;
     }
   }
 }
@@ -107,7 +122,11 @@ static void gemm_pack_b(const GemmBlock& g, int64_t k0, int64_t kc, float* out) 
           V::store(dst + v * V::W, w >= V::W ? V::load(src + v * V::W) : w > 0 ? V::load_tail(src + v * V::W, w) : V::zero());
         }
       }
-    } else {  // op(B)(k, j) = b[j·ldb + k]: column j is a contiguous run of K, transposed by vectors
+    } else if constexpr (std::is_same_v<T, float>) {  // op(B)(k, j) = b[j·ldb + k]: columns are runs of K
+      gemm_transpose_copy(b + p0 * g.ldb + k0, g.ldb, cols, kc, out, kGemmNr);
+      for (int64_t k = 0; k < kc; ++k)
+        for (int c = cols; c < kGemmNr; ++c) out[k * kGemmNr + c] = 0.f;
+    } else {  // half columns: widened a vector at a time, then scattered
       for (int c = 0; c < kGemmNr; ++c) {
         if (c >= cols) {
           for (int64_t k = 0; k < kc; ++k) out[k * kGemmNr + c] = 0.f;
