@@ -237,9 +237,9 @@ def main():
     spec = json.loads(sys.argv[1])
     torch.set_num_threads(int(spec.get("threads", 2)))
     fn = OPS[spec["op"]](spec["rows"], spec["cols"], spec)
-    fn()
-    # Peak memory of one step beyond what the process held before it (inputs, warm caches):
-    # VmHWM after resetting it (writing 5 to clear_refs), minus VmRSS before.
+    # Peak memory of the first step beyond what the process held with its inputs made: VmHWM
+    # after resetting it (writing 5 to clear_refs), minus VmRSS before. It includes the
+    # gradients the step allocates (the caller subtracts what it counts as outputs).
     base = rss_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -247,6 +247,7 @@ def main():
         fn()
         extra_mib = max(0, rss_kib("VmHWM") - base) / 1024
     except OSError:
+        fn()
         extra_mib = None
     times, start = [], time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - start < float(spec.get("minSeconds", 1.0)) and len(times) < 100):
