@@ -41,9 +41,10 @@ struct LinearCrossEntropyArgs {
   int64_t memory_budget;  // bytes of scratch, > 0
 };
 
-// How a call splits its work (linear_cross_entropy_plan), for tests and the docs.
+// How a call splits its work (linear_cross_entropy_plan; see linear_cross_entropy.cpp).
 struct LinearCrossEntropyPlan {
-  int64_t chunk_rows;     // rows of S held at once (all N columns)
+  int64_t chunk_rows;     // rows taken at once
+  int64_t tile_cols;      // columns of S held at once: N (row chunks), or fewer (column tiles)
   int64_t scratch_bytes;  // what the call allocates, at most the budget
 };
 LinearCrossEntropyPlan linear_cross_entropy_plan(const Context& ctx, const LinearCrossEntropyArgs& args, int64_t active_rows);

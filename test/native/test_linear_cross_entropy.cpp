@@ -171,6 +171,15 @@ Out run(Context& ctx, const Case& c, const Inputs& in, DType dt = DType::Float32
     const int64_t one = linear_cross_entropy_plan(ctx, a, 1).scratch_bytes, two = linear_cross_entropy_plan(ctx, a, 2).scratch_bytes;
     a.memory_budget = one + (-c.budget - 1) * (two - one);
   }
+  int64_t active = 0;
+  for (int32_t y : in.y) active += y != -100;
+  const LinearCrossEntropyPlan plan = linear_cross_entropy_plan(ctx, a, active);
+  FL_CHECK(plan.scratch_bytes <= a.memory_budget, "plan needs %lld bytes of a %lld budget", (long long)plan.scratch_bytes,
+           (long long)a.memory_budget);
+  // The strategy the case means to test: row chunks (all columns) unless few rows fit.
+  const bool want_tiles = c.budget < 0 && -c.budget < std::min<int64_t>(active, kGemmKc);
+  FL_CHECK((plan.tile_cols < c.N) == want_tiles, "B=%lld N=%lld: plan %lld rows x %lld columns", (long long)c.B, (long long)c.N,
+           (long long)plan.chunk_rows, (long long)plan.tile_cols);
   o.res = linear_cross_entropy(ctx, a);
   return o;
 }
@@ -207,6 +216,8 @@ const Case kCases[] = {
     {13, 17, 2049, 1.3f, 0, 0.2f, 1e-4f, true, false, Reduction::None, true, -2, 3},  // chunks of 2 rows
     {4, 1024, 67, 1, 0, 0, 0, false, true, Reduction::Mean, false, 0, 3},
     {6, 50, 300, 1, 0, 0, 0, false, false, Reduction::Mean, false, 0, 60},                   // peaked rows
+    {600, 8, 300, 1.5f, 0, 0.1f, 0, true, true, Reduction::Mean, false, -256, 3},           // row chunks of 256
+    {40, 9, 1500, 1, 3, 0.1f, 1e-3f, true, true, Reduction::Sum, false, -3, 3},             // column tiles, every option
 };
 
 }  // namespace
@@ -223,7 +234,7 @@ FL_TEST(linear_cross_entropy_matches_reference_every_isa) {
 }
 
 FL_TEST(linear_cross_entropy_wide_vocabulary) {
-  // N > 65536: rows wider than the engine's tile, in chunks of 2 rows.
+  // N > 65536: rows wider than the engine's tile; a budget for 2 such rows makes column tiles.
   const Case c{5, 7, 70001, 1, 0, 0.05f, 0, true, true, Reduction::Mean, false, -2, 3};
   Rng rng(42);
   const Inputs in = make_inputs(c, rng);
