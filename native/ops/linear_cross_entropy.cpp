@@ -5,14 +5,14 @@
 // of two strategies runs, picked by the plan from the budget:
 //
 // Row chunks × all N columns, when the budget holds the scores of a whole chunk of rows (at
-// least kGemmKc rows, or every row): each chunk of R rows does
+// least kMinChunkRows rows, or every row): each chunk of R rows does
 //   S  = H_c·Wᵀ (+ b)                    GEMM 1 (scores, fp32)
 //   G  = dL/dS, in place in S            the per-row cross-entropy engine (softmax_rows.h),
 //                                        the same code as softmaxCrossEntropy on given scores
 //   dH_c = G·W                           GEMM 2
 //   dW += Gᵀ·H_c,  db += Σ_rows G        GEMM 3 and a column sum
-// Three GEMMs of 2·R·N·D flops: S is computed once. This is the cheaper strategy, and the
-// default budget gives it 256 rows up to N ≈ 32k.
+// Three GEMMs of 2·R·N·D flops: S is computed once. This is the cheaper strategy; the default
+// budget (32 MiB) gives it 235 rows at N = 32768 and 64 rows up to N ≈ 120k.
 //
 // Column tiles, when it does not (a vocabulary so large that few rows of S fit): each chunk of
 // rows sweeps W in tiles of T columns twice. Sweep 1 computes each tile's scores and folds them
@@ -50,6 +50,9 @@ namespace {
 
 // Column tiles are at least this wide (narrower ones would spend their time in overheads).
 constexpr int64_t kColumnTileMin = 256;
+// Row chunks need room for this many rows of S (or every row): each chunk re-reads and
+// re-writes dW (N×D) for 2·R·N·D flops, 4/R bytes a flop, which stops mattering around here.
+constexpr int64_t kMinChunkRows = 64;
 
 // Per-call bookkeeping besides the big buffers: the engine keeps per-row vectors and, for rows of
 // up to kRowTile columns, a thread-local copy of the row's exponentials (4·N bytes a thread).
@@ -239,7 +242,7 @@ ChunkResult column_tiles(Context& ctx, const LinearCrossEntropyArgs& a, const Cr
 LinearCrossEntropyPlan linear_cross_entropy_plan(const Context& ctx, const LinearCrossEntropyArgs& a, int64_t active) {
   const int64_t fixed = fixed_scratch(ctx, a.classes), per_row = row_scratch(a.classes, a.dim);
   const int64_t fit = a.memory_budget > fixed ? (a.memory_budget - fixed) / per_row : 0;
-  if (fit < std::min<int64_t>(std::max<int64_t>(active, 1), kGemmKc) && a.classes > kColumnTileMin) {
+  if (fit < std::min<int64_t>(std::max<int64_t>(active, 1), kMinChunkRows) && a.classes > kColumnTileMin) {
     // Column tiles: up to kGemmKc rows, tiles as wide as the rest of the budget allows.
     const int64_t row_state = 8 * a.dim + 64 + 64;  // H_c, dH_c, the row's statistics and terms
     const int64_t min_cols = kColumnTileMin;

@@ -177,7 +177,7 @@ Out run(Context& ctx, const Case& c, const Inputs& in, DType dt = DType::Float32
   FL_CHECK(plan.scratch_bytes <= a.memory_budget, "plan needs %lld bytes of a %lld budget", (long long)plan.scratch_bytes,
            (long long)a.memory_budget);
   // The strategy the case means to test: row chunks (all columns) unless few rows fit.
-  const bool want_tiles = c.budget < 0 && -c.budget < std::min<int64_t>(active, kGemmKc);
+  const bool want_tiles = c.budget < 0 && -c.budget < std::min<int64_t>(active, 64);
   FL_CHECK((plan.tile_cols < c.N) == want_tiles, "B=%lld N=%lld: plan %lld rows x %lld columns", (long long)c.B, (long long)c.N,
            (long long)plan.chunk_rows, (long long)plan.tile_cols);
   o.res = linear_cross_entropy(ctx, a);
