@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { refLinearCrossEntropy } from './reference/linearCrossEntropy.js';
@@ -153,6 +154,36 @@ describe('linearCrossEntropy', () => {
     const z = fl.linearCrossEntropy(h, w, new Int32Array(p.B).fill(-100));
     expect(z.loss).toBe(0);
     expect(host(z.gradHidden).every((v) => v === 0) && host(z.gradWeight).every((v) => v === 0)).toBe(true);
+  });
+
+  // Linux: peak RSS (VmHWM) can be reset by writing 5 to /proc/self/clear_refs.
+  const canTrackPeak = (() => {
+    try {
+      writeFileSync('/proc/self/clear_refs', '5');
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!canTrackPeak)('stays within memoryBudget where the B×N scores would take 1 GiB', () => {
+    const B = 8192;
+    const D = 16;
+    const N = 32768; // S: 8192 × 32768 fp32 = 1 GiB
+    const rng = makeRng(11);
+    const h = fl.tensor(Float32Array.from({ length: B * D }, () => rng.normal() * 0.5), [B, D]);
+    const w = fl.tensor(Float32Array.from({ length: N * D }, () => rng.normal() * 0.5), [N, D]);
+    const y = Int32Array.from({ length: B }, () => rng.int(0, N));
+    const gradHidden = fl.tensor(new Float32Array(B * D).fill(0), [B, D]);
+    const gradWeight = fl.tensor(new Float32Array(N * D).fill(0), [N, D]);
+    const memoryBudget = 16 * 2 ** 20;
+    const kib = (field: string) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(field + ':'))!)![1]);
+    const before = kib('VmRSS');
+    writeFileSync('/proc/self/clear_refs', '5');
+    const r = fl.linearCrossEntropy(h, w, y, { memoryBudget, gradHidden, gradWeight, returnLse: true });
+    const peakExtra = (kib('VmHWM') - before) * 1024;
+    expect(Number.isFinite(r.loss)).toBe(true);
+    // The budget, the small outputs (rowLoss, lse) and some allocator and V8 slack; nothing near 1 GiB.
+    expect(peakExtra, `peak ${(peakExtra / 2 ** 20).toFixed(1)} MiB beyond the inputs`).toBeLessThan(memoryBudget + 8 * 2 ** 20);
   });
 
   it('refuses bad arguments with the usual errors', async () => {
