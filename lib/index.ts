@@ -40,4 +40,4 @@ export type { InfoNCEOptions } from './ops/infoNCE';
 export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';
 export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';
 export { linearCrossEntropy, linearCrossEntropyAsync, DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
-export type { LinearCrossEntropyOptions, LinearCrossEntropyResult } from './ops/linearCrossEntropy';
+export type { LinearCrossEntropyOptions, LinearCrossEntropyResult, WithLinearGrad } from './ops/linearCrossEntropy';

@@ -68,6 +68,16 @@ export interface LinearCrossEntropyResult extends Omit<LossResult, 'grad'> {
   lse?: Float32Array;
 }
 
+/**
+ * The result type for options of type O: `gradHidden` and `gradWeight` are present exactly when
+ * O does not say `grad: false` (as WithGrad does for the losses on scores).
+ */
+export type WithLinearGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
+  ? Omit<LinearCrossEntropyResult, 'gradHidden' | 'gradWeight' | 'gradBias'>
+  : [G] extends [true | undefined]
+    ? LinearCrossEntropyResult & { gradHidden: Tensor; gradWeight: Tensor }
+    : LinearCrossEntropyResult;
+
 const KEYS = optionKeys<LinearCrossEntropyOptions>({
   scale: true,
   reduction: true,
@@ -262,18 +272,23 @@ export type LinearCrossEntropyArgs = readonly [
  * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_LABEL_RANGE, ERR_ARG for a memoryBudget below
  * one row of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
  */
-export function linearCrossEntropy(hidden: Tensor | TensorLike, weight: Tensor | TensorLike, labels: Int32Array, opts?: LinearCrossEntropyOptions): LinearCrossEntropyResult {
-  const { args, finish } = prepare(hidden, weight, labels, opts);
-  return finish(call((a) => a.linearCrossEntropy(...args)));
-}
-
-/** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
-export async function linearCrossEntropyAsync(
+export function linearCrossEntropy<O extends LinearCrossEntropyOptions | undefined = undefined>(
   hidden: Tensor | TensorLike,
   weight: Tensor | TensorLike,
   labels: Int32Array,
-  opts?: LinearCrossEntropyOptions,
-): Promise<LinearCrossEntropyResult> {
+  opts?: O,
+): WithLinearGrad<O> {
+  const { args, finish } = prepare(hidden, weight, labels, opts);
+  return finish(call((a) => a.linearCrossEntropy(...args))) as WithLinearGrad<O>;
+}
+
+/** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
+export async function linearCrossEntropyAsync<O extends LinearCrossEntropyOptions | undefined = undefined>(
+  hidden: Tensor | TensorLike,
+  weight: Tensor | TensorLike,
+  labels: Int32Array,
+  opts?: O,
+): Promise<WithLinearGrad<O>> {
   const { args, finish } = preparingAsync(() => prepare(hidden, weight, labels, opts));
-  return finish(await callAsync((a) => a.linearCrossEntropyAsync(...args)));
+  return finish(await callAsync((a) => a.linearCrossEntropyAsync(...args))) as WithLinearGrad<O>;
 }
