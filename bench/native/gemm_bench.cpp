@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "native/gemm/gemm.h"
+#include "native/isa/kernels.h"
 
 using namespace fl;
 

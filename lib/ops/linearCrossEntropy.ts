@@ -7,7 +7,7 @@
 import { makeError } from '../errors';
 import { toFloat32 } from '../half';
 import type { LossResult, Reduction } from '../loss';
-import { call, callAsync, type NativeInput } from '../native';
+import { call, callAsync, type NativeLinearCrossEntropy } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
 import { bool, fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, oneOf, optionKeys, options, positiveFinite } from '../validate';
@@ -187,35 +187,33 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   }
   const rowLoss = outputF32(B);
   const lse = o.returnLse === true ? outputF32(B) : undefined;
-  const args = [
-    hidden.nativeInput('hidden'),
-    weight.nativeInput('weight'),
-    lbl,
-    {
-      dtype: dtypeCode(hidden.dtype),
-      rows: B,
-      dim: D,
-      classes: N,
-      scale,
-      softcap,
-      ignoreIndex,
-      labelSmoothing,
-      zLoss,
-      reduction: REDUCTIONS.indexOf(reduction),
-      gradFloat32: gradDtype === 'float32' && hidden.dtype !== 'float32',
-      wantDScale,
-      accumulate,
-      memoryBudget,
-    },
+  const args: NativeLinearCrossEntropy = {
+    hidden: hidden.nativeInput('hidden'),
+    weight: weight.nativeInput('weight'),
+    labels: lbl,
+    dtype: dtypeCode(hidden.dtype),
+    rows: B,
+    dim: D,
+    classes: N,
     bias,
+    scale,
+    softcap,
+    ignoreIndex,
+    labelSmoothing,
     classWeights,
+    zLoss,
+    reduction: REDUCTIONS.indexOf(reduction),
     gradOutput,
-    gradHidden?.nativeInput('opts.gradHidden'),
-    gradWeight?.nativeInput('opts.gradWeight'),
+    gradHidden: gradHidden?.nativeInput('opts.gradHidden'),
+    gradDtype: dtypeCode(gradDtype),
+    gradWeight: gradWeight?.nativeInput('opts.gradWeight'),
     gradBias,
+    accumulate,
+    gradScale: wantDScale,
     rowLoss,
     lse,
-  ] as const;
+    memoryBudget,
+  };
   const finish = (r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
     const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss };
     if (gradHidden) out.gradHidden = gradHidden;
@@ -227,37 +225,6 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   };
   return { args, finish };
 }
-
-/** The arguments napi/linear_cross_entropy.cpp takes. @internal */
-export type LinearCrossEntropyArgs = readonly [
-  hidden: NativeInput,
-  weight: NativeInput,
-  labels: Int32Array,
-  opts: {
-    dtype: number;
-    rows: number;
-    dim: number;
-    classes: number;
-    scale: number;
-    softcap: number;
-    ignoreIndex: number;
-    labelSmoothing: number;
-    zLoss: number;
-    reduction: number;
-    gradFloat32: boolean;
-    wantDScale: boolean;
-    accumulate: boolean;
-    memoryBudget: number;
-  },
-  bias: Float32Array | undefined,
-  classWeights: Float32Array | undefined,
-  gradOutput: Float32Array | undefined,
-  gradHidden: NativeInput | undefined,
-  gradWeight: NativeInput | undefined,
-  gradBias: Float32Array | undefined,
-  rowLoss: Float32Array,
-  lse: Float32Array | undefined,
-];
 
 /**
  * Cross-entropy of the linear layer's scores S = hidden·weightᵀ (+ bias) against integer
@@ -279,7 +246,7 @@ export function linearCrossEntropy<O extends LinearCrossEntropyOptions | undefin
   opts?: O,
 ): WithLinearGrad<O> {
   const { args, finish } = prepare(hidden, weight, labels, opts);
-  return finish(call((a) => a.linearCrossEntropy(...args))) as WithLinearGrad<O>;
+  return finish(call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
 }
 
 /** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
@@ -290,5 +257,5 @@ export async function linearCrossEntropyAsync<O extends LinearCrossEntropyOption
   opts?: O,
 ): Promise<WithLinearGrad<O>> {
   const { args, finish } = preparingAsync(() => prepare(hidden, weight, labels, opts));
-  return finish(await callAsync((a) => a.linearCrossEntropyAsync(...args))) as WithLinearGrad<O>;
+  return finish(await callAsync((a) => a.linearCrossEntropyAsync(args))) as WithLinearGrad<O>;
 }

@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
+#include "../isa/kernels.h"
 
 namespace fl {
 
@@ -27,7 +28,7 @@ int64_t gemm_scratch_bytes(const Context& ctx) {
 
 void gemm(Context& ctx, int64_t m, int64_t n, int64_t k, const GemmOperand& a, const GemmOperand& b, float* c, int64_t ldc,
           bool accumulate) {
-  if (a.dtype != DType::Float32) fail("ERR_INTERNAL", "gemm: A must be float32");
+  if (a.dtype != DType::Float32) fail(err::kInternal, "gemm: A must be float32");
   if (m <= 0 || n <= 0) return;
   const CpuKernels& K = *ctx.kernels;
   const int64_t mr = K.gemm_mr, nr = K.gemm_nr;

@@ -37,12 +37,15 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
+#include "../core/context.h"
 #include "../core/parallel.h"
 #include "../core/rowmath.h"
+#include "../gemm/gemm.h"
+#include "../isa/kernels.h"
+#include "cross_entropy.h"
 #include "cross_entropy_math.h"
 #include "softmax_rows.h"
-#include "../gemm/gemm.h"
 
 namespace fl {
 
@@ -70,7 +73,7 @@ void widen_row(const void* src, int64_t row, int64_t dim, float* dst) {
 }
 
 [[noreturn]] void non_finite(const LinearCrossEntropyArgs& a, int64_t row, int64_t col) {
-  fail("ERR_NON_FINITE", "scores hidden·weightᵀ" + std::string(a.bias ? " + bias" : "") + ": expected finite values, received NaN or +Infinity at [" +
+  fail(err::kNonFinite, "scores hidden·weightᵀ" + std::string(a.bias ? " + bias" : "") + ": expected finite values, received NaN or +Infinity at [" +
                              std::to_string(row) + ", " + std::to_string(col) + "] (check hidden row " + std::to_string(row) + " and weight row " +
                              std::to_string(col) + ")");
 }
@@ -93,7 +96,7 @@ void scatter_grad_hidden(Context& ctx, const LinearCrossEntropyArgs& a, const in
   ctx.pool.parallel_for(rows, [&](int64_t r) {
     const float* src = dh + r * D;
     const int64_t off = idx[r] * D;
-    if (a.grad_hidden_float32 || a.dtype == DType::Float32) {
+    if (a.grad_dtype == DType::Float32) {
       float* dst = static_cast<float*>(a.grad_hidden) + off;
       for (int64_t k = 0; k < D; ++k) dst[k] = a.accumulate ? dst[k] + src[k] : src[k];
     } else if (a.dtype == DType::Float16) {
@@ -127,7 +130,7 @@ ChunkResult column_tiles(Context& ctx, const LinearCrossEntropyArgs& a, const Cr
   const CpuKernels& K = *ctx.kernels;
   const bool cap = a.softcap > 0;
   const TileStatsFn stats_fn = K.tile_stats[int(DType::Float32)][stats_variant(cap, a.label_smoothing > 0)];
-  const TileExpGradFn grad_fn = K.tile_exp_grad[int(DType::Float32)][grad_variant(cap, true)];
+  const TileExpGradFn grad_fn = K.tile_exp_grad[int(DType::Float32)][grad_variant(cap, DType::Float32)];
   const bool want_grad = a.grad_hidden || a.grad_weight || a.grad_bias;
   const int64_t wsize = dtype_size(a.dtype);
   std::vector<MaxSumExp<double>> acc(size_t(rows), max_sum_exp_empty<double>());
@@ -199,7 +202,7 @@ ChunkResult column_tiles(Context& ctx, const LinearCrossEntropyArgs& a, const Cr
     else t.bias = -row.smooth;
     terms[size_t(r)] = t;
   }
-  if (!want_grad && !a.want_dscale) return {total, 0.0};
+  if (!want_grad && !a.grad_scale) return {total, 0.0};
 
   // Sweep 2: each tile again, G_t in place, and its share of every gradient.
   for (int64_t j0 = 0; j0 < N; j0 += T) {
@@ -210,7 +213,7 @@ ChunkResult column_tiles(Context& ctx, const LinearCrossEntropyArgs& a, const Cr
       const DenseTerms& t = terms[size_t(r)];
       const float* colw = a.class_weights ? a.class_weights + j0 : nullptr;
       double d = grad_fn(ExpGradTile{row, want_grad ? row : nullptr, cols, a.scale, a.softcap, t.shift, t.coef, t.bias, colw, t.colw_coef,
-                                     nullptr, nullptr, a.want_dscale, false});
+                                     nullptr, nullptr, a.grad_scale, false});
       const int64_t y = a.labels[idx[r]];
       if (y >= j0 && y < j0 + cols) {
         // The label's whole dℓ/dz comes from the row terms, rounded once (the engine's correct()).
@@ -250,7 +253,7 @@ LinearCrossEntropyPlan linear_cross_entropy_plan(const Context& ctx, const Linea
     const int64_t room = a.memory_budget - fixed;
     if (room > 0) rows = std::min(rows, room / (4 * min_cols + row_state));
     if (room <= 0 || rows < 1)
-      fail("ERR_ARG", "opts.memoryBudget: expected at least " + std::to_string(fixed + 4 * min_cols + row_state) +
+      fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + 4 * min_cols + row_state) +
                           " bytes (one row of a " + std::to_string(min_cols) + "-column score tile and the GEMM's panels), received " +
                           std::to_string(a.memory_budget));
     int64_t cols = std::min(a.classes, (room - rows * row_state) / (4 * rows));
@@ -259,7 +262,7 @@ LinearCrossEntropyPlan linear_cross_entropy_plan(const Context& ctx, const Linea
     return {rows, cols, fixed + rows * (row_state + 4 * cols)};
   }
   if (fit < 1)
-    fail("ERR_ARG", "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " +
+    fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " +
                         std::to_string(a.classes) + " scores and the GEMM's panels), received " + std::to_string(a.memory_budget));
   int64_t rows = std::max<int64_t>(1, std::min(active, fit));
   if (rows < active) {
@@ -292,7 +295,7 @@ LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& a) {
       if (a.lse) a.lse[i] = NAN;
     }
   }
-  const int64_t hsize = a.grad_hidden_float32 ? 4 : dtype_size(a.dtype);
+  const int64_t hsize = dtype_size(a.grad_dtype);
   if (a.grad_hidden && !a.accumulate) std::memset(a.grad_hidden, 0, size_t(B * D * hsize));
   if (a.grad_weight && !a.accumulate) std::memset(a.grad_weight, 0, size_t(N * D) * sizeof(float));
   if (a.grad_bias && !a.accumulate) std::memset(a.grad_bias, 0, size_t(N) * sizeof(float));
@@ -313,7 +316,7 @@ LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& a) {
       dscale += part.dscale;
     }
     if (a.reduction == Reduction::Mean) total = totals.weight_sum > 0 ? total / totals.weight_sum : 0.0;
-    return {total, a.want_dscale ? dscale : 0.0};
+    return {total, a.grad_scale ? dscale : 0.0};
   }
 
   std::vector<int32_t> labels(static_cast<size_t>(R));
@@ -339,7 +342,7 @@ LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& a) {
     // The per-row loss on the chunk, G = dL/dS in place. Reduction None with each row's upstream
     // factor as gradOutput gives exactly the rows of the whole batch's gradient.
     CrossEntropyArgs ce{};
-    ce.logits = s.data();
+    ce.scores = s.data();
     ce.dtype = DType::Float32;
     ce.rows = rows;
     ce.cols = N;
@@ -353,15 +356,15 @@ LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& a) {
     ce.reduction = Reduction::None;
     ce.grad_output = upstream.data();
     ce.grad = want_grad ? s.data() : nullptr;
-    ce.grad_float32 = true;
-    ce.want_dscale = a.want_dscale;
+    ce.grad_dtype = DType::Float32;
+    ce.grad_scale = a.grad_scale;
     ce.row_loss = row_loss.data();
     ce.lse = lse.data();
     LossResult part;
     try {
       part = cross_entropy(ctx, ce);
     } catch (const Error& e) {
-      if (e.code != "ERR_NON_FINITE") throw;
+      if (e.code != err::kNonFinite) throw;
       long long r = 0, col = 0;
       const size_t at = std::string(e.what()).rfind('[');
       if (at != std::string::npos) std::sscanf(e.what() + at, "[%lld, %lld]", &r, &col);
@@ -385,7 +388,7 @@ LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& a) {
     if (a.grad_bias) add_column_sums(ctx, s.data(), rows, N, N, a.grad_bias);
   }
   if (a.reduction == Reduction::Mean) total = totals.weight_sum > 0 ? total / totals.weight_sum : 0.0;
-  return {total, a.want_dscale ? dscale : 0.0};
+  return {total, a.grad_scale ? dscale : 0.0};
 }
 
 }  // namespace fl

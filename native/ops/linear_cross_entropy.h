@@ -5,41 +5,16 @@
 #pragma once
 #include <cstdint>
 
-#include "../core/context.h"
-#include "../core/dtype.h"
-#include "cross_entropy.h"
+#include "../api/args.h"
 
 namespace fl {
+
+struct Context;  // native/core/context.h
 
 // The scratch budget when the caller gives none: 32 MiB (a chunk of 256 rows of a
 // 32768-class softmax in fp32).
 constexpr int64_t kDefaultMemoryBudget = int64_t(32) << 20;
 
-struct LinearCrossEntropyArgs {
-  const void* hidden;  // rows × dim of `dtype`
-  const void* weight;  // classes × dim of `dtype`
-  const float* bias;   // classes, or null
-  DType dtype;
-  int64_t rows, dim, classes;
-  const int32_t* labels;  // rows
-  int32_t ignore_index;
-  float scale;            // > 0
-  float softcap;          // > 0, or 0 for none
-  float label_smoothing;  // ε in [0, 1]
-  const float* class_weights;  // classes, or null
-  float z_loss;                // λ ≥ 0
-  Reduction reduction;
-  const float* grad_output;  // rows (reduction None only), or null for ones
-  void* grad_hidden;         // rows × dim, or null; float32 or `dtype` (grad_hidden_float32)
-  bool grad_hidden_float32;
-  float* grad_weight;  // classes × dim, or null
-  float* grad_bias;    // classes, or null
-  bool accumulate;     // add into grad_hidden / grad_weight / grad_bias instead of overwriting
-  bool want_dscale;
-  float* row_loss;  // rows: ℓ_i (0 for ignored rows)
-  float* lse;       // rows, or null (NaN for ignored rows: they are not computed)
-  int64_t memory_budget;  // bytes of scratch, > 0
-};
 
 // How a call splits its work (linear_cross_entropy_plan; see linear_cross_entropy.cpp).
 struct LinearCrossEntropyPlan {

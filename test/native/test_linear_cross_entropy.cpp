@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "check.h"
-#include "native/core/error.h"
+#include "native/api/error.h"
+#include "native/core/context.h"
+#include "native/core/dtype.h"
 #include "native/ops/linear_cross_entropy.h"
 
 using namespace fl;
@@ -158,11 +160,11 @@ Out run(Context& ctx, const Case& c, const Inputs& in, DType dt = DType::Float32
   a.reduction = c.red;
   a.grad_output = c.grad_output ? in.go.data() : nullptr;
   a.grad_hidden = o.dh.data();
-  a.grad_hidden_float32 = true;
+  a.grad_dtype = DType::Float32;
   a.grad_weight = o.dw.data();
   a.grad_bias = c.bias ? o.db.data() : nullptr;
   a.accumulate = accumulate;
-  a.want_dscale = true;
+  a.grad_scale = true;
   a.row_loss = o.row_loss.data();
   a.lse = o.lse.data();
   a.memory_budget = c.budget > 0 ? c.budget : kDefaultMemoryBudget;
