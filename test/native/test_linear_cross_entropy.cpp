@@ -246,14 +246,17 @@ FL_TEST(linear_cross_entropy_wide_vocabulary) {
 }
 
 FL_TEST(linear_cross_entropy_half_inputs) {
-  const Case c{11, 40, 777, 1.5f, 0, 0.1f, 0, false, true, Reduction::Mean, false, 0, 3};
-  for (Isa isa : isas()) {
-    Context ctx(isa, 2);
-    Rng rng(43);
-    const Inputs in = make_inputs(c, rng);
-    for (DType dt : {DType::Float16, DType::BFloat16}) {
-      const Inputs r = rounded(in, dt);
-      check_against(dtype_name(dt), isa, c, run(ctx, c, in, dt), reference(c, r), 1e-5);
+  // Row chunks (the default budget) and column tiles (room for 2 rows of S).
+  for (const int64_t budget : {int64_t(0), int64_t(-2)}) {
+    const Case c{11, 40, 777, 1.5f, 0, 0.1f, 0, false, true, Reduction::Mean, false, budget, 3};
+    for (Isa isa : isas()) {
+      Context ctx(isa, 2);
+      Rng rng(43);
+      const Inputs in = make_inputs(c, rng);
+      for (DType dt : {DType::Float16, DType::BFloat16}) {
+        const Inputs r = rounded(in, dt);
+        check_against(dtype_name(dt), isa, c, run(ctx, c, in, dt), reference(c, r), 1e-5);
+      }
     }
   }
 }
