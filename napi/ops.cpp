@@ -48,14 +48,18 @@ struct SoftmaxCrossEntropy {
   static LossResult cuda(const Args& a) { return cuda::cross_entropy(a); }
 };
 
+// The loss options, then positives (absent: the diagonal, where `optional`) and exclude?.
+template <class A>
+void read_loss_with_positives(Reader& r, A& a, bool optional) {
+  r.loss(a);
+  a.positives = r.csr("positives", a, optional);
+  a.exclude = r.exclude(a);
+}
+
 // decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy({ scores, positives, exclude?, ...})
 struct PositivesLoss {
   using Args = PositivesLossArgs;
-  static void read(Reader& r, Args& a) {
-    r.loss(a);
-    a.positives = r.csr("positives", a, false);
-    a.exclude = r.exclude(a);
-  }
+  static void read(Reader& r, Args& a) { read_loss_with_positives(r, a, false); }
 };
 struct DecoupledSoftmax : PositivesLoss {
   static constexpr const char* name = "decoupledSoftmax";
@@ -78,9 +82,7 @@ struct InfoNCE {
   using Args = InfoNCEArgs;
   static constexpr const char* name = "infoNCE";
   static void read(Reader& r, Args& a) {
-    r.loss(a);
-    a.positives = r.csr("positives", a, true);
-    a.exclude = r.exclude(a);
+    read_loss_with_positives(r, a, true);
     a.symmetric = r.flag("symmetric");
     check_info_nce_shape(a);
   }
@@ -93,9 +95,7 @@ struct DecoupledContrastive {
   using Args = DecoupledContrastiveArgs;
   static constexpr const char* name = "decoupledContrastive";
   static void read(Reader& r, Args& a) {
-    r.loss(a);
-    a.positives = r.csr("positives", a, true);
-    a.exclude = r.exclude(a);
+    read_loss_with_positives(r, a, true);
     a.sigma = float(r.number("sigma"));
     if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
     check_decoupled_contrastive_shape(a);
