@@ -171,8 +171,61 @@ def binary_cross_entropy(rows, cols, args):
     return step
 
 
+def linear_cross_entropy(rows, cols, args):
+    # SPEC 6: what a PyTorch user writes for a linear layer's cross-entropy: the B×N logits, then
+    # F.cross_entropy, backward through the product to the hidden states and the weight.
+    dim = int(args.get("dim", 512))
+    h = torch.randn(rows, dim) * dim**-0.5
+    h.requires_grad_(True)
+    w = torch.randn(cols, dim) * dim**-0.5
+    w.requires_grad_(True)
+    y = torch.randint(0, cols, (rows,))
+
+    def step():
+        h.grad = None
+        w.grad = None
+        F.cross_entropy(h @ w.T, y).backward()
+
+    return step
+
+
+def sgemm(rows, cols, args):
+    # C (rows × cols) = op(A)·op(B) with depth dim, through torch.mm's BLAS; layout "nt": A·Bᵀ
+    # (the scores), "nn": A·B (dH = G·W), "tn": Aᵀ·B (dW = Gᵀ·H), as bench/native/gemm_bench.cpp.
+    dim = int(args.get("dim", 512))
+    layout = args.get("layout", "nt")
+    a = torch.randn(dim, rows).T if layout[0] == "t" else torch.randn(rows, dim)
+    b = torch.randn(cols, dim).T if layout[1] == "t" else torch.randn(dim, cols)
+    c = torch.empty(rows, cols)
+    return lambda: torch.mm(a, b, out=c)
+
+
+def blas_in_use():
+    """The BLAS library this process mapped (after a matmul): torch's own build info says
+    'generic' for Debian's torch, which calls whatever libblas.so.3 points to."""
+    torch.mm(torch.randn(64, 64), torch.randn(64, 64))
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if ".so" in line}
+    for name in ("openblas", "mkl", "blis"):
+        hits = sorted(l for l in libs if name in l.lower())
+        if hits:
+            return name if name != "openblas" else "OpenBLAS (" + hits[0] + ")"
+    hits = sorted(l for l in libs if "libblas" in l)
+    return "reference BLAS (" + hits[0] + ")" if hits else "unknown"
+
+
+def rss_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 OPS.update(
     {
+        "linearCrossEntropy": linear_cross_entropy,
+        "sgemm": sgemm,
         "decoupledSoftmax": decoupled_softmax,
         "multiLabelSoftmax": multi_label_softmax,
         "binaryCrossEntropy": binary_cross_entropy,
@@ -184,14 +237,25 @@ def main():
     spec = json.loads(sys.argv[1])
     torch.set_num_threads(int(spec.get("threads", 2)))
     fn = OPS[spec["op"]](spec["rows"], spec["cols"], spec)
-    fn()
+    # Peak memory of the first step beyond what the process held with its inputs made: VmHWM
+    # after resetting it (writing 5 to clear_refs), minus VmRSS before. It includes the
+    # gradients the step allocates (the caller subtracts what it counts as outputs).
+    base = rss_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        fn()
+        extra_mib = max(0, rss_kib("VmHWM") - base) / 1024
+    except OSError:
+        fn()
+        extra_mib = None
     times, start = [], time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < 1.0 and len(times) < 100):
+    while len(times) < 3 or (time.perf_counter() - start < float(spec.get("minSeconds", 1.0)) and len(times) < 100):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    print(json.dumps({"ms": times[len(times) // 2], "torch": torch.__version__}))
+    print(json.dumps({"ms": times[len(times) // 2], "torch": torch.__version__, "blas": blas_in_use(), "extraMiB": extra_mib}))
 
 
 if __name__ == "__main__":

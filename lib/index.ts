@@ -39,3 +39,5 @@ export { infoNCE, infoNCEAsync } from './ops/infoNCE';
 export type { InfoNCEOptions } from './ops/infoNCE';
 export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';
 export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';
+export { linearCrossEntropy, linearCrossEntropyAsync, DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
+export type { LinearCrossEntropyOptions, LinearCrossEntropyResult, WithLinearGrad } from './ops/linearCrossEntropy';

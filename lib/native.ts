@@ -147,6 +147,35 @@ export interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
   positives: NativeCsr;
 }
 
+/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
+export interface NativeLinearCrossEntropy {
+  hidden: NativeInput;
+  weight: NativeInput;
+  labels: Int32Array;
+  dtype: number;
+  rows: number;
+  dim: number;
+  classes: number;
+  bias?: Float32Array | undefined;
+  scale: number;
+  softcap: number;
+  ignoreIndex: number;
+  labelSmoothing: number;
+  classWeights?: Float32Array | undefined;
+  zLoss: number;
+  reduction: number;
+  gradOutput?: Float32Array | undefined;
+  gradHidden?: NativeInput | undefined;
+  gradDtype: number;
+  gradWeight?: NativeInput | undefined;
+  gradBias?: Float32Array | undefined;
+  accumulate: boolean;
+  gradScale: boolean;
+  rowLoss: Float32Array;
+  lse?: Float32Array | undefined;
+  memoryBudget: number;
+}
+
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
 export interface NativeLoss {
   loss: number;
@@ -175,7 +204,8 @@ export type NativeAddon = {
   Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> &
   Op<'softTopK', NativeSoftTopK, void> &
   Op<'softTopKVjp', NativeSoftTopKVjp, void> &
-  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss>;
+  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
+  Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

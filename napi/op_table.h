@@ -11,6 +11,7 @@
 #pragma once
 #include <napi.h>
 
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -119,6 +120,17 @@ class Reader {
     const Operand m = operand(addon_, v, key, dtype, count, access);
     if (m.device != on_device_) fail(err::kDevice, std::string(key) + ": expected the same device as the " + name_);
     return m.ptr;
+  }
+
+  // A host output the op adds into (with `accumulate`): like matrix(), and where an async call
+  // stages it (hold_host), the staged block starts with the array's contents.
+  void* accumulated(const char* key, DType dtype, int64_t count) {
+    void* p = matrix(key, dtype, count, Access::Write, false);
+    if (p && !on_device_) {
+      const HostArray h = host_array(o_.Get(key), key, array_type_for(dtype));
+      if (p != h.data) std::memcpy(p, h.data, h.bytes);
+    }
+    return p;
   }
 
   // A CSR { rowPtr, cols, weights? } over the rows × cols scores (absent: empty when optional).

@@ -6,6 +6,7 @@
 #include "../cuda/ops.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/cross_entropy.h"
+#include "../native/ops/linear_cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
 #include "../native/ops/soft_topk.h"
@@ -165,6 +166,50 @@ struct SoftTopKLoss {
   static LossResult cuda(const Args& a) { return cuda::soft_topk_loss(a); }
 };
 
+// linearCrossEntropy({ hidden, weight, labels, dtype, rows, dim, classes, bias?, scale, softcap,
+//                      ignoreIndex, labelSmoothing, classWeights?, zLoss, reduction, gradOutput?,
+//                      gradHidden?, gradDtype, gradWeight?, gradBias?, accumulate, gradScale,
+//                      rowLoss, lse?, memoryBudget }): CPU only (the TS layer refuses cuda tensors).
+struct LinearCrossEntropy {
+  using Args = LinearCrossEntropyArgs;
+  static constexpr const char* name = "linearCrossEntropy";
+  static void read(Reader& r, Args& a) {
+    a.dtype = r.dtype("dtype");
+    a.rows = r.integer("rows");
+    a.dim = r.integer("dim");
+    a.classes = r.integer("classes");
+    a.hidden = r.matrix("hidden", a.dtype, a.rows * a.dim, Access::Read, true);
+    a.weight = r.matrix("weight", a.dtype, a.classes * a.dim, Access::Read, true);
+    if (r.on_device()) fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now");
+    a.bias = r.host<const float>("bias", a.classes);
+    a.labels = r.host<const int32_t>("labels", a.rows);
+    if (!a.labels && a.rows > 0) fail(err::kType, "labels: expected an Int32Array");
+    a.ignore_index = int32_t(r.number("ignoreIndex"));
+    a.scale = float(r.number("scale"));
+    if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
+    a.softcap = float(r.number("softcap"));
+    a.label_smoothing = float(r.number("labelSmoothing"));
+    a.class_weights = r.host<const float>("classWeights", a.classes);
+    a.z_loss = float(r.number("zLoss"));
+    a.reduction = r.code<Reduction>("reduction", 2);
+    a.grad_output = r.host<const float>("gradOutput", a.rows);
+    a.accumulate = r.flag("accumulate");
+    a.grad_dtype = r.dtype("gradDtype");
+    if (a.grad_dtype != DType::Float32 && a.grad_dtype != a.dtype)
+      fail(err::kDType, std::string("gradDtype: expected float32 or hidden's dtype ") + dtype_name(a.dtype));
+    a.grad_hidden = r.accumulated("gradHidden", a.grad_dtype, a.rows * a.dim);
+    a.grad_weight = static_cast<float*>(r.accumulated("gradWeight", DType::Float32, a.classes * a.dim));
+    a.grad_bias = static_cast<float*>(r.accumulated("gradBias", DType::Float32, a.classes));
+    a.grad_scale = r.flag("gradScale");
+    a.row_loss = r.host<float>("rowLoss", a.rows);
+    if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
+    a.lse = r.host<float>("lse", a.rows);
+    a.memory_budget = r.integer("memoryBudget");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
+};
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
@@ -178,6 +223,7 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopK>(env, exports);
   define_op<SoftTopKVjp>(env, exports);
   define_op<SoftTopKLoss>(env, exports);
+  define_op<LinearCrossEntropy>(env, exports);
 }
 
 }  // namespace fl::napi

@@ -65,6 +65,36 @@ struct DecoupledContrastiveArgs : LossArgs {
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
 };
 
+// ---------- from embeddings (SPEC 6) ----------
+
+// linearCrossEntropy: softmaxCrossEntropy on S = hidden·weightᵀ (+ bias), with dhidden, dweight
+// and dbias. Not a LossArgs: there is no scores matrix (that is the point).
+struct LinearCrossEntropyArgs {
+  const void* hidden;  // rows × dim of `dtype`
+  const void* weight;  // classes × dim of `dtype` (torch nn.Linear layout)
+  const float* bias;   // classes, or null
+  DType dtype;
+  int64_t rows, dim, classes;
+  const int32_t* labels;  // rows
+  int32_t ignore_index;
+  float scale;                 // > 0
+  float softcap;               // > 0, or 0 for none
+  float label_smoothing;       // ε in [0, 1]
+  const float* class_weights;  // classes, or null
+  float z_loss;                // λ ≥ 0
+  Reduction reduction;
+  const float* grad_output;  // rows (Reduction::None only), or null for ones
+  void* grad_hidden;         // rows × dim of grad_dtype, or null
+  DType grad_dtype;          // of grad_hidden: Float32, or `dtype`
+  float* grad_weight;        // classes × dim, or null
+  float* grad_bias;          // classes, or null
+  bool accumulate;           // add into grad_hidden / grad_weight / grad_bias instead of overwriting
+  bool grad_scale;           // also compute dL/dscale
+  float* row_loss;           // rows: ℓ_i (0 for ignored rows)
+  float* lse;                // rows, or null (NaN for ignored rows: they are not computed)
+  int64_t memory_budget;     // bytes of scratch, > 0
+};
+
 // ---------- soft top-k ----------
 
 // The threshold search (TS TopKSolveOptions and k): per row, t with Σ_j σ(α(z_j + t)) = k.

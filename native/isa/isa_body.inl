@@ -16,11 +16,16 @@ using V = simd::FL_VEC;
 #include "../ops/bce.inl"
 #include "../ops/soft_topk.inl"
 #include "../ops/infonce_sym.inl"
+#include "../gemm/gemm_kernels.inl"
 }  // namespace fl::FL_ISA_NS
 
 // Fills one entry with the float32, float16 and bfloat16 instantiations of a kernel template.
 #define FL_BY_DTYPE(fn) \
   { FL_ISA_NS::fn<FL_ISA_NS::V, float>, FL_ISA_NS::fn<FL_ISA_NS::V, f16_t>, FL_ISA_NS::fn<FL_ISA_NS::V, bf16_t> }
+
+// The same for kernel templates over the element type only.
+#define FL_BY_DTYPE_T(fn) \
+  { FL_ISA_NS::fn<float>, FL_ISA_NS::fn<f16_t>, FL_ISA_NS::fn<bf16_t> }
 
 namespace fl::FL_ISA_NS {
 template <class T>
@@ -76,5 +81,9 @@ const CpuKernels FL_KERNEL_TABLE = {
      {FL_ISA_NS::topk_vjp_sums_variants<f16_t>[0], FL_ISA_NS::topk_vjp_sums_variants<f16_t>[1]},
      {FL_ISA_NS::topk_vjp_sums_variants<bf16_t>[0], FL_ISA_NS::topk_vjp_sums_variants<bf16_t>[1]}},
     FL_VARIANTS(topk_vjp_grad_variants),
+    FL_BY_DTYPE_T(gemm_block),
+    FL_ISA_NS::kGemmMr,
+    FL_ISA_NS::kGemmNr,
+    FL_ISA_NS::fma_peak,
 };
 }  // namespace fl

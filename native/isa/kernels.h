@@ -169,6 +169,30 @@ using SymStatsFn = int64_t (*)(const SymStatsStrip&);
 // Returns Σ dL/dz_ij · x_ij over the rows.
 using SymGradFn = double (*)(const SymGradRows&);
 
+// The GEMM core (native/gemm/gemm.h): one block of C = or += op(A)·op(B), m × n, depth k.
+// op(A)(i, k) = a_trans ? a[k·lda + i] : a[i·lda + k] (fp32); op(B)(k, j) = b_trans ? b[j·ldb + k]
+// : b[k·ldb + j], of the dtype the table entry is for, widened to fp32 while packing.
+// K is cut into slices of kGemmKc and A into panels of kGemmMc rows (a multiple of every ISA's
+// micro-tile height), the same on every ISA and thread count.
+constexpr int64_t kGemmKc = 256;
+constexpr int64_t kGemmMc = 96;
+struct GemmBlock {
+  int64_t m, n, k;
+  const float* a;
+  int64_t lda;
+  bool a_trans;
+  const void* b;
+  int64_t ldb;
+  bool b_trans;
+  float* c;
+  int64_t ldc;
+  bool accumulate;  // C += op(A)·op(B) (else C = op(A)·op(B))
+  float* pack_a;    // scratch: kGemmMc·kGemmKc floats
+  float* pack_b;    // scratch: kGemmKc·(n rounded up to gemm_nr) floats
+};
+using GemmBlockFn = void (*)(const GemmBlock&);
+using FmaPeakFn = double (*)(int64_t iters);
+
 struct CpuKernels {
   Isa isa;
   TileMaxSumExpFn tile_max_sum_exp[3];  // [dtype]
@@ -185,6 +209,9 @@ struct CpuKernels {
   TopKValuesFn topk_values[3][2];       // [dtype][0: p, 1: log p]
   TopKVjpSumsFn topk_vjp_sums[3][2];    // [dtype][0: 'prob', 1: 'log']
   TopKVjpGradFn topk_vjp_grad[3][4];    // [dtype][2·log + (0: float32 gradient, 1: the input dtype)]
+  GemmBlockFn gemm_block[3];            // [dtype of B]
+  int gemm_mr, gemm_nr;                 // the micro-tile
+  FmaPeakFn fma_peak;
 };
 
 extern const CpuKernels kernels_sse2;

@@ -1,0 +1,261 @@
+/**
+ * linearCrossEntropy: softmaxCrossEntropy on the scores of a linear layer, S = hidden·weightᵀ
+ * (+ bias), forward and backward in one call, without ever holding the B×N score matrix
+ * (SPEC 6; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
+ * @module
+ */
+import { makeError } from '../errors';
+import { toFloat32 } from '../half';
+import type { LossResult, Reduction } from '../loss';
+import { call, callAsync, type NativeLinearCrossEntropy } from '../native';
+import { outputF32, outputHost, preparingAsync } from '../outputs';
+import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
+import { bool, fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, oneOf, optionKeys, options, positiveFinite } from '../validate';
+
+/** The scratch a call may use when `memoryBudget` is not given: 32 MiB. */
+export const DEFAULT_MEMORY_BUDGET = 32 * 2 ** 20;
+
+export interface LinearCrossEntropyOptions {
+  /** Multiplies the scores: z = scale·S. Default 1. */
+  scale?: number;
+  /** 'mean' (default; divides by Σ w_{y_i} over rows not ignored), 'sum' or 'none'. */
+  reduction?: Reduction;
+  /** With reduction 'none': each row's upstream gradient (length B). Default: all ones. */
+  gradOutput?: Float32Array;
+  /** Compute the gradients. Default true; false computes the loss only (one GEMM instead of three). */
+  grad?: boolean;
+  /** Also return dScale = dL/dscale. Default false. */
+  gradScale?: boolean;
+  /** dtype of `gradHidden`: hidden's dtype (default) or 'float32'. gradWeight and gradBias are always float32. */
+  gradDtype?: DType;
+  /** A label equal to this marks the row ignored: loss 0, gradient 0, no matrix work. Default −100. */
+  ignoreIndex?: number;
+  /** Label smoothing ε in [0, 1]. Default 0. */
+  labelSmoothing?: number;
+  /** Per-class weights (Float32Array of length N). Default: none. */
+  classWeights?: Float32Array;
+  /** z-loss weight λ (adds λ·lse_i² per row). Default 0. */
+  zLoss?: number;
+  /** Softcap c > 0: z = c·tanh(scale·S / c). Default: none. */
+  softcap?: number;
+  /** Also return each row's log-sum-exp (`lse`; NaN for ignored rows, which are not computed). Default false. */
+  returnLse?: boolean;
+  /** The linear layer's bias b (length N; a Float32Array, or a 1-D tensor of any dtype, widened to float32). Default: none. */
+  bias?: Float32Array | Tensor | TensorLike;
+  /**
+   * Bytes of scratch the call may use (the score chunk and the GEMM's packed panels). Default
+   * 32 MiB. It must hold at least one row of N float32 scores besides about 0.7 MiB per thread.
+   */
+  memoryBudget?: number;
+  /** Add the gradients into the buffers given as `gradHidden`, `gradWeight` and `gradBias` (gradient accumulation across micro-batches). Default false. */
+  accumulate?: boolean;
+  /** Where dL/dhidden goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
+  gradHidden?: Tensor;
+  /** Where dL/dweight goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
+  gradWeight?: Tensor;
+  /** Where dL/dbias goes (length N); with `accumulate`, added into. Default: a new array (with `bias` only). */
+  gradBias?: Float32Array;
+}
+
+export interface LinearCrossEntropyResult extends Omit<LossResult, 'grad'> {
+  /** dL/dhidden, B×D (absent with `grad: false`). */
+  gradHidden?: Tensor;
+  /** dL/dweight, N×D, float32 (absent with `grad: false`). */
+  gradWeight?: Tensor;
+  /** dL/dbias, length N (with `bias`, absent with `grad: false`). */
+  gradBias?: Float32Array;
+  /** log Σ_j exp(z_ij) per row (with `returnLse: true`). */
+  lse?: Float32Array;
+}
+
+/**
+ * The result type for options of type O: `gradHidden` and `gradWeight` are present exactly when
+ * O does not say `grad: false` (as WithGrad does for the losses on scores).
+ */
+export type WithLinearGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
+  ? Omit<LinearCrossEntropyResult, 'gradHidden' | 'gradWeight' | 'gradBias'>
+  : [G] extends [true | undefined]
+    ? LinearCrossEntropyResult & { gradHidden: Tensor; gradWeight: Tensor }
+    : LinearCrossEntropyResult;
+
+const KEYS = optionKeys<LinearCrossEntropyOptions>({
+  scale: true,
+  reduction: true,
+  gradOutput: true,
+  grad: true,
+  gradScale: true,
+  gradDtype: true,
+  ignoreIndex: true,
+  labelSmoothing: true,
+  classWeights: true,
+  zLoss: true,
+  softcap: true,
+  returnLse: true,
+  bias: true,
+  memoryBudget: true,
+  accumulate: true,
+  gradHidden: true,
+  gradWeight: true,
+  gradBias: true,
+});
+
+const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+
+/** A caller's gradient buffer: a host tensor of the expected shape and dtype. */
+function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+  if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
+  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
+  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
+  if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
+  return v;
+}
+
+function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike, labels: Int32Array, opts: LinearCrossEntropyOptions | undefined) {
+  const o = options<LinearCrossEntropyOptions>('linearCrossEntropy(): opts', opts, KEYS);
+  const { t: hidden, rows: B, cols: D } = asMatrix(hiddenArg, 'hidden');
+  const { t: weight, rows: N, cols: DW } = asMatrix(weightArg, 'weight');
+  if (hidden.shape.length !== 2) fail('ERR_SHAPE', 'hidden.shape', 'a 2-D shape [B, D]', `#[${hidden.shape.join(', ')}]`);
+  if (weight.shape.length !== 2) fail('ERR_SHAPE', 'weight.shape', 'a 2-D shape [N, D] (torch nn.Linear layout)', `#[${weight.shape.join(', ')}]`);
+  if (DW !== D) fail('ERR_SHAPE', 'weight.shape', `[N, ${D}] (hidden's D)`, `#[${weight.shape.join(', ')}]`);
+  if (N < 1) fail('ERR_SHAPE', 'weight.shape', 'at least one class', `#[${weight.shape.join(', ')}]`);
+  if (weight.dtype !== hidden.dtype) fail('ERR_DTYPE', 'weight.dtype', `hidden's dtype '${hidden.dtype}'`, weight.dtype);
+  if (hidden.device !== 'cpu' || weight.device !== 'cpu')
+    throw makeError('ERR_DEVICE', 'linearCrossEntropy: runs on the CPU only for now; expected host tensors, received a cuda tensor');
+  const lbl = int32Array('labels', labels, B);
+  const ignoreIndex = o.ignoreIndex === undefined ? -100 : o.ignoreIndex;
+  if (typeof ignoreIndex !== 'number' || !Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31)
+    fail('ERR_ARG', 'opts.ignoreIndex', 'a 32-bit integer', ignoreIndex);
+  for (let i = 0; i < lbl.length; i++) {
+    const y = lbl[i];
+    if (y !== ignoreIndex && (y < 0 || y >= N)) fail('ERR_LABEL_RANGE', `labels[${i}]`, `a class in [0, ${N}) or ignoreIndex (${ignoreIndex})`, y);
+  }
+  const scale = positiveFinite('opts.scale', o.scale, 1);
+  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
+  const wantGrad = bool('opts.grad', o.grad, true);
+  const wantDScale = bool('opts.gradScale', o.gradScale, false);
+  const accumulate = bool('opts.accumulate', o.accumulate, false);
+  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, hidden.dtype);
+  if (gradDtype !== 'float32' && gradDtype !== hidden.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or hidden's dtype '${hidden.dtype}'`, gradDtype);
+  let gradOutput: Float32Array | undefined;
+  if (o.gradOutput !== undefined) {
+    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
+    gradOutput = float32Array('opts.gradOutput', o.gradOutput, B);
+  }
+  const labelSmoothing = finiteInRange('opts.labelSmoothing', o.labelSmoothing, 0, 1, 0);
+  const zLoss = nonNegativeFinite('opts.zLoss', o.zLoss, 0);
+  const softcap = o.softcap === undefined ? 0 : positiveFinite('opts.softcap', o.softcap);
+  const classWeights = o.classWeights === undefined ? undefined : float32Array('opts.classWeights', o.classWeights, N);
+  if (classWeights)
+    for (let j = 0; j < classWeights.length; j++)
+      if (!(classWeights[j] >= 0 && Number.isFinite(classWeights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', classWeights[j]);
+  let bias: Float32Array | undefined;
+  if (o.bias !== undefined) {
+    if (o.bias instanceof Float32Array) bias = float32Array('opts.bias', o.bias, N);
+    else {
+      const b = asTensor(o.bias, 'opts.bias');
+      if (b.size !== N || b.shape.length !== 1) fail('ERR_SHAPE', 'opts.bias', `length ${N} (1-D)`, `#[${b.shape.join(', ')}]`);
+      if (b.device !== 'cpu') fail('ERR_DEVICE', 'opts.bias', 'a host (cpu) tensor', `#a tensor on ${b.device}`);
+      bias = toFloat32(b.data, b.dtype);
+    }
+    for (let j = 0; j < N; j++) if (!Number.isFinite(bias[j])) fail('ERR_NON_FINITE', `opts.bias[${j}]`, 'a finite number', bias[j]);
+  }
+  const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
+  if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0)
+    fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
+
+  let gradHidden: Tensor | undefined;
+  let gradWeight: Tensor | undefined;
+  let gradBias: Float32Array | undefined;
+  if (wantGrad) {
+    gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype) : undefined;
+    gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32') : undefined;
+    if (o.gradBias !== undefined) {
+      if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
+      gradBias = float32Array('opts.gradBias', o.gradBias, N);
+    }
+    if (accumulate) {
+      if (!gradHidden) fail('ERR_ARG', 'opts.gradHidden', 'the buffer to add into (accumulate: true)', undefined);
+      if (!gradWeight) fail('ERR_ARG', 'opts.gradWeight', 'the buffer to add into (accumulate: true)', undefined);
+      if (bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
+    }
+    gradHidden ??= new Tensor(gradDtype, [B, D], outputHost(gradDtype, B * D), undefined);
+    gradWeight ??= new Tensor('float32', [N, D], outputHost('float32', N * D), undefined);
+    if (bias) gradBias ??= outputF32(N);
+  } else {
+    for (const k of ['gradHidden', 'gradWeight', 'gradBias', 'accumulate'] as const)
+      if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
+  }
+  const rowLoss = outputF32(B);
+  const lse = o.returnLse === true ? outputF32(B) : undefined;
+  const args: NativeLinearCrossEntropy = {
+    hidden: hidden.nativeInput('hidden'),
+    weight: weight.nativeInput('weight'),
+    labels: lbl,
+    dtype: dtypeCode(hidden.dtype),
+    rows: B,
+    dim: D,
+    classes: N,
+    bias,
+    scale,
+    softcap,
+    ignoreIndex,
+    labelSmoothing,
+    classWeights,
+    zLoss,
+    reduction: REDUCTIONS.indexOf(reduction),
+    gradOutput,
+    gradHidden: gradHidden?.nativeInput('opts.gradHidden'),
+    gradDtype: dtypeCode(gradDtype),
+    gradWeight: gradWeight?.nativeInput('opts.gradWeight'),
+    gradBias,
+    accumulate,
+    gradScale: wantDScale,
+    rowLoss,
+    lse,
+    memoryBudget,
+  };
+  const finish = (r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
+    const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss };
+    if (gradHidden) out.gradHidden = gradHidden;
+    if (gradWeight) out.gradWeight = gradWeight;
+    if (gradBias) out.gradBias = gradBias;
+    if (wantDScale) out.dScale = r.dScale;
+    if (lse) out.lse = lse;
+    return out;
+  };
+  return { args, finish };
+}
+
+/**
+ * Cross-entropy of the linear layer's scores S = hidden·weightᵀ (+ bias) against integer
+ * `labels`, with the gradients for hidden (B×D), weight (N×D, float32) and bias, in one call
+ * that never holds S for all rows: it works through bounded chunks of rows (as many as
+ * `memoryBudget` allows), each computing its scores, their softmax statistics and dL/dS in
+ * place, then dhidden and dweight by GEMMs. Equal to `softmaxCrossEntropy(hidden·weightᵀ + bias,
+ * labels, opts)` chained through the product, with every option of it; rows whose label is
+ * `ignoreIndex` cost no matrix work. `hidden` and `weight` are host tensors of one dtype
+ * (float32, float16 or bfloat16; half inputs are widened to float32 inside the GEMMs). CPU only.
+ *
+ * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_LABEL_RANGE, ERR_ARG for a memoryBudget below
+ * one row of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
+ */
+export function linearCrossEntropy<O extends LinearCrossEntropyOptions | undefined = undefined>(
+  hidden: Tensor | TensorLike,
+  weight: Tensor | TensorLike,
+  labels: Int32Array,
+  opts?: O,
+): WithLinearGrad<O> {
+  const { args, finish } = prepare(hidden, weight, labels, opts);
+  return finish(call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
+}
+
+/** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
+export async function linearCrossEntropyAsync<O extends LinearCrossEntropyOptions | undefined = undefined>(
+  hidden: Tensor | TensorLike,
+  weight: Tensor | TensorLike,
+  labels: Int32Array,
+  opts?: O,
+): Promise<WithLinearGrad<O>> {
+  const { args, finish } = preparingAsync(() => prepare(hidden, weight, labels, opts));
+  return finish(await callAsync((a) => a.linearCrossEntropyAsync(args))) as WithLinearGrad<O>;
+}
