@@ -67,7 +67,6 @@ export interface NativeAddon {
   memcpy(dst: NativeInput, src: NativeInput): void;
   /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h). */
   hostAlloc(bytes: number): ArrayBuffer;
-  hostAlloc(bytes: number, maxLent: number): ArrayBuffer | undefined;
   logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;
   logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
   softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
