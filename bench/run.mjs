@@ -7,6 +7,8 @@
 // --chart runs only the throughput-vs-N sweep (bench/chart.mjs) and writes docs/bench-throughput.svg;
 // a full run writes it too, and links it from docs/BENCHMARKS.md.
 //
+// bench/default-call.mjs breaks the "default call" column down (CPU, page faults, GCs, peak RSS).
+//
 // The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
 // read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
