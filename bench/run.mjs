@@ -7,6 +7,8 @@
 // --chart runs only the throughput-vs-N sweep (bench/chart.mjs) and writes docs/bench-throughput.svg;
 // a full run writes it too, and links it from docs/BENCHMARKS.md.
 //
+// bench/default-call.mjs breaks the "default call" column down (CPU, page faults, GCs, peak RSS).
+//
 // The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
 // read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
@@ -27,6 +29,15 @@ const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
 const { native } = require('../dist/native.js');
 const args = process.argv.slice(2);
+const known = ['--op', '--quick', '--no-write', '--chart'];
+const unknown = args.filter((a, i) => !known.includes(a) && args[i - 1] !== '--op');
+if (unknown.length || args.includes('--help')) {
+  // An unknown flag (say --help) must not start a full run that rewrites docs/BENCHMARKS.md.
+  console.log('usage: node bench/run.mjs [--op NAME] [--quick] [--no-write] [--chart]\n' +
+    '  --op NAME   only this op (softmaxCrossEntropy, softTopKLoss, ..., or tfjs-adapter); writes nothing\n' +
+    '  --quick     shorter timing; writes nothing\n  --no-write  leave docs/ alone\n  --chart     only the throughput sweep (writes docs/bench-throughput.svg)');
+  process.exit(unknown.filter((a) => a !== '--help').length ? 2 : 0);
+}
 const only = args.includes('--op') ? args[args.indexOf('--op') + 1] : undefined;
 const quick = args.includes('--quick');
 const chartOnly = args.includes('--chart');
@@ -180,7 +191,7 @@ if (write) {
     `timed in ${ROUNDS} alternating rounds, so that the drift of a shared machine hits all of them`,
     'alike; PyTorch, a subprocess with its own timing loop, runs just before them, after a pause.',
     '"fusedloss ms" is the call with a reused gradient buffer (`out`); "default call ms" the same call',
-    'without it (a new gradient per call, from the addon\'s recycled memory), timed in the same rounds.',
+    'without it (a new gradient per call, whose memory malloc recycles once V8 has collected the last one), timed in the same rounds.',
     '',
     `- Machine: ${cpuName}, ${os.cpus().length} cores, Node ${process.version}, ${os.platform()}-${os.arch()}`,
     `- fusedloss CPU backend: ${info.cpu.simd}, ${info.cpu.threads} threads`,

@@ -40,7 +40,9 @@ export interface LossOptions {
   /**
    * A preallocated gradient tensor to write into (B×N, of the gradient's dtype, on the scores'
    * device), reused across steps (as torch's `out=`), e.g. the previous step's `grad`. Default:
-   * a new tensor per call, without a zero fill, in memory the addon owns and recycles. While an async call in flight writes `out`, another call that uses it is refused (ERR_BUSY); an `out` in
+   * a new tensor per call, without a zero fill: for a sync call V8 memory (malloc recycles a dropped
+   * gradient's pages), for an async call memory the addon owns and recycles; never memory a later
+   * call writes. While an async call in flight writes `out`, another call that uses it is refused (ERR_BUSY); an `out` in
    * your own memory gets the gradient when the async call completes (README: async calls and
    * memory).
    */

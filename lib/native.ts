@@ -192,9 +192,8 @@ export type NativeAddon = {
   deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
   /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
   memcpy(dst: NativeInput, src: NativeInput): void;
-  /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h). */
+  /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h): async outputs. */
   hostAlloc(bytes: number): ArrayBuffer;
-  hostAlloc(bytes: number, maxLent: number): ArrayBuffer | undefined;
 } & Op<'logSumExp', NativeLogSumExp, void> &
   Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> &
   Op<'decoupledSoftmax', NativePositivesLoss, NativeLoss> &

@@ -5,12 +5,12 @@
  *
  * Outputs of 16 KiB and more (gradients, softTopK values) come without a zero fill (every
  * element is written by the op; the poison tests prove it):
- * from memory the addon owns and lends to an ArrayBuffer (napi/host_memory.h), with freed
- * blocks recycled by size. An async job holds a reference to it, so the op uses it in place
- * whatever JS does meanwhile (napi/job.h). A sync call takes a new block only within a bound
- * (SYNC_MAX_LENT_BYTES) and otherwise gets V8 memory (`Buffer.allocUnsafeSlow`): no JS runs
- * while a sync op does, so nothing can free it under the op. Smaller outputs are ordinary
- * zeroed V8 arrays.
+ * - an async call's from memory the addon owns and lends to an ArrayBuffer
+ *   (napi/host_memory.h), with freed blocks recycled by size: its job holds a reference to it,
+ *   so the op uses it in place whatever JS does meanwhile (napi/job.h);
+ * - a sync call's from V8 (`Buffer.allocUnsafeSlow`): no JS runs while a sync op does, so
+ *   nothing can free it under the op. See SYNC_OUTPUTS for why not from the addon.
+ * Smaller outputs are ordinary zeroed V8 arrays.
  *
  * `FUSEDLOSS_POISON_OUTPUTS=1` (read once, at load) fills every new output with NaN first, so
  * an element a kernel forgot to write shows up as NaN instead of a plausible 0. The test suite
@@ -37,15 +37,20 @@ export function fillNaN(a: HostArray, dtype: DType): HostArray {
 /** Outputs from this size up come without a zero fill. */
 const ADDON_MIN_BYTES = 16384;
 
-/**
- * A sync call's output comes from the addon's recycled blocks too (fresh memory costs a page
- * fault per 4 KiB at first touch, which can take longer than the op), but a new block is made
- * only while the outputs lent to JS and not yet collected stay under this many bytes; past it
- * the output is V8 memory. Node gives an addon block back only once V8 collected its buffer,
- * and a synchronous training loop allocates far faster than full GCs come: without a bound it
- * held 1.5 GB at 64×131072, where V8 memory alone stays near 200 MiB.
+/*
+ * SYNC_OUTPUTS: why a sync call's output is V8 memory. A training loop drops each step's
+ * gradient, and the next step is fast only if it gets warm pages back (fresh memory costs a page
+ * fault per 4 KiB at first touch: 8192 for a 32 MiB gradient, longer than the op). Memory can be
+ * reused only once V8 has collected the buffer that held it, and a loop that never yields to the
+ * event loop learns that only from a garbage collection:
+ * - an external (addon-owned) ArrayBuffer is referenced weakly by Node and by the addon, and V8
+ *   keeps weakly referenced objects through young-generation GCs (scavenges): its block comes
+ *   back only after a full mark-compact, a few ms each, which V8 then runs about once a call
+ *   (measured: 2–10× the reuse call);
+ * - a V8 ArrayBuffer dies in the next scavenge (about 0.1 ms, about one a call) and its memory
+ *   goes back to malloc, which hands the same warm pages to the next allocation of that size
+ *   (napi/host_memory.h keeps glibc from unmapping large freed blocks).
  */
-const SYNC_MAX_LENT_BYTES = 256 * 2 ** 20;
 
 /** True while an async call's arguments are prepared (see preparingAsync). */
 let preparingAsyncCall = false;
@@ -68,7 +73,7 @@ export function outputHost(dtype: DType, n: number): HostArray {
       ? new ArrayBuffer(bytes)
       : preparingAsyncCall
         ? native().addon.hostAlloc(bytes)
-        : (native().addon.hostAlloc(bytes, SYNC_MAX_LENT_BYTES) ?? Buffer.allocUnsafeSlow(bytes).buffer);
+        : Buffer.allocUnsafeSlow(bytes).buffer; // see SYNC_OUTPUTS
   const a = dtype === 'float32' ? new Float32Array(buffer) : new Uint16Array(buffer);
   return poisonOutputs ? fillNaN(a, dtype) : a;
 }

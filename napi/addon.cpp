@@ -89,23 +89,14 @@ Napi::Value DeviceBuffer::copy_to_host(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// hostAlloc(bytes[, maxLent]): an ArrayBuffer of `bytes` (uninitialised) over memory the addon
-// owns (napi/host_memory.h): what the TypeScript layer allocates op outputs from. With maxLent,
-// undefined instead of a new block once the bytes lent to JS would pass it (the caller then
-// allocates elsewhere).
+// hostAlloc(bytes): an ArrayBuffer of `bytes` (uninitialised) over memory the addon owns
+// (napi/host_memory.h): what the TypeScript layer allocates async ops' outputs from.
 Napi::Value Addon::host_alloc(const Napi::CallbackInfo& info) {
-  auto byte_count = [&](size_t i) {
-    const double v = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
-    if (!(v >= 1 && v <= 9007199254740991.0 && v == double(size_t(v))))
-      throw make_error(info.Env(), "ERR_ARG", "hostAlloc: expected byte counts >= 1");
-    return size_t(v);
-  };
-  const size_t bytes = byte_count(0);
-  const size_t max_lent = info.Length() > 1 ? byte_count(1) : SIZE_MAX;
-  host_memory->reclaim();  // first, so that buffers V8 collected count neither as lent nor lost
-  HostMemory::Block block = host_memory->acquire(bytes, max_lent);
-  if (!block) return info.Env().Undefined();
-  return host_memory->lend(info.Env(), std::move(block), bytes);
+  const double v = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(v >= 1 && v <= 9007199254740991.0 && v == double(size_t(v))))
+    throw make_error(info.Env(), "ERR_ARG", "hostAlloc: expected a byte count >= 1");
+  host_memory->reclaim();  // first, so that the blocks of buffers V8 collected can serve this one
+  return host_memory->lend(info.Env(), host_memory->acquire(size_t(v)), size_t(v));
 }
 
 Napi::Value Addon::device_alloc(const Napi::CallbackInfo& info) {

@@ -66,6 +66,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
 class Addon : public Napi::Addon<Addon> {
  public:
   Addon(Napi::Env env, Napi::Object exports) {
+    keep_large_frees_warm();
     Napi::Function buffer_class = DeviceBuffer::define(env);
     device_buffer_ctor = Napi::Persistent(buffer_class);
     DefineAddon(exports, {

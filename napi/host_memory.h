@@ -8,14 +8,21 @@
 // job that uses the memory holds another (napi/job.h). The memory goes back only when the
 // last one is dropped.
 //
-// It is also the fast allocator of op outputs: a block is handed out without a zero fill (every
-// output element is written by the op; the poison tests prove it), and freed blocks are kept in
-// a small pool keyed by size, so a training loop that drops each step's gradient gets the same
-// pages back next step instead of fresh zeroed pages from the kernel. Lent bytes are reported
-// to V8 (napi_adjust_external_memory) until taken back, so that GC runs, and finds dropped
-// outputs, at the rate the loop allocates them.
+// It is also the allocator of async ops' outputs: a block is handed out without a zero fill
+// (every output element is written by the op; the poison tests prove it), and freed blocks are
+// kept in a small pool keyed by size, so a training loop that drops each step's gradient gets the
+// same pages back next step instead of fresh zeroed pages from the kernel. Lent bytes are
+// reported to V8 (napi_adjust_external_memory) until taken back, so that GC runs, and finds
+// dropped outputs, at the rate the loop allocates them.
+//
+// Sync ops' outputs are V8 memory instead (lib/outputs.ts says why); keep_large_frees_warm()
+// makes malloc recycle it.
 #pragma once
 #include <napi.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstddef>
 #include <map>
@@ -26,6 +33,22 @@
 #include <vector>
 
 namespace fl::napi {
+
+// A sync op's output is a V8 ArrayBuffer (Buffer.allocUnsafeSlow, so malloc), freed by the
+// scavenge after the caller drops it. glibc serves a block of 32 MiB or more with a fresh mmap
+// and unmaps it on free, so a loop over such outputs page-faults every page of every output
+// (8192 faults for a 256×32768 float32 gradient, more time than the op). Below these sizes glibc
+// takes blocks from its heap and keeps freed ones for the next allocation, as it does on its own
+// (dynamically) for blocks up to 32 MiB. Process-wide, as glibc's own setting is: freed memory
+// up to kTrimBytes stays with the process instead of going back to the kernel at once.
+inline void keep_large_frees_warm() {
+#if defined(__GLIBC__)
+  constexpr int kMmapBytes = 128 << 20;  // blocks up to this come from the heap
+  constexpr int kTrimBytes = 256 << 20;  // free memory at the heap top kept, as glibc's 2×
+  mallopt(M_MMAP_THRESHOLD, kMmapBytes);
+  mallopt(M_TRIM_THRESHOLD, kTrimBytes);
+#endif
+}
 
 class HostMemory : public std::enable_shared_from_this<HostMemory> {
  public:
@@ -42,10 +65,8 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   }
 
   // A block of at least `bytes` (uninitialised). Thread-safe: the last reference to a block may
-  // drop on any thread (a pool thread finishing a job, a finalizer). With no freed block of
-  // that size at hand, a new one is made only while the bytes lent to JS stay within
-  // `max_lent`; past it the result is null.
-  Block acquire(size_t bytes, size_t max_lent = SIZE_MAX) {
+  // drop on any thread (a pool thread finishing a job, a finalizer).
+  Block acquire(size_t bytes) {
     bytes = round_up(bytes);
     void* p = nullptr;
     {
@@ -55,8 +76,6 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
         p = it->second;
         pool_.erase(it);
         pooled_bytes_ -= bytes;
-      } else if (lent_bytes_ + bytes > max_lent) {
-        return nullptr;
       }
     }
     if (!p) p = allocate(bytes);
@@ -76,7 +95,6 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       lent_[data] = lent;
-      lent_bytes_ += bytes;
     }
     Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
     return ab;
@@ -89,9 +107,9 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
     return it == lent_.end() ? nullptr : it->second->block;
   }
 
-  // Node runs the finalizer of an external ArrayBuffer on a later turn of the event loop, so in
-  // a synchronous training loop every step's gradient would stay allocated until the loop
-  // yields. Instead, each new lending first takes back the blocks of buffers V8 has already
+  // Node runs the finalizer of an external ArrayBuffer on a later turn of the event loop, after
+  // the GC that collected it, so calls made before the loop turns would not get those blocks
+  // back. Instead, each new lending first takes back the blocks of buffers V8 has already
   // collected (their weak reference is empty): nothing in JS can reach that memory any more.
   // Main thread only.
   void reclaim() {
@@ -102,7 +120,6 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
       for (auto it = lent_.begin(); it != lent_.end();) {
         if (it->second->weak.Value().IsEmpty()) {
           done.push_back(it->second);
-          lent_bytes_ -= it->second->bytes;
           dropped.push_back(std::move(it->second->block));
           it = lent_.erase(it);
         } else {
@@ -128,7 +145,6 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
       auto it = lent_.find(data);
       if (it != lent_.end() && it->second == l) {  // not reclaimed yet
         lent_.erase(it);
-        lent_bytes_ -= l->bytes;
         counted = true;
       }
     }
@@ -168,7 +184,6 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   std::unordered_map<const void*, Lent*> lent_;  // by data pointer; a block is lent to one buffer at a time
   std::multimap<size_t, void*> pool_;
   size_t pooled_bytes_ = 0;
-  size_t lent_bytes_ = 0;  // bytes of the buffers in lent_
 };
 
 }  // namespace fl::napi
