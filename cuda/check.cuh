@@ -10,7 +10,7 @@ namespace fl::cuda {
 
 inline void throw_cuda(cudaError_t err, const char* what) {
   cudaGetLastError();  // clear the sticky-free error state so later calls are not poisoned
-  const char* code = err == cudaErrorMemoryAllocation ? "ERR_CUDA_OOM" : "ERR_CUDA";
+  const char* code = err == cudaErrorMemoryAllocation ? err::kCudaOom : err::kCuda;
   fail(code, std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
 

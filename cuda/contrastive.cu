@@ -269,7 +269,7 @@ LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& e
   const Csr& pos = positives.csr();
   if (M == Mode::Dcl) { const SkipLists overlap(a.rows, pos, exclude); }  // ERR_CSR: an excluded positive
   if (a.rows == 0) return {0, 0};
-  if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (a.rows > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(a.scores));
   int64_t rows_with_positives = 0;
   for (int64_t r = 0; r < a.rows; ++r) rows_with_positives += pos.size(r) > 0;
@@ -320,12 +320,12 @@ LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& e
 LossResult symmetric(const LossArgs& a) {
   const int64_t n = a.rows;
   if (n == 0) return {0, 0};
-  if (n > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (n > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(a.scores));
   SymParams q{};
   q.strips = (n + kSymCols - 1) / kSymCols;
   q.chunks = (n + kSymChunkRows - 1) / kSymChunkRows;
-  if (q.chunks > 65535) fail("ERR_SHAPE", "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
+  if (q.chunks > 65535) fail(err::kShape, "scores: too many rows for one launch (the row chunks are gridDim.y, at most 65535)");
   RowLossParams& p = q.c;
   p = row_loss_params(a);
   Scratch s([&](auto& c) {

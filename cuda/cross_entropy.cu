@@ -306,7 +306,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   // Where a cluster cannot be resident (checked at launch), the layout without shared memory.
   const CePlan fallback = ce_plan(a.rows, a.cols, dtype_size(a.dtype), dev.sms, kFusedCols, kTileCols, 0, 0);
   const int64_t blocks = a.rows * std::max({plan.tiles, int64_t(plan.blocks_per_row), fallback.tiles});
-  if (blocks > INT32_MAX) fail("ERR_SHAPE", "logits: too many rows for one launch");
+  if (blocks > INT32_MAX) fail(err::kShape, "logits: too many rows for one launch");
 
   CeParams p{};
   static_cast<RowLossParams&>(p) = row_loss_params(a);

@@ -72,7 +72,7 @@ void log_sum_exp(const LogSumExpArgs& a) {
   const DeviceScope on(device_of(a.scores));
   const int64_t tiles = tiles_per_row(a.cols);
   const int64_t blocks = a.rows * tiles;
-  if (blocks > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (blocks > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   LseParams p{a.scores, a.rows, a.cols, tiles, a.scale, nullptr, nullptr, nullptr};
   Scratch s([&](auto& c) {
     p.partial = c.template take<float2>(blocks);

@@ -178,7 +178,7 @@ LossResult run(const PositivesLossArgs& a) {
   // positives ∪ exclusions, or the exclusions only for the multi-label softmax.
   { const SkipLists overlap(a.rows, a.positives, a.exclude); }
   if (a.rows == 0) return {0, 0};
-  if (a.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (a.rows > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(a.scores));
   const double mean_divisor = K == Kind::Bce ? double(a.rows) * double(a.cols) : double(a.rows);
   PositivesParams p{};

@@ -13,7 +13,7 @@ int selected_device() {
   char* end = nullptr;
   const long d = std::strtol(env, &end, 10);
   if (*end != '\0' || d < 0 || d >= count)
-    fail("ERR_ARG", std::string("FUSEDLOSS_CUDA_DEVICE: expected a device index from 0 to ") + std::to_string(count - 1) +
+    fail(err::kArg, std::string("FUSEDLOSS_CUDA_DEVICE: expected a device index from 0 to ") + std::to_string(count - 1) +
                         ", received '" + env + "'");
   return int(d);
 }
@@ -22,7 +22,7 @@ int checked_device(int device) {
   int count = 0;
   FL_CUDA_CHECK(cudaGetDeviceCount(&count));
   if (device < 0 || device >= count)
-    fail("ERR_ARG", "toDevice(): opts.device: expected a device index from 0 to " + std::to_string(count - 1) + ", received " +
+    fail(err::kArg, "toDevice(): opts.device: expected a device index from 0 to " + std::to_string(count - 1) + ", received " +
                         std::to_string(device));
   return device;
 }

@@ -521,7 +521,7 @@ TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, S& c) {
 // Runs the kernel, and throws ERR_NON_FINITE for NaN/+inf scores and ERR_K_RANGE for a row
 // (that needs a threshold) whose k is not in (0, N_i).
 void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& plan, DType grad_dtype) {
-  if (q.rows * plan.blocks_per_row > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (q.rows * plan.blocks_per_row > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const long long none = INT64_MAX;
   copy_to_device(p.first_bad, &none, sizeof none);
   dtype_switch(q.dtype, grad_dtype, [&](auto t, auto tg) { launch<decltype(t), decltype(tg)>(p, plan); });
@@ -531,7 +531,7 @@ void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& p
   for (int64_t r = 0; r < q.rows; ++r)
     if (k_bad[size_t(r)] >= 0) {
       const int32_t k = q.k_rows ? q.k_rows[r] : q.k;
-      fail("ERR_K_RANGE", (q.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
+      fail(err::kKRange, (q.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
                               std::to_string(k_bad[size_t(r)]) + " (the entries of row " + std::to_string(r) +
                               " that are neither excluded nor -Infinity), received " + std::to_string(k));
     }
@@ -548,7 +548,7 @@ TopKPlan plan_for(const SoftTopKProblem& q, DType grad_dtype) {
 LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   const SoftTopKProblem q = topk_problem(a);
   if (q.rows == 0) return {0, 0};
-  if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (q.rows > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.scores));
   if (q.exclude) { const SkipLists overlap(q.rows, a.positives, q.exclude); }  // ERR_CSR for a positive that is excluded
   const int64_t pos_nnz = a.positives.nnz(q.rows);
@@ -574,7 +574,7 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
 void soft_topk(const SoftTopKArgs& a) {
   const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
-  if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (q.rows > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.scores));
   const TopKPlan plan = plan_for(q, q.dtype);  // no gradient: the kernel's TG is unused
   TopKParams p{};
@@ -594,7 +594,7 @@ void soft_topk(const SoftTopKArgs& a) {
 void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
-  if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
+  if (q.rows > INT32_MAX) fail(err::kShape, "scores: too many rows for one launch");
   const DeviceScope on(device_of(q.scores));
   TopKVjpParams p{};
   static_cast<ScoresView&>(p) = scores_view(q);

@@ -1,6 +1,7 @@
 // What every CPU loss does alike around its own math: the row's upstream factor, and the
 // reduction of the row losses into the result.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
