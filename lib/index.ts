@@ -39,3 +39,18 @@ export { infoNCE, infoNCEAsync } from './ops/infoNCE';
 export type { InfoNCEOptions } from './ops/infoNCE';
 export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupledContrastive';
 export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';
+export { shardedLoss, ShardedJob } from './sharded';
+export type {
+  AllReduce,
+  ReduceOp,
+  ShardedRequest,
+  ShardedPhases,
+  ShardedResult,
+  ShardedOptions,
+  ShardedCrossEntropyOptions,
+  ShardedPositivesOptions,
+  ShardedDecoupledContrastiveOptions,
+  ShardedSoftTopKLossOptions,
+  ShardedLosses,
+  ShardedLossName,
+} from './sharded';
