@@ -49,6 +49,7 @@ export type {
   ShardedOptions,
   ShardedCrossEntropyOptions,
   ShardedPositivesOptions,
+  ShardedInfoNCEOptions,
   ShardedDecoupledContrastiveOptions,
   ShardedSoftTopKLossOptions,
   ShardedLosses,

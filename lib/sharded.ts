@@ -155,6 +155,10 @@ export interface ShardedCrossEntropyOptions extends ShardedOptions {
 export interface ShardedPositivesOptions extends ShardedOptions {
   exclude?: Positives;
 }
+export interface ShardedInfoNCEOptions extends ShardedPositivesOptions {
+  /** CLIP's (row-wise + column-wise InfoNCE)/2 on a square B × B matrix (totalColumns = B), diagonal positives. Default false. */
+  symmetric?: boolean;
+}
 export interface ShardedDecoupledContrastiveOptions extends ShardedPositivesOptions {
   weighting?: { sigma?: number };
 }
@@ -171,8 +175,8 @@ export interface ShardedLosses {
   multiLabelSoftmax: { targets: Positives; options: ShardedPositivesOptions };
   decoupledSoftmax: { targets: Positives; options: ShardedPositivesOptions };
   binaryCrossEntropy: { targets: Positives; options: ShardedPositivesOptions };
-  /** targets: the positives as CSR, or undefined for the diagonal (row i ↔ column i). One-way. */
-  infoNCE: { targets: Positives | undefined; options: ShardedPositivesOptions };
+  /** targets: the positives as CSR, or undefined for the diagonal (row i ↔ column i). `symmetric: true`: CLIP on a square matrix, targets undefined. */
+  infoNCE: { targets: Positives | undefined; options: ShardedInfoNCEOptions };
   /** targets: one positive per row as CSR, or undefined for the diagonal. */
   decoupledContrastive: { targets: Positives | undefined; options: ShardedDecoupledContrastiveOptions };
   softTopKLoss: { targets: Positives; options: ShardedSoftTopKLossOptions };
@@ -195,7 +199,7 @@ const KEYS: Record<ShardedLossName, readonly string[]> = {
   multiLabelSoftmax: [...COMMON_KEYS, 'exclude'],
   decoupledSoftmax: [...COMMON_KEYS, 'exclude'],
   binaryCrossEntropy: [...COMMON_KEYS, 'exclude'],
-  infoNCE: [...COMMON_KEYS, 'exclude'],
+  infoNCE: [...COMMON_KEYS, 'exclude', 'symmetric'],
   decoupledContrastive: [...COMMON_KEYS, 'exclude', 'weighting'],
   softTopKLoss: [...COMMON_KEYS, 'exclude', 'k', 'alpha', 'tol', 'maxIter'],
 };
@@ -661,6 +665,98 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
 }
 
 // ---------------------------------------------------------------------------------------------
+// infoNCE symmetric (CLIP): a square B × B matrix with diagonal positives. A rank holds whole
+// columns, so each column's softmax over the rows is local (its statistics need no exchange);
+// the rows' softmax takes the two rounds, and the column losses c_i and the columns' share of
+// dScale ride in the sum round from the rank that holds column i.
+
+function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
+  const { rows, n, S, offset, scale } = c;
+  const f: ZForm = { scale, softcap: 0 };
+  const P = lsePartials(S, rows, n, f, undefined, c.wantDScale);
+  ex.bad = P.bad;
+  const u = upstream(c, rows);
+  // Column statistics: maximum, count at it, tail, [Σ e^{z−max}·S]; two reads of the block, row by row.
+  const cMax = new Float64Array(n).fill(-Infinity), cCnt = new Float64Array(n), cTail = new Float64Array(n), cE = new Float64Array(n);
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < n; j++) {
+      const z = Math.fround(scale * S[i * n + j]);
+      if (z > cMax[j]) cMax[j] = z;
+    }
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < n; j++) {
+      const z = Math.fround(scale * S[i * n + j]);
+      if (!(z < Infinity) || z === -Infinity) continue;
+      if (z === cMax[j]) cCnt[j] += 1;
+      else cTail[j] += Math.exp(z - cMax[j]);
+      if (c.wantDScale) cE[j] += Math.exp(z - cMax[j]) * S[i * n + j];
+    }
+  // Each held column's loss c_j = lse_col − z_jj, and the columns' share of dScale.
+  const colStats = Array.from({ length: n }, (_, j) => rowLse(cMax[j], cCnt[j], cTail[j]));
+  let dScaleCols = 0;
+  const b1 = ex.alloc('max', rows);
+  for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
+  const r1 = yield* ex.round('max', b1);
+  const M = Float64Array.from(r1, decodeScore);
+  // Per row: count at M, tail, column i held, S_ii, c_i, [E]; then the columns' dScale.
+  const F = 5 + (c.wantDScale ? 1 : 0);
+  const b2 = ex.alloc('sum', F * rows + 1);
+  for (let i = 0; i < rows; i++) {
+    const [cnt, tail, E] = rescale(M[i], P.m[i], P.c[i], P.r[i], P.E ? P.E[i] : 0);
+    b2[F * i] = cnt;
+    b2[F * i + 1] = tail;
+    if (c.wantDScale) b2[F * i + 5] = E;
+    const j = i - offset;
+    if (j < 0 || j >= n || ex.bad) continue;
+    const sii = S[i * n + j];
+    b2[F * i + 2] = 1;
+    b2[F * i + 3] = encodeScore(sii);
+    b2[F * i + 4] = colStats[j].gap(Math.fround(scale * sii));
+    if (c.wantDScale) dScaleCols += (u(i) / 2) * (cE[j] / (1 + colStats[j].rTotal) - sii);
+  }
+  b2[F * rows] = dScaleCols;
+  const r2 = yield* ex.round('sum', b2);
+  for (let i = 0; i < rows; i++)
+    if (r2[F * i + 2] !== 1) throw makeError('ERR_ARG', `opts.columnOffset: column ${i} (row ${i}'s positive) is held by ${r2[F * i + 2]} ranks, expected exactly one`);
+  const rowLoss = new Float64Array(rows);
+  const rTotal = new Float64Array(rows);
+  const coef = new Float64Array(rows);
+  let dScale = r2[F * rows];
+  const rowGaps: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    const { rTotal: rt, gap } = rowLse(M[i], r2[F * i], r2[F * i + 1]);
+    rTotal[i] = rt;
+    const sii = decodeScore(r2[F * i + 3]);
+    rowGaps[i] = gap(Math.fround(scale * sii));
+    rowLoss[i] = (rowGaps[i] + r2[F * i + 4]) / 2;
+    coef[i] = u(i) / 2;
+    if (c.wantDScale) dScale += (u(i) / 2) * (r2[F * i + 5] / (1 + rt) - sii);
+  }
+  let G: Float32Array | undefined;
+  if (c.wantGrad) {
+    G = new Float32Array(rows * n);
+    softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef);
+    const kc = Float64Array.from({ length: n }, (_, j) => ((u(offset + j) / 2) * scale) / (1 + colStats[j].rTotal));
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < n; j++) {
+        const z = Math.fround(scale * S[i * n + j]);
+        if (z !== -Infinity && cMax[j] !== -Infinity) G[i * n + j] += kc[j] * Math.exp(z - cMax[j]);
+      }
+    // The diagonal: both halves' p − 1, each exact near p = 1.
+    for (let j = 0; j < n; j++) {
+      const i = offset + j;
+      const z = Math.fround(scale * S[i * n + j]);
+      if (z === -Infinity) continue;
+      const cs = colStats[j];
+      const pr = pMinusOne(z, M[i], M[i] + Math.log1p(rTotal[i]), rTotal[i]);
+      const pc = pMinusOne(z, cMax[j], cs.lse, cs.rTotal);
+      G[i * n + j] = (u(i) / 2) * scale * (pr + pc);
+    }
+  }
+  return result(c, rowLoss, rows, G, dScale, ex);
+}
+
+// ---------------------------------------------------------------------------------------------
 // binaryCrossEntropy: every entry is its own logistic problem, so the gradient is local and one
 // sum round of the row losses' parts suffices.
 
@@ -972,6 +1068,12 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
     case 'infoNCE':
     case 'decoupledContrastive': {
       const dcl = name === 'decoupledContrastive';
+      if (!dcl && bool('opts.symmetric', o.symmetric, false)) {
+        if (targets !== undefined || o.exclude !== undefined)
+          fail('ERR_ARG', 'opts.symmetric', 'the diagonal positives (targets undefined) and no exclusions (CLIP)', `#${targets !== undefined ? 'targets' : 'opts.exclude'} as well`);
+        if (total !== rows) fail('ERR_SHAPE', 'opts.totalColumns', `B = ${rows} with symmetric: true (a square matrix)`, total);
+        return new ShardedJob(symmetricInfoNCE(c, new Exchange(agreed(c, ['symmetric']), c.offset, c.n, total)));
+      }
       const pos = diagonalOrCsr('positives', targets, rows, total, dcl);
       const excl = excludeArg(o.exclude, rows, total, pos, targets === undefined ? 'the diagonal positives' : 'positives');
       let sigma = 0;

@@ -167,6 +167,14 @@ describe('shardedLoss: exact against the unsharded call', () => {
     for (const o of [{}, { scale: 3, reduction: 'sum' }, { exclude: diagExcl }]) for (const widths of splits(N, 13)) await compare('infoNCE', S, B, N, undefined, o, widths);
   });
 
+  it('infoNCE symmetric (CLIP): column softmaxes local, rows exchanged', async () => {
+    const Bs = 13;
+    const Ss = scores(Bs, Bs, 15);
+    Ss[4 * Bs + 4] = 30; // a peaked pair: both halves' p − 1 near 0
+    for (const o of [{ symmetric: true }, { symmetric: true, scale: 1 / 0.07 }, { symmetric: true, reduction: 'none', gradOutput: Float32Array.from({ length: Bs }, (_, i) => 0.5 + i / 7) }])
+      for (const widths of splits(Bs, 16)) await compare('infoNCE', Ss, Bs, Bs, undefined, o, widths);
+  });
+
   it('decoupledContrastive: DCL and DCLW, diagonal and CSR', async () => {
     const one = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => (i * 13 + 5) % N) };
     for (const t of [undefined, one])
@@ -325,5 +333,24 @@ describe('shardedLoss: the protocol', () => {
     expectCode(() => fl.shardedLoss('softmaxCrossEntropy', S, labels, { ...base, classWeights: new Float32Array(N + 1) }), 'ERR_SHAPE', /classWeights/);
     expectCode(() => fl.shardedLoss('decoupledContrastive', S, { rowPtr: Int32Array.from([0, 2, 2, 2, 2, 2]), cols: Int32Array.from([1, 2]) }, base), 'ERR_CSR', /exactly one/);
     expectCode(() => fl.shardedLoss('softTopKLoss', S, { rowPtr: new Int32Array(B + 1), cols: new Int32Array(0) }, { ...base, k: 1.5 }), 'ERR_ARG', /integer/);
+  });
+});
+
+describe('shardedLoss: −Infinity entries (masked columns) as the unsharded call', () => {
+  const B = 6, N = 23;
+  const S = scores(B, N, 41);
+  // Row 0 masked in a stretch spanning shards, row 3 entirely masked but for two entries, row 5 every entry out.
+  for (let j = 4; j < 15; j++) S[j] = -Infinity;
+  for (let j = 0; j < N; j++) if (j !== 2 && j !== 20) S[3 * N + j] = -Infinity;
+  for (let j = 0; j < N; j++) S[5 * N + j] = -Infinity;
+  const pos = { rowPtr: Int32Array.from([0, 2, 3, 4, 6, 7, 7]), cols: Int32Array.from([1, 16, 5, 9, 2, 20, 11]) };
+  it('every loss, R = 2, 3, 7', async () => {
+    for (const R of [2, 3, 7]) {
+      const widths = unevenWidths(N, R, rng(100 + R), true);
+      await compare('softmaxCrossEntropy', S, B, N, Int32Array.from([0, 1, 2, 20, 4, 3]), { labelSmoothing: 0.1 }, widths);
+      await compare('softmaxCrossEntropy', S, B, N, Int32Array.from([5, 1, 2, 20, 4, -100]), { zLoss: 0.01 }, widths); // a label at −∞
+      for (const name of ['multiLabelSoftmax', 'decoupledSoftmax', 'binaryCrossEntropy', 'infoNCE'] as const) await compare(name, S, B, N, pos, {}, widths);
+      await compare('softTopKLoss', S, B, N, pos, { k: 1 }, widths);
+    }
   });
 });
