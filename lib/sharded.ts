@@ -134,6 +134,11 @@ export interface ShardedOptions {
   grad?: boolean;
   /** Also return dScale = dL/dscale. Default false. */
   gradScale?: boolean;
+  /**
+   * Where to write this rank's gradient block (B × N_r float32: a Float32Array or a host float32
+   * Tensor), reused across steps; `grad` is then a tensor over it. Default: a new block per call.
+   */
+  out?: Float32Array | Tensor;
   /** [B, N_r] when the local scores are a bare typed array. */
   shape?: readonly number[];
   /** The dtype of a bare Uint16Array of local scores (half precision is widened to float32 once). */
@@ -191,6 +196,7 @@ const COMMON_KEYS = optionKeys<ShardedOptions>({
   gradOutput: true,
   grad: true,
   gradScale: true,
+  out: true,
   shape: true,
   dtype: true,
 });
@@ -327,7 +333,14 @@ interface Common {
   gradOutput: Float32Array | undefined;
   wantGrad: boolean;
   wantDScale: boolean;
+  /** The caller's gradient block (opts.out), zeroed when the gradient pass starts. */
+  out: Float32Array | undefined;
   o: Record<string, unknown>;
+}
+
+/** The gradient block: the caller's `out` (zeroed: entries out of the loss get exactly 0) or a new one. */
+function gradBlock(c: Common): Float32Array {
+  return c.out ? c.out.fill(0) : new Float32Array(c.rows * c.n);
 }
 
 function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): Common {
@@ -345,6 +358,13 @@ function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): C
     if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
     gradOutput = float32Array('opts.gradOutput', o.gradOutput, rows);
   }
+  let out: Float32Array | undefined;
+  if (o.out !== undefined) {
+    const v = o.out instanceof Tensor ? (o.out.dtype === 'float32' && o.out.device === 'cpu' ? o.out.data : undefined) : o.out;
+    if (!(v instanceof Float32Array)) fail('ERR_TYPE', 'opts.out', 'a Float32Array or a host float32 Tensor (the gradient block is float32)', o.out);
+    out = float32Array('opts.out', v, rows * cols);
+    if (out.buffer === (t.data as ArrayBufferView).buffer) fail('ERR_ARG', 'opts.out', 'memory other than the local scores', '#the scores\' memory');
+  }
   const data = t.data;
   return {
     name,
@@ -358,6 +378,7 @@ function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): C
     gradOutput,
     wantGrad: bool('opts.grad', o.grad, true),
     wantDScale: bool('opts.gradScale', o.gradScale, false),
+    out,
     o,
   };
 }
@@ -524,7 +545,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
   }
   let G: Float32Array | undefined;
   if (c.wantGrad) {
-    G = new Float32Array(rows * n);
+    G = gradBlock(c);
     softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef, smoothing ? { factor: lin, w: x.weights } : undefined);
     // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
     for (let i = 0; i < rows; i++) {
@@ -654,7 +675,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
   }
   let G: Float32Array | undefined;
   if (c.wantGrad) {
-    G = new Float32Array(rows * n);
+    G = gradBlock(c);
     softmaxGrad(S, G, rows, n, f, skip, M, rTotal, coef);
     for (let i = 0; i < rows; i++) {
       const ui = u(i) * f.scale;
@@ -734,7 +755,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   }
   let G: Float32Array | undefined;
   if (c.wantGrad) {
-    G = new Float32Array(rows * n);
+    G = gradBlock(c);
     softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef);
     const kc = Float64Array.from({ length: n }, (_, j) => ((u(offset + j) / 2) * scale) / (1 + colStats[j].rTotal));
     for (let i = 0; i < rows; i++)
@@ -766,7 +787,7 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   // forms that do not cancel for a confident positive (y = the positive's weight, a soft target).
   const { lp, skip } = localTargets(c, pos, excl, true);
   const u = upstream(c, rows * c.total);
-  const G = c.wantGrad || c.wantDScale ? new Float32Array(rows * n) : undefined;
+  const G = c.wantGrad || c.wantDScale ? gradBlock(c) : undefined;
   // Per row: the loss part, positives held, positives at −∞ with y > 0 (their loss is +∞); then dScale.
   const b = ex.alloc('sum', 3 * rows + 1);
   let dScale = 0;
@@ -931,7 +952,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   let G: Float32Array | undefined;
   let dScale = 0;
   if (c.wantGrad || c.wantDScale) {
-    G = new Float32Array(rows * n);
+    G = gradBlock(c);
     for (let i = 0; i < rows; i++) {
       const s = solvers[i];
       if (!s) continue;

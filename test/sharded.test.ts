@@ -223,6 +223,18 @@ describe('shardedLoss: the protocol', () => {
     }
   });
 
+  it('opts.out: the gradient block goes into the caller\'s array, every entry written', async () => {
+    const widths = [9, 11];
+    const fresh = await runAll(jobsFor(widths));
+    const outs = widths.map((w) => new Float32Array(B * w).fill(NaN));
+    const reused = await runAll(jobsFor(widths, undefined, (r) => ({ out: outs[r] })));
+    for (let r = 0; r < 2; r++) {
+      expect(reused[r].grad!.data).toBe(outs[r]);
+      expect(outs[r]).toEqual(fresh[r].grad!.data);
+    }
+    expectCode(() => fl.shardedLoss('softmaxCrossEntropy', S, labels, { shape: [B, N], columnOffset: 0, totalColumns: N, out: new Float32Array(3) }), 'ERR_SHAPE', /opts\.out/);
+  });
+
   it('a job runs once', async () => {
     const [job] = jobsFor([N]);
     await job.run(collective(1)[0]);
