@@ -335,6 +335,17 @@ describe('shardedLoss: the protocol', () => {
     expect(e1.message).toMatch(/localScores\[2, 3\] \(global column 11\)/);
   });
 
+  it('soft top-k: k checked against the row\'s entries over all shards, on every rank', async () => {
+    const pos = { rowPtr: Int32Array.from([0, 1, 1, 1, 1, 2]), cols: Int32Array.from([3, 12]) };
+    const run = (k: number | Int32Array) => {
+      const ar = collective(2);
+      return Promise.allSettled([[0, 6], [6, 20]].map(([a, b], r) => fl.shardedLoss('softTopKLoss', columnBlock(S, B, N, a, b), pos, { shape: [B, b - a], columnOffset: a, totalColumns: N, k }).run(ar[r])));
+    };
+    for (const r of await run(N)) expect((r as PromiseRejectedResult).reason.code).toBe('ERR_K_RANGE');
+    for (const r of await run(Int32Array.from([3, 0, 0, 0, 20]))) expect((r as PromiseRejectedResult).reason.message).toMatch(/opts\.k\[4\]/);
+    for (const r of await run(N - 1)) expect(r.status).toBe('fulfilled'); // k < N_i = N over both shards, though above each shard's width
+  });
+
   it('bad arguments: unknown keys with a suggestion, offsets, names', () => {
     const base = { shape: [B, N], columnOffset: 0, totalColumns: N };
     expectCode(() => fl.shardedLoss('softmaxCrossEntropy', S, labels, { ...base, labelSmooting: 0.1 } as never), 'ERR_ARG', /did you mean 'labelSmoothing'/);
