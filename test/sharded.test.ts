@@ -3,6 +3,8 @@
 // losses and each rank's gradient block to the SPEC 5 tolerances (fp32: 1e-5). Then the
 // protocol's checks: shards that overlap or leave gaps, labels outside every shard, a broken
 // all-reduce, options that differ across ranks.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectCode, expectCodeAsync, fl } from './helpers';
 import { collective, columnBlock, offsetsOf, rng, runAll, unevenWidths } from './sharded-sim';
@@ -375,5 +377,13 @@ describe('shardedLoss: −Infinity entries (masked columns) as the unsharded cal
       for (const name of ['multiLabelSoftmax', 'decoupledSoftmax', 'binaryCrossEntropy', 'infoNCE'] as const) await compare(name, S, B, N, pos, {}, widths);
       await compare('softTopKLoss', S, B, N, pos, { k: 1 }, widths);
     }
+  });
+});
+
+describe('examples/sharded', () => {
+  it('2 child processes train to the unsharded run\'s P@1 (a small run)', () => {
+    const out = execFileSync(process.execPath, ['examples/sharded/train.mjs', '--ranks', '2', '--epochs', '1', '--labels', '200', '--docs', '1200'], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8', timeout: 120_000 });
+    expect(out).toMatch(/sharded \(2 processes, labels per rank 100, 100\)/);
+    expect(out).toMatch(/P@1 difference: 0\.00\d\d \(within 0\.01/);
   });
 });
