@@ -807,9 +807,11 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
         }
         const z = Math.fround(scale * s);
         if (z === -Infinity) continue;
-        l += softplus(z);
+        // softplus(z) and σ(z) from one e = e^{−|z|} (MATH §2).
+        const e = Math.exp(-Math.abs(z));
+        l += Math.max(z, 0) + Math.log1p(e);
         if (G) {
-          const d = sigmoidPair(z)[0];
+          const d = (z >= 0 ? 1 : e) / (1 + e);
           G[base + j] = ui * d * scale;
           ds += d * s;
         }
@@ -967,8 +969,10 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
         for (; j < end; j++) {
           const z = Math.fround(scale * S[base + j]);
           if (z === -Infinity) continue;
-          const [p, qq] = sigmoidPair(x.alpha * (z + ti));
-          G[base + j] = -ui * x.alpha * p * qq * fi;
+          // v = α·σ(a)·σ(−a) = α·e/(1 + e)², e = e^{−|a|}.
+          const e = Math.exp(-Math.abs(x.alpha * (z + ti)));
+          const r = 1 / (1 + e);
+          G[base + j] = -ui * x.alpha * e * r * r * fi;
         }
         j = end + 1;
       }
