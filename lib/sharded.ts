@@ -59,19 +59,22 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType } from './tensor';
 import { kArg } from './ops/softTopK';
 import {
+  addColumnSoftmax,
+  bcePartials,
+  columnPartials,
   decodeScore,
   dzOf,
   encodeScore,
-  FLT_MAX,
   logSigmoid,
   lsePartials,
   pMinusOne,
+  rangePartials,
   rescale,
   rowLse,
   sigmoidPair,
   softmaxGrad,
-  softplus,
   topkSolverInit,
+  topkGrad,
   topkSolverStep,
   topkSums,
   zOf,
@@ -697,21 +700,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   const P = lsePartials(S, rows, n, f, undefined, c.wantDScale);
   ex.bad = P.bad;
   const u = upstream(c, rows);
-  // Column statistics: maximum, count at it, tail, [Σ e^{z−max}·S]; two reads of the block, row by row.
-  const cMax = new Float64Array(n).fill(-Infinity), cCnt = new Float64Array(n), cTail = new Float64Array(n), cE = new Float64Array(n);
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < n; j++) {
-      const z = Math.fround(scale * S[i * n + j]);
-      if (z > cMax[j]) cMax[j] = z;
-    }
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < n; j++) {
-      const z = Math.fround(scale * S[i * n + j]);
-      if (!(z < Infinity) || z === -Infinity) continue;
-      if (z === cMax[j]) cCnt[j] += 1;
-      else cTail[j] += Math.exp(z - cMax[j]);
-      if (c.wantDScale) cE[j] += Math.exp(z - cMax[j]) * S[i * n + j];
-    }
+  const { max: cMax, cnt: cCnt, tail: cTail, E: cE } = columnPartials(S, rows, n, scale, c.wantDScale);
   // Each held column's loss c_j = lse_col − z_jj, and the columns' share of dScale.
   const colStats = Array.from({ length: n }, (_, j) => rowLse(cMax[j], cCnt[j], cTail[j]));
   let dScaleCols = 0;
@@ -758,11 +747,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     G = gradBlock(c);
     softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef);
     const kc = Float64Array.from({ length: n }, (_, j) => ((u(offset + j) / 2) * scale) / (1 + colStats[j].rTotal));
-    for (let i = 0; i < rows; i++)
-      for (let j = 0; j < n; j++) {
-        const z = Math.fround(scale * S[i * n + j]);
-        if (z !== -Infinity && cMax[j] !== -Infinity) G[i * n + j] += kc[j] * Math.exp(z - cMax[j]);
-      }
+    addColumnSoftmax(S, G, rows, n, scale, cMax, kc);
     // The diagonal: both halves' p − 1, each exact near p = 1.
     for (let j = 0; j < n; j++) {
       const i = offset + j;
@@ -788,59 +773,15 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   const { lp, skip } = localTargets(c, pos, excl, true);
   const u = upstream(c, rows * c.total);
   const G = c.wantGrad || c.wantDScale ? gradBlock(c) : undefined;
+  const loss = new Float64Array(rows), inf = new Float64Array(rows);
+  const { dScale, bad } = bcePartials(S, rows, n, scale, skip, lp, Float64Array.from({ length: rows }, (_, i) => u(i)), G, loss, inf);
+  ex.bad = bad;
   // Per row: the loss part, positives held, positives at −∞ with y > 0 (their loss is +∞); then dScale.
   const b = ex.alloc('sum', 3 * rows + 1);
-  let dScale = 0;
   for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    const ui = u(i);
-    let l = 0, ds = 0;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const s = S[base + j];
-        if (!(s < Infinity)) {
-          ex.bad ??= [i, j];
-          continue;
-        }
-        const z = Math.fround(scale * s);
-        if (z === -Infinity) continue;
-        // softplus(z) and σ(z) from one e = e^{−|z|} (MATH §2).
-        const e = Math.exp(-Math.abs(z));
-        l += Math.max(z, 0) + Math.log1p(e);
-        if (G) {
-          const d = (z >= 0 ? 1 : e) / (1 + e);
-          G[base + j] = ui * d * scale;
-          ds += d * s;
-        }
-      }
-      j = end + 1;
-    }
-    let inf = 0;
-    for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
-      const jj = lp.cols[q], y = lp.weights[q], s = S[base + jj];
-      if (!(s < Infinity)) {
-        ex.bad ??= [i, jj];
-        continue;
-      }
-      const z = Math.fround(scale * s);
-      if (z === -Infinity) {
-        if (y > 0) inf += 1;
-        continue;
-      }
-      l += z > 0 ? (1 - y) * z + softplus(-z) : softplus(z) - y * z;
-      if (G) {
-        const d = z > 0 ? 1 - y - sigmoidPair(z)[1] : sigmoidPair(z)[0] - y;
-        G[base + jj] = ui * d * scale;
-        ds += d * s;
-      }
-    }
-    b[3 * i] = l;
+    b[3 * i] = loss[i];
     b[3 * i + 1] = lp.rowPtr[i + 1] - lp.rowPtr[i];
-    b[3 * i + 2] = inf;
-    dScale += ui * ds;
+    b[3 * i + 2] = inf[i];
   }
   b[3 * rows] = dScale;
   const r = yield* ex.round('sum', b);
@@ -859,31 +800,8 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   const { lp, skip } = localTargets(c, pos, excl, false);
   const hasPositives = (i: number) => pos.rowPtr[i + 1] > pos.rowPtr[i];
   // Phase 1: per row, max and min of z over the entries that are in, and their count.
-  const zmax = new Float64Array(rows).fill(-Infinity), zmin = new Float64Array(rows).fill(Infinity), count = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0, hi = -Infinity, lo = Infinity, cnt = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const s = S[base + j];
-        if (!(s < Infinity)) {
-          ex.bad ??= [i, j];
-          continue;
-        }
-        const z = Math.fround(scale * s);
-        if (z === -Infinity) continue;
-        if (z > hi) hi = z;
-        if (z < lo) lo = z;
-        cnt += 1;
-      }
-      j = end + 1;
-    }
-    zmax[i] = hi;
-    zmin[i] = lo;
-    count[i] = cnt;
-  }
+  const { zmax, zmin, count, bad } = rangePartials(S, rows, n, scale, skip);
+  ex.bad = bad;
   const b1 = ex.alloc('max', 2 * rows);
   for (let i = 0; i < rows; i++) {
     b1[2 * i] = encodeScore(zmax[i]);
@@ -955,36 +873,9 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   let dScale = 0;
   if (c.wantGrad || c.wantDScale) {
     G = gradBlock(c);
-    for (let i = 0; i < rows; i++) {
-      const s = solvers[i];
-      if (!s) continue;
-      const base = i * n;
-      const ui = u(i) * scale;
-      const cnt = pos.rowPtr[i + 1] - pos.rowPtr[i];
-      const fi = factor[i], ti = th[i];
-      const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-      let j = 0;
-      for (let q = q0; q <= q1; q++) {
-        const end = q < q1 ? skip!.cols[q] : n;
-        for (; j < end; j++) {
-          const z = Math.fround(scale * S[base + j]);
-          if (z === -Infinity) continue;
-          // v = α·σ(a)·σ(−a) = α·e/(1 + e)², e = e^{−|a|}.
-          const e = Math.exp(-Math.abs(x.alpha * (z + ti)));
-          const r = 1 / (1 + e);
-          G[base + j] = -ui * x.alpha * e * r * r * fi;
-        }
-        j = end + 1;
-      }
-      for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
-        const jj = lp.cols[q];
-        const z = Math.fround(scale * S[base + jj]);
-        if (z === -Infinity) continue;
-        const w = lp.weights[q];
-        G[base + jj] += ui * x.alpha * (-w / cnt) * sigmoidPair(x.alpha * (z + ti))[1];
-      }
-      if (c.wantDScale) for (let j2 = 0; j2 < n; j2++) if (G[base + j2] !== 0) dScale += (G[base + j2] / scale) * S[base + j2];
-    }
+    const solved = Uint8Array.from(solvers, (sv) => (sv ? 1 : 0));
+    const nPos = Int32Array.from({ length: rows }, (_, i) => pos.rowPtr[i + 1] - pos.rowPtr[i]);
+    dScale = topkGrad(S, G, rows, n, scale, skip, lp, nPos, x.alpha, solved, th, factor, Float64Array.from({ length: rows }, (_, i) => u(i)), c.wantDScale);
   }
   if (c.wantDScale) {
     const b = ex.alloc('sum', 1);

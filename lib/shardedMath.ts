@@ -10,15 +10,25 @@
  * - **finish** (phase 2): from the global row statistics, every rank computes the same row
  *   losses and its own gradient block in one more pass.
  *
- * These run in TypeScript over Float32Array blocks (fp32 storage, float64 accumulation). The
- * functions take plain arrays and numbers and return plain arrays, so a native kernel per step
- * can replace each one without changing the protocol (what is exchanged, in which order).
+ * Every read of the block is one function here; lib/sharded.ts does the rest, which is O(B + nnz)
+ * per call (buffer layout, the rounds, row losses from the merged statistics):
+ *
+ * | loss | phase 1 (partials) | between rounds | phase 2 (finish) |
+ * |---|---|---|---|
+ * | softmaxCrossEntropy, multiLabelSoftmax, infoNCE, decoupledSoftmax, decoupledContrastive | lsePartials | rescale | softmaxGrad |
+ * | infoNCE symmetric | lsePartials, columnPartials | rescale | softmaxGrad, addColumnSoftmax |
+ * | binaryCrossEntropy | bcePartials (gradient included: it is local) | | |
+ * | softTopKLoss | rangePartials | topkSums per Newton step | topkGrad |
+ *
+ * They run in TypeScript over Float32Array blocks (fp32 storage, float64 accumulation), one
+ * pass each. They take plain arrays and numbers and return plain arrays, so a native or CUDA
+ * kernel can replace each one without changing the protocol (what is exchanged, in which order).
  * @internal
  * @module
  */
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
-export const FLT_MAX = 3.4028234663852886e38;
+const FLT_MAX = 3.4028234663852886e38;
 const NONE = -FLT_MAX;
 export const encodeScore = (s: number): number => (s === -Infinity ? NONE : s);
 export const decodeScore = (s: number): number => (s <= NONE ? -Infinity : s);
@@ -313,4 +323,169 @@ export function topkSums(S: Float32Array, n: number, f: ZForm, skip: LocalCsr | 
     out[5 * a + 3] = vLo;
     out[5 * a + 4] = vHi;
   }
+}
+
+/**
+ * binaryCrossEntropy's one pass (its gradient is local): per row, the loss part over the
+ * entries that are in (softplus(z) for the rest, softplus(z) − y·z for the positives, y their
+ * weight, in forms that do not cancel for a confident positive), the count of positives at −∞
+ * with y > 0 (a row loss of +∞), and, with G, the gradient u_i·(σ(z) − y)·scale. `skip` holds
+ * the exclusions and the positives; the positives are done from `lp`. Returns this rank's share
+ * of dScale (with G).
+ */
+export function bcePartials(S: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined, lp: LocalPositives, u: Float64Array, G: Float32Array | undefined, loss: Float64Array, inf: Float64Array) {
+  let bad: BadEntry;
+  let dScale = 0;
+  for (let i = 0; i < rows; i++) {
+    const base = i * n;
+    const ui = u[i];
+    let l = 0, ds = 0;
+    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
+    let j = 0;
+    for (let q = q0; q <= q1; q++) {
+      const end = q < q1 ? skip!.cols[q] : n;
+      for (; j < end; j++) {
+        const s = S[base + j];
+        if (!(s < Infinity)) {
+          bad ??= [i, j];
+          continue;
+        }
+        const z = Math.fround(scale * s);
+        if (z === -Infinity) continue;
+        // softplus(z) and σ(z) from one e = e^{−|z|} (MATH §2).
+        const e = Math.exp(-Math.abs(z));
+        l += Math.max(z, 0) + Math.log1p(e);
+        if (G) {
+          const d = (z >= 0 ? 1 : e) / (1 + e);
+          G[base + j] = ui * d * scale;
+          ds += d * s;
+        }
+      }
+      j = end + 1;
+    }
+    let out = 0;
+    for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
+      const jj = lp.cols[q], y = lp.weights[q], s = S[base + jj];
+      if (!(s < Infinity)) {
+        bad ??= [i, jj];
+        continue;
+      }
+      const z = Math.fround(scale * s);
+      if (z === -Infinity) {
+        if (y > 0) out += 1;
+        continue;
+      }
+      l += z > 0 ? (1 - y) * z + softplus(-z) : softplus(z) - y * z;
+      if (G) {
+        const d = z > 0 ? 1 - y - sigmoidPair(z)[1] : sigmoidPair(z)[0] - y;
+        G[base + jj] = ui * d * scale;
+        ds += d * s;
+      }
+    }
+    loss[i] = l;
+    inf[i] = out;
+    dScale += ui * ds;
+  }
+  return { dScale, bad };
+}
+
+/** Soft top-k phase 1: per row, max z, min z and the count of the entries that are in (not skipped, not −∞). */
+export function rangePartials(S: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined) {
+  const zmax = new Float64Array(rows).fill(-Infinity), zmin = new Float64Array(rows).fill(Infinity), count = new Float64Array(rows);
+  let bad: BadEntry;
+  for (let i = 0; i < rows; i++) {
+    const base = i * n;
+    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
+    let j = 0, hi = -Infinity, lo = Infinity, cnt = 0;
+    for (let q = q0; q <= q1; q++) {
+      const end = q < q1 ? skip!.cols[q] : n;
+      for (; j < end; j++) {
+        const s = S[base + j];
+        if (!(s < Infinity)) {
+          bad ??= [i, j];
+          continue;
+        }
+        const z = Math.fround(scale * s);
+        if (z === -Infinity) continue;
+        if (z > hi) hi = z;
+        if (z < lo) lo = z;
+        cnt += 1;
+      }
+      j = end + 1;
+    }
+    zmax[i] = hi;
+    zmin[i] = lo;
+    count[i] = cnt;
+  }
+  return { zmax, zmin, count, bad };
+}
+
+/**
+ * Soft top-k phase 2 (MATH §3.7–3.8): for the rows with `solved[i]`, at threshold t[i],
+ * ∂ℓ/∂z_m = u_m − v_m·factor[i] with v = α·σ(a)·σ(−a), a = α(z + t), and u_m = α·g_m·σ(−a_m)
+ * at the positives (g = −w/n_i); times up[i] (the upstream factor) and the scale. Returns this
+ * rank's share of dScale.
+ */
+export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined, lp: LocalPositives, nPos: Int32Array, alpha: number, solved: Uint8Array, t: Float64Array, factor: Float64Array, up: Float64Array, wantDScale: boolean): number {
+  let dScale = 0;
+  for (let i = 0; i < rows; i++) {
+    if (!solved[i]) continue;
+    const base = i * n;
+    const ui = up[i] * scale;
+    const fi = factor[i], ti = t[i];
+    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
+    let j = 0;
+    for (let q = q0; q <= q1; q++) {
+      const end = q < q1 ? skip!.cols[q] : n;
+      for (; j < end; j++) {
+        const z = Math.fround(scale * S[base + j]);
+        if (z === -Infinity) continue;
+        // v = α·σ(a)·σ(−a) = α·e/(1 + e)², e = e^{−|a|}.
+        const e = Math.exp(-Math.abs(alpha * (z + ti)));
+        const r = 1 / (1 + e);
+        G[base + j] = -ui * alpha * e * r * r * fi;
+      }
+      j = end + 1;
+    }
+    for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
+      const jj = lp.cols[q];
+      const z = Math.fround(scale * S[base + jj]);
+      if (z === -Infinity) continue;
+      G[base + jj] += ui * alpha * (-lp.weights[q] / nPos[i]) * sigmoidPair(alpha * (z + ti))[1];
+    }
+    if (wantDScale) for (let j2 = 0; j2 < n; j2++) if (G[base + j2] !== 0) dScale += (G[base + j2] / scale) * S[base + j2];
+  }
+  return dScale;
+}
+
+/**
+ * infoNCE symmetric: each local column's softmax over the rows (a rank holds whole columns):
+ * the maximum, the count at it, the tail Σ_{z<max} e^{z−max} and, with `dScaleSums`,
+ * Σ e^{z−max}·S. Two reads of the block, row by row.
+ */
+export function columnPartials(S: Float32Array, rows: number, n: number, scale: number, dScaleSums: boolean) {
+  const max = new Float64Array(n).fill(-Infinity), cnt = new Float64Array(n), tail = new Float64Array(n), E = new Float64Array(n);
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < n; j++) {
+      const z = Math.fround(scale * S[i * n + j]);
+      if (z > max[j]) max[j] = z;
+    }
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < n; j++) {
+      const z = Math.fround(scale * S[i * n + j]);
+      if (!(z < Infinity) || z === -Infinity) continue;
+      if (z === max[j]) cnt[j] += 1;
+      else tail[j] += Math.exp(z - max[j]);
+      if (dScaleSums) E[j] += Math.exp(z - max[j]) * S[i * n + j];
+    }
+  return { max, cnt, tail, E };
+}
+
+/** Adds k[j]·e^{z_ij − max_j} (the column softmax's part of the gradient) to every entry that is in. */
+export function addColumnSoftmax(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, max: Float64Array, k: Float64Array): void {
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < n; j++) {
+      const z = Math.fround(scale * S[i * n + j]);
+      if (z !== -Infinity && max[j] !== -Infinity) G[i * n + j] += k[j] * Math.exp(z - max[j]);
+    }
 }
