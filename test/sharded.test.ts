@@ -237,6 +237,27 @@ describe('shardedLoss: the protocol', () => {
     expectCode(() => fl.shardedLoss('softmaxCrossEntropy', S, labels, { shape: [B, N], columnOffset: 0, totalColumns: N, out: new Float32Array(3) }), 'ERR_SHAPE', /opts\.out/);
   });
 
+  it('phases(): soft top-k\'s Newton rounds, step by step', async () => {
+    const pos = { rowPtr: Int32Array.from([0, 2, 3, 3, 4, 5]), cols: Int32Array.from([1, 12, 7, 19, 0]) };
+    const make = () => [[0, 5], [5, 5], [5, 20]].map(([a, b]) => fl.shardedLoss('softTopKLoss', columnBlock(S, B, N, a, b), pos, { shape: [B, b - a], columnOffset: a, totalColumns: N, k: 3, gradScale: true }));
+    const byRun = await runAll(make());
+    const ar = collective(3);
+    const byPhases = await Promise.all(
+      make().map(async (job, r) => {
+        const steps = job.phases();
+        let s = steps.next();
+        while (!s.done) s = steps.next(await ar[r](s.value.buffer, s.value.op));
+        return s.value;
+      }),
+    );
+    expect(byRun[0].exchange.rounds).toBeGreaterThan(3);
+    for (let r = 0; r < 3; r++) {
+      expect(byPhases[r].rowLoss).toEqual(byRun[r].rowLoss);
+      expect(byPhases[r].dScale).toBe(byRun[r].dScale);
+      expect(byPhases[r].grad!.data).toEqual(byRun[r].grad!.data);
+    }
+  });
+
   it('a job runs once', async () => {
     const [job] = jobsFor([N]);
     await job.run(collective(1)[0]);
@@ -282,6 +303,15 @@ describe('shardedLoss: the protocol', () => {
       [[0, 8], [10, 20]].map(([a, b], r) => fl.shardedLoss('softmaxCrossEntropy', columnBlock(S, B, N, a, b), lab, { shape: [B, b - a], columnOffset: a, totalColumns: N }).run(ar[r])),
     );
     for (const r of res) expect((r as PromiseRejectedResult).reason.code).toMatch(/ERR_LABEL_RANGE|ERR_ARG/);
+    // A positive in the gap between two shards: every rank refuses.
+    {
+      const ar = collective(2);
+      const pos = { rowPtr: Int32Array.from([0, 1, 1, 2, 2, 2]), cols: Int32Array.from([8, 15]) };
+      const res = await Promise.allSettled(
+        [[0, 8], [10, 20]].map(([a, b], r) => fl.shardedLoss('decoupledSoftmax', columnBlock(S, B, N, a, b), pos, { shape: [B, b - a], columnOffset: a, totalColumns: N }).run(ar[r])),
+      );
+      for (const r of res) expect((r as PromiseRejectedResult).reason.code).toMatch(/ERR_CSR|ERR_ARG/);
+    }
     // Positives and labels outside [0, N) are argument errors before any exchange.
     expectCode(() => fl.shardedLoss('softmaxCrossEntropy', S, Int32Array.from([0, 1, 2, 3, N]), { shape: [B, N], columnOffset: 0, totalColumns: N }), 'ERR_LABEL_RANGE', /labels\[4\]/);
     expectCode(() => fl.shardedLoss('decoupledSoftmax', S, { rowPtr: Int32Array.from([0, 1, 1, 1, 1, 1]), cols: Int32Array.from([N]) }, { shape: [B, N], columnOffset: 0, totalColumns: N }), 'ERR_CSR', /positives\.cols\[0\]/);
@@ -309,6 +339,14 @@ describe('shardedLoss: the protocol', () => {
       const res = await Promise.allSettled(jobsFor([10, 10], undefined, opts).map((j, r) => j.run(ar[r])));
       expect((res[0] as PromiseRejectedResult).reason.code).toBe('ERR_ARG');
       expect((res[0] as PromiseRejectedResult).reason.message).toMatch(/disagree/);
+    }
+    // Labels that differ across ranks.
+    {
+      const ar = collective(2);
+      const res = await Promise.allSettled(
+        [0, 10].map((a, r) => fl.shardedLoss('softmaxCrossEntropy', columnBlock(S, B, N, a, a + 10), r === 0 ? labels : labels.map((y) => (y + 1) % N), { shape: [B, 10], columnOffset: a, totalColumns: N }).run(ar[r])),
+      );
+      for (const r of res) expect((r as PromiseRejectedResult).reason.message).toMatch(/disagree/);
     }
     // BCE starts with a sum round: the fingerprint rides there.
     const pos = { rowPtr: Int32Array.from([0, 1, 1, 2, 2, 2]), cols: Int32Array.from([3, 15]) };
