@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 
 namespace fl::cuda {
 

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/contrastive_math.h"
 #include "../native/ops/csr.h"
@@ -56,7 +56,7 @@ struct Common {
   const float* grad_output;  // reduction None only
   int reduction;
   double mean_divisor;
-  bool want_dscale;
+  bool grad_scale;
   double* row_loss;          // rows
   float* dscale_part;        // rows
   long long* first_bad;
@@ -96,7 +96,7 @@ template <class T, class TG, Mode M, bool kOnChip, bool kCluster>
 __global__ void __launch_bounds__(kThreads) row_kernel(RowParams q, int64_t slice) {
   const Common& p = q.c;
   const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
-  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, M == Mode::InfoNCE, q.skip_a, q.skip_b, q.mask, q.mask_words,
+  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.grad_scale, M == Mode::InfoNCE, q.skip_a, q.skip_b, q.mask, q.mask_words,
                          q.pos_ptr, q.pos_cols, q.pos_x, q.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
   const double u = upstream(p, row);
   const int64_t e0 = q.pos_ptr[row], e1 = q.pos_ptr[row + 1];
@@ -300,7 +300,7 @@ void by_dtype(DType dtype, bool grad_float32, F&& f) {
   }
 }
 
-Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
+Common common_of(const LossArgs& a, Scratch& s, double mean_divisor) {
   Common p{};
   p.x = a.scores;
   p.grad = a.grad;
@@ -310,7 +310,7 @@ Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
   p.reduction = int(a.reduction);
   p.mean_divisor = mean_divisor;
-  p.want_dscale = a.want_dscale;
+  p.grad_scale = a.grad_scale;
   p.row_loss = s.take<double>(a.rows);
   p.dscale_part = s.take<float>(a.rows);
   p.first_bad = s.take<long long>(1);
@@ -322,14 +322,13 @@ Common common_of(const ContrastiveCommon& a, Scratch& s, double mean_divisor) {
 }
 
 // Sums, checks for NaN/+inf, copies the row losses out; 'mean' divides by p.mean_divisor.
-LossResult finish(const Common& p, const ContrastiveCommon& a, Scratch& s) {
+LossResult finish(const Common& p, const LossArgs& a, Scratch& s) {
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("contrastive reduce kernel");
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
-                               ", " + std::to_string(bad % a.cols) + "]");
+    fail_non_finite("scores", bad / a.cols, bad % a.cols);
   double result[2];
   copy_to_host(result, p.result, sizeof result);
   std::vector<double> row_loss(size_t(a.rows));
@@ -337,12 +336,12 @@ LossResult finish(const Common& p, const ContrastiveCommon& a, Scratch& s) {
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
   s.release();
   const double loss = a.reduction == Reduction::Mean ? (p.mean_divisor > 0 ? result[0] / p.mean_divisor : 0.0) : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  return {loss, a.grad_scale ? result[1] : 0.0};
 }
 
 // One-way InfoNCE (skips: the exclusions) or DCL (skips: the positive and the exclusions).
 template <Mode M>
-LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, const Csr& exclude, float sigma) {
+LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& exclude, float sigma) {
   const PositivesOrDiagonal positives(given_positives, a.rows);
   const Csr& pos = positives.csr();
   if (M == Mode::Dcl) { const SkipLists overlap(a.rows, pos, exclude); }  // ERR_CSR: an excluded positive
@@ -382,7 +381,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   // The row on chip when it fits one block's shared memory or (sm_90) a cluster's, else one block
   // a row reading it twice.
   const DeviceLimits dev = device_limits();
-  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+  by_dtype(a.dtype, a.grad_dtype == DType::Float32, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = row_kernel<T, TG, M, true, false>;
@@ -396,7 +395,7 @@ LossResult rows_loss(const ContrastiveCommon& a, const Csr& given_positives, con
   return finish(q.c, a, s);
 }
 
-LossResult symmetric(const ContrastiveCommon& a) {
+LossResult symmetric(const LossArgs& a) {
   const int64_t n = a.rows;
   if (n == 0) return {0, 0};
   if (n > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
@@ -414,14 +413,14 @@ LossResult symmetric(const ContrastiveCommon& a) {
   q.col_shift = s.take<float>(n);
   q.col_coef = s.take<float>(n);
   q.diag_dz = s.take<float>(n);
-  by_dtype(a.dtype, a.grad_float32, [&](auto t, auto tg) {
+  by_dtype(a.dtype, a.grad_dtype == DType::Float32, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     sym_stats_kernel<T><<<dim3(unsigned(q.strips), unsigned(q.chunks)), kSymCols>>>(q);
     check_launch("symmetric infoNCE statistics kernel");
     sym_terms_kernel<T><<<unsigned((n + 127) / 128), 128>>>(q);
     check_launch("symmetric infoNCE terms kernel");
-    if (a.grad || a.want_dscale) {
+    if (a.grad || a.grad_scale) {
       sym_grad_kernel<T, TG><<<unsigned(n), kThreads>>>(q);
       check_launch("symmetric infoNCE gradient kernel");
     }
@@ -433,12 +432,12 @@ LossResult symmetric(const ContrastiveCommon& a) {
 
 LossResult info_nce(const InfoNCEArgs& a) {
   check_info_nce_shape(a);
-  return a.symmetric ? symmetric(a.c) : rows_loss<Mode::InfoNCE>(a.c, a.positives, a.exclude, 0.f);
+  return a.symmetric ? symmetric(a) : rows_loss<Mode::InfoNCE>(a, a.positives, a.exclude, 0.f);
 }
 
 LossResult decoupled_contrastive(const DecoupledContrastiveArgs& a) {
   check_decoupled_contrastive_shape(a);
-  return rows_loss<Mode::Dcl>(a.c, a.positives, a.exclude, a.sigma);
+  return rows_loss<Mode::Dcl>(a, a.positives, a.exclude, a.sigma);
 }
 
 }  // namespace fl::cuda

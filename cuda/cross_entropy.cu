@@ -25,7 +25,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/cross_entropy_math.h"
 #include "check.cuh"
@@ -56,9 +56,9 @@ struct CeParams {
   int32_t ignore_index;
   const float* class_weights;
   const float* grad_output;   // reduction None only
-  float eps, lambda, n_cols, mean_w, mean_scale;  // mean_scale = 1/Σw_y for 'mean', else 1
+  float label_smoothing, z_loss, n_cols, mean_w, mean_scale;  // mean_scale = 1/Σw_y for 'mean', else 1
   int reduction;
-  bool want_lin, want_dscale;
+  bool want_lin, grad_scale;
   float2* part;               // rows·tiles (max, rest) (OnlineSumExp)
   float* part_lin;            // rows·tiles Σ w_j z_j
   RowTerms* terms;            // rows
@@ -129,7 +129,7 @@ __device__ RowTerms finish_row(const CeParams& p, int64_t row, float max, float 
   const double w_y = p.class_weights ? p.class_weights[y] : 1.0;
   // The label is the row max when its z equals max (as tile_stats computed it, bitwise).
   const LabelTerms lt = label_terms(z_y == max, double(rest), lse, double(z_y));
-  const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.eps, p.lambda, u);
+  const CrossEntropyRow r = cross_entropy_row(lse, lt.margin, lt.p_minus_one, double(lin) * 0x1p64, w_y, p.mean_w, p.n_cols, p.label_smoothing, p.z_loss, u);
   if (owner) p.row_loss[row] = r.loss;
   RowTerms t{max, float(r.coef / (1.0 + double(rest))), 0.f, 0.f, r.label_dz};
   if (p.class_weights) t.colw_coef = -r.smooth;
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kThreads) ce_onchip_kernel(CeParams p, int64_t
   if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, x_y, grp.rank == 0);
   __syncthreads();  // also: the stash is complete
   const RowTerms t = terms;
-  if (!p.grad && !p.want_dscale) return;
+  if (!p.grad && !p.grad_scale) return;
   TG* g = p.grad ? static_cast<TG*>(p.grad) + row * p.cols : nullptr;
   const int32_t y = p.labels[row];
   float dsc = 0.f;
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(CeParams p) {
   if (threadIdx.x == 0) terms = finish_row<T, kSoftcap>(p, row, s.max, s.rest, lin, label_logit<T>(p, row));
   __syncthreads();
   const RowTerms t = terms;
-  if (!p.grad && !p.want_dscale) return;
+  if (!p.grad && !p.grad_scale) return;
   const float dsc = block_sum(tile_grad<T, TG, kSoftcap>(p, row, 0, p.cols, t), sred);
   if (threadIdx.x == 0) p.dscale_part[row] = dsc;
 }
@@ -287,7 +287,7 @@ void launch(CeParams& p, const CePlan& plan) {
   check_launch("softmaxCrossEntropy statistics kernel");
   ce_terms_kernel<T, kSoftcap><<<unsigned((p.rows + 127) / 128), 128>>>(p);
   check_launch("softmaxCrossEntropy row kernel");
-  if (p.grad || p.want_dscale) {
+  if (p.grad || p.grad_scale) {
     ce_grad_kernel<T, TG, kSoftcap><<<blocks, kThreads>>>(p);
     check_launch("softmaxCrossEntropy gradient kernel");
   }
@@ -312,9 +312,9 @@ void by_types(DType dtype, bool grad_float32, bool cap, F&& f) {
 LossResult cross_entropy(const CrossEntropyArgs& a) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);  // also validates the labels
   if (a.rows == 0) return {0, 0};
-  const DeviceScope on(device_of(a.logits));
+  const DeviceScope on(device_of(a.scores));
   const DeviceLimits dev = device_limits();
-  const bool grad_float32 = a.grad_float32 || a.dtype == DType::Float32;
+  const bool grad_float32 = a.grad_dtype == DType::Float32;
   size_t limit = 0;
   by_types(a.dtype, grad_float32, a.softcap > 0, [&](auto t, auto tg, auto cap) {
     using T = decltype(t);
@@ -330,7 +330,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
 
   Scratch s(ce_scratch_bytes(a.rows, a.cols, blocks, sizeof(RowTerms)));
   CeParams p{};
-  p.x = a.logits;
+  p.x = a.scores;
   p.grad = a.grad;
   p.rows = a.rows;
   p.cols = a.cols;
@@ -338,14 +338,14 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   p.scale = a.scale;
   p.cap = a.softcap;
   p.ignore_index = a.ignore_index;
-  p.eps = a.label_smoothing;
-  p.lambda = a.z_loss;
+  p.label_smoothing = a.label_smoothing;
+  p.z_loss = a.z_loss;
   p.n_cols = float(a.cols);
   p.mean_w = float(totals.mean_class_weight);
   p.reduction = int(a.reduction);
   p.mean_scale = a.reduction == Reduction::Mean ? (totals.weight_sum > 0 ? float(1.0 / totals.weight_sum) : 0.f) : 1.f;
   p.want_lin = a.label_smoothing > 0;
-  p.want_dscale = a.want_dscale;
+  p.grad_scale = a.grad_scale;
   p.labels = s.upload(a.labels, a.rows);
   if (a.class_weights) p.class_weights = s.upload(a.class_weights, a.cols);
   if (a.grad_output && a.reduction == Reduction::None) p.grad_output = s.upload(a.grad_output, a.rows);
@@ -379,8 +379,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "logits: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(bad / a.cols) + ", " + std::to_string(bad % a.cols) + "]");
+    fail_non_finite("logits", bad / a.cols, bad % a.cols);
   double result[2];
   copy_to_host(result, p.result, sizeof result);
   // Row losses are kept in double on the device (the total above was summed from them).
@@ -391,7 +390,7 @@ LossResult cross_entropy(const CrossEntropyArgs& a) {
   s.release();
   double loss = result[0];
   if (a.reduction == Reduction::Mean) loss = totals.weight_sum > 0 ? loss / totals.weight_sum : 0.0;
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  return {loss, a.grad_scale ? result[1] : 0.0};
 }
 
 }  // namespace fl::cuda

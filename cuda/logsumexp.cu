@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/core/parallel.h"
 #include "check.cuh"
 #include "common.cuh"
@@ -69,12 +69,12 @@ __global__ void lse_combine_kernel(LseParams p) {
 
 void log_sum_exp(const LogSumExpArgs& a) {
   if (a.rows == 0) return;
-  const DeviceScope on(device_of(a.x));
+  const DeviceScope on(device_of(a.scores));
   const int64_t tiles = tiles_per_row(a.cols);
   const int64_t blocks = a.rows * tiles;
   if (blocks > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
   Scratch s(size_t(blocks) * sizeof(float2) + size_t(a.rows) * sizeof(float) + 3 * 256);
-  LseParams p{a.x, a.rows, a.cols, tiles, a.scale,
+  LseParams p{a.scores, a.rows, a.cols, tiles, a.scale,
               s.take<float2>(blocks), s.take<long long>(1), s.take<float>(a.rows)};
   const long long none = INT64_MAX;
   copy_to_device(p.first_bad, &none, sizeof none);
@@ -89,8 +89,7 @@ void log_sum_exp(const LogSumExpArgs& a) {
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(bad / a.cols) + ", " + std::to_string(bad % a.cols) + "]");
+    fail_non_finite("scores", bad / a.cols, bad % a.cols);
   copy_to_host(a.out, p.out, size_t(a.rows) * sizeof(float));
   s.release();
 }

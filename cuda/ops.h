@@ -1,12 +1,9 @@
-// Launchers of the CUDA kernels, callable from plain C++ (the N-API layer). Pointers named
+// Launchers of the CUDA kernels, callable from plain C++ (the N-API layer); this header needs
+// nothing but the API structs (native/api/), so any C++ unit can include it. Pointers named
 // d_* are device pointers; everything else is host memory. Each launcher checks every CUDA
 // call and launch, and throws fl::Error on failure.
 #pragma once
-#include "../native/ops/cross_entropy.h"
-#include "../native/ops/logsumexp.h"
-#include "../native/ops/positives_losses.h"
-#include "../native/ops/soft_topk.h"
-#include "../native/ops/contrastive.h"
+#include "../native/api/args.h"
 
 namespace fl::cuda {
 

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/csr.h"
 #include "../native/ops/positives_losses.h"
 #include "../native/ops/positives_math.h"
@@ -61,7 +61,7 @@ struct PlParams {
   const float* grad_output; // reduction None only
   int reduction;
   double mean_divisor;      // B, or B·N for bce
-  bool want_dscale;
+  bool grad_scale;
   float* pos_x;             // per positive: its score, read before the sweep
   float* pos_dz;            // per positive: its exact dℓ/dz times the row's upstream factor
   double* row_loss;         // rows
@@ -100,7 +100,7 @@ __device__ __forceinline__ void note_bad(const PlParams& p, int64_t row, int64_t
 template <class T, class TG, Kind K, bool kOnChip, bool kCluster>
 __global__ void __launch_bounds__(kThreads) softmax_kernel(PlParams p, int64_t slice) {
   const int64_t row = blockIdx.x / row_group<kCluster>().ranks;
-  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.want_dscale, K == Kind::MultiLabel, p.skip_a, p.skip_b, p.mask, p.mask_words,
+  const SoftmaxRowArgs a{p.x, p.grad, p.cols, p.scale, p.grad_scale, K == Kind::MultiLabel, p.skip_a, p.skip_b, p.mask, p.mask_words,
                          p.pos_ptr, p.pos_cols, p.pos_x, p.pos_dz, p.row_loss, p.dscale_part, p.first_bad};
   const double u = upstream(p, row);
   const int64_t e0 = p.pos_ptr[row], e1 = p.pos_ptr[row + 1];
@@ -257,7 +257,7 @@ LossResult run(const PositivesLossArgs& a) {
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, a.rows) : nullptr;
   p.reduction = int(a.reduction);
   p.mean_divisor = K == Kind::Bce ? double(a.rows) * double(a.cols) : double(a.rows);
-  p.want_dscale = a.want_dscale;
+  p.grad_scale = a.grad_scale;
   p.pos_x = s.take<float>(nnz);
   p.pos_dz = s.take<float>(nnz);
   p.row_loss = s.take<double>(a.rows);
@@ -267,15 +267,14 @@ LossResult run(const PositivesLossArgs& a) {
   const long long none = INT64_MAX;
   copy_to_device(p.first_bad, &none, sizeof none);
 
-  dispatch<K>(p, a.dtype, a.grad_float32, device_limits());
+  dispatch<K>(p, a.dtype, a.grad_dtype == DType::Float32, device_limits());
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.dscale_part, p.rows, p.result);
   check_launch("positives loss reduce kernel");
 
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / a.cols) +
-                               ", " + std::to_string(bad % a.cols) + "]");
+    fail_non_finite("scores", bad / a.cols, bad % a.cols);
   double result[2];
   copy_to_host(result, p.result, sizeof result);
   std::vector<double> row_loss(size_t(a.rows));
@@ -283,7 +282,7 @@ LossResult run(const PositivesLossArgs& a) {
   for (int64_t i = 0; i < a.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
   s.release();
   const double loss = a.reduction == Reduction::Mean && p.mean_divisor > 0 ? result[0] / p.mean_divisor : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  return {loss, a.grad_scale ? result[1] : 0.0};
 }
 
 }  // namespace

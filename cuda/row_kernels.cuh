@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "check.cuh"
 #include "common.cuh"
 #include "plan.h"
@@ -202,7 +202,7 @@ struct SoftmaxRowArgs {
   void* grad;  // null: no gradient (dScale may still be wanted)
   int64_t cols;
   float scale;
-  bool want_dscale;
+  bool grad_scale;
   bool dense_at_positives;  // the positives are not skipped: their dense term is traded for the exact one
   CsrView skip_a, skip_b;   // the skipped columns
   uint32_t* mask;           // rows × mask_words (scratch)
@@ -284,7 +284,7 @@ __device__ __forceinline__ void softmax_row(const SoftmaxRowArgs& a, int64_t sli
   grp.sync();  // row_cf and pos_dz to the row's blocks
   const float cf = *grp.at(&row_cf, 0);
   float dsc = 0.f;
-  if (g || a.want_dscale) {
+  if (g || a.grad_scale) {
     if constexpr (kOnChip)
       for_each_on_chip(xs, g, c0, c1, [&](int64_t c, float v) { return dense_softmax_at(mask, c, v, a.scale, cf, max, dsc); });
     else

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "../native/ops/csr.h"
 #include "../native/ops/soft_topk.h"
 #include "../native/ops/soft_topk_math.h"
@@ -64,7 +64,7 @@ struct TopKParams {
   int64_t mask_words;
   int reduction;             // 0 mean, 1 sum, 2 none
   const float* grad_output;  // rows (reduction none), or null
-  bool want_dscale;
+  bool grad_scale;
   double* row_loss;          // rows
   double* row_dscale;        // rows
   int32_t* row_k_bad;        // rows: N_i when k is out of (0, N_i), else -1
@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
     return coef * pq;
   };
   if (g) z.map_into(g, dense);
-  else if (p.want_dscale) z.each([&](int64_t, float zc) { dense(zc); });
+  else if (p.grad_scale) z.each([&](int64_t, float zc) { dense(zc); });
   __syncthreads();  // the positives below overwrite entries other threads wrote
   double d[2] = {dsc, 0};
   for (int32_t e = e0 + threadIdx.x; e < e1; e += blockDim.x) {
@@ -532,7 +532,7 @@ size_t scratch_bytes(int64_t rows, int64_t pos_nnz, int64_t excl_nnz, int64_t ma
 // exclusions on the device, and the per-row outputs the host checks.
 TopKParams shared_params(const SoftTopKProblem& q, const TopKPlan& plan, Scratch& s) {
   TopKParams p{};
-  p.x = q.x;
+  p.x = q.scores;
   p.rows = q.rows;
   p.cols = q.cols;
   p.scale = q.scale;
@@ -570,8 +570,7 @@ void solve_rows(const SoftTopKProblem& q, const TopKParams& p, const TopKPlan& p
   long long bad = 0;
   copy_to_host(&bad, p.first_bad, sizeof bad);
   if (bad != INT64_MAX)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(bad / q.cols) +
-                               ", " + std::to_string(bad % q.cols) + "]");
+    fail_non_finite("scores", bad / q.cols, bad % q.cols);
   std::vector<int32_t> k_bad(size_t(q.rows));
   copy_to_host(k_bad.data(), p.row_k_bad, size_t(q.rows) * 4);
   for (int64_t r = 0; r < q.rows; ++r)
@@ -592,13 +591,13 @@ TopKPlan plan_for(const SoftTopKProblem& q, bool grad_float32) {
 }  // namespace
 
 LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem q = topk_problem(a);
   if (q.rows == 0) return {0, 0};
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   if (q.exclude) { const SkipLists overlap(q.rows, a.positives, q.exclude); }  // ERR_CSR for a positive that is excluded
   const int64_t pos_nnz = a.positives.nnz(q.rows);
-  const TopKPlan plan = plan_for(q, a.grad_float32);
+  const TopKPlan plan = plan_for(q, a.grad_dtype == DType::Float32);
   Scratch s(scratch_bytes(q.rows, pos_nnz, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
   TopKParams p = shared_params(q, plan, s);
   p.grad = a.grad;
@@ -607,9 +606,9 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   p.pos_weights = a.positives.weights ? s.upload(a.positives.weights, pos_nnz) : nullptr;
   p.reduction = int(a.reduction);
   p.grad_output = a.grad_output && a.reduction == Reduction::None ? s.upload(a.grad_output, q.rows) : nullptr;
-  p.want_dscale = a.want_dscale;
+  p.grad_scale = a.grad_scale;
   p.pos_z = s.take<float>(pos_nnz);
-  solve_rows(q, p, plan, a.grad_float32);
+  solve_rows(q, p, plan, a.grad_dtype == DType::Float32);
   sum_rows_kernel<<<1, 256>>>(p.row_loss, p.rows, p.row_dscale, p.rows, p.result);
   check_launch("softTopKLoss reduce kernel");
 
@@ -620,19 +619,19 @@ LossResult soft_topk_loss(const SoftTopKLossArgs& a) {
   for (int64_t i = 0; i < q.rows; ++i) a.row_loss[i] = float(row_loss[size_t(i)]);
   s.release();
   const double loss = a.reduction == Reduction::Mean ? result[0] / double(q.rows) : result[0];
-  return {loss, a.want_dscale ? result[1] : 0.0};
+  return {loss, a.grad_scale ? result[1] : 0.0};
 }
 
 void soft_topk(const SoftTopKArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   const TopKPlan plan = plan_for(q, false);
   Scratch s(scratch_bytes(q.rows, 0, q.exclude.nnz(q.rows), mask_words_for(q, plan)));
   TopKParams p = shared_params(q, plan, s);
   p.values = a.values;
-  p.log_output = a.log_output;
+  p.log_output = a.output == TopKOutput::Log;
   p.threshold = s.take<float>(q.rows);
   p.iterations = s.take<int32_t>(q.rows);
   solve_rows(q, p, plan, false);
@@ -642,21 +641,21 @@ void soft_topk(const SoftTopKArgs& a) {
 }
 
 void soft_topk_vjp(const SoftTopKVjpArgs& a) {
-  const SoftTopKProblem& q = a.p;
+  const SoftTopKProblem& q = a;
   if (q.rows == 0) return;
   if (q.rows > INT32_MAX) fail("ERR_SHAPE", "scores: too many rows for one launch");
-  const DeviceScope on(device_of(q.x));
+  const DeviceScope on(device_of(q.scores));
   const int64_t excl_nnz = q.exclude.nnz(q.rows), mask_words = q.exclude ? (q.cols + 31) / 32 : 0;
   Scratch s(ScratchPlan{}.add<float>(q.rows).add<int32_t>(q.rows + 1).add<int32_t>(excl_nnz).add<uint32_t>(q.rows * mask_words).bytes);
   TopKVjpParams p{};
-  p.x = q.x;
+  p.x = q.scores;
   p.g_out = a.grad_output;
   p.grad = a.grad;
   p.rows = q.rows;
   p.cols = q.cols;
   p.scale = q.scale;
   p.alpha = q.alpha;
-  p.log_output = a.log_output;
+  p.log_output = a.output == TopKOutput::Log;
   p.threshold = s.upload(a.threshold, q.rows);
   if (q.exclude) {
     p.excl = CsrView{s.upload(q.exclude.row_ptr, q.rows + 1), s.upload(q.exclude.cols, excl_nnz)};
@@ -666,7 +665,7 @@ void soft_topk_vjp(const SoftTopKVjpArgs& a) {
   // On chip (a column's (v, own), 8 bytes) when the row fits one block's shared memory or, on
   // sm_90, a cluster's; else Global.
   const DeviceLimits dev = device_limits();
-  by_dtype(q.dtype, a.grad_float32, [&](auto t, auto tg) {
+  by_dtype(q.dtype, a.grad_dtype == DType::Float32, [&](auto t, auto tg) {
     using T = decltype(t);
     using TG = decltype(tg);
     auto* block_kernel = topk_vjp_kernel<T, TG, Layout::Block>;

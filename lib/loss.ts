@@ -2,8 +2,8 @@
  * Options and results every loss shares, and their one-time normalisation for the addon.
  * @module
  */
-import { FusedLossError, makeError } from './errors';
-import type { NativeInput } from './native';
+import { makeError } from './errors';
+import type { NativeInput, NativeLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type DType, type TensorLike } from './tensor';
@@ -100,7 +100,8 @@ export interface PreparedLoss {
   input: NativeInput;
   rows: number;
   cols: number;
-  common: { dtype: number; rows: number; cols: number; scale: number; reduction: number; gradFloat32: boolean; wantDScale: boolean };
+  /** The options every loss passes to the addon, less the scores (each op adds them under its own name). */
+  common: NativeLossArgs;
   gradOutput: Float32Array | undefined;
   /** Where the gradient goes (undefined: no gradient). */
   gradTarget: NativeInput | undefined;
@@ -120,7 +121,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   const scale = positiveFinite('opts.scale', o.scale, 1);
   const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
   const wantGrad = bool('opts.grad', o.grad, true);
-  const wantDScale = bool('opts.gradScale', o.gradScale, false);
+  const gradScale = bool('opts.gradScale', o.gradScale, false);
   const inplace = bool('opts.inplace', o.inplace, false);
   const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
   if (gradDtype !== 'float32' && gradDtype !== t.dtype)
@@ -153,6 +154,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     else grad = new Tensor(gradDtype, [rows, cols], outputHost(gradDtype, rows * cols), undefined);
     gradTarget = grad.nativeInput('grad');
   }
+  const rowLoss = outputF32(rows);
   return {
     o,
     p: {
@@ -161,12 +163,12 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
       input,
       rows,
       cols,
-      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction: REDUCTIONS.indexOf(reduction), gradFloat32: gradDtype === 'float32' && t.dtype !== 'float32', wantDScale },
+      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction: REDUCTIONS.indexOf(reduction), gradDtype: dtypeCode(gradDtype), gradScale, gradOutput, grad: gradTarget, rowLoss },
       gradOutput,
       gradTarget,
       grad,
       out: o.out instanceof Tensor ? o.out : undefined,
-      rowLoss: outputF32(rows),
+      rowLoss,
     },
   };
 }
@@ -208,23 +210,13 @@ export function finishLoss(p: PreparedLoss, native: { loss: number; dScale: numb
   }
   const r: LossResult = { loss: native.loss, rowLoss: p.rowLoss, ...extra };
   if (p.grad) r.grad = p.grad;
-  if (p.common.wantDScale) r.dScale = native.dScale;
+  if (p.common.gradScale) r.dScale = native.dScale;
   return r;
 }
 
 /** @internal Frees a gradient the failed call allocated on the device. */
 export function abandonLoss(p: PreparedLoss, out?: unknown): void {
   if (p.grad && p.grad !== p.scores && p.grad !== out) p.grad.dispose();
-}
-
-/**
- * The native kernels name their input "scores" in their errors (ERR_NON_FINITE, ...); a loss
- * whose API calls it otherwise gets that name back, so every error of one call names the
- * argument alike.
- */
-function renameScores(e: unknown, scoresName: string): unknown {
-  if (scoresName === 'scores' || !(e instanceof FusedLossError) || !e.message.startsWith('scores')) return e;
-  return makeError(e.code, scoresName + e.message.slice('scores'.length));
 }
 
 /** @internal Runs a prepared loss sync, cleaning up on failure. */
@@ -234,7 +226,7 @@ export function runLoss<T extends { loss: number; dScale: number }>(p: PreparedL
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw renameScores(e, p.scoresName);
+    throw e;
   }
 }
 
@@ -245,7 +237,7 @@ export async function runLossAsync<T extends { loss: number; dScale: number }>(p
     return finishLoss(p, r, extra?.());
   } catch (e) {
     abandonLoss(p, p.out);
-    throw renameScores(e, p.scoresName);
+    throw e;
   }
 }
 

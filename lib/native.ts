@@ -49,45 +49,102 @@ export interface RawBackendInfo {
   };
 }
 
-/** Normalised scalar options every op passes down: dtype code 0/1/2 = float32/float16/bfloat16. */
+export type NativeInput = ArrayBufferView | DeviceBufferHandle;
+
+/**
+ * The scores matrix every op passes down (native/api/args.h ScoresArgs). dtype: code 0/1/2 =
+ * float32/float16/bfloat16. Each op's options object (napi/ops.cpp reads it) adds the matrix
+ * itself, as `scores` (`logits` for softmaxCrossEntropy), and its own keys: the TS option names.
+ */
 export interface NativeShape {
   dtype: number;
   rows: number;
   cols: number;
+  scale: number;
 }
 
-export type NativeInput = ArrayBufferView | DeviceBufferHandle;
+/** What every loss passes down (native/api/args.h LossArgs; lib/loss.ts builds it). reduction: 0 mean, 1 sum, 2 none; gradDtype: a dtype code. */
+export interface NativeLossArgs extends NativeShape {
+  reduction: number;
+  gradDtype: number;
+  gradScale: boolean;
+  gradOutput?: Float32Array | undefined;
+  /** Where the gradient goes (the scores themselves for in place); absent: no gradient. */
+  grad?: NativeInput | undefined;
+  rowLoss: Float32Array;
+}
 
-/** The functions the addon exports. Ops add their entries here. */
-export interface NativeAddon {
-  backendInfo(): RawBackendInfo;
-  /** On CUDA device `device`, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0). */
-  deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
-  /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
-  memcpy(dst: NativeInput, src: NativeInput): void;
-  /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h). */
-  hostAlloc(bytes: number): ArrayBuffer;
-  hostAlloc(bytes: number, maxLent: number): ArrayBuffer | undefined;
-  logSumExp(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Float32Array;
-  logSumExpAsync(x: NativeInput, o: NativeShape & { scale: number }, out: Float32Array): Promise<Float32Array>;
-  softmaxCrossEntropy(...args: CrossEntropyArgs): NativeLoss;
-  softmaxCrossEntropyAsync(...args: CrossEntropyArgs): Promise<NativeLoss>;
-  decoupledSoftmax(...args: PositivesLossArgs): NativeLoss;
-  decoupledSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
-  multiLabelSoftmax(...args: PositivesLossArgs): NativeLoss;
-  multiLabelSoftmaxAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
-  binaryCrossEntropy(...args: PositivesLossArgs): NativeLoss;
-  binaryCrossEntropyAsync(...args: PositivesLossArgs): Promise<NativeLoss>;
-  softTopK(...args: SoftTopKArgs): void;
-  softTopKAsync(...args: SoftTopKArgs): Promise<void>;
-  softTopKVjp(...args: SoftTopKVjpArgs): void;
-  softTopKVjpAsync(...args: SoftTopKVjpArgs): Promise<void>;
-  softTopKLoss(...args: SoftTopKLossArgs): NativeLoss;
-  softTopKLossAsync(...args: SoftTopKLossArgs): Promise<NativeLoss>;
-  infoNCE(...args: InfoNCEArgs): NativeLoss;
-  infoNCEAsync(...args: InfoNCEArgs): Promise<NativeLoss>;
-  decoupledContrastive(...args: DecoupledContrastiveArgs): NativeLoss;
-  decoupledContrastiveAsync(...args: DecoupledContrastiveArgs): Promise<NativeLoss>;
+export interface NativeLogSumExp extends NativeShape {
+  scores: NativeInput;
+  out: Float32Array;
+}
+
+export interface NativeCrossEntropy extends NativeLossArgs {
+  logits: NativeInput;
+  labels: Int32Array;
+  ignoreIndex: number;
+  softcap: number;
+  labelSmoothing: number;
+  classWeights?: Float32Array | undefined;
+  zLoss: number;
+  lse?: Float32Array | undefined;
+}
+
+/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy. */
+export interface NativePositivesLoss extends NativeLossArgs {
+  scores: NativeInput;
+  positives: NativeCsr;
+  exclude?: NativeCsr | undefined;
+}
+
+/** positives absent: the diagonal. */
+export interface NativeInfoNCE extends NativeLossArgs {
+  scores: NativeInput;
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+  symmetric: boolean;
+}
+
+/** positives absent: the diagonal; sigma: DCLW's σ, or 0 for plain DCL. */
+export interface NativeDecoupledContrastive extends NativeLossArgs {
+  scores: NativeInput;
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+  sigma: number;
+}
+
+/** The threshold search of softTopK and softTopKLoss; k: one k for every row, or an Int32Array of one per row. */
+export interface NativeTopKSolve {
+  alpha: number;
+  k: number | Int32Array;
+  tol: number;
+  maxIter: number;
+  exclude?: NativeCsr | undefined;
+}
+
+/** output: 0 'prob', 1 'log'. */
+export interface NativeSoftTopK extends NativeShape, NativeTopKSolve {
+  scores: NativeInput;
+  output: number;
+  values: NativeInput;
+  threshold: Float32Array;
+  iterations: Int32Array;
+}
+
+export interface NativeSoftTopKVjp extends NativeShape {
+  scores: NativeInput;
+  alpha: number;
+  exclude?: NativeCsr | undefined;
+  output: number;
+  threshold: Float32Array;
+  gradOutput: NativeInput;
+  grad: NativeInput;
+  gradDtype: number;
+}
+
+export interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
+  scores: NativeInput;
+  positives: NativeCsr;
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
@@ -96,95 +153,29 @@ export interface NativeLoss {
   dScale: number;
 }
 
-/** Options every loss passes down (lib/loss.ts). reduction: 0 mean, 1 sum, 2 none. */
-export interface NativeLossCommon extends NativeShape {
-  scale: number;
-  reduction: number;
-  gradFloat32: boolean;
-  wantDScale: boolean;
-}
+/** An op of the addon: a sync call and its async twin, each taking one options object. */
+type Op<Name extends string, Args, R> = { [K in Name]: (o: Args) => R } & { [K in `${Name}Async`]: (o: Args) => Promise<R> };
 
-export type CrossEntropyArgs = readonly [
-  logits: NativeInput,
-  labels: Int32Array,
-  opts: NativeLossCommon & { ignoreIndex: number; labelSmoothing: number; zLoss: number; softcap: number },
-  classWeights: Float32Array | undefined,
-  gradOutput: Float32Array | undefined,
-  grad: NativeInput | undefined,
-  rowLoss: Float32Array,
-  lse: Float32Array | undefined,
-];
-
-/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy (napi/positives_losses.cpp). */
-export type PositivesLossArgs = readonly [
-  scores: NativeInput,
-  positives: NativeCsr,
-  opts: NativeLossCommon,
-  exclude: NativeCsr | undefined,
-  gradOutput: Float32Array | undefined,
-  grad: NativeInput | undefined,
-  rowLoss: Float32Array,
-];
-
-/** The threshold search of softTopK and softTopKLoss (napi/soft_topk.cpp); k: one k for every row unless kRows. */
-export interface NativeTopKSolve {
-  alpha: number;
-  k: number;
-  tol: number;
-  maxIter: number;
-}
-
-export type SoftTopKArgs = readonly [
-  scores: NativeInput,
-  opts: NativeShape & NativeTopKSolve & { log: boolean },
-  kRows: Int32Array | undefined,
-  exclude: NativeCsr | undefined,
-  values: NativeInput,
-  threshold: Float32Array,
-  iterations: Int32Array,
-];
-
-export type SoftTopKVjpArgs = readonly [
-  scores: NativeInput,
-  opts: NativeShape & { alpha: number; log: boolean; gradFloat32: boolean },
-  exclude: NativeCsr | undefined,
-  threshold: Float32Array,
-  gradOutput: NativeInput,
-  grad: NativeInput,
-];
-
-export type SoftTopKLossArgs = readonly [
-  scores: NativeInput,
-  opts: NativeLossCommon & NativeTopKSolve,
-  kRows: Int32Array | undefined,
-  positives: NativeCsr,
-  exclude: NativeCsr | undefined,
-  gradOutput: Float32Array | undefined,
-  grad: NativeInput | undefined,
-  rowLoss: Float32Array,
-];
-
-/** infoNCE and decoupledContrastive (napi/contrastive.cpp); positives undefined: the diagonal. */
-export type InfoNCEArgs = readonly [
-  scores: NativeInput,
-  opts: NativeLossCommon & { symmetric: boolean },
-  positives: NativeCsr | undefined,
-  exclude: NativeCsr | undefined,
-  gradOutput: Float32Array | undefined,
-  grad: NativeInput | undefined,
-  rowLoss: Float32Array,
-];
-
-export type DecoupledContrastiveArgs = readonly [
-  scores: NativeInput,
-  /** sigma: DCLW's σ, or 0 for plain DCL. */
-  opts: NativeLossCommon & { sigma: number },
-  positives: NativeCsr | undefined,
-  exclude: NativeCsr | undefined,
-  gradOutput: Float32Array | undefined,
-  grad: NativeInput | undefined,
-  rowLoss: Float32Array,
-];
+/** The functions the addon exports; the ops come from its op table (napi/ops.cpp). */
+export type NativeAddon = {
+  backendInfo(): RawBackendInfo;
+  /** On CUDA device `device`, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0). */
+  deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
+  /** Bandwidth probe for the benchmarks: dst ← src on the CPU pool, or on the GPU for two device buffers. */
+  memcpy(dst: NativeInput, src: NativeInput): void;
+  /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h). */
+  hostAlloc(bytes: number): ArrayBuffer;
+  hostAlloc(bytes: number, maxLent: number): ArrayBuffer | undefined;
+} & Op<'logSumExp', NativeLogSumExp, void> &
+  Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> &
+  Op<'decoupledSoftmax', NativePositivesLoss, NativeLoss> &
+  Op<'multiLabelSoftmax', NativePositivesLoss, NativeLoss> &
+  Op<'binaryCrossEntropy', NativePositivesLoss, NativeLoss> &
+  Op<'infoNCE', NativeInfoNCE, NativeLoss> &
+  Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> &
+  Op<'softTopK', NativeSoftTopK, void> &
+  Op<'softTopKVjp', NativeSoftTopKVjp, void> &
+  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

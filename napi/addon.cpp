@@ -1,6 +1,7 @@
 // The N-API surface of fusedloss: thin. Arguments arrive validated and normalised by the
-// TypeScript layer (lib/); this file turns them into the plain structs of native/ and cuda/,
-// runs the op (napi/job.h), and maps fl::Error to JS errors with a stable `code`.
+// TypeScript layer (lib/); the op table (napi/ops.cpp) turns them into the structs of
+// native/api/, runs the op (napi/job.h), and maps fl::Error to JS errors with a stable `code`.
+// This file holds the rest: device buffers, host memory, the bandwidth probe, backendInfo.
 //
 // All state lives in the Addon instance (one per environment, so one per worker_thread):
 // the CPU thread pool and the device-memory counter. There are no statics.
@@ -10,12 +11,10 @@
 
 #include "addon.h"
 #include "../native/ops/copy.h"
-#include "../native/ops/logsumexp.h"
 #include "args.h"
 #include "job.h"
 #include "ops.h"
 #ifdef FUSEDLOSS_CUDA
-#include "../cuda/ops.h"
 #include "../cuda/runtime.h"
 #endif
 
@@ -57,11 +56,11 @@ DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
 
 // copyFromHost(typedArray) / copyToHost(typedArray): whole-buffer copies, sizes must match.
 static HostArray copy_arg(const Napi::CallbackInfo& info, size_t bytes, const char* what) {
-  if (info.Length() != 1 || !info[0].IsTypedArray()) fail("ERR_TYPE", std::string(what) + ": expected a TypedArray");
+  if (info.Length() != 1 || !info[0].IsTypedArray()) fail(err::kType, std::string(what) + ": expected a TypedArray");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
   HostArray h = host_array(info[0], what, ta.TypedArrayType());
   if (ta.ByteLength() != bytes)
-    fail("ERR_SHAPE", std::string(what) + ": expected " + std::to_string(bytes) + " bytes, received " +
+    fail(err::kShape, std::string(what) + ": expected " + std::to_string(bytes) + " bytes, received " +
                           std::to_string(ta.ByteLength()));
   return h;
 }
@@ -120,17 +119,17 @@ Napi::Value Addon::memcpy_(const Napi::CallbackInfo& info) {
     DeviceBuffer* dd = as_device(info[0]);
     DeviceBuffer* sd = as_device(info[1]);
     if (dd && sd) {
-      if (dd->bytes != sd->bytes) fail("ERR_SHAPE", "memcpy: buffers differ in size");
+      if (dd->bytes != sd->bytes) fail(err::kShape, "memcpy: buffers differ in size");
 #ifdef FUSEDLOSS_CUDA
       cuda::copy_on_device(dd->require("dst"), sd->require("src"), dd->bytes);
       cuda::synchronize();
 #endif
       return info.Env().Undefined();
     }
-    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) fail("ERR_TYPE", "memcpy: expected two TypedArrays or two DeviceBuffers");
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) fail(err::kType, "memcpy: expected two TypedArrays or two DeviceBuffers");
     Napi::TypedArray d = info[0].As<Napi::TypedArray>(), s = info[1].As<Napi::TypedArray>();
     HostArray hd = host_array(d, "dst", d.TypedArrayType()), hs = host_array(s, "src", s.TypedArrayType());
-    if (d.ByteLength() != s.ByteLength()) fail("ERR_SHAPE", "memcpy: arrays differ in size");
+    if (d.ByteLength() != s.ByteLength()) fail(err::kShape, "memcpy: arrays differ in size");
     parallel_copy(ctx, hd.data, hs.data, d.ByteLength());
   } catch (const fl::Error& e) {
     throw make_error(info.Env(), e.code, e.what());
@@ -182,41 +181,6 @@ Napi::Value Addon::backend_info(const Napi::CallbackInfo& info) {
   out.Set("cuda", gpu);
   return out;
 }
-
-// logSumExp(x, {dtype, rows, cols, scale}, out: Float32Array)
-struct LogSumExpJob {
-  LogSumExpArgs args{};
-  bool on_device = false;
-  Context* ctx;
-  Napi::Reference<Napi::Value> out_ref;  // returned as the result
-
-  LogSumExpJob(const Napi::CallbackInfo& info, Addon& addon) : ctx(&addon.ctx) {
-    const Napi::Object o = info[1].As<Napi::Object>();
-    args.dtype = dtype(o);
-    args.rows = integer(o, "rows");
-    args.cols = integer(o, "cols");
-    args.scale = float(number(o, "scale"));
-    const Operand x = operand(addon, info[0], "scores", args.dtype, args.rows * args.cols, Access::Read);
-    args.x = x.ptr;
-    on_device = x.device;
-    if (!info[2].IsTypedArray()) fail("ERR_TYPE", "out: expected a Float32Array");
-    args.out = optional_host<float>(addon, info[2], "out", napi_float32_array, args.rows);
-    out_ref = Napi::Persistent(info[2]);
-  }
-  void execute() {
-    if (on_device) {
-#ifdef FUSEDLOSS_CUDA
-      cuda::log_sum_exp(args);
-#endif
-    } else {
-      log_sum_exp(*ctx, args);
-    }
-  }
-  Napi::Value result(Napi::Env) { return out_ref.Value(); }
-};
-
-Napi::Value Addon::log_sum_exp_sync(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, false); }
-Napi::Value Addon::log_sum_exp_async(const Napi::CallbackInfo& info) { return run_job<LogSumExpJob>(info, *this, true); }
 
 }  // namespace fl::napi
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "../native/core/context.h"
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 #include "args.h"
 #include "host_memory.h"
 #include "job.h"
@@ -45,7 +45,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   size_t bytes = 0;
 
   void* require(const char* name) const {
-    if (!memory_) fail("ERR_DISPOSED", std::string(name) + ": the tensor was disposed");
+    if (!memory_) fail(err::kDisposed, std::string(name) + ": the tensor was disposed");
     return memory_.get();
   }
   // A reference that keeps the memory alive after dispose() (null once disposed).
@@ -73,27 +73,8 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("deviceAlloc", &Addon::device_alloc),
                              InstanceMethod("memcpy", &Addon::memcpy_),
                              InstanceMethod("hostAlloc", &Addon::host_alloc),
-                             InstanceMethod("logSumExp", &Addon::log_sum_exp_sync),
-                             InstanceMethod("logSumExpAsync", &Addon::log_sum_exp_async),
-                             InstanceMethod("softmaxCrossEntropy", &Addon::bind<softmax_cross_entropy, false>),
-                             InstanceMethod("softmaxCrossEntropyAsync", &Addon::bind<softmax_cross_entropy, true>),
-                             InstanceMethod("decoupledSoftmax", &Addon::bind<decoupled_softmax, false>),
-                             InstanceMethod("decoupledSoftmaxAsync", &Addon::bind<decoupled_softmax, true>),
-                             InstanceMethod("multiLabelSoftmax", &Addon::bind<multi_label_softmax, false>),
-                             InstanceMethod("multiLabelSoftmaxAsync", &Addon::bind<multi_label_softmax, true>),
-                             InstanceMethod("binaryCrossEntropy", &Addon::bind<binary_cross_entropy, false>),
-                             InstanceMethod("binaryCrossEntropyAsync", &Addon::bind<binary_cross_entropy, true>),
-                             InstanceMethod("softTopK", &Addon::bind<soft_topk, false>),
-                             InstanceMethod("softTopKAsync", &Addon::bind<soft_topk, true>),
-                             InstanceMethod("softTopKVjp", &Addon::bind<soft_topk_vjp, false>),
-                             InstanceMethod("softTopKVjpAsync", &Addon::bind<soft_topk_vjp, true>),
-                             InstanceMethod("softTopKLoss", &Addon::bind<soft_topk_loss, false>),
-                             InstanceMethod("softTopKLossAsync", &Addon::bind<soft_topk_loss, true>),
-                             InstanceMethod("infoNCE", &Addon::bind<info_nce, false>),
-                             InstanceMethod("infoNCEAsync", &Addon::bind<info_nce, true>),
-                             InstanceMethod("decoupledContrastive", &Addon::bind<decoupled_contrastive, false>),
-                             InstanceMethod("decoupledContrastiveAsync", &Addon::bind<decoupled_contrastive, true>),
                          });
+    define_ops(env, exports);
   }
 
   Context ctx;
@@ -124,13 +105,6 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value device_alloc(const Napi::CallbackInfo& info);
   Napi::Value memcpy_(const Napi::CallbackInfo& info);
   Napi::Value host_alloc(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_sync(const Napi::CallbackInfo& info);
-  Napi::Value log_sum_exp_async(const Napi::CallbackInfo& info);
-  // Forwards a JS call to an op binding (napi/ops.h), sync or async.
-  template <Napi::Value (*Fn)(const Napi::CallbackInfo&, Addon&, bool), bool Async>
-  Napi::Value bind(const Napi::CallbackInfo& info) {
-    return Fn(info, *this, Async);
-  }
 };
 
 // The memory an op uses for host array `v` (viewed as `h`), recorded in the call's Keep. A sync
@@ -167,7 +141,7 @@ struct Operand {
 inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DType dtype, int64_t count, Access access) {
   if (DeviceBuffer* d = addon.as_device(v)) {
     if (d->bytes != size_t(count * dtype_size(dtype)))
-      fail("ERR_SHAPE", std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
+      fail(err::kShape, std::string(name) + ": expected a device buffer of " + std::to_string(count * dtype_size(dtype)) +
                             " bytes, received " + std::to_string(d->bytes));
     void* ptr = d->require(name);
     if (addon.call) addon.call->spans.push_back({static_cast<const char*>(ptr), static_cast<const char*>(ptr) + d->bytes, access, name});
@@ -175,7 +149,7 @@ inline Operand operand(Addon& addon, const Napi::Value& v, const char* name, DTy
   }
   const HostArray h = host_array(v, name, array_type_for(dtype));
   if (int64_t(h.length) != count)
-    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+    fail(err::kShape, std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
   return {hold_host(addon, v, h, name, access), false};
 }
 
@@ -185,7 +159,7 @@ T* optional_host(Addon& addon, const Napi::Value& v, const char* name, napi_type
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   const HostArray h = host_array(v, name, type);
   if (int64_t(h.length) != count)
-    fail("ERR_SHAPE", std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
+    fail(err::kShape, std::string(name) + ": expected " + std::to_string(count) + " elements, received " + std::to_string(h.length));
   return static_cast<T*>(hold_host(addon, v, h, name, std::is_const_v<T> ? Access::Read : Access::Write));
 }
 

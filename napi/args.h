@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "../native/core/dtype.h"
-#include "../native/core/error.h"
+#include "../native/api/error.h"
+#include "../native/api/types.h"
 
 namespace fl::napi {
 
@@ -32,15 +32,15 @@ struct HostArray {
 };
 
 inline HostArray host_array(const Napi::Value& v, const char* name, napi_typedarray_type want) {
-  if (!v.IsTypedArray()) fail("ERR_TYPE", std::string(name) + ": expected a " + typed_array_name(want));
+  if (!v.IsTypedArray()) fail(err::kType, std::string(name) + ": expected a " + typed_array_name(want));
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   if (ta.TypedArrayType() != want)
-    fail("ERR_DTYPE", std::string(name) + ": expected a " + typed_array_name(want) + ", received " +
+    fail(err::kDType, std::string(name) + ": expected a " + typed_array_name(want) + ", received " +
                           typed_array_name(ta.TypedArrayType()));
   Napi::ArrayBuffer buf = ta.ArrayBuffer();
   bool detached = false;
   napi_is_detached_arraybuffer(v.Env(), buf, &detached);
-  if (detached) fail("ERR_DETACHED", std::string(name) + ": its ArrayBuffer was detached (transferred)");
+  if (detached) fail(err::kDetached, std::string(name) + ": its ArrayBuffer was detached (transferred)");
   HostArray h;
   h.data = static_cast<char*>(buf.Data()) + ta.ByteOffset();
   h.length = ta.ElementLength();
@@ -52,24 +52,6 @@ inline HostArray host_array(const Napi::Value& v, const char* name, napi_typedar
 
 inline napi_typedarray_type array_type_for(DType d) {
   return d == DType::Float32 ? napi_float32_array : napi_uint16_array;
-}
-
-inline double number(const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) fail("ERR_TYPE", std::string("options.") + key + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-inline int64_t integer(const Napi::Object& o, const char* key) {
-  const double d = number(o, key);
-  if (d != double(int64_t(d)) || d < 0) fail("ERR_TYPE", std::string("options.") + key + ": expected a non-negative integer");
-  return int64_t(d);
-}
-
-inline DType dtype(const Napi::Object& o) {
-  const int64_t d = integer(o, "dtype");
-  if (d > 2) fail("ERR_DTYPE", "options.dtype: expected 0, 1 or 2");
-  return DType(d);
 }
 
 }  // namespace fl::napi

@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/core/error.h"
+#include "../native/api/error.h"
 
 namespace fl::napi {
 
@@ -114,7 +114,7 @@ class InFlight {
       for (const Span& a : call.spans)
         for (const Span& b : job->spans)
           if (a.overlaps(b) && (a.access == Access::Write || b.access == Access::Write))
-            fail("ERR_BUSY", a.name + ": this buffer is " +
+            fail(err::kBusy, a.name + ": this buffer is " +
                                  (b.access == Access::Write ? "being written (as " + b.name + ")" : "being read (as " + b.name + ")") +
                                  " by an async call that has not completed" +
                                  (a.access == Access::Write ? ", and this call would write it" : "") +
@@ -152,7 +152,7 @@ class JobWorker : public Napi::AsyncWorker {
   void OnOK() override {
     settle([&] {
       if (keep_.any_detached())
-        fail("ERR_DETACHED",
+        fail(err::kDetached,
              "an input or output ArrayBuffer was detached (transferred) while the async call ran; its result was discarded");
       keep_.copy_back();
       return job_->result(Env());

@@ -103,10 +103,10 @@ describe('detached buffers (ERR_DETACHED)', () => {
       }
       return 'no error';
     };
-    expect(code(() => addon.logSumExp(detached(), shape, new Float32Array(2)))).toBe('ERR_DETACHED');
-    expect(code(() => addon.logSumExp(new Float32Array(6), shape, detached()))).toBe('ERR_DETACHED');
+    expect(code(() => addon.logSumExp({ ...shape, scores: detached(), out: new Float32Array(2) }))).toBe('ERR_DETACHED');
+    expect(code(() => addon.logSumExp({ ...shape, scores: new Float32Array(6), out: detached() }))).toBe('ERR_DETACHED');
     // The async twin checks before queuing the work, so it throws at once too.
-    expect(code(() => addon.logSumExpAsync(detached(), shape, new Float32Array(2)))).toBe('ERR_DETACHED');
+    expect(code(() => addon.logSumExpAsync({ ...shape, scores: detached(), out: new Float32Array(2) }))).toBe('ERR_DETACHED');
   });
 
   it('a buffer transferred while an async call runs fails the call, and the process lives on', async () => {

@@ -63,8 +63,8 @@ describe('CSR validation', () => {
 
   it('the addon repeats the structural checks: a malformed CSR from JS throws, never crashes', () => {
     const addon = native().addon;
-    const opts = { dtype: 0, rows: 2, cols: 4, scale: 1, reduction: 0, gradFloat32: false, wantDScale: false };
-    const call = (positives: unknown, exclude?: unknown) => () => addon.decoupledSoftmax(new Float32Array(8), positives as never, opts, exclude as never, undefined, undefined, new Float32Array(2));
+    const opts = { dtype: 0, rows: 2, cols: 4, scale: 1, reduction: 0, gradDtype: 0, gradScale: false, rowLoss: new Float32Array(2) };
+    const call = (positives: unknown, exclude?: unknown) => () => addon.decoupledSoftmax({ ...opts, scores: new Float32Array(8), positives: positives as never, exclude: exclude as never });
     const ok = { rowPtr: new Int32Array([0, 1, 2]), cols: new Int32Array([3, 0]) };
     const code = (f: () => unknown) => {
       try {
@@ -86,6 +86,6 @@ describe('CSR validation', () => {
     expect(code(call(ok, { rowPtr: new Int32Array([0, 0, 1]), cols: new Int32Array([0]) }))).toMatch(/^ERR_CSR exclude \(row 1\).*column 0/);
     expect(code(call(undefined))).toMatch(/^ERR_TYPE positives/);
     // The async twin checks before queuing the work (lib/ turns that into a rejection).
-    expect(code(() => addon.decoupledSoftmaxAsync(new Float32Array(8), { ...ok, cols: new Int32Array([3, 9]) }, opts, undefined, undefined, undefined, new Float32Array(2)))).toMatch(/^ERR_CSR/);
+    expect(code(() => addon.decoupledSoftmaxAsync({ ...opts, scores: new Float32Array(8), positives: { ...ok, cols: new Int32Array([3, 9]) } }))).toMatch(/^ERR_CSR/);
   });
 });

@@ -168,7 +168,7 @@ describe('async calls never touch freed memory', () => {
     const addon = native().addon;
     const g = new Float32Array(rows * cols).fill(1);
     const grad = new Float32Array(rows * cols);
-    const call = addon.softTopKVjpAsync(y, { dtype: 0, rows, cols, alpha: 2, log: false, gradFloat32: false }, undefined, r.threshold, g, grad);
+    const call = addon.softTopKVjpAsync({ scores: y, dtype: 0, rows, cols, scale: 1, alpha: 2, output: 0, threshold: r.threshold, gradOutput: g, grad, gradDtype: 0 });
     for (const v of [y, g, grad, r.threshold]) transferAway(v);
     churn();
     await expect(call).rejects.toMatchObject({ code: 'ERR_DETACHED' });
@@ -179,7 +179,7 @@ describe('async calls never touch freed memory', () => {
     const rows = 64, cols = 262147;
     const x = new Float32Array(rows * cols).fill(0.5);
     for (const out of [new Float32Array(rows), new Float32Array(native().addon.hostAlloc(rows * 4))]) {
-      const call = native().addon.logSumExpAsync(x, { dtype: 0, rows, cols, scale: 1 }, out).then(() => 'ok', (e) => e.code);
+      const call = native().addon.logSumExpAsync({ scores: x, dtype: 0, rows, cols, scale: 1, out }).then(() => 'ok', (e) => e.code);
       transferAway(out);
       churn();
       expect(await call).toBe(isDetached(out) ? 'ERR_DETACHED' : 'ok');

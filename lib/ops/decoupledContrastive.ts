@@ -6,7 +6,7 @@
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type DecoupledContrastiveArgs } from '../native';
+import { call, callAsync, type NativeDecoupledContrastive } from '../native';
 import { preparingAsync } from '../outputs';
 import { fail, optionKeys, options, positiveFinite } from '../validate';
 
@@ -51,7 +51,7 @@ function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefi
     fail('ERR_SHAPE', 'scores', `at least as many columns as rows for diagonal positives (row i's positive is column i)`, `#shape [${p.rows}, ${p.cols}]`);
   }
   const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, p.rows, p.cols, positives ?? diagonalPositives(p.rows), positives ? 'opts.positives' : 'the diagonal positives');
-  const args: DecoupledContrastiveArgs = [p.input, { ...p.common, sigma }, positives, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
+  const args: NativeDecoupledContrastive = { ...p.common, scores: p.input, positives, exclude, sigma };
   return { p, args };
 }
 
@@ -68,11 +68,11 @@ function prepare(scores: ScoresInput, opts: DecoupledContrastiveOptions | undefi
  */
 export function decoupledContrastive<O extends DecoupledContrastiveOptions | undefined = undefined>(scores: ScoresInput, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, opts);
-  return runLoss(p, () => call((a) => a.decoupledContrastive(...args))) as WithGrad<LossResult, O>;
+  return runLoss(p, () => call((a) => a.decoupledContrastive(args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link decoupledContrastive} on a worker thread, leaving the event loop free. */
 export async function decoupledContrastiveAsync<O extends DecoupledContrastiveOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = preparingAsync(() => prepare(scores, opts));
-  return runLossAsync(p, () => callAsync((a) => a.decoupledContrastiveAsync(...args))) as Promise<WithGrad<LossResult, O>>;
+  return runLossAsync(p, () => callAsync((a) => a.decoupledContrastiveAsync(args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -5,7 +5,7 @@
  */
 import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type InfoNCEArgs } from '../native';
+import { call, callAsync, type NativeInfoNCE } from '../native';
 import { preparingAsync } from '../outputs';
 import { bool, fail, optionKeys } from '../validate';
 
@@ -48,7 +48,7 @@ function prepare(scores: ScoresInput, opts: InfoNCEOptions | undefined) {
   const positives = o.positives === undefined ? undefined : csr('opts.positives', o.positives, p.rows, p.cols);
   if (!positives && p.cols < p.rows) fail('ERR_SHAPE', 'scores', `at least as many columns as rows for diagonal positives (row i's positive is column i)`, `#shape [${p.rows}, ${p.cols}]`);
   const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, p.rows, p.cols, positives ?? diagonalPositives(p.rows), positives ? 'opts.positives' : 'the diagonal positives');
-  const args: InfoNCEArgs = [p.input, { ...p.common, symmetric }, positives, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
+  const args: NativeInfoNCE = { ...p.common, scores: p.input, positives, exclude, symmetric };
   return { p, args };
 }
 
@@ -68,11 +68,11 @@ function prepare(scores: ScoresInput, opts: InfoNCEOptions | undefined) {
  */
 export function infoNCE<O extends InfoNCEOptions | undefined = undefined>(scores: ScoresInput, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, opts);
-  return runLoss(p, () => call((a) => a.infoNCE(...args))) as WithGrad<LossResult, O>;
+  return runLoss(p, () => call((a) => a.infoNCE(args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link infoNCE} on a worker thread, leaving the event loop free. */
 export async function infoNCEAsync<O extends InfoNCEOptions | undefined = undefined>(scores: ScoresInput, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = preparingAsync(() => prepare(scores, opts));
-  return runLossAsync(p, () => callAsync((a) => a.infoNCEAsync(...args))) as Promise<WithGrad<LossResult, O>>;
+  return runLossAsync(p, () => callAsync((a) => a.infoNCEAsync(args))) as Promise<WithGrad<LossResult, O>>;
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import { checkScaledOverflow } from '../loss';
-import { call, callAsync } from '../native';
+import { call, callAsync, type NativeLogSumExp } from '../native';
 import { outputF32, preparingAsync } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
 import { optionKeys, options, positiveFinite } from '../validate';
@@ -24,14 +24,14 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
   const o = options<LogSumExpOptions>('logSumExp(): opts', opts, KEYS);
   const { t, rows, cols } = asMatrix(scores, 'scores', o.shape, o.dtype);
   const scale = positiveFinite('opts.scale', o.scale, 1);
-  const args = { dtype: dtypeCode(t.dtype), rows, cols, scale };
   const out = outputF32(rows);
+  const args: NativeLogSumExp = { scores: t.nativeInput('scores'), dtype: dtypeCode(t.dtype), rows, cols, scale, out };
   // An overflow of scale·x gives NaN rows: refused with the entry named (checkScaledOverflow).
-  const checked = (lse: Float32Array) => {
-    if (lse.some(Number.isNaN)) checkScaledOverflow(t, 'scores', scale);
-    return lse;
+  const checked = () => {
+    if (out.some(Number.isNaN)) checkScaledOverflow(t, 'scores', scale);
+    return out;
   };
-  return { input: t.nativeInput('scores'), args, out, checked };
+  return { args, checked };
 }
 
 /**
@@ -41,11 +41,13 @@ function prepare(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts:
  */
 export function logSumExp(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Float32Array {
   const p = prepare(scores, opts);
-  return p.checked(call((a) => a.logSumExp(p.input, p.args, p.out)));
+  call((a) => a.logSumExp(p.args));
+  return p.checked();
 }
 
 /** {@link logSumExp} on a worker thread; the event loop stays free. */
 export async function logSumExpAsync(scores: Tensor | TensorLike | Float32Array | Uint16Array, opts?: LogSumExpOptions): Promise<Float32Array> {
   const p = preparingAsync(() => prepare(scores, opts));
-  return p.checked(await callAsync((a) => a.logSumExpAsync(p.input, p.args, p.out)));
+  await callAsync((a) => a.logSumExpAsync(p.args));
+  return p.checked();
 }

@@ -6,7 +6,7 @@
  */
 import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
-import { call, callAsync, type PositivesLossArgs } from '../native';
+import { call, callAsync, type NativePositivesLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { optionKeys } from '../validate';
 
@@ -28,18 +28,18 @@ function prepare(fn: Method, scores: ScoresInput, positives: Positives, opts: Po
   const { p, o } = prepareLoss(fn, scores, opts, KEYS);
   const pos: NativeCsr = csr('positives', positives, p.rows, p.cols);
   const exclude = excludeArg(o.exclude, p.rows, p.cols, pos);
-  const args: PositivesLossArgs = [p.input, pos, p.common, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
+  const args: NativePositivesLoss = { ...p.common, scores: p.input, positives: pos, exclude };
   return { p, args };
 }
 
 /** @internal Runs one of the losses over positives, sync. */
 export function positivesLoss(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined): LossResult {
   const { p, args } = prepare(fn, scores, positives, opts);
-  return runLoss(p, () => call((a) => a[fn](...args)));
+  return runLoss(p, () => call((a) => a[fn](args)));
 }
 
 /** @internal The async twin of {@link positivesLoss}. */
 export async function positivesLossAsync(fn: Method, scores: ScoresInput, positives: Positives, opts: PositivesLossOptions | undefined): Promise<LossResult> {
   const { p, args } = preparingAsync(() => prepare(fn, scores, positives, opts));
-  return runLossAsync(p, () => callAsync((a) => a[`${fn}Async`](...args)));
+  return runLossAsync(p, () => callAsync((a) => a[`${fn}Async`](args)));
 }

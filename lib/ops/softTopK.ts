@@ -6,7 +6,7 @@
  */
 import { excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
-import { call, callAsync, type NativeTopKSolve } from '../native';
+import { call, callAsync, type NativeSoftTopK, type NativeSoftTopKVjp } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from '../tensor';
 import type { ScoresInput } from '../loss';
@@ -54,13 +54,6 @@ export interface SoftTopKResult {
   vjp(gradOutput: Float32Array | Tensor | TensorLike): Tensor;
   /** Drops what vjp needs (the scores, exclusions and thresholds). Idempotent. */
   dispose(): void;
-}
-
-/** @internal The validated solver options and k. */
-export interface TopKSolve {
-  solve: NativeTopKSolve;
-  kRows: Int32Array | undefined;
-  exclude: NativeCsr | undefined;
 }
 
 /** @internal Validates alpha, tol, maxIter and exclude. */
@@ -111,8 +104,9 @@ function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions |
   const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputF32(rows * cols), undefined);
   const threshold = outputF32(rows);
   const iterations = new Int32Array(rows);
-  const shape = { dtype: dtypeCode(t.dtype), rows, cols };
-  const args = [input, { ...shape, alpha, k, tol, maxIter, log: output === 'log' }, kRows, exclude, values.nativeInput('values'), threshold, iterations] as const;
+  // softTopK has no scale: z = S.
+  const shape = { dtype: dtypeCode(t.dtype), rows, cols, scale: 1, output: output === 'log' ? 1 : 0 };
+  const args: NativeSoftTopK = { ...shape, scores: input, alpha, k: kRows ?? k, tol, maxIter, exclude, values: values.nativeInput('values'), threshold, iterations };
   const result = (): SoftTopKResult => {
     let live: { t: Tensor; threshold: Float32Array; exclude: NativeCsr | undefined } | undefined = { t, threshold: threshold.slice(), exclude };
     return {
@@ -123,9 +117,9 @@ function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions |
         if (!live) throw makeError('ERR_DISPOSED', 'softTopK().vjp: the result was disposed');
         const gradOutput = upstream(gradOutputArg, rows, cols, live.t.device);
         const grad = onDevice ? emptyDevice(live.t.dtype, [rows, cols]) : new Tensor(live.t.dtype, [rows, cols], outputHost(live.t.dtype, rows * cols), undefined);
-        const vjpArgs = [live.t.nativeInput('scores'), { ...shape, alpha, log: output === 'log', gradFloat32: false }, live.exclude, live.threshold, gradOutput, grad.nativeInput('grad')] as const;
+        const vjpArgs: NativeSoftTopKVjp = { ...shape, scores: live.t.nativeInput('scores'), alpha, exclude: live.exclude, threshold: live.threshold, gradOutput, grad: grad.nativeInput('grad'), gradDtype: shape.dtype };
         try {
-          call((a) => a.softTopKVjp(...vjpArgs));
+          call((a) => a.softTopKVjp(vjpArgs));
         } catch (e) {
           if (onDevice) grad.dispose();
           throw e;
@@ -166,7 +160,7 @@ function upstream(g: unknown, rows: number, cols: number, device: string) {
 export function softTopK(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): SoftTopKResult {
   const { args, result, abandon } = prepare(scores, k, opts);
   try {
-    call((a) => a.softTopK(...args));
+    call((a) => a.softTopK(args));
   } catch (e) {
     abandon();
     throw e;
@@ -178,7 +172,7 @@ export function softTopK(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): 
 export async function softTopKAsync(scores: ScoresInput, k: TopK, opts?: SoftTopKOptions): Promise<SoftTopKResult> {
   const { args, result, abandon } = preparingAsync(() => prepare(scores, k, opts));
   try {
-    await callAsync((a) => a.softTopKAsync(...args));
+    await callAsync((a) => a.softTopKAsync(args));
   } catch (e) {
     abandon();
     throw e;

@@ -5,7 +5,7 @@
  */
 import { csr, type Positives } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type SoftTopKLossArgs } from '../native';
+import { call, callAsync, type NativeSoftTopKLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { kArg, solveOptions, type TopK } from './softTopK';
 import { optionKeys } from '../validate';
@@ -48,7 +48,7 @@ function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOp
     kValue = kr;
   }
   const { k, kRows } = kArg('opts.k', kValue, p.rows, p.cols, exclude, noPositives);
-  const args: SoftTopKLossArgs = [p.input, { ...p.common, alpha, k, tol, maxIter }, kRows, pos, exclude, p.gradOutput, p.gradTarget, p.rowLoss];
+  const args: NativeSoftTopKLoss = { ...p.common, scores: p.input, positives: pos, alpha, k: kRows ?? k, tol, maxIter, exclude };
   return { p, args };
 }
 
@@ -64,11 +64,11 @@ function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOp
  */
 export function softTopKLoss<O extends SoftTopKLossOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): WithGrad<LossResult, O> {
   const { p, args } = prepare(scores, positives, opts);
-  return runLoss(p, () => call((a) => a.softTopKLoss(...args))) as WithGrad<LossResult, O>;
+  return runLoss(p, () => call((a) => a.softTopKLoss(args))) as WithGrad<LossResult, O>;
 }
 
 /** {@link softTopKLoss} on a worker thread, leaving the event loop free. */
 export async function softTopKLossAsync<O extends SoftTopKLossOptions | undefined = undefined>(scores: ScoresInput, positives: Positives, opts?: O): Promise<WithGrad<LossResult, O>> {
   const { p, args } = preparingAsync(() => prepare(scores, positives, opts));
-  return runLossAsync(p, () => callAsync((a) => a.softTopKLossAsync(...args))) as Promise<WithGrad<LossResult, O>>;
+  return runLossAsync(p, () => callAsync((a) => a.softTopKLossAsync(args))) as Promise<WithGrad<LossResult, O>>;
 }

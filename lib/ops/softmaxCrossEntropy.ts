@@ -4,7 +4,7 @@
  * @module
  */
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync } from '../native';
+import { call, callAsync, type NativeCrossEntropy } from '../native';
 import { outputF32, preparingAsync } from '../outputs';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, positiveFinite } from '../validate';
 
@@ -52,7 +52,7 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
     for (let j = 0; j < classWeights.length; j++)
       if (!(classWeights[j] >= 0 && Number.isFinite(classWeights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', classWeights[j]);
   const lse = o.returnLse === true ? outputF32(p.rows) : undefined;
-  const args = [p.input, lbl, { ...p.common, ignoreIndex, labelSmoothing, zLoss, softcap }, classWeights, p.gradOutput, p.gradTarget, p.rowLoss, lse] as const;
+  const args: NativeCrossEntropy = { ...p.common, logits: p.input, labels: lbl, ignoreIndex, softcap, labelSmoothing, classWeights, zLoss, lse };
   return { p, args, extra: () => (lse ? { lse } : {}) };
 }
 
@@ -71,11 +71,11 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
  */
 export function softmaxCrossEntropy<O extends SoftmaxCrossEntropyOptions | undefined = undefined>(logits: ScoresInput, labels: Int32Array, opts?: O): WithGrad<SoftmaxCrossEntropyResult, O> {
   const { p, args, extra } = prepare(logits, labels, opts);
-  return runLoss(p, () => call((a) => a.softmaxCrossEntropy(...args)), extra) as WithGrad<SoftmaxCrossEntropyResult, O>;
+  return runLoss(p, () => call((a) => a.softmaxCrossEntropy(args)), extra) as WithGrad<SoftmaxCrossEntropyResult, O>;
 }
 
 /** {@link softmaxCrossEntropy} on a worker thread, leaving the event loop free. */
 export async function softmaxCrossEntropyAsync<O extends SoftmaxCrossEntropyOptions | undefined = undefined>(logits: ScoresInput, labels: Int32Array, opts?: O): Promise<WithGrad<SoftmaxCrossEntropyResult, O>> {
   const { p, args, extra } = preparingAsync(() => prepare(logits, labels, opts));
-  return runLossAsync(p, () => callAsync((a) => a.softmaxCrossEntropyAsync(...args)), extra) as Promise<WithGrad<SoftmaxCrossEntropyResult, O>>;
+  return runLossAsync(p, () => callAsync((a) => a.softmaxCrossEntropyAsync(args)), extra) as Promise<WithGrad<SoftmaxCrossEntropyResult, O>>;
 }

@@ -1,7 +1,7 @@
 // Everything the CPU kernels need at run time. The N-API layer keeps one Context per addon
-// instance (per worker_thread); there are no globals.
+// instance (per worker_thread); there are no globals. The kernel table's own types stay in
+// native/isa/kernels.h, which only the ops that call into it include.
 #pragma once
-#include "../isa/kernels.h"
 #include "cpu_features.h"
 #include "threadpool.h"
 

@@ -35,4 +35,13 @@ Isa select_isa() {
   return int(want) < int(best) ? want : best;
 }
 
+// Defined by the per-ISA translation units (native/isa/isa_body.inl).
+extern const CpuKernels kernels_sse2;
+extern const CpuKernels kernels_avx2;
+extern const CpuKernels kernels_avx512;
+
+const CpuKernels& cpu_kernels(Isa isa) {
+  return isa == Isa::Avx512 ? kernels_avx512 : isa == Isa::Avx2 ? kernels_avx2 : kernels_sse2;
+}
+
 }  // namespace fl

@@ -13,4 +13,9 @@ Isa detect_isa();
 // for less. Every ISA's kernels are tested wherever the CPU has it (test/native runs each one).
 Isa select_isa();
 
+// The SIMD kernel table of an ISA (native/isa/kernels.h defines it; declared here so that the
+// core needs none of the kernels' types).
+struct CpuKernels;
+const CpuKernels& cpu_kernels(Isa isa);
+
 }  // namespace fl

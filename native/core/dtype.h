@@ -8,21 +8,10 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include "../api/types.h"  // DType
 #include "hd.h"
 
 namespace fl {
-
-enum class DType : int32_t { Float32 = 0, Float16 = 1, BFloat16 = 2 };
-
-FL_HD const char* dtype_name(DType d) {
-  switch (d) {
-    case DType::Float32: return "float32";
-    case DType::Float16: return "float16";
-    case DType::BFloat16: return "bfloat16";
-  }
-  return "?";
-}
-FL_HD int64_t dtype_size(DType d) { return d == DType::Float32 ? 4 : 2; }
 
 // Distinct tag types so that overloads and templates can tell the two 16-bit formats apart.
 struct bf16_t { uint16_t bits; };
@@ -92,6 +81,28 @@ template <class T> FL_HD T from_float(float f) {
   if constexpr (std::is_same_v<T, bf16_t>) return to_bf16(f);
   else if constexpr (std::is_same_v<T, f16_t>) return to_f16(f);
   else return f;
+}
+
+// The one runtime-to-compile-time dtype switch: f(T{}) with T the element type of `d`
+// (float, f16_t or bf16_t), returning what f returns.
+template <class F> FL_HD decltype(auto) with_dtype(DType d, F&& f) {
+  switch (d) {
+    case DType::Float16: return f(f16_t{});
+    case DType::BFloat16: return f(bf16_t{});
+    default: return f(float{});
+  }
+}
+
+// Element i of an array of `d`, widened to fp32; and v stored as element i of an array of `d`,
+// rounded once (round to nearest even). Scalar paths only: the sweeps are SIMD (native/simd/).
+FL_HD float load_element(const void* base, DType d, int64_t i) {
+  return with_dtype(d, [&](auto t) { return to_float(static_cast<const decltype(t)*>(base)[i]); });
+}
+FL_HD void store_element(void* base, DType d, int64_t i, float v) {
+  with_dtype(d, [&](auto t) {
+    using T = decltype(t);
+    static_cast<T*>(base)[i] = from_float<T>(v);
+  });
 }
 
 }  // namespace fl

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "../api/types.h"
 #include "../core/cpu_features.h"
 #include "../ops/soft_topk_math.h"
 
@@ -117,8 +118,8 @@ constexpr int64_t kSoftmaxBlock = 2048;
 
 // Variant indices.
 constexpr int stats_variant(bool softcap, bool lin) { return (softcap ? 2 : 0) + (lin ? 1 : 0); }
-// Gradient output: float32, or the input's own dtype.
-constexpr int grad_variant(bool softcap, bool grad_float32) { return (softcap ? 2 : 0) + (grad_float32 ? 0 : 1); }
+// Gradient output: float32, or the input's own dtype (any grad_dtype other than Float32).
+constexpr int grad_variant(bool softcap, DType grad_dtype) { return (softcap ? 2 : 0) + (grad_dtype == DType::Float32 ? 0 : 1); }
 
 // binaryCrossEntropy over a stretch of negatives (native/ops/bce.inl): g_j = u·σ(z_j)·scale
 // (stored as the grad dtype unless g is null); returns Σ softplus(z_j) and Σ u·σ(z_j)·x_j.
@@ -190,8 +191,5 @@ extern const CpuKernels kernels_sse2;
 extern const CpuKernels kernels_avx2;
 extern const CpuKernels kernels_avx512;
 
-inline const CpuKernels& cpu_kernels(Isa isa) {
-  return isa == Isa::Avx512 ? kernels_avx512 : isa == Isa::Avx2 ? kernels_avx2 : kernels_sse2;
-}
 
 }  // namespace fl

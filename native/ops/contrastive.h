@@ -5,41 +5,11 @@
 #include <numeric>
 #include <vector>
 
-#include "../core/context.h"
-#include "../core/dtype.h"
-#include "cross_entropy.h"  // Reduction, LossResult
-#include "csr.h"
+#include "../api/args.h"
 
 namespace fl {
 
-// What both losses share: the scores, the reduction and the outputs.
-struct ContrastiveCommon {
-  const void* scores;        // rows × cols of `dtype`
-  DType dtype;
-  int64_t rows, cols;
-  float scale;               // > 0
-  Reduction reduction;
-  const float* grad_output;  // rows (reduction None only), or null for ones
-  void* grad;                // rows × cols, or null; may equal `scores` (in place)
-  bool grad_float32;         // grad in float32 rather than `dtype`
-  bool want_dscale;
-  float* row_loss;           // rows
-};
-
-struct InfoNCEArgs {
-  ContrastiveCommon c;
-  Csr positives;             // empty: the diagonal (row i ↔ column i; needs cols >= rows)
-  Csr exclude;               // entries out of the loss (gradient 0), or empty
-  bool symmetric;            // CLIP: (row-wise + column-wise)/2 on a square matrix, diagonal
-                             // positives, no exclusions
-};
-
-struct DecoupledContrastiveArgs {
-  ContrastiveCommon c;
-  Csr positives;             // exactly one per row, unweighted; empty: the diagonal
-  Csr exclude;               // or empty
-  float sigma;               // DCLW's σ > 0, or 0 for plain DCL (w = 1)
-};
+struct Context;  // native/core/context.h
 
 // Positives as a Csr: the caller's, or the diagonal in arrays of its own.
 class PositivesOrDiagonal {

@@ -4,8 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
 #include "cross_entropy_math.h"
+#include "loss.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -21,7 +22,7 @@ CrossEntropyTotals cross_entropy_totals(const CrossEntropyArgs& a) {
     const int32_t y = a.labels[i];
     if (y == a.ignore_index) continue;
     if (y < 0 || y >= a.cols)
-      fail("ERR_LABEL_RANGE", "labels[" + std::to_string(i) + "]: expected a class in [0, " + std::to_string(a.cols) +
+      fail(err::kLabelRange, "labels[" + std::to_string(i) + "]: expected a class in [0, " + std::to_string(a.cols) +
                                   ") or ignoreIndex (" + std::to_string(a.ignore_index) + "), received " + std::to_string(y));
     weight_sum += a.class_weights ? a.class_weights[y] : 1.0;
   }
@@ -39,11 +40,6 @@ struct CrossEntropyLoss {
   std::vector<float> label_dz;
 
   bool ignored(int64_t r) const { return a.labels[r] == a.ignore_index; }
-  double upstream(int64_t r) const {
-    if (a.reduction == Reduction::Mean) return totals.weight_sum > 0 ? 1.0 / totals.weight_sum : 0.0;
-    if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
-    return 1.0;
-  }
 
   // Ignored rows still run (their NaNs are errors too, and lse is reported), with zero terms.
   bool active(int64_t) const { return true; }
@@ -62,7 +58,7 @@ struct CrossEntropyLoss {
     const double w_y = a.class_weights ? a.class_weights[y] : 1.0;
     const LabelTerms lt = label_terms(e.z == st.max, st.rest, lse, double(e.z));
     const CrossEntropyRow row = cross_entropy_row(lse, lt.margin, lt.p_minus_one, st.lin, w_y, totals.mean_class_weight, double(a.cols),
-                                                  a.label_smoothing, a.z_loss, upstream(r));
+                                                  a.label_smoothing, a.z_loss, upstream(a, r, totals.weight_sum));
     loss[size_t(r)] = row.loss;
     label_dz[size_t(r)] = row.label_dz;
     DenseTerms t{st.max, float(double(row.coef) * st.inv_sum()), 0.f, 0.f};
@@ -84,19 +80,11 @@ struct CrossEntropyLoss {
 
 LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& a) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);
-  const SoftmaxProblem p{a.logits, a.dtype, a.rows, a.cols, a.scale, a.softcap, a.class_weights,
-                         a.label_smoothing > 0, a.grad, a.grad_float32, a.want_dscale};
-  SoftmaxRows engine(ctx, p);
+  SoftmaxRows engine(ctx, softmax_problem(a, "logits", a.softcap, a.class_weights, a.label_smoothing > 0));
   CrossEntropyLoss loss{a, engine, totals, std::vector<double>(size_t(a.rows)), std::vector<Entry>(size_t(a.rows)),
                         std::vector<float>(size_t(a.rows))};
   const double dscale = engine.run(loss);
-  double total = 0;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    a.row_loss[r] = float(loss.loss[size_t(r)]);
-    total += loss.loss[size_t(r)];
-  }
-  if (a.reduction == Reduction::Mean) total = totals.weight_sum > 0 ? total / totals.weight_sum : 0.0;
-  return {total, a.want_dscale ? dscale : 0.0};
+  return reduce_rows(a, loss.loss, totals.weight_sum, dscale);
 }
 
 }  // namespace fl

@@ -36,7 +36,8 @@ FL_HD LabelTerms label_terms(bool label_is_max, double rest, double lse, double 
 // their precision when the label holds nearly all the probability (see RowStats);
 // lin = Σ_j w_j z_j over the row's finite entries.
 FL_HD CrossEntropyRow cross_entropy_row(double lse, double margin, double p_y_minus_one, double lin, double w_label,
-                                        double w_mean, double n_cols, double eps, double lambda, double u) {
+                                        double w_mean, double n_cols, double label_smoothing, double z_loss, double u) {
+  const double eps = label_smoothing, lambda = z_loss;  // ε and λ of the formulas above
   CrossEntropyRow r;
   // A row whose every logit is −∞ has no probability to put on its label: loss +∞, and every
   // entry is out, so the gradient is 0 (the formulas below would make 0·∞ = NaN of it).

@@ -4,14 +4,14 @@
 #include <cmath>
 #include <string>
 
-#include "../core/error.h"
+#include "../api/error.h"
 
 namespace fl {
 
 namespace {
 
 [[noreturn]] void csr_error(const std::string& what, const std::string& expected, int64_t received) {
-  fail("ERR_CSR", what + ": expected " + expected + ", received " + std::to_string(received));
+  fail(err::kCsr, what + ": expected " + expected + ", received " + std::to_string(received));
 }
 
 }  // namespace
@@ -29,7 +29,7 @@ void check_csr(const Csr& c, int64_t rows, int64_t cols, int64_t nnz, const char
   if (c.weights)
     for (int64_t e = 0; e < nnz; ++e)
       if (!(c.weights[e] >= 0 && std::isfinite(c.weights[e])))
-        fail("ERR_CSR", n + ".weights[" + std::to_string(e) + "]: expected a finite weight >= 0");
+        fail(err::kCsr, n + ".weights[" + std::to_string(e) + "]: expected a finite weight >= 0");
   std::vector<int32_t> row;
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t* b = c.cols + c.row_ptr[r];
@@ -53,7 +53,7 @@ SkipLists::SkipLists(int64_t rows, const Csr& a, const Csr& b, const char* a_nam
     std::sort(out, last);
     const int32_t* dup = std::adjacent_find(out, last);
     if (dup != last)
-      fail("ERR_CSR", std::string(b_name) + " (row " + std::to_string(r) + "): expected no column that is also in " + a_name +
+      fail(err::kCsr, std::string(b_name) + " (row " + std::to_string(r) + "): expected no column that is also in " + a_name +
                           ", received column " + std::to_string(*dup));
   }
 }

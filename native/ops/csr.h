@@ -3,26 +3,14 @@
 // the structural checks here so that a wrong call from JS throws instead of reading out of
 // bounds.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "../api/types.h"  // Csr
+
 namespace fl {
-
-// A view of a caller's CSR: row r owns entries [row_ptr[r], row_ptr[r+1]) of cols/weights.
-// An empty Csr (row_ptr null) has no entries in any row.
-struct Csr {
-  const int32_t* row_ptr = nullptr;  // rows + 1
-  const int32_t* cols = nullptr;     // columns, in any order within a row
-  const float* weights = nullptr;    // one per entry, or null: every weight 1
-
-  explicit operator bool() const { return row_ptr != nullptr; }
-  int64_t begin(int64_t r) const { return row_ptr ? row_ptr[r] : 0; }
-  int64_t end(int64_t r) const { return row_ptr ? row_ptr[r + 1] : 0; }
-  int64_t size(int64_t r) const { return end(r) - begin(r); }
-  int64_t nnz(int64_t rows) const { return row_ptr ? row_ptr[rows] : 0; }
-  float weight(int64_t e) const { return weights ? weights[e] : 1.f; }
-};
 
 // Throws ERR_CSR unless `c` is a valid CSR of a rows × cols matrix with `nnz` entries:
 // row_ptr[0] = 0, non-decreasing, row_ptr[rows] = nnz, every column in [0, cols), no column
@@ -34,6 +22,31 @@ void check_csr(const Csr& c, int64_t rows, int64_t cols, int64_t nnz, const char
 // arrays of its own (the caller's cols stay as they are and need not be sorted). Throws
 // ERR_CSR when a column is in both `a` and `b` (an exclusion that is also a positive); each
 // of them must already be free of duplicates (check_csr).
+// Columns of one row left out of a sweep: sorted, unique, in [0, cols).
+struct RowSkip {
+  const int32_t* cols = nullptr;
+  int64_t n = 0;
+};
+
+// Calls run(a, b) for each non-empty run [a, b) of [c0, c1) between skipped columns, and
+// skipped(c) for each skipped column in [c0, c1), in column order.
+template <class Run, class Skipped>
+void for_each_run(int64_t c0, int64_t c1, const RowSkip& skip, Run&& run, Skipped&& skipped) {
+  const int32_t* s = std::lower_bound(skip.cols, skip.cols + skip.n, int32_t(c0));
+  const int32_t* e = skip.cols + skip.n;
+  int64_t c = c0;
+  for (; s != e && *s < c1; ++s) {
+    if (*s > c) run(c, int64_t(*s));
+    skipped(int64_t(*s));
+    c = int64_t(*s) + 1;
+  }
+  if (c < c1) run(c, c1);
+}
+template <class Run>
+void for_each_run(int64_t c0, int64_t c1, const RowSkip& skip, Run&& run) {
+  for_each_run(c0, c1, skip, run, [](int64_t) {});
+}
+
 class SkipLists {
  public:
   SkipLists() = default;
@@ -41,6 +54,7 @@ class SkipLists {
 
   const int32_t* cols(int64_t r) const { return cols_.data() + offsets_[size_t(r)]; }
   int64_t size(int64_t r) const { return offsets_[size_t(r) + 1] - offsets_[size_t(r)]; }
+  RowSkip row(int64_t r) const { return {cols(r), size(r)}; }
   // The whole structure (rows + 1 offsets into all_cols), e.g. to copy to a GPU.
   const std::vector<int64_t>& offsets() const { return offsets_; }
   const std::vector<int32_t>& all_cols() const { return cols_; }

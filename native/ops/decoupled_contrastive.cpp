@@ -2,23 +2,24 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
 #include "contrastive.h"
 #include "contrastive_math.h"
+#include "csr.h"
+#include "loss.h"
 #include "softmax_rows.h"
 
 namespace fl {
 
 void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& a) {
-  const ContrastiveCommon& c = a.c;
-  if (!a.positives && c.cols < c.rows)
-    fail("ERR_SHAPE", "scores: diagonal positives expect at least as many columns as rows, received " +
-                          std::to_string(c.rows) + "x" + std::to_string(c.cols));
-  if (a.positives.weights) fail("ERR_ARG", "positives.weights: expected none (DCL's positives are unweighted)");
+  if (!a.positives && a.cols < a.rows)
+    fail(err::kShape, "scores: diagonal positives expect at least as many columns as rows, received " +
+                          std::to_string(a.rows) + "x" + std::to_string(a.cols));
+  if (a.positives.weights) fail(err::kArg, "positives.weights: expected none (DCL's positives are unweighted)");
   if (a.positives)
-    for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t r = 0; r < a.rows; ++r)
       if (a.positives.size(r) != 1)
-        fail("ERR_CSR", "positives (row " + std::to_string(r) + "): expected exactly one positive per row, received " +
+        fail(err::kCsr, "positives (row " + std::to_string(r) + "): expected exactly one positive per row, received " +
                             std::to_string(a.positives.size(r)));
 }
 
@@ -48,15 +49,10 @@ struct DclLoss {
   std::vector<double> loss;
   std::vector<Entry> positive;
 
-  double upstream(int64_t r) const {
-    const ContrastiveCommon& c = a.c;
-    if (c.reduction == Reduction::Mean) return 1.0 / double(c.rows);
-    if (c.reduction == Reduction::None && c.grad_output) return c.grad_output[r];
-    return 1.0;
-  }
+  double upstream(int64_t r) const { return fl::upstream(a, r, double(a.rows)); }
 
   bool active(int64_t) const { return true; }
-  RowSkip skip(int64_t r) const { return RowSkip{skips.cols(r), skips.size(r)}; }
+  RowSkip skip(int64_t r) const { return skips.row(r); }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
     const Entry e = engine.entry(r, positive_col[r]);
@@ -77,29 +73,21 @@ struct DclLoss {
 
 LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a) {
   check_decoupled_contrastive_shape(a);
-  const ContrastiveCommon& c = a.c;
-  const SoftmaxProblem p{c.scores, c.dtype, c.rows, c.cols, c.scale, 0.f, nullptr, false, c.grad, c.grad_float32, c.want_dscale};
-  SoftmaxRows engine(ctx, p);
-  const PositivesOrDiagonal positives(a.positives, c.rows);
+  SoftmaxRows engine(ctx, softmax_problem(a));
+  const PositivesOrDiagonal positives(a.positives, a.rows);
   const Csr& pos = positives.csr();
-  const SkipLists skips(c.rows, pos, a.exclude);  // ERR_CSR for an excluded positive
+  const SkipLists skips(a.rows, pos, a.exclude);  // ERR_CSR for an excluded positive
   const int32_t* positive_col = pos.cols;          // one per row (checked above)
-  std::vector<double> w(size_t(c.rows), 1.0);
+  std::vector<double> w(size_t(a.rows), 1.0);
   if (a.sigma > 0) {
     // On the raw scores S_ip (not z = scale·S), as the reference implementations do.
-    std::vector<float> s(size_t(c.rows));
-    for (int64_t r = 0; r < c.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;
-    dclw_weights(s.data(), c.rows, a.sigma, w.data());
+    std::vector<float> s(size_t(a.rows));
+    for (int64_t r = 0; r < a.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;
+    dclw_weights(s.data(), a.rows, a.sigma, w.data());
   }
-  DclLoss loss{a, engine, positive_col, skips, w, std::vector<double>(size_t(c.rows)), std::vector<Entry>(size_t(c.rows))};
+  DclLoss loss{a, engine, positive_col, skips, w, std::vector<double>(size_t(a.rows)), std::vector<Entry>(size_t(a.rows))};
   const double dscale = engine.run(loss);
-  double total = 0;
-  for (int64_t r = 0; r < c.rows; ++r) {
-    c.row_loss[r] = float(loss.loss[size_t(r)]);
-    total += loss.loss[size_t(r)];
-  }
-  if (c.reduction == Reduction::Mean) total = c.rows > 0 ? total / double(c.rows) : 0.0;
-  return {total, c.want_dscale ? dscale : 0.0};
+  return reduce_rows(a, loss.loss, double(a.rows), dscale);
 }
 
 }  // namespace fl

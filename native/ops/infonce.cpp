@@ -3,45 +3,28 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
+#include "../isa/kernels.h"
 #include "contrastive.h"
 #include "contrastive_math.h"
+#include "csr.h"
+#include "loss.h"
 #include "softmax_rows.h"
 
 namespace fl {
 
 void check_info_nce_shape(const InfoNCEArgs& a) {
-  const ContrastiveCommon& c = a.c;
-  if (a.symmetric && c.rows != c.cols)
-    fail("ERR_SHAPE", "scores: symmetric InfoNCE expects a square matrix, received " + std::to_string(c.rows) + "x" +
-                          std::to_string(c.cols));
+  if (a.symmetric && a.rows != a.cols)
+    fail(err::kShape, "scores: symmetric InfoNCE expects a square matrix, received " + std::to_string(a.rows) + "x" +
+                          std::to_string(a.cols));
   if (a.symmetric && (a.positives || a.exclude))
-    fail("ERR_ARG", "symmetric: expected the diagonal positives and no exclusions (CLIP), received CSR positives or exclude");
-  if (!a.positives && c.cols < c.rows)
-    fail("ERR_SHAPE", "scores: diagonal positives expect at least as many columns as rows, received " +
-                          std::to_string(c.rows) + "x" + std::to_string(c.cols));
+    fail(err::kArg, "symmetric: expected the diagonal positives and no exclusions (CLIP), received CSR positives or exclude");
+  if (!a.positives && a.cols < a.rows)
+    fail(err::kShape, "scores: diagonal positives expect at least as many columns as rows, received " +
+                          std::to_string(a.rows) + "x" + std::to_string(a.cols));
 }
 
 namespace {
-
-// The row's upstream factor: 1/denominator for 'mean', 1 for 'sum', gradOutput_i for 'none'.
-double upstream(const ContrastiveCommon& c, int64_t r, double mean_denominator) {
-  if (c.reduction == Reduction::Mean) return mean_denominator > 0 ? 1.0 / mean_denominator : 0.0;
-  if (c.reduction == Reduction::None && c.grad_output) return c.grad_output[r];
-  return 1.0;
-}
-
-void store_grad(const ContrastiveCommon& c, int64_t i, float g) {
-  if (c.grad_float32 || c.dtype == DType::Float32) static_cast<float*>(c.grad)[i] = g;
-  else if (c.dtype == DType::Float16) static_cast<f16_t*>(c.grad)[i] = to_f16(g);
-  else static_cast<bf16_t*>(c.grad)[i] = to_bf16(g);
-}
-
-float load_score(const ContrastiveCommon& c, int64_t i) {
-  return c.dtype == DType::Float32 ? static_cast<const float*>(c.scores)[i]
-         : c.dtype == DType::Float16 ? to_float(static_cast<const f16_t*>(c.scores)[i])
-                                     : to_float(static_cast<const bf16_t*>(c.scores)[i]);
-}
 
 // ---------- one-way: the softmax-row engine, positives as sparse corrections ----------
 
@@ -58,7 +41,7 @@ struct OneWayInfoNCE {
   // Rows without positives still run (their NaNs are errors too), with zero terms. The
   // positives stay in the statistics (SupCon); only exclusions are skipped.
   bool active(int64_t) const { return true; }
-  RowSkip skip(int64_t r) const { return RowSkip{excluded.cols(r), excluded.size(r)}; }
+  RowSkip skip(int64_t r) const { return excluded.row(r); }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
     const int64_t e0 = pos.begin(r), e1 = pos.end(r);
@@ -66,7 +49,7 @@ struct OneWayInfoNCE {
       loss[size_t(r)] = 0;
       return DenseTerms{st.max, 0.f, 0.f, 0.f};
     }
-    const double n = double(e1 - e0), u = upstream(a.c, r, rows_with_positives), lse = st.lse();
+    const double n = double(e1 - e0), u = upstream(a, r, rows_with_positives), lse = st.lse();
     double W = 0;
     for (int64_t e = e0; e < e1; ++e) W += pos.weight(e);
     double l = 0;
@@ -93,33 +76,25 @@ struct OneWayInfoNCE {
 };
 
 LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
-  const ContrastiveCommon& c = a.c;
-  const PositivesOrDiagonal positives(a.positives, c.rows);
+  const PositivesOrDiagonal positives(a.positives, a.rows);
   const Csr& pos = positives.csr();
-  const SkipLists excluded(c.rows, a.exclude, Csr{});
+  const SkipLists excluded(a.rows, a.exclude, Csr{});
   int64_t rows_with_positives = 0;
-  for (int64_t r = 0; r < c.rows; ++r) {
+  for (int64_t r = 0; r < a.rows; ++r) {
     if (pos.size(r) > 0) ++rows_with_positives;
     const int32_t* x0 = excluded.cols(r);
     const int32_t* x1 = x0 + excluded.size(r);
     for (int64_t e = pos.begin(r); e < pos.end(r); ++e)
       if (std::binary_search(x0, x1, pos.cols[e]))
-        fail("ERR_CSR", "exclude (row " + std::to_string(r) + "): expected no column that is also a positive, received column " +
+        fail(err::kCsr, "exclude (row " + std::to_string(r) + "): expected no column that is also a positive, received column " +
                             std::to_string(pos.cols[e]));
   }
-  const SoftmaxProblem p{c.scores, c.dtype, c.rows, c.cols, c.scale, 0.f, nullptr, false, c.grad, c.grad_float32, c.want_dscale};
-  SoftmaxRows engine(ctx, p);
-  const size_t nnz = size_t(pos.nnz(c.rows));
-  OneWayInfoNCE loss{a, engine, pos, excluded, double(rows_with_positives), std::vector<double>(size_t(c.rows)),
+  SoftmaxRows engine(ctx, softmax_problem(a));
+  const size_t nnz = size_t(pos.nnz(a.rows));
+  OneWayInfoNCE loss{a, engine, pos, excluded, double(rows_with_positives), std::vector<double>(size_t(a.rows)),
                      std::vector<Entry>(nnz), std::vector<float>(nnz)};
   const double dscale = engine.run(loss);
-  double total = 0;
-  for (int64_t r = 0; r < c.rows; ++r) {
-    c.row_loss[r] = float(loss.loss[size_t(r)]);
-    total += loss.loss[size_t(r)];
-  }
-  if (c.reduction == Reduction::Mean) total = rows_with_positives > 0 ? total / double(rows_with_positives) : 0.0;
-  return {total, c.want_dscale ? dscale : 0.0};
+  return reduce_rows(a, loss.loss, double(rows_with_positives), dscale);
 }
 
 // ---------- symmetric (CLIP): row and column statistics from one read ----------
@@ -131,28 +106,25 @@ LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
 constexpr int64_t kSymStrip = 512;
 
 LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
-  const ContrastiveCommon& c = a.c;
-  const int64_t n = c.rows;
+  const int64_t n = a.rows;
   if (n == 0) return {0, 0};
   const size_t un = size_t(n);
   const int64_t strips = (n + kSymStrip - 1) / kSymStrip;
   std::vector<float> part_max(size_t(strips * n)), col_max(un);
   std::vector<double> part_rest(size_t(strips * n)), col_rest(un);
   std::vector<int64_t> bad(size_t(strips), -1);
-  const SymStatsFn stats = ctx.kernels->sym_stats[int(c.dtype)];
+  const SymStatsFn stats = ctx.kernels->sym_stats[int(a.dtype)];
   ctx.pool.parallel_for(strips, [&](int64_t s) {
     const int64_t c0 = s * kSymStrip, c1 = std::min(n, c0 + kSymStrip);
     thread_local std::vector<float> scratch;
     scratch.resize(size_t(5 * (c1 - c0)));
-    bad[size_t(s)] = stats(SymStatsStrip{c.scores, n, c0, c1, c.scale, part_max.data() + s * n, part_rest.data() + s * n,
+    bad[size_t(s)] = stats(SymStatsStrip{a.scores, n, c0, c1, a.scale, part_max.data() + s * n, part_rest.data() + s * n,
                                          col_max.data() + c0, col_rest.data() + c0, scratch.data()});
   });
   int64_t first_bad = -1;
   for (int64_t b : bad)
     if (b >= 0 && (first_bad < 0 || b < first_bad)) first_bad = b;
-  if (first_bad >= 0)
-    fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                               std::to_string(first_bad / n) + ", " + std::to_string(first_bad % n) + "]");
+  if (first_bad >= 0) fail_non_finite("scores", first_bad / n, first_bad % n);
 
   // Row i's loss r_i and column i's loss c_i share the diagonal entry; rowLoss_i = (r_i + c_i)/2,
   // and gradOutput_i (reduction 'none') weights both. 'mean' divides each half by n.
@@ -163,27 +135,27 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
     MaxSumExp<double> row = max_sum_exp_empty<double>();
     for (int64_t s = 0; s < strips; ++s) merge(row, MaxSumExp<double>{part_max[size_t(s * n + i)], part_rest[size_t(s * n + i)]});
     const MaxSumExp<double> col{col_max[size_t(i)], col_rest[size_t(i)]};
-    const float x = load_score(c, i * n + i);
+    const float x = load_element(a.scores, a.dtype, i * n + i);
     diag_x[size_t(i)] = x;
     row_max_z[size_t(i)] = row.max;
-    const float z = x == -INFINITY ? -INFINITY : c.scale * x;
+    const float z = x == -INFINITY ? -INFINITY : a.scale * x;
     const SoftmaxEntry er = softmax_entry(z, row.max, row.rest, log_sum_exp(row));
     const SoftmaxEntry ec = softmax_entry(z, col.max, col.rest, log_sum_exp(col));
     const double l = (er.margin + ec.margin) / 2;
-    c.row_loss[i] = float(l);
+    a.row_loss[i] = float(l);
     total += l;
-    const double u = upstream(c, i, double(n)) / 2;
+    const double u = upstream(a, i, double(n)) / 2;
     row_shift[size_t(i)] = row.max == -INFINITY ? 0.f : row.max;
     row_coef[size_t(i)] = row.max == -INFINITY ? 0.f : float(u / (1.0 + row.rest));
     col_shift[size_t(i)] = col.max == -INFINITY ? 0.f : col.max;
     col_coef[size_t(i)] = col.max == -INFINITY ? 0.f : float(u / (1.0 + col.rest));
     diag_dz[size_t(i)] = float(u * (er.p_minus_one + ec.p_minus_one));
   }
-  if (c.reduction == Reduction::Mean) total /= double(n);
+  if (a.reduction == Reduction::Mean) total /= double(n);
 
   double dscale = 0;
-  if (c.grad || c.want_dscale) {
-    const SymGradFn grad = ctx.kernels->sym_grad[int(c.dtype)][c.grad_float32 || c.dtype == DType::Float32 ? 0 : 1];
+  if (a.grad || a.grad_scale) {
+    const SymGradFn grad = ctx.kernels->sym_grad[int(a.dtype)][a.grad_dtype == DType::Float32 ? 0 : 1];
     // One exponential per entry instead of two when every row and column max is within
     // kSymSpread of the largest, K (CLIP's cosines times a logit scale ≤ 20 always are): then
     // e^{K − col max} ≤ e^40 cannot overflow, and a column term the factorisation rounds away
@@ -208,7 +180,7 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
     const int64_t rows_per_task = std::max<int64_t>(1, 32768 / n);
     ctx.pool.parallel_for((n + rows_per_task - 1) / rows_per_task, [&](int64_t t) {
       for (int64_t r = t * rows_per_task; r < std::min(n, (t + 1) * rows_per_task); ++r)
-        row_dscale[size_t(r)] = grad(SymGradRows{c.scores, c.grad, n, r, r + 1, c.scale, row_shift.data(), row_coef.data(),
+        row_dscale[size_t(r)] = grad(SymGradRows{a.scores, a.grad, n, r, r + 1, a.scale, row_shift.data(), row_coef.data(),
                                                  col_shift.data(), col_coef.data(), row_delta.empty() ? nullptr : row_delta.data(),
                                                  col_gamma.empty() ? nullptr : col_gamma.data()});
     });
@@ -217,15 +189,15 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
     for (int64_t i = 0; i < n; ++i) {
       const float x = diag_x[size_t(i)];
       if (x != -INFINITY) {
-        const double z = double(c.scale * x);
+        const double z = double(a.scale * x);
         const double dense = row_coef[size_t(i)] * std::exp(z - row_shift[size_t(i)]) + col_coef[size_t(i)] * std::exp(z - col_shift[size_t(i)]);
-        if (c.grad) store_grad(c, i * n + i, diag_dz[size_t(i)] * c.scale);
+        if (a.grad) store_element(a.grad, a.grad_dtype, i * n + i, diag_dz[size_t(i)] * a.scale);
         row_dscale[size_t(i)] += (double(diag_dz[size_t(i)]) - dense) * double(x);
       }
       dscale += row_dscale[size_t(i)];
     }
   }
-  return {total, c.want_dscale ? dscale : 0.0};
+  return {total, a.grad_scale ? dscale : 0.0};
 }
 
 }  // namespace

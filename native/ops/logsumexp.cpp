@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
+#include "../core/context.h"
+#include "../isa/kernels.h"
 #include "../core/parallel.h"
 #include "../core/rowmath.h"
 
@@ -16,7 +18,7 @@ void log_sum_exp(Context& ctx, const LogSumExpArgs& a) {
   const auto kernel = ctx.kernels->tile_max_sum_exp[int(a.dtype)];
   const int64_t esize = dtype_size(a.dtype);
   for_each_row_tile(ctx.pool, a.rows, a.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
-    const char* row = static_cast<const char*>(a.x) + (r * a.cols + c0) * esize;
+    const char* row = static_cast<const char*>(a.scores) + (r * a.cols + c0) * esize;
     TileMaxSumExp p = kernel(row, c1 - c0, a.scale);
     if (p.first_bad >= 0) p.first_bad += c0;
     parts[size_t(r * tiles + k)] = p;
@@ -25,9 +27,7 @@ void log_sum_exp(Context& ctx, const LogSumExpArgs& a) {
     MaxSumExp<double> acc = max_sum_exp_empty<double>();
     for (int64_t k = 0; k < tiles; ++k) {
       const TileMaxSumExp& p = parts[size_t(r * tiles + k)];
-      if (p.first_bad >= 0)
-        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                                   std::to_string(r) + ", " + std::to_string(p.first_bad) + "]");
+      if (p.first_bad >= 0) fail_non_finite("scores", r, p.first_bad);
       merge(acc, MaxSumExp<double>{p.max, p.rest});
     }
     a.out[r] = float(log_sum_exp(acc));

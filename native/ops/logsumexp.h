@@ -3,18 +3,11 @@
 #pragma once
 #include <cstdint>
 
-#include "../core/context.h"
-#include "../core/dtype.h"
+#include "../api/args.h"
 
 namespace fl {
 
-struct LogSumExpArgs {
-  const void* x;  // rows × cols, row-major, of `dtype`
-  DType dtype;
-  int64_t rows, cols;
-  float scale;    // > 0
-  float* out;     // rows
-};
+struct Context;  // native/core/context.h
 
 // Throws Error("ERR_NON_FINITE") naming the first NaN/+inf. A row that is all −inf gives −inf.
 void log_sum_exp(Context& ctx, const LogSumExpArgs& args);

@@ -5,22 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "../api/error.h"
+#include "../isa/kernels.h"
+#include "csr.h"
+#include "loss.h"
 #include "positives_math.h"
 #include "softmax_rows.h"
 
 namespace fl {
 
 namespace {
-
-double upstream(const PositivesLossArgs& a, int64_t r, double mean_divisor) {
-  if (a.reduction == Reduction::Mean) return 1.0 / mean_divisor;
-  if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
-  return 1.0;
-}
-
-SoftmaxProblem softmax_problem(const PositivesLossArgs& a) {
-  return SoftmaxProblem{a.scores, a.dtype, a.rows, a.cols, a.scale, 0.f, nullptr, false, a.grad, a.grad_float32, a.want_dscale};
-}
 
 // What the softmax-family losses over positives share: the skip lists, each positive's entry
 // (read in terms(), before an in-place gradient sweep overwrites it) and its exact dℓ/dz.
@@ -39,7 +33,7 @@ struct PositivesSoftmaxLoss {
         exact_dz(entry.size()) {}
 
   bool active(int64_t) const { return true; }
-  RowSkip skip(int64_t r) const { return {skips.cols(r), skips.size(r)}; }
+  RowSkip skip(int64_t r) const { return skips.row(r); }
 
   void read_positives(int64_t r) {
     for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) entry[size_t(e)] = engine.entry(r, a.positives.cols[e]);
@@ -134,27 +128,7 @@ LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists 
   SoftmaxRows engine(ctx, softmax_problem(a));
   Loss loss(a, engine, std::move(skips));
   const double dscale = engine.run(loss);
-  double total = 0;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    a.row_loss[r] = float(loss.loss[size_t(r)]);
-    total += loss.loss[size_t(r)];
-  }
-  if (a.reduction == Reduction::Mean && a.rows > 0) total /= double(a.rows);
-  return {total, a.want_dscale ? dscale : 0.0};
-}
-
-float score_at(const PositivesLossArgs& a, int64_t i) {
-  switch (a.dtype) {
-    case DType::Float16: return to_float(static_cast<const f16_t*>(a.scores)[i]);
-    case DType::BFloat16: return to_float(static_cast<const bf16_t*>(a.scores)[i]);
-    default: return static_cast<const float*>(a.scores)[i];
-  }
-}
-
-void store_grad(const PositivesLossArgs& a, int64_t i, float g) {
-  if (a.grad_float32 || a.dtype == DType::Float32) static_cast<float*>(a.grad)[i] = g;
-  else if (a.dtype == DType::Float16) static_cast<f16_t*>(a.grad)[i] = to_f16(g);
-  else static_cast<bf16_t*>(a.grad)[i] = to_bf16(g);
+  return reduce_rows(a, loss.loss, double(a.rows), dscale);
 }
 
 }  // namespace
@@ -165,43 +139,34 @@ void store_grad(const PositivesLossArgs& a, int64_t i, float g) {
 LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
   const SkipLists skips(a.rows, a.positives, a.exclude);
   const double mean_divisor = double(a.rows) * double(a.cols);
-  const BceNegFn negatives = ctx.kernels->bce_negatives[int(a.dtype)][a.grad_float32 || a.dtype == DType::Float32 ? 0 : 1];
-  const int64_t esize = a.grad_float32 ? 4 : dtype_size(a.dtype);
+  const BceNegFn negatives = ctx.kernels->bce_negatives[int(a.dtype)][a.grad_dtype == DType::Float32 ? 0 : 1];
+  const int64_t esize = dtype_size(a.grad_dtype);
   // The positives' scores, read before an in-place sweep overwrites them.
   std::vector<float> pos_x(size_t(a.positives.nnz(a.rows)));
   ctx.pool.parallel_for(a.rows, [&](int64_t r) {
-    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = score_at(a, r * a.cols + a.positives.cols[e]);
+    for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) pos_x[size_t(e)] = load_element(a.scores, a.dtype, r * a.cols + a.positives.cols[e]);
   });
   const int64_t tiles = tiles_per_row(a.cols);
   std::vector<BceSums> parts(size_t(a.rows * tiles), BceSums{0.0, 0.0, -1});
   for_each_row_tile(ctx.pool, a.rows, a.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
     const float u = float(upstream(a, r, mean_divisor));
     BceSums& t = parts[size_t(r * tiles + k)];
-    auto run = [&](int64_t b, int64_t e) {
-      if (e <= b) return;
+    for_each_run(c0, c1, skips.row(r), [&](int64_t b, int64_t e) {
       const int64_t i = r * a.cols + b;
       const BceSums s = negatives(BceNegTile{static_cast<const char*>(a.scores) + i * dtype_size(a.dtype),
                                              a.grad ? static_cast<char*>(a.grad) + i * esize : nullptr, e - b, a.scale, u});
       if (s.first_bad >= 0 && t.first_bad < 0) t.first_bad = b + s.first_bad;
       t.loss += s.loss;
       t.dscale += s.dscale;
-    };
-    const int32_t* s_end = skips.cols(r) + skips.size(r);
-    int64_t c = c0;
-    for (const int32_t* s = std::lower_bound(skips.cols(r), s_end, int32_t(c0)); s != s_end && *s < c1; ++s) {
-      run(c, *s);
-      const float v = score_at(a, r * a.cols + *s);  // a skipped column is still checked
-      if ((v != v || v == INFINITY) && t.first_bad < 0) t.first_bad = *s;
-      if (a.grad) store_grad(a, r * a.cols + *s, 0.f);  // exclusions stay 0; positives are written below
-      c = int64_t(*s) + 1;
-    }
-    run(c, c1);
+    }, [&](int64_t c) {
+      const float v = load_element(a.scores, a.dtype, r * a.cols + c);  // a skipped column is still checked
+      if ((v != v || v == INFINITY) && t.first_bad < 0) t.first_bad = c;
+      if (a.grad) store_element(a.grad, a.grad_dtype, r * a.cols + c, 0.f);  // exclusions stay 0; positives are written below
+    });
   });
   for (int64_t r = 0; r < a.rows; ++r)
     for (int64_t k = 0; k < tiles; ++k)
-      if (parts[size_t(r * tiles + k)].first_bad >= 0)
-        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(r) + ", " +
-                                   std::to_string(parts[size_t(r * tiles + k)].first_bad) + "]");
+      if (parts[size_t(r * tiles + k)].first_bad >= 0) fail_non_finite("scores", r, parts[size_t(r * tiles + k)].first_bad);
   std::vector<double> row_loss(size_t(a.rows)), row_dscale(size_t(a.rows));
   ctx.pool.parallel_for(a.rows, [&](int64_t r) {
     double l = 0, d = 0;
@@ -217,20 +182,15 @@ LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
       l += bce_loss(double(z), y);
       if (v == -INFINITY) continue;  // out: gradient 0 (already written)
       const double dz = u * bce_slope(double(z), y);
-      if (a.grad) store_grad(a, r * a.cols + a.positives.cols[e], float(dz * double(a.scale)));
+      if (a.grad) store_element(a.grad, a.grad_dtype, r * a.cols + a.positives.cols[e], float(dz * double(a.scale)));
       d += dz * double(v);
     }
     row_loss[size_t(r)] = l;
     row_dscale[size_t(r)] = d;
   });
-  double total = 0, dscale = 0;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    a.row_loss[r] = float(row_loss[size_t(r)]);
-    total += row_loss[size_t(r)];
-    dscale += row_dscale[size_t(r)];
-  }
-  if (a.reduction == Reduction::Mean && a.rows > 0 && a.cols > 0) total /= mean_divisor;
-  return {total, a.want_dscale ? dscale : 0.0};
+  double dscale = 0;
+  for (double d : row_dscale) dscale += d;
+  return reduce_rows(a, row_loss, mean_divisor, dscale);
 }
 
 LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {

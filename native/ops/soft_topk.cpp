@@ -5,38 +5,17 @@
 #include <string>
 #include <vector>
 
-#include "../core/error.h"
+#include "../api/error.h"
+#include "../core/context.h"
+#include "../core/dtype.h"
 #include "../core/parallel.h"
+#include "../isa/kernels.h"
+#include "csr.h"
+#include "loss.h"
 #include "soft_topk_math.h"
 
 namespace fl {
 namespace {
-
-// A row's excluded columns (sorted, unique).
-struct Skip {
-  const int32_t* cols = nullptr;
-  int64_t n = 0;
-};
-
-// Calls run(a, b) for the stretches of [c0, c1) between excluded columns.
-template <class Run>
-void for_each_run(int64_t c0, int64_t c1, const Skip& s, Run&& run) {
-  const int32_t* it = std::lower_bound(s.cols, s.cols + s.n, int32_t(c0));
-  int64_t c = c0;
-  for (; it != s.cols + s.n && *it < c1; ++it) {
-    if (*it > c) run(c, int64_t(*it));
-    c = int64_t(*it) + 1;
-  }
-  if (c < c1) run(c, c1);
-}
-
-template <class G> void store(void* g, int64_t i, float v) { static_cast<G*>(g)[i] = from_float<G>(v); }
-
-void store_grad(void* g, DType d, bool f32, int64_t i, float v) {
-  if (f32 || d == DType::Float32) store<float>(g, i, v);
-  else if (d == DType::Float16) store<f16_t>(g, i, v);
-  else store<bf16_t>(g, i, v);
-}
 
 // σ(a) and σ(−a) in double from an fp32 argument: a saturated positive's 1 − p, and the
 // p(1 − p) of the backward, lie far below fp32's range on rows whose top entries saturate.
@@ -102,16 +81,13 @@ class TopKRows {
   const RowState& row(int64_t r) const { return rows_[size_t(r)]; }
   float threshold(int64_t r) const { return float(rows_[size_t(r)].s.t); }
 
-  Skip skip(int64_t r) const { return {skip_.cols(r), skip_.size(r)}; }
+  RowSkip skip(int64_t r) const { return skip_.row(r); }
   float x(int64_t r, int64_t c) const {
-    const int64_t i = r * p_.cols + c;
-    return p_.dtype == DType::Float32 ? static_cast<const float*>(p_.x)[i]
-           : p_.dtype == DType::Float16 ? to_float(static_cast<const f16_t*>(p_.x)[i])
-                                        : to_float(static_cast<const bf16_t*>(p_.x)[i]);
+    return load_element(p_.scores, p_.dtype, r * p_.cols + c);
   }
   // α(z + t) for an entry, formed in fp32 exactly as the SIMD sweeps form it.
   float arg(float xv, float t) const { return (xv * p_.scale + t) * p_.alpha; }
-  const void* at(int64_t r, int64_t c) const { return static_cast<const char*>(p_.x) + (r * p_.cols + c) * dtype_size(p_.dtype); }
+  const void* at(int64_t r, int64_t c) const { return static_cast<const char*>(p_.scores) + (r * p_.cols + c) * dtype_size(p_.dtype); }
 
   // Solves the rows where need(r), then calls prepare(r) once per row and sweep(r, c0, c1) once
   // per tile of every row without an error; returns each row's sum of its sweep results (in
@@ -185,9 +161,9 @@ class TopKRows {
 
   // The dense gradient over [c0, c1) of row r (see topk_grad): sign·scale·|c|·p(1 − p) at the
   // columns that are in, 0 at excluded ones; returns Σ |c|·p(1 − p)·x for dScale.
-  double dense_grad(int64_t r, int64_t c0, int64_t c1, LogFactor coef, void* grad, bool grad_float32) const {
-    const int64_t esize = grad_float32 ? 4 : dtype_size(p_.dtype);
-    const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_float32 || p_.dtype == DType::Float32 ? 0 : 1];
+  double dense_grad(int64_t r, int64_t c0, int64_t c1, LogFactor coef, void* grad, DType grad_dtype) const {
+    const int64_t esize = dtype_size(grad_dtype);
+    const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_dtype == DType::Float32 ? 0 : 1];
     double d = 0;
     int64_t c = c0;
     const float t = threshold(r);
@@ -219,17 +195,15 @@ class TopKRows {
 
   TopKTileStats stats(int64_t r, int64_t c0, int64_t c1) const {
     TopKTileStats m = empty_stats();
-    const Skip s = skip(r);
-    for_each_run(c0, c1, s, [&](int64_t a, int64_t b) {
+    for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
       TopKTileStats t = ctx_.kernels->topk_stats[int(p_.dtype)](at(r, a), b - a);
       if (t.first_bad >= 0) t.first_bad += a;
       merge_stats(m, t);
+    }, [&](int64_t c) {
+      // An excluded entry takes no part, but NaN/+inf anywhere in the scores is still an error.
+      const float v = x(r, c);
+      if ((v != v || v == INFINITY) && m.first_bad < 0) m.first_bad = c;
     });
-    // An excluded entry takes no part, but NaN/+inf anywhere in the scores is still an error.
-    for (const int32_t* c = std::lower_bound(s.cols, s.cols + s.n, int32_t(c0)); c != s.cols + s.n && *c < c1; ++c) {
-      const float v = x(r, *c);
-      if ((v != v || v == INFINITY) && (m.first_bad < 0 || *c < m.first_bad)) m.first_bad = *c;
-    }
     return m;
   }
 
@@ -343,13 +317,11 @@ class TopKRows {
 
   void throw_if_bad() const {
     for (int64_t r = 0; r < p_.rows; ++r)
-      if (rows_[size_t(r)].bad >= 0)
-        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" + std::to_string(r) +
-                                   ", " + std::to_string(rows_[size_t(r)].bad) + "]");
+      if (rows_[size_t(r)].bad >= 0) fail_non_finite("scores", r, rows_[size_t(r)].bad);
     for (int64_t r = 0; r < p_.rows; ++r)
       if (rows_[size_t(r)].k_out) {
         const int32_t k = p_.k_rows ? p_.k_rows[r] : p_.k;
-        fail("ERR_K_RANGE", (p_.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
+        fail(err::kKRange, (p_.k_rows ? "k[" + std::to_string(r) + "]" : std::string("k")) + ": expected 0 < k < N_i = " +
                                 std::to_string(rows_[size_t(r)].n_in) + " (the entries of row " + std::to_string(r) +
                                 " that are neither excluded nor -Infinity), received " + std::to_string(k));
       }
@@ -366,8 +338,9 @@ class TopKRows {
 }  // namespace
 
 void soft_topk(Context& ctx, const SoftTopKArgs& a) {
-  TopKRows rows(ctx, a.p);
-  const int64_t cols = a.p.cols;
+  TopKRows rows(ctx, a);
+  const int64_t cols = a.cols;
+  const bool log = a.output == TopKOutput::Log;
   rows.run([](int64_t) { return true; },
            [&](int64_t r) {
              a.threshold[r] = rows.threshold(r);
@@ -376,19 +349,19 @@ void soft_topk(Context& ctx, const SoftTopKArgs& a) {
            [&](int64_t r, int64_t c0, int64_t c1) {
              const float t = rows.threshold(r);
              float* out = a.values + r * cols;
-             std::fill(out + c0, out + c1, a.log_output ? -INFINITY : 0.f);  // excluded entries
-             const TopKValuesFn fn = ctx.kernels->topk_values[int(a.p.dtype)][a.log_output ? 1 : 0];
-             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(TopKValuesTile{rows.at(r, u), out + u, w - u, a.p.scale, a.p.alpha, t}); });
+             std::fill(out + c0, out + c1, log ? -INFINITY : 0.f);  // excluded entries
+             const TopKValuesFn fn = ctx.kernels->topk_values[int(a.dtype)][log ? 1 : 0];
+             for_each_run(c0, c1, rows.skip(r), [&](int64_t u, int64_t w) { fn(TopKValuesTile{rows.at(r, u), out + u, w - u, a.scale, a.alpha, t}); });
              return 0.0;
            });
 }
 
 void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
-  TopKRows rows(ctx, a.p);
-  const SoftTopKProblem& p = a.p;
+  TopKRows rows(ctx, a);
+  const SoftTopKProblem& p = a;
   const int64_t tiles = tiles_per_row(p.cols);
-  const int log = a.log_output ? 1 : 0;
-  const int grad_in_dtype = a.grad_float32 || p.dtype == DType::Float32 ? 0 : 1;
+  const int log = a.output == TopKOutput::Log ? 1 : 0;
+  const int grad_in_dtype = a.grad_dtype == DType::Float32 ? 0 : 1;
   const TopKVjpSumsFn sums = ctx.kernels->topk_vjp_sums[int(p.dtype)][log];
   const TopKVjpGradFn grad = ctx.kernels->topk_vjp_grad[int(p.dtype)][2 * log + grad_in_dtype];
   const int64_t esize = grad_in_dtype ? dtype_size(p.dtype) : 4;
@@ -431,20 +404,16 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& a) {
 }
 
 LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
-  const SoftTopKProblem& p = a.p;
+  const SoftTopKProblem p = topk_problem(a);
   if (p.exclude) {
     const SkipLists overlap(p.rows, a.positives, p.exclude);  // throws ERR_CSR for a positive that is excluded
   }
   TopKRows rows(ctx, p);
   std::vector<double> loss(size_t(p.rows), 0.0), dscale_fix(size_t(p.rows), 0.0);
   std::vector<double> factor(size_t(p.rows), 0.0);
-  const bool sweep = a.grad || a.want_dscale;
+  const bool sweep = a.grad || a.grad_scale;
   const double alpha = p.alpha;
-  auto upstream = [&](int64_t r) -> double {
-    if (a.reduction == Reduction::Mean) return 1.0 / double(p.rows);
-    if (a.reduction == Reduction::None && a.grad_output) return a.grad_output[r];
-    return 1.0;
-  };
+  auto upstream = [&](int64_t r) { return fl::upstream(a, r, double(p.rows)); };
   // The row's loss and U = Σ_{p∈P} u_p, u_p = α·g_p·(1 − p_p) with g_p = −c·w_p/n: the only
   // place the positives enter; the dense gradient is then −v_m·U/V everywhere.
   auto prepare = [&](int64_t r) {
@@ -472,11 +441,11 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   auto dense = [&](int64_t r, int64_t c0, int64_t c1) -> double {
     if (!sweep) return 0.0;
     if (a.positives.begin(r) == a.positives.end(r)) {  // no positives: no loss, no gradient
-      if (a.grad) rows.dense_grad(r, c0, c1, log_factor(0.0), a.grad, a.grad_float32);
+      if (a.grad) rows.dense_grad(r, c0, c1, log_factor(0.0), a.grad, a.grad_dtype);
       return 0.0;
     }
     const LogFactor c = dense_coef(r);
-    return rows.dense_grad(r, c0, c1, c, a.grad, a.grad_float32) * c.sign;
+    return rows.dense_grad(r, c0, c1, c, a.grad, a.grad_dtype) * c.sign;
   };
   // Positives' entries must be read before an in-place sweep overwrites them: read in prepare
   // (before the row's sweep), so in place works; the corrections below read the saved values.
@@ -501,19 +470,14 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
       const SigmoidPairD s = sigmoid_pair_d(rows.arg(xv, t));
       const double u = alpha * (-c * w / n) * s.q;
       const double dz = u - alpha * s.p * s.q * f;
-      if (a.grad) store_grad(a.grad, p.dtype, a.grad_float32, r * p.cols + col, float(double(p.scale) * dz));
+      if (a.grad) store_element(a.grad, a.grad_dtype, r * p.cols + col, float(double(p.scale) * dz));
       fix += u * double(xv);
     }
     dscale_fix[size_t(r)] = fix;
   });
-  double total = 0, dscale = 0;
-  for (int64_t r = 0; r < p.rows; ++r) {
-    a.row_loss[r] = float(loss[size_t(r)]);
-    total += loss[size_t(r)];
-    dscale += dense_dscale[size_t(r)] + dscale_fix[size_t(r)];
-  }
-  if (a.reduction == Reduction::Mean) total /= double(p.rows);
-  return {total, a.want_dscale ? dscale : 0.0};
+  double dscale = 0;
+  for (int64_t r = 0; r < p.rows; ++r) dscale += dense_dscale[size_t(r)] + dscale_fix[size_t(r)];
+  return reduce_rows(a, loss, double(p.rows), dscale);
 }
 
 }  // namespace fl

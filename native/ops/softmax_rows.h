@@ -20,20 +20,16 @@
 #include <string>
 #include <vector>
 
+#include "../api/args.h"
+#include "../api/error.h"
 #include "../core/context.h"
 #include "../core/dtype.h"
-#include "../core/error.h"
 #include "../core/parallel.h"
 #include "../core/rowmath.h"
+#include "../isa/kernels.h"
+#include "csr.h"
 
 namespace fl {
-
-// Columns of one row left out of the statistics and given a zero dense gradient: sorted,
-// unique, in [0, cols).
-struct RowSkip {
-  const int32_t* cols = nullptr;
-  int64_t n = 0;
-};
 
 struct RowStats {
   float max = -INFINITY;  // max z (−inf when every column is skipped or −inf)
@@ -55,18 +51,23 @@ struct DenseTerms {
   float shift = 0, coef = 0, bias = 0, colw_coef = 0;
 };
 
-struct SoftmaxProblem {
-  const void* x;  // rows × cols scores, row-major, of `dtype`
-  DType dtype;
-  int64_t rows, cols;
-  float scale;
+// A loss's scores, as the engine sweeps them. A RowSkip (native/ops/csr.h) lists the columns
+// of a row left out of the statistics and given a zero dense gradient.
+struct SoftmaxProblem : ScoresArgs {
   float cap;              // softcap c, or 0 for none
   const float* colw;      // per-column weights (class weights), or null
   bool want_lin;          // also compute RowStats::lin
-  void* grad;             // rows × cols, or null for no gradient
-  bool grad_float32;      // grad dtype: float32, or the input dtype
-  bool want_dscale;       // run the gradient sweep for dScale even without `grad`
+  void* grad;             // rows × cols of grad_dtype, or null for no gradient
+  DType grad_dtype;       // Float32, or `dtype`
+  bool grad_scale;        // run the gradient sweep for dScale even without `grad`
+  const char* name;       // the scores as the TS caller named them, for errors
 };
+
+// The engine's problem for a loss's arguments; `name`: "logits" for softmaxCrossEntropy.
+inline SoftmaxProblem softmax_problem(const LossArgs& a, const char* name = "scores", float cap = 0.f,
+                                      const float* colw = nullptr, bool want_lin = false) {
+  return SoftmaxProblem{ScoresArgs(a), cap, colw, want_lin, a.grad, a.grad_dtype, a.grad_scale, name};
+}
 
 // One entry of the row, seen by a loss's sparse corrections.
 struct Entry {
@@ -81,10 +82,7 @@ class SoftmaxRows {
   const SoftmaxProblem& problem() const { return p_; }
 
   Entry entry(int64_t r, int64_t c) const {
-    const int64_t i = r * p_.cols + c;
-    const float x = p_.dtype == DType::Float32 ? static_cast<const float*>(p_.x)[i]
-                    : p_.dtype == DType::Float16 ? to_float(static_cast<const f16_t*>(p_.x)[i])
-                                                 : to_float(static_cast<const bf16_t*>(p_.x)[i]);
+    const float x = load_element(p_.scores, p_.dtype, r * p_.cols + c);
     if (x == -INFINITY) return Entry{x, -INFINITY, 0.f, 0.f};
     if (p_.cap > 0) {
       float sech2;
@@ -104,13 +102,7 @@ class SoftmaxRows {
   // Overwrites the gradient at (r, c) with dL/dz · dz/dx, rounded once to the grad dtype, and
   // returns the change of that entry's dScale term.
   double correct(int64_t r, int64_t c, const Entry& e, float dense_dz, float exact_dz) const {
-    if (p_.grad) {
-      const int64_t i = r * p_.cols + c;
-      const float g = exact_dz * e.dzdx;
-      if (p_.grad_float32 || p_.dtype == DType::Float32) static_cast<float*>(p_.grad)[i] = g;
-      else if (p_.dtype == DType::Float16) static_cast<f16_t*>(p_.grad)[i] = to_f16(g);
-      else static_cast<bf16_t*>(p_.grad)[i] = to_bf16(g);
-    }
+    if (p_.grad) store_element(p_.grad, p_.grad_dtype, r * p_.cols + c, exact_dz * e.dzdx);
     return double(exact_dz - dense_dz) * double(e.dzds);
   }
 
@@ -124,7 +116,7 @@ class SoftmaxRows {
   template <class Loss>
   double run(Loss& loss) {
     const int64_t tiles = tiles_per_row(p_.cols);
-    const bool sweep = p_.grad || p_.want_dscale;
+    const bool sweep = p_.grad || p_.grad_scale;
     std::vector<double> row_dscale(size_t(p_.rows), 0.0);
     std::vector<int64_t> row_bad(size_t(p_.rows), -1);
     if (tiles == 1) {
@@ -205,21 +197,7 @@ class SoftmaxRows {
   const char* row_ptr(const void* base, DType d, int64_t r, int64_t c) const {
     return static_cast<const char*>(base) + (r * p_.cols + c) * dtype_size(d);
   }
-  int64_t grad_esize() const { return p_.grad_float32 ? 4 : dtype_size(p_.dtype); }
-
-  // Calls fn(begin, end) for the runs of [c0, c1) between skipped columns, and skipped(c) for each.
-  template <class Run, class Skipped>
-  static void segments(int64_t c0, int64_t c1, const RowSkip& skip, Run&& run, Skipped&& skipped) {
-    const int32_t* s = std::lower_bound(skip.cols, skip.cols + skip.n, int32_t(c0));
-    const int32_t* e = skip.cols + skip.n;
-    int64_t c = c0;
-    for (; s != e && *s < c1; ++s) {
-      if (*s > c) run(c, int64_t(*s));
-      skipped(int64_t(*s));
-      c = int64_t(*s) + 1;
-    }
-    if (c < c1) run(c, c1);
-  }
+  int64_t grad_esize() const { return dtype_size(p_.grad_dtype); }
 
   // Segments of a row in the Kept buffers: entries at their column, block maxima packed in
   // segment order (both sweeps walk the same segments, so they agree on the packing).
@@ -230,12 +208,12 @@ class SoftmaxRows {
     MaxSumExp<double> acc = max_sum_exp_empty<double>();
     double lin = 0;
     int64_t bad = -1, block = 0;
-    segments(c0, c1, skip, [&](int64_t a, int64_t b) {
+    for_each_run(c0, c1, skip, [&](int64_t a, int64_t b) {
       if (bad >= 0) return;
       float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
       float* bmax = kept ? kept->block_max.data() + block : nullptr;
       block += blocks_in(b - a);
-      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.x, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
+      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.scores, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
       if (t.first_bad >= 0) { bad = a + t.first_bad; return; }
       merge(acc, MaxSumExp<double>{t.max, t.rest});
       lin += t.lin;
@@ -250,16 +228,16 @@ class SoftmaxRows {
   float entry_value(int64_t r, int64_t c) const { return entry(r, c).x; }
 
   double grad_sweep(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, const DenseTerms& t, const Kept* kept = nullptr) const {
-    const TileExpGradFn fn = ctx_.kernels->tile_exp_grad[int(p_.dtype)][grad_variant(p_.cap > 0, p_.grad_float32 || p_.dtype == DType::Float32)];
+    const TileExpGradFn fn = ctx_.kernels->tile_exp_grad[int(p_.dtype)][grad_variant(p_.cap > 0, p_.grad_dtype)];
     double d = 0;
     int64_t block = 0;
-    segments(c0, c1, skip, [&](int64_t a, int64_t b) {
+    for_each_run(c0, c1, skip, [&](int64_t a, int64_t b) {
       void* g = p_.grad ? const_cast<char*>(static_cast<const char*>(p_.grad) + (r * p_.cols + a) * grad_esize()) : nullptr;
       const float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
       const float* bmax = kept ? kept->block_max.data() + block : nullptr;
       block += blocks_in(b - a);
-      d += fn(ExpGradTile{row_ptr(p_.x, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
-                          p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax, p_.want_dscale, stream_grad()});
+      d += fn(ExpGradTile{row_ptr(p_.scores, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
+                          p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax, p_.grad_scale, stream_grad()});
     }, [&](int64_t c) { zero_row(r, c, c + 1); });
     return d;
   }
@@ -275,9 +253,7 @@ class SoftmaxRows {
 
   void throw_if_bad(const std::vector<int64_t>& row_bad) const {
     for (int64_t r = 0; r < p_.rows; ++r)
-      if (row_bad[size_t(r)] >= 0)
-        fail("ERR_NON_FINITE", "scores: expected finite values or -Infinity, received NaN or +Infinity at [" +
-                                   std::to_string(r) + ", " + std::to_string(row_bad[size_t(r)]) + "]");
+      if (row_bad[size_t(r)] >= 0) fail_non_finite(p_.name, r, row_bad[size_t(r)]);
   }
 
   Context& ctx_;

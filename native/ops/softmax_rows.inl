@@ -158,7 +158,7 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
         // One prefetch per 64-byte line the step reads (AVX2 fp32: one). Steps shorter than a
         // line prefetch it more than once, which costs less than a branch to skip it.
         for (int64_t off = i * int64_t(sizeof(T)); off < (i + 2 * V::W) * int64_t(sizeof(T)); off += 64)
-          if (off < next_bytes) _mm_prefetch(next + off, _MM_HINT_T1);
+          if (off < next_bytes) V::prefetch_l2(next + off);
         one_vector(V::load(xb + i), i, V::W, 0);
         one_vector(V::load(xb + i + V::W), i + V::W, V::W, 1);
       }
@@ -262,7 +262,7 @@ double tile_exp_grad(const ExpGradTile& a) {
             V::store_stream(g + j, out(f, V::load(a.kept + j)));
           }
           for (; j < a.n; ++j) scalar(j);
-          _mm_sfence();  // order the weakly-ordered stores before the pool's barrier
+          V::fence_streams();  // order the weakly-ordered stores before the pool's barrier
           return 0;
         }
       }

@@ -12,6 +12,8 @@
 //   zero(), set1(x)
 //   load(p), load_tail(p, n), store(p, v), store_tail(p, v, n)   p: float*, bf16_t*, f16_t*
 //   store_stream(p, v)      non-temporal store to a float* aligned to sizeof(F)
+//   fence_streams()         orders the store_stream stores before the stores that follow
+//   prefetch_l2(p)          hints the 64-byte line at p into L2
 //   load_tail(p, n, fill)   lanes past n hold `fill` (default 0)
 //   add, sub, mul, div, fma(a,b,c)=a*b+c, max, min, sum(v), hmax(v)
 //   zero_where_eq(a, x, c)  a with the lanes where x == c set to 0
@@ -56,7 +58,13 @@ namespace fl::FL_ISA_NS::simd {
 constexpr float kExp2Round = 12582912.f;       // 1.5·2^23
 constexpr int32_t kExp2LiveBits = 0x4B400000 - 127;  // bits of kExp2Round − 127: n ≥ −126 above
 
-struct Sse2 {
+// What every x86 ISA does alike (the SSE instructions).
+struct X86 {
+  static void fence_streams() { _mm_sfence(); }
+  static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+};
+
+struct Sse2 : X86 {
   static constexpr int W = 4;
   static constexpr const char* name = "sse2";
   using F = __m128;
@@ -147,7 +155,7 @@ struct Sse2 {
 };
 
 #if defined(FL_ISA_AVX2) || defined(FL_ISA_AVX512)
-struct Avx2 {
+struct Avx2 : X86 {
   static constexpr int W = 8;
   static constexpr const char* name = "avx2";
   using F = __m256;
@@ -245,7 +253,7 @@ struct Avx2 {
 #endif
 
 #if defined(FL_ISA_AVX512)
-struct Avx512 {
+struct Avx512 : X86 {
   static constexpr int W = 16;
   static constexpr const char* name = "avx512";
   using F = __m512;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "check.h"
+#include "native/core/context.h"
 #include "native/ops/contrastive.h"
 #include "native/ops/positives_losses.h"
 
@@ -77,9 +78,7 @@ FL_TEST(binary_cross_entropy_every_isa) {
     for (Isa isa : isas()) {
       Context ctx(isa, 2);
       std::vector<float> g(x.size(), NAN), rl(static_cast<size_t>(c.B));
-      const LossResult got = binary_cross_entropy(ctx, {x.data(), DType::Float32, c.B, c.N, Csr{pos_ptr.data(), pos_cols.data(), w.data()},
-                                                        Csr{ex_ptr.data(), ex_cols.data(), nullptr}, c.scale, Reduction::Sum, nullptr,
-                                                        g.data(), false, true, rl.data()});
+      const LossResult got = binary_cross_entropy(ctx, {{{x.data(), DType::Float32, c.B, c.N, c.scale}, Reduction::Sum, nullptr, g.data(), DType::Float32, true, rl.data()}, Csr{pos_ptr.data(), pos_cols.data(), w.data()}, Csr{ex_ptr.data(), ex_cols.data(), nullptr}});
       long double rows_err = 0;
       for (int64_t i = 0; i < c.B; ++i)
         rows_err = std::max(rows_err, std::fabs(rl[size_t(i)] - want.row_loss[size_t(i)]) / std::fabs(want.row_loss[size_t(i)]));
@@ -135,8 +134,7 @@ FL_TEST(symmetric_infonce_every_isa) {
     for (Isa isa : isas()) {
       Context ctx(isa, 2);
       std::vector<float> g(x.size(), NAN), rl(static_cast<size_t>(c.n));
-      const LossResult got = info_nce(ctx, {{x.data(), DType::Float32, c.n, c.n, c.scale, Reduction::Sum, nullptr, g.data(), false, true, rl.data()},
-                                            Csr{}, Csr{}, true});
+      const LossResult got = info_nce(ctx, {{{x.data(), DType::Float32, c.n, c.n, c.scale}, Reduction::Sum, nullptr, g.data(), DType::Float32, true, rl.data()}, Csr{}, Csr{}, true});
       long double rows_err = 0;
       for (int64_t i = 0; i < c.n; ++i)
         rows_err = std::max(rows_err, std::fabs(rl[size_t(i)] - want.row_loss[size_t(i)]) / std::max<long double>(1, std::fabs(want.row_loss[size_t(i)])));

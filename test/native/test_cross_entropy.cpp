@@ -4,7 +4,9 @@
 #include <vector>
 
 #include "check.h"
-#include "native/core/error.h"
+#include "native/core/context.h"
+#include "native/core/dtype.h"
+#include "native/api/error.h"
 #include "native/ops/cross_entropy.h"
 
 using namespace fl;
@@ -77,8 +79,7 @@ FL_TEST(float32_options_and_shapes_every_isa) {
       std::vector<int32_t> y(static_cast<size_t>(c.B));
       for (int64_t i = 0; i < c.B; ++i) y[size_t(i)] = (i == 1 && c.B > 2) ? -100 : int32_t(rng.uniform() * c.N);
       std::vector<float> g(x.size(), NAN), rl(size_t(c.B), NAN), lse(size_t(c.B), NAN);
-      CrossEntropyArgs a{x.data(), DType::Float32, c.B, c.N, y.data(), -100, c.scale, c.cap, c.eps,
-                         c.weights ? cw.data() : nullptr, c.lambda, c.red, nullptr, g.data(), false, true, rl.data(), lse.data()};
+      CrossEntropyArgs a{{{x.data(), DType::Float32, c.B, c.N, c.scale}, c.red, nullptr, g.data(), DType::Float32, true, rl.data()}, y.data(), -100, c.cap, c.eps, c.weights ? cw.data() : nullptr, c.lambda, lse.data()};
       const LossResult got = cross_entropy(ctx, a);
       const Ref ref = reference(x, c.B, c.N, y, c.scale, c.cap, c.eps, c.weights ? cw.data() : nullptr, c.lambda, c.red);
       long double num = 0, den = 0;
@@ -102,15 +103,13 @@ FL_TEST(in_place_and_thread_counts_are_bitwise_identical) {
   for (int threads : {1, 2, 7}) {
     Context ctx(select_isa(), threads);
     std::vector<float> g(x.size()), rl(static_cast<size_t>(B));
-    cross_entropy(ctx, {x.data(), DType::Float32, B, N, y.data(), -100, 1, 0, 0.1f, nullptr, 0, Reduction::Mean, nullptr,
-                        g.data(), false, false, rl.data(), nullptr});
+    cross_entropy(ctx, {{{x.data(), DType::Float32, B, N, 1}, Reduction::Mean, nullptr, g.data(), DType::Float32, false, rl.data()}, y.data(), -100, 0, 0.1f, nullptr, 0, nullptr});
     if (first.empty()) first = g;
     FL_CHECK(std::memcmp(first.data(), g.data(), g.size() * 4) == 0, "threads=%d differs", threads);
   }
   Context ctx(select_isa(), 2);
   std::vector<float> inplace = x, rl(static_cast<size_t>(B));
-  cross_entropy(ctx, {inplace.data(), DType::Float32, B, N, y.data(), -100, 1, 0, 0.1f, nullptr, 0, Reduction::Mean, nullptr,
-                      inplace.data(), false, false, rl.data(), nullptr});
+  cross_entropy(ctx, {{{inplace.data(), DType::Float32, B, N, 1}, Reduction::Mean, nullptr, inplace.data(), DType::Float32, false, rl.data()}, y.data(), -100, 0, 0.1f, nullptr, 0, nullptr});
   FL_CHECK(std::memcmp(first.data(), inplace.data(), inplace.size() * 4) == 0, "in-place gradient differs");
 }
 
@@ -125,8 +124,7 @@ FL_TEST(bfloat16_label_gradient_rounded_once) {
     std::vector<bf16_t> g(static_cast<size_t>(N));
     std::vector<float> rl(1);
     int32_t y = 4;
-    cross_entropy(ctx, {x.data(), DType::BFloat16, 1, N, &y, -100, 1, 0, 0, nullptr, 0, Reduction::Sum, nullptr, g.data(),
-                        false, false, rl.data(), nullptr});
+    cross_entropy(ctx, {{{x.data(), DType::BFloat16, 1, N, 1}, Reduction::Sum, nullptr, g.data(), DType::BFloat16, false, rl.data()}, &y, -100, 0, 0, nullptr, 0, nullptr});
     const double p_other = 1.0 / (std::exp(12.0) + 36.0);
     const double want = -36.0 * p_other;  // p_y − 1
     const float got = to_float(g[4]);
@@ -140,8 +138,7 @@ FL_TEST(bad_labels_and_non_finite) {
   std::vector<int32_t> y = {0, 5};
   bool threw = false;
   try {
-    cross_entropy(ctx, {x.data(), DType::Float32, 2, 5, y.data(), -100, 1, 0, 0, nullptr, 0, Reduction::Mean, nullptr, g.data(),
-                        false, false, rl.data(), nullptr});
+    cross_entropy(ctx, {{{x.data(), DType::Float32, 2, 5, 1}, Reduction::Mean, nullptr, g.data(), DType::Float32, false, rl.data()}, y.data(), -100, 0, 0, nullptr, 0, nullptr});
   } catch (const Error& e) {
     threw = e.code == "ERR_LABEL_RANGE";
   }
@@ -150,8 +147,7 @@ FL_TEST(bad_labels_and_non_finite) {
   x[7] = NAN;
   threw = false;
   try {
-    cross_entropy(ctx, {x.data(), DType::Float32, 2, 5, y.data(), -100, 1, 0, 0, nullptr, 0, Reduction::Mean, nullptr, g.data(),
-                        false, false, rl.data(), nullptr});
+    cross_entropy(ctx, {{{x.data(), DType::Float32, 2, 5, 1}, Reduction::Mean, nullptr, g.data(), DType::Float32, false, rl.data()}, y.data(), -100, 0, 0, nullptr, 0, nullptr});
   } catch (const Error& e) {
     threw = e.code == "ERR_NON_FINITE" && std::strstr(e.what(), "[1, 2]");
   }

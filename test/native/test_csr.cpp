@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "check.h"
-#include "native/core/error.h"
+#include "native/api/error.h"
 #include "native/ops/csr.h"
 
 using namespace fl;

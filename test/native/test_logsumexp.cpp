@@ -3,8 +3,9 @@
 #include <vector>
 
 #include "check.h"
+#include "native/core/context.h"
 #include "native/core/dtype.h"
-#include "native/core/error.h"
+#include "native/api/error.h"
 #include "native/ops/logsumexp.h"
 
 using namespace fl;
@@ -39,7 +40,7 @@ FL_TEST(matches_reference_on_odd_shapes_every_isa) {
         for (float scale : {1.0f, 14.285714f}) {
           auto x = scores(rng, s.rows, s.cols, kind);
           std::vector<float> out(size_t(s.rows), NAN);
-          log_sum_exp(ctx, {x.data(), DType::Float32, s.rows, s.cols, scale, out.data()});
+          log_sum_exp(ctx, {{x.data(), DType::Float32, s.rows, s.cols, scale}, out.data()});
           double worst = 0;
           for (int64_t r = 0; r < s.rows; ++r) {
             const long double ref = ref_lse(&x[size_t(r * s.cols)], s.cols, scale);
@@ -68,8 +69,8 @@ FL_TEST(half_inputs_every_isa) {
       b[i] = to_bf16(x[i]); xb[i] = to_float(b[i]);
     }
     std::vector<float> oh(rows), ob(rows);
-    log_sum_exp(ctx, {h.data(), DType::Float16, rows, cols, 1.f, oh.data()});
-    log_sum_exp(ctx, {b.data(), DType::BFloat16, rows, cols, 1.f, ob.data()});
+    log_sum_exp(ctx, {{h.data(), DType::Float16, rows, cols, 1.f}, oh.data()});
+    log_sum_exp(ctx, {{b.data(), DType::BFloat16, rows, cols, 1.f}, ob.data()});
     for (int64_t r = 0; r < rows; ++r) {
       const double rh = double(ref_lse(&xh[size_t(r * cols)], cols, 1.0));
       const double rb = double(ref_lse(&xb[size_t(r * cols)], cols, 1.0));
@@ -87,7 +88,7 @@ FL_TEST(bitwise_identical_across_thread_counts_and_isas_agree) {
   for (int threads : {1, 2, 5}) {
     Context ctx(select_isa(), threads);
     std::vector<float> out(rows);
-    log_sum_exp(ctx, {x.data(), DType::Float32, rows, cols, 1.f, out.data()});
+    log_sum_exp(ctx, {{x.data(), DType::Float32, rows, cols, 1.f}, out.data()});
     if (first.empty()) first = out;
     FL_CHECK(std::memcmp(first.data(), out.data(), rows * sizeof(float)) == 0, "threads=%d differs", threads);
   }
@@ -98,14 +99,14 @@ FL_TEST(minus_infinity_and_non_finite) {
   std::vector<float> x(3 * 41, -INFINITY);
   x[41 + 5] = 2.f;  // row 1 has one live entry: lse = 2
   std::vector<float> out(3);
-  log_sum_exp(ctx, {x.data(), DType::Float32, 3, 41, 1.f, out.data()});
+  log_sum_exp(ctx, {{x.data(), DType::Float32, 3, 41, 1.f}, out.data()});
   FL_CHECK(out[0] == -INFINITY && out[2] == -INFINITY, "all -inf rows give -inf");
   FL_CHECK(out[1] == 2.f, "single live entry: %g", out[1]);
   for (float bad : {NAN, INFINITY}) {
     x[2 * 41 + 40] = bad;
     bool threw = false;
     try {
-      log_sum_exp(ctx, {x.data(), DType::Float32, 3, 41, 1.f, out.data()});
+      log_sum_exp(ctx, {{x.data(), DType::Float32, 3, 41, 1.f}, out.data()});
     } catch (const Error& e) {
       threw = e.code == "ERR_NON_FINITE" && std::strstr(e.what(), "[2, 40]");
     }
@@ -133,7 +134,7 @@ FL_TEST(spread_near_exp_underflow_every_isa) {
           for (int64_t c = 2048 + 1000; c < 2048 + 1010; ++c) x[size_t(r * cols + c)] = float((4 + low) / scale);
         }
         std::vector<float> out(3, NAN);
-        log_sum_exp(ctx, {x.data(), DType::Float32, 3, cols, scale, out.data()});
+        log_sum_exp(ctx, {{x.data(), DType::Float32, 3, cols, scale}, out.data()});
         for (int64_t r = 0; r < 3; ++r) {
           const long double ref = ref_lse(&x[size_t(r * cols)], cols, scale);
           const double err = double(std::fabs(out[size_t(r)] - ref) / std::max<long double>(1, std::fabs(ref)));

@@ -5,7 +5,8 @@
 #include <vector>
 
 #include "check.h"
-#include "native/core/error.h"
+#include "native/core/context.h"
+#include "native/api/error.h"
 #include "native/ops/soft_topk.h"
 
 using namespace fl;
@@ -47,8 +48,8 @@ FL_TEST(threshold_matches_the_root_every_isa) {
     for (int64_t r = 0; r < c.B; ++r) want[size_t(r)] = ref_threshold(x.data() + r * c.N, c.N, c.k, c.alpha);
     for (Isa isa : isas()) {
       Context ctx(isa, 2);
-      SoftTopKProblem p{x.data(), DType::Float32, c.B, c.N, 1.f, c.alpha, c.k, nullptr, Csr{}, 1e-5f, 100};
-      soft_topk(ctx, {p, false, values.data(), t.data(), it.data()});
+      SoftTopKProblem p{{x.data(), DType::Float32, c.B, c.N, 1.f}, {c.alpha, c.k, nullptr, 1e-5f, 100, Csr{}}};
+      soft_topk(ctx, {p, TopKOutput::Prob, values.data(), t.data(), it.data()});
       for (int64_t r = 0; r < c.B; ++r) {
         const long double w = want[size_t(r)];
         long double sum = 0;
@@ -73,7 +74,7 @@ FL_TEST(saturated_row_converges_to_the_sharp_root) {
   int32_t it = 0;
   for (Isa isa : isas()) {
     Context ctx(isa, 1);
-    soft_topk(ctx, {{x.data(), DType::Float32, 1, N, 1.f, 1.f, 1, nullptr, Csr{}, 1e-5f, 100}, false, values.data(), &t, &it});
+    soft_topk(ctx, {{{x.data(), DType::Float32, 1, N, 1.f}, {1.f, 1, nullptr, 1e-5f, 100, Csr{}}}, TopKOutput::Prob, values.data(), &t, &it});
     const long double want = ref_threshold(x.data(), N, 1, 1);
     FL_CHECK(std::fabs(t - want) <= 1e-5 * std::fabs(want), "%s: t %.9g want %.9Lg (%d passes)", isa_name(isa), double(t), want, it);
   }
@@ -112,8 +113,8 @@ FL_TEST(loss_and_gradient_with_exclusions_every_isa) {
   for (Isa isa : isas()) {
     Context ctx(isa, 2);
     std::vector<float> g(x.size(), NAN), rl(static_cast<size_t>(B));
-    SoftTopKProblem p{x.data(), DType::Float32, B, N, 1.f, 2.f, 5, nullptr, exclude, 1e-5f, 100};
-    const LossResult got = soft_topk_loss(ctx, {p, positives, Reduction::Sum, nullptr, g.data(), false, false, rl.data()});
+    SoftTopKProblem p{{x.data(), DType::Float32, B, N, 1.f}, {2.f, 5, nullptr, 1e-5f, 100, exclude}};
+    const LossResult got = soft_topk_loss(ctx, {{ScoresArgs(p), Reduction::Sum, nullptr, g.data(), DType::Float32, false, rl.data()}, TopKSolve(p), positives});
     long double total = 0;
     for (int64_t r = 0; r < B; ++r) {
       std::vector<float> row(x.begin() + r * N, x.begin() + (r + 1) * N);
@@ -149,15 +150,13 @@ FL_TEST(thread_counts_and_in_place_are_bitwise_identical) {
   for (int threads : {1, 2, 7}) {
     Context ctx(select_isa(), threads);
     std::vector<float> g(x.size()), rl(static_cast<size_t>(B));
-    const LossResult r = soft_topk_loss(ctx, {{x.data(), DType::Float32, B, N, 1.3f, 2.f, 5, nullptr, Csr{}, 1e-5f, 100}, positives,
-                                              Reduction::Mean, nullptr, g.data(), false, true, rl.data()});
+    const LossResult r = soft_topk_loss(ctx, {{{x.data(), DType::Float32, B, N, 1.3f}, Reduction::Mean, nullptr, g.data(), DType::Float32, true, rl.data()}, {2.f, 5, nullptr, 1e-5f, 100, Csr{}}, positives});
     if (first.empty()) { first = g; first_loss = r.loss; }
     FL_CHECK(std::memcmp(first.data(), g.data(), g.size() * 4) == 0 && r.loss == first_loss, "threads=%d differs", threads);
   }
   Context ctx(select_isa(), 2);
   std::vector<float> inplace = x, rl(static_cast<size_t>(B));
-  soft_topk_loss(ctx, {{inplace.data(), DType::Float32, B, N, 1.3f, 2.f, 5, nullptr, Csr{}, 1e-5f, 100}, positives, Reduction::Mean, nullptr,
-                       inplace.data(), false, true, rl.data()});
+  soft_topk_loss(ctx, {{{inplace.data(), DType::Float32, B, N, 1.3f}, Reduction::Mean, nullptr, inplace.data(), DType::Float32, true, rl.data()}, {2.f, 5, nullptr, 1e-5f, 100, Csr{}}, positives});
   FL_CHECK(std::memcmp(first.data(), inplace.data(), inplace.size() * 4) == 0, "in-place gradient differs");
 }
 
@@ -226,12 +225,12 @@ FL_TEST(saturated_rows_every_isa) {
     for (const Row& r : rows) {
       const int32_t ptr[2] = {0, int32_t(r.pos.size())};
       const Csr positives{ptr, r.pos.data(), nullptr};
-      const SoftTopKProblem p{r.x.data(), DType::Float32, 1, N, 1.f, r.alpha, r.k, nullptr, Csr{}, 1e-5f, 100};
+      const SoftTopKProblem p{{r.x.data(), DType::Float32, 1, N, 1.f}, {r.alpha, r.k, nullptr, 1e-5f, 100, Csr{}}};
       std::vector<float> g(static_cast<size_t>(N), NAN), values(static_cast<size_t>(N));
       float rl = 0, t = 0;
       int32_t it = 0;
-      soft_topk_loss(ctx, {p, positives, Reduction::Sum, nullptr, g.data(), false, false, &rl});
-      soft_topk(ctx, {p, false, values.data(), &t, &it});
+      soft_topk_loss(ctx, {{ScoresArgs(p), Reduction::Sum, nullptr, g.data(), DType::Float32, false, &rl}, TopKSolve(p), positives});
+      soft_topk(ctx, {p, TopKOutput::Prob, values.data(), &t, &it});
       long double loss;
       std::vector<long double> grad;
       ref_loss_row(r.x, N, r.pos, std::vector<bool>(static_cast<size_t>(N), false), r.k, r.alpha, loss, grad);
@@ -249,7 +248,7 @@ FL_TEST(saturated_rows_every_isa) {
           std::vector<float> up(static_cast<size_t>(N), 0.f), vg(static_cast<size_t>(N), NAN);
           for (int64_t j = 0; j < N; ++j) up[size_t(j)] = on_top ? (r.x[size_t(j)] > r.x[600] + 0.9f * (r.x[3] - r.x[600]) - 5 / r.alpha ? 1.f : 0.f)
                                                                   : float(rng.normal());
-          soft_topk_vjp(ctx, {p, log_output, &t, up.data(), vg.data(), true});
+          soft_topk_vjp(ctx, {p, log_output ? TopKOutput::Log : TopKOutput::Prob, &t, up.data(), vg.data(), DType::Float32});
           const RefVjp want = ref_vjp_row(r.x.data(), up.data(), N, t, r.alpha, log_output);
           const double ev = double(rel_l2(vg.data(), want.grad, want.size));
           worst_vjp = std::max(worst_vjp, ev);
@@ -277,8 +276,7 @@ FL_TEST(two_saturated_entries_on_a_multi_tile_row) {
     Context ctx(isa, 2);
     std::vector<float> g(static_cast<size_t>(N), NAN);
     float rl = 0;
-    soft_topk_loss(ctx, {{x.data(), DType::Float32, 1, N, 1.f, 2.f, 2, nullptr, Csr{}, 1e-5f, 100}, Csr{ptr, pos.data(), nullptr},
-                         Reduction::Sum, nullptr, g.data(), false, false, &rl});
+    soft_topk_loss(ctx, {{{x.data(), DType::Float32, 1, N, 1.f}, Reduction::Sum, nullptr, g.data(), DType::Float32, false, &rl}, {2.f, 2, nullptr, 1e-5f, 100, Csr{}}, Csr{ptr, pos.data(), nullptr}});
     long double loss;
     std::vector<long double> grad;
     ref_loss_row(x, N, pos, std::vector<bool>(static_cast<size_t>(N), false), 2, 2, loss, grad);
@@ -294,7 +292,7 @@ FL_TEST(k_range_and_non_finite) {
   x[7] = -INFINITY;  // row 1 has 5 entries in
   auto code = [&](int32_t k) -> std::string {
     try {
-      soft_topk(ctx, {{x.data(), DType::Float32, 2, 6, 1.f, 1.f, k, nullptr, Csr{}, 1e-5f, 100}, false, values.data(), t.data(), it.data()});
+      soft_topk(ctx, {{{x.data(), DType::Float32, 2, 6, 1.f}, {1.f, k, nullptr, 1e-5f, 100, Csr{}}}, TopKOutput::Prob, values.data(), t.data(), it.data()});
     } catch (const Error& e) {
       return e.code;
     }

@@ -46,7 +46,7 @@ FL_TEST(skip_lists_single_and_multi_tile_every_isa) {
         }
         std::vector<float> g(xf.size(), NAN);
         const void* x = dt == DType::Float32 ? static_cast<const void*>(xf.data()) : static_cast<const void*>(xb.data());
-        SoftmaxRows engine(ctx, SoftmaxProblem{x, dt, B, N, 1.3f, 0.f, nullptr, false, g.data(), true, true});
+        SoftmaxRows engine(ctx, SoftmaxProblem{{x, dt, B, N, 1.3f}, 0.f, nullptr, false, g.data(), DType::Float32, true, "scores"});
         const double dscale = engine.run(loss);
         double want_dscale = 0, worst = 0;
         for (int64_t r = 0; r < B; ++r) {

@@ -1,0 +1,183 @@
+// The op table: one struct per op (see napi/op_table.h for the shape), each read from the
+// options object whose keys lib/native.ts types. A new op adds a struct here and a line to
+// define_ops.
+#include "ops.h"
+
+#include "../cuda/ops.h"
+#include "../native/ops/contrastive.h"
+#include "../native/ops/cross_entropy.h"
+#include "../native/ops/logsumexp.h"
+#include "../native/ops/positives_losses.h"
+#include "../native/ops/soft_topk.h"
+#include "op_table.h"
+
+namespace fl::napi {
+namespace {
+
+// logSumExp({ scores, dtype, rows, cols, scale, out })
+struct LogSumExp {
+  using Args = LogSumExpArgs;
+  static constexpr const char* name = "logSumExp";
+  static void read(Reader& r, Args& a) {
+    r.scores(a);
+    if (!r.is_array("out")) fail(err::kType, "out: expected a Float32Array");
+    a.out = r.host<float>("out", a.rows);
+  }
+  static void cpu(Context& ctx, const Args& a) { log_sum_exp(ctx, a); }
+  static void cuda(const Args& a) { cuda::log_sum_exp(a); }
+};
+
+// softmaxCrossEntropy({ logits, labels, ignoreIndex, softcap, labelSmoothing, classWeights?,
+//                       zLoss, lse?, ...the loss options (Reader::loss) })
+struct SoftmaxCrossEntropy {
+  using Args = CrossEntropyArgs;
+  static constexpr const char* name = "softmaxCrossEntropy";
+  static void read(Reader& r, Args& a) {
+    r.loss(a, "logits");
+    a.labels = r.host<const int32_t>("labels", a.rows);
+    if (!a.labels && a.rows > 0) fail(err::kType, "labels: expected an Int32Array");
+    a.ignore_index = int32_t(r.number("ignoreIndex"));
+    a.softcap = float(r.number("softcap"));
+    a.label_smoothing = float(r.number("labelSmoothing"));
+    a.class_weights = r.host<const float>("classWeights", a.cols);
+    a.z_loss = float(r.number("zLoss"));
+    a.lse = r.host<float>("lse", a.rows);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return cross_entropy(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::cross_entropy(a); }
+};
+
+// The loss options, then positives (absent: the diagonal, where `optional`) and exclude?.
+template <class A>
+void read_loss_with_positives(Reader& r, A& a, bool optional) {
+  r.loss(a);
+  a.positives = r.csr("positives", a, optional);
+  a.exclude = r.exclude(a);
+}
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy({ scores, positives, exclude?, ...})
+struct PositivesLoss {
+  using Args = PositivesLossArgs;
+  static void read(Reader& r, Args& a) { read_loss_with_positives(r, a, false); }
+};
+struct DecoupledSoftmax : PositivesLoss {
+  static constexpr const char* name = "decoupledSoftmax";
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_softmax(a); }
+};
+struct MultiLabelSoftmax : PositivesLoss {
+  static constexpr const char* name = "multiLabelSoftmax";
+  static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::multi_label_softmax(a); }
+};
+struct BinaryCrossEntropy : PositivesLoss {
+  static constexpr const char* name = "binaryCrossEntropy";
+  static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::binary_cross_entropy(a); }
+};
+
+// infoNCE({ scores, positives?, exclude?, symmetric, ... }); positives absent: the diagonal.
+struct InfoNCE {
+  using Args = InfoNCEArgs;
+  static constexpr const char* name = "infoNCE";
+  static void read(Reader& r, Args& a) {
+    read_loss_with_positives(r, a, true);
+    a.symmetric = r.flag("symmetric");
+    check_info_nce_shape(a);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return info_nce(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::info_nce(a); }
+};
+
+// decoupledContrastive({ scores, positives?, exclude?, sigma, ... }); sigma 0: plain DCL.
+struct DecoupledContrastive {
+  using Args = DecoupledContrastiveArgs;
+  static constexpr const char* name = "decoupledContrastive";
+  static void read(Reader& r, Args& a) {
+    read_loss_with_positives(r, a, true);
+    a.sigma = float(r.number("sigma"));
+    if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+    check_decoupled_contrastive_shape(a);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_contrastive(a); }
+};
+
+// The threshold search's options: alpha and exclude?; with `with_k`, also k (a number, or an
+// Int32Array of one k per row), tol and maxIter.
+void read_solve(Reader& r, const ScoresArgs& m, TopKSolve& s, bool with_k) {
+  s.alpha = float(r.number("alpha"));
+  if (!(s.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
+  s.exclude = r.exclude(m);
+  if (!with_k) return;
+  if (r.is_array("k")) s.k_rows = r.host<const int32_t>("k", m.rows);
+  else s.k = int32_t(r.integer("k"));
+  s.tol = float(r.number("tol"));
+  s.max_iter = int32_t(r.integer("maxIter"));
+  if (s.max_iter < 1) fail(err::kArg, "maxIter: expected an integer >= 1");
+}
+
+// softTopK({ scores, alpha, k, tol, maxIter, exclude?, output, values, threshold, iterations })
+struct SoftTopK {
+  using Args = SoftTopKArgs;
+  static constexpr const char* name = "softTopK";
+  static void read(Reader& r, Args& a) {
+    r.scores(a);
+    read_solve(r, a, a, true);
+    a.output = r.code<TopKOutput>("output", 1);
+    a.values = static_cast<float*>(r.matrix("values", DType::Float32, a.rows * a.cols, Access::Write, true));
+    a.threshold = r.host<float>("threshold", a.rows);
+    a.iterations = r.host<int32_t>("iterations", a.rows);
+    if (!a.threshold || !a.iterations) fail(err::kType, "softTopK: expected output arrays");
+  }
+  static void cpu(Context& ctx, const Args& a) { soft_topk(ctx, a); }
+  static void cuda(const Args& a) { cuda::soft_topk(a); }
+};
+
+// softTopKVjp({ scores, alpha, exclude?, output, threshold, gradOutput, grad, gradDtype })
+struct SoftTopKVjp {
+  using Args = SoftTopKVjpArgs;
+  static constexpr const char* name = "softTopKVjp";
+  static void read(Reader& r, Args& a) {
+    r.scores(a);
+    read_solve(r, a, a, false);
+    a.output = r.code<TopKOutput>("output", 1);
+    a.threshold = r.host<const float>("threshold", a.rows);
+    if (!a.threshold) fail(err::kType, "threshold: expected a Float32Array");
+    a.grad_output = static_cast<const float*>(r.matrix("gradOutput", DType::Float32, a.rows * a.cols, Access::Read, true));
+    a.grad_dtype = r.grad_dtype(a);
+    a.grad = r.matrix("grad", a.grad_dtype, a.rows * a.cols, Access::Write, true);
+  }
+  static void cpu(Context& ctx, const Args& a) { soft_topk_vjp(ctx, a); }
+  static void cuda(const Args& a) { cuda::soft_topk_vjp(a); }
+};
+
+// softTopKLoss({ scores, positives, alpha, k, tol, maxIter, exclude?, ... })
+struct SoftTopKLoss {
+  using Args = SoftTopKLossArgs;
+  static constexpr const char* name = "softTopKLoss";
+  static void read(Reader& r, Args& a) {
+    r.loss(a);
+    read_solve(r, a, a, true);
+    a.positives = r.csr("positives", a, false);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::soft_topk_loss(a); }
+};
+
+}  // namespace
+
+void define_ops(Napi::Env env, Napi::Object exports) {
+  define_op<LogSumExp>(env, exports);
+  define_op<SoftmaxCrossEntropy>(env, exports);
+  define_op<DecoupledSoftmax>(env, exports);
+  define_op<MultiLabelSoftmax>(env, exports);
+  define_op<BinaryCrossEntropy>(env, exports);
+  define_op<InfoNCE>(env, exports);
+  define_op<DecoupledContrastive>(env, exports);
+  define_op<SoftTopK>(env, exports);
+  define_op<SoftTopKVjp>(env, exports);
+  define_op<SoftTopKLoss>(env, exports);
+}
+
+}  // namespace fl::napi

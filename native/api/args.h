@@ -1,0 +1,114 @@
+// The argument structs of every op: what the CPU ops (native/ops/), the CUDA launchers
+// (cuda/ops.h) and the N-API op table (napi/ops.cpp) pass around. Each field is the snake_case
+// of the TS option it comes from (`gradScale` → grad_scale); docs/ADDING_A_LOSS.md says how a
+// new loss extends them. Pointers are host memory for the CPU ops; the CUDA launchers say which
+// of them are device memory.
+#pragma once
+#include <cstdint>
+
+#include "types.h"
+
+namespace fl {
+
+// The scores matrix every op reads, z = scale·x.
+struct ScoresArgs {
+  const void* scores;  // rows × cols, row-major, of `dtype` (TS: the scores, or logits)
+  DType dtype;
+  int64_t rows, cols;
+  float scale;         // > 0
+};
+
+// What every loss takes: the scores, the reduction and the outputs. A loss's own struct derives
+// from it, so that code shared by the losses (napi's reader, the row factor upstream()) takes a
+// LossArgs.
+struct LossArgs : ScoresArgs {
+  Reduction reduction;
+  const float* grad_output;  // rows (Reduction::None only), or null for ones
+  void* grad;                // rows × cols of grad_dtype, or null for none; may equal `scores` (in place)
+  DType grad_dtype;          // Float32, or `dtype`
+  bool grad_scale;           // also compute dL/dscale (LossResult::dscale)
+  float* row_loss;           // rows: ℓ_i before any reduction
+};
+
+// ---------- the losses ----------
+
+// softmaxCrossEntropy (docs/MATH.md): torch F.cross_entropy with ignore_index, label smoothing,
+// class weights, z-loss and softcap. The scores are the TS `logits`.
+struct CrossEntropyArgs : LossArgs {
+  const int32_t* labels;       // rows
+  int32_t ignore_index;
+  float softcap;               // > 0, or 0 for none
+  float label_smoothing;       // ε in [0, 1]
+  const float* class_weights;  // cols, or null
+  float z_loss;                // λ >= 0
+  float* lse;                  // rows, or null: log-sum-exp of z per row
+};
+
+// decoupledSoftmax, multiLabelSoftmax and binaryCrossEntropy: the losses over CSR positives.
+struct PositivesLossArgs : LossArgs {
+  Csr positives;  // weights: per-positive weights (binaryCrossEntropy: soft targets)
+  Csr exclude;    // entries out of the loss (gradient 0), or empty
+};
+
+// infoNCE, one-way and symmetric (CLIP).
+struct InfoNCEArgs : LossArgs {
+  Csr positives;   // empty: the diagonal (row i ↔ column i; needs cols >= rows)
+  Csr exclude;     // entries out of the loss (gradient 0), or empty
+  bool symmetric;  // CLIP: (row-wise + column-wise)/2 on a square matrix, diagonal positives,
+                   // no exclusions
+};
+
+// decoupledContrastive: DCL, or DCLW with TS `weighting: { sigma }`.
+struct DecoupledContrastiveArgs : LossArgs {
+  Csr positives;  // exactly one per row, unweighted; empty: the diagonal
+  Csr exclude;    // or empty
+  float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
+};
+
+// ---------- soft top-k ----------
+
+// The threshold search (TS TopKSolveOptions and k): per row, t with Σ_j σ(α(z_j + t)) = k.
+struct TopKSolve {
+  float alpha;             // > 0
+  int32_t k;               // k of every row, unless k_rows
+  const int32_t* k_rows;   // rows (TS k as an Int32Array), or null
+  float tol;               // stop at |Σp − k| ≤ tol·k
+  int32_t max_iter;        // ≥ 1 passes at a trial threshold
+  Csr exclude;             // entries out of the row, or empty
+};
+
+struct SoftTopKProblem : ScoresArgs, TopKSolve {};
+
+// TS `output`: what softTopK's values are.
+enum class TopKOutput : int32_t { Prob = 0, Log = 1 };
+
+// softTopK: the operator's values p (or log p), thresholds and solver passes.
+struct SoftTopKArgs : SoftTopKProblem {
+  TopKOutput output;
+  float* values;        // rows × cols: p (0 for out entries) or log p (−inf for out entries)
+  float* threshold;     // rows
+  int32_t* iterations;  // rows: passes the solver made
+};
+
+// softTopK's vjp: dL/dS for L = Σ_ij g_ij·values_ij, with the thresholds softTopK returned.
+struct SoftTopKVjpArgs : SoftTopKProblem {
+  TopKOutput output;
+  const float* threshold;    // rows
+  const float* grad_output;  // rows × cols float32
+  void* grad;                // rows × cols of grad_dtype
+  DType grad_dtype;          // Float32, or `dtype`
+};
+
+// softTopKLoss: ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip·log p_ip.
+struct SoftTopKLossArgs : LossArgs, TopKSolve {
+  Csr positives;  // a positive may not also be excluded (ERR_CSR)
+};
+
+// ---------- utilities ----------
+
+// logSumExp: out[r] = log Σ_c exp(scale·x[r, c]).
+struct LogSumExpArgs : ScoresArgs {
+  float* out;  // rows
+};
+
+}  // namespace fl
