@@ -148,6 +148,33 @@ export interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
 }
 
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
+/** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
+export interface NativeShardedBlock extends NativeShape {
+  localScores: Float32Array;
+  softcap: number;
+  skip?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
+  classWeights?: Float32Array | undefined;
+}
+
+/** The partials (ShardedRowStatsArgs): per row max z and rest = Σ e^{z−max} − 1, and the requested sums; bad = [row, column] of a NaN/+∞, or [−1, −1]. */
+export interface NativeShardedRowStats extends NativeShardedBlock {
+  max: Float64Array;
+  rest: Float64Array;
+  lin?: Float64Array | undefined;
+  expDScale?: Float64Array | undefined;
+  linDScale?: Float64Array | undefined;
+  bad: Int32Array;
+}
+
+/** The finish's dense gradient (ShardedSoftmaxGradArgs): (coef·e^{z−max}/(1 + rest) − lin·w_j)·dz/dS. */
+export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
+  max: Float64Array;
+  rest: Float64Array;
+  coef: Float64Array;
+  lin?: Float64Array | undefined;
+  grad: Float32Array;
+}
+
 export interface NativeLoss {
   loss: number;
   dScale: number;
@@ -175,7 +202,9 @@ export type NativeAddon = {
   Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> &
   Op<'softTopK', NativeSoftTopK, void> &
   Op<'softTopKVjp', NativeSoftTopKVjp, void> &
-  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss>;
+  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
+  Op<'shardedRowStats', NativeShardedRowStats, void> &
+  Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

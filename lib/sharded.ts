@@ -376,7 +376,8 @@ function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): C
     n: cols,
     offset,
     total,
-    scale: positiveFinite('opts.scale', o.scale, 1),
+    // float32, as the kernels take it: z = fround(scale·S) then matches their z bit for bit.
+    scale: Math.fround(positiveFinite('opts.scale', o.scale, 1)),
     reduction,
     gradOutput,
     wantGrad: bool('opts.grad', o.grad, true),
@@ -476,7 +477,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
   const b2 = ex.alloc('sum', F * rows + 1);
   for (let i = 0; i < rows; i++) {
     const o = F * i;
-    const [cnt, tail, E] = rescale(M[i], P.m[i], P.c[i], P.r[i], P.E ? P.E[i] : 0);
+    const [cnt, tail, E] = rescale(M[i], P.m[i], P.rest[i], P.E ? P.E[i] : 0);
     b2[o] = cnt;
     b2[o + 1] = tail;
     if (ignored(i)) continue;
@@ -590,7 +591,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
   const nnz = pos.cols.length;
   const b2 = ex.alloc('sum', F * rows + nnz);
   for (let i = 0; i < rows; i++) {
-    const [cnt, tail, E] = rescale(M[i], P.m[i], P.c[i], P.r[i], P.E ? P.E[i] : 0);
+    const [cnt, tail, E] = rescale(M[i], P.m[i], P.rest[i], P.E ? P.E[i] : 0);
     b2[F * i] = cnt;
     b2[F * i + 1] = tail;
     b2[F * i + 2] = lp.rowPtr[i + 1] - lp.rowPtr[i];
@@ -712,7 +713,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   const F = 5 + (c.wantDScale ? 1 : 0);
   const b2 = ex.alloc('sum', F * rows + 1);
   for (let i = 0; i < rows; i++) {
-    const [cnt, tail, E] = rescale(M[i], P.m[i], P.c[i], P.r[i], P.E ? P.E[i] : 0);
+    const [cnt, tail, E] = rescale(M[i], P.m[i], P.rest[i], P.E ? P.E[i] : 0);
     b2[F * i] = cnt;
     b2[F * i + 1] = tail;
     if (c.wantDScale) b2[F * i + 5] = E;

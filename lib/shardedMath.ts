@@ -26,6 +26,7 @@
  * @internal
  * @module
  */
+import { call, type NativeShardedBlock } from './native';
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
 const FLT_MAX = 3.4028234663852886e38;
@@ -74,78 +75,35 @@ export interface LocalPositives {
 export type BadEntry = [number, number] | undefined;
 
 /**
- * Phase 1 of the softmax-type losses: per row, online over the local entries that are in (not
- * skipped, not −∞): the local maximum m (an fp32 value), the count c of entries equal to it,
- * r = Σ_{z<m} e^{z−m} (so the local exp-sum is c + r, and the entries at the maximum keep their
- * exact 1: MATH §2), and, with `dScaleSums`, E = Σ e^{z−m}·dz/dscale. One read of the block.
+ * Phase 1 of the softmax-type losses (native: shardedRowStats, native/ops/sharded.cpp): per
+ * row, over the local entries that are in (not skipped, not −∞): the local maximum m (an fp32
+ * value), rest = Σ e^{z−m} − 1 (the entries at the maximum keep their exact 1: MATH §2) and,
+ * with `dScaleSums`, E = Σ e^{z−m}·dz/dscale; with `smooth` (cross-entropy's label smoothing),
+ * WZ = Σ_j w_j·z_j over the finite entries and, with `dScaleSums`, WS = Σ_j w_j·dz_j/dscale.
  */
 export function lsePartials(S: Float32Array, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, dScaleSums: boolean, smooth?: { w: Float32Array | undefined }) {
-  const m = new Float64Array(rows).fill(-Infinity);
-  const c = new Float64Array(rows);
-  const r = new Float64Array(rows);
+  const m = new Float64Array(rows), rest = new Float64Array(rows), bad = new Int32Array(2);
   const E = dScaleSums ? new Float64Array(rows) : undefined;
-  // Cross-entropy's label smoothing: Σ_j w_j·z_ij over the finite entries, and Σ_j w_j·dz/dscale.
   const WZ = smooth ? new Float64Array(rows) : undefined;
   const WS = smooth && dScaleSums ? new Float64Array(rows) : undefined;
-  const w = smooth?.w;
-  let bad: BadEntry;
-  const cap = f.softcap > 0;
-  for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    let mi = -Infinity, ci = 0, ri = 0, ei = 0, wz = 0, ws = 0;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const s = S[base + j];
-        if (!(s < Infinity)) {
-          bad ??= [i, j];
-          continue;
-        }
-        const x = Math.fround(f.scale * s);
-        const z = cap ? Math.fround(f.softcap * Math.tanh(x / f.softcap)) : x;
-        if (z === -Infinity) continue;
-        if (z > mi) {
-          const back = mi === -Infinity ? 0 : Math.exp(mi - z);
-          ri = (ri + ci) * back;
-          if (E) ei *= back;
-          mi = z;
-          ci = 1;
-        } else if (z === mi) ci += 1;
-        else ri += Math.exp(z - mi);
-        if (E || WZ) {
-          const t = cap ? Math.tanh(x / f.softcap) : 0;
-          const dScale = cap ? s * (1 - t * t) : s;
-          if (E) ei += Math.exp(z - mi) * dScale;
-          if (WZ) {
-            const wj = w ? w[j] : 1;
-            wz += wj * z;
-            ws += wj * dScale;
-          }
-        }
-      }
-      j = end + 1;
-    }
-    m[i] = mi;
-    c[i] = ci;
-    r[i] = ri;
-    if (E) E[i] = ei;
-    if (WZ) WZ[i] = wz;
-    if (WS) WS[i] = ws;
-  }
-  return { m, c, r, E, WZ, WS, bad };
+  call((a) => a.shardedRowStats({ ...block(S, rows, n, f, skip, smooth?.w), max: m, rest, lin: WZ, expDScale: E, linDScale: WS, bad }));
+  return { m, rest, E, WZ, WS, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
+}
+
+function block(S: Float32Array, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, classWeights: Float32Array | undefined): NativeShardedBlock {
+  return { localScores: S, dtype: 0, rows, cols: n, scale: f.scale, softcap: f.softcap > 0 ? f.softcap : 0, skip, classWeights };
 }
 
 /**
- * The sum-round part of the softmax-type partials: the local (count at the global maximum M,
- * tail Σ_{z<M} e^{z−M}, E·e^{m−M}) of row i, given the local (m, c, r, E).
+ * The sum-round part of the softmax-type partials: the local (count of ranks at the global
+ * maximum M, tail Σ_j e^{z_j−M} − [m = M], E·e^{m−M}) of row i, given the local (m, rest, E).
+ * Summed over ranks, cnt − 1 + tail is the global rest (rowLse).
  */
-export function rescale(M: number, m: number, c: number, r: number, E: number): [number, number, number] {
+export function rescale(M: number, m: number, rest: number, E: number): [number, number, number] {
   if (m === -Infinity) return [0, 0, 0];
-  if (m === M) return [c, r, E];
+  if (m === M) return [1, rest, E];
   const back = Math.exp(m - M);
-  return [0, (c + r) * back, E * back];
+  return [0, (1 + rest) * back, E * back];
 }
 
 /**
@@ -175,9 +133,10 @@ export function softplus(x: number): number {
 }
 
 /**
- * Phase 2 of the softmax-type losses: writes coef_i·p_ij·u_i·dz/dS into the gradient for every
- * local entry of row i that is in (p_ij = e^{z−M}/(1 + rTotal)); skipped and −∞ entries stay 0.
- * The losses then adjust their own columns (labels, positives). One pass over the block.
+ * Phase 2 of the softmax-type losses (native: shardedSoftmaxGrad): writes
+ * (coef_i·p_ij − lin_i·w_j)·u_i·dz/dS into the gradient for every local entry of row i that is
+ * in (p_ij = e^{z−M}/(1 + rTotal)); skipped and −∞ entries, and rows with M = −∞, get 0. The
+ * losses then write their own columns (labels, positives). One pass over the block.
  */
 export function softmaxGrad(
   S: Float32Array,
@@ -191,35 +150,7 @@ export function softmaxGrad(
   coef: Float64Array,
   lin?: { factor: Float64Array; w: Float32Array | undefined },
 ): void {
-  const cap = f.softcap > 0;
-  for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    const a = coef[i];
-    const b = lin ? lin.factor[i] * f.scale : 0; // minus b·w_j·dz/dS on every entry that is in
-    const w = lin?.w;
-    if ((a === 0 && b === 0) || M[i] === -Infinity) continue;
-    const Mi = M[i];
-    const k = (a / (1 + rTotal[i])) * f.scale;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      if (cap) {
-        for (; j < end; j++) {
-          const x = Math.fround(f.scale * S[base + j]);
-          const t = Math.tanh(x / f.softcap);
-          const z = Math.fround(f.softcap * t);
-          if (z !== -Infinity) G[base + j] = (k * Math.exp(z - Mi) - b * (w ? w[j] : 1)) * (1 - t * t);
-        }
-      } else {
-        for (; j < end; j++) {
-          const z = Math.fround(f.scale * S[base + j]);
-          if (z !== -Infinity) G[base + j] = k * Math.exp(z - Mi) - b * (w ? w[j] : 1);
-        }
-      }
-      j = end + 1;
-    }
-  }
+  call((a) => a.shardedSoftmaxGrad({ ...block(S, rows, n, f, skip, lin?.w), max: M, rest: rTotal, coef, lin: lin?.factor, grad: G }));
 }
 
 /** p − 1 for an entry of transformed score z in a row with maximum M and r = Σ e^{z−M} − 1, exact near p = 1 (MATH §2). */

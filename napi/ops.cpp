@@ -8,6 +8,7 @@
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
+#include "../native/ops/sharded.h"
 #include "../native/ops/soft_topk.h"
 #include "op_table.h"
 
@@ -165,6 +166,55 @@ struct SoftTopKLoss {
   static LossResult cuda(const Args& a) { return cuda::soft_topk_loss(a); }
 };
 
+// The label-sharded losses' block reads (lib/shardedMath.ts): the block, softcap, skip? (sorted
+// local columns per row) and classWeights? (the shard's slice).
+void read_sharded_block(Reader& r, ShardedSoftmaxBlock& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  a.softcap = float(r.number("softcap"));
+  if (!(a.softcap >= 0)) fail(err::kArg, "softcap: expected a number >= 0");
+  a.skip = r.csr("skip", a, true);
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t e = a.skip.begin(i) + 1; e < a.skip.end(i); ++e)
+      if (a.skip.cols[e - 1] >= a.skip.cols[e]) fail(err::kCsr, "skip row " + std::to_string(i) + ": expected increasing columns");
+  a.class_weights = r.host<const float>("classWeights", a.cols);
+}
+
+// shardedRowStats({ localScores, ..., max, rest, lin?, expDScale?, linDScale?, bad })
+struct ShardedRowStats {
+  using Args = ShardedRowStatsArgs;
+  static constexpr const char* name = "shardedRowStats";
+  static void read(Reader& r, Args& a) {
+    read_sharded_block(r, a);
+    a.max = r.host<double>("max", a.rows);
+    a.rest = r.host<double>("rest", a.rows);
+    a.lin = r.host<double>("lin", a.rows);
+    a.exp_dscale = r.host<double>("expDScale", a.rows);
+    a.lin_dscale = r.host<double>("linDScale", a.rows);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.rows > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedRowStats: expected the output arrays max, rest and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_row_stats(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedRowStats: host blocks only"); }
+};
+
+// shardedSoftmaxGrad({ localScores, ..., max, rest, coef, lin?, grad })
+struct ShardedSoftmaxGrad {
+  using Args = ShardedSoftmaxGradArgs;
+  static constexpr const char* name = "shardedSoftmaxGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_block(r, a);
+    a.max = r.host<const double>("max", a.rows);
+    a.rest = r.host<const double>("rest", a.rows);
+    a.coef = r.host<const double>("coef", a.rows);
+    a.lin = r.host<const double>("lin", a.rows);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if ((a.rows > 0 && (!a.max || !a.rest || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedSoftmaxGrad: expected max, rest, coef and grad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
+};
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
@@ -178,6 +228,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopK>(env, exports);
   define_op<SoftTopKVjp>(env, exports);
   define_op<SoftTopKLoss>(env, exports);
+  define_op<ShardedRowStats>(env, exports);
+  define_op<ShardedSoftmaxGrad>(env, exports);
 }
 
 }  // namespace fl::napi

@@ -104,6 +104,42 @@ struct SoftTopKLossArgs : LossArgs, TopKSolve {
   Csr positives;  // a positive may not also be excluded (ERR_CSR)
 };
 
+// ---------- label-sharded losses (docs/MATH.md §5) ----------
+// One rank's block: columns [off, off + cols) of the rows × N scores (float32 here; the TS
+// caller converts). The per-row math between the exchanges is lib/sharded.ts's; these are the
+// reads of the block, one per phase (lib/shardedMath.ts lists which loss uses which).
+
+// A softmax-type loss's block: z = scale·x, or c·tanh(scale·x/c) with a softcap c.
+struct ShardedSoftmaxBlock : ScoresArgs {
+  float softcap;  // > 0, or 0 for none
+  Csr skip;       // per row, local columns out of its softmax (sorted, unique), or empty
+  const float* class_weights;  // cols (the shard's slice), or null: every w_j = 1
+};
+
+// The partials: per row, over the local entries that are in (not skipped, not −∞), the local
+// maximum max_r of z and rest_r = Σ_j e^{z_j − max_r} − 1 (so the entries at the maximum keep
+// their exact 1, MATH §2), and on request the sums that ride in the sum round.
+struct ShardedRowStatsArgs : ShardedSoftmaxBlock {
+  double* max;          // rows (−inf: no entry in)
+  double* rest;         // rows
+  double* lin;          // rows, or null: Σ_j w_j·z_j (label smoothing)
+  double* exp_dscale;   // rows, or null: Σ_j e^{z_j − max_r}·dz_j/dscale
+  double* lin_dscale;   // rows, or null: Σ_j w_j·dz_j/dscale
+  int32_t* bad;         // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// The finish's dense gradient, from the row statistics merged across ranks:
+//   grad_ij = (coef_i·e^{z_ij − max_i}/(1 + rest_i) − lin_i·w_j)·dz_ij/dx_ij
+// over the entries that are in; skipped and −∞ entries, and rows with max_i = −inf or
+// coef_i = lin_i = 0, get 0. The losses then write their own columns (labels, positives).
+struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
+  const double* max;   // rows: the global row maximum (one of the ranks' float z)
+  const double* rest;  // rows: the global Σ_j e^{z_j − max_i} − 1
+  const double* coef;  // rows
+  const double* lin;   // rows, or null: all 0
+  float* grad;         // rows × cols float32
+};
+
 // ---------- utilities ----------
 
 // logSumExp: out[r] = log Σ_c exp(scale·x[r, c]).
