@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The cost of the sharded protocol against the unsharded native call, per loss:
 //
-//   node bench/sharded.mjs [--reps N]
+//   node bench/sharded.mjs [--reps N] [--only name,name]
 //
 // For each loss, on the same B × N scores: the unsharded native call (the addon's threads and
 // SIMD), then shardedLoss at R = 1 and R = 4 ranks simulated in this process (an in-process
@@ -14,6 +14,7 @@ const fl = require('../dist/index.js');
 
 const args = process.argv.slice(2);
 const reps = args.includes('--reps') ? Number(args[args.indexOf('--reps') + 1]) : 7;
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
 
 function rng(seed) {
   let a = seed >>> 0;
@@ -78,16 +79,21 @@ function positives(B, N, r) {
 
 const cases = [
   { name: 'softmaxCrossEntropy', B: 64, N: 50257, targets: (B, N, r) => Int32Array.from({ length: B }, () => Math.floor(r() * N)), native: (S, t) => fl.softmaxCrossEntropy(S, t) },
+  { name: 'multiLabelSoftmax', B: 256, N: 16384, targets: positives, native: (S, t) => fl.multiLabelSoftmax(S, t) },
   { name: 'decoupledSoftmax', B: 256, N: 16384, targets: positives, native: (S, t) => fl.decoupledSoftmax(S, t) },
+  { name: 'infoNCE', B: 256, N: 16384, targets: positives, native: (S, t) => fl.infoNCE(S, { positives: t }) },
+  { name: 'decoupledContrastive', B: 256, N: 16384, targets: () => undefined, native: (S) => fl.decoupledContrastive(S) },
+  { name: 'infoNCE', label: 'infoNCE symmetric', B: 2048, N: 2048, targets: () => undefined, opts: { symmetric: true }, native: (S) => fl.infoNCE(S, { symmetric: true }) },
   { name: 'binaryCrossEntropy', B: 256, N: 16384, targets: positives, native: (S, t) => fl.binaryCrossEntropy(S, t) },
   { name: 'softTopKLoss', B: 256, N: 16384, targets: positives, native: (S, t) => fl.softTopKLoss(S, t) },
 ];
 
 const info = fl.backendInfo().cpu;
-console.log(`CPU: ${info.simd}, ${info.threads} threads (native calls); sharded math: TypeScript, 1 thread. Median of ${reps}.`);
+console.log(`CPU: ${info.simd}, ${info.threads} threads (native calls); the sharded partials and finish: native where lib/shardedMath.ts says so. Median of ${reps}.`);
 console.log('| loss | B × N | native unsharded | sharded R = 1 | sharded R = 4 (sum over ranks) | rounds | floats sent per rank (R = 4) | bytes per rank |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const c of cases) {
+  if (only && !only.includes(c.label ?? c.name)) continue;
   const r = rng(7);
   const { B, N } = c;
   const S = Float32Array.from({ length: B * N }, () => (r() * 2 - 1) * 4);
@@ -99,13 +105,13 @@ for (const c of cases) {
     const blocks = Array.from({ length: R }, (_, k) => block(S, B, N, edges[k], edges[k + 1]));
     return time(async () => {
       const ar = collective(R);
-      const res = await Promise.all(blocks.map((b, k) => fl.shardedLoss(c.name, b, targets, { shape: [B, edges[k + 1] - edges[k]], columnOffset: edges[k], totalColumns: N }).run(ar[k])));
+      const res = await Promise.all(blocks.map((b, k) => fl.shardedLoss(c.name, b, targets, { ...c.opts, shape: [B, edges[k + 1] - edges[k]], columnOffset: edges[k], totalColumns: N }).run(ar[k])));
       exchange = res[0].exchange;
     });
   };
   const t1 = await sharded(1);
   const t4 = await sharded(4);
   console.log(
-    `| ${c.name} | ${B} × ${N} | ${tNative.toFixed(1)} ms | ${t1.toFixed(1)} ms (${(t1 / tNative).toFixed(1)}×) | ${t4.toFixed(1)} ms (${(t4 / tNative).toFixed(1)}×) | ${exchange.rounds} | ${exchange.floats} | ${(4 * exchange.floats / 1024).toFixed(1)} KiB |`,
+    `| ${c.label ?? c.name} | ${B} × ${N} | ${tNative.toFixed(1)} ms | ${t1.toFixed(1)} ms (${(t1 / tNative).toFixed(1)}×) | ${t4.toFixed(1)} ms (${(t4 / tNative).toFixed(1)}×) | ${exchange.rounds} | ${exchange.floats} | ${(4 * exchange.floats / 1024).toFixed(1)} KiB |`,
   );
 }

@@ -769,13 +769,10 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
 
 function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, ex: Exchange): ShardedPhases {
   const { rows, n, S, scale } = c;
-  // The positives are skipped by the sweep and done apart: softplus(z) − y·z and σ(z) − y in
-  // forms that do not cancel for a confident positive (y = the positive's weight, a soft target).
-  const { lp, skip } = localTargets(c, pos, excl, true);
+  const { lp, skip: exclude } = localTargets(c, pos, excl, false);
   const u = upstream(c, rows * c.total);
   const G = c.wantGrad || c.wantDScale ? gradBlock(c) : undefined;
-  const loss = new Float64Array(rows), inf = new Float64Array(rows);
-  const { dScale, bad } = bcePartials(S, rows, n, scale, skip, lp, Float64Array.from({ length: rows }, (_, i) => u(i)), G, loss, inf);
+  const { loss, inf, dScale, bad } = bcePartials(S, rows, n, scale, exclude, lp, Float32Array.from({ length: rows }, (_, i) => u(i)), G, c.wantDScale);
   ex.bad = bad;
   // Per row: the loss part, positives held, positives at −∞ with y > 0 (their loss is +∞); then dScale.
   const b = ex.alloc('sum', 3 * rows + 1);

@@ -128,9 +128,6 @@ export function sigmoidPair(a: number): [number, number] {
   const r = 1 / (1 + e);
   return a >= 0 ? [r, e * r] : [e * r, r];
 }
-export function softplus(x: number): number {
-  return Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
-}
 
 /**
  * Phase 2 of the softmax-type losses (native: shardedSoftmaxGrad): writes
@@ -257,67 +254,34 @@ export function topkSums(S: Float32Array, n: number, f: ZForm, skip: LocalCsr | 
 }
 
 /**
- * binaryCrossEntropy's one pass (its gradient is local): per row, the loss part over the
- * entries that are in (softplus(z) for the rest, softplus(z) − y·z for the positives, y their
- * weight, in forms that do not cancel for a confident positive), the count of positives at −∞
- * with y > 0 (a row loss of +∞), and, with G, the gradient u_i·(σ(z) − y)·scale. `skip` holds
- * the exclusions and the positives; the positives are done from `lp`. Returns this rank's share
- * of dScale (with G).
+ * binaryCrossEntropy's one pass (its gradient is local): the unsharded native kernel on the
+ * block with the local positives (y = their weights, soft targets) and exclusions, reduction
+ * 'none' and each row's upstream factor u as gradOutput. Per row: the loss part over the
+ * entries that are in, except that a row with a positive at −∞ and y > 0 (loss +∞) counts in
+ * `inf` instead (+∞ cannot travel through the all-reduce); with G, the gradient
+ * u_i·(σ(z) − y)·scale and this rank's share of dScale.
  */
-export function bcePartials(S: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined, lp: LocalPositives, u: Float64Array, G: Float32Array | undefined, loss: Float64Array, inf: Float64Array) {
-  let bad: BadEntry;
+export function bcePartials(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, u: Float32Array, G: Float32Array | undefined, wantDScale: boolean) {
+  const rowLoss = new Float32Array(rows), loss = new Float64Array(rows), inf = new Float64Array(rows);
+  const positives = { rowPtr: lp.rowPtr, cols: lp.cols, weights: Float32Array.from(lp.weights) };
   let dScale = 0;
-  for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    const ui = u[i];
-    let l = 0, ds = 0;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const s = S[base + j];
-        if (!(s < Infinity)) {
-          bad ??= [i, j];
-          continue;
-        }
-        const z = Math.fround(scale * s);
-        if (z === -Infinity) continue;
-        // softplus(z) and σ(z) from one e = e^{−|z|} (MATH §2).
-        const e = Math.exp(-Math.abs(z));
-        l += Math.max(z, 0) + Math.log1p(e);
-        if (G) {
-          const d = (z >= 0 ? 1 : e) / (1 + e);
-          G[base + j] = ui * d * scale;
-          ds += d * s;
-        }
-      }
-      j = end + 1;
-    }
-    let out = 0;
-    for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
-      const jj = lp.cols[q], y = lp.weights[q], s = S[base + jj];
-      if (!(s < Infinity)) {
-        bad ??= [i, jj];
-        continue;
-      }
-      const z = Math.fround(scale * s);
-      if (z === -Infinity) {
-        if (y > 0) out += 1;
-        continue;
-      }
-      l += z > 0 ? (1 - y) * z + softplus(-z) : softplus(z) - y * z;
-      if (G) {
-        const d = z > 0 ? 1 - y - sigmoidPair(z)[1] : sigmoidPair(z)[0] - y;
-        G[base + jj] = ui * d * scale;
-        ds += d * s;
-      }
-    }
-    loss[i] = l;
-    inf[i] = out;
-    dScale += ui * ds;
+  try {
+    dScale = call((a) => a.binaryCrossEntropy({ scores: S, dtype: 0, rows, cols: n, scale, reduction: 2, gradDtype: 0, gradScale: wantDScale, gradOutput: u, grad: G, rowLoss, positives, exclude })).dScale;
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_NON_FINITE') throw e;
+    return { loss, inf, dScale, bad: firstNonFinite(S, rows, n) };
   }
-  return { dScale, bad };
+  for (let i = 0; i < rows; i++) {
+    if (rowLoss[i] === Infinity) inf[i] = 1;
+    else loss[i] = rowLoss[i];
+  }
+  return { loss, inf, dScale, bad: undefined as BadEntry };
+}
+
+/** The first NaN or +∞ of the block in row order (after a kernel refused it: the error path only). */
+function firstNonFinite(S: Float32Array, rows: number, n: number): BadEntry {
+  for (let k = 0; k < rows * n; k++) if (!(S[k] < Infinity)) return [Math.floor(k / n), k % n];
+  return undefined;
 }
 
 /** Soft top-k phase 1: per row, max z, min z and the count of the entries that are in (not skipped, not −∞). */
