@@ -175,6 +175,36 @@ export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
   grad: Float32Array;
 }
 
+/** Soft top-k's float32 block (native/api/args.h ShardedTopKBlock): exclude holds local columns. */
+export interface NativeShardedTopKBlock extends NativeShape {
+  localScores: Float32Array;
+  alpha: number;
+  exclude?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
+}
+
+/** Phase 1 (ShardedTopKRangeArgs): per row max z, min z and the count of the entries that are in; bad as in NativeShardedRowStats. */
+export interface NativeShardedTopKRange extends NativeShardedTopKBlock {
+  max: Float64Array;
+  min: Float64Array;
+  count: Float64Array;
+  bad: Int32Array;
+}
+
+/** One Newton step (ShardedTopKSumsArgs): the split sums of each searching row at its t, 5 per row. */
+export interface NativeShardedTopKSums extends NativeShardedTopKBlock {
+  searching: number;
+  rowsAt: Int32Array;
+  t: Float64Array;
+  sums: Float32Array;
+}
+
+/** The dense gradient coef·p(1 − p)·scale (ShardedTopKGradArgs); the result's dScale is the block's Σ coef·p(1 − p)·S. */
+export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
+  t: Float64Array;
+  coef: Float64Array;
+  grad: Float32Array;
+}
+
 export interface NativeLoss {
   loss: number;
   dScale: number;
@@ -204,7 +234,10 @@ export type NativeAddon = {
   Op<'softTopKVjp', NativeSoftTopKVjp, void> &
   Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
   Op<'shardedRowStats', NativeShardedRowStats, void> &
-  Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void>;
+  Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void> &
+  Op<'shardedTopKRange', NativeShardedTopKRange, void> &
+  Op<'shardedTopKSums', NativeShardedTopKSums, void> &
+  Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

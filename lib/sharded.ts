@@ -794,11 +794,10 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
 
 function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x: { k: number | Int32Array | 'numPositives'; alpha: number; tol: number; maxIter: number }, ex: Exchange): ShardedPhases {
   const { rows, n, S, scale } = c;
-  const f: ZForm = { scale, softcap: 0 };
   const { lp, skip } = localTargets(c, pos, excl, false);
   const hasPositives = (i: number) => pos.rowPtr[i + 1] > pos.rowPtr[i];
   // Phase 1: per row, max and min of z over the entries that are in, and their count.
-  const { zmax, zmin, count, bad } = rangePartials(S, rows, n, scale, skip);
+  const { zmax, zmin, count, bad } = rangePartials(S, rows, n, scale, x.alpha, skip);
   ex.bad = bad;
   const b1 = ex.alloc('max', 2 * rows);
   for (let i = 0; i < rows; i++) {
@@ -841,7 +840,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     if (active.length === 0) break;
     const t = Float64Array.from(active, (i) => solvers[i]!.t);
     const b = ex.alloc('sum', 5 * active.length);
-    topkSums(S, n, f, skip, x.alpha, active, t, b);
+    topkSums(S, rows, n, scale, skip, x.alpha, active, t, b);
     const r = yield* ex.round('sum', b);
     active.forEach((i, a) => topkSolverStep(solvers[i]!, r[5 * a], r[5 * a + 1], r[5 * a + 2], r[5 * a + 3], r[5 * a + 4], x.maxIter));
   }
@@ -873,7 +872,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     G = gradBlock(c);
     const solved = Uint8Array.from(solvers, (sv) => (sv ? 1 : 0));
     const nPos = Int32Array.from({ length: rows }, (_, i) => pos.rowPtr[i + 1] - pos.rowPtr[i]);
-    dScale = topkGrad(S, G, rows, n, scale, skip, lp, nPos, x.alpha, solved, th, factor, Float64Array.from({ length: rows }, (_, i) => u(i)), c.wantDScale);
+    dScale = topkGrad(S, G, rows, n, scale, skip, lp, nPos, x.alpha, solved, th, factor, Float64Array.from({ length: rows }, (_, i) => u(i)));
   }
   if (c.wantDScale) {
     const b = ex.alloc('sum', 1);

@@ -26,7 +26,7 @@
  * @internal
  * @module
  */
-import { call, type NativeShardedBlock } from './native';
+import { call, type NativeShardedBlock, type NativeShardedTopKBlock } from './native';
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
 const FLT_MAX = 3.4028234663852886e38;
@@ -214,43 +214,16 @@ export function topkSolverStep(s: TopKSolver, m: number, pLo: number, qHi: numbe
 }
 
 /**
- * Soft top-k phase 1 of a Newton step: per row in `rowsAt`, the local split sums at its trial
- * threshold over the entries that are in, written as [m, pLo, qHi, vLo, vHi] per row into out.
+ * Soft top-k phase 1 of a Newton step (native: shardedTopKSums): per row in `rowsAt`, the local
+ * split sums at its trial threshold over the entries that are in, written as
+ * [m, pLo, qHi, vLo, vHi] per row into out.
  */
-export function topkSums(S: Float32Array, n: number, f: ZForm, skip: LocalCsr | undefined, alpha: number, rowsAt: Int32Array, t: Float64Array, out: Float32Array): void {
-  for (let a = 0; a < rowsAt.length; a++) {
-    const i = rowsAt[a];
-    const base = i * n;
-    const ti = t[a];
-    let m = 0, pLo = 0, qHi = 0, vLo = 0, vHi = 0;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const z = Math.fround(f.scale * S[base + j]);
-        if (z === -Infinity) continue;
-        const x = alpha * (z + ti);
-        const e = Math.exp(-Math.abs(x));
-        const r = 1 / (1 + e);
-        const pq = e * r * r;
-        if (x >= 0) {
-          m += 1;
-          qHi += e * r;
-          vHi += pq;
-        } else {
-          pLo += e * r;
-          vLo += pq;
-        }
-      }
-      j = end + 1;
-    }
-    out[5 * a] = m;
-    out[5 * a + 1] = pLo;
-    out[5 * a + 2] = qHi;
-    out[5 * a + 3] = vLo;
-    out[5 * a + 4] = vHi;
-  }
+export function topkSums(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number, rowsAt: Int32Array, t: Float64Array, out: Float32Array): void {
+  call((a) => a.shardedTopKSums({ ...topkBlock(S, rows, n, scale, exclude, alpha), searching: rowsAt.length, rowsAt, t, sums: out }));
+}
+
+function topkBlock(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number): NativeShardedTopKBlock {
+  return { localScores: S, dtype: 0, rows, cols: n, scale, alpha, exclude };
 }
 
 /**
@@ -284,71 +257,34 @@ function firstNonFinite(S: Float32Array, rows: number, n: number): BadEntry {
   return undefined;
 }
 
-/** Soft top-k phase 1: per row, max z, min z and the count of the entries that are in (not skipped, not −∞). */
-export function rangePartials(S: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined) {
-  const zmax = new Float64Array(rows).fill(-Infinity), zmin = new Float64Array(rows).fill(Infinity), count = new Float64Array(rows);
-  let bad: BadEntry;
-  for (let i = 0; i < rows; i++) {
-    const base = i * n;
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0, hi = -Infinity, lo = Infinity, cnt = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const s = S[base + j];
-        if (!(s < Infinity)) {
-          bad ??= [i, j];
-          continue;
-        }
-        const z = Math.fround(scale * s);
-        if (z === -Infinity) continue;
-        if (z > hi) hi = z;
-        if (z < lo) lo = z;
-        cnt += 1;
-      }
-      j = end + 1;
-    }
-    zmax[i] = hi;
-    zmin[i] = lo;
-    count[i] = cnt;
-  }
-  return { zmax, zmin, count, bad };
+/** Soft top-k phase 1 (native: shardedTopKRange): per row, max z, min z and the count of the entries that are in (not excluded, not −∞). */
+export function rangePartials(S: Float32Array, rows: number, n: number, scale: number, alpha: number, exclude: LocalCsr | undefined) {
+  const zmax = new Float64Array(rows), zmin = new Float64Array(rows), count = new Float64Array(rows), bad = new Int32Array(2);
+  call((a) => a.shardedTopKRange({ ...topkBlock(S, rows, n, scale, exclude, alpha), max: zmax, min: zmin, count, bad }));
+  return { zmax, zmin, count, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
 /**
  * Soft top-k phase 2 (MATH §3.7–3.8): for the rows with `solved[i]`, at threshold t[i],
  * ∂ℓ/∂z_m = u_m − v_m·factor[i] with v = α·σ(a)·σ(−a), a = α(z + t), and u_m = α·g_m·σ(−a_m)
- * at the positives (g = −w/n_i); times up[i] (the upstream factor) and the scale. Returns this
- * rank's share of dScale.
+ * at the positives (g = −w/n_i); times up[i] (the upstream factor) and the scale. The dense
+ * part −v·factor runs native (shardedTopKGrad), the positives' terms here. Returns this rank's
+ * share of dScale.
  */
-export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, skip: LocalCsr | undefined, lp: LocalPositives, nPos: Int32Array, alpha: number, solved: Uint8Array, t: Float64Array, factor: Float64Array, up: Float64Array, wantDScale: boolean): number {
-  let dScale = 0;
+export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, nPos: Int32Array, alpha: number, solved: Uint8Array, t: Float64Array, factor: Float64Array, up: Float64Array): number {
+  const coef = Float64Array.from({ length: rows }, (_, i) => (solved[i] ? -up[i] * alpha * factor[i] : 0));
+  let dScale = call((a) => a.shardedTopKGrad({ ...topkBlock(S, rows, n, scale, exclude, alpha), t, coef, grad: G })).dScale;
   for (let i = 0; i < rows; i++) {
     if (!solved[i]) continue;
-    const base = i * n;
     const ui = up[i] * scale;
-    const fi = factor[i], ti = t[i];
-    const q0 = skip ? skip.rowPtr[i] : 0, q1 = skip ? skip.rowPtr[i + 1] : 0;
-    let j = 0;
-    for (let q = q0; q <= q1; q++) {
-      const end = q < q1 ? skip!.cols[q] : n;
-      for (; j < end; j++) {
-        const z = Math.fround(scale * S[base + j]);
-        if (z === -Infinity) continue;
-        // v = α·σ(a)·σ(−a) = α·e/(1 + e)², e = e^{−|a|}.
-        const e = Math.exp(-Math.abs(alpha * (z + ti)));
-        const r = 1 / (1 + e);
-        G[base + j] = -ui * alpha * e * r * r * fi;
-      }
-      j = end + 1;
-    }
     for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
-      const jj = lp.cols[q];
-      const z = Math.fround(scale * S[base + jj]);
+      const j = i * n + lp.cols[q];
+      const z = Math.fround(scale * S[j]);
       if (z === -Infinity) continue;
-      G[base + jj] += ui * alpha * (-lp.weights[q] / nPos[i]) * sigmoidPair(alpha * (z + ti))[1];
+      const add = ui * alpha * (-lp.weights[q] / nPos[i]) * sigmoidPair(alpha * (z + t[i]))[1];
+      G[j] += add;
+      dScale += (add / scale) * S[j];
     }
-    if (wantDScale) for (let j2 = 0; j2 < n; j2++) if (G[base + j2] !== 0) dScale += (G[base + j2] / scale) * S[base + j2];
   }
   return dScale;
 }

@@ -215,6 +215,64 @@ struct ShardedSoftmaxGrad {
   static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
 };
 
+// Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
+void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  a.alpha = float(r.number("alpha"));
+  if (!(a.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
+  a.exclude = r.exclude(a);
+}
+
+// shardedTopKRange({ localScores, ..., alpha, exclude?, max, min, count, bad })
+struct ShardedTopKRange {
+  using Args = ShardedTopKRangeArgs;
+  static constexpr const char* name = "shardedTopKRange";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.max = r.host<double>("max", a.rows);
+    a.min = r.host<double>("min", a.rows);
+    a.count = r.host<double>("count", a.rows);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.rows > 0 && (!a.max || !a.min || !a.count)) || !a.bad) fail(err::kType, "shardedTopKRange: expected the output arrays max, min, count and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_topk_range(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKRange: host blocks only"); }
+};
+
+// shardedTopKSums({ localScores, ..., alpha, exclude?, searching, rowsAt, t, sums })
+struct ShardedTopKSums {
+  using Args = ShardedTopKSumsArgs;
+  static constexpr const char* name = "shardedTopKSums";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.searching = r.integer("searching");
+    a.rows_at = r.host<const int32_t>("rowsAt", a.searching);
+    a.t = r.host<const double>("t", a.searching);
+    a.sums = r.host<float>("sums", 5 * a.searching);
+    if (a.searching > 0 && (!a.rows_at || !a.t || !a.sums)) fail(err::kType, "shardedTopKSums: expected rowsAt, t and sums");
+    for (int64_t k = 0; k < a.searching; ++k)
+      if (a.rows_at[k] < 0 || a.rows_at[k] >= a.rows) fail(err::kArg, "rowsAt: expected rows in [0, " + std::to_string(a.rows) + ")");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_topk_sums(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKSums: host blocks only"); }
+};
+
+// shardedTopKGrad({ localScores, ..., alpha, exclude?, t, coef, grad }) → { dScale }
+struct ShardedTopKGrad {
+  using Args = ShardedTopKGradArgs;
+  static constexpr const char* name = "shardedTopKGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.t = r.host<const double>("t", a.rows);
+    a.coef = r.host<const double>("coef", a.rows);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if ((a.rows > 0 && (!a.t || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedTopKGrad: expected t, coef and grad");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
+};
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
@@ -230,6 +288,9 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopKLoss>(env, exports);
   define_op<ShardedRowStats>(env, exports);
   define_op<ShardedSoftmaxGrad>(env, exports);
+  define_op<ShardedTopKRange>(env, exports);
+  define_op<ShardedTopKSums>(env, exports);
+  define_op<ShardedTopKGrad>(env, exports);
 }
 
 }  // namespace fl::napi

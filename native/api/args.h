@@ -140,6 +140,38 @@ struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
   float* grad;         // rows × cols float32
 };
 
+// Soft top-k's block (softTopKLoss sharded): z = scale·x over the entries that are in.
+struct ShardedTopKBlock : ScoresArgs {
+  float alpha;  // > 0
+  Csr exclude;  // local columns out of each row, or empty
+};
+
+// Phase 1: per row, max z, min z and the count of the entries that are in (−inf, +inf and 0
+// for none).
+struct ShardedTopKRangeArgs : ShardedTopKBlock {
+  double* max;   // rows
+  double* min;   // rows
+  double* count; // rows
+  int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// One Newton step's local split sums (MATH §3.7) at each searching row's trial threshold.
+struct ShardedTopKSumsArgs : ShardedTopKBlock {
+  const int32_t* rows_at;  // the rows still searching
+  int64_t searching;       // how many
+  const double* t;         // searching: their trial thresholds
+  float* sums;             // 5·searching: [#{a ≥ 0}, Σ_{a<0} p, Σ_{a≥0} (1 − p), Σ_{a<0} p(1 − p), Σ_{a≥0} p(1 − p)]
+};
+
+// The dense gradient coef_i·p(1 − p)·scale at the entries that are in (rows with coef_i = 0 are
+// left as they are); LossResult::dscale is this block's Σ_ij coef_i·p(1 − p)·x_ij. The losses
+// then add their positives' terms.
+struct ShardedTopKGradArgs : ShardedTopKBlock {
+  const double* t;     // rows: the thresholds
+  const double* coef;  // rows
+  float* grad;         // rows × cols float32
+};
+
 // ---------- utilities ----------
 
 // logSumExp: out[r] = log Σ_c exp(scale·x[r, c]).
