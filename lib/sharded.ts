@@ -46,10 +46,11 @@
  * reduced values, so all ranks throw alike and none is left waiting in a collective. Argument
  * errors throw from `shardedLoss()` before any exchange, on the rank that has them.
  *
- * **Where the math runs.** The per-loss partials and finish (lib/shardedMath.ts) run in
- * TypeScript over the host block: one pass over it for the partials, one for the gradient
- * (fp32 storage, float64 accumulation). They take and return plain arrays, so a native or CUDA
- * kernel can replace each without changing the protocol. Host tensors only for now.
+ * **Where the math runs.** The per-loss partials and finish (lib/shardedMath.ts) run in the
+ * native addon over the host block (fp32; half blocks are converted first): one read of it for
+ * the partials, one for the gradient, on the addon's threads; only infoNCE symmetric's column
+ * statistics are still TypeScript loops. Each takes and returns plain arrays, so a CUDA kernel
+ * can replace it without changing the protocol. Host tensors only for now.
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from './csr';

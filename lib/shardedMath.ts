@@ -20,9 +20,13 @@
  * | binaryCrossEntropy | bcePartials (gradient included: it is local) | | |
  * | softTopKLoss | rangePartials | topkSums per Newton step | topkGrad |
  *
- * They run in TypeScript over Float32Array blocks (fp32 storage, float64 accumulation), one
- * pass each. They take plain arrays and numbers and return plain arrays, so a native or CUDA
- * kernel can replace each one without changing the protocol (what is exchanged, in which order).
+ * Native (the addon's threads and SIMD, native/ops/sharded.cpp and soft_topk.cpp, one read of
+ * the block each): lsePartials and softmaxGrad (the softmax-row engine with the row statistics
+ * given from outside), bcePartials (the unsharded binaryCrossEntropy kernel on the block),
+ * rangePartials, topkSums and topkGrad's dense part (soft top-k's row sweeps). Still TypeScript
+ * (float64 over the fp32 block): columnPartials and addColumnSoftmax of infoNCE symmetric, whose
+ * native CLIP kernels take a square matrix only. Each function takes and returns plain arrays,
+ * so a CUDA kernel can replace it without changing the protocol.
  * @internal
  * @module
  */
