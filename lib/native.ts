@@ -175,6 +175,24 @@ export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
   grad: Float32Array;
 }
 
+/** infoNCE symmetric's column statistics of a float32 block (ShardedColumnStatsArgs): per column max z and rest = Σ e^{z−max} − 1. */
+export interface NativeShardedColumnStats extends NativeShape {
+  localScores: Float32Array;
+  max: Float64Array;
+  rest: Float64Array;
+  bad: Int32Array;
+}
+
+/** infoNCE symmetric's gradient (ShardedSymmetricGradArgs): (rowCoef·e^{z−rowMax} + colCoef·e^{z−colMax})·scale; dScale: Σ (grad/scale)·S. */
+export interface NativeShardedSymmetricGrad extends NativeShape {
+  localScores: Float32Array;
+  rowMax: Float64Array;
+  rowCoef: Float64Array;
+  colMax: Float64Array;
+  colCoef: Float64Array;
+  grad?: Float32Array | undefined;
+}
+
 /** Soft top-k's float32 block (native/api/args.h ShardedTopKBlock): exclude holds local columns. */
 export interface NativeShardedTopKBlock extends NativeShape {
   localScores: Float32Array;
@@ -235,6 +253,8 @@ export type NativeAddon = {
   Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
   Op<'shardedRowStats', NativeShardedRowStats, void> &
   Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void> &
+  Op<'shardedColumnStats', NativeShardedColumnStats, void> &
+  Op<'shardedSymmetricGrad', NativeShardedSymmetricGrad, NativeLoss> &
   Op<'shardedTopKRange', NativeShardedTopKRange, void> &
   Op<'shardedTopKSums', NativeShardedTopKSums, void> &
   Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss>;

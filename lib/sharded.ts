@@ -48,8 +48,7 @@
  *
  * **Where the math runs.** The per-loss partials and finish (lib/shardedMath.ts) run in the
  * native addon over the host block (fp32; half blocks are converted first): one read of it for
- * the partials, one for the gradient, on the addon's threads; only infoNCE symmetric's column
- * statistics are still TypeScript loops. Each takes and returns plain arrays, so a CUDA kernel
+ * the partials, one for the gradient, on the addon's threads. Each takes and returns plain arrays, so a CUDA kernel
  * can replace it without changing the protocol. Host tensors only for now.
  * @module
  */
@@ -60,7 +59,6 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType } from './tensor';
 import { kArg } from './ops/softTopK';
 import {
-  addColumnSoftmax,
   bcePartials,
   columnPartials,
   decodeScore,
@@ -74,6 +72,7 @@ import {
   rowLse,
   sigmoidPair,
   softmaxGrad,
+  symmetricGrad,
   topkSolverInit,
   topkGrad,
   topkSolverStep,
@@ -702,10 +701,14 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   const P = lsePartials(S, rows, n, f, undefined, c.wantDScale);
   ex.bad = P.bad;
   const u = upstream(c, rows);
-  const { max: cMax, cnt: cCnt, tail: cTail, E: cE } = columnPartials(S, rows, n, scale, c.wantDScale);
-  // Each held column's loss c_j = lse_col − z_jj, and the columns' share of dScale.
-  const colStats = Array.from({ length: n }, (_, j) => rowLse(cMax[j], cCnt[j], cTail[j]));
+  const C = columnPartials(S, rows, n, scale);
+  ex.bad ??= C.bad;
+  // Each held column's loss c_j = lse_col − z_jj, and the columns' share of dScale:
+  // Σ_j (u_j/2)·(Σ_i q_ij·S_ij − S_jj), q the column softmax.
+  const colStats = Array.from({ length: n }, (_, j) => rowLse(C.max[j], C.max[j] === -Infinity ? 0 : 1, C.rest[j]));
+  const colCoef = Float64Array.from({ length: n }, (_, j) => u(offset + j) / 2 / (1 + colStats[j].rTotal));
   let dScaleCols = 0;
+  if (c.wantDScale && !ex.bad) dScaleCols = symmetricGrad(S, undefined, rows, n, scale, P.m, new Float64Array(rows), C.max, colCoef);
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
   const r1 = yield* ex.round('max', b1);
@@ -724,7 +727,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     b2[F * i + 2] = 1;
     b2[F * i + 3] = encodeScore(sii);
     b2[F * i + 4] = colStats[j].gap(Math.fround(scale * sii));
-    if (c.wantDScale) dScaleCols += (u(i) / 2) * (cE[j] / (1 + colStats[j].rTotal) - sii);
+    if (c.wantDScale) dScaleCols -= (u(i) / 2) * sii;
   }
   b2[F * rows] = dScaleCols;
   const r2 = yield* ex.round('sum', b2);
@@ -732,24 +735,20 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     if (r2[F * i + 2] !== 1) throw makeError('ERR_ARG', `opts.columnOffset: column ${i} (row ${i}'s positive) is held by ${r2[F * i + 2]} ranks, expected exactly one`);
   const rowLoss = new Float64Array(rows);
   const rTotal = new Float64Array(rows);
-  const coef = new Float64Array(rows);
+  const rowCoef = new Float64Array(rows);
   let dScale = r2[F * rows];
-  const rowGaps: number[] = [];
   for (let i = 0; i < rows; i++) {
     const { rTotal: rt, gap } = rowLse(M[i], r2[F * i], r2[F * i + 1]);
     rTotal[i] = rt;
     const sii = decodeScore(r2[F * i + 3]);
-    rowGaps[i] = gap(Math.fround(scale * sii));
-    rowLoss[i] = (rowGaps[i] + r2[F * i + 4]) / 2;
-    coef[i] = u(i) / 2;
+    rowLoss[i] = (gap(Math.fround(scale * sii)) + r2[F * i + 4]) / 2;
+    rowCoef[i] = u(i) / 2 / (1 + rt);
     if (c.wantDScale) dScale += (u(i) / 2) * (r2[F * i + 5] / (1 + rt) - sii);
   }
   let G: Float32Array | undefined;
   if (c.wantGrad) {
     G = gradBlock(c);
-    softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef);
-    const kc = Float64Array.from({ length: n }, (_, j) => ((u(offset + j) / 2) * scale) / (1 + colStats[j].rTotal));
-    addColumnSoftmax(S, G, rows, n, scale, cMax, kc);
+    symmetricGrad(S, G, rows, n, scale, M, rowCoef, C.max, colCoef);
     // The diagonal: both halves' p − 1, each exact near p = 1.
     for (let j = 0; j < n; j++) {
       const i = offset + j;
@@ -757,7 +756,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
       if (z === -Infinity) continue;
       const cs = colStats[j];
       const pr = pMinusOne(z, M[i], M[i] + Math.log1p(rTotal[i]), rTotal[i]);
-      const pc = pMinusOne(z, cMax[j], cs.lse, cs.rTotal);
+      const pc = pMinusOne(z, C.max[j], cs.lse, cs.rTotal);
       G[i * n + j] = (u(i) / 2) * scale * (pr + pc);
     }
   }

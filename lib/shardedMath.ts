@@ -16,17 +16,17 @@
  * | loss | phase 1 (partials) | between rounds | phase 2 (finish) |
  * |---|---|---|---|
  * | softmaxCrossEntropy, multiLabelSoftmax, infoNCE, decoupledSoftmax, decoupledContrastive | lsePartials | rescale | softmaxGrad |
- * | infoNCE symmetric | lsePartials, columnPartials | rescale | softmaxGrad, addColumnSoftmax |
+ * | infoNCE symmetric | lsePartials, columnPartials (and symmetricGrad's sum for dScale) | rescale | symmetricGrad |
  * | binaryCrossEntropy | bcePartials (gradient included: it is local) | | |
  * | softTopKLoss | rangePartials | topkSums per Newton step | topkGrad |
  *
- * Native (the addon's threads and SIMD, native/ops/sharded.cpp and soft_topk.cpp, one read of
- * the block each): lsePartials and softmaxGrad (the softmax-row engine with the row statistics
- * given from outside), bcePartials (the unsharded binaryCrossEntropy kernel on the block),
- * rangePartials, topkSums and topkGrad's dense part (soft top-k's row sweeps). Still TypeScript
- * (float64 over the fp32 block): columnPartials and addColumnSoftmax of infoNCE symmetric, whose
- * native CLIP kernels take a square matrix only. Each function takes and returns plain arrays,
- * so a CUDA kernel can replace it without changing the protocol.
+ * All of them run native (the addon's threads and SIMD, one read of the block each):
+ * lsePartials and softmaxGrad on the softmax-row engine with the row statistics given from
+ * outside (native/ops/sharded.cpp), columnPartials and symmetricGrad on the CLIP kernels
+ * (infonce.cpp), bcePartials as the unsharded binaryCrossEntropy kernel on the block, and
+ * rangePartials, topkSums and topkGrad's dense part on soft top-k's row sweeps (soft_topk.cpp).
+ * Each takes and returns plain arrays, so a CUDA kernel can replace it without changing the
+ * protocol.
  * @internal
  * @module
  */
@@ -294,33 +294,20 @@ export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: numb
 }
 
 /**
- * infoNCE symmetric: each local column's softmax over the rows (a rank holds whole columns):
- * the maximum, the count at it, the tail Σ_{z<max} e^{z−max} and, with `dScaleSums`,
- * Σ e^{z−max}·S. Two reads of the block, row by row.
+ * infoNCE symmetric (native: shardedColumnStats): each local column's softmax over the rows (a
+ * rank holds whole columns): the maximum and rest = Σ_i e^{z−max} − 1, as the rows' (MATH §2).
  */
-export function columnPartials(S: Float32Array, rows: number, n: number, scale: number, dScaleSums: boolean) {
-  const max = new Float64Array(n).fill(-Infinity), cnt = new Float64Array(n), tail = new Float64Array(n), E = new Float64Array(n);
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < n; j++) {
-      const z = Math.fround(scale * S[i * n + j]);
-      if (z > max[j]) max[j] = z;
-    }
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < n; j++) {
-      const z = Math.fround(scale * S[i * n + j]);
-      if (!(z < Infinity) || z === -Infinity) continue;
-      if (z === max[j]) cnt[j] += 1;
-      else tail[j] += Math.exp(z - max[j]);
-      if (dScaleSums) E[j] += Math.exp(z - max[j]) * S[i * n + j];
-    }
-  return { max, cnt, tail, E };
+export function columnPartials(S: Float32Array, rows: number, n: number, scale: number) {
+  const max = new Float64Array(n), rest = new Float64Array(n), bad = new Int32Array(2);
+  call((a) => a.shardedColumnStats({ localScores: S, dtype: 0, rows, cols: n, scale, max, rest, bad }));
+  return { max, rest, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
-/** Adds k[j]·e^{z_ij − max_j} (the column softmax's part of the gradient) to every entry that is in. */
-export function addColumnSoftmax(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, max: Float64Array, k: Float64Array): void {
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < n; j++) {
-      const z = Math.fround(scale * S[i * n + j]);
-      if (z !== -Infinity && max[j] !== -Infinity) G[i * n + j] += k[j] * Math.exp(z - max[j]);
-    }
+/**
+ * infoNCE symmetric's dense gradient (native: shardedSymmetricGrad), both softmaxes in one read:
+ * G_ij = (rowCoef_i·e^{z−rowMax_i} + colCoef_j·e^{z−colMax_j})·scale at the entries that are in
+ * (with G undefined, nothing is written). Returns Σ_ij (G_ij/scale)·S_ij.
+ */
+export function symmetricGrad(S: Float32Array, G: Float32Array | undefined, rows: number, n: number, scale: number, rowMax: Float64Array, rowCoef: Float64Array, colMax: Float64Array, colCoef: Float64Array): number {
+  return call((a) => a.shardedSymmetricGrad({ localScores: S, dtype: 0, rows, cols: n, scale, rowMax, rowCoef, colMax, colCoef, grad: G })).dScale;
 }

@@ -215,6 +215,45 @@ struct ShardedSoftmaxGrad {
   static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
 };
 
+// The float32 block of infoNCE symmetric sharded: localScores, dtype, rows, cols, scale.
+void read_sharded_scores(Reader& r, ScoresArgs& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+}
+
+// shardedColumnStats({ localScores, ..., max, rest, bad })
+struct ShardedColumnStats {
+  using Args = ShardedColumnStatsArgs;
+  static constexpr const char* name = "shardedColumnStats";
+  static void read(Reader& r, Args& a) {
+    read_sharded_scores(r, a);
+    a.max = r.host<double>("max", a.cols);
+    a.rest = r.host<double>("rest", a.cols);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.cols > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedColumnStats: expected the output arrays max, rest and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_column_stats(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedColumnStats: host blocks only"); }
+};
+
+// shardedSymmetricGrad({ localScores, ..., rowMax, rowCoef, colMax, colCoef, grad? }) → { dScale }
+struct ShardedSymmetricGrad {
+  using Args = ShardedSymmetricGradArgs;
+  static constexpr const char* name = "shardedSymmetricGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_scores(r, a);
+    a.row_max = r.host<const double>("rowMax", a.rows);
+    a.row_coef = r.host<const double>("rowCoef", a.rows);
+    a.col_max = r.host<const double>("colMax", a.cols);
+    a.col_coef = r.host<const double>("colCoef", a.cols);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if (a.rows * a.cols > 0 && (!a.row_max || !a.row_coef || !a.col_max || !a.col_coef))
+      fail(err::kType, "shardedSymmetricGrad: expected rowMax, rowCoef, colMax and colCoef");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return sharded_symmetric_grad(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSymmetricGrad: host blocks only"); }
+};
+
 // Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
 void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
   r.scores(a, "localScores");
@@ -288,6 +327,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopKLoss>(env, exports);
   define_op<ShardedRowStats>(env, exports);
   define_op<ShardedSoftmaxGrad>(env, exports);
+  define_op<ShardedColumnStats>(env, exports);
+  define_op<ShardedSymmetricGrad>(env, exports);
   define_op<ShardedTopKRange>(env, exports);
   define_op<ShardedTopKSums>(env, exports);
   define_op<ShardedTopKGrad>(env, exports);

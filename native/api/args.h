@@ -140,6 +140,26 @@ struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
   float* grad;         // rows × cols float32
 };
 
+// infoNCE symmetric's columns: a rank holds whole columns, so each column's softmax over the B
+// rows is local (the block is B × cols, z = scale·x).
+struct ShardedColumnStatsArgs : ScoresArgs {
+  double* max;   // cols: the column's max z (−inf: no entry in)
+  double* rest;  // cols: Σ_i e^{z_ij − max_j} − 1
+  int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// infoNCE symmetric's dense gradient, both softmaxes in one read:
+//   grad_ij = (row_coef_i·e^{z_ij − row_max_i} + col_coef_j·e^{z_ij − col_max_j})·scale,
+// 0 at −inf entries; LossResult::dscale is Σ_ij (grad_ij/scale)·x_ij (with grad null, that
+// sum alone). The losses then write the diagonal.
+struct ShardedSymmetricGradArgs : ScoresArgs {
+  const double* row_max;   // rows
+  const double* row_coef;  // rows
+  const double* col_max;   // cols
+  const double* col_coef;  // cols
+  float* grad;             // rows × cols float32, or null
+};
+
 // Soft top-k's block (softTopKLoss sharded): z = scale·x over the entries that are in.
 struct ShardedTopKBlock : ScoresArgs {
   float alpha;  // > 0

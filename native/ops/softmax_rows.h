@@ -168,12 +168,13 @@ class SoftmaxRows {
     const int64_t tiles = tiles_per_row(p_.cols);
     std::vector<TileMaxSumExp> parts(size_t(p_.rows * tiles));
     for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
-      parts[size_t(r * tiles + k)] = loss.active(r) ? stats(r, c0, c1, loss.skip(r)) : TileMaxSumExp{-INFINITY, 0, 0, -1};
+      const TileMaxSumExp& q = parts[size_t(r * tiles + k)] = loss.active(r) ? stats(r, c0, c1, loss.skip(r)) : TileMaxSumExp{-INFINITY, 0, 0, -1};
+      if (tiles == 1) out[r] = loss.active(r) ? RowStats{q.max, q.rest, q.lin} : RowStats{};  // no merge needed
     });
     for (int64_t r = 0; r < p_.rows; ++r)
       for (int64_t k = 0; k < tiles; ++k)
         if (parts[size_t(r * tiles + k)].first_bad >= 0) return r * p_.cols + parts[size_t(r * tiles + k)].first_bad;
-    ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+    if (tiles > 1) ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
       MaxSumExp<double> acc = max_sum_exp_empty<double>();
       double lin = 0;
       for (int64_t k = 0; k < tiles; ++k) {
@@ -192,6 +193,19 @@ class SoftmaxRows {
   void run_given(Loss& loss, const RowStats* st, double* row_dscale) const {
     const int64_t tiles = tiles_per_row(p_.cols);
     const bool sweep = p_.grad || p_.grad_scale;
+    if (tiles == 1) {  // one task per row: terms, sweep and corrections (one pass of the pool)
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t, int64_t, int64_t) {
+        row_dscale[r] = 0;
+        if (!loss.active(r)) {
+          zero_row(r, 0, p_.cols);
+          return;
+        }
+        const DenseTerms t = loss.terms(r, st[r]);
+        const double d = sweep ? grad_sweep(r, 0, p_.cols, loss.skip(r), t) : 0.0;
+        row_dscale[r] = d + loss.corrections(r, st[r], t, *this);
+      });
+      return;
+    }
     std::vector<DenseTerms> terms(size_t(p_.rows));
     ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
       if (loss.active(r)) terms[size_t(r)] = loss.terms(r, st[r]);
