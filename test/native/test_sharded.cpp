@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "native/core/context.h"
+#include "native/ops/contrastive.h"
 #include "native/ops/sharded.h"
 #include "native/ops/soft_topk.h"
 
@@ -288,6 +289,73 @@ FL_TEST(topk_range_sums_and_grad_every_isa) {
       FL_CHECK(worst < 2e-5, "isa %s N=%lld: worst error %.3g", isa_name(isa), (long long)N, worst);
       FL_CHECK(std::fabs(dscale - double(want_dscale)) < 1e-5 * std::max<double>(1, std::fabs(double(want_dscale))), "dScale %.9g vs %.9g", dscale, double(want_dscale));
     }
+  }
+}
+
+FL_TEST(symmetric_column_stats_and_grad_every_isa) {
+  Rng rng(29);
+  for (fl::Isa isa : fltest::isas()) {
+    Context ctx(isa, 3);
+    // A B × n block, n over one column strip of the CLIP kernels (512).
+    const int64_t B = 37, n = 600;
+    const float scale = 2.5f;
+    std::vector<float> x(size_t(B * n));
+    for (auto& v : x) v = float(rng.normal());
+    for (int64_t i = 0; i < B; ++i) x[size_t(i * n + 5)] = -INFINITY;  // column 5: nothing in
+    x[size_t(3 * n + 9)] = -INFINITY;
+    std::vector<double> cmax(static_cast<size_t>(n)), crest(static_cast<size_t>(n));
+    int32_t bad[2];
+    ShardedColumnStatsArgs ca{};
+    static_cast<ScoresArgs&>(ca) = ScoresArgs{x.data(), DType::Float32, B, n, scale};
+    ca.max = cmax.data(), ca.rest = crest.data(), ca.bad = bad;
+    sharded_column_stats(ctx, ca);
+    FL_CHECK(bad[0] == -1, "no bad entry expected");
+    std::vector<double> rmax(static_cast<size_t>(B)), rcoef(static_cast<size_t>(B)), ccoef(static_cast<size_t>(n));
+    std::vector<LD> rlse(static_cast<size_t>(B)), clse(static_cast<size_t>(n));
+    double worst = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      LD m = -INFINITY, s = 0;
+      for (int64_t i = 0; i < B; ++i) if (x[size_t(i * n + j)] != -INFINITY) m = std::max(m, LD(float(scale * x[size_t(i * n + j)])));
+      for (int64_t i = 0; i < B; ++i) if (x[size_t(i * n + j)] != -INFINITY) s += std::exp(LD(float(scale * x[size_t(i * n + j)])) - m);
+      clse[size_t(j)] = m == -INFINITY ? m : m + std::log(s);
+      if (m == -INFINITY) {
+        FL_CHECK(cmax[size_t(j)] == -INFINITY && crest[size_t(j)] == 0, "column %lld: nothing in, got (%g, %g)", (long long)j, cmax[size_t(j)], crest[size_t(j)]);
+        continue;
+      }
+      const LD got = cmax[size_t(j)] + std::log1p(LD(crest[size_t(j)]));
+      worst = std::max(worst, double(std::fabs(got - clse[size_t(j)]) / std::max<LD>(1, std::fabs(clse[size_t(j)]))));
+      ccoef[size_t(j)] = 0.3 / (1 + crest[size_t(j)]);
+    }
+    for (int64_t i = 0; i < B; ++i) {
+      LD m = -INFINITY, s = 0;
+      for (int64_t j = 0; j < n; ++j) if (x[size_t(i * n + j)] != -INFINITY) m = std::max(m, LD(float(scale * x[size_t(i * n + j)])));
+      for (int64_t j = 0; j < n; ++j) if (x[size_t(i * n + j)] != -INFINITY) s += std::exp(LD(float(scale * x[size_t(i * n + j)])) - m);
+      rmax[size_t(i)] = double(m);
+      rlse[size_t(i)] = m + std::log(s);
+      rcoef[size_t(i)] = 0.2 / double(s);
+    }
+    FL_CHECK(worst < 2e-6, "isa %s: column lse worst error %.3g", isa_name(isa), worst);
+    std::vector<float> g(x.size(), NAN);
+    ShardedSymmetricGradArgs ga{};
+    static_cast<ScoresArgs&>(ga) = ScoresArgs{x.data(), DType::Float32, B, n, scale};
+    ga.row_max = rmax.data(), ga.row_coef = rcoef.data(), ga.col_max = cmax.data(), ga.col_coef = ccoef.data(), ga.grad = g.data();
+    const double dscale = sharded_symmetric_grad(ctx, ga).dscale;
+    LD want_dscale = 0;
+    double gworst = 0;
+    for (int64_t i = 0; i < B; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const float xv = x[size_t(i * n + j)], got = g[size_t(i * n + j)];
+        if (xv == -INFINITY) {
+          FL_CHECK(got == 0.f, "[%lld, %lld] out: gradient %g", (long long)i, (long long)j, got);
+          continue;
+        }
+        const LD z = LD(float(scale * xv));
+        const LD dz = 0.2L * std::exp(z - rlse[size_t(i)]) + 0.3L * std::exp(z - clse[size_t(j)]);
+        gworst = std::max(gworst, double(std::fabs(got - dz * scale) / (dz * scale)));
+        want_dscale += dz * xv;
+      }
+    FL_CHECK(gworst < 1e-5, "isa %s: gradient worst error %.3g", isa_name(isa), gworst);
+    FL_CHECK(std::fabs(dscale - double(want_dscale)) < 1e-5 * std::max<double>(1, std::fabs(double(want_dscale))), "dScale %.9g vs %.9g", dscale, double(want_dscale));
   }
 }
 
