@@ -41,3 +41,19 @@ export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupled
 export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';
 export { linearCrossEntropy, linearCrossEntropyAsync, DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 export type { LinearCrossEntropyOptions, LinearCrossEntropyResult, WithLinearGrad } from './ops/linearCrossEntropy';
+export { shardedLoss, ShardedJob } from './sharded';
+export type {
+  AllReduce,
+  ReduceOp,
+  ShardedRequest,
+  ShardedPhases,
+  ShardedResult,
+  ShardedOptions,
+  ShardedCrossEntropyOptions,
+  ShardedPositivesOptions,
+  ShardedInfoNCEOptions,
+  ShardedDecoupledContrastiveOptions,
+  ShardedSoftTopKLossOptions,
+  ShardedLosses,
+  ShardedLossName,
+} from './sharded';

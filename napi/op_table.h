@@ -34,6 +34,7 @@ constexpr bool kCudaBuild = false;
 
 template <class T> constexpr napi_typedarray_type typed_array_of() {
   if constexpr (std::is_same_v<std::remove_const_t<T>, int32_t>) return napi_int32_array;
+  else if constexpr (std::is_same_v<std::remove_const_t<T>, double>) return napi_float64_array;
   else return napi_float32_array;
 }
 

@@ -9,6 +9,7 @@
 #include "../native/ops/linear_cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
+#include "../native/ops/sharded.h"
 #include "../native/ops/soft_topk.h"
 #include "op_table.h"
 
@@ -208,6 +209,150 @@ struct LinearCrossEntropy {
   }
   static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
   static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
+// The label-sharded losses' block reads (lib/shardedMath.ts): the block, softcap, skip? (sorted
+// local columns per row) and classWeights? (the shard's slice).
+void read_sharded_block(Reader& r, ShardedSoftmaxBlock& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  a.softcap = float(r.number("softcap"));
+  if (!(a.softcap >= 0)) fail(err::kArg, "softcap: expected a number >= 0");
+  a.skip = r.csr("skip", a, true);
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t e = a.skip.begin(i) + 1; e < a.skip.end(i); ++e)
+      if (a.skip.cols[e - 1] >= a.skip.cols[e]) fail(err::kCsr, "skip row " + std::to_string(i) + ": expected increasing columns");
+  a.class_weights = r.host<const float>("classWeights", a.cols);
+}
+
+// shardedRowStats({ localScores, ..., max, rest, lin?, expDScale?, linDScale?, bad })
+struct ShardedRowStats {
+  using Args = ShardedRowStatsArgs;
+  static constexpr const char* name = "shardedRowStats";
+  static void read(Reader& r, Args& a) {
+    read_sharded_block(r, a);
+    a.max = r.host<double>("max", a.rows);
+    a.rest = r.host<double>("rest", a.rows);
+    a.lin = r.host<double>("lin", a.rows);
+    a.exp_dscale = r.host<double>("expDScale", a.rows);
+    a.lin_dscale = r.host<double>("linDScale", a.rows);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.rows > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedRowStats: expected the output arrays max, rest and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_row_stats(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedRowStats: host blocks only"); }
+};
+
+// shardedSoftmaxGrad({ localScores, ..., max, rest, coef, lin?, grad })
+struct ShardedSoftmaxGrad {
+  using Args = ShardedSoftmaxGradArgs;
+  static constexpr const char* name = "shardedSoftmaxGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_block(r, a);
+    a.max = r.host<const double>("max", a.rows);
+    a.rest = r.host<const double>("rest", a.rows);
+    a.coef = r.host<const double>("coef", a.rows);
+    a.lin = r.host<const double>("lin", a.rows);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if ((a.rows > 0 && (!a.max || !a.rest || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedSoftmaxGrad: expected max, rest, coef and grad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
+};
+
+// The float32 block of infoNCE symmetric sharded: localScores, dtype, rows, cols, scale.
+void read_sharded_scores(Reader& r, ScoresArgs& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+}
+
+// shardedColumnStats({ localScores, ..., max, rest, bad })
+struct ShardedColumnStats {
+  using Args = ShardedColumnStatsArgs;
+  static constexpr const char* name = "shardedColumnStats";
+  static void read(Reader& r, Args& a) {
+    read_sharded_scores(r, a);
+    a.max = r.host<double>("max", a.cols);
+    a.rest = r.host<double>("rest", a.cols);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.cols > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedColumnStats: expected the output arrays max, rest and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_column_stats(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedColumnStats: host blocks only"); }
+};
+
+// shardedSymmetricGrad({ localScores, ..., rowMax, rowCoef, colMax, colCoef, grad? }) → { dScale }
+struct ShardedSymmetricGrad {
+  using Args = ShardedSymmetricGradArgs;
+  static constexpr const char* name = "shardedSymmetricGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_scores(r, a);
+    a.row_max = r.host<const double>("rowMax", a.rows);
+    a.row_coef = r.host<const double>("rowCoef", a.rows);
+    a.col_max = r.host<const double>("colMax", a.cols);
+    a.col_coef = r.host<const double>("colCoef", a.cols);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if (a.rows * a.cols > 0 && (!a.row_max || !a.row_coef || !a.col_max || !a.col_coef))
+      fail(err::kType, "shardedSymmetricGrad: expected rowMax, rowCoef, colMax and colCoef");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return sharded_symmetric_grad(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSymmetricGrad: host blocks only"); }
+};
+
+// Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
+void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
+  r.scores(a, "localScores");
+  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  a.alpha = float(r.number("alpha"));
+  if (!(a.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
+  a.exclude = r.exclude(a);
+}
+
+// shardedTopKRange({ localScores, ..., alpha, exclude?, max, min, count, bad })
+struct ShardedTopKRange {
+  using Args = ShardedTopKRangeArgs;
+  static constexpr const char* name = "shardedTopKRange";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.max = r.host<double>("max", a.rows);
+    a.min = r.host<double>("min", a.rows);
+    a.count = r.host<double>("count", a.rows);
+    a.bad = r.host<int32_t>("bad", 2);
+    if ((a.rows > 0 && (!a.max || !a.min || !a.count)) || !a.bad) fail(err::kType, "shardedTopKRange: expected the output arrays max, min, count and bad");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_topk_range(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKRange: host blocks only"); }
+};
+
+// shardedTopKSums({ localScores, ..., alpha, exclude?, searching, rowsAt, t, sums })
+struct ShardedTopKSums {
+  using Args = ShardedTopKSumsArgs;
+  static constexpr const char* name = "shardedTopKSums";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.searching = r.integer("searching");
+    a.rows_at = r.host<const int32_t>("rowsAt", a.searching);
+    a.t = r.host<const double>("t", a.searching);
+    a.sums = r.host<float>("sums", 5 * a.searching);
+    if (a.searching > 0 && (!a.rows_at || !a.t || !a.sums)) fail(err::kType, "shardedTopKSums: expected rowsAt, t and sums");
+    for (int64_t k = 0; k < a.searching; ++k)
+      if (a.rows_at[k] < 0 || a.rows_at[k] >= a.rows) fail(err::kArg, "rowsAt: expected rows in [0, " + std::to_string(a.rows) + ")");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_topk_sums(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKSums: host blocks only"); }
+};
+
+// shardedTopKGrad({ localScores, ..., alpha, exclude?, t, coef, grad }) → { dScale }
+struct ShardedTopKGrad {
+  using Args = ShardedTopKGradArgs;
+  static constexpr const char* name = "shardedTopKGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_topk(r, a);
+    a.t = r.host<const double>("t", a.rows);
+    a.coef = r.host<const double>("coef", a.rows);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    if ((a.rows > 0 && (!a.t || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedTopKGrad: expected t, coef and grad");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
 };
 
 }  // namespace
@@ -224,6 +369,13 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopKVjp>(env, exports);
   define_op<SoftTopKLoss>(env, exports);
   define_op<LinearCrossEntropy>(env, exports);
+  define_op<ShardedRowStats>(env, exports);
+  define_op<ShardedSoftmaxGrad>(env, exports);
+  define_op<ShardedColumnStats>(env, exports);
+  define_op<ShardedSymmetricGrad>(env, exports);
+  define_op<ShardedTopKRange>(env, exports);
+  define_op<ShardedTopKSums>(env, exports);
+  define_op<ShardedTopKGrad>(env, exports);
 }
 
 }  // namespace fl::napi

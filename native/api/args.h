@@ -134,6 +134,94 @@ struct SoftTopKLossArgs : LossArgs, TopKSolve {
   Csr positives;  // a positive may not also be excluded (ERR_CSR)
 };
 
+// ---------- label-sharded losses (docs/MATH.md §5) ----------
+// One rank's block: columns [off, off + cols) of the rows × N scores (float32 here; the TS
+// caller converts). The per-row math between the exchanges is lib/sharded.ts's; these are the
+// reads of the block, one per phase (lib/shardedMath.ts lists which loss uses which).
+
+// A softmax-type loss's block: z = scale·x, or c·tanh(scale·x/c) with a softcap c.
+struct ShardedSoftmaxBlock : ScoresArgs {
+  float softcap;  // > 0, or 0 for none
+  Csr skip;       // per row, local columns out of its softmax (sorted, unique), or empty
+  const float* class_weights;  // cols (the shard's slice), or null: every w_j = 1
+};
+
+// The partials: per row, over the local entries that are in (not skipped, not −∞), the local
+// maximum max_r of z and rest_r = Σ_j e^{z_j − max_r} − 1 (so the entries at the maximum keep
+// their exact 1, MATH §2), and on request the sums that ride in the sum round.
+struct ShardedRowStatsArgs : ShardedSoftmaxBlock {
+  double* max;          // rows (−inf: no entry in)
+  double* rest;         // rows
+  double* lin;          // rows, or null: Σ_j w_j·z_j (label smoothing)
+  double* exp_dscale;   // rows, or null: Σ_j e^{z_j − max_r}·dz_j/dscale
+  double* lin_dscale;   // rows, or null: Σ_j w_j·dz_j/dscale
+  int32_t* bad;         // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// The finish's dense gradient, from the row statistics merged across ranks:
+//   grad_ij = (coef_i·e^{z_ij − max_i}/(1 + rest_i) − lin_i·w_j)·dz_ij/dx_ij
+// over the entries that are in; skipped and −∞ entries, and rows with max_i = −inf or
+// coef_i = lin_i = 0, get 0. The losses then write their own columns (labels, positives).
+struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
+  const double* max;   // rows: the global row maximum (one of the ranks' float z)
+  const double* rest;  // rows: the global Σ_j e^{z_j − max_i} − 1
+  const double* coef;  // rows
+  const double* lin;   // rows, or null: all 0
+  float* grad;         // rows × cols float32
+};
+
+// infoNCE symmetric's columns: a rank holds whole columns, so each column's softmax over the B
+// rows is local (the block is B × cols, z = scale·x).
+struct ShardedColumnStatsArgs : ScoresArgs {
+  double* max;   // cols: the column's max z (−inf: no entry in)
+  double* rest;  // cols: Σ_i e^{z_ij − max_j} − 1
+  int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// infoNCE symmetric's dense gradient, both softmaxes in one read:
+//   grad_ij = (row_coef_i·e^{z_ij − row_max_i} + col_coef_j·e^{z_ij − col_max_j})·scale,
+// 0 at −inf entries; LossResult::dscale is Σ_ij (grad_ij/scale)·x_ij (with grad null, that
+// sum alone). The losses then write the diagonal.
+struct ShardedSymmetricGradArgs : ScoresArgs {
+  const double* row_max;   // rows
+  const double* row_coef;  // rows
+  const double* col_max;   // cols
+  const double* col_coef;  // cols
+  float* grad;             // rows × cols float32, or null
+};
+
+// Soft top-k's block (softTopKLoss sharded): z = scale·x over the entries that are in.
+struct ShardedTopKBlock : ScoresArgs {
+  float alpha;  // > 0
+  Csr exclude;  // local columns out of each row, or empty
+};
+
+// Phase 1: per row, max z, min z and the count of the entries that are in (−inf, +inf and 0
+// for none).
+struct ShardedTopKRangeArgs : ShardedTopKBlock {
+  double* max;   // rows
+  double* min;   // rows
+  double* count; // rows
+  int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
+};
+
+// One Newton step's local split sums (MATH §3.7) at each searching row's trial threshold.
+struct ShardedTopKSumsArgs : ShardedTopKBlock {
+  const int32_t* rows_at;  // the rows still searching
+  int64_t searching;       // how many
+  const double* t;         // searching: their trial thresholds
+  float* sums;             // 5·searching: [#{a ≥ 0}, Σ_{a<0} p, Σ_{a≥0} (1 − p), Σ_{a<0} p(1 − p), Σ_{a≥0} p(1 − p)]
+};
+
+// The dense gradient coef_i·p(1 − p)·scale at the entries that are in (rows with coef_i = 0 are
+// left as they are); LossResult::dscale is this block's Σ_ij coef_i·p(1 − p)·x_ij. The losses
+// then add their positives' terms.
+struct ShardedTopKGradArgs : ShardedTopKBlock {
+  const double* t;     // rows: the thresholds
+  const double* coef;  // rows
+  float* grad;         // rows × cols float32
+};
+
 // ---------- utilities ----------
 
 // logSumExp: out[r] = log Σ_c exp(scale·x[r, c]).

@@ -143,11 +143,12 @@ constexpr int64_t kSymStatsBlockRows = 32;
 constexpr double kSymSpread = 40;
 struct SymStatsStrip {
   const void* x;
-  int64_t n;
+  int64_t n;     // columns (the row stride)
+  int64_t rows;  // n for CLIP's square matrix; B for a sharded B × n block
   int64_t c0, c1;
   float scale;
-  float* row_max;    // [n]
-  double* row_rest;  // [n]
+  float* row_max;    // [rows]
+  double* row_rest;  // [rows]
   float* col_max;    // [c1 − c0]
   double* col_rest;  // [c1 − c0]
   float* scratch;    // 5·(c1 − c0) floats

@@ -38,6 +38,12 @@ LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a
 
 // The shape checks, shared with the CUDA launchers.
 void check_info_nce_shape(const InfoNCEArgs& args);
+
+// infoNCE symmetric sharded over columns (docs/MATH.md §5): the column statistics of a rank's
+// B × N_r block (a NaN/+inf is reported in a.bad, not thrown) and its gradient from merged
+// statistics, with the CLIP kernels' sweeps.
+void sharded_column_stats(Context& ctx, const ShardedColumnStatsArgs& a);
+LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a);
 void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& args);
 
 // DCLW's per-row weights w_i = 2 − B·softmax_i(S_ip/σ) from the B positive scores (host).

@@ -118,7 +118,7 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
     const int64_t c0 = s * kSymStrip, c1 = std::min(n, c0 + kSymStrip);
     thread_local std::vector<float> scratch;
     scratch.resize(size_t(5 * (c1 - c0)));
-    bad[size_t(s)] = stats(SymStatsStrip{a.scores, n, c0, c1, a.scale, part_max.data() + s * n, part_rest.data() + s * n,
+    bad[size_t(s)] = stats(SymStatsStrip{a.scores, n, n, c0, c1, a.scale, part_max.data() + s * n, part_rest.data() + s * n,
                                          col_max.data() + c0, col_rest.data() + c0, scratch.data()});
   });
   int64_t first_bad = -1;
@@ -205,6 +205,56 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
 LossResult info_nce(Context& ctx, const InfoNCEArgs& a) {
   check_info_nce_shape(a);
   return a.symmetric ? symmetric(ctx, a) : one_way(ctx, a);
+}
+
+void sharded_column_stats(Context& ctx, const ShardedColumnStatsArgs& a) {
+  const int64_t B = a.rows, n = a.cols;
+  const int64_t strips = (n + kSymStrip - 1) / kSymStrip;
+  std::vector<float> row_max(size_t(strips * B)), col_max(static_cast<size_t>(n));
+  std::vector<double> row_rest(size_t(strips * B));
+  std::vector<int64_t> bad(size_t(strips), -1);
+  const SymStatsFn stats = ctx.kernels->sym_stats[int(DType::Float32)];
+  ctx.pool.parallel_for(strips, [&](int64_t s) {
+    const int64_t c0 = s * kSymStrip, c1 = std::min(n, c0 + kSymStrip);
+    thread_local std::vector<float> scratch;
+    scratch.resize(size_t(5 * (c1 - c0)));
+    bad[size_t(s)] = stats(SymStatsStrip{a.scores, n, B, c0, c1, a.scale, row_max.data() + s * B, row_rest.data() + s * B,
+                                         col_max.data() + c0, a.rest + c0, scratch.data()});
+  });
+  int64_t first_bad = -1;
+  for (int64_t b : bad)
+    if (b >= 0 && (first_bad < 0 || b < first_bad)) first_bad = b;
+  a.bad[0] = first_bad < 0 ? -1 : int32_t(first_bad / n);
+  a.bad[1] = first_bad < 0 ? -1 : int32_t(first_bad % n);
+  for (int64_t j = 0; j < n; ++j) a.max[j] = col_max[size_t(j)];
+}
+
+LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a) {
+  const int64_t B = a.rows, n = a.cols;
+  if (B == 0 || n == 0) return {0, 0};
+  // A row or column with no entry in has max −inf and no gradient: shift 0, coefficient 0.
+  std::vector<float> row_shift(static_cast<size_t>(B)), row_coef(static_cast<size_t>(B)), col_shift(static_cast<size_t>(n)), col_coef(static_cast<size_t>(n));
+  for (int64_t i = 0; i < B; ++i) {
+    const bool in = a.row_max[i] != -INFINITY;
+    row_shift[size_t(i)] = in ? float(a.row_max[i]) : 0.f;
+    row_coef[size_t(i)] = in ? float(a.row_coef[i]) : 0.f;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const bool in = a.col_max[j] != -INFINITY;
+    col_shift[size_t(j)] = in ? float(a.col_max[j]) : 0.f;
+    col_coef[size_t(j)] = in ? float(a.col_coef[j]) : 0.f;
+  }
+  const SymGradFn grad = ctx.kernels->sym_grad[int(DType::Float32)][0];
+  std::vector<double> row_dscale(static_cast<size_t>(B));
+  const int64_t rows_per_task = std::max<int64_t>(1, 32768 / n);
+  ctx.pool.parallel_for((B + rows_per_task - 1) / rows_per_task, [&](int64_t t) {
+    for (int64_t r = t * rows_per_task; r < std::min(B, (t + 1) * rows_per_task); ++r)
+      row_dscale[size_t(r)] = grad(SymGradRows{a.scores, a.grad, n, r, r + 1, a.scale, row_shift.data(), row_coef.data(),
+                                               col_shift.data(), col_coef.data(), nullptr, nullptr});
+  });
+  double dscale = 0;
+  for (double d : row_dscale) dscale += d;
+  return {0.0, dscale};
 }
 
 }  // namespace fl

@@ -32,8 +32,8 @@ int64_t sym_stats(const SymStatsStrip& a) {
     a.col_rest[j] = 0;
   }
   float rmax[kSymBlockRows];
-  for (int64_t r0 = 0; r0 < a.n; r0 += kSymBlockRows) {
-    const int64_t r1 = a.n - r0 < kSymBlockRows ? a.n : r0 + kSymBlockRows;
+  for (int64_t r0 = 0; r0 < a.rows; r0 += kSymBlockRows) {
+    const int64_t r1 = a.rows - r0 < kSymBlockRows ? a.rows : r0 + kSymBlockRows;
     // 1. Row maxima and block column maxima; NaN/+inf anywhere.
     for (int64_t j = 0; j < w; ++j) bm[j] = -INFINITY;
     typename V::Bad bad = V::no_bad();
@@ -87,7 +87,7 @@ int64_t sym_stats(const SymStatsStrip& a) {
       const T* row = x + r * a.n + a.c0;
       // The strip's rows are short stretches a row length apart, which the hardware prefetcher
       // does not follow: ask for the next block's row while this one is summed.
-      const T* next = r + kSymBlockRows < a.n ? row + kSymBlockRows * a.n : nullptr;
+      const T* next = r + kSymBlockRows < a.rows ? row + kSymBlockRows * a.n : nullptr;
       const float zr = rmax[r - r0] == -INFINITY ? -INFINITY : a.scale * rmax[r - r0];
       const F vr = V::set1(zr == -INFINITY ? 0.f : -zr);
       F rd = zero, rc = zero;

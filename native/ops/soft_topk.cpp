@@ -142,13 +142,16 @@ class TopKRows {
   }
 
   // The dense gradient over [c0, c1) of row r (see topk_grad): sign·scale·|c|·p(1 − p) at the
-  // columns that are in, 0 at excluded ones; returns Σ |c|·p(1 − p)·x for dScale.
+  // columns that are in, 0 at excluded ones; returns Σ |c|·p(1 − p)·x for dScale. At the row's
+  // solved threshold, or at `t` given (a sharded row's, solved across ranks).
   double dense_grad(int64_t r, int64_t c0, int64_t c1, LogFactor coef, void* grad, DType grad_dtype) const {
+    return dense_grad_at(r, c0, c1, threshold(r), coef, grad, grad_dtype);
+  }
+  double dense_grad_at(int64_t r, int64_t c0, int64_t c1, float t, LogFactor coef, void* grad, DType grad_dtype) const {
     const int64_t esize = dtype_size(grad_dtype);
     const TopKGradFn fn = ctx_.kernels->topk_grad[int(p_.dtype)][grad_dtype == DType::Float32 ? 0 : 1];
     double d = 0;
     int64_t c = c0;
-    const float t = threshold(r);
     auto zero = [&](int64_t a, int64_t b) {
       if (grad && b > a) std::fill_n(static_cast<char*>(grad) + (r * p_.cols + a) * esize, size_t((b - a) * esize), char(0));
     };
@@ -162,19 +165,8 @@ class TopKRows {
     return d;
   }
 
- private:
-  static TopKTileStats empty_stats() { return TopKTileStats{-INFINITY, INFINITY, 0, -1}; }
-  static void merge_stats(TopKTileStats& a, const TopKTileStats& b) {
-    if (a.first_bad >= 0) return;
-    if (b.first_bad >= 0) {
-      a.first_bad = b.first_bad;
-      return;
-    }
-    a.max = std::max(a.max, b.max);
-    a.min = std::min(a.min, b.min);
-    a.in += b.in;
-  }
-
+  // Max and min of x, the count of the entries that are in, and the first NaN/+inf over
+  // [c0, c1) of row r (excluded entries are checked too).
   TopKTileStats stats(int64_t r, int64_t c0, int64_t c1) const {
     TopKTileStats m = empty_stats();
     for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
@@ -189,12 +181,26 @@ class TopKRows {
     return m;
   }
 
+  // The split sums over [c0, c1) of row r at threshold t (a full pass).
   TopKSums sums(int64_t r, int64_t c0, int64_t c1, float t) const {
     TopKSums m{};
     for_each_run(c0, c1, skip(r), [&](int64_t a, int64_t b) {
       merge(m, ctx_.kernels->topk_sums[int(p_.dtype)](TopKSumsTile{at(r, a), b - a, p_.scale, p_.alpha, t}));
     });
     return m;
+  }
+
+ private:
+  static TopKTileStats empty_stats() { return TopKTileStats{-INFINITY, INFINITY, 0, -1}; }
+  static void merge_stats(TopKTileStats& a, const TopKTileStats& b) {
+    if (a.first_bad >= 0) return;
+    if (b.first_bad >= 0) {
+      a.first_bad = b.first_bad;
+      return;
+    }
+    a.max = std::max(a.max, b.max);
+    a.min = std::min(a.min, b.min);
+    a.in += b.in;
   }
 
   // How the row's next pass runs: its first pass (at an end of the bracket, where every entry
@@ -460,6 +466,64 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& a) {
   double dscale = 0;
   for (int64_t r = 0; r < p.rows; ++r) dscale += dense_dscale[size_t(r)] + dscale_fix[size_t(r)];
   return reduce_rows(a, loss, double(p.rows), dscale);
+}
+
+namespace {
+// The solver-free view of a sharded block: TopKRows for its sweeps (the thresholds come from
+// the solver lib/sharded.ts runs in step on every rank).
+SoftTopKProblem sharded_problem(const ShardedTopKBlock& a) {
+  TopKSolve s{};
+  s.alpha = a.alpha;
+  s.max_iter = 1;
+  s.exclude = a.exclude;
+  return {ScoresArgs(a), s};
+}
+}  // namespace
+
+void sharded_topk_range(Context& ctx, const ShardedTopKRangeArgs& a) {
+  const TopKRows rows(ctx, sharded_problem(a));
+  std::vector<int64_t> bad(size_t(a.rows), -1);
+  ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+    const TopKTileStats st = rows.stats(r, 0, a.cols);
+    bad[size_t(r)] = st.first_bad;
+    // z = scale·x is increasing in x: its max and min are those of x, scaled in fp32 as the sweeps do.
+    a.max[r] = st.in > 0 ? double(st.max * a.scale) : -INFINITY;
+    a.min[r] = st.in > 0 ? double(st.min * a.scale) : INFINITY;
+    a.count[r] = double(st.in);
+  });
+  a.bad[0] = a.bad[1] = -1;
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (bad[size_t(r)] >= 0) {
+      a.bad[0] = int32_t(r);
+      a.bad[1] = int32_t(bad[size_t(r)]);
+      return;
+    }
+}
+
+void sharded_topk_sums(Context& ctx, const ShardedTopKSumsArgs& a) {
+  const TopKRows rows(ctx, sharded_problem(a));
+  ctx.pool.parallel_for(a.searching, [&](int64_t k) {
+    const TopKSums m = rows.sums(a.rows_at[k], 0, a.cols, float(a.t[k]));
+    float* out = a.sums + 5 * k;
+    out[0] = float(m.m);
+    out[1] = float(m.p_lo);
+    out[2] = float(m.q_hi);
+    out[3] = float(m.v_lo);
+    out[4] = float(m.v_hi);
+  });
+}
+
+LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a) {
+  const TopKRows rows(ctx, sharded_problem(a));
+  std::vector<double> d(size_t(a.rows), 0.0);
+  ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+    if (a.coef[r] == 0) return;
+    const LogFactor c = log_factor(a.coef[r]);
+    d[size_t(r)] = rows.dense_grad_at(r, 0, a.cols, float(a.t[r]), c, a.grad, DType::Float32) * c.sign;
+  });
+  double total = 0;
+  for (double x : d) total += x;
+  return {0.0, total};
 }
 
 }  // namespace fl

@@ -21,6 +21,12 @@ void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& args);
 // and need no threshold (their k is not checked). Same errors as soft_topk.
 LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& args);
 
+// The block reads of softTopKLoss sharded over columns (docs/MATH.md §5; lib/sharded.ts runs
+// the solver, in step on every rank): a NaN/+inf score is reported in a.bad, not thrown.
+void sharded_topk_range(Context& ctx, const ShardedTopKRangeArgs& a);
+void sharded_topk_sums(Context& ctx, const ShardedTopKSumsArgs& a);
+LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
+
 // The threshold problem of a softTopKLoss call.
 inline SoftTopKProblem topk_problem(const SoftTopKLossArgs& a) { return {ScoresArgs(a), TopKSolve(a)}; }
 

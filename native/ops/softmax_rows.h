@@ -149,42 +149,79 @@ class SoftmaxRows {
       });
       throw_if_bad(row_bad);
     } else {
-      std::vector<TileMaxSumExp> parts(size_t(p_.rows * tiles));
-      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
-        parts[size_t(r * tiles + k)] = loss.active(r) ? stats(r, c0, c1, loss.skip(r)) : TileMaxSumExp{-INFINITY, 0, 0, -1};
-      });
-      for (int64_t r = 0; r < p_.rows; ++r)
-        for (int64_t k = 0; k < tiles && row_bad[size_t(r)] < 0; ++k) row_bad[size_t(r)] = parts[size_t(r * tiles + k)].first_bad;
-      throw_if_bad(row_bad);
       std::vector<RowStats> st(size_t(p_.rows));
-      std::vector<DenseTerms> terms(size_t(p_.rows));
-      ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
-        if (!loss.active(r)) return;
-        MaxSumExp<double> acc = max_sum_exp_empty<double>();
-        double lin = 0;
-        for (int64_t k = 0; k < tiles; ++k) {
-          const TileMaxSumExp& q = parts[size_t(r * tiles + k)];
-          merge(acc, MaxSumExp<double>{q.max, q.rest});
-          lin += q.lin;
-        }
-        st[size_t(r)] = RowStats{acc.max, acc.rest, lin};
-        terms[size_t(r)] = loss.terms(r, st[size_t(r)]);
-      });
-      std::vector<double> tile_dscale(size_t(p_.rows * tiles), 0.0);
-      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
-        if (!loss.active(r)) zero_row(r, c0, c1);
-        else if (sweep) tile_dscale[size_t(r * tiles + k)] = grad_sweep(r, c0, c1, loss.skip(r), terms[size_t(r)]);
-      });
-      ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
-        if (!loss.active(r)) return;
-        double d = 0;
-        for (int64_t k = 0; k < tiles; ++k) d += tile_dscale[size_t(r * tiles + k)];
-        row_dscale[size_t(r)] = d + loss.corrections(r, st[size_t(r)], terms[size_t(r)], *this);
-      });
+      const int64_t bad = row_stats(loss, st.data());
+      if (bad >= 0) fail_non_finite(p_.name, bad / p_.cols, bad % p_.cols);
+      run_given(loss, st.data(), row_dscale.data());
     }
     double total = 0;
     for (double d : row_dscale) total += d;
     return total;
+  }
+
+  // Step 1 alone, the partials of a label-sharded loss (docs/MATH.md §5): each active row's
+  // statistics over its columns into out[r] (an inactive row gets RowStats{}), by tiles merged
+  // in tile order. Returns the first NaN/+inf entry in row order as r·cols + c, or −1: the
+  // sharded caller reports it through the exchange, so that no rank is left waiting.
+  template <class Loss>
+  int64_t row_stats(Loss& loss, RowStats* out) const {
+    const int64_t tiles = tiles_per_row(p_.cols);
+    std::vector<TileMaxSumExp> parts(size_t(p_.rows * tiles));
+    for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+      const TileMaxSumExp& q = parts[size_t(r * tiles + k)] = loss.active(r) ? stats(r, c0, c1, loss.skip(r)) : TileMaxSumExp{-INFINITY, 0, 0, -1};
+      if (tiles == 1) out[r] = loss.active(r) ? RowStats{q.max, q.rest, q.lin} : RowStats{};  // no merge needed
+    });
+    for (int64_t r = 0; r < p_.rows; ++r)
+      for (int64_t k = 0; k < tiles; ++k)
+        if (parts[size_t(r * tiles + k)].first_bad >= 0) return r * p_.cols + parts[size_t(r * tiles + k)].first_bad;
+    if (tiles > 1) ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+      MaxSumExp<double> acc = max_sum_exp_empty<double>();
+      double lin = 0;
+      for (int64_t k = 0; k < tiles; ++k) {
+        const TileMaxSumExp& q = parts[size_t(r * tiles + k)];
+        merge(acc, MaxSumExp<double>{q.max, q.rest});
+        lin += q.lin;
+      }
+      out[r] = loss.active(r) ? RowStats{acc.max, acc.rest, lin} : RowStats{};
+    });
+    return -1;
+  }
+
+  // Steps 2–4 with each row's statistics given (the finish of a label-sharded loss, where they
+  // were merged across ranks; and run()'s wide rows): row r's dScale share into row_dscale[r].
+  template <class Loss>
+  void run_given(Loss& loss, const RowStats* st, double* row_dscale) const {
+    const int64_t tiles = tiles_per_row(p_.cols);
+    const bool sweep = p_.grad || p_.grad_scale;
+    if (tiles == 1) {  // one task per row: terms, sweep and corrections (one pass of the pool)
+      for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t, int64_t, int64_t) {
+        row_dscale[r] = 0;
+        if (!loss.active(r)) {
+          zero_row(r, 0, p_.cols);
+          return;
+        }
+        const DenseTerms t = loss.terms(r, st[r]);
+        const double d = sweep ? grad_sweep(r, 0, p_.cols, loss.skip(r), t) : 0.0;
+        row_dscale[r] = d + loss.corrections(r, st[r], t, *this);
+      });
+      return;
+    }
+    std::vector<DenseTerms> terms(size_t(p_.rows));
+    ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+      if (loss.active(r)) terms[size_t(r)] = loss.terms(r, st[r]);
+    });
+    std::vector<double> tile_dscale(size_t(p_.rows * tiles), 0.0);
+    for_each_row_tile(ctx_.pool, p_.rows, p_.cols, [&](int64_t r, int64_t k, int64_t c0, int64_t c1) {
+      if (!loss.active(r)) zero_row(r, c0, c1);
+      else if (sweep) tile_dscale[size_t(r * tiles + k)] = grad_sweep(r, c0, c1, loss.skip(r), terms[size_t(r)]);
+    });
+    ctx_.pool.parallel_for(p_.rows, [&](int64_t r) {
+      row_dscale[r] = 0;
+      if (!loss.active(r)) return;
+      double d = 0;
+      for (int64_t k = 0; k < tiles; ++k) d += tile_dscale[size_t(r * tiles + k)];
+      row_dscale[r] = d + loss.corrections(r, st[r], terms[size_t(r)], *this);
+    });
   }
 
  private:

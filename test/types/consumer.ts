@@ -1,7 +1,7 @@
 // Compiled by test/types.test.ts under strict TypeScript, as a dependent's code importing the
 // built package: `grad` is present in a result exactly when the options do not say
-// `grad: false`, and `fusedloss/tfjs` resolves under every moduleResolution.
-import { infoNCE, infoNCEAsync, softmaxCrossEntropy, softTopKLoss, tensor, type Tensor } from 'fusedloss';
+// `grad: false`, and `fusedloss/tfjs` resolves under every moduleResolution; shardedLoss types its targets and options by name.
+import { infoNCE, infoNCEAsync, shardedLoss, softmaxCrossEntropy, softTopKLoss, tensor, type AllReduce, type Tensor } from 'fusedloss';
 import * as flTf from 'fusedloss/tfjs';
 
 const logits = tensor(new Float32Array(6), [2, 3]);
@@ -31,7 +31,19 @@ const maybe = softmaxCrossEntropy(logits, labels, { grad: wantGrad });
 maybe.grad.shape;
 maybe.grad?.shape;
 
+// Label-sharded losses: targets and options typed by the loss's name.
+async function sharded(allReduce: AllReduce): Promise<number> {
+  const job = shardedLoss('softmaxCrossEntropy', logits, labels, { columnOffset: 0, totalColumns: 3, labelSmoothing: 0.1 });
+  const r = await job.run(allReduce);
+  shardedLoss('infoNCE', logits, undefined, { columnOffset: 0, totalColumns: 3, symmetric: false });
+  // @ts-expect-error softmaxCrossEntropy's targets are labels, not positives
+  shardedLoss('softmaxCrossEntropy', logits, { rowPtr: new Int32Array(3), cols: new Int32Array(0) }, { columnOffset: 0, totalColumns: 3 });
+  // @ts-expect-error columnOffset and totalColumns are required
+  shardedLoss('decoupledSoftmax', logits, { rowPtr: new Int32Array(3), cols: new Int32Array(0) }, {});
+  return r.loss + r.rowLoss[0] + r.exchange.floats;
+}
+
 // The adapter's entry point, under moduleResolution node10 too (package.json typesVersions).
 const adapterLoss: typeof flTf.softmaxCrossEntropy = flTf.softmaxCrossEntropy;
 
-export { loss, shape, first, later, adapterLoss };
+export { loss, shape, first, later, adapterLoss, sharded };

@@ -1,0 +1,95 @@
+#include "sharded.h"
+
+#include <cmath>
+#include <vector>
+
+#include "softmax_rows.h"
+
+namespace fl {
+
+namespace {
+
+// A Loss for SoftmaxRows (softmax_rows.h) whose per-row terms are given: the engine's sweeps
+// over a block whose rows' statistics come from elsewhere. `term(r, st)` gives row r's
+// DenseTerms; rows where `on(r)` is false are left out (gradient 0).
+template <class On, class Term>
+struct GivenTerms {
+  const Csr& skip_cols;
+  On on;
+  Term term;
+  bool active(int64_t r) const { return on(r); }
+  RowSkip skip(int64_t r) const {
+    return skip_cols ? RowSkip{skip_cols.cols + skip_cols.begin(r), skip_cols.size(r)} : RowSkip{};
+  }
+  DenseTerms terms(int64_t r, const RowStats& st) const { return term(r, st); }
+  double corrections(int64_t, const RowStats&, const DenseTerms&, const SoftmaxRows&) const { return 0; }
+};
+template <class On, class Term>
+GivenTerms<On, Term> given_terms(const Csr& skip, On on, Term term) {
+  return {skip, on, term};
+}
+
+SoftmaxProblem block_problem(const ShardedSoftmaxBlock& a, bool want_lin, float* grad, bool grad_scale) {
+  return SoftmaxProblem{ScoresArgs(a), a.softcap, a.class_weights, want_lin, grad, DType::Float32, grad_scale, "localScores"};
+}
+
+}  // namespace
+
+void sharded_row_stats(Context& ctx, const ShardedRowStatsArgs& a) {
+  const int64_t rows = a.rows;
+  a.bad[0] = a.bad[1] = -1;
+  if (a.cols == 0) {  // an empty shard: no entry in
+    for (int64_t r = 0; r < rows; ++r) {
+      a.max[r] = -INFINITY;
+      a.rest[r] = 0;
+      for (double* sum : {a.lin, a.exp_dscale, a.lin_dscale})
+        if (sum) sum[r] = 0;
+    }
+    return;
+  }
+  auto all = [](int64_t) { return true; };
+  auto none = [](int64_t, const RowStats&) { return DenseTerms{}; };
+  std::vector<RowStats> st(static_cast<size_t>(rows));
+  const SoftmaxRows stats(ctx, block_problem(a, a.lin != nullptr, nullptr, false));
+  auto loss = given_terms(a.skip, all, none);
+  const int64_t bad = stats.row_stats(loss, st.data());
+  a.bad[0] = bad < 0 ? -1 : int32_t(bad / a.cols);
+  a.bad[1] = bad < 0 ? -1 : int32_t(bad % a.cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    a.max[r] = st[size_t(r)].max;
+    a.rest[r] = st[size_t(r)].rest;
+    if (a.lin) a.lin[r] = st[size_t(r)].lin;
+  }
+  if (bad >= 0 || (!a.exp_dscale && !a.lin_dscale)) return;
+  // The dScale sums are dense sweeps with no gradient stored (coef = 1 against the local
+  // maximum; or the weights alone): the engine returns Σ_j dL/dz_j·dz_j/dscale per row.
+  const SoftmaxRows sweeps(ctx, block_problem(a, false, nullptr, true));
+  auto in = [&](int64_t r) { return st[size_t(r)].max != -INFINITY; };
+  if (a.exp_dscale) {
+    auto e = given_terms(a.skip, in, [](int64_t, const RowStats& s) { return DenseTerms{s.max, 1.f, 0.f, 0.f}; });
+    sweeps.run_given(e, st.data(), a.exp_dscale);
+  }
+  if (a.lin_dscale) {
+    const bool w = a.class_weights != nullptr;
+    auto l = given_terms(a.skip, in, [w](int64_t, const RowStats& s) { return DenseTerms{s.max, 0.f, w ? 0.f : 1.f, w ? 1.f : 0.f}; });
+    sweeps.run_given(l, st.data(), a.lin_dscale);
+  }
+}
+
+void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a) {
+  if (a.rows * a.cols == 0) return;
+  std::vector<RowStats> st(size_t(a.rows));
+  for (int64_t r = 0; r < a.rows; ++r) st[size_t(r)] = RowStats{float(a.max[r]), a.rest[r], 0};
+  const bool w = a.class_weights != nullptr;
+  auto on = [&](int64_t r) { return a.max[r] != -INFINITY && (a.coef[r] != 0 || (a.lin && a.lin[r] != 0)); };
+  // −lin_i·w_j: the class weights' term, or a constant bias without them.
+  auto term = [&](int64_t r, const RowStats& s) {
+    const float lin = a.lin ? float(-a.lin[r]) : 0.f;
+    return DenseTerms{s.max, float(a.coef[r] * s.inv_sum()), w ? 0.f : lin, w ? lin : 0.f};
+  };
+  auto loss = given_terms(a.skip, on, term);
+  std::vector<double> unused(size_t(a.rows));
+  SoftmaxRows(ctx, block_problem(a, false, a.grad, false)).run_given(loss, st.data(), unused.data());
+}
+
+}  // namespace fl
