@@ -209,6 +209,8 @@ struct LinearCrossEntropy {
   }
   static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
   static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
+};
+
 // The label-sharded losses' block reads (lib/shardedMath.ts): the block, softcap, skip? (sorted
 // local columns per row) and classWeights? (the shard's slice).
 void read_sharded_block(Reader& r, ShardedSoftmaxBlock& a) {
