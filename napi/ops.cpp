@@ -3,13 +3,8 @@
 // define_ops.
 #include "ops.h"
 
-#include "../cuda/ops.h"
 #include "../native/ops/contrastive.h"
-#include "../native/ops/cross_entropy.h"
 #include "../native/ops/linear_cross_entropy.h"
-#include "../native/ops/logsumexp.h"
-#include "../native/ops/positives_losses.h"
-#include "../native/ops/soft_topk.h"
 #include "op_table.h"
 
 namespace fl::napi {

@@ -9,8 +9,6 @@
 
 namespace fl {
 
-struct Context;  // native/core/context.h
-
 // Positives as a Csr: the caller's, or the diagonal in arrays of its own.
 class PositivesOrDiagonal {
  public:
@@ -28,13 +26,6 @@ class PositivesOrDiagonal {
   std::vector<int32_t> row_ptr_, cols_;
   Csr csr_;
 };
-
-// Throw ERR_SHAPE for diagonal positives with cols < rows (and symmetric on a non-square
-// matrix), ERR_ARG for symmetric with positives or exclusions, ERR_CSR for an exclusion that
-// is also a positive (and, for DCL, a row without exactly one positive), ERR_NON_FINITE for
-// NaN/+inf scores.
-LossResult info_nce(Context& ctx, const InfoNCEArgs& args);
-LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
 
 // The shape checks, shared with the CUDA launchers.
 void check_info_nce_shape(const InfoNCEArgs& args);
