@@ -74,45 +74,6 @@ export interface NativeLossArgs extends NativeShape {
   rowLoss: Float32Array;
 }
 
-export interface NativeLogSumExp extends NativeShape {
-  scores: NativeInput;
-  out: Float32Array;
-}
-
-export interface NativeCrossEntropy extends NativeLossArgs {
-  logits: NativeInput;
-  labels: Int32Array;
-  ignoreIndex: number;
-  softcap: number;
-  labelSmoothing: number;
-  classWeights?: Float32Array | undefined;
-  zLoss: number;
-  lse?: Float32Array | undefined;
-}
-
-/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy. */
-export interface NativePositivesLoss extends NativeLossArgs {
-  scores: NativeInput;
-  positives: NativeCsr;
-  exclude?: NativeCsr | undefined;
-}
-
-/** positives absent: the diagonal. */
-export interface NativeInfoNCE extends NativeLossArgs {
-  scores: NativeInput;
-  positives?: NativeCsr | undefined;
-  exclude?: NativeCsr | undefined;
-  symmetric: boolean;
-}
-
-/** positives absent: the diagonal; sigma: DCLW's σ, or 0 for plain DCL. */
-export interface NativeDecoupledContrastive extends NativeLossArgs {
-  scores: NativeInput;
-  positives?: NativeCsr | undefined;
-  exclude?: NativeCsr | undefined;
-  sigma: number;
-}
-
 /** The threshold search of softTopK and softTopKLoss; k: one k for every row, or an Int32Array of one per row. */
 export interface NativeTopKSolve {
   alpha: number;
@@ -122,60 +83,6 @@ export interface NativeTopKSolve {
   exclude?: NativeCsr | undefined;
 }
 
-/** output: 0 'prob', 1 'log'. */
-export interface NativeSoftTopK extends NativeShape, NativeTopKSolve {
-  scores: NativeInput;
-  output: number;
-  values: NativeInput;
-  threshold: Float32Array;
-  iterations: Int32Array;
-}
-
-export interface NativeSoftTopKVjp extends NativeShape {
-  scores: NativeInput;
-  alpha: number;
-  exclude?: NativeCsr | undefined;
-  output: number;
-  threshold: Float32Array;
-  gradOutput: NativeInput;
-  grad: NativeInput;
-  gradDtype: number;
-}
-
-export interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
-  scores: NativeInput;
-  positives: NativeCsr;
-}
-
-/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
-export interface NativeLinearCrossEntropy {
-  hidden: NativeInput;
-  weight: NativeInput;
-  labels: Int32Array;
-  dtype: number;
-  rows: number;
-  dim: number;
-  classes: number;
-  bias?: Float32Array | undefined;
-  scale: number;
-  softcap: number;
-  ignoreIndex: number;
-  labelSmoothing: number;
-  classWeights?: Float32Array | undefined;
-  zLoss: number;
-  reduction: number;
-  gradOutput?: Float32Array | undefined;
-  gradHidden?: NativeInput | undefined;
-  gradDtype: number;
-  gradWeight?: NativeInput | undefined;
-  gradBias?: Float32Array | undefined;
-  accumulate: boolean;
-  gradScale: boolean;
-  rowLoss: Float32Array;
-  lse?: Float32Array | undefined;
-  memoryBudget: number;
-}
-
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
 export interface NativeLoss {
   loss: number;
@@ -183,10 +90,14 @@ export interface NativeLoss {
 }
 
 /** An op of the addon: a sync call and its async twin, each taking one options object. */
-type Op<Name extends string, Args, R> = { [K in Name]: (o: Args) => R } & { [K in `${Name}Async`]: (o: Args) => Promise<R> };
+export type Op<Name extends string, Args, R> = { [K in Name]: (o: Args) => R } & { [K in `${Name}Async`]: (o: Args) => Promise<R> };
 
-/** The functions the addon exports; the ops come from its op table (napi/ops.cpp). */
-export type NativeAddon = {
+/**
+ * The functions the addon exports. The ops come from its op table (napi/ops.cpp); each op's
+ * file (lib/ops/) declares its options object and adds itself here
+ * (`declare module '../native' { interface NativeAddon extends Op<...> {} }`).
+ */
+export interface NativeAddon {
   backendInfo(): RawBackendInfo;
   /** On CUDA device `device`, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0). */
   deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
@@ -194,17 +105,7 @@ export type NativeAddon = {
   memcpy(dst: NativeInput, src: NativeInput): void;
   /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h): async outputs. */
   hostAlloc(bytes: number): ArrayBuffer;
-} & Op<'logSumExp', NativeLogSumExp, void> &
-  Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> &
-  Op<'decoupledSoftmax', NativePositivesLoss, NativeLoss> &
-  Op<'multiLabelSoftmax', NativePositivesLoss, NativeLoss> &
-  Op<'binaryCrossEntropy', NativePositivesLoss, NativeLoss> &
-  Op<'infoNCE', NativeInfoNCE, NativeLoss> &
-  Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> &
-  Op<'softTopK', NativeSoftTopK, void> &
-  Op<'softTopKVjp', NativeSoftTopKVjp, void> &
-  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
-  Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss>;
+}
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 
