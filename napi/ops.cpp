@@ -1,5 +1,5 @@
 // The op table: one struct per op (see napi/op_table.h for the shape), each read from the
-// options object whose keys lib/native.ts types. A new op adds a struct here and a line to
+// options object whose keys its lib/ops/<op>.ts types. A new op adds a struct here and a line to
 // define_ops.
 #include "ops.h"
 
