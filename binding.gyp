@@ -3,7 +3,7 @@
     {
       "target_name": "fusedloss",
       "sources": [
-        "<!@(node -p \"const s=require('./native/sources.json'); s.core.concat(s.addon).join(' ')\")"
+        "<!@(node -p \"const fs=require('fs'), s=require('./native/sources.json'); s.core.concat(s.addon).flatMap((p) => { const [dir, ext] = p.split('/*'); return fs.readdirSync(dir).filter((f) => f.endsWith(ext)).sort().map((f) => dir + '/' + f); }).join(' ')\")"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -28,13 +28,13 @@
 #include <string>
 #include <vector>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/contrastive_math.h"
 #include "../native/ops/csr.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "row_kernels.cuh"
 #include "runtime.h"
 

@@ -23,12 +23,12 @@
 #include <cstdint>
 #include <string>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/ops/cross_entropy.h"
 #include "../native/ops/cross_entropy_math.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "row_kernels.cuh"
 #include "runtime.h"
 

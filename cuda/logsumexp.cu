@@ -8,11 +8,11 @@
 #include <cstdint>
 #include <string>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/core/parallel.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "row_kernels.cuh"
 #include "runtime.h"
 

@@ -29,13 +29,12 @@
 #include <string>
 #include <vector>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/ops/csr.h"
-#include "../native/ops/positives_losses.h"
 #include "../native/ops/positives_math.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "row_kernels.cuh"
 #include "runtime.h"
 

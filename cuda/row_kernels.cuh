@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/ops/loss.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "plan.h"
 #include "runtime.h"
 

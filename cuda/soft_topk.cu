@@ -31,13 +31,13 @@
 #include <string>
 #include <vector>
 
+#include "../native/api/args.h"
 #include "../native/api/error.h"
 #include "../native/ops/csr.h"
 #include "../native/ops/soft_topk.h"
 #include "../native/ops/soft_topk_math.h"
 #include "check.cuh"
 #include "common.cuh"
-#include "ops.h"
 #include "plan.h"
 #include "row_kernels.cuh"
 #include "runtime.h"

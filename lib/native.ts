@@ -74,45 +74,6 @@ export interface NativeLossArgs extends NativeShape {
   rowLoss: Float32Array;
 }
 
-export interface NativeLogSumExp extends NativeShape {
-  scores: NativeInput;
-  out: Float32Array;
-}
-
-export interface NativeCrossEntropy extends NativeLossArgs {
-  logits: NativeInput;
-  labels: Int32Array;
-  ignoreIndex: number;
-  softcap: number;
-  labelSmoothing: number;
-  classWeights?: Float32Array | undefined;
-  zLoss: number;
-  lse?: Float32Array | undefined;
-}
-
-/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy. */
-export interface NativePositivesLoss extends NativeLossArgs {
-  scores: NativeInput;
-  positives: NativeCsr;
-  exclude?: NativeCsr | undefined;
-}
-
-/** positives absent: the diagonal. */
-export interface NativeInfoNCE extends NativeLossArgs {
-  scores: NativeInput;
-  positives?: NativeCsr | undefined;
-  exclude?: NativeCsr | undefined;
-  symmetric: boolean;
-}
-
-/** positives absent: the diagonal; sigma: DCLW's σ, or 0 for plain DCL. */
-export interface NativeDecoupledContrastive extends NativeLossArgs {
-  scores: NativeInput;
-  positives?: NativeCsr | undefined;
-  exclude?: NativeCsr | undefined;
-  sigma: number;
-}
-
 /** The threshold search of softTopK and softTopKLoss; k: one k for every row, or an Int32Array of one per row. */
 export interface NativeTopKSolve {
   alpha: number;
@@ -122,146 +83,21 @@ export interface NativeTopKSolve {
   exclude?: NativeCsr | undefined;
 }
 
-/** output: 0 'prob', 1 'log'. */
-export interface NativeSoftTopK extends NativeShape, NativeTopKSolve {
-  scores: NativeInput;
-  output: number;
-  values: NativeInput;
-  threshold: Float32Array;
-  iterations: Int32Array;
-}
-
-export interface NativeSoftTopKVjp extends NativeShape {
-  scores: NativeInput;
-  alpha: number;
-  exclude?: NativeCsr | undefined;
-  output: number;
-  threshold: Float32Array;
-  gradOutput: NativeInput;
-  grad: NativeInput;
-  gradDtype: number;
-}
-
-export interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
-  scores: NativeInput;
-  positives: NativeCsr;
-}
-
-/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
-export interface NativeLinearCrossEntropy {
-  hidden: NativeInput;
-  weight: NativeInput;
-  labels: Int32Array;
-  dtype: number;
-  rows: number;
-  dim: number;
-  classes: number;
-  bias?: Float32Array | undefined;
-  scale: number;
-  softcap: number;
-  ignoreIndex: number;
-  labelSmoothing: number;
-  classWeights?: Float32Array | undefined;
-  zLoss: number;
-  reduction: number;
-  gradOutput?: Float32Array | undefined;
-  gradHidden?: NativeInput | undefined;
-  gradDtype: number;
-  gradWeight?: NativeInput | undefined;
-  gradBias?: Float32Array | undefined;
-  accumulate: boolean;
-  gradScale: boolean;
-  rowLoss: Float32Array;
-  lse?: Float32Array | undefined;
-  memoryBudget: number;
-}
-
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
-/** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
-export interface NativeShardedBlock extends NativeShape {
-  localScores: Float32Array;
-  softcap: number;
-  skip?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
-  classWeights?: Float32Array | undefined;
-}
-
-/** The partials (ShardedRowStatsArgs): per row max z and rest = Σ e^{z−max} − 1, and the requested sums; bad = [row, column] of a NaN/+∞, or [−1, −1]. */
-export interface NativeShardedRowStats extends NativeShardedBlock {
-  max: Float64Array;
-  rest: Float64Array;
-  lin?: Float64Array | undefined;
-  expDScale?: Float64Array | undefined;
-  linDScale?: Float64Array | undefined;
-  bad: Int32Array;
-}
-
-/** The finish's dense gradient (ShardedSoftmaxGradArgs): (coef·e^{z−max}/(1 + rest) − lin·w_j)·dz/dS. */
-export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
-  max: Float64Array;
-  rest: Float64Array;
-  coef: Float64Array;
-  lin?: Float64Array | undefined;
-  grad: Float32Array;
-}
-
-/** infoNCE symmetric's column statistics of a float32 block (ShardedColumnStatsArgs): per column max z and rest = Σ e^{z−max} − 1. */
-export interface NativeShardedColumnStats extends NativeShape {
-  localScores: Float32Array;
-  max: Float64Array;
-  rest: Float64Array;
-  bad: Int32Array;
-}
-
-/** infoNCE symmetric's gradient (ShardedSymmetricGradArgs): (rowCoef·e^{z−rowMax} + colCoef·e^{z−colMax})·scale; dScale: Σ (grad/scale)·S. */
-export interface NativeShardedSymmetricGrad extends NativeShape {
-  localScores: Float32Array;
-  rowMax: Float64Array;
-  rowCoef: Float64Array;
-  colMax: Float64Array;
-  colCoef: Float64Array;
-  grad?: Float32Array | undefined;
-}
-
-/** Soft top-k's float32 block (native/api/args.h ShardedTopKBlock): exclude holds local columns. */
-export interface NativeShardedTopKBlock extends NativeShape {
-  localScores: Float32Array;
-  alpha: number;
-  exclude?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
-}
-
-/** Phase 1 (ShardedTopKRangeArgs): per row max z, min z and the count of the entries that are in; bad as in NativeShardedRowStats. */
-export interface NativeShardedTopKRange extends NativeShardedTopKBlock {
-  max: Float64Array;
-  min: Float64Array;
-  count: Float64Array;
-  bad: Int32Array;
-}
-
-/** One Newton step (ShardedTopKSumsArgs): the split sums of each searching row at its t, 5 per row. */
-export interface NativeShardedTopKSums extends NativeShardedTopKBlock {
-  searching: number;
-  rowsAt: Int32Array;
-  t: Float64Array;
-  sums: Float32Array;
-}
-
-/** The dense gradient coef·p(1 − p)·scale (ShardedTopKGradArgs); the result's dScale is the block's Σ coef·p(1 − p)·S. */
-export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
-  t: Float64Array;
-  coef: Float64Array;
-  grad: Float32Array;
-}
-
 export interface NativeLoss {
   loss: number;
   dScale: number;
 }
 
 /** An op of the addon: a sync call and its async twin, each taking one options object. */
-type Op<Name extends string, Args, R> = { [K in Name]: (o: Args) => R } & { [K in `${Name}Async`]: (o: Args) => Promise<R> };
+export type Op<Name extends string, Args, R> = { [K in Name]: (o: Args) => R } & { [K in `${Name}Async`]: (o: Args) => Promise<R> };
 
-/** The functions the addon exports; the ops come from its op table (napi/ops.cpp). */
-export type NativeAddon = {
+/**
+ * The functions the addon exports. The ops come from its op table (napi/ops.cpp); each op's
+ * file (lib/ops/) declares its options object and adds itself here
+ * (`declare module '../native' { interface NativeAddon extends Op<...> {} }`).
+ */
+export interface NativeAddon {
   backendInfo(): RawBackendInfo;
   /** On CUDA device `device`, else the selected one (FUSEDLOSS_CUDA_DEVICE, else 0). */
   deviceAlloc(bytes: number, device?: number): DeviceBufferHandle;
@@ -269,24 +105,7 @@ export type NativeAddon = {
   memcpy(dst: NativeInput, src: NativeInput): void;
   /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h): async outputs. */
   hostAlloc(bytes: number): ArrayBuffer;
-} & Op<'logSumExp', NativeLogSumExp, void> &
-  Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> &
-  Op<'decoupledSoftmax', NativePositivesLoss, NativeLoss> &
-  Op<'multiLabelSoftmax', NativePositivesLoss, NativeLoss> &
-  Op<'binaryCrossEntropy', NativePositivesLoss, NativeLoss> &
-  Op<'infoNCE', NativeInfoNCE, NativeLoss> &
-  Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> &
-  Op<'softTopK', NativeSoftTopK, void> &
-  Op<'softTopKVjp', NativeSoftTopKVjp, void> &
-  Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
-  Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss> &
-  Op<'shardedRowStats', NativeShardedRowStats, void> &
-  Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void> &
-  Op<'shardedColumnStats', NativeShardedColumnStats, void> &
-  Op<'shardedSymmetricGrad', NativeShardedSymmetricGrad, NativeLoss> &
-  Op<'shardedTopKRange', NativeShardedTopKRange, void> &
-  Op<'shardedTopKSums', NativeShardedTopKSums, void> &
-  Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss>;
+}
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

@@ -30,7 +30,94 @@
  * @internal
  * @module
  */
-import { call, type NativeShardedBlock, type NativeShardedTopKBlock } from './native';
+import { call, type NativeLoss, type NativeShape, type Op } from './native';
+
+// The addon's sharded block reads (native/api/args.h), added to NativeAddon as each op's file does.
+/** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
+export interface NativeShardedBlock extends NativeShape {
+  localScores: Float32Array;
+  softcap: number;
+  skip?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
+  classWeights?: Float32Array | undefined;
+}
+
+/** The partials (ShardedRowStatsArgs): per row max z and rest = Σ e^{z−max} − 1, and the requested sums; bad = [row, column] of a NaN/+∞, or [−1, −1]. */
+export interface NativeShardedRowStats extends NativeShardedBlock {
+  max: Float64Array;
+  rest: Float64Array;
+  lin?: Float64Array | undefined;
+  expDScale?: Float64Array | undefined;
+  linDScale?: Float64Array | undefined;
+  bad: Int32Array;
+}
+
+/** The finish's dense gradient (ShardedSoftmaxGradArgs): (coef·e^{z−max}/(1 + rest) − lin·w_j)·dz/dS. */
+export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
+  max: Float64Array;
+  rest: Float64Array;
+  coef: Float64Array;
+  lin?: Float64Array | undefined;
+  grad: Float32Array;
+}
+
+/** infoNCE symmetric's column statistics of a float32 block (ShardedColumnStatsArgs): per column max z and rest = Σ e^{z−max} − 1. */
+export interface NativeShardedColumnStats extends NativeShape {
+  localScores: Float32Array;
+  max: Float64Array;
+  rest: Float64Array;
+  bad: Int32Array;
+}
+
+/** infoNCE symmetric's gradient (ShardedSymmetricGradArgs): (rowCoef·e^{z−rowMax} + colCoef·e^{z−colMax})·scale; dScale: Σ (grad/scale)·S. */
+export interface NativeShardedSymmetricGrad extends NativeShape {
+  localScores: Float32Array;
+  rowMax: Float64Array;
+  rowCoef: Float64Array;
+  colMax: Float64Array;
+  colCoef: Float64Array;
+  grad?: Float32Array | undefined;
+}
+
+/** Soft top-k's float32 block (native/api/args.h ShardedTopKBlock): exclude holds local columns. */
+export interface NativeShardedTopKBlock extends NativeShape {
+  localScores: Float32Array;
+  alpha: number;
+  exclude?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
+}
+
+/** Phase 1 (ShardedTopKRangeArgs): per row max z, min z and the count of the entries that are in; bad as in NativeShardedRowStats. */
+export interface NativeShardedTopKRange extends NativeShardedTopKBlock {
+  max: Float64Array;
+  min: Float64Array;
+  count: Float64Array;
+  bad: Int32Array;
+}
+
+/** One Newton step (ShardedTopKSumsArgs): the split sums of each searching row at its t, 5 per row. */
+export interface NativeShardedTopKSums extends NativeShardedTopKBlock {
+  searching: number;
+  rowsAt: Int32Array;
+  t: Float64Array;
+  sums: Float32Array;
+}
+
+/** The dense gradient coef·p(1 − p)·scale (ShardedTopKGradArgs); the result's dScale is the block's Σ coef·p(1 − p)·S. */
+export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
+  t: Float64Array;
+  coef: Float64Array;
+  grad: Float32Array;
+}
+
+declare module './native' {
+  interface NativeAddon
+    extends Op<'shardedRowStats', NativeShardedRowStats, void>,
+      Op<'shardedSoftmaxGrad', NativeShardedSoftmaxGrad, void>,
+      Op<'shardedColumnStats', NativeShardedColumnStats, void>,
+      Op<'shardedSymmetricGrad', NativeShardedSymmetricGrad, NativeLoss>,
+      Op<'shardedTopKRange', NativeShardedTopKRange, void>,
+      Op<'shardedTopKSums', NativeShardedTopKSums, void>,
+      Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss> {}
+}
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
 const FLT_MAX = 3.4028234663852886e38;

@@ -1,7 +1,7 @@
 // The machinery of the op table (napi/ops.cpp): every op is called from JS as
 //   addon.<name>(options) and addon.<name>Async(options)
-// with ONE options object whose keys are the TS option names (lib/native.ts types them), read
-// into the op's argument struct (native/api/args.h) by a Reader. An op is a struct with
+// with ONE options object whose keys are the TS option names (each op's lib/ops/<op>.ts types
+// them), read into the op's argument struct (native/api/args.h) by a Reader. An op is a struct with
 //   using Args = ...;                                the argument struct
 //   static constexpr const char* name;               the JS name
 //   static void read(Reader&, Args&);                main thread: reads and checks the options

@@ -1,16 +1,10 @@
 // The op table: one struct per op (see napi/op_table.h for the shape), each read from the
-// options object whose keys lib/native.ts types. A new op adds a struct here and a line to
+// options object whose keys its lib/ops/<op>.ts types. A new op adds a struct here and a line to
 // define_ops.
 #include "ops.h"
 
-#include "../cuda/ops.h"
 #include "../native/ops/contrastive.h"
-#include "../native/ops/cross_entropy.h"
 #include "../native/ops/linear_cross_entropy.h"
-#include "../native/ops/logsumexp.h"
-#include "../native/ops/positives_losses.h"
-#include "../native/ops/sharded.h"
-#include "../native/ops/soft_topk.h"
 #include "op_table.h"
 
 namespace fl::napi {

@@ -18,7 +18,7 @@
 //                                    for a loss; shape and dtype, the bare-array form, for any op);
 //                                    test/options.test.ts checks them against what the op accepts
 //   returns                          'loss' (a LossResult) or 'lse' (the row log-sum-exps)
-//   reference                        its float64 oracle, an export of test/reference/index.ts
+//   reference                        its float64 oracle: the name of a function test/reference/<op>.ts exports
 //   cases: [{ rows, cols, kind, dtype, ...op options }]       inputs for the backend comparison
 //   make(fl, rng, c) -> inputs                                host inputs (Tensor scores + args + opts)
 //   run(fl, inputs, device) -> { key: Float32Array | number } runs on 'cpu' or 'cuda' (from fn/args)

@@ -12,8 +12,13 @@ import { makeRng, randomScores } from '../scripts/lib/random.mjs';
 import { ops } from '../scripts/ops.mjs';
 import { native } from '../dist/native.js';
 import { fl } from './helpers';
-import * as ref from './reference/index.js';
+import * as shared from './reference/index.js';
 import { makeRng as makeRefRng, randomExclude, randomPositives } from './reference/rng.js';
+
+// The float64 references: the shared ones, and each op's found by convention (the function its
+// registry entry's `reference` names, exported by test/reference/<op>.ts), so that a new op adds
+// no line to test/reference/index.ts.
+const ref: Record<string, unknown> = Object.assign({}, shared, ...Object.values(import.meta.glob('./reference/*.ts', { eager: true })));
 
 type HostArray = Float32Array | Uint16Array;
 type DType = 'float32' | 'float16' | 'bfloat16';
@@ -274,7 +279,7 @@ const kit = {
 
 /** The sync and async calls of an entry: fl[fn] and fl[asyncFn] on its arguments (scores, then labels or positives) and options. */
 function underTest(entry: RegistryEntry): OpUnderTest<unknown, unknown> {
-  if (typeof (ref as Record<string, unknown>)[entry.reference] !== 'function') throw new Error(`${entry.name}: no float64 reference ${entry.reference} in test/reference`);
+  if (typeof ref[entry.reference] !== 'function') throw new Error(`${entry.name}: no float64 reference ${entry.reference} in test/reference`);
   const parts = entry.property(kit, entry);
   const call = (fn: string, i: Record<string, unknown> & { s: Scores; opts: unknown }) =>
     (fl as unknown as Record<string, (...a: unknown[]) => unknown>)[fn](i.s.arg, ...entry.args.slice(1).map((kind) => i[kind]), optsOf(i));

@@ -18,7 +18,7 @@
 
 #include "native/core/context.h"
 #include "native/ops/copy.h"
-#include "native/ops/logsumexp.h"
+#include "native/api/args.h"
 #include "native/ops/soft_topk.h"
 #include "test/native/reference.h"
 

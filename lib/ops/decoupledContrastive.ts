@@ -4,11 +4,23 @@
  * (SPEC 3.5).
  * @module
  */
-import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
+import { csr, diagonalPositives, excludeArg, type Positives, type NativeCsr } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type NativeDecoupledContrastive } from '../native';
+import { call, callAsync, type NativeLossArgs, type NativeInput, type Op, type NativeLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { fail, optionKeys, options, positiveFinite } from '../validate';
+
+/** positives absent: the diagonal; sigma: DCLW's σ, or 0 for plain DCL. */
+interface NativeDecoupledContrastive extends NativeLossArgs {
+  scores: NativeInput;
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+  sigma: number;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'decoupledContrastive', NativeDecoupledContrastive, NativeLoss> {}
+}
 
 export interface DecoupledContrastiveOptions extends LossOptions {
   /**

@@ -3,11 +3,23 @@
  * symmetric (CLIP), loss and gradient in one call (SPEC 3.3).
  * @module
  */
-import { csr, diagonalPositives, excludeArg, type Positives } from '../csr';
+import { csr, diagonalPositives, excludeArg, type Positives, type NativeCsr } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type NativeInfoNCE } from '../native';
+import { call, callAsync, type NativeLossArgs, type NativeInput, type Op, type NativeLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { bool, fail, optionKeys } from '../validate';
+
+/** positives absent: the diagonal. */
+interface NativeInfoNCE extends NativeLossArgs {
+  scores: NativeInput;
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+  symmetric: boolean;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'infoNCE', NativeInfoNCE, NativeLoss> {}
+}
 
 export interface InfoNCEOptions extends LossOptions {
   /**

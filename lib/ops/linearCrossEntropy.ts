@@ -7,10 +7,43 @@
 import { makeError } from '../errors';
 import { toFloat32 } from '../half';
 import type { LossResult, Reduction } from '../loss';
-import { call, callAsync, type NativeLinearCrossEntropy } from '../native';
+import { call, callAsync, type NativeInput, type Op, type NativeLoss } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
 import { bool, fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, oneOf, optionKeys, options, positiveFinite } from '../validate';
+
+/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
+interface NativeLinearCrossEntropy {
+  hidden: NativeInput;
+  weight: NativeInput;
+  labels: Int32Array;
+  dtype: number;
+  rows: number;
+  dim: number;
+  classes: number;
+  bias?: Float32Array | undefined;
+  scale: number;
+  softcap: number;
+  ignoreIndex: number;
+  labelSmoothing: number;
+  classWeights?: Float32Array | undefined;
+  zLoss: number;
+  reduction: number;
+  gradOutput?: Float32Array | undefined;
+  gradHidden?: NativeInput | undefined;
+  gradDtype: number;
+  gradWeight?: NativeInput | undefined;
+  gradBias?: Float32Array | undefined;
+  accumulate: boolean;
+  gradScale: boolean;
+  rowLoss: Float32Array;
+  lse?: Float32Array | undefined;
+  memoryBudget: number;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss> {}
+}
 
 /** The scratch a call may use when `memoryBudget` is not given: 32 MiB. */
 export const DEFAULT_MEMORY_BUDGET = 32 * 2 ** 20;

@@ -4,10 +4,19 @@
  * @module
  */
 import { checkScaledOverflow } from '../loss';
-import { call, callAsync, type NativeLogSumExp } from '../native';
+import { call, callAsync, type NativeShape, type NativeInput, type Op } from '../native';
 import { outputF32, preparingAsync } from '../outputs';
 import { asMatrix, dtypeCode, type DType, type Tensor, type TensorLike } from '../tensor';
 import { optionKeys, options, positiveFinite } from '../validate';
+
+interface NativeLogSumExp extends NativeShape {
+  scores: NativeInput;
+  out: Float32Array;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'logSumExp', NativeLogSumExp, void> {}
+}
 
 export interface LogSumExpOptions {
   /** Multiplies the scores first (1/temperature). Default 1. */

@@ -6,9 +6,20 @@
  */
 import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput } from '../loss';
-import { call, callAsync, type NativePositivesLoss } from '../native';
+import { call, callAsync, type NativeLossArgs, type NativeInput, type Op, type NativeLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { optionKeys } from '../validate';
+
+/** decoupledSoftmax, multiLabelSoftmax, binaryCrossEntropy. */
+interface NativePositivesLoss extends NativeLossArgs {
+  scores: NativeInput;
+  positives: NativeCsr;
+  exclude?: NativeCsr | undefined;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'decoupledSoftmax', NativePositivesLoss, NativeLoss>, Op<'multiLabelSoftmax', NativePositivesLoss, NativeLoss>, Op<'binaryCrossEntropy', NativePositivesLoss, NativeLoss> {}
+}
 
 /** Options of the losses over CSR positives. */
 export interface PositivesLossOptions extends LossOptions {

@@ -6,11 +6,35 @@
  */
 import { excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
-import { call, callAsync, type NativeSoftTopK, type NativeSoftTopKVjp } from '../native';
+import { call, callAsync, type NativeShape, type NativeTopKSolve, type NativeInput, type Op } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, type DType, type TensorLike } from '../tensor';
 import type { ScoresInput } from '../loss';
 import { fail, float32Array, oneOf, optionKeys, options, positiveFinite } from '../validate';
+
+/** output: 0 'prob', 1 'log'. */
+interface NativeSoftTopK extends NativeShape, NativeTopKSolve {
+  scores: NativeInput;
+  output: number;
+  values: NativeInput;
+  threshold: Float32Array;
+  iterations: Int32Array;
+}
+
+interface NativeSoftTopKVjp extends NativeShape {
+  scores: NativeInput;
+  alpha: number;
+  exclude?: NativeCsr | undefined;
+  output: number;
+  threshold: Float32Array;
+  gradOutput: NativeInput;
+  grad: NativeInput;
+  gradDtype: number;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'softTopK', NativeSoftTopK, void>, Op<'softTopKVjp', NativeSoftTopKVjp, void> {}
+}
 
 /** How many entries each row keeps: one k for every row, or one per row. */
 export type TopK = number | Int32Array;

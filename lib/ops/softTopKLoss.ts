@@ -3,12 +3,21 @@
  * the soft top-k of the row; threshold search, loss and gradient in one call.
  * @module
  */
-import { csr, type Positives } from '../csr';
+import { csr, type Positives, type NativeCsr } from '../csr';
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type NativeSoftTopKLoss } from '../native';
+import { call, callAsync, type NativeLossArgs, type NativeTopKSolve, type NativeInput, type Op, type NativeLoss } from '../native';
 import { preparingAsync } from '../outputs';
 import { kArg, solveOptions, type TopK } from './softTopK';
 import { optionKeys } from '../validate';
+
+interface NativeSoftTopKLoss extends NativeLossArgs, NativeTopKSolve {
+  scores: NativeInput;
+  positives: NativeCsr;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> {}
+}
 
 export interface SoftTopKLossOptions extends LossOptions {
   /**

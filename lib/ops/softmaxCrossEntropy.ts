@@ -4,9 +4,24 @@
  * @module
  */
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';
-import { call, callAsync, type NativeCrossEntropy } from '../native';
+import { call, callAsync, type NativeLossArgs, type NativeInput, type Op, type NativeLoss } from '../native';
 import { outputF32, preparingAsync } from '../outputs';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, positiveFinite } from '../validate';
+
+interface NativeCrossEntropy extends NativeLossArgs {
+  logits: NativeInput;
+  labels: Int32Array;
+  ignoreIndex: number;
+  softcap: number;
+  labelSmoothing: number;
+  classWeights?: Float32Array | undefined;
+  zLoss: number;
+  lse?: Float32Array | undefined;
+}
+
+declare module '../native' {
+  interface NativeAddon extends Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> {}
+}
 
 export interface SoftmaxCrossEntropyOptions extends LossOptions {
   /** A label equal to this marks the row ignored: loss 0, gradient 0, and it leaves the 'mean' denominator. Default −100 (torch). */

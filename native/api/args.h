@@ -1,14 +1,18 @@
-// The argument structs of every op: what the CPU ops (native/ops/), the CUDA launchers
-// (cuda/ops.h) and the N-API op table (napi/ops.cpp) pass around. Each field is the snake_case
-// of the TS option it comes from (`gradScale` → grad_scale); docs/ADDING_A_LOSS.md says how a
-// new loss extends them. Pointers are host memory for the CPU ops; the CUDA launchers say which
-// of them are device memory.
+// The argument structs of every op, each followed by its entry points: the CPU op (native/ops/)
+// and the CUDA launcher (cuda/, fl::cuda; defined only in the CUDA build). The N-API op table
+// (napi/ops.cpp) calls both through this header alone. Each field is the snake_case of the TS
+// option it comes from (`gradScale` → grad_scale); docs/ADDING_A_LOSS.md says how a new loss
+// extends them. Pointers are host memory for the CPU ops; each launcher's comment says which of
+// them are device memory there. Each launcher checks every CUDA call and launch and throws
+// fl::Error on failure.
 #pragma once
 #include <cstdint>
 
 #include "types.h"
 
 namespace fl {
+
+struct Context;  // native/core/context.h: the CPU ops' thread pool and kernels
 
 // The scores matrix every op reads, z = scale·x.
 struct ScoresArgs {
@@ -43,12 +47,30 @@ struct CrossEntropyArgs : LossArgs {
   float z_loss;                // λ >= 0
   float* lse;                  // rows, or null: log-sum-exp of z per row
 };
+// Throws ERR_LABEL_RANGE for a label outside [0, cols) that is not ignore_index, and
+// ERR_NON_FINITE for NaN/+inf logits.
+LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& args);
+// CUDA: logits and grad on the device; labels, class weights, gradOutput, rowLoss and lse on
+// the host (the launcher moves them).
+namespace cuda { LossResult cross_entropy(const CrossEntropyArgs& args); }
 
 // decoupledSoftmax, multiLabelSoftmax and binaryCrossEntropy: the losses over CSR positives.
 struct PositivesLossArgs : LossArgs {
   Csr positives;  // weights: per-positive weights (binaryCrossEntropy: soft targets)
   Csr exclude;    // entries out of the loss (gradient 0), or empty
 };
+// Each throws ERR_CSR for an exclusion that is also a positive and ERR_NON_FINITE for NaN/+inf
+// scores. 'mean' divides by B (decoupled, multi-label) or B·N (bce).
+LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& args);
+LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& args);
+LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& args);
+// CUDA: scores and grad on the device; the CSRs, gradOutput and rowLoss on the host (the
+// launcher moves them).
+namespace cuda {
+LossResult decoupled_softmax(const PositivesLossArgs& args);
+LossResult multi_label_softmax(const PositivesLossArgs& args);
+LossResult binary_cross_entropy(const PositivesLossArgs& args);
+}  // namespace cuda
 
 // infoNCE, one-way and symmetric (CLIP).
 struct InfoNCEArgs : LossArgs {
@@ -57,6 +79,12 @@ struct InfoNCEArgs : LossArgs {
   bool symmetric;  // CLIP: (row-wise + column-wise)/2 on a square matrix, diagonal positives,
                    // no exclusions
 };
+// Throws ERR_SHAPE for diagonal positives with cols < rows (and symmetric on a non-square
+// matrix), ERR_ARG for symmetric with positives or exclusions, ERR_CSR for an exclusion that
+// is also a positive, ERR_NON_FINITE for NaN/+inf scores.
+LossResult info_nce(Context& ctx, const InfoNCEArgs& args);
+// CUDA: scores and grad on the device; the CSRs, gradOutput and rowLoss on the host.
+namespace cuda { LossResult info_nce(const InfoNCEArgs& args); }
 
 // decoupledContrastive: DCL, or DCLW with TS `weighting: { sigma }`.
 struct DecoupledContrastiveArgs : LossArgs {
@@ -64,6 +92,10 @@ struct DecoupledContrastiveArgs : LossArgs {
   Csr exclude;    // or empty
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
 };
+// The errors of info_nce, and ERR_CSR for a row without exactly one positive.
+LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
+// CUDA: scores and grad on the device; the CSRs, gradOutput and rowLoss on the host.
+namespace cuda { LossResult decoupled_contrastive(const DecoupledContrastiveArgs& args); }
 
 // ---------- from embeddings (SPEC 6) ----------
 
@@ -119,6 +151,12 @@ struct SoftTopKArgs : SoftTopKProblem {
   float* threshold;     // rows
   int32_t* iterations;  // rows: passes the solver made
 };
+// Throws ERR_NON_FINITE for NaN/+inf scores and ERR_K_RANGE unless 0 < k_i < N_i (the
+// entries of row i that are in).
+void soft_topk(Context& ctx, const SoftTopKArgs& args);
+// CUDA: the scores and values on the device; k_rows, exclusions, threshold and iterations on
+// the host.
+namespace cuda { void soft_topk(const SoftTopKArgs& args); }
 
 // softTopK's vjp: dL/dS for L = Σ_ij g_ij·values_ij, with the thresholds softTopK returned.
 struct SoftTopKVjpArgs : SoftTopKProblem {
@@ -128,11 +166,20 @@ struct SoftTopKVjpArgs : SoftTopKProblem {
   void* grad;                // rows × cols of grad_dtype
   DType grad_dtype;          // Float32, or `dtype`
 };
+void soft_topk_vjp(Context& ctx, const SoftTopKVjpArgs& args);
+// CUDA: scores, gradOutput and grad on the device; threshold and exclusions on the host.
+namespace cuda { void soft_topk_vjp(const SoftTopKVjpArgs& args); }
 
 // softTopKLoss: ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip·log p_ip.
 struct SoftTopKLossArgs : LossArgs, TopKSolve {
   Csr positives;  // a positive may not also be excluded (ERR_CSR)
 };
+// 'mean' divides by rows. Rows without positives add 0 and need no threshold (their k is not
+// checked). Same errors as soft_topk.
+LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& args);
+// CUDA: the scores and grad on the device; k_rows, positives, exclusions, gradOutput and
+// rowLoss on the host (the launcher moves them).
+namespace cuda { LossResult soft_topk_loss(const SoftTopKLossArgs& args); }
 
 // ---------- label-sharded losses (docs/MATH.md §5) ----------
 // One rank's block: columns [off, off + cols) of the rows × N scores (float32 here; the TS
@@ -157,6 +204,8 @@ struct ShardedRowStatsArgs : ShardedSoftmaxBlock {
   double* lin_dscale;   // rows, or null: Σ_j w_j·dz_j/dscale
   int32_t* bad;         // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
 };
+// A NaN/+inf score is reported in a.bad, not thrown, so that no rank is left waiting.
+void sharded_row_stats(Context& ctx, const ShardedRowStatsArgs& a);
 
 // The finish's dense gradient, from the row statistics merged across ranks:
 //   grad_ij = (coef_i·e^{z_ij − max_i}/(1 + rest_i) − lin_i·w_j)·dz_ij/dx_ij
@@ -169,6 +218,7 @@ struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
   const double* lin;   // rows, or null: all 0
   float* grad;         // rows × cols float32
 };
+void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a);
 
 // infoNCE symmetric's columns: a rank holds whole columns, so each column's softmax over the B
 // rows is local (the block is B × cols, z = scale·x).
@@ -177,6 +227,7 @@ struct ShardedColumnStatsArgs : ScoresArgs {
   double* rest;  // cols: Σ_i e^{z_ij − max_j} − 1
   int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
 };
+void sharded_column_stats(Context& ctx, const ShardedColumnStatsArgs& a);
 
 // infoNCE symmetric's dense gradient, both softmaxes in one read:
 //   grad_ij = (row_coef_i·e^{z_ij − row_max_i} + col_coef_j·e^{z_ij − col_max_j})·scale,
@@ -189,6 +240,7 @@ struct ShardedSymmetricGradArgs : ScoresArgs {
   const double* col_coef;  // cols
   float* grad;             // rows × cols float32, or null
 };
+LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a);
 
 // Soft top-k's block (softTopKLoss sharded): z = scale·x over the entries that are in.
 struct ShardedTopKBlock : ScoresArgs {
@@ -204,6 +256,7 @@ struct ShardedTopKRangeArgs : ShardedTopKBlock {
   double* count; // rows
   int32_t* bad;  // 2: the first NaN/+inf entry (row, local column) in row order, or (−1, −1)
 };
+void sharded_topk_range(Context& ctx, const ShardedTopKRangeArgs& a);
 
 // One Newton step's local split sums (MATH §3.7) at each searching row's trial threshold.
 struct ShardedTopKSumsArgs : ShardedTopKBlock {
@@ -212,6 +265,7 @@ struct ShardedTopKSumsArgs : ShardedTopKBlock {
   const double* t;         // searching: their trial thresholds
   float* sums;             // 5·searching: [#{a ≥ 0}, Σ_{a<0} p, Σ_{a≥0} (1 − p), Σ_{a<0} p(1 − p), Σ_{a≥0} p(1 − p)]
 };
+void sharded_topk_sums(Context& ctx, const ShardedTopKSumsArgs& a);
 
 // The dense gradient coef_i·p(1 − p)·scale at the entries that are in (rows with coef_i = 0 are
 // left as they are); LossResult::dscale is this block's Σ_ij coef_i·p(1 − p)·x_ij. The losses
@@ -221,6 +275,7 @@ struct ShardedTopKGradArgs : ShardedTopKBlock {
   const double* coef;  // rows
   float* grad;         // rows × cols float32
 };
+LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
 
 // ---------- utilities ----------
 
@@ -228,5 +283,9 @@ struct ShardedTopKGradArgs : ShardedTopKBlock {
 struct LogSumExpArgs : ScoresArgs {
   float* out;  // rows
 };
+// Throws ERR_NON_FINITE naming the first NaN/+inf. A row that is all −inf gives −inf.
+void log_sum_exp(Context& ctx, const LogSumExpArgs& args);
+// CUDA: x on the device and out on the host.
+namespace cuda { void log_sum_exp(const LogSumExpArgs& args); }
 
 }  // namespace fl

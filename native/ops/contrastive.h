@@ -9,8 +9,6 @@
 
 namespace fl {
 
-struct Context;  // native/core/context.h
-
 // Positives as a Csr: the caller's, or the diagonal in arrays of its own.
 class PositivesOrDiagonal {
  public:
@@ -29,21 +27,9 @@ class PositivesOrDiagonal {
   Csr csr_;
 };
 
-// Throw ERR_SHAPE for diagonal positives with cols < rows (and symmetric on a non-square
-// matrix), ERR_ARG for symmetric with positives or exclusions, ERR_CSR for an exclusion that
-// is also a positive (and, for DCL, a row without exactly one positive), ERR_NON_FINITE for
-// NaN/+inf scores.
-LossResult info_nce(Context& ctx, const InfoNCEArgs& args);
-LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
-
 // The shape checks, shared with the CUDA launchers.
 void check_info_nce_shape(const InfoNCEArgs& args);
 
-// infoNCE symmetric sharded over columns (docs/MATH.md §5): the column statistics of a rank's
-// B × N_r block (a NaN/+inf is reported in a.bad, not thrown) and its gradient from merged
-// statistics, with the CLIP kernels' sweeps.
-void sharded_column_stats(Context& ctx, const ShardedColumnStatsArgs& a);
-LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a);
 void check_decoupled_contrastive_shape(const DecoupledContrastiveArgs& args);
 
 // DCLW's per-row weights w_i = 2 − B·softmax_i(S_ip/σ) from the B positive scores (host).

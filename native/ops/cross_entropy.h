@@ -7,12 +7,6 @@
 
 namespace fl {
 
-struct Context;  // native/core/context.h
-
-// Throws ERR_LABEL_RANGE for a label outside [0, cols) that is not ignore_index, and
-// ERR_NON_FINITE for NaN/+inf logits.
-LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& args);
-
 // Shared with the CUDA launcher: validates labels, and returns the 'mean' denominator
 // Σ_{i not ignored} w_{y_i} and w̄ = mean of the class weights (1 without them).
 struct CrossEntropyTotals {

@@ -1,4 +1,4 @@
-#include "logsumexp.h"
+#include "../api/args.h"
 
 #include <cmath>
 #include <string>

@@ -1,4 +1,4 @@
-#include "positives_losses.h"
+#include "../api/args.h"
 
 #include <algorithm>
 #include <cmath>

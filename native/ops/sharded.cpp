@@ -1,4 +1,4 @@
-#include "sharded.h"
+#include "../api/args.h"
 
 #include <cmath>
 #include <vector>

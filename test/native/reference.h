@@ -12,7 +12,7 @@
 #include "native/core/dtype.h"
 #include "native/ops/contrastive.h"
 #include "native/ops/cross_entropy.h"
-#include "native/ops/positives_losses.h"
+#include "native/api/args.h"
 
 namespace fltest {
 

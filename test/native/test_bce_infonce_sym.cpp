@@ -8,7 +8,7 @@
 #include "reference.h"
 #include "native/core/context.h"
 #include "native/ops/contrastive.h"
-#include "native/ops/positives_losses.h"
+#include "native/api/args.h"
 
 using namespace fl;
 using namespace fltest;

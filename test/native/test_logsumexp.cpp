@@ -7,7 +7,7 @@
 #include "native/core/context.h"
 #include "native/core/dtype.h"
 #include "native/api/error.h"
-#include "native/ops/logsumexp.h"
+#include "native/api/args.h"
 
 using namespace fl;
 using namespace fltest;

@@ -10,7 +10,7 @@
 #include "check.h"
 #include "native/core/context.h"
 #include "native/ops/contrastive.h"
-#include "native/ops/sharded.h"
+#include "native/api/args.h"
 #include "native/ops/soft_topk.h"
 
 using namespace fl;

@@ -7,8 +7,8 @@
 //   const fl::LossResult r = fl::cross_entropy(ctx, args);
 //
 // The API layer (native/api/: the argument structs, DType, Reduction, Csr, LossResult, fl::Error
-// and its err:: codes) is dependency-free; the entry points below take it with a Context (the
-// thread pool and the kernels of one ISA). Every op fills the caller's buffers (gradient, row
+// and its err:: codes) is dependency-free; args.h declares each op's entry point next to its
+// argument struct, taking a Context (the thread pool and the kernels of one ISA). Every op fills the caller's buffers (gradient, row
 // losses) and returns the reduced loss and, when asked (grad_scale), dL/dscale; bad input throws
 // fl::Error, whose `code` is the ERR_ code the JavaScript API reports. The math of every loss:
 // docs/MATH.md. The target carries the compile flags the results depend on (-ffp-contract=off:
@@ -20,8 +20,3 @@
 #include "native/api/error.h"
 #include "native/api/types.h"
 #include "native/core/context.h"
-#include "native/ops/contrastive.h"
-#include "native/ops/cross_entropy.h"
-#include "native/ops/logsumexp.h"
-#include "native/ops/positives_losses.h"
-#include "native/ops/soft_topk.h"
