@@ -41,3 +41,12 @@ export { decoupledContrastive, decoupledContrastiveAsync } from './ops/decoupled
 export type { DecoupledContrastiveOptions } from './ops/decoupledContrastive';
 export { linearCrossEntropy, linearCrossEntropyAsync, DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 export type { LinearCrossEntropyOptions, LinearCrossEntropyResult, WithLinearGrad } from './ops/linearCrossEntropy';
+export {
+  decoupledSoftmaxFromEmbeddings,
+  decoupledSoftmaxFromEmbeddingsAsync,
+  multiLabelSoftmaxFromEmbeddings,
+  multiLabelSoftmaxFromEmbeddingsAsync,
+  binaryCrossEntropyFromEmbeddings,
+  binaryCrossEntropyFromEmbeddingsAsync,
+} from './ops/fromEmbeddings';
+export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';

@@ -176,6 +176,32 @@ export interface NativeLinearCrossEntropy {
   memoryBudget: number;
 }
 
+/** <loss>FromEmbeddings (napi/ops.cpp read_embeddings): CPU host arrays only; gradDtype is gradQueries' dtype code. */
+export interface NativeEmbeddingsLoss {
+  queries: NativeInput;
+  keys: NativeInput;
+  dtype: number;
+  rows: number;
+  dim: number;
+  cols: number;
+  normalize: boolean;
+  scale: number;
+  reduction: number;
+  gradOutput?: Float32Array | undefined;
+  gradQueries?: NativeInput | undefined;
+  gradDtype: number;
+  gradKeys?: NativeInput | undefined;
+  accumulate: boolean;
+  gradScale: boolean;
+  rowLoss: Float32Array;
+  memoryBudget: number;
+}
+
+export interface NativePositivesEmbeddingsLoss extends NativeEmbeddingsLoss {
+  positives: NativeCsr;
+  exclude?: NativeCsr | undefined;
+}
+
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
 export interface NativeLoss {
   loss: number;
@@ -205,7 +231,10 @@ export type NativeAddon = {
   Op<'softTopK', NativeSoftTopK, void> &
   Op<'softTopKVjp', NativeSoftTopKVjp, void> &
   Op<'softTopKLoss', NativeSoftTopKLoss, NativeLoss> &
-  Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss>;
+  Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss> &
+  Op<'decoupledSoftmaxFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
+  Op<'multiLabelSoftmaxFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
+  Op<'binaryCrossEntropyFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

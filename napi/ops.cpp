@@ -6,6 +6,7 @@
 #include "../cuda/ops.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/cross_entropy.h"
+#include "../native/ops/embeddings.h"
 #include "../native/ops/linear_cross_entropy.h"
 #include "../native/ops/logsumexp.h"
 #include "../native/ops/positives_losses.h"
@@ -210,6 +211,65 @@ struct LinearCrossEntropy {
   static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
 };
 
+// What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
+// scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
+// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).
+void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
+  a.dtype = r.dtype("dtype");
+  a.rows = r.integer("rows");
+  a.dim = r.integer("dim");
+  a.cols = r.integer("cols");
+  a.queries = r.matrix("queries", a.dtype, a.rows * a.dim, Access::Read, true);
+  a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
+  if (r.on_device()) fail(err::kDevice, std::string(name) + ": runs on the CPU only for now");
+  a.normalize = r.flag("normalize");
+  a.scale = float(r.number("scale"));
+  if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
+  a.reduction = r.code<Reduction>("reduction", 2);
+  a.grad_output = r.host<const float>("gradOutput", a.rows);
+  a.accumulate = r.flag("accumulate");
+  a.grad_dtype = r.dtype("gradDtype");
+  if (a.grad_dtype != DType::Float32 && a.grad_dtype != a.dtype)
+    fail(err::kDType, std::string("gradDtype: expected float32 or the queries' dtype ") + dtype_name(a.dtype));
+  a.grad_queries = r.accumulated("gradQueries", a.grad_dtype, a.rows * a.dim);
+  a.grad_keys = static_cast<float*>(r.accumulated("gradKeys", DType::Float32, a.cols * a.dim));
+  a.grad_scale = r.flag("gradScale");
+  a.row_loss = r.host<float>("rowLoss", a.rows);
+  if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
+  a.memory_budget = r.integer("memoryBudget");
+  if (a.memory_budget < 1) fail(err::kArg, "memoryBudget: expected a whole number of bytes > 0");
+}
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings({ ...the embeddings
+// options, positives, exclude? }).
+struct PositivesFromEmbeddings {
+  using Args = PositivesEmbeddingsArgs;
+  static void read(Reader& r, Args& a, const char* name) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, false);
+    a.exclude = r.exclude(shape);
+  }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "the losses from embeddings run on the CPU only for now"); }
+};
+struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "decoupledSoftmaxFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax_from_embeddings(ctx, a); }
+};
+struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "multiLabelSoftmaxFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax_from_embeddings(ctx, a); }
+};
+struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "binaryCrossEntropyFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
+};
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
@@ -224,6 +284,9 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<SoftTopKVjp>(env, exports);
   define_op<SoftTopKLoss>(env, exports);
   define_op<LinearCrossEntropy>(env, exports);
+  define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
+  define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
+  define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);
 }
 
 }  // namespace fl::napi

@@ -95,6 +95,33 @@ struct LinearCrossEntropyArgs {
   int64_t memory_budget;     // bytes of scratch, > 0
 };
 
+// <loss>FromEmbeddings: a loss of section 3 on S = Q·Kᵀ, or with `normalize` on the cosine
+// scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ, with dQ and dK (native/ops/embeddings.h). Not a LossArgs:
+// there is no scores matrix. Each loss's struct adds its own options.
+struct EmbeddingsArgs {
+  const void* queries;  // rows × dim of `dtype`
+  const void* keys;     // cols × dim of `dtype`
+  DType dtype;
+  int64_t rows, dim, cols;
+  bool normalize;            // cosine scores (F.normalize, eps 1e-12)
+  float scale;               // > 0
+  Reduction reduction;
+  const float* grad_output;  // rows (Reduction::None only), or null for ones
+  void* grad_queries;        // rows × dim of grad_dtype, or null
+  DType grad_dtype;          // of grad_queries: Float32, or `dtype`
+  float* grad_keys;          // cols × dim, fp32 whatever the dtype, or null
+  bool accumulate;           // add into grad_queries / grad_keys instead of overwriting
+  bool grad_scale;           // also compute dL/dscale
+  float* row_loss;           // rows: ℓ_i
+  int64_t memory_budget;     // bytes of scratch, > 0
+};
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings.
+struct PositivesEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // over rows × cols, as PositivesLossArgs
+  Csr exclude;
+};
+
 // ---------- soft top-k ----------
 
 // The threshold search (TS TopKSolveOptions and k): per row, t with Σ_j σ(α(z_j + t)) = k.

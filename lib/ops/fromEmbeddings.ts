@@ -1,0 +1,216 @@
+/**
+ * The losses straight from embeddings (SPEC 6): `<loss>FromEmbeddings(queries, keys, positives,
+ * opts)` computes a section-3 loss on S = queries·keysᵀ (or the cosine scores with
+ * `normalize`) with the gradients for both inputs, without ever holding the B×N matrix.
+ * @module
+ */
+import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
+import { makeError } from '../errors';
+import type { LossResult, Reduction } from '../loss';
+import { call, callAsync, type NativeEmbeddingsLoss } from '../native';
+import { outputF32, outputHost, preparingAsync } from '../outputs';
+import { asMatrix, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
+import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from '../validate';
+import { DEFAULT_MEMORY_BUDGET } from './linearCrossEntropy';
+
+/** Options every `<loss>FromEmbeddings` takes (each loss adds its matrix form's own). */
+export interface EmbeddingsLossOptions {
+  /** Multiplies the scores: z = scale·S (a temperature τ is scale = 1/τ). Default 1. */
+  scale?: number;
+  /** Cosine scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ (CLIP, DEXML; F.normalize with eps 1e-12), gradients chained through the normalisation. Default false. */
+  normalize?: boolean;
+  /** 'mean' (default; divides as the matrix form does), 'sum' or 'none'. */
+  reduction?: Reduction;
+  /** With reduction 'none': each row's upstream gradient (length B). Default: all ones. */
+  gradOutput?: Float32Array;
+  /** Compute the gradients. Default true; false computes the loss only (one GEMM instead of three). */
+  grad?: boolean;
+  /** Also return dScale = dL/dscale. Default false. */
+  gradScale?: boolean;
+  /** dtype of `gradQueries`: the queries' dtype (default) or 'float32'. gradKeys is always float32. */
+  gradDtype?: DType;
+  /**
+   * Bytes of scratch the call may use (a chunk of rows of S and the GEMM's packed panels).
+   * Default 32 MiB. It must hold one row of N float32 scores besides about 0.7 MiB per thread
+   * (and 4·N bytes of key norms with `normalize`).
+   */
+  memoryBudget?: number;
+  /** Add the gradients into the buffers given as `gradQueries` and `gradKeys` (gradient accumulation). Default false. */
+  accumulate?: boolean;
+  /** Where dL/dqueries goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
+  gradQueries?: Tensor;
+  /** Where dL/dkeys goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
+  gradKeys?: Tensor;
+}
+
+/** Options of the losses over CSR positives from embeddings. */
+export interface PositivesEmbeddingsOptions extends EmbeddingsLossOptions {
+  /** Entries (i, j) removed from the loss exactly (CSR over B×N, no weights), as in the matrix form. */
+  exclude?: Positives;
+}
+
+export interface EmbeddingsLossResult extends Omit<LossResult, 'grad'> {
+  /** dL/dqueries, B×D (absent with `grad: false`). */
+  gradQueries?: Tensor;
+  /** dL/dkeys, N×D, float32 (absent with `grad: false`). */
+  gradKeys?: Tensor;
+}
+
+/** The result type for options O: `gradQueries` and `gradKeys` are present unless O says `grad: false`. */
+export type WithEmbeddingsGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
+  ? Omit<EmbeddingsLossResult, 'gradQueries' | 'gradKeys'>
+  : [G] extends [true | undefined]
+    ? EmbeddingsLossResult & { gradQueries: Tensor; gradKeys: Tensor }
+    : EmbeddingsLossResult;
+
+const EMBEDDINGS_KEYS = optionKeys<EmbeddingsLossOptions>({
+  scale: true,
+  normalize: true,
+  reduction: true,
+  gradOutput: true,
+  grad: true,
+  gradScale: true,
+  gradDtype: true,
+  memoryBudget: true,
+  accumulate: true,
+  gradQueries: true,
+  gradKeys: true,
+});
+const POSITIVES_KEYS = [...EMBEDDINGS_KEYS, 'exclude'];
+const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+
+function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+  if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
+  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
+  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
+  if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
+  return v;
+}
+
+/** Validates what every embeddings loss shares; returns the native arguments and the result builder. */
+function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg: Tensor | TensorLike, o: EmbeddingsLossOptions) {
+  const { t: queries, rows: B, cols: D } = asMatrix(queriesArg, 'queries');
+  const { t: keys, rows: N, cols: DK } = asMatrix(keysArg, 'keys');
+  if (queries.shape.length !== 2) fail('ERR_SHAPE', 'queries.shape', 'a 2-D shape [B, D]', `#[${queries.shape.join(', ')}]`);
+  if (keys.shape.length !== 2) fail('ERR_SHAPE', 'keys.shape', 'a 2-D shape [N, D]', `#[${keys.shape.join(', ')}]`);
+  if (DK !== D) fail('ERR_SHAPE', 'keys.shape', `[N, ${D}] (the queries' D)`, `#[${keys.shape.join(', ')}]`);
+  if (N < 1) fail('ERR_SHAPE', 'keys.shape', 'at least one key', `#[${keys.shape.join(', ')}]`);
+  if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
+  if (queries.device !== 'cpu' || keys.device !== 'cpu') throw makeError('ERR_DEVICE', `${fn}: runs on the CPU only for now; expected host tensors, received a cuda tensor`);
+  const scale = positiveFinite('opts.scale', o.scale, 1);
+  const normalize = bool('opts.normalize', o.normalize, false);
+  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
+  const wantGrad = bool('opts.grad', o.grad, true);
+  const wantDScale = bool('opts.gradScale', o.gradScale, false);
+  const accumulate = bool('opts.accumulate', o.accumulate, false);
+  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, queries.dtype);
+  if (gradDtype !== 'float32' && gradDtype !== queries.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the queries' dtype '${queries.dtype}'`, gradDtype);
+  let gradOutput: Float32Array | undefined;
+  if (o.gradOutput !== undefined) {
+    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
+    gradOutput = float32Array('opts.gradOutput', o.gradOutput, B);
+  }
+  const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
+  if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0)
+    fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
+  let gradQueries: Tensor | undefined;
+  let gradKeys: Tensor | undefined;
+  if (wantGrad) {
+    gradQueries = o.gradQueries !== undefined ? gradBuffer('opts.gradQueries', o.gradQueries, [B, D], gradDtype) : undefined;
+    gradKeys = o.gradKeys !== undefined ? gradBuffer('opts.gradKeys', o.gradKeys, [N, D], 'float32') : undefined;
+    if (accumulate) {
+      if (!gradQueries) fail('ERR_ARG', 'opts.gradQueries', 'the buffer to add into (accumulate: true)', undefined);
+      if (!gradKeys) fail('ERR_ARG', 'opts.gradKeys', 'the buffer to add into (accumulate: true)', undefined);
+    }
+    gradQueries ??= new Tensor(gradDtype, [B, D], outputHost(gradDtype, B * D), undefined);
+    gradKeys ??= new Tensor('float32', [N, D], outputHost('float32', N * D), undefined);
+  } else {
+    for (const k of ['gradQueries', 'gradKeys', 'accumulate'] as const)
+      if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
+  }
+  const rowLoss = outputF32(B);
+  const args: NativeEmbeddingsLoss = {
+    queries: queries.nativeInput('queries'),
+    keys: keys.nativeInput('keys'),
+    dtype: dtypeCode(queries.dtype),
+    rows: B,
+    dim: D,
+    cols: N,
+    normalize,
+    scale,
+    reduction: REDUCTIONS.indexOf(reduction),
+    gradOutput,
+    gradQueries: gradQueries?.nativeInput('opts.gradQueries'),
+    gradDtype: dtypeCode(gradDtype),
+    gradKeys: gradKeys?.nativeInput('opts.gradKeys'),
+    accumulate,
+    gradScale: wantDScale,
+    rowLoss,
+    memoryBudget,
+  };
+  const finish = (r: { loss: number; dScale: number }): EmbeddingsLossResult => {
+    const out: EmbeddingsLossResult = { loss: r.loss, rowLoss };
+    if (gradQueries) out.gradQueries = gradQueries;
+    if (gradKeys) out.gradKeys = gradKeys;
+    if (wantDScale) out.dScale = r.dScale;
+    return out;
+  };
+  return { args, finish, B, N };
+}
+
+type PositivesMethod = 'decoupledSoftmaxFromEmbeddings' | 'multiLabelSoftmaxFromEmbeddings' | 'binaryCrossEntropyFromEmbeddings';
+
+function preparePositives(fn: PositivesMethod, queries: Tensor | TensorLike, keys: Tensor | TensorLike, positives: Positives, opts: PositivesEmbeddingsOptions | undefined) {
+  const o = options<PositivesEmbeddingsOptions>(`${fn}(): opts`, opts, POSITIVES_KEYS);
+  const { args, finish, B, N } = prepareEmbeddings(fn, queries, keys, o);
+  const pos: NativeCsr = csr('positives', positives, B, N);
+  const exclude = excludeArg(o.exclude, B, N, pos);
+  return { args: { ...args, positives: pos, exclude }, finish };
+}
+
+function positivesSync(fn: PositivesMethod, q: Tensor | TensorLike, k: Tensor | TensorLike, positives: Positives, opts: PositivesEmbeddingsOptions | undefined) {
+  const { args, finish } = preparePositives(fn, q, k, positives, opts);
+  return finish(call((a) => a[fn](args)));
+}
+async function positivesAsync(fn: PositivesMethod, q: Tensor | TensorLike, k: Tensor | TensorLike, positives: Positives, opts: PositivesEmbeddingsOptions | undefined) {
+  const { args, finish } = preparingAsync(() => preparePositives(fn, q, k, positives, opts));
+  return finish(await callAsync((a) => a[`${fn}Async`](args)));
+}
+
+type Embeddings = Tensor | TensorLike;
+
+/**
+ * decoupledSoftmax (DEXML, SPEC 3.4) on S = queries·keysᵀ (cosine scores with `normalize`):
+ * the loss, dL/dqueries (B×D) and dL/dkeys (N×D, float32) in one call that holds only a bounded
+ * chunk of S's rows (`memoryBudget`). Rows without positives cost no matrix work. Equal to
+ * `decoupledSoftmax(queries·keysᵀ, positives, opts)` chained through the product. CPU only;
+ * queries and keys are host tensors of one dtype (float32, float16, bfloat16).
+ *
+ * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_CSR, ERR_ARG for a memoryBudget below one row
+ * of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
+ */
+export function decoupledSoftmaxFromEmbeddings<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
+  return positivesSync('decoupledSoftmaxFromEmbeddings', queries, keys, positives, opts) as WithEmbeddingsGrad<O>;
+}
+/** {@link decoupledSoftmaxFromEmbeddings} on a worker thread, leaving the event loop free. */
+export async function decoupledSoftmaxFromEmbeddingsAsync<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  return (await positivesAsync('decoupledSoftmaxFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
+}
+
+/** multiLabelSoftmax (DEXML "softmax", SPEC 3.2) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
+export function multiLabelSoftmaxFromEmbeddings<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
+  return positivesSync('multiLabelSoftmaxFromEmbeddings', queries, keys, positives, opts) as WithEmbeddingsGrad<O>;
+}
+/** {@link multiLabelSoftmaxFromEmbeddings} on a worker thread. */
+export async function multiLabelSoftmaxFromEmbeddingsAsync<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  return (await positivesAsync('multiLabelSoftmaxFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
+}
+
+/** binaryCrossEntropy (DEXML "bce", SPEC 3.6; 'mean' divides by B·N) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. Every row costs matrix work. */
+export function binaryCrossEntropyFromEmbeddings<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
+  return positivesSync('binaryCrossEntropyFromEmbeddings', queries, keys, positives, opts) as WithEmbeddingsGrad<O>;
+}
+/** {@link binaryCrossEntropyFromEmbeddings} on a worker thread. */
+export async function binaryCrossEntropyFromEmbeddingsAsync<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  return (await positivesAsync('binaryCrossEntropyFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
+}
