@@ -48,5 +48,9 @@ export {
   multiLabelSoftmaxFromEmbeddingsAsync,
   binaryCrossEntropyFromEmbeddings,
   binaryCrossEntropyFromEmbeddingsAsync,
+  infoNCEFromEmbeddings,
+  infoNCEFromEmbeddingsAsync,
+  softTopKLossFromEmbeddings,
+  softTopKLossFromEmbeddingsAsync,
 } from './ops/fromEmbeddings';
-export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';
+export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, InfoNCEEmbeddingsOptions, SoftTopKLossEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';

@@ -202,6 +202,15 @@ export interface NativePositivesEmbeddingsLoss extends NativeEmbeddingsLoss {
   exclude?: NativeCsr | undefined;
 }
 
+export interface NativeInfoNCEEmbeddingsLoss extends NativeEmbeddingsLoss {
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+}
+
+export interface NativeSoftTopKLossEmbeddingsLoss extends NativeEmbeddingsLoss, NativeTopKSolve {
+  positives: NativeCsr;
+}
+
 /** What a loss returns from the native side; outputs are written into arrays passed in. */
 export interface NativeLoss {
   loss: number;
@@ -234,7 +243,9 @@ export type NativeAddon = {
   Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss> &
   Op<'decoupledSoftmaxFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
   Op<'multiLabelSoftmaxFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
-  Op<'binaryCrossEntropyFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss>;
+  Op<'binaryCrossEntropyFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
+  Op<'infoNCEFromEmbeddings', NativeInfoNCEEmbeddingsLoss, NativeLoss> &
+  Op<'softTopKLossFromEmbeddings', NativeSoftTopKLossEmbeddingsLoss, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';
 

@@ -270,6 +270,38 @@ struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
   static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
 };
 
+// infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude? }): one-way.
+struct InfoNCEFromEmbeddings {
+  using Args = InfoNCEEmbeddingsArgs;
+  static constexpr const char* name = "infoNCEFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, true);
+    a.exclude = r.exclude(shape);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }
+};
+
+// softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
+struct SoftTopKLossFromEmbeddings {
+  using Args = SoftTopKLossEmbeddingsArgs;
+  static constexpr const char* name = "softTopKLossFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    read_solve(r, shape, a, true);
+    a.positives = r.csr("positives", shape, false);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "softTopKLossFromEmbeddings: runs on the CPU only for now"); }
+};
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
@@ -287,6 +319,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
   define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
   define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);
+  define_op<InfoNCEFromEmbeddings>(env, exports);
+  define_op<SoftTopKLossFromEmbeddings>(env, exports);
 }
 
 }  // namespace fl::napi

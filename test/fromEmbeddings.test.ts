@@ -1,17 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
-import { refBinaryCrossEntropy, refDecoupledSoftmax, refMultiLabelSoftmax, type RefPositives, type RefResult } from './reference/index.js';
+import { refBinaryCrossEntropy, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
 import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl } from './helpers';
 
-type Opts = fl.PositivesEmbeddingsOptions;
-type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy';
-const REF = { decoupledSoftmax: refDecoupledSoftmax, multiLabelSoftmax: refMultiLabelSoftmax, binaryCrossEntropy: refBinaryCrossEntropy } as const;
-const OP = {
-  decoupledSoftmax: [fl.decoupledSoftmaxFromEmbeddings, fl.decoupledSoftmaxFromEmbeddingsAsync],
-  multiLabelSoftmax: [fl.multiLabelSoftmaxFromEmbeddings, fl.multiLabelSoftmaxFromEmbeddingsAsync],
-  binaryCrossEntropy: [fl.binaryCrossEntropyFromEmbeddings, fl.binaryCrossEntropyFromEmbeddingsAsync],
-} as const;
+type Opts = fl.PositivesEmbeddingsOptions & { k?: number };
+type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss';
+type Embeddings = fl.Tensor;
+type Run = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => fl.EmbeddingsLossResult;
+type RunAsync = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => Promise<fl.EmbeddingsLossResult>;
+const REF: Record<Name, (S: Scores, B: number, N: number, pos: RefPositives, o: Opts) => RefResult> = {
+  decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
+  multiLabelSoftmax: (S, B, N, pos, o) => refMultiLabelSoftmax(S, B, N, pos, o as never),
+  binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
+  infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, { ...(o as object), positives: pos } as never),
+  softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
+};
+const c = (x: RefPositives) => x as fl.Positives;
+const OP: Record<Name, [Run, RunAsync]> = {
+  decoupledSoftmax: [(q, k, p, o) => fl.decoupledSoftmaxFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, c(p), o)],
+  multiLabelSoftmax: [(q, k, p, o) => fl.multiLabelSoftmaxFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.multiLabelSoftmaxFromEmbeddingsAsync(q, k, c(p), o)],
+  binaryCrossEntropy: [(q, k, p, o) => fl.binaryCrossEntropyFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.binaryCrossEntropyFromEmbeddingsAsync(q, k, c(p), o)],
+  infoNCE: [(q, k, p, o) => fl.infoNCEFromEmbeddings(q, k, { ...o, positives: c(p) }), (q, k, p, o) => fl.infoNCEFromEmbeddingsAsync(q, k, { ...o, positives: c(p) })],
+  softTopKLoss: [(q, k, p, o) => fl.softTopKLossFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.softTopKLossFromEmbeddingsAsync(q, k, c(p), o)],
+};
 
 /** The float64 reference of a loss from embeddings: the matrix form on S = Q̂·K̂ᵀ, chained back. */
 function reference(name: Name, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: Opts) {
@@ -36,7 +48,7 @@ function reference(name: Name, Q: ArrayLike<number>, K: ArrayLike<number>, B: nu
       for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
       S[i * N + j] = s;
     }
-  const r: RefResult = REF[name](S, B, N, pos, o as never);
+  const r: RefResult = REF[name](S, B, N, pos, o);
   const G = r.grad!;
   const dQ = new Float64Array(B * D);
   const dK = new Float64Array(N * D);
@@ -101,7 +113,7 @@ function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, 
 
 const tensors = (p: Problem) => [fl.tensor(p.Q, [p.B, p.D]), fl.tensor(p.K, [p.N, p.D])] as const;
 
-for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy'] as const) {
+for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss'] as const) {
   const [op, opAsync] = OP[name];
   describe(`${name}FromEmbeddings`, () => {
     const cases: [string, number, number, number, Opts][] = [
@@ -169,8 +181,8 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
         const Qh = half(p.Q);
         const Kh = half(p.K);
         const r = op(fl.tensor(Qh, [p.B, p.D], { dtype }), fl.tensor(Kh, [p.N, p.D], { dtype }), p.pos, { normalize: true, scale: 5 });
-        expect(r.gradQueries.dtype).toBe(dtype);
-        expect(r.gradKeys.dtype).toBe('float32');
+        expect(r.gradQueries!.dtype).toBe(dtype);
+        expect(r.gradKeys!.dtype).toBe('float32');
         // Against the reference on the rounded inputs: only the outputs' rounding remains.
         const rounded = { ...p, Q: fl.toFloat32(Qh, dtype), K: fl.toFloat32(Kh, dtype) };
         const ref = reference(name, rounded.Q, rounded.K, p.B, p.N, p.D, p.pos, { normalize: true, scale: 5 });

@@ -4,14 +4,15 @@
  * `normalize`) with the gradients for both inputs, without ever holding the B×N matrix.
  * @module
  */
-import { csr, excludeArg, type NativeCsr, type Positives } from '../csr';
+import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
 import type { LossResult, Reduction } from '../loss';
-import { call, callAsync, type NativeEmbeddingsLoss } from '../native';
+import { call, callAsync, type NativeAddon, type NativeEmbeddingsLoss } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
 import { asMatrix, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
 import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from '../validate';
 import { DEFAULT_MEMORY_BUDGET } from './linearCrossEntropy';
+import { kArg, solveOptions, type TopK } from './softTopK';
 
 /** Options every `<loss>FromEmbeddings` takes (each loss adds its matrix form's own). */
 export interface EmbeddingsLossOptions {
@@ -213,4 +214,83 @@ export function binaryCrossEntropyFromEmbeddings<O extends PositivesEmbeddingsOp
 /** {@link binaryCrossEntropyFromEmbeddings} on a worker thread. */
 export async function binaryCrossEntropyFromEmbeddingsAsync<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
   return (await positivesAsync('binaryCrossEntropyFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
+}
+
+/** Options of {@link infoNCEFromEmbeddings} (one-way). */
+export interface InfoNCEEmbeddingsOptions extends EmbeddingsLossOptions {
+  /** Each query's positive keys as CSR (SupCon's mean over positives). Default: the diagonal, query i ↔ key i (needs N ≥ B). */
+  positives?: Positives;
+  /** Entries removed from the loss exactly (CSR, no weights). */
+  exclude?: Positives;
+}
+
+/** Options of {@link softTopKLossFromEmbeddings}: softTopKLoss's own, plus the embeddings options. */
+export interface SoftTopKLossEmbeddingsOptions extends PositivesEmbeddingsOptions {
+  /** A number (default 5), an Int32Array with one k per row, or 'numPositives' (k_i = ceil(Σ_p w_ip)). */
+  k?: TopK | 'numPositives';
+  /** Sharpness α > 0 of σ(α(z + t)). Default 2 (DEXML). */
+  alpha?: number;
+  /** Stop the threshold search when |Σ_j p_ij − k_i| ≤ tol·k_i. Default 1e-5. */
+  tol?: number;
+  /** At most this many passes over a row at a trial threshold. Default 100. */
+  maxIter?: number;
+}
+
+const INFO_NCE_KEYS = [...EMBEDDINGS_KEYS, 'positives', 'exclude'];
+const TOPK_KEYS = [...POSITIVES_KEYS, 'k', 'alpha', 'tol', 'maxIter'];
+
+function prepareInfoNCE(queries: Embeddings, keys: Embeddings, opts: InfoNCEEmbeddingsOptions | undefined) {
+  const o = options<InfoNCEEmbeddingsOptions>('infoNCEFromEmbeddings(): opts', opts, INFO_NCE_KEYS);
+  const { args, finish, B, N } = prepareEmbeddings('infoNCEFromEmbeddings', queries, keys, o);
+  const positives = o.positives === undefined ? undefined : csr('opts.positives', o.positives, B, N);
+  if (!positives && N < B) fail('ERR_SHAPE', 'keys.shape', `at least as many keys as queries for diagonal positives (query i's positive is key i)`, `#[${N}, ${args.dim}]`);
+  const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, B, N, positives ?? diagonalPositives(B), positives ? 'opts.positives' : 'the diagonal positives');
+  return { args: { ...args, positives, exclude }, finish };
+}
+
+function prepareTopK(queries: Embeddings, keys: Embeddings, positives: Positives, opts: SoftTopKLossEmbeddingsOptions | undefined) {
+  const o = options<SoftTopKLossEmbeddingsOptions>('softTopKLossFromEmbeddings(): opts', opts, TOPK_KEYS);
+  const { args, finish, B, N } = prepareEmbeddings('softTopKLossFromEmbeddings', queries, keys, o);
+  const pos = csr('positives', positives, B, N);
+  const { alpha, tol, maxIter, exclude } = solveOptions(o as Record<string, unknown>, B, N, 2, pos);
+  const noPositives = (i: number) => pos.rowPtr[i] === pos.rowPtr[i + 1];
+  let kValue: unknown = o.k === undefined ? 5 : o.k;
+  if (kValue === 'numPositives') {
+    const kr = new Int32Array(B);
+    for (let i = 0; i < B; i++) {
+      let w = 0;
+      for (let e = pos.rowPtr[i]; e < pos.rowPtr[i + 1]; e++) w += pos.weights ? pos.weights[e] : 1;
+      kr[i] = Math.ceil(w);
+    }
+    kValue = kr;
+  }
+  const { k, kRows } = kArg('opts.k', kValue, B, N, exclude, noPositives);
+  return { args: { ...args, positives: pos, alpha, k: kRows ?? k, tol, maxIter, exclude }, finish };
+}
+
+/**
+ * One-way InfoNCE (SPEC 3.3) on S = queries·keysᵀ (cosine scores with `normalize`; a
+ * temperature τ is `scale: 1/τ`): positives the diagonal or CSR, with dL/dqueries and dL/dkeys,
+ * holding only a bounded chunk of S's rows. Rows without positives cost no matrix work.
+ * The symmetric (CLIP) form is not available from embeddings yet. CPU only.
+ */
+export function infoNCEFromEmbeddings<O extends InfoNCEEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): WithEmbeddingsGrad<O> {
+  const { args, finish } = prepareInfoNCE(queries, keys, opts);
+  return finish(call((a: NativeAddon) => a.infoNCEFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+}
+/** {@link infoNCEFromEmbeddings} on a worker thread. */
+export async function infoNCEFromEmbeddingsAsync<O extends InfoNCEEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  const { args, finish } = preparingAsync(() => prepareInfoNCE(queries, keys, opts));
+  return finish(await callAsync((a: NativeAddon) => a.infoNCEFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
+}
+
+/** softTopKLoss (DEXML "topk", SPEC 3.8) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
+export function softTopKLossFromEmbeddings<O extends SoftTopKLossEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
+  const { args, finish } = prepareTopK(queries, keys, positives, opts);
+  return finish(call((a: NativeAddon) => a.softTopKLossFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+}
+/** {@link softTopKLossFromEmbeddings} on a worker thread. */
+export async function softTopKLossFromEmbeddingsAsync<O extends SoftTopKLossEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  const { args, finish } = preparingAsync(() => prepareTopK(queries, keys, positives, opts));
+  return finish(await callAsync((a: NativeAddon) => a.softTopKLossFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
 }

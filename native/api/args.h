@@ -122,6 +122,12 @@ struct PositivesEmbeddingsArgs : EmbeddingsArgs {
   Csr exclude;
 };
 
+// infoNCEFromEmbeddings, one-way (symmetric/CLIP needs column statistics: not yet).
+struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // empty: the diagonal (query i ↔ key i; needs cols >= rows)
+  Csr exclude;
+};
+
 // ---------- soft top-k ----------
 
 // The threshold search (TS TopKSolveOptions and k): per row, t with Σ_j σ(α(z_j + t)) = k.
@@ -159,6 +165,11 @@ struct SoftTopKVjpArgs : SoftTopKProblem {
 // softTopKLoss: ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip·log p_ip.
 struct SoftTopKLossArgs : LossArgs, TopKSolve {
   Csr positives;  // a positive may not also be excluded (ERR_CSR)
+};
+
+// softTopKLossFromEmbeddings: softTopKLoss's options on S = Q·Kᵀ.
+struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
+  Csr positives;
 };
 
 // ---------- utilities ----------

@@ -25,7 +25,9 @@
 #include "../core/dtype.h"
 #include "../gemm/gemm.h"
 #include "../isa/kernels.h"
+#include "contrastive.h"
 #include "positives_losses.h"
+#include "soft_topk.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -71,6 +73,12 @@ struct ChunkCsr {
       }
       row_ptr[size_t(r + 1)] = int32_t(cols.size());
     }
+  }
+  // The diagonal positives of the chunk's rows: row r's positive is column idx[r].
+  ChunkCsr(const int64_t* idx, int64_t rows) {
+    row_ptr.resize(size_t(rows + 1));
+    for (int64_t r = 0; r <= rows; ++r) row_ptr[size_t(r)] = int32_t(r);
+    for (int64_t r = 0; r < rows; ++r) cols.push_back(int32_t(idx[r]));
   }
   Csr view() const {
     if (row_ptr.empty()) return Csr{};
@@ -269,6 +277,45 @@ LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbe
 }
 LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
   return positives_from_embeddings<binary_cross_entropy>(ctx, a, false, double(a.rows) * double(a.cols));
+}
+
+// One-way InfoNCE (MATH §3.3): 'mean' divides by the rows with at least one positive; the others
+// add 0 with gradient 0 and cost no matrix work.
+LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
+  const bool diagonal = !a.positives;
+  if (diagonal && a.cols < a.rows)
+    fail(err::kShape, "keys: diagonal positives expect at least as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
+                          std::to_string(a.cols) + " keys");
+  auto has_positives = [&](int64_t i) { return diagonal || a.positives.size(i) > 0; };
+  double counted = 0;
+  for (int64_t i = 0; i < a.rows; ++i) counted += has_positives(i) ? 1 : 0;
+  return embeddings_loss(ctx, a, has_positives, counted, [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+    const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
+    InfoNCEArgs p{};
+    static_cast<LossArgs&>(p) = chunk;
+    p.positives = pos.view();
+    p.exclude = ex.view();
+    return info_nce(c, p);
+  });
+}
+
+// softTopKLoss (MATH §3.8): a row without positives has loss 0 and gradient 0 (U = 0), so it
+// costs no matrix work. 'mean' divides by B.
+LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a) {
+  return embeddings_loss(
+      ctx, a, [&](int64_t i) { return a.positives.size(i) > 0; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+        const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
+        std::vector<int32_t> k;
+        if (a.k_rows)
+          for (int64_t r = 0; r < chunk.rows; ++r) k.push_back(a.k_rows[idx[r]]);
+        SoftTopKLossArgs p{};
+        static_cast<LossArgs&>(p) = chunk;
+        static_cast<TopKSolve&>(p) = a;
+        p.k_rows = a.k_rows ? k.data() : nullptr;
+        p.exclude = ex.view();
+        p.positives = pos.view();
+        return soft_topk_loss(c, p);
+      });
 }
 
 }  // namespace fl

@@ -29,5 +29,7 @@ int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, in
 LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
 LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
 LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
+LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a);
+LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a);
 
 }  // namespace fl
