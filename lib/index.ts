@@ -52,5 +52,7 @@ export {
   infoNCEFromEmbeddingsAsync,
   softTopKLossFromEmbeddings,
   softTopKLossFromEmbeddingsAsync,
+  decoupledContrastiveFromEmbeddings,
+  decoupledContrastiveFromEmbeddingsAsync,
 } from './ops/fromEmbeddings';
-export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, InfoNCEEmbeddingsOptions, SoftTopKLossEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';
+export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, InfoNCEEmbeddingsOptions, SoftTopKLossEmbeddingsOptions, DecoupledContrastiveEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';

@@ -207,6 +207,12 @@ export interface NativeInfoNCEEmbeddingsLoss extends NativeEmbeddingsLoss {
   exclude?: NativeCsr | undefined;
 }
 
+export interface NativeDecoupledContrastiveEmbeddingsLoss extends NativeEmbeddingsLoss {
+  positives?: NativeCsr | undefined;
+  exclude?: NativeCsr | undefined;
+  sigma: number;
+}
+
 export interface NativeSoftTopKLossEmbeddingsLoss extends NativeEmbeddingsLoss, NativeTopKSolve {
   positives: NativeCsr;
 }
@@ -245,6 +251,7 @@ export type NativeAddon = {
   Op<'multiLabelSoftmaxFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
   Op<'binaryCrossEntropyFromEmbeddings', NativePositivesEmbeddingsLoss, NativeLoss> &
   Op<'infoNCEFromEmbeddings', NativeInfoNCEEmbeddingsLoss, NativeLoss> &
+  Op<'decoupledContrastiveFromEmbeddings', NativeDecoupledContrastiveEmbeddingsLoss, NativeLoss> &
   Op<'softTopKLossFromEmbeddings', NativeSoftTopKLossEmbeddingsLoss, NativeLoss>;
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';

@@ -286,6 +286,24 @@ struct InfoNCEFromEmbeddings {
   static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }
 };
 
+// decoupledContrastiveFromEmbeddings({ ...the embeddings options, positives?, exclude?, sigma })
+struct DecoupledContrastiveFromEmbeddings {
+  using Args = DecoupledContrastiveEmbeddingsArgs;
+  static constexpr const char* name = "decoupledContrastiveFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, true);
+    a.exclude = r.exclude(shape);
+    a.sigma = float(r.number("sigma"));
+    if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "decoupledContrastiveFromEmbeddings: runs on the CPU only for now"); }
+};
+
 // softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
 struct SoftTopKLossFromEmbeddings {
   using Args = SoftTopKLossEmbeddingsArgs;
@@ -320,6 +338,7 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
   define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);
   define_op<InfoNCEFromEmbeddings>(env, exports);
+  define_op<DecoupledContrastiveFromEmbeddings>(env, exports);
   define_op<SoftTopKLossFromEmbeddings>(env, exports);
 }
 

@@ -1,11 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
-import { refBinaryCrossEntropy, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
+import { refBinaryCrossEntropy, refDecoupledContrastive, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
 import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl } from './helpers';
 
-type Opts = fl.PositivesEmbeddingsOptions & { k?: number };
-type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss';
+type Opts = fl.PositivesEmbeddingsOptions & { k?: number; weighting?: { sigma?: number } };
+type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
 type Embeddings = fl.Tensor;
 type Run = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => fl.EmbeddingsLossResult;
 type RunAsync = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => Promise<fl.EmbeddingsLossResult>;
@@ -15,6 +15,7 @@ const REF: Record<Name, (S: Scores, B: number, N: number, pos: RefPositives, o: 
   binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
   infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, { ...(o as object), positives: pos } as never),
   softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
+  decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...(o as object), positives: pos } as never),
 };
 const c = (x: RefPositives) => x as fl.Positives;
 const OP: Record<Name, [Run, RunAsync]> = {
@@ -23,6 +24,10 @@ const OP: Record<Name, [Run, RunAsync]> = {
   binaryCrossEntropy: [(q, k, p, o) => fl.binaryCrossEntropyFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.binaryCrossEntropyFromEmbeddingsAsync(q, k, c(p), o)],
   infoNCE: [(q, k, p, o) => fl.infoNCEFromEmbeddings(q, k, { ...o, positives: c(p) }), (q, k, p, o) => fl.infoNCEFromEmbeddingsAsync(q, k, { ...o, positives: c(p) })],
   softTopKLoss: [(q, k, p, o) => fl.softTopKLossFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.softTopKLossFromEmbeddingsAsync(q, k, c(p), o)],
+  decoupledContrastive: [
+    (q, k, p, o) => fl.decoupledContrastiveFromEmbeddings(q, k, { ...o, positives: c(p) }),
+    (q, k, p, o) => fl.decoupledContrastiveFromEmbeddingsAsync(q, k, { ...o, positives: c(p) }),
+  ],
 };
 
 /** The float64 reference of a loss from embeddings: the matrix form on S = Q̂·K̂ᵀ, chained back. */
@@ -82,11 +87,12 @@ interface Problem {
   K: Float32Array;
   pos: ReturnType<typeof randomPositives>;
 }
+let oneEach = false; // decoupledContrastive: exactly one unweighted positive per row
 function problem(rng: Rng, B: number, D: number, N: number, spread = 1): Problem {
   const sd = Math.sqrt(spread / Math.sqrt(D));
   const Q = Float32Array.from({ length: B * D }, () => rng.normal() * sd);
   const K = Float32Array.from({ length: N * D }, () => rng.normal() * sd);
-  const pos = randomPositives(rng, B, N, { min: 0, max: Math.min(4, N - 1), weighted: true });
+  const pos = oneEach ? randomPositives(rng, B, N, { min: 1, max: 1 }) : randomPositives(rng, B, N, { min: 0, max: Math.min(4, N - 1), weighted: true });
   return { B, D, N, Q, K, pos };
 }
 
@@ -113,9 +119,15 @@ function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, 
 
 const tensors = (p: Problem) => [fl.tensor(p.Q, [p.B, p.D]), fl.tensor(p.K, [p.N, p.D])] as const;
 
-for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss'] as const) {
+for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss', 'decoupledContrastive'] as const) {
   const [op, opAsync] = OP[name];
   describe(`${name}FromEmbeddings`, () => {
+    beforeEach(() => {
+      oneEach = name === 'decoupledContrastive';
+    });
+    afterEach(() => {
+      oneEach = false;
+    });
     const cases: [string, number, number, number, Opts][] = [
       ['D = 1', 7, 1, 97, {}],
       ['normalised, scale 20', 9, 33, 1001, { normalize: true, scale: 20 }],
@@ -128,6 +140,7 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
         const rng = makeRng(B * 1000 + D);
         const p = problem(rng, B, D, N);
         const o: Opts = { ...opts, gradScale: true };
+        if (name === 'decoupledContrastive' && label.includes('scale 20')) o.weighting = { sigma: 0.5 };
         if (label.includes('exclusions')) o.exclude = randomExclude(rng, B, N, p.pos, { max: 5 });
         if (opts.reduction === 'none') o.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
         const [q, k] = tensors(p);

@@ -294,3 +294,50 @@ export async function softTopKLossFromEmbeddingsAsync<O extends SoftTopKLossEmbe
   const { args, finish } = preparingAsync(() => prepareTopK(queries, keys, positives, opts));
   return finish(await callAsync((a: NativeAddon) => a.softTopKLossFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
 }
+
+/** Options of {@link decoupledContrastiveFromEmbeddings}. */
+export interface DecoupledContrastiveEmbeddingsOptions extends EmbeddingsLossOptions {
+  /** DCLW: w_i = 2 − B·softmax over the rows of S_{i,p(i)}/σ (held constant). `sigma` default 0.5. Default: plain DCL (w_i = 1). */
+  weighting?: { sigma?: number };
+  /** Each query's one positive key as CSR (unweighted, exactly one per row). Default: the diagonal (needs N ≥ B). */
+  positives?: Positives;
+  /** Entries removed from the loss exactly (CSR, no weights). */
+  exclude?: Positives;
+}
+
+const DCL_KEYS = [...EMBEDDINGS_KEYS, 'weighting', 'positives', 'exclude'];
+
+function prepareDcl(queries: Embeddings, keys: Embeddings, opts: DecoupledContrastiveEmbeddingsOptions | undefined) {
+  const o = options<DecoupledContrastiveEmbeddingsOptions>('decoupledContrastiveFromEmbeddings(): opts', opts, DCL_KEYS);
+  const { args, finish, B, N } = prepareEmbeddings('decoupledContrastiveFromEmbeddings', queries, keys, o);
+  let sigma = 0;
+  if (o.weighting !== undefined) {
+    const w = options<{ sigma?: number }>('opts.weighting', o.weighting, ['sigma']);
+    sigma = positiveFinite('opts.weighting.sigma', w.sigma, 0.5);
+  }
+  let positives: NativeCsr | undefined;
+  if (o.positives !== undefined) {
+    positives = csr('opts.positives', o.positives, B, N, { weights: false });
+    for (let i = 0; i < B; i++) {
+      const n = positives.rowPtr[i + 1] - positives.rowPtr[i];
+      if (n !== 1) fail('ERR_CSR', `opts.positives row ${i}`, 'exactly one positive per row', `#${n} positives`);
+    }
+  } else if (N < B) fail('ERR_SHAPE', 'keys.shape', `at least as many keys as queries for diagonal positives (query i's positive is key i)`, `#[${N}, ${args.dim}]`);
+  const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, B, N, positives ?? diagonalPositives(B), positives ? 'opts.positives' : 'the diagonal positives');
+  return { args: { ...args, positives, exclude, sigma }, finish };
+}
+
+/**
+ * Decoupled contrastive loss (DCL, DCLW; SPEC 3.5) on S = queries·keysᵀ (cosine scores with
+ * `normalize`): the positive leaves the denominator. DCLW's weights are formed over all B rows
+ * first (B dot products), then S is taken in bounded chunks of rows. CPU only.
+ */
+export function decoupledContrastiveFromEmbeddings<O extends DecoupledContrastiveEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): WithEmbeddingsGrad<O> {
+  const { args, finish } = prepareDcl(queries, keys, opts);
+  return finish(call((a: NativeAddon) => a.decoupledContrastiveFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+}
+/** {@link decoupledContrastiveFromEmbeddings} on a worker thread. */
+export async function decoupledContrastiveFromEmbeddingsAsync<O extends DecoupledContrastiveEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): Promise<WithEmbeddingsGrad<O>> {
+  const { args, finish } = preparingAsync(() => prepareDcl(queries, keys, opts));
+  return finish(await callAsync((a: NativeAddon) => a.decoupledContrastiveFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
+}

@@ -63,6 +63,8 @@ struct DecoupledContrastiveArgs : LossArgs {
   Csr positives;  // exactly one per row, unweighted; empty: the diagonal
   Csr exclude;    // or empty
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
+  const double* row_weights;  // rows: DCLW's w_i given (the embeddings form, which forms them over
+                              // all B rows before taking chunks), or null: from sigma
 };
 
 // ---------- from embeddings (SPEC 6) ----------
@@ -126,6 +128,14 @@ struct PositivesEmbeddingsArgs : EmbeddingsArgs {
 struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
   Csr positives;  // empty: the diagonal (query i ↔ key i; needs cols >= rows)
   Csr exclude;
+};
+
+// decoupledContrastiveFromEmbeddings: DCL, or DCLW with `sigma` (its weights need every row's
+// positive score first: B dot products before the chunks).
+struct DecoupledContrastiveEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // exactly one per row, unweighted; empty: the diagonal
+  Csr exclude;
+  float sigma;    // > 0 for DCLW, 0 for DCL
 };
 
 // ---------- soft top-k ----------

@@ -299,6 +299,47 @@ LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a
   });
 }
 
+// DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
+// rows of the raw positive scores S_{i,p(i)}: those B dot products come first (in double, on the
+// normalised vectors with `normalize`), then the chunks run with the weights given.
+LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a) {
+  const bool diagonal = !a.positives;
+  DecoupledContrastiveArgs shape{};
+  shape.rows = a.rows;
+  shape.cols = a.cols;
+  shape.positives = a.positives;
+  check_decoupled_contrastive_shape(shape);
+  auto positive_col = [&](int64_t i) { return diagonal ? i : int64_t(a.positives.cols[a.positives.begin(i)]); };
+  std::vector<double> w;
+  if (a.sigma > 0) {
+    std::vector<float> s(static_cast<size_t>(a.rows));
+    ctx.pool.parallel_for(a.rows, [&](int64_t i) {
+      std::vector<float> q(static_cast<size_t>(a.dim)), k(static_cast<size_t>(a.dim));
+      widen_row(a.queries, a.dtype, i, a.dim, q.data());
+      widen_row(a.keys, a.dtype, positive_col(i), a.dim, k.data());
+      double d = 0;
+      for (int64_t c = 0; c < a.dim; ++c) d += double(q[size_t(c)]) * double(k[size_t(c)]);
+      if (a.normalize) d *= double(inv_norm(q.data(), a.dim)) * double(inv_norm(k.data(), a.dim));
+      s[size_t(i)] = float(d);
+    });
+    w.resize(size_t(a.rows));
+    dclw_weights(s.data(), a.rows, a.sigma, w.data());
+  }
+  return embeddings_loss(
+      ctx, a, [](int64_t) { return true; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
+        std::vector<double> wc;
+        for (int64_t r = 0; r < chunk.rows && !w.empty(); ++r) wc.push_back(w[size_t(idx[r])]);
+        DecoupledContrastiveArgs p{};
+        static_cast<LossArgs&>(p) = chunk;
+        p.positives = pos.view();
+        p.exclude = ex.view();
+        p.sigma = a.sigma;
+        p.row_weights = w.empty() ? nullptr : wc.data();
+        return decoupled_contrastive(c, p);
+      });
+}
+
 // softTopKLoss (MATH §3.8): a row without positives has loss 0 and gradient 0 (U = 0), so it
 // costs no matrix work. 'mean' divides by B.
 LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a) {

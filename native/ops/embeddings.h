@@ -30,6 +30,7 @@ LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbedd
 LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
 LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
 LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a);
+LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a);
 LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a);
 
 }  // namespace fl
