@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { refBinaryCrossEntropy, refDecoupledContrastive, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
@@ -221,6 +222,33 @@ describe('the losses from embeddings', () => {
     compare('decoupledSoftmax', r, p, o);
     expect(r.rowLoss[1]).toBe(0);
     expect(Array.from(host(r.gradQueries).subarray(16, 32)).every((v) => v === 0)).toBe(true);
+  });
+
+  let canTrackPeak = true;
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    canTrackPeak = false;
+  }
+  it.skipIf(!canTrackPeak)('decoupledSoftmaxFromEmbeddings stays within memoryBudget where the B×N scores would take 1 GiB', () => {
+    const B = 8192;
+    const D = 16;
+    const N = 32768; // S: 8192 × 32768 fp32 = 1 GiB
+    const rng = makeRng(12);
+    const q = fl.tensor(Float32Array.from({ length: B * D }, () => rng.normal()), [B, D]);
+    const k = fl.tensor(Float32Array.from({ length: N * D }, () => rng.normal()), [N, D]);
+    const positives = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => 2 * i), cols: Int32Array.from({ length: 2 * B }, (_, e) => (e * 7919) % N) };
+    const gradQueries = fl.tensor(new Float32Array(B * D).fill(0), [B, D]);
+    const gradKeys = fl.tensor(new Float32Array(N * D).fill(0), [N, D]);
+    const memoryBudget = 16 * 2 ** 20;
+    const kib = (field: string) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(field + ':'))!)![1]);
+    const before = kib('VmRSS');
+    writeFileSync('/proc/self/clear_refs', '5');
+    const r = fl.decoupledSoftmaxFromEmbeddings(q, k, positives, { normalize: true, scale: 20, memoryBudget, gradQueries, gradKeys });
+    const peakExtra = (kib('VmHWM') - before) * 1024;
+    expect(Number.isFinite(r.loss)).toBe(true);
+    // The budget, the small outputs (rowLoss) and some allocator and V8 slack; nothing near 1 GiB.
+    expect(peakExtra, `peak ${(peakExtra / 2 ** 20).toFixed(1)} MiB beyond the inputs`).toBeLessThan(memoryBudget + 8 * 2 ** 20);
   });
 
   it('rejects bad shapes, dtypes, budgets and unknown options', async () => {
