@@ -205,6 +205,7 @@ export interface NativePositivesEmbeddingsLoss extends NativeEmbeddingsLoss {
 export interface NativeInfoNCEEmbeddingsLoss extends NativeEmbeddingsLoss {
   positives?: NativeCsr | undefined;
   exclude?: NativeCsr | undefined;
+  symmetric: boolean;
 }
 
 export interface NativeDecoupledContrastiveEmbeddingsLoss extends NativeEmbeddingsLoss {

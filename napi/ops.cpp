@@ -270,7 +270,7 @@ struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
   static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
 };
 
-// infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude? }): one-way.
+// infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude?, symmetric }).
 struct InfoNCEFromEmbeddings {
   using Args = InfoNCEEmbeddingsArgs;
   static constexpr const char* name = "infoNCEFromEmbeddings";
@@ -281,6 +281,7 @@ struct InfoNCEFromEmbeddings {
     shape.cols = a.cols;
     a.positives = r.csr("positives", shape, true);
     a.exclude = r.exclude(shape);
+    a.symmetric = r.flag("symmetric");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
   static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }

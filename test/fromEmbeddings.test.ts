@@ -118,6 +118,20 @@ function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, 
   return ref;
 }
 
+/**
+ * A memoryBudget that holds about `rows` rows of S: the smallest budget (one row, whatever the
+ * thread count makes the GEMM's panels cost), read from the error, plus rows − 1 more rows.
+ */
+function budgetForRows(run: (memoryBudget: number) => unknown, rows: number, rowBytes: number): number {
+  try {
+    run(1);
+  } catch (e) {
+    const min = Number(/at least (\d+) bytes/.exec(String((e as Error).message))![1]);
+    return min + (rows - 1) * rowBytes;
+  }
+  throw new Error('a 1-byte budget was accepted');
+}
+
 const tensors = (p: Problem) => [fl.tensor(p.Q, [p.B, p.D]), fl.tensor(p.K, [p.N, p.D])] as const;
 
 for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss', 'decoupledContrastive'] as const) {
@@ -134,7 +148,7 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
       ['normalised, scale 20', 9, 33, 1001, { normalize: true, scale: 20 }],
       ['sum, exclusions', 6, 130, 513, { reduction: 'sum', scale: 2 }],
       ['none with gradOutput, normalised', 5, 17, 300, { reduction: 'none', normalize: true }],
-      ['D = 301, small budget (several chunks)', 11, 301, 211, { normalize: true, scale: 5, memoryBudget: 2 * 2 ** 20 }],
+      ['D = 301, several chunks', 11, 301, 211, { normalize: true, scale: 5 }],
     ];
     for (const [label, B, D, N, opts] of cases)
       it(`matches the float64 reference: ${label}`, () => {
@@ -145,6 +159,7 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
         if (label.includes('exclusions')) o.exclude = randomExclude(rng, B, N, p.pos, { max: 5 });
         if (opts.reduction === 'none') o.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
         const [q, k] = tensors(p);
+        if (label.includes('several chunks')) o.memoryBudget = budgetForRows((memoryBudget) => op(q, k, p.pos, { ...o, memoryBudget }), 3, 4 * N + 8 * D);
         compare(name, op(q, k, p.pos, o), p, o);
       });
 
@@ -217,11 +232,40 @@ describe('the losses from embeddings', () => {
     const cols = Array.from(p.pos.cols);
     cols.splice(p.pos.rowPtr[1], p.pos.rowPtr[2] - p.pos.rowPtr[1]);
     const [q, k] = tensors(p);
-    const o: Opts = { normalize: true, scale: 10, memoryBudget: 3 * 2 ** 20 }; // about 3 rows of S a chunk
+    const o: Opts = { normalize: true, scale: 10 };
+    o.memoryBudget = budgetForRows((memoryBudget) => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { ...o, memoryBudget }), 2, 4 * p.N);
     const r = fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, o);
     compare('decoupledSoftmax', r, p, o);
     expect(r.rowLoss[1]).toBe(0);
     expect(Array.from(host(r.gradQueries).subarray(16, 32)).every((v) => v === 0)).toBe(true);
+  });
+
+  it('infoNCEFromEmbeddings symmetric (CLIP): both halves, over several chunks, against the float64 reference', async () => {
+    const rng = makeRng(21);
+    for (const [B, D, o] of [
+      [37, 9, { normalize: true, scale: 10, gradScale: true }],
+      [1500, 4, { normalize: true, scale: 10, gradScale: true, reduction: 'sum' }],
+      [23, 40, { reduction: 'none', gradScale: true }],
+      [16, 5, { reduction: 'sum', scale: 3 }],
+    ] as [number, number, fl.InfoNCEEmbeddingsOptions][]) {
+      const p = problem(rng, B, D, B);
+      const opts: fl.InfoNCEEmbeddingsOptions = { ...o, symmetric: true };
+      if (o.reduction === 'none') opts.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
+      const [q, k] = tensors(p);
+      if (B === 1500) opts.memoryBudget = budgetForRows((memoryBudget) => fl.infoNCEFromEmbeddings(q, k, { ...opts, memoryBudget }), 40, 8 * B); // ~38 chunks
+      const got = B === 23 ? await fl.infoNCEFromEmbeddingsAsync(q, k, opts) : fl.infoNCEFromEmbeddings(q, k, opts);
+      const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+      const saved = REF.infoNCE;
+      REF.infoNCE = (S, b, n, _pos, ro) => refInfoNCE(S, b, n, { ...(ro as object), symmetric: true } as never);
+      try {
+        compare('infoNCE', got, { ...p, pos: diag }, opts as Opts);
+      } finally {
+        REF.infoNCE = saved;
+      }
+    }
+    const p = problem(rng, 4, 3, 5);
+    const [q, k] = tensors(p);
+    expectCode(() => fl.infoNCEFromEmbeddings(q, k, { symmetric: true }), 'ERR_SHAPE', /keys\.shape/);
   });
 
   let canTrackPeak = true;

@@ -216,8 +216,14 @@ export async function binaryCrossEntropyFromEmbeddingsAsync<O extends PositivesE
   return (await positivesAsync('binaryCrossEntropyFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
 }
 
-/** Options of {@link infoNCEFromEmbeddings} (one-way). */
+/** Options of {@link infoNCEFromEmbeddings}. */
 export interface InfoNCEEmbeddingsOptions extends EmbeddingsLossOptions {
+  /**
+   * CLIP's symmetric loss, (row-wise + column-wise InfoNCE)/2, with B = N and the diagonal
+   * positives; the column log-sum-exps take a statistics sweep over S first, so S is computed
+   * twice. Not combinable with `positives` or `exclude`. Default false.
+   */
+  symmetric?: boolean;
   /** Each query's positive keys as CSR (SupCon's mean over positives). Default: the diagonal, query i ↔ key i (needs N ≥ B). */
   positives?: Positives;
   /** Entries removed from the loss exactly (CSR, no weights). */
@@ -236,16 +242,20 @@ export interface SoftTopKLossEmbeddingsOptions extends PositivesEmbeddingsOption
   maxIter?: number;
 }
 
-const INFO_NCE_KEYS = [...EMBEDDINGS_KEYS, 'positives', 'exclude'];
+const INFO_NCE_KEYS = [...EMBEDDINGS_KEYS, 'symmetric', 'positives', 'exclude'];
 const TOPK_KEYS = [...POSITIVES_KEYS, 'k', 'alpha', 'tol', 'maxIter'];
 
 function prepareInfoNCE(queries: Embeddings, keys: Embeddings, opts: InfoNCEEmbeddingsOptions | undefined) {
   const o = options<InfoNCEEmbeddingsOptions>('infoNCEFromEmbeddings(): opts', opts, INFO_NCE_KEYS);
   const { args, finish, B, N } = prepareEmbeddings('infoNCEFromEmbeddings', queries, keys, o);
+  const symmetric = bool('opts.symmetric', o.symmetric, false);
+  if (symmetric && (o.positives !== undefined || o.exclude !== undefined))
+    fail('ERR_ARG', 'opts.symmetric', 'the diagonal positives and no exclusions (CLIP)', `#${o.positives !== undefined ? 'opts.positives' : 'opts.exclude'} as well`);
+  if (symmetric && B !== N) fail('ERR_SHAPE', 'keys.shape', `[${B}, ${args.dim}] (as many keys as queries with symmetric: true)`, `#[${N}, ${args.dim}]`);
   const positives = o.positives === undefined ? undefined : csr('opts.positives', o.positives, B, N);
   if (!positives && N < B) fail('ERR_SHAPE', 'keys.shape', `at least as many keys as queries for diagonal positives (query i's positive is key i)`, `#[${N}, ${args.dim}]`);
   const exclude = o.exclude === undefined ? undefined : excludeArg(o.exclude, B, N, positives ?? diagonalPositives(B), positives ? 'opts.positives' : 'the diagonal positives');
-  return { args: { ...args, positives, exclude }, finish };
+  return { args: { ...args, positives, exclude, symmetric }, finish };
 }
 
 function prepareTopK(queries: Embeddings, keys: Embeddings, positives: Positives, opts: SoftTopKLossEmbeddingsOptions | undefined) {
@@ -269,10 +279,10 @@ function prepareTopK(queries: Embeddings, keys: Embeddings, positives: Positives
 }
 
 /**
- * One-way InfoNCE (SPEC 3.3) on S = queries·keysᵀ (cosine scores with `normalize`; a
- * temperature τ is `scale: 1/τ`): positives the diagonal or CSR, with dL/dqueries and dL/dkeys,
- * holding only a bounded chunk of S's rows. Rows without positives cost no matrix work.
- * The symmetric (CLIP) form is not available from embeddings yet. CPU only.
+ * InfoNCE (SPEC 3.3) on S = queries·keysᵀ (cosine scores with `normalize`; a temperature τ is
+ * `scale: 1/τ`): one-way with the diagonal or CSR positives, or CLIP's `symmetric` form, with
+ * dL/dqueries and dL/dkeys, holding only a bounded chunk of S's rows. One-way rows without
+ * positives cost no matrix work. CPU only.
  */
 export function infoNCEFromEmbeddings<O extends InfoNCEEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): WithEmbeddingsGrad<O> {
   const { args, finish } = prepareInfoNCE(queries, keys, opts);

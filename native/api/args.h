@@ -124,10 +124,11 @@ struct PositivesEmbeddingsArgs : EmbeddingsArgs {
   Csr exclude;
 };
 
-// infoNCEFromEmbeddings, one-way (symmetric/CLIP needs column statistics: not yet).
+// infoNCEFromEmbeddings, one-way or symmetric (CLIP: B = N, diagonal, no exclusions).
 struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
   Csr positives;  // empty: the diagonal (query i ↔ key i; needs cols >= rows)
   Csr exclude;
+  bool symmetric;
 };
 
 // decoupledContrastiveFromEmbeddings: DCL, or DCLW with `sigma` (its weights need every row's

@@ -106,7 +106,7 @@ int64_t row_scratch(const EmbeddingsArgs& a) { return 4 * a.cols + 8 * a.dim + 9
 int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, int64_t rows) { return fixed_scratch(ctx, a) + rows * row_scratch(a); }
 
 LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor,
-                           const ChunkLossFn& loss) {
+                           const ChunkLossFn& loss, int64_t extra_row_bytes) {
   const int64_t B = a.rows, D = a.dim, N = a.cols;
   std::vector<int64_t> act;
   act.reserve(size_t(B));
@@ -120,7 +120,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
 
   // The plan: as many rows as the budget holds. Chunks of a multiple of the GEMM's K slice add
   // dK's terms in the order one chunk would, so dK does not depend on the budget above that.
-  const int64_t fixed = fixed_scratch(ctx, a), per_row = row_scratch(a);
+  const int64_t fixed = fixed_scratch(ctx, a), per_row = row_scratch(a) + extra_row_bytes;
   const int64_t fit = a.memory_budget > fixed ? (a.memory_budget - fixed) / per_row : 0;
   if (fit < 1)
     fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " + std::to_string(N) +
@@ -279,9 +279,18 @@ LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmb
   return positives_from_embeddings<binary_cross_entropy>(ctx, a, false, double(a.rows) * double(a.cols));
 }
 
+LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a);
+
 // One-way InfoNCE (MATH §3.3): 'mean' divides by the rows with at least one positive; the others
 // add 0 with gradient 0 and cost no matrix work.
 LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
+  if (a.symmetric) {
+    if (a.rows != a.cols)
+      fail(err::kShape, "keys: symmetric InfoNCE expects as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
+                            std::to_string(a.cols) + " keys");
+    if (a.positives || a.exclude) fail(err::kArg, "symmetric: expected the diagonal positives and no exclusions (CLIP)");
+    return symmetric_info_nce(ctx, a);
+  }
   const bool diagonal = !a.positives;
   if (diagonal && a.cols < a.rows)
     fail(err::kShape, "keys: diagonal positives expect at least as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
@@ -297,6 +306,82 @@ LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a
     p.exclude = ex.view();
     return info_nce(c, p);
   });
+}
+
+// Symmetric InfoNCE (CLIP, MATH §3.3) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
+// where c_j needs column j's log-sum-exp over ALL rows. Sweep 1 runs the driver without
+// gradients to fold every chunk's scores into the columns' running (max, Σ exp) and to keep the
+// diagonal; sweep 2 runs the one-way op for the row half (upstream u_i/2) into a second chunk
+// buffer and adds the column half, (u_j/2)·(e^{z_ij − clse_j} − [i = j]), entry by entry.
+LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
+  const int64_t B = a.rows, N = a.cols;
+  std::vector<double> col_max(size_t(N), -INFINITY), col_sum(size_t(N), 0.0), diag(size_t(N), 0.0);
+  {
+    EmbeddingsArgs stats = a;
+    stats.grad_queries = nullptr;
+    stats.grad_keys = nullptr;
+    stats.grad_scale = false;
+    std::vector<float> ignored(static_cast<size_t>(B));
+    stats.row_loss = ignored.data();
+    embeddings_loss(ctx, stats, [](int64_t) { return true; }, double(B), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+      const float* s = static_cast<const float*>(chunk.scores);
+      constexpr int64_t kStripe = 1024;
+      c.pool.parallel_for((N + kStripe - 1) / kStripe, [&](int64_t t) {
+        for (int64_t r = 0; r < chunk.rows; ++r)
+          for (int64_t j = t * kStripe; j < std::min(N, (t + 1) * kStripe); ++j) {
+            const double z = double(a.scale) * double(s[r * N + j]);
+            double& m = col_max[size_t(j)];
+            if (z > m) {
+              col_sum[size_t(j)] = col_sum[size_t(j)] * std::exp(m - z) + 1.0;
+              m = z;
+            } else {
+              col_sum[size_t(j)] += std::exp(z - m);
+            }
+          }
+      });
+      for (int64_t r = 0; r < chunk.rows; ++r) diag[size_t(idx[r])] = double(a.scale) * double(s[r * N + idx[r]]);
+      return LossResult{0.0, 0.0};
+    });
+  }
+  std::vector<double> col_lse(static_cast<size_t>(N));
+  for (int64_t j = 0; j < N; ++j) col_lse[size_t(j)] = col_max[size_t(j)] + std::log(col_sum[size_t(j)]);
+  auto u = [&](int64_t j) {
+    return a.reduction == Reduction::Mean ? 1.0 / double(B) : a.reduction == Reduction::None && a.grad_output ? double(a.grad_output[j]) : 1.0;
+  };
+  return embeddings_loss(
+      ctx, a, [](int64_t) { return true; }, double(B),
+      [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+        const int64_t rows = chunk.rows;
+        float* s = static_cast<float*>(const_cast<void*>(chunk.scores));
+        std::vector<float> g(chunk.grad ? static_cast<size_t>(rows * N) : 0), half(static_cast<size_t>(rows));
+        for (int64_t r = 0; r < rows; ++r) half[size_t(r)] = 0.5f * chunk.grad_output[r];
+        const ChunkCsr pos(idx, rows);
+        InfoNCEArgs p{};
+        static_cast<LossArgs&>(p) = chunk;
+        p.grad = chunk.grad ? g.data() : nullptr;
+        p.grad_output = half.data();
+        p.positives = pos.view();
+        const LossResult part = info_nce(c, p);
+        std::vector<double> dscale(static_cast<size_t>(rows), 0.0);
+        c.pool.parallel_for(rows, [&](int64_t r) {
+          double d = 0;
+          for (int64_t j = 0; j < N; ++j) {
+            const double x = double(s[r * N + j]);
+            const double uc = 0.5 * u(j);
+            const double dz = uc * (std::exp(double(a.scale) * x - col_lse[size_t(j)]) - (j == idx[r] ? 1.0 : 0.0));
+            d += dz * x;
+            if (chunk.grad) s[r * N + j] = g[size_t(r * N + j)] + float(dz * double(a.scale));
+          }
+          dscale[size_t(r)] = d;
+        });
+        double d = part.dscale;
+        for (int64_t r = 0; r < rows; ++r) {
+          d += dscale[size_t(r)];
+          chunk.row_loss[r] = float(0.5 * (double(chunk.row_loss[r]) + (col_lse[size_t(idx[r])] - diag[size_t(idx[r])])));
+        }
+        return LossResult{0.0, d};
+      },
+      4 * N);
 }
 
 // DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
