@@ -63,8 +63,9 @@ struct DecoupledContrastiveArgs : LossArgs {
   Csr positives;  // exactly one per row, unweighted; empty: the diagonal
   Csr exclude;    // or empty
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
-  const double* row_weights;  // rows: DCLW's w_i given (the embeddings form, which forms them over
-                              // all B rows before taking chunks), or null: from sigma
+  const double* row_weights;  // rows, host, CPU op only: DCLW's w_i given (the embeddings form,
+                              // which forms them over all B rows before taking chunks), or null:
+                              // from sigma
 };
 
 // ---------- from embeddings (SPEC 6) ----------
