@@ -106,7 +106,7 @@ int64_t row_scratch(const EmbeddingsArgs& a) { return 4 * a.cols + 8 * a.dim + 9
 int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, int64_t rows) { return fixed_scratch(ctx, a) + rows * row_scratch(a); }
 
 LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor,
-                           const ChunkLossFn& loss, int64_t extra_row_bytes) {
+                           const ChunkLossFn& loss, int64_t extra_row_bytes, int64_t extra_fixed_bytes) {
   const int64_t B = a.rows, D = a.dim, N = a.cols;
   std::vector<int64_t> act;
   act.reserve(size_t(B));
@@ -120,7 +120,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
 
   // The plan: as many rows as the budget holds. Chunks of a multiple of the GEMM's K slice add
   // dK's terms in the order one chunk would, so dK does not depend on the budget above that.
-  const int64_t fixed = fixed_scratch(ctx, a), per_row = row_scratch(a) + extra_row_bytes;
+  const int64_t fixed = fixed_scratch(ctx, a) + extra_fixed_bytes, per_row = row_scratch(a) + extra_row_bytes;
   const int64_t fit = a.memory_budget > fixed ? (a.memory_budget - fixed) / per_row : 0;
   if (fit < 1)
     fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " + std::to_string(N) +
@@ -315,6 +315,9 @@ LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a
 // buffer and adds the column half, (u_j/2)·(e^{z_ij − clse_j} − [i = j]), entry by entry.
 LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
   const int64_t B = a.rows, N = a.cols;
+  // Per column: running max and Σ exp, the diagonal z_jj, then the log-sum-exp (32·N bytes,
+  // counted in the budget of both sweeps).
+  const int64_t column_bytes = 32 * N;
   std::vector<double> col_max(size_t(N), -INFINITY), col_sum(size_t(N), 0.0), diag(size_t(N), 0.0);
   {
     EmbeddingsArgs stats = a;
@@ -341,7 +344,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
       });
       for (int64_t r = 0; r < chunk.rows; ++r) diag[size_t(idx[r])] = double(a.scale) * double(s[r * N + idx[r]]);
       return LossResult{0.0, 0.0};
-    });
+    }, 0, column_bytes);
   }
   std::vector<double> col_lse(static_cast<size_t>(N));
   for (int64_t j = 0; j < N; ++j) col_lse[size_t(j)] = col_max[size_t(j)] + std::log(col_sum[size_t(j)]);
@@ -381,7 +384,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
         }
         return LossResult{0.0, d};
       },
-      4 * N);
+      4 * N, column_bytes);
 }
 
 // DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL

@@ -20,9 +20,10 @@ using ChunkLossFn = std::function<LossResult(Context&, const LossArgs& chunk, co
 // The driver: rows for which `active` is false cost nothing (loss 0, gradient 0). 'mean' divides
 // by mean_divisor, as the matrix form does over all rows. Throws ERR_ARG when the budget holds
 // no row of S, ERR_NON_FINITE naming the query and key of a NaN/+inf score.
-// `extra_row_bytes`: scratch the loss itself keeps per chunk row (counted in the budget).
+// `extra_row_bytes`, `extra_fixed_bytes`: scratch the loss itself keeps per chunk row and per
+// call (counted in the budget).
 LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor,
-                           const ChunkLossFn& loss, int64_t extra_row_bytes = 0);
+                           const ChunkLossFn& loss, int64_t extra_row_bytes = 0, int64_t extra_fixed_bytes = 0);
 
 // Bytes of scratch a call uses for `rows` chunk rows (the plan picks the most the budget allows).
 int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, int64_t rows);
