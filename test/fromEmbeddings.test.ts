@@ -268,6 +268,22 @@ describe('the losses from embeddings', () => {
     expectCode(() => fl.infoNCEFromEmbeddings(q, k, { symmetric: true }), 'ERR_SHAPE', /keys\.shape/);
   });
 
+  it('grad: false computes the loss only; gradDtype float32 for half inputs', async () => {
+    const rng = makeRng(31);
+    const p = problem(rng, 6, 12, 90);
+    const [q, k] = tensors(p);
+    const full = fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { normalize: true, scale: 7 });
+    const lossOnly = await fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, p.pos, { normalize: true, scale: 7, grad: false });
+    expect(lossOnly.loss).toBe(full.loss);
+    expect('gradQueries' in lossOnly || 'gradKeys' in lossOnly).toBe(false);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { grad: false, accumulate: true }), 'ERR_ARG', /accumulate/);
+    const qh = fl.tensor(fl.float32ToBFloat16(p.Q), [p.B, p.D], { dtype: 'bfloat16' });
+    const kh = fl.tensor(fl.float32ToBFloat16(p.K), [p.N, p.D], { dtype: 'bfloat16' });
+    const r = fl.decoupledSoftmaxFromEmbeddings(qh, kh, p.pos, { gradDtype: 'float32' });
+    expect(r.gradQueries.dtype).toBe('float32');
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(qh, kh, p.pos, { gradDtype: 'float16' }), 'ERR_DTYPE', /gradDtype/);
+  });
+
   let canTrackPeak = true;
   try {
     writeFileSync('/proc/self/clear_refs', '5');
