@@ -189,6 +189,27 @@ def linear_cross_entropy(rows, cols, args):
     return step
 
 
+def decoupled_softmax_from_embeddings(rows, cols, args):
+    # SPEC 6, DEXML's step: cosine scores of the normalised query and label embeddings times the
+    # scale, decoupled softmax (SPEC 3.4) over `positives` per row (indices, not DEXML's dense
+    # B×N target, so torch is not charged for a matrix ours never reads), backward to both.
+    dim = int(args.get("dim", 128))
+    scale = float(args.get("scale", 20))
+    q = torch.randn(rows, dim, requires_grad=True)
+    k = torch.randn(cols, dim, requires_grad=True)
+    pos = torch.stack([torch.randperm(cols)[: int(args.get("positives", 3))] for _ in range(rows)])
+
+    def step():
+        q.grad = None
+        k.grad = None
+        s = scale * (F.normalize(q, dim=1) @ F.normalize(k, dim=1).T)
+        z_neg = torch.logsumexp(s.scatter(1, pos, float("-inf")), dim=1, keepdim=True)
+        loss = -F.logsigmoid(s.gather(1, pos) - z_neg).mean(1)
+        loss.mean().backward()
+
+    return step
+
+
 def sgemm(rows, cols, args):
     # C (rows × cols) = op(A)·op(B) with depth dim, through torch.mm's BLAS; layout "nt": A·Bᵀ
     # (the scores), "nn": A·B (dH = G·W), "tn": Aᵀ·B (dW = Gᵀ·H), as bench/native/gemm_bench.cpp.
@@ -226,6 +247,7 @@ OPS.update(
     {
         "linearCrossEntropy": linear_cross_entropy,
         "sgemm": sgemm,
+        "decoupledSoftmaxFromEmbeddings": decoupled_softmax_from_embeddings,
         "decoupledSoftmax": decoupled_softmax,
         "multiLabelSoftmax": multi_label_softmax,
         "binaryCrossEntropy": binary_cross_entropy,

@@ -57,3 +57,18 @@ export type {
   ShardedLosses,
   ShardedLossName,
 } from './sharded';
+export {
+  decoupledSoftmaxFromEmbeddings,
+  decoupledSoftmaxFromEmbeddingsAsync,
+  multiLabelSoftmaxFromEmbeddings,
+  multiLabelSoftmaxFromEmbeddingsAsync,
+  binaryCrossEntropyFromEmbeddings,
+  binaryCrossEntropyFromEmbeddingsAsync,
+  infoNCEFromEmbeddings,
+  infoNCEFromEmbeddingsAsync,
+  softTopKLossFromEmbeddings,
+  softTopKLossFromEmbeddingsAsync,
+  decoupledContrastiveFromEmbeddings,
+  decoupledContrastiveFromEmbeddingsAsync,
+} from './ops/fromEmbeddings';
+export type { EmbeddingsLossOptions, PositivesEmbeddingsOptions, InfoNCEEmbeddingsOptions, SoftTopKLossEmbeddingsOptions, DecoupledContrastiveEmbeddingsOptions, EmbeddingsLossResult, WithEmbeddingsGrad } from './ops/fromEmbeddings';

@@ -4,6 +4,7 @@
 #include "ops.h"
 
 #include "../native/ops/contrastive.h"
+#include "../native/ops/embeddings.h"
 #include "../native/ops/linear_cross_entropy.h"
 #include "op_table.h"
 
@@ -349,6 +350,114 @@ struct ShardedTopKGrad {
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
   static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
+// What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
+// scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
+// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).
+void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
+  a.dtype = r.dtype("dtype");
+  a.rows = r.integer("rows");
+  a.dim = r.integer("dim");
+  a.cols = r.integer("cols");
+  a.queries = r.matrix("queries", a.dtype, a.rows * a.dim, Access::Read, true);
+  a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
+  if (r.on_device()) fail(err::kDevice, std::string(name) + ": runs on the CPU only for now");
+  a.normalize = r.flag("normalize");
+  a.scale = float(r.number("scale"));
+  if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
+  a.reduction = r.code<Reduction>("reduction", 2);
+  a.grad_output = r.host<const float>("gradOutput", a.rows);
+  a.accumulate = r.flag("accumulate");
+  a.grad_dtype = r.dtype("gradDtype");
+  if (a.grad_dtype != DType::Float32 && a.grad_dtype != a.dtype)
+    fail(err::kDType, std::string("gradDtype: expected float32 or the queries' dtype ") + dtype_name(a.dtype));
+  a.grad_queries = r.accumulated("gradQueries", a.grad_dtype, a.rows * a.dim);
+  a.grad_keys = static_cast<float*>(r.accumulated("gradKeys", DType::Float32, a.cols * a.dim));
+  a.grad_scale = r.flag("gradScale");
+  a.row_loss = r.host<float>("rowLoss", a.rows);
+  if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
+  a.memory_budget = r.integer("memoryBudget");
+  if (a.memory_budget < 1) fail(err::kArg, "memoryBudget: expected a whole number of bytes > 0");
+}
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings({ ...the embeddings
+// options, positives, exclude? }).
+struct PositivesFromEmbeddings {
+  using Args = PositivesEmbeddingsArgs;
+  static void read(Reader& r, Args& a, const char* name) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, false);
+    a.exclude = r.exclude(shape);
+  }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "the losses from embeddings run on the CPU only for now"); }
+};
+struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "decoupledSoftmaxFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax_from_embeddings(ctx, a); }
+};
+struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "multiLabelSoftmaxFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax_from_embeddings(ctx, a); }
+};
+struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
+  static constexpr const char* name = "binaryCrossEntropyFromEmbeddings";
+  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
+  static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
+};
+
+// infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude?, symmetric }).
+struct InfoNCEFromEmbeddings {
+  using Args = InfoNCEEmbeddingsArgs;
+  static constexpr const char* name = "infoNCEFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, true);
+    a.exclude = r.exclude(shape);
+    a.symmetric = r.flag("symmetric");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }
+};
+
+// decoupledContrastiveFromEmbeddings({ ...the embeddings options, positives?, exclude?, sigma })
+struct DecoupledContrastiveFromEmbeddings {
+  using Args = DecoupledContrastiveEmbeddingsArgs;
+  static constexpr const char* name = "decoupledContrastiveFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    a.positives = r.csr("positives", shape, true);
+    a.exclude = r.exclude(shape);
+    a.sigma = float(r.number("sigma"));
+    if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "decoupledContrastiveFromEmbeddings: runs on the CPU only for now"); }
+};
+
+// softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
+struct SoftTopKLossFromEmbeddings {
+  using Args = SoftTopKLossEmbeddingsArgs;
+  static constexpr const char* name = "softTopKLossFromEmbeddings";
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a, name);
+    ScoresArgs shape{};
+    shape.rows = a.rows;
+    shape.cols = a.cols;
+    read_solve(r, shape, a, true);
+    a.positives = r.csr("positives", shape, false);
+  }
+  static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args&) { fail(err::kDevice, "softTopKLossFromEmbeddings: runs on the CPU only for now"); }
 };
 
 }  // namespace
@@ -372,6 +481,12 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<ShardedTopKRange>(env, exports);
   define_op<ShardedTopKSums>(env, exports);
   define_op<ShardedTopKGrad>(env, exports);
+  define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
+  define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
+  define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);
+  define_op<InfoNCEFromEmbeddings>(env, exports);
+  define_op<DecoupledContrastiveFromEmbeddings>(env, exports);
+  define_op<SoftTopKLossFromEmbeddings>(env, exports);
 }
 
 }  // namespace fl::napi

@@ -91,6 +91,9 @@ struct DecoupledContrastiveArgs : LossArgs {
   Csr positives;  // exactly one per row, unweighted; empty: the diagonal
   Csr exclude;    // or empty
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
+  const double* row_weights;  // rows, host, CPU op only: DCLW's w_i given (the embeddings form,
+                              // which forms them over all B rows before taking chunks), or null:
+                              // from sigma
 };
 // The errors of info_nce, and ERR_CSR for a row without exactly one positive.
 LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
@@ -125,6 +128,48 @@ struct LinearCrossEntropyArgs {
   float* row_loss;           // rows: ℓ_i (0 for ignored rows)
   float* lse;                // rows, or null (NaN for ignored rows: they are not computed)
   int64_t memory_budget;     // bytes of scratch, > 0
+};
+
+// <loss>FromEmbeddings: a loss of section 3 on S = Q·Kᵀ, or with `normalize` on the cosine
+// scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ, with dQ and dK (native/ops/embeddings.h). Not a LossArgs:
+// there is no scores matrix. Each loss's struct adds its own options.
+struct EmbeddingsArgs {
+  const void* queries;  // rows × dim of `dtype`
+  const void* keys;     // cols × dim of `dtype`
+  DType dtype;
+  int64_t rows, dim, cols;
+  bool normalize;            // cosine scores (F.normalize, eps 1e-12)
+  float scale;               // > 0
+  Reduction reduction;
+  const float* grad_output;  // rows (Reduction::None only), or null for ones
+  void* grad_queries;        // rows × dim of grad_dtype, or null
+  DType grad_dtype;          // of grad_queries: Float32, or `dtype`
+  float* grad_keys;          // cols × dim, fp32 whatever the dtype, or null
+  bool accumulate;           // add into grad_queries / grad_keys instead of overwriting
+  bool grad_scale;           // also compute dL/dscale
+  float* row_loss;           // rows: ℓ_i
+  int64_t memory_budget;     // bytes of scratch, > 0
+};
+
+// decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings.
+struct PositivesEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // over rows × cols, as PositivesLossArgs
+  Csr exclude;
+};
+
+// infoNCEFromEmbeddings, one-way or symmetric (CLIP: B = N, diagonal, no exclusions).
+struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // empty: the diagonal (query i ↔ key i; needs cols >= rows)
+  Csr exclude;
+  bool symmetric;
+};
+
+// decoupledContrastiveFromEmbeddings: DCL, or DCLW with `sigma` (its weights need every row's
+// positive score first: B dot products before the chunks).
+struct DecoupledContrastiveEmbeddingsArgs : EmbeddingsArgs {
+  Csr positives;  // exactly one per row, unweighted; empty: the diagonal
+  Csr exclude;
+  float sigma;    // > 0 for DCLW, 0 for DCL
 };
 
 // ---------- soft top-k ----------
@@ -276,6 +321,11 @@ struct ShardedTopKGradArgs : ShardedTopKBlock {
   float* grad;         // rows × cols float32
 };
 LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
+
+// softTopKLossFromEmbeddings: softTopKLoss's options on S = Q·Kᵀ.
+struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
+  Csr positives;
+};
 
 // ---------- utilities ----------
 

@@ -79,7 +79,9 @@ LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a
   const SkipLists skips(a.rows, pos, a.exclude);  // ERR_CSR for an excluded positive
   const int32_t* positive_col = pos.cols;          // one per row (checked above)
   std::vector<double> w(size_t(a.rows), 1.0);
-  if (a.sigma > 0) {
+  if (a.row_weights) {
+    w.assign(a.row_weights, a.row_weights + a.rows);
+  } else if (a.sigma > 0) {
     // On the raw scores S_ip (not z = scale·S), as the reference implementations do.
     std::vector<float> s(size_t(a.rows));
     for (int64_t r = 0; r < a.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;

@@ -1,0 +1,38 @@
+// <loss>FromEmbeddings (SPEC 6): the losses of section 3 on S = Q·Kᵀ (or the cosine scores with
+// `normalize`), with dQ and dK, without a B×N buffer. One driver serves every row-separable loss:
+// it computes bounded chunks of S's rows by the GEMM core and runs the loss's own matrix-form
+// CPU op on each chunk (docs/MATH.md §3.10).
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "../api/args.h"
+
+namespace fl {
+
+struct Context;  // native/core/context.h
+
+// The matrix-form loss on one chunk: `chunk` holds the chunk's scores (fp32, in place for the
+// gradient when chunk.grad is set), reduction None with each row's upstream factor as
+// grad_output, and row_loss; idx[r] is chunk row r's row in the batch.
+using ChunkLossFn = std::function<LossResult(Context&, const LossArgs& chunk, const int64_t* idx)>;
+
+// The driver: rows for which `active` is false cost nothing (loss 0, gradient 0). 'mean' divides
+// by mean_divisor, as the matrix form does over all rows. Throws ERR_ARG when the budget holds
+// no row of S, ERR_NON_FINITE naming the query and key of a NaN/+inf score.
+// `extra_row_bytes`, `extra_fixed_bytes`: scratch the loss itself keeps per chunk row and per
+// call (counted in the budget).
+LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor,
+                           const ChunkLossFn& loss, int64_t extra_row_bytes = 0, int64_t extra_fixed_bytes = 0);
+
+// Bytes of scratch a call uses for `rows` chunk rows (the plan picks the most the budget allows).
+int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, int64_t rows);
+
+LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
+LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
+LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
+LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a);
+LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a);
+LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a);
+
+}  // namespace fl

@@ -1,0 +1,330 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
+import { refBinaryCrossEntropy, refDecoupledContrastive, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
+import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
+import { allWritten, expectCode, expectCodeAsync, fl } from './helpers';
+
+type Opts = fl.PositivesEmbeddingsOptions & { k?: number; weighting?: { sigma?: number } };
+type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
+type Embeddings = fl.Tensor;
+type Run = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => fl.EmbeddingsLossResult;
+type RunAsync = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => Promise<fl.EmbeddingsLossResult>;
+const REF: Record<Name, (S: Scores, B: number, N: number, pos: RefPositives, o: Opts) => RefResult> = {
+  decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
+  multiLabelSoftmax: (S, B, N, pos, o) => refMultiLabelSoftmax(S, B, N, pos, o as never),
+  binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
+  infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, { ...(o as object), positives: pos } as never),
+  softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
+  decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...(o as object), positives: pos } as never),
+};
+const c = (x: RefPositives) => x as fl.Positives;
+const OP: Record<Name, [Run, RunAsync]> = {
+  decoupledSoftmax: [(q, k, p, o) => fl.decoupledSoftmaxFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, c(p), o)],
+  multiLabelSoftmax: [(q, k, p, o) => fl.multiLabelSoftmaxFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.multiLabelSoftmaxFromEmbeddingsAsync(q, k, c(p), o)],
+  binaryCrossEntropy: [(q, k, p, o) => fl.binaryCrossEntropyFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.binaryCrossEntropyFromEmbeddingsAsync(q, k, c(p), o)],
+  infoNCE: [(q, k, p, o) => fl.infoNCEFromEmbeddings(q, k, { ...o, positives: c(p) }), (q, k, p, o) => fl.infoNCEFromEmbeddingsAsync(q, k, { ...o, positives: c(p) })],
+  softTopKLoss: [(q, k, p, o) => fl.softTopKLossFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.softTopKLossFromEmbeddingsAsync(q, k, c(p), o)],
+  decoupledContrastive: [
+    (q, k, p, o) => fl.decoupledContrastiveFromEmbeddings(q, k, { ...o, positives: c(p) }),
+    (q, k, p, o) => fl.decoupledContrastiveFromEmbeddingsAsync(q, k, { ...o, positives: c(p) }),
+  ],
+};
+
+/** The float64 reference of a loss from embeddings: the matrix form on S = Q̂·K̂ᵀ, chained back. */
+function reference(name: Name, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: Opts) {
+  const unit = (X: ArrayLike<number>, rows: number) => {
+    const Y = Float64Array.from(X);
+    const inv = new Float64Array(rows).fill(1);
+    if (o.normalize)
+      for (let i = 0; i < rows; i++) {
+        let s = 0;
+        for (let k = 0; k < D; k++) s += Y[i * D + k] ** 2;
+        inv[i] = 1 / Math.max(Math.sqrt(s), 1e-12);
+        for (let k = 0; k < D; k++) Y[i * D + k] *= inv[i];
+      }
+    return { Y, inv };
+  };
+  const q = unit(Q, B);
+  const k = unit(K, N);
+  const S = new Float64Array(B * N);
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
+      S[i * N + j] = s;
+    }
+  const r: RefResult = REF[name](S, B, N, pos, o);
+  const G = r.grad!;
+  const dQ = new Float64Array(B * D);
+  const dK = new Float64Array(N * D);
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < N; j++) {
+      const g = G[i * N + j];
+      if (g === 0) continue;
+      for (let c = 0; c < D; c++) {
+        dQ[i * D + c] += g * k.Y[j * D + c];
+        dK[j * D + c] += g * q.Y[i * D + c];
+      }
+    }
+  const chain = (dX: Float64Array, X: { Y: Float64Array; inv: Float64Array }, rows: number) => {
+    if (!o.normalize) return;
+    for (let i = 0; i < rows; i++) {
+      let dot = 0;
+      for (let c = 0; c < D; c++) dot += X.Y[i * D + c] * dX[i * D + c];
+      for (let c = 0; c < D; c++) dX[i * D + c] = (dX[i * D + c] - X.Y[i * D + c] * dot) * X.inv[i];
+    }
+  };
+  chain(dQ, q, B);
+  chain(dK, k, N);
+  return { ...r, dQ, dK };
+}
+
+interface Problem {
+  B: number;
+  D: number;
+  N: number;
+  Q: Float32Array;
+  K: Float32Array;
+  pos: ReturnType<typeof randomPositives>;
+}
+let oneEach = false; // decoupledContrastive: exactly one unweighted positive per row
+function problem(rng: Rng, B: number, D: number, N: number, spread = 1): Problem {
+  const sd = Math.sqrt(spread / Math.sqrt(D));
+  const Q = Float32Array.from({ length: B * D }, () => rng.normal() * sd);
+  const K = Float32Array.from({ length: N * D }, () => rng.normal() * sd);
+  const pos = oneEach ? randomPositives(rng, B, N, { min: 1, max: 1 }) : randomPositives(rng, B, N, { min: 0, max: Math.min(4, N - 1), weighted: true });
+  return { B, D, N, Q, K, pos };
+}
+
+const host = (t: fl.Tensor | undefined) => fl.toFloat32(t!.data, t!.dtype);
+const absErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let n = 0;
+  for (let i = 0; i < b.length; i++) n += (a[i] - b[i]) ** 2;
+  return Math.sqrt(n);
+};
+const l2 = (a: ArrayLike<number>) => absErr(a, new Float64Array(a.length));
+
+function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, tol = 1e-5) {
+  const ref = reference(name, p.Q, p.K, p.B, p.N, p.D, p.pos, o);
+  expect(Math.abs(got.loss - ref.loss) / Math.max(1e-30, Math.abs(ref.loss)), `loss ${got.loss} vs ${ref.loss}`).toBeLessThanOrEqual(tol);
+  expect(absErr(got.rowLoss, ref.rowLoss)).toBeLessThanOrEqual(tol * l2(ref.rowLoss) + 1e-30);
+  const gq = host(got.gradQueries);
+  const gk = host(got.gradKeys);
+  expect(allWritten(gq) && allWritten(gk)).toBe(true);
+  expect(absErr(gq, ref.dQ), 'dQ').toBeLessThanOrEqual(tol * l2(ref.dQ) + 1e-30);
+  expect(absErr(gk, ref.dK), 'dK').toBeLessThanOrEqual(tol * l2(ref.dK) + 1e-30);
+  if (got.dScale !== undefined) expect(Math.abs(got.dScale - ref.dScale!)).toBeLessThanOrEqual(10 * tol * Math.max(1, Math.abs(ref.dScale!)));
+  return ref;
+}
+
+/**
+ * A memoryBudget that holds about `rows` rows of S: the smallest budget (one row, whatever the
+ * thread count makes the GEMM's panels cost), read from the error, plus rows − 1 more rows.
+ */
+function budgetForRows(run: (memoryBudget: number) => unknown, rows: number, rowBytes: number): number {
+  try {
+    run(1);
+  } catch (e) {
+    const min = Number(/at least (\d+) bytes/.exec(String((e as Error).message))![1]);
+    return min + (rows - 1) * rowBytes;
+  }
+  throw new Error('a 1-byte budget was accepted');
+}
+
+const tensors = (p: Problem) => [fl.tensor(p.Q, [p.B, p.D]), fl.tensor(p.K, [p.N, p.D])] as const;
+
+for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss', 'decoupledContrastive'] as const) {
+  const [op, opAsync] = OP[name];
+  describe(`${name}FromEmbeddings`, () => {
+    beforeEach(() => {
+      oneEach = name === 'decoupledContrastive';
+    });
+    afterEach(() => {
+      oneEach = false;
+    });
+    const cases: [string, number, number, number, Opts][] = [
+      ['D = 1', 7, 1, 97, {}],
+      ['normalised, scale 20', 9, 33, 1001, { normalize: true, scale: 20 }],
+      ['sum, exclusions', 6, 130, 513, { reduction: 'sum', scale: 2 }],
+      ['none with gradOutput, normalised', 5, 17, 300, { reduction: 'none', normalize: true }],
+      ['D = 301, several chunks', 11, 301, 211, { normalize: true, scale: 5 }],
+    ];
+    for (const [label, B, D, N, opts] of cases)
+      it(`matches the float64 reference: ${label}`, () => {
+        const rng = makeRng(B * 1000 + D);
+        const p = problem(rng, B, D, N);
+        const o: Opts = { ...opts, gradScale: true };
+        if (name === 'decoupledContrastive' && label.includes('scale 20')) o.weighting = { sigma: 0.5 };
+        if (label.includes('exclusions')) o.exclude = randomExclude(rng, B, N, p.pos, { max: 5 });
+        if (opts.reduction === 'none') o.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
+        const [q, k] = tensors(p);
+        if (label.includes('several chunks')) o.memoryBudget = budgetForRows((memoryBudget) => op(q, k, p.pos, { ...o, memoryBudget }), 3, 4 * N + 8 * D);
+        compare(name, op(q, k, p.pos, o), p, o);
+      });
+
+    it('finite differences confirm dQ, dK and dScale of the reference it is compared with', () => {
+      const rng = makeRng(7);
+      const p = problem(rng, 4, 5, 9);
+      const opts = { normalize: true, scale: 3 };
+      const Q = Float64Array.from(p.Q);
+      const K = Float64Array.from(p.K);
+      const f = (q: Float64Array, k: Float64Array, s = 3) => reference(name, q, k, p.B, p.N, p.D, p.pos, { ...opts, scale: s }).loss;
+      const ref = reference(name, Q, K, p.B, p.N, p.D, p.pos, opts);
+      expect(fdGradCheck((x) => f(x, K), Q, ref.dQ).relErr).toBeLessThan(1e-7);
+      expect(fdGradCheck((x) => f(Q, x), K, ref.dK).relErr).toBeLessThan(1e-7);
+      expect(fdScalarCheck((s) => f(Q, K, s), 3, ref.dScale!).relErr).toBeLessThan(1e-7);
+      const [q, k] = tensors(p);
+      compare(name, op(q, k, p.pos, { ...opts, gradScale: true }), p, { ...opts, gradScale: true });
+    });
+
+    it('accumulates into the given buffers, async too, and writes no input', async () => {
+      const rng = makeRng(11);
+      const p = problem(rng, 6, 20, 70);
+      const [q, k] = tensors(p);
+      const q0 = p.Q.slice();
+      const k0 = p.K.slice();
+      const o: Opts = { normalize: true, scale: 4 };
+      const once = op(q, k, p.pos, o);
+      const gq = fl.tensor(Float32Array.from({ length: p.B * p.D }, () => rng.normal()), [p.B, p.D]);
+      const gk = fl.tensor(Float32Array.from({ length: p.N * p.D }, () => rng.normal()), [p.N, p.D]);
+      const gq0 = host(gq).slice();
+      const gk0 = host(gk).slice();
+      const r = await opAsync(q, k, p.pos, { ...o, accumulate: true, gradQueries: gq, gradKeys: gk });
+      expect(r.gradQueries).toBe(gq);
+      const aq = host(gq);
+      const ak = host(gk);
+      const oq = host(once.gradQueries);
+      const ok = host(once.gradKeys);
+      for (let i = 0; i < aq.length; i++) expect(aq[i]).toBeCloseTo(gq0[i] + oq[i], 5);
+      for (let i = 0; i < ak.length; i++) expect(ak[i]).toBeCloseTo(gk0[i] + ok[i], 5);
+      expect(p.Q).toEqual(q0);
+      expect(p.K).toEqual(k0);
+    });
+
+    it('takes float16 and bfloat16 inputs (dK in float32)', () => {
+      const rng = makeRng(5);
+      const p = problem(rng, 5, 24, 150);
+      for (const dtype of ['float16', 'bfloat16'] as const) {
+        const half = dtype === 'float16' ? fl.float32ToFloat16 : fl.float32ToBFloat16;
+        const Qh = half(p.Q);
+        const Kh = half(p.K);
+        const r = op(fl.tensor(Qh, [p.B, p.D], { dtype }), fl.tensor(Kh, [p.N, p.D], { dtype }), p.pos, { normalize: true, scale: 5 });
+        expect(r.gradQueries!.dtype).toBe(dtype);
+        expect(r.gradKeys!.dtype).toBe('float32');
+        // Against the reference on the rounded inputs: only the outputs' rounding remains.
+        const rounded = { ...p, Q: fl.toFloat32(Qh, dtype), K: fl.toFloat32(Kh, dtype) };
+        const ref = reference(name, rounded.Q, rounded.K, p.B, p.N, p.D, p.pos, { normalize: true, scale: 5 });
+        expect(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
+        expect(absErr(host(r.gradKeys), ref.dK)).toBeLessThan(1e-5 * l2(ref.dK));
+        expect(absErr(host(r.gradQueries), ref.dQ)).toBeLessThan(2e-2 * l2(ref.dQ));
+      }
+    });
+  });
+}
+
+describe('the losses from embeddings', () => {
+  it('decoupledSoftmaxFromEmbeddings at N > 65536 with empty-positive rows and chunks of rows', () => {
+    const rng = makeRng(3);
+    const p = problem(rng, 5, 16, 70001);
+    p.pos = randomPositives(rng, p.B, p.N, { min: 0, max: 3 });
+    p.pos.rowPtr[2] = p.pos.rowPtr[1]; // row 1 empty
+    const cols = Array.from(p.pos.cols);
+    cols.splice(p.pos.rowPtr[1], p.pos.rowPtr[2] - p.pos.rowPtr[1]);
+    const [q, k] = tensors(p);
+    const o: Opts = { normalize: true, scale: 10 };
+    o.memoryBudget = budgetForRows((memoryBudget) => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { ...o, memoryBudget }), 2, 4 * p.N);
+    const r = fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, o);
+    compare('decoupledSoftmax', r, p, o);
+    expect(r.rowLoss[1]).toBe(0);
+    expect(Array.from(host(r.gradQueries).subarray(16, 32)).every((v) => v === 0)).toBe(true);
+  });
+
+  it('infoNCEFromEmbeddings symmetric (CLIP): both halves, over several chunks, against the float64 reference', async () => {
+    const rng = makeRng(21);
+    for (const [B, D, o] of [
+      [37, 9, { normalize: true, scale: 10, gradScale: true }],
+      [1500, 4, { normalize: true, scale: 10, gradScale: true, reduction: 'sum' }],
+      [23, 40, { reduction: 'none', gradScale: true }],
+      [16, 5, { reduction: 'sum', scale: 3 }],
+    ] as [number, number, fl.InfoNCEEmbeddingsOptions][]) {
+      const p = problem(rng, B, D, B);
+      const opts: fl.InfoNCEEmbeddingsOptions = { ...o, symmetric: true };
+      if (o.reduction === 'none') opts.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
+      const [q, k] = tensors(p);
+      if (B === 1500) opts.memoryBudget = budgetForRows((memoryBudget) => fl.infoNCEFromEmbeddings(q, k, { ...opts, memoryBudget }), 40, 8 * B); // ~38 chunks
+      const got = B === 23 ? await fl.infoNCEFromEmbeddingsAsync(q, k, opts) : fl.infoNCEFromEmbeddings(q, k, opts);
+      const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+      const saved = REF.infoNCE;
+      REF.infoNCE = (S, b, n, _pos, ro) => refInfoNCE(S, b, n, { ...(ro as object), symmetric: true } as never);
+      try {
+        compare('infoNCE', got, { ...p, pos: diag }, opts as Opts);
+      } finally {
+        REF.infoNCE = saved;
+      }
+    }
+    const p = problem(rng, 4, 3, 5);
+    const [q, k] = tensors(p);
+    expectCode(() => fl.infoNCEFromEmbeddings(q, k, { symmetric: true }), 'ERR_SHAPE', /keys\.shape/);
+  });
+
+  it('grad: false computes the loss only; gradDtype float32 for half inputs', async () => {
+    const rng = makeRng(31);
+    const p = problem(rng, 6, 12, 90);
+    const [q, k] = tensors(p);
+    const full = fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { normalize: true, scale: 7 });
+    const lossOnly = await fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, p.pos, { normalize: true, scale: 7, grad: false });
+    expect(lossOnly.loss).toBe(full.loss);
+    expect('gradQueries' in lossOnly || 'gradKeys' in lossOnly).toBe(false);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { grad: false, accumulate: true }), 'ERR_ARG', /accumulate/);
+    const qh = fl.tensor(fl.float32ToBFloat16(p.Q), [p.B, p.D], { dtype: 'bfloat16' });
+    const kh = fl.tensor(fl.float32ToBFloat16(p.K), [p.N, p.D], { dtype: 'bfloat16' });
+    const r = fl.decoupledSoftmaxFromEmbeddings(qh, kh, p.pos, { gradDtype: 'float32' });
+    expect(r.gradQueries.dtype).toBe('float32');
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(qh, kh, p.pos, { gradDtype: 'float16' }), 'ERR_DTYPE', /gradDtype/);
+  });
+
+  let canTrackPeak = true;
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    canTrackPeak = false;
+  }
+  it.skipIf(!canTrackPeak)('decoupledSoftmaxFromEmbeddings stays within memoryBudget where the B×N scores would take 1 GiB', () => {
+    const B = 8192;
+    const D = 16;
+    const N = 32768; // S: 8192 × 32768 fp32 = 1 GiB
+    const rng = makeRng(12);
+    const q = fl.tensor(Float32Array.from({ length: B * D }, () => rng.normal()), [B, D]);
+    const k = fl.tensor(Float32Array.from({ length: N * D }, () => rng.normal()), [N, D]);
+    const positives = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => 2 * i), cols: Int32Array.from({ length: 2 * B }, (_, e) => (e * 7919) % N) };
+    const gradQueries = fl.tensor(new Float32Array(B * D).fill(0), [B, D]);
+    const gradKeys = fl.tensor(new Float32Array(N * D).fill(0), [N, D]);
+    const memoryBudget = 16 * 2 ** 20;
+    const kib = (field: string) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(field + ':'))!)![1]);
+    const before = kib('VmRSS');
+    writeFileSync('/proc/self/clear_refs', '5');
+    const r = fl.decoupledSoftmaxFromEmbeddings(q, k, positives, { normalize: true, scale: 20, memoryBudget, gradQueries, gradKeys });
+    const peakExtra = (kib('VmHWM') - before) * 1024;
+    expect(Number.isFinite(r.loss)).toBe(true);
+    // The budget, the small outputs (rowLoss) and some allocator and V8 slack; nothing near 1 GiB.
+    expect(peakExtra, `peak ${(peakExtra / 2 ** 20).toFixed(1)} MiB beyond the inputs`).toBeLessThan(memoryBudget + 8 * 2 ** 20);
+  });
+
+  it('rejects bad shapes, dtypes, budgets and unknown options', async () => {
+    const rng = makeRng(1);
+    const p = problem(rng, 3, 4, 10);
+    const [q, k] = tensors(p);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, fl.tensor(new Float32Array(30), [10, 3]), p.pos), 'ERR_SHAPE', /keys\.shape/);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, fl.tensor(new Uint16Array(40), [10, 4], { dtype: 'float16' }), p.pos), 'ERR_DTYPE', /keys\.dtype/);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { normalise: true } as never), 'ERR_ARG', /did you mean 'normalize'/);
+    expectCode(() => fl.multiLabelSoftmaxFromEmbeddings(q, k, p.pos, { memoryBudget: 1000 }), 'ERR_ARG', /memoryBudget/);
+    expectCode(() => fl.binaryCrossEntropyFromEmbeddings(q, k, { rowPtr: new Int32Array([0, 1]), cols: new Int32Array([0]) }), 'ERR_SHAPE', /positives\.rowPtr/);
+    expectCode(() => fl.binaryCrossEntropyFromEmbeddings(q, k, { rowPtr: new Int32Array([0, 1, 1, 1]), cols: new Int32Array([10]) }), 'ERR_CSR', /positives/);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { accumulate: true }), 'ERR_ARG', /gradQueries/);
+    await expectCodeAsync(fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, p.pos, { gradKeys: fl.tensor(new Float32Array(4), [1, 4]) }), 'ERR_SHAPE', /gradKeys/);
+    const bad = p.Q.slice();
+    bad[5] = Number.NaN;
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(fl.tensor(bad, [3, 4]), k, { rowPtr: new Int32Array([0, 1, 2, 3]), cols: new Int32Array([0, 1, 2]) }), 'ERR_NON_FINITE', /query row 1/);
+  });
+});
