@@ -350,6 +350,8 @@ struct ShardedTopKGrad {
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
   static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
+};
+
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
 // scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
 // rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).

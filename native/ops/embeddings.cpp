@@ -26,7 +26,6 @@
 #include "../gemm/gemm.h"
 #include "../isa/kernels.h"
 #include "contrastive.h"
-#include "positives_losses.h"
 #include "soft_topk.h"
 #include "softmax_rows.h"
 
