@@ -1,4 +1,4 @@
-// decoupledSoftmax (SPEC 3.4), multiLabelSoftmax (SPEC 3.2) and binaryCrossEntropy (SPEC 3.6)
+// decoupledSoftmax (docs/MATH.md §3.4), multiLabelSoftmax (docs/MATH.md §3.2) and binaryCrossEntropy (docs/MATH.md §3.6)
 // on the GPU. The per-positive math is native/ops/positives_math.h, shared with the CPU.
 //
 // The softmax losses (row_kernels.cuh softmax_row): the row on chip (cuda/plan.h

@@ -5,9 +5,9 @@
 import * as fl from 'fusedloss';
 import type { LabelSets } from './data';
 
-/** What a positives-taking fusedloss loss looks like (SPEC 4), e.g. multiLabelSoftmax. */
+/** What a positives-taking fusedloss loss looks like (the API names), e.g. multiLabelSoftmax. */
 type PositivesLoss = (scores: fl.Tensor, positives: LabelSets, opts: fl.LossOptions & Record<string, unknown>) => fl.LossResult;
-/** A loss that takes its positives in `opts.positives` (SPEC 4), e.g. infoNCE. */
+/** A loss that takes its positives in `opts.positives` (the API names), e.g. infoNCE. */
 type OptsPositivesLoss = (scores: fl.Tensor, opts: fl.LossOptions & Record<string, unknown>) => fl.LossResult;
 
 export interface LossEntry {

@@ -1,5 +1,5 @@
 /**
- * Positives and exclusions in CSR form (SPEC 2), validated once before a call reaches the
+ * Positives and exclusions in CSR form (docs/MATH.md §1), validated once before a call reaches the
  * addon. Every problem throws ERR_TYPE (not the right TypedArray), ERR_SHAPE (lengths) or
  * ERR_CSR (structure), with a message naming the exact entry, e.g. `positives.cols[17]`.
  * @module

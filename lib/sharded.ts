@@ -1,5 +1,5 @@
 /**
- * Label-sharded losses (SPEC 7): each rank holds a block of columns of the score matrix,
+ * Label-sharded losses (docs/MATH.md §5): each rank holds a block of columns of the score matrix,
  * [columnOffset, columnOffset + N_r) of N, and every row's targets in global column indices.
  * The loss, the row losses and each rank's gradient block equal the unsharded call's.
  *
@@ -942,7 +942,7 @@ function diagonalOrCsr(name: string, v: unknown, rows: number, total: number, on
  * (labels for softmaxCrossEntropy, CSR positives otherwise; the same on every rank). Returns a
  * job; `await job.run(allReduce)` gives `{ loss, rowLoss, grad, dScale? }`: the loss and row
  * losses of the whole matrix and dL/dS for this rank's columns, equal to the unsharded call's
- * (SPEC 5 tolerances). Options are the unsharded loss's (infoNCE: one-way only), where
+ * (docs/MATH.md §4 tolerances). Options are the unsharded loss's (infoNCE: one-way only), where
  * `classWeights` is this rank's slice and `exclude` is in global columns.
  *
  * Throws ArgumentError for bad arguments here, before any exchange; the job's run throws the

@@ -1,5 +1,5 @@
 /**
- * The per-loss math of the label-sharded losses (SPEC 7), as "partials / finish" pairs over one
+ * The per-loss math of the label-sharded losses (docs/MATH.md §5), as "partials / finish" pairs over one
  * rank's local block of scores (B × N_r, columns [off, off + N_r) of the full B × N matrix).
  *
  * Each loss is written as the same three kinds of step:

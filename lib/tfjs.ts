@@ -177,7 +177,7 @@ function positivesArg(fn: string, v: unknown, rows: number, cols: number): Posit
 }
 
 /**
- * Cross-entropy over many classes (SPEC 3.1, torch semantics) as a tfjs loss.
+ * Cross-entropy over many classes (docs/MATH.md §3.1, torch semantics) as a tfjs loss.
  * `labels`: class ids (Int32Array or 1-D tf.Tensor) or a one-hot B×N tf.Tensor.
  */
 export function softmaxCrossEntropy(logits: Tfjs.Tensor, labels: Tfjs.Tensor | Int32Array, opts?: AdapterOptions<SoftmaxCrossEntropyOptions>): Tfjs.Scalar {
@@ -197,13 +197,13 @@ function positivesLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, p:
   };
 }
 
-/** DEXML's multi-label softmax (SPEC 3.2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's multi-label softmax (docs/MATH.md §3.2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const multiLabelSoftmax = positivesLoss<PositivesLossOptions>('multiLabelSoftmax', flMultiLabelSoftmax);
-/** DEXML's decoupled softmax (SPEC 3.4) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's decoupled softmax (docs/MATH.md §3.4) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const decoupledSoftmax = positivesLoss<PositivesLossOptions>('decoupledSoftmax', flDecoupledSoftmax);
-/** One-vs-all binary cross-entropy (SPEC 3.6) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** One-vs-all binary cross-entropy (docs/MATH.md §3.6) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const binaryCrossEntropy = positivesLoss<PositivesLossOptions>('binaryCrossEntropy', flBinaryCrossEntropy);
-/** DEXML's soft top-k loss (SPEC 3.8: k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's soft top-k loss (docs/MATH.md §3.8: k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const softTopKLoss = positivesLoss<SoftTopKLossOptions>('softTopKLoss', flSoftTopKLoss);
 
 /** Options of the contrastive losses here: `positives` may also be a dense B×N tf.Tensor. */
@@ -218,7 +218,7 @@ function contrastiveLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, 
   };
 }
 
-/** InfoNCE (SPEC 3.3) as a tfjs loss: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense). */
+/** InfoNCE (docs/MATH.md §3.3) as a tfjs loss: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense). */
 export const infoNCE = contrastiveLoss<InfoNCEOptions>('infoNCE', flInfoNCE);
-/** Decoupled contrastive loss DCL/DCLW (SPEC 3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
+/** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
 export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>('decoupledContrastive', flDecoupledContrastive);

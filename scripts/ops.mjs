@@ -687,7 +687,7 @@ function topKPositives(rows, cols, seed) {
 /** ln σ(a), stable. */
 const logSig = (a) => (a >= 0 ? -Math.log1p(Math.exp(-a)) : a - Math.log1p(Math.exp(a)));
 
-/** SPEC 3.8 in float64 (mean reduction, scale 1): the threshold by bisection, then loss and gradient. */
+/** docs/MATH.md §3.8 in float64 (mean reduction, scale 1): the threshold by bisection, then loss and gradient. */
 function refTopKLoss(i) {
   const { rows, cols, values } = i.s;
   const alpha = i.opts.alpha;

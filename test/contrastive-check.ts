@@ -1,5 +1,5 @@
 // Shared by test/infoNCE.test.ts and test/decoupledContrastive.test.ts: runs a loss kernel and
-// its float64 reference on the same scores and compares everything a call returns (SPEC 5).
+// its float64 reference on the same scores and compares everything a call returns (docs/MATH.md §4).
 import { expect } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import type { RefResult } from './reference/types.js';

@@ -4,7 +4,7 @@
 // references). The registry stays plain JS that node runs without the test dependencies.
 //
 // An op under test knows how to draw random valid cases, build their inputs, call the op sync
-// and async, compute the float64 reference, judge the result against SPEC 5, break valid
+// and async, compute the float64 reference, judge the result against docs/MATH.md §4, break valid
 // inputs in every way a caller can (each mutation says which error code it must produce), and
 // make a heavy input (tens of ms of work) and a small one.
 import fc from 'fast-check';
@@ -46,7 +46,7 @@ export interface OpUnderTest<C, I> {
   async(inputs: I): Promise<Outputs>;
   /** Float64 reference on the same inputs (half inputs dequantized exactly). */
   reference(inputs: I): RefOutputs;
-  /** Why `got` is out of SPEC tolerance, or undefined when it is within. */
+  /** Why `got` is out of docs/MATH.md §4 tolerance, or undefined when it is within. */
   check(got: Outputs, ref: RefOutputs, inputs: I): string | undefined;
   /** The caller-owned arrays of the inputs: a call without `inplace` must leave them bitwise unchanged. */
   views(inputs: I): ArrayBufferView[];
@@ -80,7 +80,7 @@ export function heavyScores(x: Float32Array, rows: number, cols: number): Scores
 export const DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
 /** How scores are handed over: a Tensor, a { dtype, shape, data } object, or a bare array with opts.shape. */
 type Form = 'tensor' | 'like' | 'bare';
-/** Value distributions: SPEC's normal/flat/peaked rows, rows with −Infinity entries (whole rows too), large magnitudes. */
+/** Value distributions: the normal/flat/peaked rows, rows with −Infinity entries (whole rows too), large magnitudes. */
 type Kind = 'normal' | 'flat' | 'peaked' | 'neginf' | 'large';
 
 export interface ScoresCase {
@@ -210,7 +210,7 @@ export function optionMutations<I extends { opts: Record<string, unknown> }>(): 
   ];
 }
 
-/** |got − ref| / max(1, |ref|) per element (SPEC 5: loss rel err ≤ 1e-5); equal infinities are exact. */
+/** |got − ref| / max(1, |ref|) per element (docs/MATH.md §4: loss rel err ≤ 1e-5); equal infinities are exact. */
 export function checkElementwise(name: string, got: Float32Array, ref: ArrayLike<number>, tol: number): string | undefined {
   if (got.length !== ref.length) return `${name}: length ${got.length}, expected ${ref.length}`;
   for (let i = 0; i < ref.length; i++) {
@@ -228,7 +228,7 @@ export function checkElementwise(name: string, got: Float32Array, ref: ArrayLike
 }
 
 /**
- * The gradient against the float64 reference: ‖g − ref‖ ≤ 1e-5·‖ref‖ (SPEC 5, fp32), plus twice
+ * The gradient against the float64 reference: ‖g − ref‖ ≤ 1e-5·‖ref‖ (docs/MATH.md §4, fp32), plus twice
  * the error of rounding the exact gradient to a half dtype, plus `floor`, an absolute allowance
  * the op derives from its own cancellations. Every element must have been written (no NaN).
  */

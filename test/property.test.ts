@@ -1,6 +1,6 @@
 // Property tests (fast-check) over every op of test/ops-under-test.ts: random shapes, dtypes,
 // options, input forms and value distributions, called sync or async, and random ways to
-// break the call. Each call either matches the float64 reference within SPEC 5's tolerance or
+// break the call. Each call either matches the float64 reference within docs/MATH.md §4's tolerance or
 // throws (rejects, for async) a FusedLossError whose code starts with ERR_ (the one the
 // mutation calls for); the caller's input arrays stay bitwise unchanged either way; outputs
 // start as NaN (FUSEDLOSS_POISON_OUTPUTS=1, vitest.config.ts) and must be fully written.

@@ -385,7 +385,7 @@ describe('softTopK operator: the threshold', () => {
   });
 });
 
-describe('semantics the SPEC leaves to the reference', () => {
+describe('semantics the contract leaves to the reference', () => {
   it('infoNCE mean divides by the rows that have a positive', () => {
     const rng = makeRng(11);
     const B = 5, N = 17;

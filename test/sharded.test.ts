@@ -1,6 +1,6 @@
-// Label-sharded losses (SPEC 7): R ∈ {1, 2, 3, 7} simulated ranks in one process, each with a
+// Label-sharded losses (docs/MATH.md §5): R ∈ {1, 2, 3, 7} simulated ranks in one process, each with a
 // block of columns, against the unsharded native call on the whole matrix: the loss, the row
-// losses and each rank's gradient block to the SPEC 5 tolerances (fp32: 1e-5). Then the
+// losses and each rank's gradient block to the docs/MATH.md §4 tolerances (fp32: 1e-5). Then the
 // protocol's checks: shards that overlap or leave gaps, labels outside every shard, a broken
 // all-reduce, options that differ across ranks.
 import { execFileSync } from 'node:child_process';

@@ -1,6 +1,6 @@
 /**
  * binaryCrossEntropy: elementwise binary cross-entropy with logits over CSR positives
- * (DEXML "bce", SPEC 3.6).
+ * (DEXML "bce", docs/MATH.md §3.6).
  * @module
  */
 import type { Positives } from '../csr';

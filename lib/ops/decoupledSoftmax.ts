@@ -1,5 +1,5 @@
 /**
- * decoupledSoftmax: DEXML's decoupled softmax over CSR positives (SPEC 3.4).
+ * decoupledSoftmax: DEXML's decoupled softmax over CSR positives (docs/MATH.md §3.4).
  * @module
  */
 import type { Positives } from '../csr';

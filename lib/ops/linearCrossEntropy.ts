@@ -1,7 +1,7 @@
 /**
  * linearCrossEntropy: softmaxCrossEntropy on the scores of a linear layer, S = hidden·weightᵀ
  * (+ bias), forward and backward in one call, without ever holding the B×N score matrix
- * (SPEC 6; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
+ * (docs/MATH.md §3.9–3.10; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
  * @module
  */
 import { makeError } from '../errors';

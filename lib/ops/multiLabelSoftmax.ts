@@ -1,5 +1,5 @@
 /**
- * multiLabelSoftmax: the multi-label softmax loss over CSR positives (DEXML "softmax", SPEC 3.2).
+ * multiLabelSoftmax: the multi-label softmax loss over CSR positives (DEXML "softmax", docs/MATH.md §3.2).
  * @module
  */
 import type { Positives } from '../csr';

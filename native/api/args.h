@@ -100,7 +100,7 @@ LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a
 // CUDA: scores and grad on the device; the CSRs, gradOutput and rowLoss on the host.
 namespace cuda { LossResult decoupled_contrastive(const DecoupledContrastiveArgs& args); }
 
-// ---------- from embeddings (SPEC 6) ----------
+// ---------- from embeddings (docs/MATH.md §3.9–3.10) ----------
 
 // linearCrossEntropy: softmaxCrossEntropy on S = hidden·weightᵀ (+ bias), with dhidden, dweight
 // and dbias. Not a LossArgs: there is no scores matrix (that is the point).

@@ -1,5 +1,5 @@
 // The GEMM core: C (fp32) = or += op(A)·op(B) on the CPU, for the losses computed straight from
-// embeddings (SPEC 6): the score tile S = H·Wᵀ, and the gradients dH = G·W and dW += Gᵀ·H.
+// embeddings (docs/MATH.md §3.9–3.10): the score tile S = H·Wᵀ, and the gradients dH = G·W and dW += Gᵀ·H.
 //
 // Packed panels and register-blocked micro-kernels per ISA (native/gemm/gemm_kernels.inl),
 // B widened from fp16/bf16 to fp32 while it is packed. C is cut into blocks spread over the

@@ -1,4 +1,4 @@
-// infoNCE (SPEC 3.3; one-way and symmetric/CLIP) and decoupledContrastive (SPEC 3.5; DCL and
+// infoNCE (docs/MATH.md §3.3; one-way and symmetric/CLIP) and decoupledContrastive (docs/MATH.md §3.5; DCL and
 // DCLW): loss and gradient in one call.
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Per-row math of InfoNCE (SPEC 3.3) and DCL/DCLW (SPEC 3.5), shared by the CPU drivers and the
+// Per-row math of InfoNCE (docs/MATH.md §3.3) and DCL/DCLW (docs/MATH.md §3.5), shared by the CPU drivers and the
 // CUDA kernels (FL_HD).
 //
 // A softmax row is described by its log-sum-exp and, for an entry z_j, by the two quantities

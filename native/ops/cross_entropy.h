@@ -1,4 +1,4 @@
-// softmaxCrossEntropy (SPEC 3.1): torch F.cross_entropy over very many classes, with
+// softmaxCrossEntropy (docs/MATH.md §3.1): torch F.cross_entropy over very many classes, with
 // ignore_index, label smoothing, class weights, z-loss and softcap; loss and gradient in one call.
 #pragma once
 #include <cstdint>

@@ -1,7 +1,7 @@
 // Per-row cross-entropy math shared by the CPU driver and the CUDA kernel (FL_HD).
 //
 // With p_j = exp(z_j − lse), w_y the target's class weight, w̄ the mean class weight, ε the
-// smoothing and λ the z-loss weight, row i's loss and gradient are (SPEC 3.1)
+// smoothing and λ the z-loss weight, row i's loss and gradient are (docs/MATH.md §3.1)
 //   ℓ     = w_y(1−ε)(lse − z_y) + ε(w̄·lse − (1/N)Σ_j w_j z_j) + λ·lse²
 //   dℓ/dz_j = (w_y(1−ε) + ε·w̄ + 2λ·lse)·p_j − ε·w_j/N − (1−ε)·w_y·[j = y]
 // The first two gradient terms are the engine's dense part (coef·exp(z − lse) + bias or

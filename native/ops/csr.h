@@ -1,4 +1,4 @@
-// Positives and exclusions in CSR form (SPEC 2), as the kernels see them, and the per-row skip
+// Positives and exclusions in CSR form (docs/MATH.md §1), as the kernels see them, and the per-row skip
 // lists the softmax-row engine needs. lib/csr.ts validates every CSR once; check_csr repeats
 // the structural checks here so that a wrong call from JS throws instead of reading out of
 // bounds.

@@ -1,4 +1,4 @@
-// <loss>FromEmbeddings (SPEC 6): the losses of section 3 on S = Q·Kᵀ (or the cosine scores with
+// <loss>FromEmbeddings (docs/MATH.md §3.9–3.10): the losses of section 3 on S = Q·Kᵀ (or the cosine scores with
 // `normalize`), with dQ and dK, without a B×N buffer. One driver serves every row-separable loss:
 // it computes bounded chunks of S's rows by the GEMM core and runs the loss's own matrix-form
 // CPU op on each chunk (docs/MATH.md §3.10).

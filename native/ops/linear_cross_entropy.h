@@ -1,4 +1,4 @@
-// linearCrossEntropy (SPEC 6): softmaxCrossEntropy (SPEC 3.1) on the scores S = H·Wᵀ (+ b) of a
+// linearCrossEntropy (docs/MATH.md §3.9–3.10): softmaxCrossEntropy (docs/MATH.md §3.1) on the scores S = H·Wᵀ (+ b) of a
 // linear layer, forward and backward, without a B×N buffer: hidden H (B×D), weight W (N×D, torch
 // nn.Linear layout), optional bias b (N). Gradients dH = G·W, dW = Gᵀ·H, db = Σ_i G_i with
 // G = dL/dS; dW and db are fp32 whatever the input dtype.

@@ -16,7 +16,7 @@ FL_HD double sigmoid_d(double x) {
   return e / (1.0 + e);
 }
 
-// Decoupled softmax (SPEC 3.4), one positive p of a row with negatives' log-sum-exp Z:
+// Decoupled softmax (docs/MATH.md §3.4), one positive p of a row with negatives' log-sum-exp Z:
 //   loss term  −w·log σ(z_p − Z) = w·softplus(Z − z_p)
 //   s          σ(Z − z_p): the positive's dℓ/dz is −(w/n)·s and every negative's coefficient
 //              gains (w/n)·s.
@@ -32,7 +32,7 @@ FL_HD DecoupledPositive decoupled_positive(double z_p, double Z, double w) {
   return {w > 0 ? w * softplus_d(d) : 0.0, sigmoid_d(d)};
 }
 
-// Binary cross-entropy (SPEC 3.6) of one entry with target y (1, or a positive's weight; 0
+// Binary cross-entropy (docs/MATH.md §3.6) of one entry with target y (1, or a positive's weight; 0
 // for a negative): softplus(z) − y·z and its slope σ(z) − y, each in a form that does not
 // cancel: for z > 0, (1 − y)·z + softplus(−z) and (1 − y) − σ(−z).
 FL_HD double bce_loss(double z, double y) {

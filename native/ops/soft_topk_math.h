@@ -1,4 +1,4 @@
-// Per-row soft top-k math shared by the CPU driver and the CUDA kernel (FL_HD), SPEC 3.7/3.8.
+// Per-row soft top-k math shared by the CPU driver and the CUDA kernel (FL_HD), docs/MATH.md §3.7/3.8.
 //
 // Row i's threshold t is the root of F(t) = Σ_j σ(α(z_j + t)) = k over the N_i entries that
 // are in. F is strictly increasing, and F(lo) ≤ k ≤ F(hi) for
@@ -137,7 +137,7 @@ FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
   s.t = next > s.lo && next < s.hi ? next : s.lo + 0.5 * (s.hi - s.lo);
 }
 
-// The backward's per-row factor (SPEC 3.7): ∂/∂z_m = u_m − v_m·U/V with V = α·df. A row whose
+// The backward's per-row factor (docs/MATH.md §3.7): ∂/∂z_m = u_m − v_m·U/V with V = α·df. A row whose
 // entries are all saturated (V = 0) has a threshold that does not move: factor 0.
 FL_HD double topk_backward_factor(double U, double alpha, double df) {
   const double V = alpha * df;
@@ -240,7 +240,7 @@ FL_HD ScaledFactor scaled_factor(double c, bool one_exp_needs_c_ge_1) {
   return ScaledFactor{f.log_abs, f.sign, expf(-f.log_abs), !one_exp};
 }
 
-// The operator's vjp (SPEC 3.7 backward) one entry at a time (soft_topk.inl topk_vjp_sums and
+// The operator's vjp (docs/MATH.md §3.7 backward) one entry at a time (soft_topk.inl topk_vjp_sums and
 // topk_vjp_grad): v = α·p(1 − p), own = g·v ('prob') or α·g·(1 − p) ('log'). Pass 1 sums, per
 // side, s[0] = Σ v and s[1] = Σ own scaled (ShiftedSide); 'log' on the a < 0 side has own = α·g·r,
 // O(g): summed unscaled in g_lo.

@@ -41,7 +41,7 @@ struct Ref {
   long double loss = 0, dscale = 0;
 };
 
-// SPEC 3.1 in long double, straight from the formulas.
+// docs/MATH.md §3.1 in long double, straight from the formulas.
 inline Ref cross_entropy_reference(const std::vector<float>& x, int64_t B, int64_t N, const std::vector<int32_t>& y, float scale, float cap,
                      float eps, const float* cw, float lambda, Reduction red) {
   Ref r;
@@ -110,7 +110,7 @@ inline long double ref_threshold(const float* x, int64_t n, long double k, long 
   return (lo + hi) / 2;
 }
 
-// ℓ and dℓ/dx of one row in long double (SPEC 3.8, sum reduction, unit weights).
+// ℓ and dℓ/dx of one row in long double (docs/MATH.md §3.8, sum reduction, unit weights).
 inline void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vector<int32_t>& pos, const std::vector<bool>& out, int32_t k,
                          long double alpha, long double& loss, std::vector<long double>& grad) {
   std::vector<float> xin(x);
@@ -134,7 +134,7 @@ inline void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vect
 
 // ---------- symmetric InfoNCE ----------
 
-// SPEC 3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
+// docs/MATH.md §3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
 inline Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
   Ref r;
   r.row_loss.assign(size_t(n), 0);

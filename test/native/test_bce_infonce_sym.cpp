@@ -24,7 +24,7 @@ static long double rel_l2(const std::vector<float>& got, const std::vector<long 
   return std::sqrt(num / den);
 }
 
-// SPEC 3.6, sum reduction: ℓ_i = Σ_j softplus(z_ij) − Σ_p y_p z_p over the entries not excluded.
+// docs/MATH.md §3.6, sum reduction: ℓ_i = Σ_j softplus(z_ij) − Σ_p y_p z_p over the entries not excluded.
 static Ref bce_reference(const std::vector<float>& x, int64_t B, int64_t N, float scale, const std::vector<int32_t>& pos_ptr,
                          const std::vector<int32_t>& pos_cols, const std::vector<float>& w, const std::vector<int32_t>& ex_ptr,
                          const std::vector<int32_t>& ex_cols) {

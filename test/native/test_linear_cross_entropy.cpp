@@ -1,4 +1,4 @@
-// linearCrossEntropy on every ISA this CPU has, against a long-double reference of SPEC 3.1 on
+// linearCrossEntropy on every ISA this CPU has, against a long-double reference of docs/MATH.md §3.1 on
 // S = H·Wᵀ (+ b) chained to dH, dW, db: options, odd sizes, D from 1 to 1024, N > 65536, ignored
 // rows, peaked rows, small budgets (many chunks), half inputs, accumulate, thread counts, and
 // outputs poisoned with NaN beforehand.

@@ -116,7 +116,7 @@ FL_TEST(thread_counts_and_in_place_are_bitwise_identical) {
   FL_CHECK(std::memcmp(first.data(), inplace.data(), inplace.size() * 4) == 0, "in-place gradient differs");
 }
 
-// The vjp of the operator at given thresholds in long double (SPEC 3.7 backward, scale 1): each
+// The vjp of the operator at given thresholds in long double (docs/MATH.md §3.7 backward, scale 1): each
 // entry's own − v·G/V, and the size of its two terms |own| + |v·G/V| (the result can cancel to
 // far below them, e.g. to 0 for a constant upstream on 'prob', so errors are measured against
 // the terms; and they can lie below fp32's range, where a float result is 0).

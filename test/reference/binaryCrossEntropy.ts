@@ -1,8 +1,8 @@
 /**
- * SPEC 3.6, binary cross-entropy with logits (DEXML "bce") in float64:
+ * docs/MATH.md §3.6, binary cross-entropy with logits (DEXML "bce") in float64:
  *   ℓ_i = Σ_j softplus(z_ij) − Σ_{p∈P_i} y_ip·z_ip  over entries not excluded,
  *   ∂ℓ_i/∂z_ij = σ(z_ij) − y_ij,
- * with y_ip = 1, or the positive's weight when the CSR has weights (soft targets: the SPEC
+ * with y_ip = 1, or the positive's weight when the CSR has weights (soft targets: docs/MATH.md §3.6
  * names no weights here; this is the one reading under which they mean something).
  * 'mean' divides by B·N, exclusions included, as DEXML's mean over the full matrix does.
  *

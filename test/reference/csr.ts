@@ -1,4 +1,4 @@
-/** CSR helpers for positives and exclusions (SPEC 2), and the per-row scaled scores. */
+/** CSR helpers for positives and exclusions (docs/MATH.md §1), and the per-row scaled scores. */
 import type { RefPositives, Scores } from './types.js';
 
 /** Weight of entry e (1 without weights). */

@@ -1,5 +1,5 @@
 /**
- * SPEC 3.5, decoupled contrastive loss (DCL, Yeh et al. 2022) in float64:
+ * docs/MATH.md §3.5, decoupled contrastive loss (DCL, Yeh et al. 2022) in float64:
  *   ℓ_i = −w_i·z_ip + LSE_{j ≠ p, j ∉ Excl_i} z_ij,  exactly one positive p per row
  *   (the diagonal by default, or CSR with n_i = 1).
  * DCL: w_i = 1. DCLW (`weighting: { sigma }`, σ default 0.5):

@@ -1,5 +1,5 @@
 /**
- * SPEC 3.4, decoupled softmax (DEXML) in float64:
+ * docs/MATH.md §3.4, decoupled softmax (DEXML) in float64:
  *   Z_i = LSE over the negatives only (columns neither positive nor excluded),
  *   ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip · log σ(z_ip − Z_i),  n_i = |P_i| (a count, not Σ w).
  * Gradient, with q_ij = e^{z_ij − Z_i} (softmax over the negatives):

@@ -1,7 +1,7 @@
 /**
  * The PyTorch float64 golden cases (test/fixtures/cases.jsonl, a copy of shared/golden), and the
  * mapping from a case to its reference call. `opts` carries the TypeScript API's option names
- * (SPEC 4), which are also the references' option names, so a case's opts can be passed to the
+ * (the API names), which are also the references' option names, so a case's opts can be passed to the
  * kernel and to the reference alike.
  */
 import { readFileSync } from 'node:fs';
@@ -31,7 +31,7 @@ export interface GoldenCase {
   shape: [number, number];
   /** Row-major scores, exactly representable in fp32. */
   S: number[];
-  /** The options of the TypeScript call (SPEC 4 names). */
+  /** The options of the TypeScript call (the API names names). */
   opts: Record<string, unknown>;
   /** softmaxCrossEntropy. */
   labels?: number[];

@@ -1,5 +1,5 @@
 /**
- * SPEC 3.3, InfoNCE in float64.
+ * docs/MATH.md §3.3, InfoNCE in float64.
  *
  * One-way: ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip (z_ip − lse_i), lse_i over every column not excluded
  * (positives included, SupCon-style); n_i = |P_i| (a count, not Σ w). Positives default to

@@ -1,5 +1,5 @@
 /**
- * linearCrossEntropy (SPEC 6) in float64: refSoftmaxCrossEntropy on S = H·Wᵀ (+ b), chained
+ * linearCrossEntropy (docs/MATH.md §3.9–3.10) in float64: refSoftmaxCrossEntropy on S = H·Wᵀ (+ b), chained
  * through the product: dH = G·W, dW = Gᵀ·H, db = Σ_i G_i with G = dL/dS.
  */
 import { refSoftmaxCrossEntropy, type RefCrossEntropyOptions } from './softmaxCrossEntropy.js';

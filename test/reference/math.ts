@@ -1,5 +1,5 @@
 /**
- * Scalar helpers shared by the references, each in its numerically stable form (SPEC 2: every
+ * Scalar helpers shared by the references, each in its numerically stable form (docs/MATH.md §1: every
  * log σ, log-sum-exp and softplus is stable). −Infinity is a legal input everywhere and never
  * produces NaN.
  */

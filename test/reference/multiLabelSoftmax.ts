@@ -1,5 +1,5 @@
 /**
- * SPEC 3.2, multi-label softmax (DEXML "softmax") in float64:
+ * docs/MATH.md §3.2, multi-label softmax (DEXML "softmax") in float64:
  *   ℓ_i = Σ_{p∈P_i} w_ip (lse_i − z_ip),  lse_i over every column that is not excluded,
  *   ∂ℓ_i/∂z_ij = W_i·p_ij − w_ij·[j∈P_i],  W_i = Σ_p w_ip.
  * 'mean' divides by B (rows without positives add 0).

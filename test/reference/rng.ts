@@ -52,7 +52,7 @@ export function randomScores(rng: Rng, B: number, N: number, o: { kind?: ScoreKi
   return x;
 }
 
-/** CSR in the API's typed-array form (SPEC 2); also a valid RefPositives. */
+/** CSR in the API's typed-array form (docs/MATH.md §1); also a valid RefPositives. */
 export interface CsrArrays {
   rowPtr: Int32Array;
   cols: Int32Array;

@@ -1,11 +1,11 @@
 /**
- * SPEC 3.7, the soft top-k operator in float64.
+ * docs/MATH.md §3.7, the soft top-k operator in float64.
  *
  * Row i: find t_i with Σ_j σ(α(x_ij + t_i)) = k_i over the columns that are in (not excluded,
  * not −∞), x = scale·S (scale default 1, so x = S). Output p_ij = σ(α(x_ij + t_i)) ('prob')
  * or log p_ij = −softplus(−α(x_ij + t_i)) ('log'); out entries give 0 or −∞ and gradient 0.
  *
- * The root is found by bisection inside the bracket of SPEC 3.7, run until the bracket is an
+ * The root is found by bisection inside the bracket of docs/MATH.md §3.7, run until the bracket is an
  * ulp of the scores wide (≈ 55 halvings), so no tolerance on Σp − k is involved; the sign of
  * Σp − k is taken in the split form (softExcess), which resolves rows whose top entries
  * saturate (checked against 60-digit roots in test/fixtures/soft-topk-saturated.json).

@@ -1,9 +1,9 @@
 /**
- * SPEC 3.8, the soft top-k loss (DEXML "topk") in float64:
+ * docs/MATH.md §3.8, the soft top-k loss (DEXML "topk") in float64:
  *   ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip · log p_ip,  p = softTopK(z, k_i, α) over the columns that
  *   are in (not excluded, not −∞), z = scale·S, n_i = |P_i| (a count, not Σ w).
  * k: a number, one per row, or 'numPositives' (k_i = ceil(Σ_p w_ip)); defaults k = 5, α = 2.
- * The gradient is the 'log' backward of SPEC 3.7 with upstream −w_ip/n_i on the positives, so
+ * The gradient is the 'log' backward of docs/MATH.md §3.7 with upstream −w_ip/n_i on the positives, so
  * it is nonzero everywhere (through t_i); dScale = Σ_ij (∂L/∂z_ij)·S_ij is the total derivative
  * in scale, t_i moving with it. 'mean' divides by B. A row without positives adds 0 (and needs
  * no threshold).

@@ -1,5 +1,5 @@
 /**
- * SPEC 3.1 in float64, straight from the formulas (torch F.cross_entropy semantics plus z-loss
+ * docs/MATH.md §3.1 in float64, straight from the formulas (torch F.cross_entropy semantics plus z-loss
  * and softcap).
  *
  * A score of −∞ is out: probability 0, gradient 0 and no dScale term. In the label-smoothing

@@ -5,7 +5,7 @@ export type Reduction = 'mean' | 'sum' | 'none';
 export type Scores = Float64Array | Float32Array | number[];
 
 /**
- * Positives or exclusions in CSR form (SPEC 2): row i owns cols[rowPtr[i] .. rowPtr[i+1]).
+ * Positives or exclusions in CSR form (docs/MATH.md §1): row i owns cols[rowPtr[i] .. rowPtr[i+1]).
  * The references assume valid input: sorted or not, but no duplicate column in a row, and
  * exclusions disjoint from positives.
  */
@@ -16,7 +16,7 @@ export interface RefPositives {
   weights?: Float32Array | Float64Array | number[];
 }
 
-/** Options every loss takes (SPEC 3, reductions; SPEC 2, scale). */
+/** Options every loss takes (docs/MATH.md §3, reductions; docs/MATH.md §1, scale). */
 export interface RefCommonOptions {
   /** z = scale·S (default 1). */
   scale?: number;
@@ -46,7 +46,7 @@ export interface RefResult {
   lse?: Float64Array;
 }
 
-/** What the softTopK operator reference returns (SPEC 3.7). */
+/** What the softTopK operator reference returns (docs/MATH.md §3.7). */
 export interface RefSoftTopKResult {
   /** p_ij (output 'prob') or log p_ij (output 'log'); excluded entries 0 or −Infinity. */
   values: Float64Array;
