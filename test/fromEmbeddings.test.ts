@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { refBinaryCrossEntropy, refDecoupledContrastive, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
 import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
-import { allWritten, expectCode, expectCodeAsync, fl } from './helpers';
+import { allWritten, expectCode, expectCodeAsync, fl, hostValues, l2Distance, l2Norm } from './helpers';
 
 type Opts = fl.PositivesEmbeddingsOptions & { k?: number; weighting?: { sigma?: number } };
 type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
@@ -97,23 +97,16 @@ function problem(rng: Rng, B: number, D: number, N: number, spread = 1): Problem
   return { B, D, N, Q, K, pos };
 }
 
-const host = (t: fl.Tensor | undefined) => fl.toFloat32(t!.data, t!.dtype);
-const absErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let n = 0;
-  for (let i = 0; i < b.length; i++) n += (a[i] - b[i]) ** 2;
-  return Math.sqrt(n);
-};
-const l2 = (a: ArrayLike<number>) => absErr(a, new Float64Array(a.length));
 
 function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, tol = 1e-5) {
   const ref = reference(name, p.Q, p.K, p.B, p.N, p.D, p.pos, o);
   expect(Math.abs(got.loss - ref.loss) / Math.max(1e-30, Math.abs(ref.loss)), `loss ${got.loss} vs ${ref.loss}`).toBeLessThanOrEqual(tol);
-  expect(absErr(got.rowLoss, ref.rowLoss)).toBeLessThanOrEqual(tol * l2(ref.rowLoss) + 1e-30);
-  const gq = host(got.gradQueries);
-  const gk = host(got.gradKeys);
+  expect(l2Distance(got.rowLoss, ref.rowLoss)).toBeLessThanOrEqual(tol * l2Norm(ref.rowLoss) + 1e-30);
+  const gq = hostValues(got.gradQueries);
+  const gk = hostValues(got.gradKeys);
   expect(allWritten(gq) && allWritten(gk)).toBe(true);
-  expect(absErr(gq, ref.dQ), 'dQ').toBeLessThanOrEqual(tol * l2(ref.dQ) + 1e-30);
-  expect(absErr(gk, ref.dK), 'dK').toBeLessThanOrEqual(tol * l2(ref.dK) + 1e-30);
+  expect(l2Distance(gq, ref.dQ), 'dQ').toBeLessThanOrEqual(tol * l2Norm(ref.dQ) + 1e-30);
+  expect(l2Distance(gk, ref.dK), 'dK').toBeLessThanOrEqual(tol * l2Norm(ref.dK) + 1e-30);
   if (got.dScale !== undefined) expect(Math.abs(got.dScale - ref.dScale!)).toBeLessThanOrEqual(10 * tol * Math.max(1, Math.abs(ref.dScale!)));
   return ref;
 }
@@ -188,14 +181,14 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
       const once = op(q, k, p.pos, o);
       const gq = fl.tensor(Float32Array.from({ length: p.B * p.D }, () => rng.normal()), [p.B, p.D]);
       const gk = fl.tensor(Float32Array.from({ length: p.N * p.D }, () => rng.normal()), [p.N, p.D]);
-      const gq0 = host(gq).slice();
-      const gk0 = host(gk).slice();
+      const gq0 = hostValues(gq).slice();
+      const gk0 = hostValues(gk).slice();
       const r = await opAsync(q, k, p.pos, { ...o, accumulate: true, gradQueries: gq, gradKeys: gk });
       expect(r.gradQueries).toBe(gq);
-      const aq = host(gq);
-      const ak = host(gk);
-      const oq = host(once.gradQueries);
-      const ok = host(once.gradKeys);
+      const aq = hostValues(gq);
+      const ak = hostValues(gk);
+      const oq = hostValues(once.gradQueries);
+      const ok = hostValues(once.gradKeys);
       for (let i = 0; i < aq.length; i++) expect(aq[i]).toBeCloseTo(gq0[i] + oq[i], 5);
       for (let i = 0; i < ak.length; i++) expect(ak[i]).toBeCloseTo(gk0[i] + ok[i], 5);
       expect(p.Q).toEqual(q0);
@@ -216,8 +209,8 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
         const rounded = { ...p, Q: fl.toFloat32(Qh, dtype), K: fl.toFloat32(Kh, dtype) };
         const ref = reference(name, rounded.Q, rounded.K, p.B, p.N, p.D, p.pos, { normalize: true, scale: 5 });
         expect(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
-        expect(absErr(host(r.gradKeys), ref.dK)).toBeLessThan(1e-5 * l2(ref.dK));
-        expect(absErr(host(r.gradQueries), ref.dQ)).toBeLessThan(2e-2 * l2(ref.dQ));
+        expect(l2Distance(hostValues(r.gradKeys), ref.dK)).toBeLessThan(1e-5 * l2Norm(ref.dK));
+        expect(l2Distance(hostValues(r.gradQueries), ref.dQ)).toBeLessThan(2e-2 * l2Norm(ref.dQ));
       }
     });
   });
@@ -237,7 +230,7 @@ describe('the losses from embeddings', () => {
     const r = fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, o);
     compare('decoupledSoftmax', r, p, o);
     expect(r.rowLoss[1]).toBe(0);
-    expect(Array.from(host(r.gradQueries).subarray(16, 32)).every((v) => v === 0)).toBe(true);
+    expect(Array.from(hostValues(r.gradQueries).subarray(16, 32)).every((v) => v === 0)).toBe(true);
   });
 
   it('infoNCEFromEmbeddings symmetric (CLIP): both halves, over several chunks, against the float64 reference', async () => {

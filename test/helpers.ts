@@ -44,6 +44,19 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-300);
 }
 
+/** ‖a − b‖₂ over b's length. */
+export function l2Distance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 0; i < b.length; i++) n += (a[i] - b[i]) ** 2;
+  return Math.sqrt(n);
+}
+
+/** ‖a‖₂. */
+export const l2Norm = (a: ArrayLike<number>): number => l2Distance(a, new Float64Array(a.length));
+
+/** A result tensor's elements as a Float32Array (half precision widened). */
+export const hostValues = (t: fl.Tensor | undefined): Float32Array => fl.toFloat32(t!.data, t!.dtype);
+
 /** A buffer of NaNs: kernels must overwrite every element (checked with allWritten). */
 export function poisoned(n: number): Float32Array {
   return new Float32Array(n).fill(Number.NaN);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { refLinearCrossEntropy } from './reference/linearCrossEntropy.js';
 import { makeRng, type Rng } from './reference/rng.js';
-import { allWritten, expectCode, expectCodeAsync, fl, relL2 } from './helpers';
+import { allWritten, expectCode, expectCodeAsync, fl, hostValues, l2Distance, l2Norm, relL2 } from './helpers';
 
 type Opts = fl.LinearCrossEntropyOptions;
 
@@ -27,24 +27,17 @@ function problem(rng: Rng, B: number, D: number, N: number, spread = 3, ignoreEv
   return { B, D, N, H, W, b, y };
 }
 
-const host = (t: fl.Tensor | undefined) => fl.toFloat32(t!.data, t!.dtype);
-const absErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let n = 0;
-  for (let i = 0; i < b.length; i++) n += (a[i] - b[i]) ** 2;
-  return Math.sqrt(n);
-};
-const l2 = (a: ArrayLike<number>) => absErr(a, new Float64Array(a.length));
 
 function compare(got: fl.LinearCrossEntropyResult, p: Problem, opts: Opts, useBias: boolean, tol = 1e-5) {
   const ref = refLinearCrossEntropy(p.H, p.W, useBias ? p.b : undefined, p.B, p.D, p.N, p.y, opts as never);
   expect(Math.abs(got.loss - ref.loss) / Math.max(1e-30, Math.abs(ref.loss)), `loss ${got.loss} vs ${ref.loss}`).toBeLessThanOrEqual(tol);
-  expect(absErr(got.rowLoss, ref.rowLoss)).toBeLessThanOrEqual(tol * l2(ref.rowLoss) + 1e-30);
-  const gh = host(got.gradHidden);
-  const gw = host(got.gradWeight);
+  expect(l2Distance(got.rowLoss, ref.rowLoss)).toBeLessThanOrEqual(tol * l2Norm(ref.rowLoss) + 1e-30);
+  const gh = hostValues(got.gradHidden);
+  const gw = hostValues(got.gradWeight);
   expect(allWritten(gh) && allWritten(gw)).toBe(true);
-  expect(absErr(gh, ref.dH), 'dH').toBeLessThanOrEqual(tol * l2(ref.dH) + 1e-30);
-  expect(absErr(gw, ref.dW), 'dW').toBeLessThanOrEqual(tol * l2(ref.dW) + 1e-30);
-  if (useBias) expect(absErr(got.gradBias!, ref.db), 'db').toBeLessThanOrEqual(tol * l2(ref.db) + 1e-30);
+  expect(l2Distance(gh, ref.dH), 'dH').toBeLessThanOrEqual(tol * l2Norm(ref.dH) + 1e-30);
+  expect(l2Distance(gw, ref.dW), 'dW').toBeLessThanOrEqual(tol * l2Norm(ref.dW) + 1e-30);
+  if (useBias) expect(l2Distance(got.gradBias!, ref.db), 'db').toBeLessThanOrEqual(tol * l2Norm(ref.db) + 1e-30);
   if (got.dScale !== undefined) expect(Math.abs(got.dScale - ref.dScale)).toBeLessThanOrEqual(10 * tol * Math.max(1, Math.abs(ref.dScale)));
   if (got.lse)
     for (let i = 0; i < p.B; i++) {
@@ -122,7 +115,7 @@ describe('linearCrossEntropy', () => {
       compare(r32, widened, {}, true);
       const r = fl.linearCrossEntropy(h, w, p.y, { bias: p.b });
       expect(r.gradHidden!.dtype).toBe(dtype);
-      expect(relL2(host(r.gradHidden), host(r32.gradHidden))).toBeLessThan(dtype === 'float16' ? 1e-3 : 1e-2);
+      expect(relL2(hostValues(r.gradHidden), hostValues(r32.gradHidden))).toBeLessThan(dtype === 'float16' ? 1e-3 : 1e-2);
     }
   });
 
@@ -130,18 +123,18 @@ describe('linearCrossEntropy', () => {
     const p = problem(makeRng(8), 23, 45, 301);
     const [h, w] = tensors(p);
     const first = fl.linearCrossEntropy(h, w, p.y, { bias: p.b, reduction: 'sum' });
-    const gh = fl.tensor(new Float32Array(host(first.gradHidden)), [p.B, p.D]);
-    const gw = fl.tensor(new Float32Array(host(first.gradWeight)), [p.N, p.D]);
+    const gh = fl.tensor(new Float32Array(hostValues(first.gradHidden)), [p.B, p.D]);
+    const gw = fl.tensor(new Float32Array(hostValues(first.gradWeight)), [p.N, p.D]);
     const gb = new Float32Array(first.gradBias!);
     const again = fl.linearCrossEntropy(h, w, p.y, { bias: p.b, reduction: 'sum', accumulate: true, gradHidden: gh, gradWeight: gw, gradBias: gb });
     expect(again.gradHidden).toBe(gh);
     const twice = (a: ArrayLike<number>) => Array.from(a, (v) => 2 * v);
-    expect(relL2(host(gh), twice(host(first.gradHidden)))).toBeLessThan(1e-6);
-    expect(relL2(host(gw), twice(host(first.gradWeight)))).toBeLessThan(1e-6);
+    expect(relL2(hostValues(gh), twice(hostValues(first.gradHidden)))).toBeLessThan(1e-6);
+    expect(relL2(hostValues(gw), twice(hostValues(first.gradWeight)))).toBeLessThan(1e-6);
     expect(relL2(gb, twice(first.gradBias!))).toBeLessThan(1e-6);
     await fl.linearCrossEntropyAsync(h, w, p.y, { bias: p.b, reduction: 'sum', accumulate: true, gradHidden: gh, gradWeight: gw, gradBias: gb });
     const thrice = (a: ArrayLike<number>) => Array.from(a, (v) => 3 * v);
-    expect(relL2(host(gw), thrice(host(first.gradWeight)))).toBeLessThan(1e-6);
+    expect(relL2(hostValues(gw), thrice(hostValues(first.gradWeight)))).toBeLessThan(1e-6);
     expect(relL2(gb, thrice(first.gradBias!))).toBeLessThan(1e-6);
   });
 
@@ -153,7 +146,7 @@ describe('linearCrossEntropy', () => {
     expect(Math.abs(r.loss - fl.linearCrossEntropy(h, w, p.y).loss)).toBeLessThan(1e-6);
     const z = fl.linearCrossEntropy(h, w, new Int32Array(p.B).fill(-100));
     expect(z.loss).toBe(0);
-    expect(host(z.gradHidden).every((v) => v === 0) && host(z.gradWeight).every((v) => v === 0)).toBe(true);
+    expect(hostValues(z.gradHidden).every((v) => v === 0) && hostValues(z.gradWeight).every((v) => v === 0)).toBe(true);
   });
 
   // Linux: peak RSS (VmHWM) can be reset by writing 5 to /proc/self/clear_refs.
