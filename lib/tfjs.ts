@@ -22,6 +22,12 @@
  * Options are those of the losses in `fusedloss`, except the ones about the gradient's
  * storage (`grad`, `inplace`, `out`, `gradDtype`, `gradScale`, `gradOutput`) and
  * `reduction: 'none'`: the result is always a scalar.
+ *
+ * The forms from embeddings (`linearCrossEntropy`, `<loss>FromEmbeddings`) take the two
+ * matrices whose product is the score matrix, queries/hidden [B, D] and keys/weight [N, D],
+ * and give gradients for both (and for `bias` and a tensor `scale`), without the B×N scores
+ * ever existing: a model's last Dense layer and its loss become one fused op
+ * (`linearCrossEntropy(hidden, tf.transpose(dense.kernel.read()), ids, { bias: dense.bias.read() })`).
  * @module
  */
 import type * as Tfjs from '@tensorflow/tfjs';
@@ -31,7 +37,21 @@ import type { LossOptions, LossResult } from './loss';
 import { binaryCrossEntropy as flBinaryCrossEntropy } from './ops/binaryCrossEntropy';
 import { decoupledContrastive as flDecoupledContrastive, type DecoupledContrastiveOptions } from './ops/decoupledContrastive';
 import { decoupledSoftmax as flDecoupledSoftmax } from './ops/decoupledSoftmax';
+import {
+  binaryCrossEntropyFromEmbeddings as flBinaryCrossEntropyFromEmbeddings,
+  decoupledContrastiveFromEmbeddings as flDecoupledContrastiveFromEmbeddings,
+  decoupledSoftmaxFromEmbeddings as flDecoupledSoftmaxFromEmbeddings,
+  infoNCEFromEmbeddings as flInfoNCEFromEmbeddings,
+  multiLabelSoftmaxFromEmbeddings as flMultiLabelSoftmaxFromEmbeddings,
+  softTopKLossFromEmbeddings as flSoftTopKLossFromEmbeddings,
+  type DecoupledContrastiveEmbeddingsOptions,
+  type EmbeddingsLossResult,
+  type InfoNCEEmbeddingsOptions,
+  type PositivesEmbeddingsOptions,
+  type SoftTopKLossEmbeddingsOptions,
+} from './ops/fromEmbeddings';
 import { infoNCE as flInfoNCE, type InfoNCEOptions } from './ops/infoNCE';
+import { linearCrossEntropy as flLinearCrossEntropy, type LinearCrossEntropyOptions, type LinearCrossEntropyResult } from './ops/linearCrossEntropy';
 import { multiLabelSoftmax as flMultiLabelSoftmax } from './ops/multiLabelSoftmax';
 import type { PositivesLossOptions } from './ops/positivesLoss';
 import { softmaxCrossEntropy as flSoftmaxCrossEntropy, type SoftmaxCrossEntropyOptions } from './ops/softmaxCrossEntropy';
@@ -222,3 +242,180 @@ function contrastiveLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, 
 export const infoNCE = contrastiveLoss<InfoNCEOptions>('infoNCE', flInfoNCE);
 /** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
 export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>('decoupledContrastive', flDecoupledContrastive);
+
+
+// ---------------------------------------------------------------------------------------------
+// The forms from embeddings: S = A·Bᵀ (+ bias) is never materialised; the kernel returns the
+// gradients of both factors (and of the bias and the scale) from the forward pass.
+
+/** The options the embeddings forms manage themselves (gradient buffers and what only they may set). */
+const EMBEDDINGS_NOT_HERE = [...NOT_HERE, 'accumulate', 'gradQueries', 'gradKeys', 'gradHidden', 'gradWeight', 'gradBias', 'returnLse'];
+
+/** What the adapter changes in an embeddings form's options: tensors where the core takes arrays, a scalar result. */
+type EmbeddingsAdapted<O> = Omit<
+  O,
+  'grad' | 'gradDtype' | 'gradScale' | 'gradOutput' | 'reduction' | 'accumulate' | 'gradQueries' | 'gradKeys' | 'gradHidden' | 'gradWeight' | 'gradBias' | 'returnLse' | 'scale' | 'positives'
+> & {
+  /** 'mean' (default) or 'sum'; the adapter always returns a scalar. */
+  reduction?: 'mean' | 'sum';
+  /** Multiplies the scores. A number (default 1), or a size-1 float32 tf.Tensor, which then gets dL/dscale (a learnable temperature; keep it > 0, e.g. tf.exp(logScale)). */
+  scale?: number | Tfjs.Tensor;
+};
+
+/** Options of {@link linearCrossEntropy} here: the core's, with `bias` a tf.Tensor [N] that gets its gradient. */
+export type LinearCrossEntropyAdapterOptions = Omit<EmbeddingsAdapted<LinearCrossEntropyOptions>, 'bias'> & {
+  /** The layer's bias [N] (float32 tf.Tensor), added to the scores; it gets dL/dbias. Default: none. */
+  bias?: Tfjs.Tensor;
+};
+/** Options of the `<loss>FromEmbeddings` functions over positives here (`exclude` as CSR). */
+export type PositivesEmbeddingsAdapterOptions = EmbeddingsAdapted<PositivesEmbeddingsOptions>;
+/** Options of {@link softTopKLossFromEmbeddings} here. */
+export type SoftTopKLossEmbeddingsAdapterOptions = EmbeddingsAdapted<SoftTopKLossEmbeddingsOptions>;
+/** Options of {@link infoNCEFromEmbeddings} here: `positives` may also be a dense B×N tf.Tensor. */
+export type InfoNCEEmbeddingsAdapterOptions = EmbeddingsAdapted<InfoNCEEmbeddingsOptions> & { positives?: PositivesInput };
+/** Options of {@link decoupledContrastiveFromEmbeddings} here: `positives` may also be a dense B×N tf.Tensor. */
+export type DecoupledContrastiveEmbeddingsAdapterOptions = EmbeddingsAdapted<DecoupledContrastiveEmbeddingsOptions> & { positives?: PositivesInput };
+
+/** A float32 tf.Tensor of the given rank, live. */
+function tfArg(fn: string, name: string, v: unknown, rank: number, expected: string): Tfjs.Tensor {
+  if (!isTfTensor(v)) fail('ERR_TYPE', `${fn}(): ${name}`, 'a tf.Tensor', v);
+  if (v.isDisposed) throw makeError('ERR_DISPOSED', `${fn}(): ${name}: the tf.Tensor was disposed`);
+  if (v.rank !== rank) fail('ERR_SHAPE', `${fn}(): ${name}`, expected, `#shape [${v.shape.join(', ')}]`);
+  if (v.dtype !== 'float32') fail('ERR_DTYPE', `${fn}(): ${name}`, "a tf.Tensor of dtype 'float32'", v.dtype);
+  return v;
+}
+
+/** The two factors of S, [B, D] and [N, D] (the core checks that their D agree). */
+function factorArgs(fn: string, names: [string, string], a: unknown, b: unknown): [Tfjs.Tensor2D, Tfjs.Tensor2D] {
+  return [tfArg(fn, names[0], a, 2, 'a rank-2 tf.Tensor [B, D]') as Tfjs.Tensor2D, tfArg(fn, names[1], b, 2, 'a rank-2 tf.Tensor [N, D]') as Tfjs.Tensor2D];
+}
+
+/** The adapter options of an embeddings form, with `scale` split off: a number stays in the options, a tensor is returned apart. */
+function embeddingsOptions(fn: string, opts: unknown): { o: Record<string, unknown>; scale?: Tfjs.Tensor } {
+  const o = { ...optionsObject<Record<string, unknown>>(`${fn}(): opts`, opts) };
+  for (const k of EMBEDDINGS_NOT_HERE)
+    if (o[k] !== undefined) fail('ERR_ARG', `${fn}(): opts.${k}`, 'no value (the tfjs adapter manages the gradients)', o[k]);
+  if (o.reduction === 'none') fail('ERR_ARG', `${fn}(): opts.reduction`, "'mean' or 'sum' (the adapter returns a scalar)", o.reduction);
+  if (!isTfTensor(o.scale)) return { o };
+  const scale = o.scale;
+  delete o.scale;
+  if (scale.isDisposed) throw makeError('ERR_DISPOSED', `${fn}(): opts.scale: the tf.Tensor was disposed`);
+  if (scale.size !== 1 || scale.dtype !== 'float32') fail('ERR_SHAPE', `${fn}(): opts.scale`, "a number or a float32 tf.Tensor of one element", `#a ${scale.dtype} tensor of shape [${scale.shape.join(', ')}]`);
+  return { o, scale };
+}
+
+/** What an embeddings kernel returns, as the adapter needs it: the gradients of the inputs in customGrad's order. */
+interface FactorGrads {
+  loss: number;
+  grads?: { data: Float32Array; shape: readonly number[] }[];
+}
+
+/**
+ * The core of the embeddings forms, as {@link fused} is of the others: the kernel runs once in
+ * the forward pass and writes every input's gradient (both factors, then the bias and the scale
+ * where they are tensors); each becomes a tensor only when backpropagation asks for it. The
+ * inputs' values are read in place (no copy on the cpu backend) and only before the kernel's
+ * result is turned into tensors.
+ */
+function fusedFactors(inputs: Tfjs.Tensor[], run: (values: Float32Array[], grad: boolean) => FactorGrads): Tfjs.Scalar {
+  const wantGrad = tf.engine().isTapeOn();
+  const f = tf.customGrad((...args: (Tfjs.Tensor | Tfjs.GradSaveFunc)[]) => {
+    const values = inputs.map((_, i) => valuesView(args[i] as Tfjs.Tensor) as Float32Array);
+    const r = run(values, wantGrad);
+    const gradFunc = (dy: Tfjs.Tensor) => {
+      if (!r.grads) throw makeError('ERR_INTERNAL', 'fusedloss/tfjs: a gradient was asked for a loss computed outside a gradient computation');
+      const unit = dy.size === 1 && dy.dataSync()[0] === 1;
+      return r.grads.map((g) => {
+        const t = tf.tensor(g.data, g.shape as number[], 'float32');
+        return unit ? t : tf.mul(t, dy);
+      });
+    };
+    return { value: tf.scalar(r.loss), gradFunc };
+  });
+  return f(...inputs) as Tfjs.Scalar;
+}
+
+/** The gradients an embeddings result carries, in the order of the inputs (a, b[, bias][, scale]). */
+function factorGrads(
+  r: { loss: number; dScale?: number },
+  dA: FlTensor | undefined,
+  dB: FlTensor | undefined,
+  dBias: Float32Array | undefined,
+  scale: Tfjs.Tensor | undefined,
+): FactorGrads {
+  if (!dA || !dB) return { loss: r.loss };
+  const grads = [
+    { data: dA.data as Float32Array, shape: dA.shape },
+    { data: dB.data as Float32Array, shape: dB.shape },
+  ];
+  if (dBias) grads.push({ data: dBias, shape: [dBias.length] });
+  if (scale) grads.push({ data: Float32Array.of(r.dScale!), shape: scale.shape });
+  return { loss: r.loss, grads };
+}
+
+/**
+ * Cross-entropy of a linear layer's scores, softmaxCrossEntropy(hidden·weightᵀ + bias, labels),
+ * as one tfjs op (`fusedloss` linearCrossEntropy, docs/MATH.md §3.9): gradients for `hidden`
+ * [B, D], `weight` [N, D] (torch's nn.Linear layout: a tfjs Dense kernel [D, N] goes in as
+ * `tf.transpose(kernel)`), `opts.bias` [N] and a tensor `opts.scale`, with no B×N matrix held.
+ * `labels`: class ids (Int32Array or 1-D tf.Tensor) or a one-hot B×N tf.Tensor.
+ */
+export function linearCrossEntropy(hidden: Tfjs.Tensor, weight: Tfjs.Tensor, labels: Tfjs.Tensor | Int32Array, opts?: LinearCrossEntropyAdapterOptions): Tfjs.Scalar {
+  const fn = 'linearCrossEntropy';
+  const [h, w] = factorArgs(fn, ['hidden', 'weight'], hidden, weight);
+  const { o, scale } = embeddingsOptions(fn, opts);
+  const bias = o.bias === undefined ? undefined : tfArg(fn, 'opts.bias', o.bias, 1, `a rank-1 tf.Tensor [${w.shape[0]}]`);
+  delete o.bias;
+  const y = labelsArg(fn, labels, h.shape[0], w.shape[0], typeof o.ignoreIndex === 'number' ? o.ignoreIndex : -100);
+  const inputs = [h, w, ...(bias ? [bias] : []), ...(scale ? [scale] : [])];
+  return fusedFactors(inputs, (v, grad) => {
+    const r: LinearCrossEntropyResult = flLinearCrossEntropy(flTensor(v[0], h.shape), flTensor(v[1], w.shape), y, {
+      ...o,
+      ...(bias ? { bias: v[2] } : {}),
+      ...(scale ? { scale: v[inputs.length - 1][0], gradScale: grad } : {}),
+      grad,
+    } as LinearCrossEntropyOptions);
+    return factorGrads(r, r.gradHidden, r.gradWeight, r.gradBias, scale);
+  });
+}
+
+/** An embeddings form's call: the factors checked, the core function run inside {@link fusedFactors}. */
+function embeddingsLoss(fn: string, queries: unknown, keys: unknown, o: Record<string, unknown>, scale: Tfjs.Tensor | undefined, core: (q: FlTensor, k: FlTensor, o: Record<string, unknown>) => EmbeddingsLossResult): Tfjs.Scalar {
+  const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
+  const inputs = [q, k, ...(scale ? [scale] : [])];
+  return fusedFactors(inputs, (v, grad) => {
+    const r = core(flTensor(v[0], q.shape), flTensor(v[1], k.shape), { ...o, ...(scale ? { scale: v[2][0], gradScale: grad } : {}), grad });
+    return factorGrads(r, r.gradQueries, r.gradKeys, undefined, scale);
+  });
+}
+
+function positivesFromEmbeddings<O extends PositivesEmbeddingsOptions>(fn: string, core: (q: FlTensor, k: FlTensor, p: Positives, o: O) => EmbeddingsLossResult) {
+  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, positives: PositivesInput, opts?: EmbeddingsAdapted<O>): Tfjs.Scalar => {
+    const { o, scale } = embeddingsOptions(fn, opts);
+    const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
+    const p = positivesArg(fn, positives, q.shape[0], k.shape[0]);
+    return embeddingsLoss(fn, q, k, o, scale, (qq, kk, oo) => core(qq, kk, p, oo as O));
+  };
+}
+
+function contrastiveFromEmbeddings<O extends InfoNCEEmbeddingsOptions | DecoupledContrastiveEmbeddingsOptions>(fn: string, core: (q: FlTensor, k: FlTensor, o: O) => EmbeddingsLossResult) {
+  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, opts?: EmbeddingsAdapted<O> & { positives?: PositivesInput }): Tfjs.Scalar => {
+    const { o, scale } = embeddingsOptions(fn, opts);
+    const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
+    if (o.positives !== undefined) o.positives = positivesArg(fn, o.positives, q.shape[0], k.shape[0]);
+    return embeddingsLoss(fn, q, k, o, scale, (qq, kk, oo) => core(qq, kk, oo as O));
+  };
+}
+
+/** decoupledSoftmax (docs/MATH.md §3.4) on S = queries·keysᵀ (cosine with `normalize`) as one tfjs op, with gradients for queries [B, D] and keys [N, D]; positives as CSR or a dense multi-hot tensor. */
+export const decoupledSoftmaxFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('decoupledSoftmaxFromEmbeddings', flDecoupledSoftmaxFromEmbeddings);
+/** multiLabelSoftmax (docs/MATH.md §3.2) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+export const multiLabelSoftmaxFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('multiLabelSoftmaxFromEmbeddings', flMultiLabelSoftmaxFromEmbeddings);
+/** binaryCrossEntropy (docs/MATH.md §3.6) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+export const binaryCrossEntropyFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('binaryCrossEntropyFromEmbeddings', flBinaryCrossEntropyFromEmbeddings);
+/** softTopKLoss (docs/MATH.md §3.8) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+export const softTopKLossFromEmbeddings = positivesFromEmbeddings<SoftTopKLossEmbeddingsOptions>('softTopKLossFromEmbeddings', flSoftTopKLossFromEmbeddings);
+/** InfoNCE (docs/MATH.md §3.3) on S = queries·keysᵀ as one tfjs op: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense); a tensor `opts.scale` learns the temperature. */
+export const infoNCEFromEmbeddings = contrastiveFromEmbeddings<InfoNCEEmbeddingsOptions>('infoNCEFromEmbeddings', flInfoNCEFromEmbeddings);
+/** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) on S = queries·keysᵀ as one tfjs op: the diagonal positive by default, or one per row in `opts.positives`. */
+export const decoupledContrastiveFromEmbeddings = contrastiveFromEmbeddings<DecoupledContrastiveEmbeddingsOptions>('decoupledContrastiveFromEmbeddings', flDecoupledContrastiveFromEmbeddings);
