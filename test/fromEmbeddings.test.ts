@@ -1,23 +1,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
-import { refBinaryCrossEntropy, refDecoupledContrastive, refDecoupledSoftmax, refInfoNCE, refMultiLabelSoftmax, refSoftTopKLoss, type RefPositives, type RefResult, type Scores } from './reference/index.js';
+import { refFromEmbeddings, type EmbeddingsLossName as Name, type RefEmbeddingsOptions } from './reference/embeddings.js';
+import type { RefPositives } from './reference/index.js';
 import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl, hostValues, l2Distance, l2Norm } from './helpers';
 
 type Opts = fl.PositivesEmbeddingsOptions & { k?: number; weighting?: { sigma?: number } };
-type Name = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
 type Embeddings = fl.Tensor;
 type Run = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => fl.EmbeddingsLossResult;
 type RunAsync = (q: Embeddings, k: Embeddings, pos: RefPositives, o: Opts) => Promise<fl.EmbeddingsLossResult>;
-const REF: Record<Name, (S: Scores, B: number, N: number, pos: RefPositives, o: Opts) => RefResult> = {
-  decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
-  multiLabelSoftmax: (S, B, N, pos, o) => refMultiLabelSoftmax(S, B, N, pos, o as never),
-  binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
-  infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, { ...(o as object), positives: pos } as never),
-  softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
-  decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...(o as object), positives: pos } as never),
-};
 const c = (x: RefPositives) => x as fl.Positives;
 const OP: Record<Name, [Run, RunAsync]> = {
   decoupledSoftmax: [(q, k, p, o) => fl.decoupledSoftmaxFromEmbeddings(q, k, c(p), o), (q, k, p, o) => fl.decoupledSoftmaxFromEmbeddingsAsync(q, k, c(p), o)],
@@ -32,53 +24,8 @@ const OP: Record<Name, [Run, RunAsync]> = {
 };
 
 /** The float64 reference of a loss from embeddings: the matrix form on S = Q̂·K̂ᵀ, chained back. */
-function reference(name: Name, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: Opts) {
-  const unit = (X: ArrayLike<number>, rows: number) => {
-    const Y = Float64Array.from(X);
-    const inv = new Float64Array(rows).fill(1);
-    if (o.normalize)
-      for (let i = 0; i < rows; i++) {
-        let s = 0;
-        for (let k = 0; k < D; k++) s += Y[i * D + k] ** 2;
-        inv[i] = 1 / Math.max(Math.sqrt(s), 1e-12);
-        for (let k = 0; k < D; k++) Y[i * D + k] *= inv[i];
-      }
-    return { Y, inv };
-  };
-  const q = unit(Q, B);
-  const k = unit(K, N);
-  const S = new Float64Array(B * N);
-  for (let i = 0; i < B; i++)
-    for (let j = 0; j < N; j++) {
-      let s = 0;
-      for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
-      S[i * N + j] = s;
-    }
-  const r: RefResult = REF[name](S, B, N, pos, o);
-  const G = r.grad!;
-  const dQ = new Float64Array(B * D);
-  const dK = new Float64Array(N * D);
-  for (let i = 0; i < B; i++)
-    for (let j = 0; j < N; j++) {
-      const g = G[i * N + j];
-      if (g === 0) continue;
-      for (let c = 0; c < D; c++) {
-        dQ[i * D + c] += g * k.Y[j * D + c];
-        dK[j * D + c] += g * q.Y[i * D + c];
-      }
-    }
-  const chain = (dX: Float64Array, X: { Y: Float64Array; inv: Float64Array }, rows: number) => {
-    if (!o.normalize) return;
-    for (let i = 0; i < rows; i++) {
-      let dot = 0;
-      for (let c = 0; c < D; c++) dot += X.Y[i * D + c] * dX[i * D + c];
-      for (let c = 0; c < D; c++) dX[i * D + c] = (dX[i * D + c] - X.Y[i * D + c] * dot) * X.inv[i];
-    }
-  };
-  chain(dQ, q, B);
-  chain(dK, k, N);
-  return { ...r, dQ, dK };
-}
+const reference = (name: Name, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: Opts | fl.InfoNCEEmbeddingsOptions) =>
+  refFromEmbeddings(name, Q, K, B, N, D, pos, o as RefEmbeddingsOptions);
 
 interface Problem {
   B: number;
@@ -248,13 +195,7 @@ describe('the losses from embeddings', () => {
       if (B === 1500) opts.memoryBudget = budgetForRows((memoryBudget) => fl.infoNCEFromEmbeddings(q, k, { ...opts, memoryBudget }), 40, 8 * B); // ~38 chunks
       const got = B === 23 ? await fl.infoNCEFromEmbeddingsAsync(q, k, opts) : fl.infoNCEFromEmbeddings(q, k, opts);
       const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
-      const saved = REF.infoNCE;
-      REF.infoNCE = (S, b, n, _pos, ro) => refInfoNCE(S, b, n, { ...(ro as object), symmetric: true } as never);
-      try {
-        compare('infoNCE', got, { ...p, pos: diag }, opts as Opts);
-      } finally {
-        REF.infoNCE = saved;
-      }
+      compare('infoNCE', got, { ...p, pos: diag }, opts as Opts); // symmetric: the reference takes the diagonal itself
     }
     const p = problem(rng, 4, 3, 5);
     const [q, k] = tensors(p);

@@ -1,0 +1,75 @@
+/**
+ * docs/MATH.md §3.10 in float64: a section-3 loss on S = Q̂·K̂ᵀ (Q̂, K̂ the rows normalised as
+ * F.normalize does with `normalize`, else Q and K), its dL/dS chained back to dQ and dK.
+ */
+import { refBinaryCrossEntropy } from './binaryCrossEntropy.js';
+import { refDecoupledContrastive } from './decoupledContrastive.js';
+import { refDecoupledSoftmax } from './decoupledSoftmax.js';
+import { refInfoNCE } from './infoNCE.js';
+import { refMultiLabelSoftmax } from './multiLabelSoftmax.js';
+import { refSoftTopKLoss } from './softTopKLoss.js';
+import type { RefPositives, RefResult, Scores } from './types.js';
+
+export type EmbeddingsLossName = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
+
+/** The options the references read: the matrix form's, plus `normalize` (and infoNCE's `symmetric`, which ignores `pos`). */
+export type RefEmbeddingsOptions = { normalize?: boolean; symmetric?: boolean } & Record<string, unknown>;
+
+const REF: Record<EmbeddingsLossName, (S: Scores, B: number, N: number, pos: RefPositives, o: RefEmbeddingsOptions) => RefResult> = {
+  decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
+  multiLabelSoftmax: (S, B, N, pos, o) => refMultiLabelSoftmax(S, B, N, pos, o as never),
+  binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
+  infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, (o.symmetric ? o : { ...o, positives: pos }) as never),
+  softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
+  decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...o, positives: pos } as never),
+};
+
+/** The float64 reference of `<name>FromEmbeddings`: the matrix form's result, with dQ (B×D) and dK (N×D). */
+export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: RefEmbeddingsOptions) {
+  const unit = (X: ArrayLike<number>, rows: number) => {
+    const Y = Float64Array.from(X);
+    const inv = new Float64Array(rows).fill(1);
+    if (o.normalize)
+      for (let i = 0; i < rows; i++) {
+        let s = 0;
+        for (let k = 0; k < D; k++) s += Y[i * D + k] ** 2;
+        inv[i] = 1 / Math.max(Math.sqrt(s), 1e-12);
+        for (let k = 0; k < D; k++) Y[i * D + k] *= inv[i];
+      }
+    return { Y, inv };
+  };
+  const q = unit(Q, B);
+  const k = unit(K, N);
+  const S = new Float64Array(B * N);
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
+      S[i * N + j] = s;
+    }
+  const r: RefResult = REF[name](S, B, N, pos, o);
+  const G = r.grad!;
+  const dQ = new Float64Array(B * D);
+  const dK = new Float64Array(N * D);
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < N; j++) {
+      const g = G[i * N + j];
+      if (g === 0) continue;
+      for (let c = 0; c < D; c++) {
+        dQ[i * D + c] += g * k.Y[j * D + c];
+        dK[j * D + c] += g * q.Y[i * D + c];
+      }
+    }
+  // Through the normalisation: dx = (dx̂ − x̂ (x̂·dx̂)) / ‖x‖.
+  const chain = (dX: Float64Array, X: { Y: Float64Array; inv: Float64Array }, rows: number) => {
+    if (!o.normalize) return;
+    for (let i = 0; i < rows; i++) {
+      let dot = 0;
+      for (let c = 0; c < D; c++) dot += X.Y[i * D + c] * dX[i * D + c];
+      for (let c = 0; c < D; c++) dX[i * D + c] = (dX[i * D + c] - X.Y[i * D + c] * dot) * X.inv[i];
+    }
+  };
+  chain(dQ, q, B);
+  chain(dK, k, N);
+  return { ...r, dQ, dK };
+}
