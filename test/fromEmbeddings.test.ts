@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { refFromEmbeddings, type EmbeddingsLossName as Name, type RefEmbeddingsOptions } from './reference/embeddings.js';
-import type { RefPositives } from './reference/index.js';
+import { dclwWeights, type RefPositives } from './reference/index.js';
 import { makeRng, randomExclude, randomPositives, type Rng } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl, hostValues, l2Distance, l2Norm } from './helpers';
 
@@ -118,6 +118,24 @@ for (const name of ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy
       compare(name, op(q, k, p.pos, { ...opts, gradScale: true }), p, { ...opts, gradScale: true });
     });
 
+    it("finite differences confirm dQ, dK and dScale unnormalised, with exclusions and reduction 'none' under gradOutput", () => {
+      const rng = makeRng(8);
+      const p = problem(rng, 5, 4, 11);
+      const gradOutput = Float32Array.from({ length: p.B }, () => rng.normal()); // f below weights by these same fp32 values
+      const opts: Opts = { scale: 1.5, reduction: 'none', gradOutput, exclude: randomExclude(rng, p.B, p.N, p.pos, { max: 2 }) };
+      if (name === 'softTopKLoss') opts.k = 3;
+      // With 'none' the gradients are those of Σ_i gradOutput_i·ℓ_i.
+      const f = (q: Float64Array, k: Float64Array, scale = 1.5) => reference(name, q, k, p.B, p.N, p.D, p.pos, { ...opts, scale }).rowLoss.reduce((t, l, i) => t + gradOutput[i] * l, 0);
+      const Q = Float64Array.from(p.Q);
+      const K = Float64Array.from(p.K);
+      const ref = reference(name, Q, K, p.B, p.N, p.D, p.pos, opts);
+      expect(fdGradCheck((x) => f(x, K), Q, ref.dQ).relErr).toBeLessThan(1e-7);
+      expect(fdGradCheck((x) => f(Q, x), K, ref.dK).relErr).toBeLessThan(1e-7);
+      expect(fdScalarCheck((s) => f(Q, K, s), 1.5, ref.dScale!).relErr).toBeLessThan(1e-7);
+      const [q, k] = tensors(p);
+      compare(name, op(q, k, p.pos, { ...opts, gradScale: true }), p, { ...opts, gradScale: true });
+    });
+
     it('accumulates into the given buffers, async too, and writes no input', async () => {
       const rng = makeRng(11);
       const p = problem(rng, 6, 20, 70);
@@ -200,6 +218,45 @@ describe('the losses from embeddings', () => {
     const p = problem(rng, 4, 3, 5);
     const [q, k] = tensors(p);
     expectCode(() => fl.infoNCEFromEmbeddings(q, k, { symmetric: true }), 'ERR_SHAPE', /keys\.shape/);
+  });
+
+  it('finite differences confirm dQ, dK and dScale of symmetric InfoNCE (normalised and not) and of DCLW with its weights held', () => {
+    const rng = makeRng(51);
+    const B = 5;
+    const D = 4;
+    const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+    for (const normalize of [false, true]) {
+      const p = problem(rng, B, D, B);
+      const Q = Float64Array.from(p.Q);
+      const K = Float64Array.from(p.K);
+      const opts = { symmetric: true, normalize, scale: 2.5 };
+      const f = (q: Float64Array, k: Float64Array, scale = 2.5) => reference('infoNCE', q, k, B, B, D, diag, { ...opts, scale }).loss;
+      const ref = reference('infoNCE', Q, K, B, B, D, diag, opts);
+      expect(fdGradCheck((x) => f(x, K), Q, ref.dQ).relErr).toBeLessThan(1e-7);
+      expect(fdGradCheck((x) => f(Q, x), K, ref.dK).relErr).toBeLessThan(1e-7);
+      expect(fdScalarCheck((s) => f(Q, K, s), 2.5, ref.dScale!).relErr).toBeLessThan(1e-7);
+      const [q, k] = tensors(p);
+      compare('infoNCE', fl.infoNCEFromEmbeddings(q, k, { ...opts, gradScale: true }), { ...p, pos: diag }, { ...opts, gradScale: true } as Opts);
+    }
+    // DCLW: w_i = 2 − B·softmax_i(S_ii/σ) is held constant (docs/MATH.md §3.5), so the finite
+    // differences are of the loss with the weights of the base point given outright.
+    const N = 7;
+    const p = problem(rng, B, D, N);
+    const Q = Float64Array.from(p.Q);
+    const K = Float64Array.from(p.K);
+    const opts = { normalize: true, scale: 3, weighting: { sigma: 0.5 } };
+    const unit = (X: Float64Array, rows: number) => Array.from({ length: rows }, (_, i) => X.subarray(i * D, (i + 1) * D)).map((r) => r.map((v) => v / Math.hypot(...r)));
+    const q0 = unit(Q, B);
+    const k0 = unit(K, N);
+    const S = Float64Array.from({ length: B * N }, (_, e) => q0[Math.floor(e / N)].reduce((t, v, c) => t + v * k0[e % N][c], 0));
+    const rowWeights = dclwWeights(S, B, N, 0.5, diag);
+    const f = (q: Float64Array, k: Float64Array, scale = 3) => reference('decoupledContrastive', q, k, B, N, D, diag, { normalize: true, scale, rowWeights } as Opts).loss;
+    const ref = reference('decoupledContrastive', Q, K, B, N, D, diag, opts);
+    expect(fdGradCheck((x) => f(x, K), Q, ref.dQ).relErr).toBeLessThan(1e-7);
+    expect(fdGradCheck((x) => f(Q, x), K, ref.dK).relErr).toBeLessThan(1e-7);
+    expect(fdScalarCheck((s) => f(Q, K, s), 3, ref.dScale!).relErr).toBeLessThan(1e-7);
+    const [q, k] = tensors(p);
+    compare('decoupledContrastive', fl.decoupledContrastiveFromEmbeddings(q, k, { ...opts, gradScale: true }), { ...p, pos: diag }, { ...opts, gradScale: true });
   });
 
   it('grad: false computes the loss only; gradDtype float32 for half inputs', async () => {

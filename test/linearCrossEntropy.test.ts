@@ -100,6 +100,27 @@ describe('linearCrossEntropy', () => {
     compare(fl.linearCrossEntropy(h, w, p.y, { ...opts, bias: p.b, gradScale: true }), p, { ...opts, gradScale: true }, true);
   });
 
+  it("finite differences confirm dH, dW, db and dScale under a softcap, class weights and reduction 'none' with gradOutput", () => {
+    const rng = makeRng(16);
+    const p = problem(rng, 5, 4, 9, 3, 4);
+    const gradOutput = Float32Array.from({ length: p.B }, () => rng.normal()); // loss below weights by these same fp32 values
+    const classWeights = Float32Array.from({ length: p.N }, () => 0.5 + rng.uniform());
+    const opts = { scale: 1.3, softcap: 2.5, classWeights, labelSmoothing: 0.05, reduction: 'none' as const, gradOutput };
+    // With 'none' the gradients are those of Σ_i gradOutput_i·ℓ_i.
+    const loss = (H: ArrayLike<number>, W: ArrayLike<number>, b: ArrayLike<number>, scale = opts.scale) =>
+      refLinearCrossEntropy(H, W, b, p.B, p.D, p.N, p.y, { ...opts, scale }).rowLoss.reduce((t, l, i) => t + gradOutput[i] * l, 0);
+    const H = Float64Array.from(p.H);
+    const W = Float64Array.from(p.W);
+    const b = Float64Array.from(p.b);
+    const ref = refLinearCrossEntropy(H, W, b, p.B, p.D, p.N, p.y, opts);
+    expect(fdGradCheck((x) => loss(x, W, b), H, ref.dH).relErr).toBeLessThan(1e-7);
+    expect(fdGradCheck((x) => loss(H, x, b), W, ref.dW).relErr).toBeLessThan(1e-7);
+    expect(fdGradCheck((x) => loss(H, W, x), b, ref.db).relErr).toBeLessThan(1e-7);
+    expect(fdScalarCheck((s) => loss(H, W, b, s), opts.scale, ref.dScale).relErr).toBeLessThan(1e-7);
+    const [h, w] = tensors(p);
+    compare(fl.linearCrossEntropy(h, w, p.y, { ...opts, bias: p.b, gradScale: true }), p, { ...opts, gradScale: true }, true);
+  });
+
   it('half inputs are widened; gradHidden comes back in their dtype unless float32 is asked', () => {
     const p = problem(makeRng(7), 11, 40, 777);
     for (const dtype of ['float16', 'bfloat16'] as const) {
