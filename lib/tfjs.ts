@@ -243,7 +243,6 @@ export const infoNCE = contrastiveLoss<InfoNCEOptions>('infoNCE', flInfoNCE);
 /** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
 export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>('decoupledContrastive', flDecoupledContrastive);
 
-
 // ---------------------------------------------------------------------------------------------
 // The forms from embeddings: S = A·Bᵀ (+ bias) is never materialised; the kernel returns the
 // gradients of both factors (and of the bias and the scale) from the forward pass.
@@ -251,8 +250,8 @@ export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>
 /** The options the embeddings forms manage themselves (gradient buffers and what only they may set). */
 const EMBEDDINGS_NOT_HERE = [...NOT_HERE, 'accumulate', 'gradQueries', 'gradKeys', 'gradHidden', 'gradWeight', 'gradBias', 'returnLse'];
 
-/** What the adapter changes in an embeddings form's options: tensors where the core takes arrays, a scalar result. */
-type EmbeddingsAdapted<O> = Omit<
+/** The options every embeddings form takes here: the core function's, less the gradient buffers; a tensor scale gets its gradient; the result is a scalar. */
+export type EmbeddingsAdapterOptions<O> = Omit<
   O,
   'grad' | 'gradDtype' | 'gradScale' | 'gradOutput' | 'reduction' | 'accumulate' | 'gradQueries' | 'gradKeys' | 'gradHidden' | 'gradWeight' | 'gradBias' | 'returnLse' | 'scale' | 'positives'
 > & {
@@ -263,18 +262,18 @@ type EmbeddingsAdapted<O> = Omit<
 };
 
 /** Options of {@link linearCrossEntropy} here: the core's, with `bias` a tf.Tensor [N] that gets its gradient. */
-export type LinearCrossEntropyAdapterOptions = Omit<EmbeddingsAdapted<LinearCrossEntropyOptions>, 'bias'> & {
+export type LinearCrossEntropyAdapterOptions = Omit<EmbeddingsAdapterOptions<LinearCrossEntropyOptions>, 'bias'> & {
   /** The layer's bias [N] (float32 tf.Tensor), added to the scores; it gets dL/dbias. Default: none. */
   bias?: Tfjs.Tensor;
 };
 /** Options of the `<loss>FromEmbeddings` functions over positives here (`exclude` as CSR). */
-export type PositivesEmbeddingsAdapterOptions = EmbeddingsAdapted<PositivesEmbeddingsOptions>;
+export type PositivesEmbeddingsAdapterOptions = EmbeddingsAdapterOptions<PositivesEmbeddingsOptions>;
 /** Options of {@link softTopKLossFromEmbeddings} here. */
-export type SoftTopKLossEmbeddingsAdapterOptions = EmbeddingsAdapted<SoftTopKLossEmbeddingsOptions>;
+export type SoftTopKLossEmbeddingsAdapterOptions = EmbeddingsAdapterOptions<SoftTopKLossEmbeddingsOptions>;
 /** Options of {@link infoNCEFromEmbeddings} here: `positives` may also be a dense B×N tf.Tensor. */
-export type InfoNCEEmbeddingsAdapterOptions = EmbeddingsAdapted<InfoNCEEmbeddingsOptions> & { positives?: PositivesInput };
+export type InfoNCEEmbeddingsAdapterOptions = EmbeddingsAdapterOptions<InfoNCEEmbeddingsOptions> & { positives?: PositivesInput };
 /** Options of {@link decoupledContrastiveFromEmbeddings} here: `positives` may also be a dense B×N tf.Tensor. */
-export type DecoupledContrastiveEmbeddingsAdapterOptions = EmbeddingsAdapted<DecoupledContrastiveEmbeddingsOptions> & { positives?: PositivesInput };
+export type DecoupledContrastiveEmbeddingsAdapterOptions = EmbeddingsAdapterOptions<DecoupledContrastiveEmbeddingsOptions> & { positives?: PositivesInput };
 
 /** A float32 tf.Tensor of the given rank, live. */
 function tfArg(fn: string, name: string, v: unknown, rank: number, expected: string): Tfjs.Tensor {
@@ -390,7 +389,7 @@ function embeddingsLoss(fn: string, queries: unknown, keys: unknown, o: Record<s
 }
 
 function positivesFromEmbeddings<O extends PositivesEmbeddingsOptions>(fn: string, core: (q: FlTensor, k: FlTensor, p: Positives, o: O) => EmbeddingsLossResult) {
-  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, positives: PositivesInput, opts?: EmbeddingsAdapted<O>): Tfjs.Scalar => {
+  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, positives: PositivesInput, opts?: EmbeddingsAdapterOptions<O>): Tfjs.Scalar => {
     const { o, scale } = embeddingsOptions(fn, opts);
     const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
     const p = positivesArg(fn, positives, q.shape[0], k.shape[0]);
@@ -399,7 +398,7 @@ function positivesFromEmbeddings<O extends PositivesEmbeddingsOptions>(fn: strin
 }
 
 function contrastiveFromEmbeddings<O extends InfoNCEEmbeddingsOptions | DecoupledContrastiveEmbeddingsOptions>(fn: string, core: (q: FlTensor, k: FlTensor, o: O) => EmbeddingsLossResult) {
-  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, opts?: EmbeddingsAdapted<O> & { positives?: PositivesInput }): Tfjs.Scalar => {
+  return (queries: Tfjs.Tensor, keys: Tfjs.Tensor, opts?: EmbeddingsAdapterOptions<O> & { positives?: PositivesInput }): Tfjs.Scalar => {
     const { o, scale } = embeddingsOptions(fn, opts);
     const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
     if (o.positives !== undefined) o.positives = positivesArg(fn, o.positives, q.shape[0], k.shape[0]);
