@@ -46,4 +46,11 @@ async function sharded(allReduce: AllReduce): Promise<number> {
 // The adapter's entry point, under moduleResolution node10 too (package.json typesVersions).
 const adapterLoss: typeof flTf.softmaxCrossEntropy = flTf.softmaxCrossEntropy;
 
-export { loss, shape, first, later, adapterLoss, sharded };
+// The forms from embeddings take the core options, less the gradient buffers (the adapter's own).
+type LinearAdapterOptions = NonNullable<Parameters<typeof flTf.linearCrossEntropy>[3]>;
+const linearOptions: LinearAdapterOptions = { labelSmoothing: 0.1, memoryBudget: 2 ** 24 };
+// @ts-expect-error gradWeight is not an adapter option
+const linearBad: LinearAdapterOptions = { gradWeight: undefined };
+const embeddingsLoss: typeof flTf.decoupledSoftmaxFromEmbeddings = flTf.decoupledSoftmaxFromEmbeddings;
+
+export { loss, shape, first, later, adapterLoss, sharded, linearOptions, linearBad, embeddingsLoss };
