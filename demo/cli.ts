@@ -28,6 +28,7 @@ const FLAGS: Flag[] = [
   { name: 'dim', arg: 'N', help: 'embedding dimension', dflt: 64 },
   { name: 'tau', arg: 'X', help: 'temperature: the loss sees cosine/τ', dflt: 0.05 },
   { name: 'lr', arg: 'X', help: 'Adam learning rate', dflt: 0.01 },
+  { name: 'budget', arg: 'MiB', help: 'scratch each loss call may use for its chunks of scores', dflt: 128 },
   { name: 'labels', arg: 'N', help: 'synthetic data: number of labels', dflt: 4000 },
   { name: 'docs', arg: 'N', help: 'synthetic data: number of documents (a fifth held out)', dflt: 25000 },
   { name: 'seed', arg: 'N', help: 'seed of the synthetic data and the model', dflt: 1 },
@@ -151,6 +152,7 @@ function main(argv: string[]): void {
     lr: num(p, 'lr', false),
     seed: num(p, 'seed', true),
     device,
+    memoryBudget: Math.round(num(p, 'budget', false) * 2 ** 20),
     progress: process.stderr,
   };
   let ds: Dataset;
@@ -159,8 +161,8 @@ function main(argv: string[]): void {
   const info = fl.backendInfo();
   console.log(`data: ${ds.name}`);
   console.log(
-    `model: shared embedding-bag encoder, dim ${o.dim}, τ ${o.tau}, Adam lr ${o.lr}, batch ${o.batch} × all ${ds.numLabels} labels; ` +
-      `fusedloss on ${device} (${device === 'cpu' ? `${info.cpu.threads} threads, ${info.cpu.simd}` : info.cuda.devices[0]?.name})`,
+    `model: shared embedding-bag encoder, cosine scores, dim ${o.dim}, τ ${o.tau}, Adam lr ${o.lr}, batch ${o.batch} × all ${ds.numLabels} labels; ` +
+      `fusedloss on ${device} (${device === 'cpu' ? `${info.cpu.threads} threads, ${info.cpu.simd}` : info.cuda.devices[0]?.name}), memoryBudget ${num(p, 'budget', false)} MiB`,
   );
   const base = popularity(ds);
   if (!p.compare) {

@@ -55,6 +55,15 @@ export interface StepBuffers {
   gradKeys: fl.Tensor;
 }
 
+/** What every loss call of a run gets. */
+export interface CallOptions {
+  /** 1/τ. */
+  scale: number;
+  /** Bytes of scratch for the score chunks (fusedloss `memoryBudget`). */
+  memoryBudget: number;
+  device: fl.Device;
+}
+
 const data = (t: fl.Tensor) => t.data as Float32Array;
 
 /**
@@ -91,11 +100,12 @@ function onDevice(
  * returns the loss. Single-label losses see one positive per row, drawn with `pick` (uniform
  * over the row's positives).
  */
-export function runLoss(e: LossEntry, b: StepBuffers, positives: LabelSets, scale: number, device: fl.Device, pick: (n: number) => number): number {
+export function runLoss(e: LossEntry, b: StepBuffers, positives: LabelSets, c: CallOptions, pick: (n: number) => number): number {
+  const { scale, memoryBudget, device } = c;
   if (e.positivesIn !== 'labels') {
     const fn = exported(e.fn);
     return onDevice(device, b, ['gradQueries', 'gradKeys'], (q, k, grads) => {
-      const opts: Options = { ...e.opts, scale, normalize: true, ...grads };
+      const opts: Options = { ...e.opts, scale, normalize: true, memoryBudget, ...grads };
       return e.positivesIn === 'opts' ? (fn as OptsPositivesLoss)(q, k, { ...opts, positives }) : (fn as PositivesLoss)(q, k, positives, opts);
     });
   }
@@ -113,7 +123,7 @@ export function runLoss(e: LossEntry, b: StepBuffers, positives: LabelSets, scal
   const kNorm = new Float32Array(N);
   normalizeRows(data(b.queries), B, D, qNorm);
   normalizeRows(data(b.keys), N, D, kNorm);
-  const loss = onDevice(device, b, ['gradHidden', 'gradWeight'], (q, k, grads) => fl.linearCrossEntropy(q, k, labels, { ...e.opts, scale, ...grads }));
+  const loss = onDevice(device, b, ['gradHidden', 'gradWeight'], (q, k, grads) => fl.linearCrossEntropy(q, k, labels, { ...e.opts, scale, memoryBudget, ...grads }));
   normalizeRowsBackward(data(b.queries), B, D, qNorm, data(b.gradQueries));
   normalizeRowsBackward(data(b.keys), N, D, kNorm, data(b.gradKeys));
   return loss;

@@ -17,6 +17,8 @@ export interface TrainOptions {
   lr: number;
   seed: number;
   device: fl.Device;
+  /** Bytes of scratch each loss call may use for its chunks of scores (default fusedloss's, 32 MiB). */
+  memoryBudget?: number;
   /** Progress output (a TTY gets a live bar); null for none. */
   progress: NodeJS.WriteStream | null;
 }
@@ -76,6 +78,7 @@ export function train(ds: Dataset, entry: LossEntry, o: TrainOptions): TrainResu
     gradKeys: fl.tensor(dK, [L, D]),
   });
   const full = step(B);
+  const call = { scale: 1 / o.tau, memoryBudget: o.memoryBudget ?? fl.DEFAULT_MEMORY_BUDGET, device: o.device };
   const order = Int32Array.from({ length: nTrain }, (_, i) => i);
   const epochs: EpochStats[] = [];
   let lossSeconds = 0;
@@ -96,7 +99,7 @@ export function train(ds: Dataset, entry: LossEntry, o: TrainOptions): TrainResu
       enc.encode(ds.train.docs, ids, Q);
       enc.encode(ds.labelBags, null, K);
       const tl = now();
-      const loss = runLoss(entry, n === B ? full : step(n), subset(ds.train.labels, ids), 1 / o.tau, o.device, rng.int);
+      const loss = runLoss(entry, n === B ? full : step(n), subset(ds.train.labels, ids), call, rng.int);
       const te = now();
       enc.backward(ds.train.docs, ids, dQ);
       enc.backward(ds.labelBags, null, dK);
