@@ -47,7 +47,7 @@ export const availableLosses = (): LossEntry[] => LOSSES.filter((e) => typeof ex
 
 /** One step's host buffers: the embeddings (bag means, not normalised) and their gradients (overwritten). */
 export interface StepBuffers {
-  /** Queries, B×D, and label embeddings, N×D; crossEntropyOfCosines normalises them in place. */
+  /** Queries, B×D, and label embeddings, N×D; the ce entry normalises them in place. */
   queries: fl.Tensor;
   keys: fl.Tensor;
   /** dL/dqueries (B×D) and dL/dkeys (N×D). */
