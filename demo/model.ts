@@ -1,7 +1,9 @@
 /**
  * The dual encoder: one embedding table shared by documents and labels, a weighted mean of
- * token embeddings (embedding-bag), L2-normalised. Forward and backward are plain loops over
- * Float32Arrays; the loss and its gradient with respect to the scores come from fusedloss.
+ * token embeddings (embedding-bag), trained with Adam. The scores, the loss and the gradients
+ * with respect to both embeddings come from one fusedloss call (`<loss>FromEmbeddings`, which
+ * also takes the cosine); what is left here is the bag's forward and backward, Adam, and the
+ * evaluation's exact nearest-neighbour search.
  */
 import type { Bags, Rng } from './data';
 
@@ -25,11 +27,8 @@ export class Encoder {
     this.#v = new Float32Array(vocab * dim);
   }
 
-  /**
-   * Embeds the bags `ids` (all rows when omitted) into `out` (rows × dim, unit rows) and keeps
-   * each row's pre-normalisation length in `norms` for the backward pass.
-   */
-  encode(bags: Bags, ids: Int32Array | null, out: Float32Array, norms: Float32Array): void {
+  /** Embeds the bags `ids` (all rows when omitted) into `out` (rows × dim): each bag's weighted mean of token embeddings. */
+  encode(bags: Bags, ids: Int32Array | null, out: Float32Array): void {
     const { ptr, tok, val } = bags;
     const D = this.dim;
     const E = this.table;
@@ -45,44 +44,28 @@ export class Encoder {
         w += v;
         for (let d = 0; d < D; d++) out[o + d] += v * E[e + d];
       }
-      let ss = 0;
+      // An empty bag stays the zero vector: it scores 0 everywhere.
       const inv = w > 0 ? 1 / w : 0;
-      for (let d = 0; d < D; d++) {
-        out[o + d] *= inv;
-        ss += out[o + d] * out[o + d];
-      }
-      const norm = Math.sqrt(ss);
-      norms[r] = norm;
-      // An empty bag (or one whose tokens cancel) stays the zero vector: it scores 0 everywhere.
-      const s = norm > 1e-12 ? 1 / norm : 0;
-      for (let d = 0; d < D; d++) out[o + d] *= s;
+      for (let d = 0; d < D; d++) out[o + d] *= inv;
     }
   }
 
-  /**
-   * Adds to `grad` the gradient through encode(): for y = x/‖x‖, dx = (dy − y·(y·dy))/‖x‖,
-   * then each token of the bag gets its weight's share of dx.
-   */
-  backward(bags: Bags, ids: Int32Array | null, y: Float32Array, norms: Float32Array, dy: Float32Array): void {
+  /** Adds to `grad` the gradient through encode(): each token of bag r gets its weight's share of dx_r (rows × dim). */
+  backward(bags: Bags, ids: Int32Array | null, dx: Float32Array): void {
     const { ptr, tok, val } = bags;
     const D = this.dim;
     const G = this.grad;
-    const dx = new Float32Array(D);
     const n = ids ? ids.length : ptr.length - 1;
     for (let r = 0; r < n; r++) {
       const b = ids ? ids[r] : r;
       const o = r * D;
-      if (norms[r] <= 1e-12) continue;
-      let ydy = 0;
-      for (let d = 0; d < D; d++) ydy += y[o + d] * dy[o + d];
       let w = 0;
       for (let k = ptr[b]; k < ptr[b + 1]; k++) w += val[k];
-      const s = 1 / (norms[r] * w);
-      for (let d = 0; d < D; d++) dx[d] = (dy[o + d] - y[o + d] * ydy) * s;
+      if (!(w > 0)) continue;
       for (let k = ptr[b]; k < ptr[b + 1]; k++) {
-        const v = val[k];
+        const s = val[k] / w;
         const e = tok[k] * D;
-        for (let d = 0; d < D; d++) G[e + d] += v * dx[d];
+        for (let d = 0; d < D; d++) G[e + d] += s * dx[o + d];
       }
     }
   }
@@ -103,6 +86,40 @@ export class Encoder {
       E[i] -= (lr * mi * c1) / (Math.sqrt(vi * c2) + eps);
     }
     G.fill(0);
+  }
+}
+
+/**
+ * Scales each row of X (rows × D) to unit length in place and keeps its length in `norms`. A row
+ * shorter than 1e-12 becomes the zero vector (it scores 0 everywhere).
+ */
+export function normalizeRows(X: Float32Array, rows: number, D: number, norms: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * D;
+    let ss = 0;
+    for (let d = 0; d < D; d++) ss += X[o + d] * X[o + d];
+    const norm = Math.sqrt(ss);
+    norms[r] = norm;
+    const s = norm > 1e-12 ? 1 / norm : 0;
+    for (let d = 0; d < D; d++) X[o + d] *= s;
+  }
+}
+
+/**
+ * The backward of normalizeRows, in place: dY (the gradient with respect to the unit rows Y)
+ * becomes dX = (dY − Y·(Y·dY))/‖X‖; a row normalizeRows zeroed gets 0.
+ */
+export function normalizeRowsBackward(Y: Float32Array, rows: number, D: number, norms: Float32Array, dY: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * D;
+    if (!(norms[r] > 1e-12)) {
+      dY.fill(0, o, o + D);
+      continue;
+    }
+    let ydy = 0;
+    for (let d = 0; d < D; d++) ydy += Y[o + d] * dY[o + d];
+    const s = 1 / norms[r];
+    for (let d = 0; d < D; d++) dY[o + d] = (dY[o + d] - Y[o + d] * ydy) * s;
   }
 }
 
@@ -173,43 +190,34 @@ export function scoresAll(Q: Float32Array, rows: number, K: Float32Array, N: num
     }
 }
 
-/** The transpose of a rows × cols matrix. */
-function transpose(A: Float32Array, rows: number, cols: number): Float32Array {
-  const T = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) T[j * rows + i] = A[i * cols + j];
-  return T;
-}
-
 /**
- * The backward of scoresAll, G = dL/dS: dQ = G·K and dK = Gᵀ·Q (both overwritten). Both
- * products are written as scoresAll against a transpose (dQ = G·(Kᵀ)ᵀ, dK = Gᵀ·(Qᵀ)ᵀ), so
- * they run on its register-blocked dot products instead of scattered updates.
+ * Folds the columns of S (rows × N, column j standing for index offset + j) into each row's
+ * running k best, `best`/`idx` (rows × k, best first; start them at −∞ and −1). Folding the
+ * column tiles of a row in ascending order gives the ranking of one pass over the whole row:
+ * on equal scores the lower index stays ahead.
  */
-export function scoresBackward(G: Float32Array, Q: Float32Array, rows: number, K: Float32Array, N: number, D: number, dQ: Float32Array, dK: Float32Array): void {
-  scoresAll(G, rows, transpose(K, N, D), D, N, dQ);
-  scoresAll(transpose(G, rows, N), N, transpose(Q, rows, D), D, rows, dK);
+export function foldTopK(S: Float32Array, rows: number, N: number, offset: number, k: number, best: Float32Array, idx: Int32Array): void {
+  for (let i = 0; i < rows; i++) {
+    const s = i * N;
+    const b = i * k;
+    for (let j = 0; j < N; j++) {
+      const x = S[s + j];
+      if (!(x > best[b + k - 1])) continue;
+      let p = k - 1;
+      while (p > 0 && best[b + p - 1] < x) {
+        best[b + p] = best[b + p - 1];
+        idx[b + p] = idx[b + p - 1];
+        p--;
+      }
+      best[b + p] = x;
+      idx[b + p] = offset + j;
+    }
+  }
 }
 
 /** The k best columns of each row of S (rows × N), best first, into top (rows × k). */
 export function topK(S: Float32Array, rows: number, N: number, k: number, top: Int32Array): void {
-  const best = new Float32Array(k);
-  const idx = new Int32Array(k);
-  for (let i = 0; i < rows; i++) {
-    best.fill(-Infinity);
-    idx.fill(-1);
-    const s = i * N;
-    for (let j = 0; j < N; j++) {
-      const x = S[s + j];
-      if (!(x > best[k - 1])) continue;
-      let p = k - 1;
-      while (p > 0 && best[p - 1] < x) {
-        best[p] = best[p - 1];
-        idx[p] = idx[p - 1];
-        p--;
-      }
-      best[p] = x;
-      idx[p] = j;
-    }
-    top.set(idx, i * k);
-  }
+  const best = new Float32Array(rows * k).fill(-Infinity);
+  top.fill(-1, 0, rows * k);
+  foldTopK(S, rows, N, 0, k, best, top);
 }

@@ -1,12 +1,12 @@
 /**
- * Training and evaluation of the dual encoder: every step scores a batch of documents against
- * all labels (DEXML's "all labels in batch"), takes the loss and dL/dscores from fusedloss,
- * and backpropagates through the shared encoder by hand.
+ * Training and evaluation of the dual encoder: every step embeds a batch of documents and all
+ * labels (DEXML's "all labels in batch"), takes the loss and its gradients with respect to both
+ * embeddings from one fusedloss call, and scatters them into the embedding table.
  */
 import * as fl from 'fusedloss';
 import { makeRng, rows, type Dataset, type LabelSets } from './data';
-import { runLoss, type LossEntry } from './losses';
-import { Encoder, scoresAll, scoresBackward, topK } from './model';
+import { runLoss, type LossEntry, type StepBuffers } from './losses';
+import { Encoder, foldTopK, normalizeRows, scoresAll, topK } from './model';
 
 export interface TrainOptions {
   epochs: number;
@@ -17,6 +17,8 @@ export interface TrainOptions {
   lr: number;
   seed: number;
   device: fl.Device;
+  /** Bytes of scratch each loss call may use for its chunks of scores (default fusedloss's, 32 MiB). */
+  memoryBudget?: number;
   /** Progress output (a TTY gets a live bar); null for none. */
   progress: NodeJS.WriteStream | null;
 }
@@ -66,78 +68,55 @@ export function train(ds: Dataset, entry: LossEntry, o: TrainOptions): TrainResu
   const nTrain = rows(ds.train.docs);
   const B = Math.min(o.batch, nTrain);
   const Q = new Float32Array(B * D);
-  const qNorm = new Float32Array(B);
   const dQ = new Float32Array(B * D);
   const K = new Float32Array(L * D);
-  const kNorm = new Float32Array(L);
   const dK = new Float32Array(L * D);
-  const S = new Float32Array(B * L);
-  // The gradient buffer is reused by every full batch (fusedloss `out`), on the scores' device.
-  let gradOut: fl.Tensor | undefined;
+  const step = (n: number): StepBuffers => ({
+    queries: fl.tensor(Q.subarray(0, n * D), [n, D]),
+    keys: fl.tensor(K, [L, D]),
+    gradQueries: fl.tensor(dQ.subarray(0, n * D), [n, D]),
+    gradKeys: fl.tensor(dK, [L, D]),
+  });
+  const full = step(B);
+  const call = { scale: 1 / o.tau, memoryBudget: o.memoryBudget ?? fl.DEFAULT_MEMORY_BUDGET, device: o.device };
   const order = Int32Array.from({ length: nTrain }, (_, i) => i);
   const epochs: EpochStats[] = [];
   let lossSeconds = 0;
   let encoderSeconds = 0;
   let allSteps = 0;
-  try {
-    for (let ep = 1; ep <= o.epochs; ep++) {
-      for (let i = nTrain - 1; i > 0; i--) {
-        const j = rng.int(i + 1);
-        [order[i], order[j]] = [order[j], order[i]];
-      }
-      const t0 = now();
-      let lossSum = 0;
-      let steps = 0;
-      for (let b0 = 0; b0 < nTrain; b0 += B) {
-        const ids = order.subarray(b0, Math.min(nTrain, b0 + B));
-        const n = ids.length;
-        const ts = now();
-        enc.encode(ds.train.docs, ids, Q, qNorm);
-        enc.encode(ds.labelBags, null, K, kNorm);
-        scoresAll(Q, n, K, L, D, S);
-        const tl = now();
-        const scores = fl.tensor(S.subarray(0, n * L), [n, L]);
-        const opts: fl.LossOptions = { scale: 1 / o.tau };
-        let G: Float32Array;
-        let loss: number;
-        if (o.device === 'cuda') {
-          const onGpu = fl.toDevice(scores);
-          if (n === B) opts.out = gradOut ??= fl.toDevice(fl.tensor(new Float32Array(B * L), [B, L]));
-          try {
-            const r = runLoss(entry, onGpu, subset(ds.train.labels, ids), opts, rng.int);
-            loss = r.loss;
-            G = fl.toHost(r.grad!).data as Float32Array;
-            if (r.grad !== gradOut) r.grad!.dispose();
-          } finally {
-            onGpu.dispose();
-          }
-        } else {
-          if (n === B) opts.out = gradOut ??= fl.tensor(new Float32Array(B * L), [B, L]);
-          const r = runLoss(entry, scores, subset(ds.train.labels, ids), opts, rng.int);
-          loss = r.loss;
-          G = r.grad!.data as Float32Array;
-        }
-        const te = now();
-        scoresBackward(G, Q, n, K, L, D, dQ, dK);
-        enc.backward(ds.train.docs, ids, Q, qNorm, dQ);
-        enc.backward(ds.labelBags, null, K, kNorm, dK);
-        enc.adam(o.lr);
-        const t1 = now();
-        lossSeconds += te - tl;
-        encoderSeconds += tl - ts + (t1 - te);
-        lossSum += loss;
-        steps++;
-        allSteps++;
-        if (o.progress && (steps % 4 === 0 || b0 + B >= nTrain)) {
-          const dt = t1 - t0;
-          bar(o.progress, ep, o.epochs, b0 + n, nTrain, lossSum / steps, (b0 + n) / dt, b0 + B >= nTrain);
-        }
-      }
-      const seconds = now() - t0;
-      epochs.push({ loss: lossSum / steps, seconds, docsPerSecond: nTrain / seconds });
+  for (let ep = 1; ep <= o.epochs; ep++) {
+    for (let i = nTrain - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
     }
-  } finally {
-    gradOut?.dispose();
+    const t0 = now();
+    let lossSum = 0;
+    let steps = 0;
+    for (let b0 = 0; b0 < nTrain; b0 += B) {
+      const ids = order.subarray(b0, Math.min(nTrain, b0 + B));
+      const n = ids.length;
+      const ts = now();
+      enc.encode(ds.train.docs, ids, Q);
+      enc.encode(ds.labelBags, null, K);
+      const tl = now();
+      const loss = runLoss(entry, n === B ? full : step(n), subset(ds.train.labels, ids), call, rng.int);
+      const te = now();
+      enc.backward(ds.train.docs, ids, dQ);
+      enc.backward(ds.labelBags, null, dK);
+      enc.adam(o.lr);
+      const t1 = now();
+      lossSeconds += te - tl;
+      encoderSeconds += tl - ts + (t1 - te);
+      lossSum += loss;
+      steps++;
+      allSteps++;
+      if (o.progress && (steps % 4 === 0 || b0 + B >= nTrain)) {
+        const dt = t1 - t0;
+        bar(o.progress, ep, o.epochs, b0 + n, nTrain, lossSum / steps, (b0 + n) / dt, b0 + B >= nTrain);
+      }
+    }
+    const seconds = now() - t0;
+    epochs.push({ loss: lossSum / steps, seconds, docsPerSecond: nTrain / seconds });
   }
   return { loss: entry.name, epochs, precision: evaluate(ds, enc), lossSeconds, encoderSeconds, steps: allSteps };
 }
@@ -157,24 +136,42 @@ function precisionAt(labels: LabelSets, top: Int32Array, first: number, count: n
   }
 }
 
-/** P@1/3/5 on ds.test by exact nearest neighbours over all label embeddings. */
+/** Scratch for the evaluation's score tiles: rows × columns floats, whatever the number of labels. */
+const EVAL_ROWS = 256;
+const EVAL_COLS = 4096;
+
+/**
+ * P@1/3/5 on ds.test by exact nearest neighbours (cosine) over all label embeddings. The scores
+ * are taken a tile of EVAL_ROWS documents × EVAL_COLS labels at a time and folded into each
+ * document's running top 5, so memory does not grow with documents × labels.
+ */
 export function evaluate(ds: Dataset, enc: Encoder): [number, number, number] {
   const D = enc.dim;
   const L = ds.numLabels;
   const K = new Float32Array(L * D);
-  enc.encode(ds.labelBags, null, K, new Float32Array(L));
+  enc.encode(ds.labelBags, null, K);
+  normalizeRows(K, L, D, new Float32Array(L));
   const n = rows(ds.test.docs);
-  const chunk = 256;
-  const Q = new Float32Array(chunk * D);
-  const S = new Float32Array(chunk * L);
-  const top = new Int32Array(chunk * 5);
+  const Q = new Float32Array(EVAL_ROWS * D);
+  const qNorm = new Float32Array(EVAL_ROWS);
+  const cols = Math.min(EVAL_COLS, L);
+  const S = new Float32Array(EVAL_ROWS * cols);
+  const best = new Float32Array(EVAL_ROWS * 5);
+  const top = new Int32Array(EVAL_ROWS * 5);
   const acc = new Float64Array(3);
-  for (let c0 = 0; c0 < n; c0 += chunk) {
-    const ids = Int32Array.from({ length: Math.min(chunk, n - c0) }, (_, r) => c0 + r);
-    enc.encode(ds.test.docs, ids, Q, new Float32Array(ids.length));
-    scoresAll(Q, ids.length, K, L, D, S);
-    topK(S, ids.length, L, 5, top);
-    precisionAt(ds.test.labels, top, c0, ids.length, acc);
+  for (let c0 = 0; c0 < n; c0 += EVAL_ROWS) {
+    const m = Math.min(EVAL_ROWS, n - c0);
+    const ids = Int32Array.from({ length: m }, (_, r) => c0 + r);
+    enc.encode(ds.test.docs, ids, Q);
+    normalizeRows(Q, m, D, qNorm);
+    best.fill(-Infinity);
+    top.fill(-1);
+    for (let j0 = 0; j0 < L; j0 += cols) {
+      const w = Math.min(cols, L - j0);
+      scoresAll(Q, m, K.subarray(j0 * D, (j0 + w) * D), w, D, S);
+      foldTopK(S, m, w, j0, 5, best, top);
+    }
+    precisionAt(ds.test.labels, top, c0, m, acc);
   }
   return [acc[0] / n, acc[1] / n, acc[2] / n];
 }

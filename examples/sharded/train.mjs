@@ -27,7 +27,7 @@ const require = createRequire(import.meta.url);
 const dist = path.join(here, '..', '..', 'dist');
 const fl = require(path.join(dist, 'index.js'));
 const { synthetic, makeRng, rows } = require(path.join(dist, 'demo', 'data.js'));
-const { Encoder, scoresAll, scoresBackward } = require(path.join(dist, 'demo', 'model.js'));
+const { Encoder, normalizeRows, normalizeRowsBackward, scoresAll } = require(path.join(dist, 'demo', 'model.js'));
 const { evaluate } = require(path.join(dist, 'demo', 'train.js'));
 
 const defaults = { ranks: 4, epochs: 3, labels: 2000, docs: 12000, dim: 32, batch: 256, tau: 0.05, lr: 0.01, seed: 1 };
@@ -54,6 +54,24 @@ function subset(all, ids) {
   const cols = new Int32Array(rowPtr[ids.length]);
   for (let r = 0; r < ids.length; r++) cols.set(all.cols.subarray(all.rowPtr[ids[r]], all.rowPtr[ids[r] + 1]), rowPtr[r]);
   return { rowPtr, cols };
+}
+
+/**
+ * The backward of S = Q·Kᵀ (B × N, K being N × D), G = dL/dS: dQ = G·K and dK = Gᵀ·Q (both
+ * overwritten). The sharded loss takes a score block, so this example forms it and its backward.
+ */
+function scoresBackward(G, Q, B, K, N, D, dQ, dK) {
+  dQ.fill(0, 0, B * D);
+  dK.fill(0, 0, N * D);
+  for (let i = 0; i < B; i++)
+    for (let j = 0; j < N; j++) {
+      const g = G[i * N + j];
+      if (g === 0) continue;
+      for (let d = 0; d < D; d++) {
+        dQ[i * D + d] += g * K[j * D + d];
+        dK[j * D + d] += g * Q[i * D + d];
+      }
+    }
 }
 
 /** Rank r's labels: [offset, offset + count) of L, as even as can be. */
@@ -92,8 +110,10 @@ async function train(o, rank, ranks, allReduce) {
       const t0 = now();
       const ids = order.subarray(b0, Math.min(nTrain, b0 + B));
       const n = ids.length;
-      enc.encode(ds.train.docs, ids, Q, qNorm);
-      enc.encode(ds.labelBags, myLabels, K, kNorm);
+      enc.encode(ds.train.docs, ids, Q);
+      normalizeRows(Q, n, D, qNorm);
+      enc.encode(ds.labelBags, myLabels, K);
+      normalizeRows(K, Nr, D, kNorm);
       scoresAll(Q, n, K, Nr, D, S);
       const positives = subset(ds.train.labels, ids);
       const tl = now();
@@ -108,7 +128,8 @@ async function train(o, rank, ranks, allReduce) {
       }
       stats.lossSeconds += now() - tl;
       scoresBackward(r.grad.data, Q, n, K, Nr, D, dQ, dK);
-      enc.backward(ds.labelBags, myLabels, K, kNorm, dK);
+      normalizeRowsBackward(K, Nr, D, kNorm, dK);
+      enc.backward(ds.labelBags, myLabels, dK);
       if (allReduce) {
         // dL/dQ = Σ_r G_r·K_r, and the label side of the table gradient, summed over the ranks.
         dQ.set((await allReduce(dQ.subarray(0, n * D), 'sum')).subarray(0, n * D));
@@ -118,7 +139,8 @@ async function train(o, rank, ranks, allReduce) {
         descRows.forEach((t, k) => enc.grad.set(summed.subarray(k * D, (k + 1) * D), t * D));
         stats.modelFloats += n * D + rowsBuf.length;
       }
-      enc.backward(ds.train.docs, ids, Q, qNorm, dQ);
+      normalizeRowsBackward(Q, n, D, qNorm, dQ);
+      enc.backward(ds.train.docs, ids, dQ);
       enc.adam(o.lr);
       stats.stepSeconds += now() - t0;
       lossSum += r.loss;
