@@ -3,7 +3,7 @@
  * @module
  */
 import { makeError } from './errors';
-import type { NativeInput, NativeLossArgs } from './native';
+import type { NativeInput, NativeLossArgs, NativeProductLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
 import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type DType, type TensorLike } from './tensor';
@@ -15,20 +15,31 @@ export type Reduction = 'mean' | 'sum' | 'none';
 /** Scores as every loss accepts them: a Tensor, a `{ dtype, shape, data }` object, or a bare array with `shape`. */
 export type ScoresInput = Tensor | TensorLike | Float32Array | Uint16Array;
 
-/** Options common to every loss. */
-export interface LossOptions {
+/**
+ * Options every loss takes in each of its forms: on scores, and on a matrix product it never holds
+ * whole (linearCrossEntropy, `<loss>FromEmbeddings`).
+ */
+export interface CommonLossOptions {
   /** Multiplies the scores inside the kernel: z = scale·S (a temperature τ is scale = 1/τ, as CLIP's logit scale and DEXML's 1/τ). Default 1. */
   scale?: number;
-  /** 'mean' (default), 'sum' or 'none' (per-row losses; the gradient is of Σ_i gradOutput_i·ℓ_i), as torch's `reduction`. */
+  /** 'mean' (default), 'sum' or 'none' (per-row losses; the gradient is of Σ_i gradOutput_i·ℓ_i), as torch's `reduction`. What 'mean' divides by is stated by each loss. */
   reduction?: Reduction;
   /** With reduction 'none': each row's upstream gradient (length B), as the `gradient` of torch's `backward()`. Default: all ones. */
   gradOutput?: Float32Array;
-  /** Compute the gradient with respect to the scores. Default true; false computes the loss only. */
+  /** Compute the gradient (with respect to the scores, or to the product's operands). Default true; false computes the loss only (on a product: one GEMM instead of three). */
   grad?: boolean;
   /** Also return dScale = dL/dscale, for a learnable temperature or logit scale (CLIP's `logit_scale`). Default false. */
   gradScale?: boolean;
-  /** Gradient dtype: the scores' dtype (default, as torch autograd) or 'float32' (for fp32 master gradients). */
+  /**
+   * Gradient dtype: the input's dtype (default, as torch autograd: the scores', or on a product
+   * the hidden states' or queries') or 'float32' (for fp32 master gradients). The gradients of a
+   * product's weights or keys are always float32.
+   */
   gradDtype?: DType;
+}
+
+/** Options common to every loss on scores. */
+export interface LossOptions extends CommonLossOptions {
   /**
    * Write the gradient over the scores (no B×N allocation). The scores are destroyed: do not
    * read them after the call. While an async call in flight writes them, another call that
@@ -77,22 +88,77 @@ export type WithGrad<R extends LossResult, O, G = 'grad' extends keyof O ? O['gr
     ? Omit<R, 'grad'> & { grad: Tensor }
     : R;
 
-/** @internal The option names every loss takes. */
-export const LOSS_OPTION_KEYS = optionKeys<LossOptions>({
-  scale: true,
-  reduction: true,
-  gradOutput: true,
-  grad: true,
-  gradScale: true,
-  gradDtype: true,
-  inplace: true,
-  out: true,
-  shape: true,
-  dtype: true,
-});
+/** @internal The option names of CommonLossOptions. */
+export const COMMON_LOSS_KEYS = optionKeys<CommonLossOptions>({ scale: true, reduction: true, gradOutput: true, grad: true, gradScale: true, gradDtype: true });
 
-/** Reduction codes of the native layer. */
+/** @internal The option names every loss on scores takes. */
+export const LOSS_OPTION_KEYS = [
+  ...COMMON_LOSS_KEYS,
+  ...optionKeys<Omit<LossOptions, keyof CommonLossOptions>>({ inplace: true, out: true, shape: true, dtype: true }),
+];
+
+/** Reduction codes of the native layer (the index). */
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+
+/**
+ * The CommonLossOptions of a call, validated: `rows` is B, `input` the tensor the gradient takes
+ * its dtype from and `inputName` how messages name it ("the scores'", "hidden's").
+ */
+function commonOptions(o: CommonLossOptions, rows: number, input: Tensor, inputName: string) {
+  const scale = positiveFinite('opts.scale', o.scale, 1);
+  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
+  const wantGrad = bool('opts.grad', o.grad, true);
+  const gradScale = bool('opts.gradScale', o.gradScale, false);
+  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, input.dtype);
+  if (gradDtype !== 'float32' && gradDtype !== input.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or ${inputName} dtype '${input.dtype}'`, gradDtype);
+  let gradOutput: Float32Array | undefined;
+  if (o.gradOutput !== undefined) {
+    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
+    gradOutput = float32Array('opts.gradOutput', o.gradOutput, rows);
+  }
+  return { scale, reduction: REDUCTIONS.indexOf(reduction), wantGrad, gradScale, gradDtype, gradOutput };
+}
+
+/** The scratch a loss on a matrix product may use when `memoryBudget` is not given: 32 MiB. */
+export const DEFAULT_MEMORY_BUDGET = 32 * 2 ** 20;
+
+/** Options every loss on a matrix product takes (linearCrossEntropy, `<loss>FromEmbeddings`): the call holds only a bounded chunk of the scores' rows. */
+export interface ProductLossOptions extends CommonLossOptions {
+  /**
+   * Bytes of scratch the call may use (a chunk of the scores' rows and the GEMM's packed panels).
+   * Default 32 MiB. It must hold one row of N float32 scores besides about 0.7 MiB per thread
+   * (and 4·N bytes of key norms with `normalize`).
+   */
+  memoryBudget?: number;
+  /** Add the gradients into the buffers given for them (gradient accumulation across micro-batches). Default false. */
+  accumulate?: boolean;
+}
+
+/** @internal The option names of ProductLossOptions. */
+export const PRODUCT_LOSS_KEYS = [...COMMON_LOSS_KEYS, ...optionKeys<Omit<ProductLossOptions, keyof CommonLossOptions>>({ memoryBudget: true, accumulate: true })];
+
+/**
+ * @internal The ProductLossOptions of a call validated (see commonOptions; `input` is the first
+ * operand, B×D) and the row losses allocated: `common` is what every such loss passes to the addon.
+ */
+export function productOptions(o: ProductLossOptions, input: Tensor, rows: number, dim: number, inputName: string) {
+  const { wantGrad, gradDtype, ...c } = commonOptions(o, rows, input, inputName);
+  const accumulate = bool('opts.accumulate', o.accumulate, false);
+  const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
+  if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0)
+    fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
+  const common: NativeProductLossArgs = { ...c, dtype: dtypeCode(input.dtype), rows, dim, gradDtype: dtypeCode(gradDtype), accumulate, memoryBudget, rowLoss: outputF32(rows) };
+  return { common, wantGrad, gradDtype, accumulate };
+}
+
+/** @internal A caller's gradient buffer for a loss on a matrix product: a host tensor of the expected shape and dtype. */
+export function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+  if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
+  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
+  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
+  if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
+  return v;
+}
 
 /** @internal The normalised common part of a loss call. */
 export interface PreparedLoss {
@@ -120,19 +186,8 @@ export interface PreparedLoss {
 export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, keys: readonly string[], scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
   const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg, keys) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, scoresName, o.shape as number[] | undefined, o.dtype as DType | undefined);
-  const scale = positiveFinite('opts.scale', o.scale, 1);
-  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
-  const wantGrad = bool('opts.grad', o.grad, true);
-  const gradScale = bool('opts.gradScale', o.gradScale, false);
+  const { scale, reduction, wantGrad, gradScale, gradDtype, gradOutput } = commonOptions(o, rows, t, "the scores'");
   const inplace = bool('opts.inplace', o.inplace, false);
-  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
-  if (gradDtype !== 'float32' && gradDtype !== t.dtype)
-    fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the scores' dtype '${t.dtype}'`, gradDtype);
-  let gradOutput: Float32Array | undefined;
-  if (o.gradOutput !== undefined) {
-    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
-    gradOutput = float32Array('opts.gradOutput', o.gradOutput, rows);
-  }
   const input = t.nativeInput(scoresName);
   let grad: Tensor | undefined;
   let gradTarget: NativeInput | undefined;
@@ -165,7 +220,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
       input,
       rows,
       cols,
-      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction: REDUCTIONS.indexOf(reduction), gradDtype: dtypeCode(gradDtype), gradScale, gradOutput, grad: gradTarget, rowLoss },
+      common: { dtype: dtypeCode(t.dtype), rows, cols, scale, reduction, gradDtype: dtypeCode(gradDtype), gradScale, gradOutput, grad: gradTarget, rowLoss },
       gradOutput,
       gradTarget,
       grad,

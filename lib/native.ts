@@ -74,6 +74,21 @@ export interface NativeLossArgs extends NativeShape {
   rowLoss: Float32Array;
 }
 
+/** What every loss on a matrix product passes (napi/ops.cpp: linearCrossEntropy, read_embeddings): gradDtype is the first operand's gradient's. */
+export interface NativeProductLossArgs {
+  dtype: number;
+  rows: number;
+  dim: number;
+  scale: number;
+  reduction: number;
+  gradOutput?: Float32Array | undefined;
+  gradDtype: number;
+  accumulate: boolean;
+  gradScale: boolean;
+  rowLoss: Float32Array;
+  memoryBudget: number;
+}
+
 /** The threshold search of softTopK and softTopKLoss; k: one k for every row, or an Int32Array of one per row. */
 export interface NativeTopKSolve {
   alpha: number;

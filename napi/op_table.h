@@ -6,7 +6,8 @@
 //   static constexpr const char* name;               the JS name
 //   static void read(Reader&, Args&);                main thread: reads and checks the options
 //   static R cpu(Context&, const Args&);             R: LossResult ({ loss, dScale }) or void
-//   static R cuda(const Args&);                      (referenced only by the CUDA build)
+//   static R cuda(const Args&);                      (referenced only by the CUDA build; an op
+//                                                    without it runs on host memory only)
 // and OpJob runs it as a Job (napi/job.h) on the scores' device.
 #pragma once
 #include <napi.h>
@@ -36,6 +37,12 @@ template <class T> constexpr napi_typedarray_type typed_array_of() {
   if constexpr (std::is_same_v<std::remove_const_t<T>, int32_t>) return napi_int32_array;
   else if constexpr (std::is_same_v<std::remove_const_t<T>, double>) return napi_float64_array;
   else return napi_float32_array;
+}
+
+template <class T> constexpr const char* typed_array_name() {
+  if constexpr (std::is_same_v<std::remove_const_t<T>, int32_t>) return "an Int32Array";
+  else if constexpr (std::is_same_v<std::remove_const_t<T>, double>) return "a Float64Array";
+  else return "a Float32Array";
 }
 
 // Reads an op's options object. Every array or object it reads is held for an async call's
@@ -113,6 +120,12 @@ class Reader {
   template <class T> T* host(const char* key, int64_t count) {
     return optional_host<T>(addon_, get(key), key, typed_array_of<T>(), count);
   }
+  // A host array of `count` elements, required unless it would be empty.
+  template <class T> T* required_host(const char* key, int64_t count) {
+    T* p = host<T>(key, count);
+    if (!p && count > 0) fail(err::kType, std::string(key) + ": expected " + typed_array_name<T>());
+    return p;
+  }
 
   // A rows × cols (`count`-element) operand on the scores' device; absent: null unless `required`.
   void* matrix(const char* key, DType dtype, int64_t count, Access access, bool required) {
@@ -160,6 +173,12 @@ class Reader {
   const char* name_ = "scores";
 };
 
+// Whether Op has a CUDA path (Op::cuda); an op without one refuses device inputs.
+template <class Op, class = void>
+struct HasCuda : std::false_type {};
+template <class Op>
+struct HasCuda<Op, std::void_t<decltype(&Op::cuda)>> : std::true_type {};
+
 // One op call as a Job: read on the main thread, run on the scores' device.
 template <class Op>
 class OpJob {
@@ -193,7 +212,8 @@ class OpJob {
   Out run() {
     if (!on_device_) return Op::cpu(*ctx_, args_);
     // Discarded in the CPU build, so that Op::cuda (and the CUDA library) is never referenced.
-    if constexpr (kCudaBuild) return Op::cuda(args_);
+    if constexpr (!HasCuda<Op>::value) fail(err::kDevice, std::string(Op::name) + ": runs on host memory only; received a cuda tensor");
+    else if constexpr (kCudaBuild) return Op::cuda(args_);
     else fail(err::kCudaUnavailable, "this build of fusedloss has no CUDA support");
   }
 

@@ -17,8 +17,7 @@ struct LogSumExp {
   static constexpr const char* name = "logSumExp";
   static void read(Reader& r, Args& a) {
     r.scores(a);
-    if (!r.is_array("out")) fail(err::kType, "out: expected a Float32Array");
-    a.out = r.host<float>("out", a.rows);
+    a.out = r.required_host<float>("out", a.rows);
   }
   static void cpu(Context& ctx, const Args& a) { log_sum_exp(ctx, a); }
   static void cuda(const Args& a) { cuda::log_sum_exp(a); }
@@ -31,8 +30,7 @@ struct SoftmaxCrossEntropy {
   static constexpr const char* name = "softmaxCrossEntropy";
   static void read(Reader& r, Args& a) {
     r.loss(a, "logits");
-    a.labels = r.host<const int32_t>("labels", a.rows);
-    if (!a.labels && a.rows > 0) fail(err::kType, "labels: expected an Int32Array");
+    a.labels = r.required_host<const int32_t>("labels", a.rows);
     a.ignore_index = int32_t(r.number("ignoreIndex"));
     a.softcap = float(r.number("softcap"));
     a.label_smoothing = float(r.number("labelSmoothing"));
@@ -86,14 +84,20 @@ struct InfoNCE {
   static LossResult cuda(const Args& a) { return cuda::info_nce(a); }
 };
 
+// DCLW's σ (a number >= 0; 0: plain DCL).
+float read_sigma(Reader& r) {
+  const float sigma = float(r.number("sigma"));
+  if (!(sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+  return sigma;
+}
+
 // decoupledContrastive({ scores, positives?, exclude?, sigma, ... }); sigma 0: plain DCL.
 struct DecoupledContrastive {
   using Args = DecoupledContrastiveArgs;
   static constexpr const char* name = "decoupledContrastive";
   static void read(Reader& r, Args& a) {
     read_loss_with_positives(r, a, true);
-    a.sigma = float(r.number("sigma"));
-    if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+    a.sigma = read_sigma(r);
     check_decoupled_contrastive_shape(a);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive(ctx, a); }
@@ -123,9 +127,8 @@ struct SoftTopK {
     read_solve(r, a, a, true);
     a.output = r.code<TopKOutput>("output", 1);
     a.values = static_cast<float*>(r.matrix("values", DType::Float32, a.rows * a.cols, Access::Write, true));
-    a.threshold = r.host<float>("threshold", a.rows);
-    a.iterations = r.host<int32_t>("iterations", a.rows);
-    if (!a.threshold || !a.iterations) fail(err::kType, "softTopK: expected output arrays");
+    a.threshold = r.required_host<float>("threshold", a.rows);
+    a.iterations = r.required_host<int32_t>("iterations", a.rows);
   }
   static void cpu(Context& ctx, const Args& a) { soft_topk(ctx, a); }
   static void cuda(const Args& a) { cuda::soft_topk(a); }
@@ -139,8 +142,7 @@ struct SoftTopKVjp {
     r.scores(a);
     read_solve(r, a, a, false);
     a.output = r.code<TopKOutput>("output", 1);
-    a.threshold = r.host<const float>("threshold", a.rows);
-    if (!a.threshold) fail(err::kType, "threshold: expected a Float32Array");
+    a.threshold = r.required_host<const float>("threshold", a.rows);
     a.grad_output = static_cast<const float*>(r.matrix("gradOutput", DType::Float32, a.rows * a.cols, Access::Read, true));
     a.grad_dtype = r.grad_dtype(a);
     a.grad = r.matrix("grad", a.grad_dtype, a.rows * a.cols, Access::Write, true);
@@ -178,8 +180,7 @@ struct LinearCrossEntropy {
     a.weight = r.matrix("weight", a.dtype, a.classes * a.dim, Access::Read, true);
     if (r.on_device()) fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now");
     a.bias = r.host<const float>("bias", a.classes);
-    a.labels = r.host<const int32_t>("labels", a.rows);
-    if (!a.labels && a.rows > 0) fail(err::kType, "labels: expected an Int32Array");
+    a.labels = r.required_host<const int32_t>("labels", a.rows);
     a.ignore_index = int32_t(r.number("ignoreIndex"));
     a.scale = float(r.number("scale"));
     if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
@@ -197,20 +198,24 @@ struct LinearCrossEntropy {
     a.grad_weight = static_cast<float*>(r.accumulated("gradWeight", DType::Float32, a.classes * a.dim));
     a.grad_bias = static_cast<float*>(r.accumulated("gradBias", DType::Float32, a.classes));
     a.grad_scale = r.flag("gradScale");
-    a.row_loss = r.host<float>("rowLoss", a.rows);
-    if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
+    a.row_loss = r.required_host<float>("rowLoss", a.rows);
     a.lse = r.host<float>("lse", a.rows);
     a.memory_budget = r.integer("memoryBudget");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
 };
 
-// The label-sharded losses' block reads (lib/shardedMath.ts): the block, softcap, skip? (sorted
-// local columns per row) and classWeights? (the shard's slice).
-void read_sharded_block(Reader& r, ShardedSoftmaxBlock& a) {
+// The float32 block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype,
+// rows, cols, scale. Host memory only: the sharded ops have no CUDA path.
+void read_sharded_scores(Reader& r, ScoresArgs& a) {
   r.scores(a, "localScores");
   if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+}
+
+// The softmax losses' block: the scores, softcap, skip? (sorted local columns per row) and
+// classWeights? (the shard's slice).
+void read_sharded_block(Reader& r, ShardedSoftmaxBlock& a) {
+  read_sharded_scores(r, a);
   a.softcap = float(r.number("softcap"));
   if (!(a.softcap >= 0)) fail(err::kArg, "softcap: expected a number >= 0");
   a.skip = r.csr("skip", a, true);
@@ -226,16 +231,14 @@ struct ShardedRowStats {
   static constexpr const char* name = "shardedRowStats";
   static void read(Reader& r, Args& a) {
     read_sharded_block(r, a);
-    a.max = r.host<double>("max", a.rows);
-    a.rest = r.host<double>("rest", a.rows);
+    a.max = r.required_host<double>("max", a.rows);
+    a.rest = r.required_host<double>("rest", a.rows);
     a.lin = r.host<double>("lin", a.rows);
     a.exp_dscale = r.host<double>("expDScale", a.rows);
     a.lin_dscale = r.host<double>("linDScale", a.rows);
-    a.bad = r.host<int32_t>("bad", 2);
-    if ((a.rows > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedRowStats: expected the output arrays max, rest and bad");
+    a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_row_stats(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedRowStats: host blocks only"); }
 };
 
 // shardedSoftmaxGrad({ localScores, ..., max, rest, coef, lin?, grad })
@@ -244,22 +247,14 @@ struct ShardedSoftmaxGrad {
   static constexpr const char* name = "shardedSoftmaxGrad";
   static void read(Reader& r, Args& a) {
     read_sharded_block(r, a);
-    a.max = r.host<const double>("max", a.rows);
-    a.rest = r.host<const double>("rest", a.rows);
-    a.coef = r.host<const double>("coef", a.rows);
+    a.max = r.required_host<const double>("max", a.rows);
+    a.rest = r.required_host<const double>("rest", a.rows);
+    a.coef = r.required_host<const double>("coef", a.rows);
     a.lin = r.host<const double>("lin", a.rows);
-    a.grad = r.host<float>("grad", a.rows * a.cols);
-    if ((a.rows > 0 && (!a.max || !a.rest || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedSoftmaxGrad: expected max, rest, coef and grad");
+    a.grad = r.required_host<float>("grad", a.rows * a.cols);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
 };
-
-// The float32 block of infoNCE symmetric sharded: localScores, dtype, rows, cols, scale.
-void read_sharded_scores(Reader& r, ScoresArgs& a) {
-  r.scores(a, "localScores");
-  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
-}
 
 // shardedColumnStats({ localScores, ..., max, rest, bad })
 struct ShardedColumnStats {
@@ -267,13 +262,11 @@ struct ShardedColumnStats {
   static constexpr const char* name = "shardedColumnStats";
   static void read(Reader& r, Args& a) {
     read_sharded_scores(r, a);
-    a.max = r.host<double>("max", a.cols);
-    a.rest = r.host<double>("rest", a.cols);
-    a.bad = r.host<int32_t>("bad", 2);
-    if ((a.cols > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedColumnStats: expected the output arrays max, rest and bad");
+    a.max = r.required_host<double>("max", a.cols);
+    a.rest = r.required_host<double>("rest", a.cols);
+    a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_column_stats(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedColumnStats: host blocks only"); }
 };
 
 // shardedSymmetricGrad({ localScores, ..., rowMax, rowCoef, colMax, colCoef, grad? }) → { dScale }
@@ -282,22 +275,18 @@ struct ShardedSymmetricGrad {
   static constexpr const char* name = "shardedSymmetricGrad";
   static void read(Reader& r, Args& a) {
     read_sharded_scores(r, a);
-    a.row_max = r.host<const double>("rowMax", a.rows);
-    a.row_coef = r.host<const double>("rowCoef", a.rows);
-    a.col_max = r.host<const double>("colMax", a.cols);
-    a.col_coef = r.host<const double>("colCoef", a.cols);
+    a.row_max = r.required_host<const double>("rowMax", a.rows);
+    a.row_coef = r.required_host<const double>("rowCoef", a.rows);
+    a.col_max = r.required_host<const double>("colMax", a.cols);
+    a.col_coef = r.required_host<const double>("colCoef", a.cols);
     a.grad = r.host<float>("grad", a.rows * a.cols);
-    if (a.rows * a.cols > 0 && (!a.row_max || !a.row_coef || !a.col_max || !a.col_coef))
-      fail(err::kType, "shardedSymmetricGrad: expected rowMax, rowCoef, colMax and colCoef");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_symmetric_grad(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSymmetricGrad: host blocks only"); }
 };
 
 // Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
 void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
-  r.scores(a, "localScores");
-  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  read_sharded_scores(r, a);
   a.alpha = float(r.number("alpha"));
   if (!(a.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
   a.exclude = r.exclude(a);
@@ -309,14 +298,12 @@ struct ShardedTopKRange {
   static constexpr const char* name = "shardedTopKRange";
   static void read(Reader& r, Args& a) {
     read_sharded_topk(r, a);
-    a.max = r.host<double>("max", a.rows);
-    a.min = r.host<double>("min", a.rows);
-    a.count = r.host<double>("count", a.rows);
-    a.bad = r.host<int32_t>("bad", 2);
-    if ((a.rows > 0 && (!a.max || !a.min || !a.count)) || !a.bad) fail(err::kType, "shardedTopKRange: expected the output arrays max, min, count and bad");
+    a.max = r.required_host<double>("max", a.rows);
+    a.min = r.required_host<double>("min", a.rows);
+    a.count = r.required_host<double>("count", a.rows);
+    a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_range(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKRange: host blocks only"); }
 };
 
 // shardedTopKSums({ localScores, ..., alpha, exclude?, searching, rowsAt, t, sums })
@@ -326,15 +313,13 @@ struct ShardedTopKSums {
   static void read(Reader& r, Args& a) {
     read_sharded_topk(r, a);
     a.searching = r.integer("searching");
-    a.rows_at = r.host<const int32_t>("rowsAt", a.searching);
-    a.t = r.host<const double>("t", a.searching);
-    a.sums = r.host<float>("sums", 5 * a.searching);
-    if (a.searching > 0 && (!a.rows_at || !a.t || !a.sums)) fail(err::kType, "shardedTopKSums: expected rowsAt, t and sums");
+    a.rows_at = r.required_host<const int32_t>("rowsAt", a.searching);
+    a.t = r.required_host<const double>("t", a.searching);
+    a.sums = r.required_host<float>("sums", 5 * a.searching);
     for (int64_t k = 0; k < a.searching; ++k)
       if (a.rows_at[k] < 0 || a.rows_at[k] >= a.rows) fail(err::kArg, "rowsAt: expected rows in [0, " + std::to_string(a.rows) + ")");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_sums(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKSums: host blocks only"); }
 };
 
 // shardedTopKGrad({ localScores, ..., alpha, exclude?, t, coef, grad }) → { dScale }
@@ -343,19 +328,18 @@ struct ShardedTopKGrad {
   static constexpr const char* name = "shardedTopKGrad";
   static void read(Reader& r, Args& a) {
     read_sharded_topk(r, a);
-    a.t = r.host<const double>("t", a.rows);
-    a.coef = r.host<const double>("coef", a.rows);
-    a.grad = r.host<float>("grad", a.rows * a.cols);
-    if ((a.rows > 0 && (!a.t || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedTopKGrad: expected t, coef and grad");
+    a.t = r.required_host<const double>("t", a.rows);
+    a.coef = r.required_host<const double>("coef", a.rows);
+    a.grad = r.required_host<float>("grad", a.rows * a.cols);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
 };
 
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
 // scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
-// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).
-void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
+// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors). Returns the B×N grid of
+// the scores the call never holds whole, which the loss's CSRs index.
+ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
   a.dtype = r.dtype("dtype");
   a.rows = r.integer("rows");
   a.dim = r.integer("dim");
@@ -375,39 +359,36 @@ void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
   a.grad_queries = r.accumulated("gradQueries", a.grad_dtype, a.rows * a.dim);
   a.grad_keys = static_cast<float*>(r.accumulated("gradKeys", DType::Float32, a.cols * a.dim));
   a.grad_scale = r.flag("gradScale");
-  a.row_loss = r.host<float>("rowLoss", a.rows);
-  if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
+  a.row_loss = r.required_host<float>("rowLoss", a.rows);
   a.memory_budget = r.integer("memoryBudget");
   if (a.memory_budget < 1) fail(err::kArg, "memoryBudget: expected a whole number of bytes > 0");
+  ScoresArgs grid{};
+  grid.rows = a.rows;
+  grid.cols = a.cols;
+  return grid;
 }
 
 // decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings({ ...the embeddings
 // options, positives, exclude? }).
+template <class Loss>
 struct PositivesFromEmbeddings {
   using Args = PositivesEmbeddingsArgs;
-  static void read(Reader& r, Args& a, const char* name) {
-    read_embeddings(r, a, name);
-    ScoresArgs shape{};
-    shape.rows = a.rows;
-    shape.cols = a.cols;
-    a.positives = r.csr("positives", shape, false);
-    a.exclude = r.exclude(shape);
+  static void read(Reader& r, Args& a) {
+    const ScoresArgs grid = read_embeddings(r, a, Loss::name);
+    a.positives = r.csr("positives", grid, false);
+    a.exclude = r.exclude(grid);
   }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "the losses from embeddings run on the CPU only for now"); }
 };
-struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings<DecoupledSoftmaxFromEmbeddings> {
   static constexpr const char* name = "decoupledSoftmaxFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax_from_embeddings(ctx, a); }
 };
-struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings {
+struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings<MultiLabelSoftmaxFromEmbeddings> {
   static constexpr const char* name = "multiLabelSoftmaxFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax_from_embeddings(ctx, a); }
 };
-struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
+struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings<BinaryCrossEntropyFromEmbeddings> {
   static constexpr const char* name = "binaryCrossEntropyFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
 };
 
@@ -416,16 +397,12 @@ struct InfoNCEFromEmbeddings {
   using Args = InfoNCEEmbeddingsArgs;
   static constexpr const char* name = "infoNCEFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
-    ScoresArgs shape{};
-    shape.rows = a.rows;
-    shape.cols = a.cols;
-    a.positives = r.csr("positives", shape, true);
-    a.exclude = r.exclude(shape);
+    const ScoresArgs grid = read_embeddings(r, a, name);
+    a.positives = r.csr("positives", grid, true);
+    a.exclude = r.exclude(grid);
     a.symmetric = r.flag("symmetric");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }
 };
 
 // decoupledContrastiveFromEmbeddings({ ...the embeddings options, positives?, exclude?, sigma })
@@ -433,17 +410,12 @@ struct DecoupledContrastiveFromEmbeddings {
   using Args = DecoupledContrastiveEmbeddingsArgs;
   static constexpr const char* name = "decoupledContrastiveFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
-    ScoresArgs shape{};
-    shape.rows = a.rows;
-    shape.cols = a.cols;
-    a.positives = r.csr("positives", shape, true);
-    a.exclude = r.exclude(shape);
-    a.sigma = float(r.number("sigma"));
-    if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
+    const ScoresArgs grid = read_embeddings(r, a, name);
+    a.positives = r.csr("positives", grid, true);
+    a.exclude = r.exclude(grid);
+    a.sigma = read_sigma(r);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "decoupledContrastiveFromEmbeddings: runs on the CPU only for now"); }
 };
 
 // softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
@@ -451,15 +423,11 @@ struct SoftTopKLossFromEmbeddings {
   using Args = SoftTopKLossEmbeddingsArgs;
   static constexpr const char* name = "softTopKLossFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
-    ScoresArgs shape{};
-    shape.rows = a.rows;
-    shape.cols = a.cols;
-    read_solve(r, shape, a, true);
-    a.positives = r.csr("positives", shape, false);
+    const ScoresArgs grid = read_embeddings(r, a, name);
+    read_solve(r, grid, a, true);
+    a.positives = r.csr("positives", grid, false);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "softTopKLossFromEmbeddings: runs on the CPU only for now"); }
 };
 
 }  // namespace

@@ -6,33 +6,21 @@
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from '../csr';
 import { makeError } from '../errors';
-import type { LossResult, Reduction } from '../loss';
-import { call, callAsync, type NativeAddon, type NativeInput, type NativeLoss, type NativeTopKSolve, type Op } from '../native';
-import { outputF32, outputHost, preparingAsync } from '../outputs';
-import { asMatrix, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
-import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from '../validate';
-import { DEFAULT_MEMORY_BUDGET } from './linearCrossEntropy';
+import { gradBuffer, PRODUCT_LOSS_KEYS, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { call, callAsync, type NativeAddon, type NativeInput, type NativeLoss, type NativeProductLossArgs, type NativeTopKSolve, type Op } from '../native';
+import { outputHost, preparingAsync } from '../outputs';
+import { asMatrix, Tensor, type TensorLike } from '../tensor';
+import { bool, fail, optionKeys, options, positiveFinite } from '../validate';
 import { kArg, solveOptions, type TopK } from './softTopK';
 
 /** <loss>FromEmbeddings (napi/ops.cpp read_embeddings): CPU host arrays only; gradDtype is gradQueries' dtype code. */
-export interface NativeEmbeddingsLoss {
+export interface NativeEmbeddingsLoss extends NativeProductLossArgs {
   queries: NativeInput;
   keys: NativeInput;
-  dtype: number;
-  rows: number;
-  dim: number;
   cols: number;
   normalize: boolean;
-  scale: number;
-  reduction: number;
-  gradOutput?: Float32Array | undefined;
   gradQueries?: NativeInput | undefined;
-  gradDtype: number;
   gradKeys?: NativeInput | undefined;
-  accumulate: boolean;
-  gradScale: boolean;
-  rowLoss: Float32Array;
-  memoryBudget: number;
 }
 
 export interface NativePositivesEmbeddingsLoss extends NativeEmbeddingsLoss {
@@ -66,30 +54,10 @@ declare module '../native' {
       Op<'softTopKLossFromEmbeddings', NativeSoftTopKLossEmbeddingsLoss, NativeLoss> {}
 }
 
-/** Options every `<loss>FromEmbeddings` takes (each loss adds its matrix form's own). */
-export interface EmbeddingsLossOptions {
-  /** Multiplies the scores: z = scale·S (a temperature τ is scale = 1/τ). Default 1. */
-  scale?: number;
+/** Options every `<loss>FromEmbeddings` takes (each loss adds its matrix form's own); 'mean' divides as the matrix form does. */
+export interface EmbeddingsLossOptions extends ProductLossOptions {
   /** Cosine scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ (CLIP, DEXML; F.normalize with eps 1e-12), gradients chained through the normalisation. Default false. */
   normalize?: boolean;
-  /** 'mean' (default; divides as the matrix form does), 'sum' or 'none'. */
-  reduction?: Reduction;
-  /** With reduction 'none': each row's upstream gradient (length B). Default: all ones. */
-  gradOutput?: Float32Array;
-  /** Compute the gradients. Default true; false computes the loss only (one GEMM instead of three). */
-  grad?: boolean;
-  /** Also return dScale = dL/dscale. Default false. */
-  gradScale?: boolean;
-  /** dtype of `gradQueries`: the queries' dtype (default) or 'float32'. gradKeys is always float32. */
-  gradDtype?: DType;
-  /**
-   * Bytes of scratch the call may use (a chunk of rows of S and the GEMM's packed panels).
-   * Default 32 MiB. It must hold one row of N float32 scores besides about 0.7 MiB per thread
-   * (and 4·N bytes of key norms with `normalize`).
-   */
-  memoryBudget?: number;
-  /** Add the gradients into the buffers given as `gradQueries` and `gradKeys` (gradient accumulation). Default false. */
-  accumulate?: boolean;
   /** Where dL/dqueries goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
   gradQueries?: Tensor;
   /** Where dL/dkeys goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
@@ -116,30 +84,8 @@ export type WithEmbeddingsGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof 
     ? EmbeddingsLossResult & { gradQueries: Tensor; gradKeys: Tensor }
     : EmbeddingsLossResult;
 
-const EMBEDDINGS_KEYS = optionKeys<EmbeddingsLossOptions>({
-  scale: true,
-  normalize: true,
-  reduction: true,
-  gradOutput: true,
-  grad: true,
-  gradScale: true,
-  gradDtype: true,
-  memoryBudget: true,
-  accumulate: true,
-  gradQueries: true,
-  gradKeys: true,
-});
+const EMBEDDINGS_KEYS = [...PRODUCT_LOSS_KEYS, ...optionKeys<Omit<EmbeddingsLossOptions, keyof ProductLossOptions>>({ normalize: true, gradQueries: true, gradKeys: true })];
 const POSITIVES_KEYS = [...EMBEDDINGS_KEYS, 'exclude'];
-const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
-
-function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
-  if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
-  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
-  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
-  if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
-  return v;
-}
-
 /** Validates what every embeddings loss shares; returns the native arguments and the result builder. */
 function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg: Tensor | TensorLike, o: EmbeddingsLossOptions) {
   const { t: queries, rows: B, cols: D } = asMatrix(queriesArg, 'queries');
@@ -150,22 +96,8 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
   if (N < 1) fail('ERR_SHAPE', 'keys.shape', 'at least one key', `#[${keys.shape.join(', ')}]`);
   if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
   if (queries.device !== 'cpu' || keys.device !== 'cpu') throw makeError('ERR_DEVICE', `${fn}: runs on the CPU only for now; expected host tensors, received a cuda tensor`);
-  const scale = positiveFinite('opts.scale', o.scale, 1);
+  const { common, wantGrad, gradDtype, accumulate } = productOptions(o, queries, B, D, "the queries'");
   const normalize = bool('opts.normalize', o.normalize, false);
-  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
-  const wantGrad = bool('opts.grad', o.grad, true);
-  const wantDScale = bool('opts.gradScale', o.gradScale, false);
-  const accumulate = bool('opts.accumulate', o.accumulate, false);
-  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, queries.dtype);
-  if (gradDtype !== 'float32' && gradDtype !== queries.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the queries' dtype '${queries.dtype}'`, gradDtype);
-  let gradOutput: Float32Array | undefined;
-  if (o.gradOutput !== undefined) {
-    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
-    gradOutput = float32Array('opts.gradOutput', o.gradOutput, B);
-  }
-  const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
-  if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0)
-    fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
   let gradQueries: Tensor | undefined;
   let gradKeys: Tensor | undefined;
   if (wantGrad) {
@@ -181,31 +113,20 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
     for (const k of ['gradQueries', 'gradKeys', 'accumulate'] as const)
       if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
   }
-  const rowLoss = outputF32(B);
   const args: NativeEmbeddingsLoss = {
+    ...common,
     queries: queries.nativeInput('queries'),
     keys: keys.nativeInput('keys'),
-    dtype: dtypeCode(queries.dtype),
-    rows: B,
-    dim: D,
     cols: N,
     normalize,
-    scale,
-    reduction: REDUCTIONS.indexOf(reduction),
-    gradOutput,
     gradQueries: gradQueries?.nativeInput('opts.gradQueries'),
-    gradDtype: dtypeCode(gradDtype),
     gradKeys: gradKeys?.nativeInput('opts.gradKeys'),
-    accumulate,
-    gradScale: wantDScale,
-    rowLoss,
-    memoryBudget,
   };
   const finish = (r: { loss: number; dScale: number }): EmbeddingsLossResult => {
-    const out: EmbeddingsLossResult = { loss: r.loss, rowLoss };
+    const out: EmbeddingsLossResult = { loss: r.loss, rowLoss: common.rowLoss };
     if (gradQueries) out.gradQueries = gradQueries;
     if (gradKeys) out.gradKeys = gradKeys;
-    if (wantDScale) out.dScale = r.dScale;
+    if (common.gradScale) out.dScale = r.dScale;
     return out;
   };
   return { args, finish, B, N };

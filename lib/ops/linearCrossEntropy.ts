@@ -6,82 +6,41 @@
  */
 import { makeError } from '../errors';
 import { toFloat32 } from '../half';
-import type { LossResult, Reduction } from '../loss';
-import { call, callAsync, type NativeInput, type Op, type NativeLoss } from '../native';
+import { gradBuffer, PRODUCT_LOSS_KEYS, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { CROSS_ENTROPY_KEYS, type CrossEntropyTerms } from './softmaxCrossEntropy';
+import { call, callAsync, type NativeInput, type NativeProductLossArgs, type Op, type NativeLoss } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
-import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
-import { bool, fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, oneOf, optionKeys, options, positiveFinite } from '../validate';
+import { asMatrix, asTensor, Tensor, type TensorLike } from '../tensor';
+import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, options, positiveFinite } from '../validate';
 
 /** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
-interface NativeLinearCrossEntropy {
+interface NativeLinearCrossEntropy extends NativeProductLossArgs {
   hidden: NativeInput;
   weight: NativeInput;
   labels: Int32Array;
-  dtype: number;
-  rows: number;
-  dim: number;
   classes: number;
   bias?: Float32Array | undefined;
-  scale: number;
   softcap: number;
   ignoreIndex: number;
   labelSmoothing: number;
   classWeights?: Float32Array | undefined;
   zLoss: number;
-  reduction: number;
-  gradOutput?: Float32Array | undefined;
   gradHidden?: NativeInput | undefined;
-  gradDtype: number;
   gradWeight?: NativeInput | undefined;
   gradBias?: Float32Array | undefined;
-  accumulate: boolean;
-  gradScale: boolean;
-  rowLoss: Float32Array;
   lse?: Float32Array | undefined;
-  memoryBudget: number;
 }
 
 declare module '../native' {
   interface NativeAddon extends Op<'linearCrossEntropy', NativeLinearCrossEntropy, NativeLoss> {}
 }
 
-/** The scratch a call may use when `memoryBudget` is not given: 32 MiB. */
-export const DEFAULT_MEMORY_BUDGET = 32 * 2 ** 20;
+export { DEFAULT_MEMORY_BUDGET } from '../loss';
 
-export interface LinearCrossEntropyOptions {
-  /** Multiplies the scores: z = scale·S. Default 1. */
-  scale?: number;
-  /** 'mean' (default; divides by Σ w_{y_i} over rows not ignored), 'sum' or 'none'. */
-  reduction?: Reduction;
-  /** With reduction 'none': each row's upstream gradient (length B). Default: all ones. */
-  gradOutput?: Float32Array;
-  /** Compute the gradients. Default true; false computes the loss only (one GEMM instead of three). */
-  grad?: boolean;
-  /** Also return dScale = dL/dscale. Default false. */
-  gradScale?: boolean;
-  /** dtype of `gradHidden`: hidden's dtype (default) or 'float32'. gradWeight and gradBias are always float32. */
-  gradDtype?: DType;
-  /** A label equal to this marks the row ignored: loss 0, gradient 0, no matrix work. Default −100. */
-  ignoreIndex?: number;
-  /** Label smoothing ε in [0, 1]. Default 0. */
-  labelSmoothing?: number;
-  /** Per-class weights (Float32Array of length N). Default: none. */
-  classWeights?: Float32Array;
-  /** z-loss weight λ (adds λ·lse_i² per row). Default 0. */
-  zLoss?: number;
-  /** Softcap c > 0: z = c·tanh(scale·S / c). Default: none. */
-  softcap?: number;
-  /** Also return each row's log-sum-exp (`lse`; NaN for ignored rows, which are not computed). Default false. */
-  returnLse?: boolean;
+/** 'mean' divides by Σ w_{y_i} over the rows not ignored, as softmaxCrossEntropy. */
+export interface LinearCrossEntropyOptions extends ProductLossOptions, CrossEntropyTerms {
   /** The linear layer's bias b (length N; a Float32Array, or a 1-D tensor of any dtype, widened to float32). Default: none. */
   bias?: Float32Array | Tensor | TensorLike;
-  /**
-   * Bytes of scratch the call may use (the score chunk and the GEMM's packed panels). Default
-   * 32 MiB. It must hold at least one row of N float32 scores besides about 0.7 MiB per thread.
-   */
-  memoryBudget?: number;
-  /** Add the gradients into the buffers given as `gradHidden`, `gradWeight` and `gradBias` (gradient accumulation across micro-batches). Default false. */
-  accumulate?: boolean;
   /** Where dL/dhidden goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
   gradHidden?: Tensor;
   /** Where dL/dweight goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
@@ -111,37 +70,11 @@ export type WithLinearGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof O] :
     ? LinearCrossEntropyResult & { gradHidden: Tensor; gradWeight: Tensor }
     : LinearCrossEntropyResult;
 
-const KEYS = optionKeys<LinearCrossEntropyOptions>({
-  scale: true,
-  reduction: true,
-  gradOutput: true,
-  grad: true,
-  gradScale: true,
-  gradDtype: true,
-  ignoreIndex: true,
-  labelSmoothing: true,
-  classWeights: true,
-  zLoss: true,
-  softcap: true,
-  returnLse: true,
-  bias: true,
-  memoryBudget: true,
-  accumulate: true,
-  gradHidden: true,
-  gradWeight: true,
-  gradBias: true,
-});
-
-const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
-
-/** A caller's gradient buffer: a host tensor of the expected shape and dtype. */
-function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
-  if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
-  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
-  if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
-  if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
-  return v;
-}
+const KEYS = [
+  ...PRODUCT_LOSS_KEYS,
+  ...CROSS_ENTROPY_KEYS,
+  ...optionKeys<Omit<LinearCrossEntropyOptions, keyof ProductLossOptions | keyof CrossEntropyTerms>>({ bias: true, gradHidden: true, gradWeight: true, gradBias: true }),
+];
 
 function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike, labels: Int32Array, opts: LinearCrossEntropyOptions | undefined) {
   const o = options<LinearCrossEntropyOptions>('linearCrossEntropy(): opts', opts, KEYS);
@@ -162,18 +95,7 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     const y = lbl[i];
     if (y !== ignoreIndex && (y < 0 || y >= N)) fail('ERR_LABEL_RANGE', `labels[${i}]`, `a class in [0, ${N}) or ignoreIndex (${ignoreIndex})`, y);
   }
-  const scale = positiveFinite('opts.scale', o.scale, 1);
-  const reduction = oneOf('opts.reduction', o.reduction, REDUCTIONS, 'mean');
-  const wantGrad = bool('opts.grad', o.grad, true);
-  const wantDScale = bool('opts.gradScale', o.gradScale, false);
-  const accumulate = bool('opts.accumulate', o.accumulate, false);
-  const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, hidden.dtype);
-  if (gradDtype !== 'float32' && gradDtype !== hidden.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or hidden's dtype '${hidden.dtype}'`, gradDtype);
-  let gradOutput: Float32Array | undefined;
-  if (o.gradOutput !== undefined) {
-    if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
-    gradOutput = float32Array('opts.gradOutput', o.gradOutput, B);
-  }
+  const { common, wantGrad, gradDtype, accumulate } = productOptions(o, hidden, B, D, "hidden's");
   const labelSmoothing = finiteInRange('opts.labelSmoothing', o.labelSmoothing, 0, 1, 0);
   const zLoss = nonNegativeFinite('opts.zLoss', o.zLoss, 0);
   const softcap = o.softcap === undefined ? 0 : positiveFinite('opts.softcap', o.softcap);
@@ -192,10 +114,6 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     }
     for (let j = 0; j < N; j++) if (!Number.isFinite(bias[j])) fail('ERR_NON_FINITE', `opts.bias[${j}]`, 'a finite number', bias[j]);
   }
-  const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
-  if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0)
-    fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
-
   let gradHidden: Tensor | undefined;
   let gradWeight: Tensor | undefined;
   let gradBias: Float32Array | undefined;
@@ -218,41 +136,30 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     for (const k of ['gradHidden', 'gradWeight', 'gradBias', 'accumulate'] as const)
       if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
   }
-  const rowLoss = outputF32(B);
   const lse = o.returnLse === true ? outputF32(B) : undefined;
   const args: NativeLinearCrossEntropy = {
+    ...common,
     hidden: hidden.nativeInput('hidden'),
     weight: weight.nativeInput('weight'),
     labels: lbl,
-    dtype: dtypeCode(hidden.dtype),
-    rows: B,
-    dim: D,
     classes: N,
     bias,
-    scale,
     softcap,
     ignoreIndex,
     labelSmoothing,
     classWeights,
     zLoss,
-    reduction: REDUCTIONS.indexOf(reduction),
-    gradOutput,
     gradHidden: gradHidden?.nativeInput('opts.gradHidden'),
-    gradDtype: dtypeCode(gradDtype),
     gradWeight: gradWeight?.nativeInput('opts.gradWeight'),
     gradBias,
-    accumulate,
-    gradScale: wantDScale,
-    rowLoss,
     lse,
-    memoryBudget,
   };
   const finish = (r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
-    const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss };
+    const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss: common.rowLoss };
     if (gradHidden) out.gradHidden = gradHidden;
     if (gradWeight) out.gradWeight = gradWeight;
     if (gradBias) out.gradBias = gradBias;
-    if (wantDScale) out.dScale = r.dScale;
+    if (common.gradScale) out.dScale = r.dScale;
     if (lse) out.lse = lse;
     return out;
   };

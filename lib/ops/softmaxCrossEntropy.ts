@@ -23,7 +23,8 @@ declare module '../native' {
   interface NativeAddon extends Op<'softmaxCrossEntropy', NativeCrossEntropy, NativeLoss> {}
 }
 
-export interface SoftmaxCrossEntropyOptions extends LossOptions {
+/** The cross-entropy's own options, in each of its forms (softmaxCrossEntropy, linearCrossEntropy). */
+export interface CrossEntropyTerms {
   /** A label equal to this marks the row ignored: loss 0, gradient 0, and it leaves the 'mean' denominator. Default −100 (torch). */
   ignoreIndex?: number;
   /** Label smoothing ε in [0, 1] (torch's `label_smoothing`). Default 0. */
@@ -38,14 +39,19 @@ export interface SoftmaxCrossEntropyOptions extends LossOptions {
   returnLse?: boolean;
 }
 
+export interface SoftmaxCrossEntropyOptions extends LossOptions, CrossEntropyTerms {}
+
 export interface SoftmaxCrossEntropyResult extends LossResult {
   /** log Σ_j exp(z_ij) per row (with `returnLse: true`). */
   lse?: Float32Array;
 }
 
+/** @internal The option names of CrossEntropyTerms. */
+export const CROSS_ENTROPY_KEYS = optionKeys<CrossEntropyTerms>({ ignoreIndex: true, labelSmoothing: true, classWeights: true, zLoss: true, softcap: true, returnLse: true });
+
 const KEYS = [
   ...LOSS_OPTION_KEYS,
-  ...optionKeys<Omit<SoftmaxCrossEntropyOptions, keyof LossOptions>>({ ignoreIndex: true, labelSmoothing: true, classWeights: true, zLoss: true, softcap: true, returnLse: true }),
+  ...CROSS_ENTROPY_KEYS,
 ];
 
 function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntropyOptions | undefined) {

@@ -79,5 +79,10 @@ inline std::vector<fl::Isa> isas() {
     }                                                                      \
   } while (0)
 
+// bench_native links the test files for their bench cases (lab.h) and has its own main.
+#ifdef FL_BENCH_MAIN
+#define FL_TEST_MAIN()
+#else
 #define FL_TEST_MAIN() \
   int main() { return fltest::run_all(); }
+#endif

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "check.h"
+#include "lab.h"
 #include "reference.h"
 #include "native/core/context.h"
 #include "native/ops/contrastive.h"
@@ -13,16 +14,46 @@
 using namespace fl;
 using namespace fltest;
 
-static long double softplus(long double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
+namespace {
 
-static long double rel_l2(const std::vector<float>& got, const std::vector<long double>& want) {
-  long double num = 0, den = 0;
-  for (size_t j = 0; j < want.size(); ++j) {
-    num += (got[j] - want[j]) * (got[j] - want[j]);
-    den += want[j] * want[j];
+// ---------- symmetric InfoNCE ----------
+
+// docs/MATH.md §3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
+inline Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
+  Ref r;
+  r.row_loss.assign(size_t(n), 0);
+  r.grad.assign(size_t(n * n), 0);
+  std::vector<long double> row_lse(static_cast<size_t>(n)), col_lse(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    long double mr = -INFINITY, mc = -INFINITY, sr = 0, sc = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      mr = std::max<long double>(mr, scale * (long double)x[size_t(i * n + j)]);
+      mc = std::max<long double>(mc, scale * (long double)x[size_t(j * n + i)]);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      sr += std::exp(scale * (long double)x[size_t(i * n + j)] - mr);
+      sc += std::exp(scale * (long double)x[size_t(j * n + i)] - mc);
+    }
+    row_lse[size_t(i)] = mr + std::log(sr);
+    col_lse[size_t(i)] = mc + std::log(sc);
   }
-  return std::sqrt(num / den);
+  for (int64_t i = 0; i < n; ++i) {
+    const long double zii = scale * (long double)x[size_t(i * n + i)];
+    r.row_loss[size_t(i)] = (row_lse[size_t(i)] - zii + col_lse[size_t(i)] - zii) / 2;
+    r.loss += r.row_loss[size_t(i)];
+    for (int64_t j = 0; j < n; ++j) {
+      const long double s = x[size_t(i * n + j)], z = scale * s;
+      const long double d = (std::exp(z - row_lse[size_t(i)]) + std::exp(z - col_lse[size_t(j)]) - (i == j ? 2 : 0)) / 2;
+      r.grad[size_t(i * n + j)] = scale * d;
+      r.dscale += d * s;
+    }
+  }
+  return r;
 }
+
+}  // namespace
+
+static long double softplus(long double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
 // docs/MATH.md §3.6, sum reduction: ℓ_i = Σ_j softplus(z_ij) − Σ_p y_p z_p over the entries not excluded.
 static Ref bce_reference(const std::vector<float>& x, int64_t B, int64_t N, float scale, const std::vector<int32_t>& pos_ptr,
@@ -105,6 +136,34 @@ FL_TEST(symmetric_infonce_every_isa) {
                double(c.scale), got.loss, want.loss, rows_err, rel_l2(g, want.grad), got.dscale, want.dscale);
     }
   }
+}
+
+// bench: CLIP, symmetric over rows×rows cosine scores at logit scale 20 ('mean' is the 'sum'
+// loss over n).
+FL_BENCH(infoNCE)(Context& ctx, int64_t rows, int64_t) {
+  struct State {
+    std::vector<float> x, grad, row_loss;
+  };
+  Rng rng(42);
+  auto s = std::make_shared<State>();
+  s->x = cosine_scores(rng, rows);
+  s->grad.assign(s->x.size(), NAN);
+  s->row_loss.assign(size_t(rows), NAN);
+  auto args = [s, rows](bool dscale) {
+    InfoNCEArgs a{};
+    bench_loss_args(a, s->x.data(), rows, rows, 20.f, s->grad.data(), s->row_loss.data(), dscale);
+    a.symmetric = true;
+    return a;
+  };
+  return {[&ctx, args] { info_nce(ctx, args(false)); },
+          [&ctx, args, s, rows] {
+            const LossResult got = info_nce(ctx, args(true));
+            Ref want = sym_reference(s->x, rows, 20.f);
+            for (auto& g : want.grad) g /= rows;
+            std::string why = within("loss", std::fabs(got.loss - want.loss / rows) / std::fabs(want.loss / rows), 1e-5);
+            if (why.empty()) why = within("grad", rel_l2(s->grad, want.grad), 1e-5);
+            return why;
+          }};
 }
 
 FL_TEST_MAIN()

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "check.h"
+#include "lab.h"
 #include "reference.h"
 #include "native/core/context.h"
 #include "native/core/dtype.h"
@@ -12,6 +13,54 @@
 
 using namespace fl;
 using namespace fltest;
+
+namespace {
+
+// docs/MATH.md §3.1 in long double, straight from the formulas.
+inline Ref cross_entropy_reference(const std::vector<float>& x, int64_t B, int64_t N, const std::vector<int32_t>& y, float scale, float cap,
+                     float eps, const float* cw, float lambda, Reduction red) {
+  Ref r;
+  r.row_loss.assign(size_t(B), 0);
+  r.grad.assign(size_t(B * N), 0);
+  long double wsum = 0, wmean = 0;
+  for (int64_t j = 0; j < N; ++j) wmean += cw ? cw[j] : 1;
+  wmean /= N;
+  for (int64_t i = 0; i < B; ++i) if (y[size_t(i)] >= 0) wsum += cw ? cw[y[size_t(i)]] : 1;
+  for (int64_t i = 0; i < B; ++i) {
+    if (y[size_t(i)] < 0) continue;
+    std::vector<long double> z(static_cast<size_t>(N)), dzdx(static_cast<size_t>(N)), dzds(static_cast<size_t>(N));
+    long double m = -INFINITY;
+    for (int64_t j = 0; j < N; ++j) {
+      const long double v = x[size_t(i * N + j)];
+      if (cap > 0) {
+        const long double t = std::tanh(scale * v / cap);
+        z[size_t(j)] = cap * t; dzdx[size_t(j)] = scale * (1 - t * t); dzds[size_t(j)] = v * (1 - t * t);
+      } else {
+        z[size_t(j)] = scale * v; dzdx[size_t(j)] = scale; dzds[size_t(j)] = v;
+      }
+      m = std::max(m, z[size_t(j)]);
+    }
+    long double s = 0, lin = 0;
+    for (int64_t j = 0; j < N; ++j) { s += std::exp(z[size_t(j)] - m); lin += (cw ? cw[j] : 1) * z[size_t(j)]; }
+    const long double lse = m + std::log(s);
+    const int32_t t = y[size_t(i)];
+    const long double wy = cw ? cw[t] : 1;
+    const long double l = wy * (1 - eps) * (lse - z[size_t(t)]) + eps * (wmean * lse - lin / N) + lambda * lse * lse;
+    r.row_loss[size_t(i)] = l;
+    const long double u = red == Reduction::Mean ? 1 / wsum : 1;
+    r.loss += red == Reduction::Mean ? l / wsum : l;
+    for (int64_t j = 0; j < N; ++j) {
+      const long double p = std::exp(z[size_t(j)] - lse);
+      long double d = (wy * (1 - eps) + eps * wmean + 2 * lambda * lse) * p - eps * (cw ? cw[j] : 1) / N;
+      if (j == t) d -= (1 - eps) * wy;
+      r.grad[size_t(i * N + j)] = u * d * dzdx[size_t(j)];
+      r.dscale += u * d * dzds[size_t(j)];
+    }
+  }
+  return r;
+}
+
+}  // namespace
 
 FL_TEST(float32_options_and_shapes_every_isa) {
   Rng rng(21);
@@ -103,6 +152,35 @@ FL_TEST(bad_labels_and_non_finite) {
     threw = e.code == "ERR_NON_FINITE" && std::strstr(e.what(), "[1, 2]");
   }
   FL_CHECK(threw, "NaN at [1, 2] must throw ERR_NON_FINITE naming it");
+}
+
+// bench: fp32 normal logits, one label per row, no options, 'mean'.
+FL_BENCH(softmaxCrossEntropy)(Context& ctx, int64_t rows, int64_t cols) {
+  struct State {
+    std::vector<float> x, grad, row_loss;
+    std::vector<int32_t> labels;
+  };
+  Rng rng(42);
+  auto s = std::make_shared<State>();
+  s->x = normal_scores(rng, rows, cols);
+  for (int64_t i = 0; i < rows; ++i) s->labels.push_back(int32_t(rng.next() % uint64_t(cols)));
+  s->grad.assign(s->x.size(), NAN);
+  s->row_loss.assign(size_t(rows), NAN);
+  auto args = [s, rows, cols](bool dscale) {
+    CrossEntropyArgs a{};
+    bench_loss_args(a, s->x.data(), rows, cols, 1.f, s->grad.data(), s->row_loss.data(), dscale);
+    a.labels = s->labels.data();
+    a.ignore_index = -100;
+    return a;
+  };
+  return {[&ctx, args] { cross_entropy(ctx, args(false)); },
+          [&ctx, args, s, rows, cols] {
+            const LossResult got = cross_entropy(ctx, args(true));
+            const Ref want = cross_entropy_reference(s->x, rows, cols, s->labels, 1.f, 0.f, 0.f, nullptr, 0.f, Reduction::Mean);
+            std::string why = within("loss", std::fabs(got.loss - want.loss) / std::fabs(want.loss), 1e-5);
+            if (why.empty()) why = within("grad", rel_l2(s->grad, want.grad), 1e-5);
+            return why;
+          }};
 }
 
 FL_TEST_MAIN()

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "check.h"
+#include "lab.h"
 #include "reference.h"
 #include "native/core/context.h"
 #include "native/core/dtype.h"
@@ -11,6 +12,20 @@
 
 using namespace fl;
 using namespace fltest;
+
+namespace {
+
+// log Σ_j exp(scale·x_j) of one row; −∞ when every entry is.
+inline long double ref_lse(const float* x, int64_t n, double scale) {
+  long double m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) m = std::max<long double>(m, scale * x[i]);
+  if (m == -INFINITY) return m;
+  long double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp((long double)scale * x[i] - m);
+  return m + std::log(s);
+}
+
+}  // namespace
 
 static std::vector<float> scores(Rng& rng, int64_t rows, int64_t cols, const char* kind) {
   std::vector<float> x(size_t(rows * cols));
@@ -135,6 +150,23 @@ FL_TEST(spread_near_exp_underflow_every_isa) {
       }
     }
   }
+}
+
+// bench: fp32 normal rows at scale 1, every row's lse against the reference.
+FL_BENCH(logSumExp)(Context& ctx, int64_t rows, int64_t cols) {
+  Rng rng(42);
+  auto x = std::make_shared<std::vector<float>>(normal_scores(rng, rows, cols));
+  auto out = std::make_shared<std::vector<float>>(size_t(rows), NAN);
+  auto run = [&ctx, x, out, rows, cols] { log_sum_exp(ctx, {{x->data(), DType::Float32, rows, cols, 1.f}, out->data()}); };
+  return {run, [run, x, out, rows, cols] {
+            run();
+            long double worst = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+              const long double want = ref_lse(x->data() + r * cols, cols, 1.0);
+              worst = std::max(worst, std::fabs((*out)[size_t(r)] - want) / std::max<long double>(1, std::fabs(want)));
+            }
+            return within("lse", worst, 1e-5);
+          }};
 }
 
 FL_TEST_MAIN()

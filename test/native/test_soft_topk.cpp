@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "check.h"
+#include "lab.h"
 #include "reference.h"
 #include "native/core/context.h"
 #include "native/api/error.h"
@@ -13,6 +14,53 @@
 
 using namespace fl;
 using namespace fltest;
+
+namespace {
+
+// The root of Σσ(α(x + t)) = k as log L = log R with each term exact (see soft_topk_math.h),
+// by bisection in long double: sharp even where the top entries saturate.
+inline long double ref_threshold(const float* x, int64_t n, long double k, long double alpha) {
+  auto h = [&](long double t) {
+    long double L = 0, R = 0, m = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (x[j] == -INFINITY) continue;
+      const long double a = alpha * (x[j] + t);
+      if (a < 0) L += sig(a);
+      else { R += sig(-a); m += 1; }
+    }
+    return std::log(L + std::max<long double>(m - k, 0)) - std::log(R + std::max<long double>(k - m, 0));
+  };
+  long double lo = -1e4, hi = 1e4;
+  for (int i = 0; i < 100; ++i) {  // 2e4 / 2^100: far below an ulp of any root here
+    const long double mid = (lo + hi) / 2;
+    (h(mid) < 0 ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+// ℓ and dℓ/dx of one row in long double (docs/MATH.md §3.8, sum reduction, unit weights).
+inline void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vector<int32_t>& pos, const std::vector<bool>& out, int32_t k,
+                         long double alpha, long double& loss, std::vector<long double>& grad) {
+  std::vector<float> xin(x);
+  for (int64_t j = 0; j < N; ++j) if (out[size_t(j)]) xin[size_t(j)] = -INFINITY;
+  const long double t = ref_threshold(xin.data(), N, k, alpha);
+  const long double n = (long double)pos.size();
+  loss = 0;
+  grad.assign(static_cast<size_t>(N), 0);
+  long double U = 0, V = 0;
+  for (int32_t j : pos) {
+    const long double a = alpha * (x[size_t(j)] + t);
+    loss -= std::log(sig(a)) / n;
+    const long double u = alpha * (-1 / n) * sig(-a);
+    grad[size_t(j)] = u;
+    U += u;
+  }
+  for (int64_t j = 0; j < N; ++j) if (!out[size_t(j)]) V += alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t));
+  for (int64_t j = 0; j < N; ++j)
+    if (!out[size_t(j)]) grad[size_t(j)] -= alpha * sig(alpha * (x[size_t(j)] + t)) * sig(-alpha * (x[size_t(j)] + t)) * U / V;
+}
+
+}  // namespace
 
 FL_TEST(threshold_matches_the_root_every_isa) {
   Rng rng(3);
@@ -379,6 +427,61 @@ FL_TEST(cuda_kernel_arithmetic_on_saturated_rows) {
       }
   }
   std::printf("CUDA kernel arithmetic: worst t %.2g, grad %.2g, vjp %.2g\n", worst_t, worst_grad, worst_vjp);
+}
+
+// bench: DEXML's k = 5, α = 2; 1 to 3 distinct positives per row, fp32 normal rows, 'mean'.
+FL_BENCH(softTopKLoss)(Context& ctx, int64_t rows, int64_t cols) {
+  struct State {
+    std::vector<float> x, grad, row_loss;
+    std::vector<int32_t> ptr{0}, pos;
+  };
+  Rng rng(42);
+  auto s = std::make_shared<State>();
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t n = std::min<int64_t>(1 + int64_t(rng.next() % 3), cols);
+    const auto row = s->pos.end() - s->pos.begin();
+    while (int64_t(s->pos.size()) - row < n) {
+      const int32_t c = int32_t(rng.next() % uint64_t(cols));
+      if (std::find(s->pos.begin() + row, s->pos.end(), c) == s->pos.end()) s->pos.push_back(c);
+    }
+    s->ptr.push_back(int32_t(s->pos.size()));
+  }
+  s->x = normal_scores(rng, rows, cols);
+  s->grad.assign(s->x.size(), NAN);
+  s->row_loss.assign(size_t(rows), NAN);
+  auto args = [s, rows, cols](bool dscale) {
+    SoftTopKLossArgs a{};
+    bench_loss_args(a, s->x.data(), rows, cols, 1.f, s->grad.data(), s->row_loss.data(), dscale);
+    a.alpha = 2.f;
+    a.k = 5;
+    a.tol = 1e-5f;
+    a.max_iter = 100;
+    a.positives = Csr{s->ptr.data(), s->pos.data(), nullptr};
+    return a;
+  };
+  return {[&ctx, args] { soft_topk_loss(ctx, args(false)); },
+          [&ctx, args, s, rows, cols] {
+            // The long-double threshold bisects each row 100 times: the first 8 rows (of the
+            // same call at the bench shape) keep the check to seconds.
+            soft_topk_loss(ctx, args(true));
+            const int64_t checked = std::min<int64_t>(8, rows);
+            long double worst = 0;
+            std::vector<float> got(s->grad.begin(), s->grad.begin() + checked * cols);
+            std::vector<long double> grad;
+            const std::vector<bool> out(static_cast<size_t>(cols), false);
+            for (int64_t r = 0; r < checked; ++r) {
+              const std::vector<float> row(s->x.begin() + r * cols, s->x.begin() + (r + 1) * cols);
+              const std::vector<int32_t> pos(s->pos.begin() + s->ptr[size_t(r)], s->pos.begin() + s->ptr[size_t(r) + 1]);
+              long double l;
+              std::vector<long double> g;
+              ref_loss_row(row, cols, pos, out, 5, 2, l, g);
+              worst = std::max(worst, std::fabs(s->row_loss[size_t(r)] - l) / std::max<long double>(1, std::fabs(l)));
+              for (long double v : g) grad.push_back(v / rows);  // 'mean' divides by B
+            }
+            std::string why = within("row loss", worst, 1e-5);
+            if (why.empty()) why = within("grad", rel_l2(got, grad), 1e-5);
+            return why;
+          }};
 }
 
 FL_TEST_MAIN()
