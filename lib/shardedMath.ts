@@ -30,7 +30,7 @@
  * @internal
  * @module
  */
-import { call, type NativeLoss, type NativeShape, type Op } from './native';
+import { call, type NativeInput, type NativeLoss, type NativeShape, type Op } from './native';
 
 // The addon's sharded block reads (native/api/args.h), added to NativeAddon as each op's file does.
 /** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
@@ -108,6 +108,29 @@ export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
   grad: Float32Array;
 }
 
+/** The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): float32 queries, the rank's keys of keysDtype. */
+export interface NativeShardedChunk {
+  queries: Float32Array;
+  keys: NativeInput | undefined;
+  keysDtype: number;
+  rows: number;
+  cols: number;
+  dim: number;
+  keyScale?: Float32Array | undefined;
+}
+/** scores = queries·k̂ᵀ + bias (ShardedScoresArgs). */
+export interface NativeShardedScores extends NativeShardedChunk {
+  bias?: Float32Array | undefined;
+  scores: Float32Array;
+}
+/** gradKeys += G'ᵀ·queries, gradBias += Σ_i G, gradQueries = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
+export interface NativeShardedEmbeddingsGrad extends NativeShardedChunk {
+  grad: Float32Array;
+  gradQueries: Float32Array;
+  gradKeys: Float32Array;
+  gradBias?: Float32Array | undefined;
+}
+
 declare module './native' {
   interface NativeAddon
     extends Op<'shardedRowStats', NativeShardedRowStats, void>,
@@ -116,7 +139,9 @@ declare module './native' {
       Op<'shardedSymmetricGrad', NativeShardedSymmetricGrad, NativeLoss>,
       Op<'shardedTopKRange', NativeShardedTopKRange, void>,
       Op<'shardedTopKSums', NativeShardedTopKSums, void>,
-      Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss> {}
+      Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss>,
+      Op<'shardedScores', NativeShardedScores, void>,
+      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void> {}
 }
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
@@ -397,4 +422,18 @@ export function columnPartials(S: Float32Array, rows: number, n: number, scale: 
  */
 export function symmetricGrad(S: Float32Array, G: Float32Array | undefined, rows: number, n: number, scale: number, rowMax: Float64Array, rowCoef: Float64Array, colMax: Float64Array, colCoef: Float64Array): number {
   return call((a) => a.shardedSymmetricGrad({ localScores: S, dtype: 0, rows, cols: n, scale, rowMax, rowCoef, colMax, colCoef, grad: G })).dScale;
+}
+
+/** The key-embedding form's score chunk (native: shardedScores, the GEMM core): S = Q̂_chunk·k̂ᵀ + b. */
+export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: Float32Array): void {
+  call((a) => a.shardedScores({ ...chunk, bias, scores: out }));
+}
+
+/**
+ * The key-embedding form's fold of a chunk's G = dL/dS (native: shardedEmbeddingsGrad, two GEMMs
+ * and a column sum): gradKeys += (G·diag(keyScale))ᵀ·Q̂, gradBias += Σ_i G_ij and
+ * gradQueries = G·diag(keyScale)·K. G is scaled in place.
+ */
+export function embeddingGrad(chunk: NativeShardedChunk, G: Float32Array, gradQueries: Float32Array, gradKeys: Float32Array, gradBias: Float32Array | undefined): void {
+  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias }));
 }

@@ -352,6 +352,50 @@ struct ShardedTopKGrad {
   static LossResult cuda(const Args&) { fail(err::kCudaUnavailable, "shardedTopKGrad: host blocks only"); }
 };
 
+// The key-embedding form's chunk: { queries (float32), keys, keysDtype, rows, cols, dim, keyScale? }.
+void read_sharded_chunk(Reader& r, ShardedEmbeddingsChunk& a, const char* name) {
+  a.rows = r.integer("rows");
+  a.cols = r.integer("cols");
+  a.dim = r.integer("dim");
+  a.keys_dtype = r.dtype("keysDtype");
+  a.queries = r.host<const float>("queries", a.rows * a.dim);
+  a.keys = r.matrix("keys", a.keys_dtype, a.cols * a.dim, Access::Read, a.cols * a.dim > 0);
+  if (r.on_device()) fail(err::kDevice, std::string(name) + ": host keys only");
+  if (a.rows * a.dim > 0 && !a.queries) fail(err::kType, std::string(name) + ": expected queries, a Float32Array");
+  a.key_scale = r.host<const float>("keyScale", a.cols);
+}
+
+// shardedScores({ ...the chunk, bias?, scores })
+struct ShardedScores {
+  using Args = ShardedScoresArgs;
+  static constexpr const char* name = "shardedScores";
+  static void read(Reader& r, Args& a) {
+    read_sharded_chunk(r, a, name);
+    a.bias = r.host<const float>("bias", a.cols);
+    a.scores = r.host<float>("scores", a.rows * a.cols);
+    if (a.rows * a.cols > 0 && !a.scores) fail(err::kType, "shardedScores: expected scores, a Float32Array");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_scores(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedScores: host keys only"); }
+};
+
+// shardedEmbeddingsGrad({ ...the chunk, grad, gradQueries, gradKeys, gradBias? })
+struct ShardedEmbeddingsGrad {
+  using Args = ShardedEmbeddingsGradArgs;
+  static constexpr const char* name = "shardedEmbeddingsGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_chunk(r, a, name);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    a.grad_queries = r.host<float>("gradQueries", a.rows * a.dim);
+    a.grad_keys = r.host<float>("gradKeys", a.cols * a.dim);
+    a.grad_bias = r.host<float>("gradBias", a.cols);
+    if ((a.rows * a.cols > 0 && (!a.grad || !a.grad_keys)) || (a.rows * a.dim > 0 && !a.grad_queries))
+      fail(err::kType, "shardedEmbeddingsGrad: expected grad, gradQueries and gradKeys");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_embeddings_grad(ctx, a); }
+  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedEmbeddingsGrad: host keys only"); }
+};
+
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
 // scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
 // rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).
@@ -483,6 +527,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<ShardedTopKRange>(env, exports);
   define_op<ShardedTopKSums>(env, exports);
   define_op<ShardedTopKGrad>(env, exports);
+  define_op<ShardedScores>(env, exports);
+  define_op<ShardedEmbeddingsGrad>(env, exports);
   define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
   define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
   define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);
