@@ -311,6 +311,8 @@ class Exchange {
     private readonly offset: number,
     private readonly width: number,
     private readonly total: number,
+    /** The key-embedding form: a bad entry is named by query and key. */
+    private readonly embeddings = false,
   ) {}
 
   private header(op: ReduceOp): number {
@@ -357,7 +359,12 @@ class Exchange {
   private checkHeader(op: ReduceOp, r: Float32Array): void {
     if (r[0] > 0) {
       if (this.bad)
-        throw makeError('ERR_NON_FINITE', `localScores[${this.bad[0]}, ${this.bad[1]}] (global column ${this.offset + this.bad[1]}): expected a finite score or -Infinity, received NaN or +Infinity`);
+        throw makeError(
+          'ERR_NON_FINITE',
+          this.embeddings
+            ? `localScores: the score of query ${this.bad[0]} and key ${this.bad[1]} (global column ${this.offset + this.bad[1]}) is NaN or +Infinity, expected finite (check the embeddings, bias and scale)`
+            : `localScores[${this.bad[0]}, ${this.bad[1]}] (global column ${this.offset + this.bad[1]}): expected a finite score or -Infinity, received NaN or +Infinity`,
+        );
       throw makeError('ERR_NON_FINITE', 'localScores: another rank\'s scores hold NaN or +Infinity (that rank\'s error names the entry)');
     }
     const mismatch = () => {
@@ -1211,7 +1218,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
       const weights = o.classWeights === undefined ? undefined : float32Array('opts.classWeights', o.classWeights, c.n);
       if (weights) for (let j = 0; j < weights.length; j++) if (!(weights[j] >= 0 && Number.isFinite(weights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', weights[j]);
       const returnLse = bool('opts.returnLse', o.returnLse, false);
-      const ex = new Exchange(agreed(c, [labels, ignoreIndex, eps, zLoss, softcap, String(weights !== undefined), String(returnLse)]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [labels, ignoreIndex, eps, zLoss, softcap, String(weights !== undefined), String(returnLse)]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(crossEntropy(c, labels, { ignoreIndex, eps, zLoss, softcap, weights, returnLse }, ex));
     }
     case 'binaryCrossEntropy':
@@ -1219,7 +1226,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
     case 'decoupledSoftmax': {
       const pos = csr('positives', targets, rows, total);
       const excl = excludeArg(o.exclude, rows, total, pos);
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(name === 'binaryCrossEntropy' ? binaryCrossEntropy(c, pos, excl, ex) : positivesSoftmax(c, name as SoftmaxKind, pos, excl, 0, ex));
     }
     case 'infoNCE':
@@ -1229,7 +1236,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         if (targets !== undefined || o.exclude !== undefined)
           fail('ERR_ARG', 'opts.symmetric', 'the diagonal positives (targets undefined) and no exclusions (CLIP)', `#${targets !== undefined ? 'targets' : 'opts.exclude'} as well`);
         if (total !== rows) fail('ERR_SHAPE', 'opts.totalColumns', `B = ${rows} with symmetric: true (a square matrix)`, total);
-        return new ShardedJob(symmetricInfoNCE(c, new Exchange(agreed(c, ['symmetric']), c.offset, c.n, total)));
+        return new ShardedJob(symmetricInfoNCE(c, new Exchange(agreed(c, ['symmetric']), c.offset, c.n, total, c.form[0] === 'embeddings')));
       }
       const pos = diagonalOrCsr('positives', targets, rows, total, dcl);
       const excl = excludeArg(o.exclude, rows, total, pos, targets === undefined ? 'the diagonal positives' : 'positives');
@@ -1238,7 +1245,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         const w = options<{ sigma?: number }>('opts.weighting', o.weighting, ['sigma']);
         sigma = positiveFinite('opts.weighting.sigma', w.sigma, 0.5);
       }
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, sigma]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, sigma]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(positivesSoftmax(c, name as SoftmaxKind, pos, excl, sigma, ex));
     }
     case 'softTopKLoss': {
@@ -1257,7 +1264,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         if (k instanceof Int32Array) k = k.slice(); // the rounds read it later: a copy the caller cannot change meanwhile
       }
       const kk = k as number | Int32Array | 'numPositives';
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, kk, alpha, tol, maxIter]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, kk, alpha, tol, maxIter]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(softTopKLoss(c, pos, excl, { k: kk, alpha, tol, maxIter }, ex));
     }
   }
