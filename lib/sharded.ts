@@ -58,7 +58,7 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType, type HostArray, type TensorLike } from './tensor';
 import { DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 import { kArg } from './ops/softTopK';
-import { blockSource, embeddingsSource, type ScoreSource } from './shardedSource';
+import { blockSource, deviceSource, embeddingsSource, hostBlock, type ChunkFn, type ScoreSource } from './shardedSource';
 import {
   bcePartials,
   columnPartials,
@@ -80,6 +80,7 @@ import {
   topkSums,
   zOf,
   type BadEntry,
+  type Block,
   type LocalCsr,
   type LocalPositives,
   type TopKSolver,
@@ -259,6 +260,8 @@ const COMMON_KEYS = optionKeys<ShardedOptions>({
   gradQueries: true,
   gradKeys: true,
 });
+/** The losses whose block reads run on a device block too (cuda/sharded.cu). */
+const DEVICE_LOSSES: readonly ShardedLossName[] = ['softmaxCrossEntropy', 'multiLabelSoftmax', 'decoupledSoftmax', 'infoNCE', 'decoupledContrastive'];
 const BLOCK_ONLY = ['out', 'shape', 'dtype', 'inplace'] as const;
 const EMBEDDINGS_ONLY = ['normalize', 'memoryBudget', 'accumulate', 'gradQueries', 'gradKeys', 'bias', 'gradBias'] as const;
 const KEYS: Record<ShardedLossName, readonly string[]> = {
@@ -480,7 +483,12 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     const t = m.t;
     rows = m.rows;
     cols = m.cols;
-    if (t.device !== 'cpu') fail('ERR_DEVICE', 'localScores', 'a host tensor (sharded losses run on the CPU for now)', `#a tensor on ${t.device}`);
+    const onDevice = t.device !== 'cpu';
+    if (onDevice) {
+      if (!DEVICE_LOSSES.includes(name) || o.symmetric === true)
+        fail('ERR_DEVICE', 'localScores', `a host tensor for ${name}${o.symmetric === true ? ' symmetric' : ''} (device blocks: ${DEVICE_LOSSES.join(', ')}, one-way)`, `#a tensor on ${t.device}`);
+      if (t.dtype !== 'float32') fail('ERR_DTYPE', 'localScores', 'float32 on the device (half device blocks are not sharded yet)', t.dtype);
+    }
     const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
     if (gradDtype !== 'float32' && gradDtype !== t.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the scores' dtype '${t.dtype}'`, gradDtype);
     const inplace = bool('opts.inplace', o.inplace, false);
@@ -489,7 +497,11 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       if (!wantGrad) fail('ERR_ARG', 'opts.inplace', 'grad: true (in place means the gradient overwrites the scores)', '#grad: false');
       if (gradDtype !== t.dtype) fail('ERR_ARG', 'opts.inplace', `gradDtype equal to the scores' dtype '${t.dtype}'`, gradDtype);
       if (o.out !== undefined) fail('ERR_ARG', 'opts.out', 'no out with inplace: true (the gradient goes over the scores)', '#out given');
-      target = { data: t.data, tensor: local instanceof Tensor ? local : undefined };
+      target = onDevice ? { data: new Float32Array(0), tensor: t } : { data: t.data, tensor: local instanceof Tensor ? local : undefined };
+    } else if (o.out !== undefined && onDevice) {
+      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === 'float32' ? o.out : fail('ERR_TYPE', 'opts.out', `a float32 tensor on ${t.device} (the scores' device)`, o.out);
+      if (ot.shape.length !== 2 || ot.shape[0] !== rows || ot.shape[1] !== cols) fail('ERR_SHAPE', 'opts.out', `shape [${rows}, ${cols}]`, `#[${ot.shape.join(', ')}]`);
+      target = { data: new Float32Array(0), tensor: ot };
     } else if (o.out !== undefined) {
       const ot = o.out instanceof Tensor ? o.out : undefined;
       const v = ot ? (ot.device === 'cpu' ? ot.data : undefined) : o.out;
@@ -501,7 +513,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       target = { data: v, tensor: ot };
     }
     form.push('block');
-    src = blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
+    src = onDevice ? deviceSource(t, rows, cols, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
   }
   const offset = o.columnOffset;
   if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset + cols > total)
@@ -597,15 +609,8 @@ function positivesOf(lp: LocalPositives, r0: number, r1: number): LocalPositives
   return { rowPtr: lp.rowPtr.slice(r0, r1 + 1).map((x) => x - b), cols: lp.cols.subarray(b, e), weights: lp.weights.subarray(b, e), entry: lp.entry.subarray(b, e) };
 }
 
-/** Reads the raw scores at a CSR of local entries (by row) while a scan passes their rows: out[q] for entry q. */
-function picker(m: { rowPtr: Int32Array; cols: Int32Array }, n: number, out: Float32Array) {
-  return (S: Float32Array, r0: number, r1: number) => {
-    for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) out[q] = S[(i - r0) * n + m.cols[q]];
-  };
-}
-
 /** The softmax-type partials over every chunk (lsePartials per chunk); `also` runs on each chunk too. */
-function partials(c: Common, f: ZForm, skip: LocalCsr | undefined, smooth: { w: Float32Array | undefined } | undefined, also?: (S: Float32Array, r0: number, r1: number) => void) {
+function partials(c: Common, f: ZForm, skip: LocalCsr | undefined, smooth: { w: Float32Array | undefined } | undefined, also?: ChunkFn) {
   const { rows, n } = c;
   const m = new Float64Array(rows), rest = new Float64Array(rows);
   const E = c.wantDScale ? new Float64Array(rows) : undefined;
@@ -657,7 +662,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
   }
   const heldS = new Float32Array(rows);
   // Phase 1: one pass over the block.
-  const P = partials(c, f, undefined, smoothing ? { w: x.weights } : undefined, picker(held, n, heldS));
+  const P = partials(c, f, undefined, smoothing ? { w: x.weights } : undefined, c.src.pick(held, heldS));
   ex.bad = P.bad;
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
@@ -739,7 +744,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
     }
   }
   if (c.wantGrad)
-    c.src.grad((S, G, r0, r1) => {
+    c.src.grad((S, G, r0, r1, set) => {
       const sub = (a: Float64Array) => a.subarray(r0, r1);
       softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined);
       // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
@@ -754,7 +759,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
       const ui = u(i);
       const A = (1 - x.eps) * wy + x.eps * wBar + 2 * x.zLoss * lse;
       const g = A * pMinusOne(z, M[i], lse, rTotal[i]) + (A - (1 - x.eps) * wy) - (x.eps * wy) / N;
-      G[(i - r0) * n + y] = ui * g * dzOf(f, Sy[i]).dS;
+      set((i - r0) * n + y, ui * g * dzOf(f, Sy[i]).dS);
       }
     }, true);
   return result(c, rowLoss, D, dScale, ex, lseOut ? { lse: lseOut } : {});
@@ -772,7 +777,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
   const decoupled = kind === 'decoupledSoftmax' || kind === 'decoupledContrastive';
   const { lp, skip } = localTargets(c, pos, excl, decoupled);
   const lpS = new Float32Array(lp.cols.length);
-  const P = partials(c, f, skip, undefined, picker(lp, n, lpS));
+  const P = partials(c, f, skip, undefined, c.src.pick(lp, lpS));
   ex.bad = P.bad;
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
@@ -870,11 +875,11 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
     }
   }
   if (c.wantGrad)
-    c.src.grad((S, G, r0, r1) => {
+    c.src.grad((S, G, r0, r1, set) => {
       softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1));
       for (let i = r0; i < r1; i++) {
         const ui = u(i) * f.scale;
-        for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) G[(i - r0) * n + lp.cols[q]] = ui * posG[lp.entry[q]];
+        for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) set((i - r0) * n + lp.cols[q], ui * posG[lp.entry[q]]);
       }
     }, true);
   return result(c, rowLoss, D, dScale, ex);
@@ -892,12 +897,12 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   // Row i's positive is column i: held here for rows [offset, offset + n).
   const diag = { rowPtr: Int32Array.from({ length: rows + 1 }, (_, i) => Math.min(Math.max(i - offset, 0), n)), cols: Int32Array.from({ length: n }, (_, j) => j) };
   const diagS = new Float32Array(n);
-  const pickDiag = picker(diag, n, diagS);
+  const pickDiag = c.src.pick(diag, diagS);
   // Each column's softmax over the rows, merged over the chunks of rows as the rows' over ranks.
   const C = { max: new Float64Array(n).fill(-Infinity), rest: new Float64Array(n), bad: undefined as BadEntry };
   const P = partials(c, f, undefined, undefined, (S, r0, r1) => {
     pickDiag(S, r0, r1);
-    const part = columnPartials(S, r1 - r0, n, scale);
+    const part = columnPartials(hostBlock(S), r1 - r0, n, scale);
     if (part.bad && !C.bad) C.bad = [part.bad[0] + r0, part.bad[1]];
     for (let j = 0; j < n; j++) {
       const m = part.max[j], M = C.max[j];
@@ -919,7 +924,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   if (c.wantDScale && !ex.bad) {
     const zero = new Float64Array(rows);
     c.src.scan((S, r0, r1) => {
-      dScaleCols += symmetricGrad(S, undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef);
+      dScaleCols += symmetricGrad(hostBlock(S), undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef);
     });
   }
   const b1 = ex.alloc('max', rows);
@@ -959,8 +964,8 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     if (c.wantDScale) dScale += (u(i) / 2) * (r2[F * i + 5] / (1 + rt) - sii);
   }
   if (c.wantGrad)
-    c.src.grad((S, G, r0, r1) => {
-      symmetricGrad(S, G, r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef);
+    c.src.grad((S, G, r0, r1, set) => {
+      symmetricGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef);
       // The diagonal: both halves' p − 1, each exact near p = 1.
       for (let i = Math.max(r0, offset); i < Math.min(r1, offset + n); i++) {
         const j = i - offset;
@@ -969,7 +974,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
         const cs = colStats[j];
         const pr = pMinusOne(z, M[i], M[i] + Math.log1p(rTotal[i]), rTotal[i]);
         const pc = pMinusOne(z, C.max[j], cs.lse, cs.rTotal);
-        G[(i - r0) * n + j] = (u(i) / 2) * scale * (pr + pc);
+        set((i - r0) * n + j, (u(i) / 2) * scale * (pr + pc));
       }
     }, true);
   return result(c, rowLoss, rows, dScale, ex);
@@ -987,8 +992,8 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   const loss = new Float64Array(rows), inf = new Float64Array(rows);
   let dScale = 0, bad: BadEntry;
   // One pass: the gradient is local, so it is formed (and folded, in the key-embedding form) here.
-  const chunk = (S: Float32Array, G: Float32Array | undefined, r0: number, r1: number) => {
-    const p = bcePartials(S, r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G, c.wantDScale);
+  const chunk = (S: Block, G: Block | undefined, r0: number, r1: number) => {
+    const p = bcePartials(hostBlock(S), r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G && hostBlock(G), c.wantDScale);
     loss.set(p.loss, r0);
     inf.set(p.inf, r0);
     dScale += p.dScale;
@@ -1022,10 +1027,10 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   // Phase 1: per row, max and min of z over the entries that are in, and their count; the positives' scores.
   const zmax = new Float64Array(rows), zmin = new Float64Array(rows), count = new Float64Array(rows);
   const lpS = new Float32Array(lp.cols.length);
-  const pick = picker(lp, n, lpS);
+  const pick = c.src.pick(lp, lpS);
   let bad: BadEntry;
   c.src.scan((S, r0, r1) => {
-    const p = rangePartials(S, r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1));
+    const p = rangePartials(hostBlock(S), r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1));
     zmax.set(p.zmax, r0);
     zmin.set(p.zmin, r0);
     count.set(p.count, r0);
@@ -1080,7 +1085,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
       while (a0 < active.length && active[a0] < r0) a0++;
       let a1 = a0;
       while (a1 < active.length && active[a1] < r1) a1++;
-      if (a1 > a0) topkSums(S, r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1));
+      if (a1 > a0) topkSums(hostBlock(S), r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1));
       a0 = a1;
     }, active);
     const r = yield* ex.round('sum', b);
@@ -1115,7 +1120,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     const up = Float64Array.from({ length: rows }, (_, i) => u(i));
     c.src.grad((S, G, r0, r1) => {
       const sub = <T extends Float64Array | Int32Array | Uint8Array>(a: T) => a.subarray(r0, r1) as T;
-      dScale += topkGrad(S, G, r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up));
+      dScale += topkGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up));
     }, c.wantGrad);
   }
   if (c.wantDScale) {

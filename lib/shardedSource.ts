@@ -13,13 +13,32 @@
  * @module
  */
 import { float32ToBFloat16, float32ToFloat16, toFloat32 } from './half';
-import { embeddingGrad, embeddingScores, type NativeShardedChunk } from './shardedMath';
-import { dtypeCode, Tensor, type DType, type HostArray } from './tensor';
+import { makeError } from './errors';
+import type { DeviceBufferHandle } from './native';
+import { embeddingGrad, embeddingScores, gatherEntries, scatterEntries, type Block, type NativeShardedChunk } from './shardedMath';
+import { dtypeCode, emptyDevice, Tensor, type DType, type HostArray } from './tensor';
 
-/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32. */
-export type ChunkFn = (S: Float32Array, r0: number, r1: number) => void;
-/** f(S, G, r0, r1): writes the chunk's dL/dS into G (zeroed, the chunk's shape). */
-export type GradFn = (S: Float32Array, G: Float32Array, r0: number, r1: number) => void;
+/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer for a device block). */
+export type ChunkFn = (S: Block, r0: number, r1: number) => void;
+/**
+ * f(S, G, r0, r1, set): writes the chunk's dL/dS into G (zeroed, the chunk's shape) by the
+ * native reads, and single entries (chunk-local flat index k) by set(k, v), after them.
+ */
+export type GradFn = (S: Block, G: Block, r0: number, r1: number, set: (k: number, v: number) => void) => void;
+
+/** The host block a host-only read needs (the losses a device block does not take never get another). */
+export function hostBlock(S: Block): Float32Array {
+  if (!(S instanceof Float32Array)) throw makeError('ERR_INTERNAL', 'sharded loss: a host-only read of a device block');
+  return S;
+}
+
+/** Entries of a CSR over the rows (local columns) read from a host chunk: out[q] for entry q. */
+function hostPick(m: { rowPtr: Int32Array; cols: Int32Array }, n: number, out: Float32Array): ChunkFn {
+  return (block, r0, r1) => {
+    const S = hostBlock(block);
+    for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) out[q] = S[(i - r0) * n + m.cols[q]];
+  };
+}
 
 /** The gradient outputs a source attaches to the result. */
 export interface SourceGrads {
@@ -32,8 +51,12 @@ export interface SourceGrads {
 export interface ScoreSource {
   readonly rows: number;
   readonly n: number;
+  /** A device block (the softmax-type losses only). */
+  readonly device: boolean;
   /** Runs f over the row chunks in order; with `wanted` (sorted rows), chunks without one may be skipped. */
   scan(f: ChunkFn, wanted?: Int32Array): void;
+  /** A ChunkFn that reads the entries of a CSR over the rows (local columns) into out[q], for a scan. */
+  pick(m: { rowPtr: Int32Array; cols: Int32Array }, out: Float32Array): ChunkFn;
   /** The gradient pass over every chunk; `keep` false: the gradient is only read by f's caller (dScale), not returned. */
   grad(f: GradFn, keep: boolean): void;
   /** The gradients of the last kept grad pass. */
@@ -59,13 +82,15 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
   return {
     rows,
     n,
+    device: false,
     scan: (f) => f(S, 0, rows),
+    pick: (m, out) => hostPick(m, n, out),
     grad(f, keep) {
       const dst = target?.data ?? (gradDtype === 'float32' ? new Float32Array(rows * n) : new Uint16Array(rows * n));
       const inplace = dst.buffer === data.buffer;
       if (gradDtype === 'float32' && !inplace) {
         const G = (dst as Float32Array).fill(0);
-        f(S, G, 0, rows);
+        f(S, G, 0, rows, (k, v) => (G[k] = v));
       } else {
         // Converted, or over the scores being read: by chunks, each written once f is done with its rows.
         const step = Math.max(1, Math.floor(CONVERT_FLOATS / Math.max(n, 1)));
@@ -73,11 +98,47 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
         for (let r0 = 0; r0 < rows; r0 += step) {
           const r1 = Math.min(rows, r0 + step);
           const g = G.subarray(0, (r1 - r0) * n).fill(0);
-          f(S.subarray(r0 * n, r1 * n), g, r0, r1);
+          f(S.subarray(r0 * n, r1 * n), g, r0, r1, (k, v) => (g[k] = v));
           writeAs(dst, gradDtype, r0 * n, g);
         }
       }
       if (keep) kept = target?.tensor ?? new Tensor(gradDtype, [rows, n], dst, undefined);
+    },
+    grads: () => (kept ? { grad: kept } : {}),
+  };
+}
+
+/**
+ * A float32 block on the device: the partials and the gradient run as CUDA kernels over it
+ * (cuda/sharded.cu); the per-row statistics, the picked entries (labels', positives' scores)
+ * and the finish's own entries cross to and from the host, O(B + nnz) floats. The gradient goes
+ * to `target` (a device float32 tensor) or a new device tensor.
+ */
+export function deviceSource(t: Tensor, rows: number, n: number, target: Tensor | undefined): ScoreSource {
+  const S = t.nativeInput('localScores') as DeviceBufferHandle;
+  let kept: Tensor | undefined;
+  return {
+    rows,
+    n,
+    device: true,
+    scan: (f) => f(S, 0, rows),
+    pick: (m, out) => (block, r0, r1) => {
+      const q0 = m.rowPtr[r0], q1 = m.rowPtr[r1];
+      const index = new Float64Array(q1 - q0);
+      for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) index[q - q0] = (i - r0) * n + m.cols[q];
+      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1));
+    },
+    grad(f, keep) {
+      const G = target ?? emptyDevice('float32', [rows, n]);
+      const g = G.nativeInput('opts.out') as DeviceBufferHandle;
+      const at: number[] = [], values: number[] = [];
+      f(S, g, 0, rows, (k, v) => {
+        at.push(k);
+        values.push(v);
+      });
+      // After the dense kernel (same stream): the entries the loss writes itself.
+      scatterEntries(g, rows, n, Float64Array.from(at), Float32Array.from(values));
+      if (keep) kept = G;
     },
     grads: () => (kept ? { grad: kept } : {}),
   };
@@ -177,6 +238,8 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
   return {
     rows,
     n,
+    device: false,
+    pick: (m, out) => hostPick(m, n, out),
     scan(f, wanted) {
       let w = 0;
       for (let r0 = 0; r0 < rows; r0 += step) {
@@ -194,7 +257,7 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
       for (let r0 = 0; r0 < rows; r0 += step) {
         const r1 = Math.min(rows, r0 + step);
         const g = G.subarray(0, (r1 - r0) * n).fill(0);
-        f(scores(r0, r1), g, r0, r1);
+        f(scores(r0, r1), g, r0, r1, (k, v) => (g[k] = v));
         if (out) embeddingGrad(chunk(r0, r1), g, out.dQ.subarray(r0 * dim, r1 * dim), out.dK, out.dBias);
       }
       if (out) done = finishGrads(e, Q, qInv, kInv, out.dQ, out.dK, out.dBias);

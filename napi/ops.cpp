@@ -235,7 +235,7 @@ struct ShardedRowStats {
     if ((a.rows > 0 && (!a.max || !a.rest)) || !a.bad) fail(err::kType, "shardedRowStats: expected the output arrays max, rest and bad");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_row_stats(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedRowStats: host blocks only"); }
+  static void cuda(const Args& a) { cuda::sharded_row_stats(a); }
 };
 
 // shardedSoftmaxGrad({ localScores, ..., max, rest, coef, lin?, grad })
@@ -252,7 +252,52 @@ struct ShardedSoftmaxGrad {
     if ((a.rows > 0 && (!a.max || !a.rest || !a.coef)) || (a.rows * a.cols > 0 && !a.grad)) fail(err::kType, "shardedSoftmaxGrad: expected max, rest, coef and grad");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
-  static void cuda(const Args&) { fail(err::kCudaUnavailable, "shardedSoftmaxGrad: host blocks only"); }
+  static void cuda(const Args& a) { cuda::sharded_softmax_grad(a); }
+};
+
+// A float32 block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index.
+void read_indexed(Reader& r, const char* key, ScoresArgs& s, const double*& index, int64_t& count) {
+  r.scores(s, key);
+  if (s.dtype != DType::Float32) fail(err::kDType, std::string(key) + ": expected float32");
+  count = r.integer("count");
+  index = r.host<const double>("index", count);
+  if (count > 0 && !index) fail(err::kType, "index: expected a Float64Array");
+  const double size = double(s.rows) * double(s.cols);
+  for (int64_t k = 0; k < count; ++k)
+    if (!(index[k] >= 0 && index[k] < size && index[k] == double(int64_t(index[k]))))
+      fail(err::kArg, "index[" + std::to_string(k) + "]: expected a flat index in [0, " + std::to_string(int64_t(size)) + ")");
+}
+
+// shardedGather({ localScores, dtype, rows, cols, scale, count, index, values })
+struct ShardedGather {
+  using Args = ShardedGatherArgs;
+  static constexpr const char* name = "shardedGather";
+  static void read(Reader& r, Args& a) {
+    ScoresArgs s{};
+    read_indexed(r, "localScores", s, a.index, a.count);
+    a.block = static_cast<const float*>(s.scores);
+    a.size = s.rows * s.cols;
+    a.values = r.host<float>("values", a.count);
+    if (a.count > 0 && !a.values) fail(err::kType, "values: expected a Float32Array");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_gather(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_gather(a); }
+};
+
+// shardedScatter({ grad, dtype, rows, cols, scale, count, index, values })
+struct ShardedScatter {
+  using Args = ShardedScatterArgs;
+  static constexpr const char* name = "shardedScatter";
+  static void read(Reader& r, Args& a) {
+    ScoresArgs s{};
+    read_indexed(r, "grad", s, a.index, a.count);
+    a.size = s.rows * s.cols;
+    a.block = static_cast<float*>(r.matrix("grad", DType::Float32, a.size, Access::Write, true));
+    a.values = r.host<const float>("values", a.count);
+    if (a.count > 0 && !a.values) fail(err::kType, "values: expected a Float32Array");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_scatter(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_scatter(a); }
 };
 
 // The float32 block of infoNCE symmetric sharded: localScores, dtype, rows, cols, scale.
@@ -527,6 +572,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<ShardedTopKRange>(env, exports);
   define_op<ShardedTopKSums>(env, exports);
   define_op<ShardedTopKGrad>(env, exports);
+  define_op<ShardedGather>(env, exports);
+  define_op<ShardedScatter>(env, exports);
   define_op<ShardedScores>(env, exports);
   define_op<ShardedEmbeddingsGrad>(env, exports);
   define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);

@@ -350,6 +350,36 @@ struct ShardedEmbeddingsGradArgs : ShardedEmbeddingsChunk {
 };
 void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a);
 
+// CUDA: the block and grad on the device; skip, class weights and the per-row arrays on the
+// host (the launchers move them). The softmax-type losses only, for now.
+namespace cuda {
+void sharded_row_stats(const ShardedRowStatsArgs& a);
+void sharded_softmax_grad(const ShardedSoftmaxGradArgs& a);
+}
+
+// A device block's entries read or written by flat index (the labels' and positives' scores
+// phase 1 picks, the finish's own entries): lib/sharded.ts's element reads of a host block.
+struct ShardedGatherArgs {
+  const float* block;   // rows × cols float32
+  int64_t size;         // rows·cols
+  const double* index;  // count flat indices in [0, size)
+  int64_t count;
+  float* values;        // count, host
+};
+struct ShardedScatterArgs {
+  float* block;
+  int64_t size;
+  const double* index;
+  int64_t count;
+  const float* values;
+};
+void sharded_gather(Context& ctx, const ShardedGatherArgs& a);
+void sharded_scatter(Context& ctx, const ShardedScatterArgs& a);
+namespace cuda {
+void sharded_gather(const ShardedGatherArgs& a);
+void sharded_scatter(const ShardedScatterArgs& a);
+}
+
 // softTopKLossFromEmbeddings: softTopKLoss's options on S = Q·Kᵀ.
 struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
   Csr positives;

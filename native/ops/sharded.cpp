@@ -137,4 +137,11 @@ void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a) {
   gemm(ctx, R, D, N, GemmOperand{a.grad, DType::Float32, N, false}, GemmOperand{a.keys, a.keys_dtype, D, false}, a.grad_queries, D, false);
 }
 
+void sharded_gather(Context&, const ShardedGatherArgs& a) {
+  for (int64_t k = 0; k < a.count; ++k) a.values[k] = a.block[int64_t(a.index[k])];
+}
+void sharded_scatter(Context&, const ShardedScatterArgs& a) {
+  for (int64_t k = 0; k < a.count; ++k) a.block[int64_t(a.index[k])] = a.values[k];
+}
+
 }  // namespace fl
