@@ -173,6 +173,15 @@ ShardedParams params(const ShardedSoftmaxBlock& a, C& c) {
 void sharded_row_stats(const ShardedRowStatsArgs& a) {
   a.bad[0] = a.bad[1] = -1;
   if (a.rows == 0) return;
+  if (a.cols == 0) {  // an empty shard: no entry in (and no device memory to read)
+    for (int64_t r = 0; r < a.rows; ++r) {
+      a.max[r] = -INFINITY;
+      a.rest[r] = 0;
+      for (double* sum : {a.lin, a.exp_dscale, a.lin_dscale})
+        if (sum) sum[r] = 0;
+    }
+    return;
+  }
   if (a.rows > INT32_MAX) fail(err::kShape, "localScores: too many rows for one launch");
   const DeviceScope on(device_of(a.scores));
   ShardedParams p{};
