@@ -1,13 +1,18 @@
 #!/usr/bin/env node
 // The cost of the sharded protocol against the unsharded native call, per loss:
 //
-//   node bench/sharded.mjs [--reps N] [--only name,name]
+//   node bench/sharded.mjs [--reps N] [--only name,name] [--form block|embeddings]
 //
 // For each loss, on the same B × N scores: the unsharded native call (the addon's threads and
 // SIMD), then shardedLoss at R = 1 and R = 4 ranks simulated in this process (an in-process
 // all-reduce; the R jobs run one after another on this thread, so the R = 4 figure is the sum
 // over the ranks: on R machines each rank takes about a quarter of it, plus the collective's
 // latency per round). Also the floats each rank sends per call, and the rounds. Medians.
+//
+// The key-embedding form (a second table): Q (B × D) and the keys K (N × D) split into R
+// blocks, against the unsharded <loss>FromEmbeddings (linearCrossEntropy for cross-entropy),
+// both with the default 32 MiB memoryBudget; gradQueries is each rank's part (the caller's
+// all-reduce of B·D floats is not in the figure, only in the bytes column as "+ dQ").
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
@@ -15,6 +20,7 @@ const fl = require('../dist/index.js');
 const args = process.argv.slice(2);
 const reps = args.includes('--reps') ? Number(args[args.indexOf('--reps') + 1]) : 7;
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
+const form = args.includes('--form') ? args[args.indexOf('--form') + 1] : undefined;
 
 function rng(seed) {
   let a = seed >>> 0;
@@ -89,6 +95,7 @@ const cases = [
 ];
 
 const info = fl.backendInfo().cpu;
+if (form !== 'embeddings') {
 console.log(`CPU: ${info.simd}, ${info.threads} threads (native calls); the sharded partials and finish: native where lib/shardedMath.ts says so. Median of ${reps}.`);
 console.log('| loss | B × N | native unsharded | sharded R = 1 | sharded R = 4 (sum over ranks) | rounds | floats sent per rank (R = 4) | bytes per rank |');
 console.log('|---|---|---|---|---|---|---|---|');
@@ -114,4 +121,42 @@ for (const c of cases) {
   console.log(
     `| ${c.label ?? c.name} | ${B} × ${N} | ${tNative.toFixed(1)} ms | ${t1.toFixed(1)} ms (${(t1 / tNative).toFixed(1)}×) | ${t4.toFixed(1)} ms (${(t4 / tNative).toFixed(1)}×) | ${exchange.rounds} | ${exchange.floats} | ${(4 * exchange.floats / 1024).toFixed(1)} KiB |`,
   );
+}
+}
+
+const embCases = [
+  { name: 'softmaxCrossEntropy', B: 256, D: 128, N: 32768, targets: (B, N, r) => Int32Array.from({ length: B }, () => Math.floor(r() * N)), native: (Q, K, t) => fl.linearCrossEntropy(Q, K, t) },
+  { name: 'decoupledSoftmax', B: 256, D: 128, N: 32768, targets: positives, native: (Q, K, t) => fl.decoupledSoftmaxFromEmbeddings(Q, K, t) },
+  { name: 'infoNCE', label: 'infoNCE symmetric', B: 2048, D: 128, N: 2048, targets: () => undefined, opts: { symmetric: true, normalize: true, scale: 10 }, native: (Q, K) => fl.infoNCEFromEmbeddings(Q, K, { symmetric: true, normalize: true, scale: 10 }) },
+  { name: 'softTopKLoss', B: 256, D: 128, N: 32768, targets: positives, native: (Q, K, t) => fl.softTopKLossFromEmbeddings(Q, K, t) },
+];
+if (form !== 'block') {
+  console.log(`\nKey-embedding form. CPU: ${info.simd}, ${info.threads} threads. Median of ${reps}.`);
+  console.log('| loss | B × D, N | unsharded FromEmbeddings | sharded R = 1 | sharded R = 4 (sum over ranks) | rounds | bytes sent per rank (R = 4) |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const c of embCases) {
+    if (only && !only.includes(c.label ?? c.name)) continue;
+    const r = rng(11);
+    const { B, D, N } = c;
+    const Qd = Float32Array.from({ length: B * D }, () => (r() * 2 - 1) * 0.3);
+    const Kd = Float32Array.from({ length: N * D }, () => (r() * 2 - 1) * 0.3);
+    const targets = c.targets(B, N, r);
+    const Q = fl.tensor(Qd, [B, D]);
+    const tNative = await time(() => c.native(Q, fl.tensor(Kd, [N, D]), targets));
+    let exchange;
+    const sharded = async (R) => {
+      const edges = Array.from({ length: R + 1 }, (_, k) => Math.floor((N * k) / R));
+      const keys = Array.from({ length: R }, (_, k) => fl.tensor(Kd.subarray(edges[k] * D, edges[k + 1] * D), [edges[k + 1] - edges[k], D]));
+      return time(async () => {
+        const ar = collective(R);
+        const res = await Promise.all(keys.map((K, k) => fl.shardedLoss(c.name, { queries: Q, keys: K }, targets, { ...c.opts, columnOffset: edges[k], totalColumns: N }).run(ar[k])));
+        exchange = res[0].exchange;
+      });
+    };
+    const t1 = await sharded(1);
+    const t4 = await sharded(4);
+    console.log(
+      `| ${c.label ?? c.name} | ${B} × ${D}, ${N} | ${tNative.toFixed(1)} ms | ${t1.toFixed(1)} ms (${(t1 / tNative).toFixed(2)}×) | ${t4.toFixed(1)} ms (${(t4 / tNative).toFixed(2)}×) | ${exchange.rounds} | ${(4 * exchange.floats / 1024).toFixed(1)} KiB + dQ ${(4 * B * D / 1024).toFixed(0)} KiB |`,
+    );
+  }
 }

@@ -56,6 +56,7 @@ export type {
   ShardedSoftTopKLossOptions,
   ShardedLosses,
   ShardedLossName,
+  ShardedEmbeddings,
 } from './sharded';
 export {
   decoupledSoftmaxFromEmbeddings,

@@ -54,10 +54,11 @@
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from './csr';
 import { makeError } from './errors';
-import { toFloat32 } from './half';
 import type { Reduction, ScoresInput } from './loss';
-import { asMatrix, Tensor, type DType } from './tensor';
+import { asMatrix, Tensor, type DType, type HostArray, type TensorLike } from './tensor';
+import { DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 import { kArg } from './ops/softTopK';
+import { blockSource, deviceSource, embeddingsSource, hostBlock, type ChunkFn, type ScoreSource } from './shardedSource';
 import {
   bcePartials,
   columnPartials,
@@ -79,6 +80,7 @@ import {
   topkSums,
   zOf,
   type BadEntry,
+  type Block,
   type LocalCsr,
   type LocalPositives,
   type TopKSolver,
@@ -111,8 +113,19 @@ export interface ShardedResult {
   loss: number;
   /** Each row's loss ℓ_i over all N columns (the same on every rank). */
   rowLoss: Float32Array;
-  /** dL/dS for this rank's columns: float32, B × N_r (absent with `grad: false`). */
+  /** Score-block form: dL/dS for this rank's columns, B × N_r of `gradDtype` (absent with `grad: false`). */
   grad?: Tensor;
+  /**
+   * Key-embedding form: this rank's part of dL/dQ, B × D of `gradDtype`: Σ over its columns of
+   * G·K̂_r, chained through the normalisation. dL/dQ is the sum over the ranks: all-reduce it
+   * (or reduce-scatter it back to the ranks whose queries were gathered). The job does not,
+   * since how the queries were gathered is the caller's.
+   */
+  gradQueries?: Tensor;
+  /** Key-embedding form: dL/dK_r, N_r × D float32, complete on this rank (its keys' columns are its own). */
+  gradKeys?: Tensor;
+  /** Key-embedding form with `bias`: dL/db for this rank's slice (length N_r). */
+  gradBias?: Float32Array;
   /** dL/dscale over all columns (with `gradScale: true`). */
   dScale?: number;
   /** softmaxCrossEntropy with `returnLse`: each row's log-sum-exp over all N columns. */
@@ -138,14 +151,47 @@ export interface ShardedOptions {
   /** Also return dScale = dL/dscale. Default false. */
   gradScale?: boolean;
   /**
-   * Where to write this rank's gradient block (B × N_r float32: a Float32Array or a host float32
-   * Tensor), reused across steps; `grad` is then a tensor over it. Default: a new block per call.
+   * Score-block form: where to write this rank's gradient block (B × N_r of `gradDtype`: a typed
+   * array or a host Tensor), reused across steps; `grad` is then a tensor over it. Default: a new
+   * block per call.
    */
-  out?: Float32Array | Tensor;
-  /** [B, N_r] when the local scores are a bare typed array. */
+  out?: Float32Array | Uint16Array | Tensor;
+  /** Score-block form: [B, N_r] when the local scores are a bare typed array. */
   shape?: readonly number[];
-  /** The dtype of a bare Uint16Array of local scores (half precision is widened to float32 once). */
+  /** Score-block form: the dtype of a bare Uint16Array of local scores (half precision is widened to float32 once for the reads). */
   dtype?: DType;
+  /**
+   * The gradient's dtype: the local scores' (score-block form) or queries' (key-embedding form)
+   * dtype (default, as the unsharded calls) or 'float32'.
+   */
+  gradDtype?: DType;
+  /** Score-block form: write the gradient over the local scores (they are destroyed), by bounded chunks of rows. Default false. */
+  inplace?: boolean;
+  /** Key-embedding form: cosine scores S = Q̂·K̂ᵀ (F.normalize, eps 1e-12), as `<loss>FromEmbeddings`. Default false. */
+  normalize?: boolean;
+  /**
+   * Key-embedding form: bytes of score scratch: a chunk of rows of S and of its gradient,
+   * 8·N_r bytes a row (the GEMM core's packed panels besides). Default 32 MiB. When the whole
+   * B × N_r block fits, it is computed once; otherwise each pass (partials, each soft top-k
+   * Newton step, the gradient) recomputes the chunks.
+   */
+  memoryBudget?: number;
+  /** Key-embedding form: add the gradients into `gradQueries`, `gradKeys` (and `gradBias`). Default false. */
+  accumulate?: boolean;
+  /** Key-embedding form: where this rank's part of dL/dQ goes (B × D of gradDtype). */
+  gradQueries?: Tensor;
+  /** Key-embedding form: where dL/dK_r goes (N_r × D, float32). */
+  gradKeys?: Tensor;
+}
+
+/**
+ * The key-embedding form's local input: this rank's keys K_r (N_r × D; its columns are
+ * [columnOffset, columnOffset + N_r)) and the queries Q (B × D, the same on every rank: gathered),
+ * host tensors of one dtype. S = Q·K_rᵀ is taken by chunks of rows within `memoryBudget`.
+ */
+export interface ShardedEmbeddings {
+  queries: Tensor | TensorLike;
+  keys: Tensor | TensorLike;
 }
 
 /** softmaxCrossEntropy: labels are global class indices (Int32Array of length B). */
@@ -158,6 +204,10 @@ export interface ShardedCrossEntropyOptions extends ShardedOptions {
   zLoss?: number;
   softcap?: number;
   returnLse?: boolean;
+  /** Key-embedding form: this rank's slice of the linear layer's bias (length N_r), as linearCrossEntropy's. */
+  bias?: Float32Array;
+  /** Key-embedding form with `bias`: where dL/db goes (length N_r); with `accumulate`, added into. */
+  gradBias?: Float32Array;
 }
 /** Losses over CSR positives (global columns). `exclude`: CSR in global columns too. */
 export interface ShardedPositivesOptions extends ShardedOptions {
@@ -202,9 +252,20 @@ const COMMON_KEYS = optionKeys<ShardedOptions>({
   out: true,
   shape: true,
   dtype: true,
+  gradDtype: true,
+  inplace: true,
+  normalize: true,
+  memoryBudget: true,
+  accumulate: true,
+  gradQueries: true,
+  gradKeys: true,
 });
+/** The losses whose block reads run on a device block too (cuda/sharded.cu). */
+const DEVICE_LOSSES: readonly ShardedLossName[] = ['softmaxCrossEntropy', 'multiLabelSoftmax', 'decoupledSoftmax', 'infoNCE', 'decoupledContrastive'];
+const BLOCK_ONLY = ['out', 'shape', 'dtype', 'inplace'] as const;
+const EMBEDDINGS_ONLY = ['normalize', 'memoryBudget', 'accumulate', 'gradQueries', 'gradKeys', 'bias', 'gradBias'] as const;
 const KEYS: Record<ShardedLossName, readonly string[]> = {
-  softmaxCrossEntropy: [...COMMON_KEYS, 'ignoreIndex', 'labelSmoothing', 'classWeights', 'zLoss', 'softcap', 'returnLse'],
+  softmaxCrossEntropy: [...COMMON_KEYS, 'ignoreIndex', 'labelSmoothing', 'classWeights', 'zLoss', 'softcap', 'returnLse', 'bias', 'gradBias'],
   multiLabelSoftmax: [...COMMON_KEYS, 'exclude'],
   decoupledSoftmax: [...COMMON_KEYS, 'exclude'],
   binaryCrossEntropy: [...COMMON_KEYS, 'exclude'],
@@ -253,6 +314,8 @@ class Exchange {
     private readonly offset: number,
     private readonly width: number,
     private readonly total: number,
+    /** The key-embedding form: a bad entry is named by query and key. */
+    private readonly embeddings = false,
   ) {}
 
   private header(op: ReduceOp): number {
@@ -299,7 +362,12 @@ class Exchange {
   private checkHeader(op: ReduceOp, r: Float32Array): void {
     if (r[0] > 0) {
       if (this.bad)
-        throw makeError('ERR_NON_FINITE', `localScores[${this.bad[0]}, ${this.bad[1]}] (global column ${this.offset + this.bad[1]}): expected a finite score or -Infinity, received NaN or +Infinity`);
+        throw makeError(
+          'ERR_NON_FINITE',
+          this.embeddings
+            ? `localScores: the score of query ${this.bad[0]} and key ${this.bad[1]} (global column ${this.offset + this.bad[1]}) is NaN or +Infinity, expected finite (check the embeddings, bias and scale)`
+            : `localScores[${this.bad[0]}, ${this.bad[1]}] (global column ${this.offset + this.bad[1]}): expected a finite score or -Infinity, received NaN or +Infinity`,
+        );
       throw makeError('ERR_NON_FINITE', 'localScores: another rank\'s scores hold NaN or +Infinity (that rank\'s error names the entry)');
     }
     const mismatch = () => {
@@ -326,7 +394,8 @@ class Exchange {
 
 interface Common {
   name: ShardedLossName;
-  S: Float32Array;
+  /** The local scores: the block, or chunks of Q·K_rᵀ (lib/shardedSource.ts). */
+  src: ScoreSource;
   rows: number;
   n: number;
   offset: number;
@@ -336,42 +405,127 @@ interface Common {
   gradOutput: Float32Array | undefined;
   wantGrad: boolean;
   wantDScale: boolean;
-  /** The caller's gradient block (opts.out), zeroed when the gradient pass starts. */
-  out: Float32Array | undefined;
+  /** What the fingerprint adds for the form (its options that must agree across ranks). */
+  form: (string | number)[];
   o: Record<string, unknown>;
+  /** Key-embedding form: the shard's bias slice (softmaxCrossEntropy). */
+  bias?: Float32Array;
 }
 
-/** The gradient block: the caller's `out` (zeroed: entries out of the loss get exactly 0) or a new one. */
-function gradBlock(c: Common): Float32Array {
-  return c.out ? c.out.fill(0) : new Float32Array(c.rows * c.n);
+/** The key-embedding form's local input: an object with queries and keys, not a tensor or typed array. */
+function isEmbeddings(local: unknown): local is ShardedEmbeddings {
+  return typeof local === 'object' && local !== null && !(local instanceof Tensor) && !ArrayBuffer.isView(local) && 'queries' in local && 'keys' in local;
 }
 
-function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): Common {
+function hostGrad(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+  const t = v instanceof Tensor ? v : fail('ERR_TYPE', name, 'a host Tensor', v);
+  if (t.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${t.device}`);
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${t.shape.join(', ')}]`);
+  if (t.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, t.dtype);
+  return t;
+}
+
+function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, optsArg: unknown): Common {
   const o = options<Record<string, unknown>>(`shardedLoss('${name}'): opts`, optsArg, KEYS[name]) as Record<string, unknown>;
-  const { t, rows, cols } = asMatrix(local, 'localScores', o.shape as number[] | undefined, o.dtype as DType | undefined);
-  if (t.device !== 'cpu') fail('ERR_DEVICE', 'localScores', 'a host tensor (sharded losses run on the CPU for now)', `#a tensor on ${t.device}`);
+  const embeddings = isEmbeddings(local);
+  for (const k of embeddings ? BLOCK_ONLY : EMBEDDINGS_ONLY)
+    if (o[k] !== undefined)
+      fail('ERR_ARG', `opts.${k}`, embeddings ? 'none with the key-embedding form ({ queries, keys })' : 'the key-embedding form ({ queries, keys }) as localScores', `#opts.${k} with ${embeddings ? '{ queries, keys }' : 'a score block'}`);
   const total = o.totalColumns;
   if (typeof total !== 'number' || !Number.isSafeInteger(total) || total < 1 || total >= 2 ** 31) fail('ERR_ARG', 'opts.totalColumns', 'an integer in [1, 2^31)', total);
+  const reduction = oneOf('opts.reduction', o.reduction, ['mean', 'sum', 'none'] as const, 'mean');
+  const wantGrad = bool('opts.grad', o.grad, true);
+  let src: ScoreSource, rows: number, cols: number;
+  const form: (string | number)[] = [];
+  let bias: Float32Array | undefined;
+  if (embeddings) {
+    const { t: queries, rows: B, cols: D } = asMatrix(local.queries, 'localScores.queries');
+    const { t: keys, rows: N, cols: DK } = asMatrix(local.keys, 'localScores.keys');
+    if (queries.shape.length !== 2) fail('ERR_SHAPE', 'localScores.queries.shape', 'a 2-D shape [B, D]', `#[${queries.shape.join(', ')}]`);
+    if (keys.shape.length !== 2) fail('ERR_SHAPE', 'localScores.keys.shape', 'a 2-D shape [N_r, D]', `#[${keys.shape.join(', ')}]`);
+    if (DK !== D) fail('ERR_SHAPE', 'localScores.keys.shape', `[N_r, ${D}] (the queries' D)`, `#[${keys.shape.join(', ')}]`);
+    if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'localScores.keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
+    if (queries.device !== 'cpu' || keys.device !== 'cpu') fail('ERR_DEVICE', 'localScores', 'host queries and keys (the key-embedding form runs on the CPU)', '#a cuda tensor');
+    rows = B;
+    cols = N;
+    const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, queries.dtype);
+    if (gradDtype !== 'float32' && gradDtype !== queries.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the queries' dtype '${queries.dtype}'`, gradDtype);
+    const normalize = bool('opts.normalize', o.normalize, false);
+    const memoryBudget = o.memoryBudget === undefined ? DEFAULT_MEMORY_BUDGET : o.memoryBudget;
+    if (typeof memoryBudget !== 'number' || !Number.isSafeInteger(memoryBudget) || memoryBudget <= 0) fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
+    if (memoryBudget < 8 * N) fail('ERR_ARG', 'opts.memoryBudget', `at least ${8 * N} bytes (one row of N_r = ${N} scores and of their gradient, float32)`, memoryBudget);
+    if (o.bias !== undefined) {
+      bias = float32Array('opts.bias', o.bias, N);
+      for (let j = 0; j < N; j++) if (!Number.isFinite(bias[j])) fail('ERR_NON_FINITE', `opts.bias[${j}]`, 'a finite number', bias[j]);
+    }
+    const accumulate = bool('opts.accumulate', o.accumulate, false);
+    let gradQueries: Tensor | undefined, gradKeys: Tensor | undefined, gradBias: Float32Array | undefined;
+    if (wantGrad) {
+      if (o.gradQueries !== undefined) gradQueries = hostGrad('opts.gradQueries', o.gradQueries, [B, D], gradDtype);
+      if (o.gradKeys !== undefined) gradKeys = hostGrad('opts.gradKeys', o.gradKeys, [N, D], 'float32');
+      if (o.gradBias !== undefined) {
+        if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
+        gradBias = float32Array('opts.gradBias', o.gradBias, N);
+      }
+      if (accumulate) {
+        if (!gradQueries) fail('ERR_ARG', 'opts.gradQueries', 'the buffer to add into (accumulate: true)', undefined);
+        if (!gradKeys) fail('ERR_ARG', 'opts.gradKeys', 'the buffer to add into (accumulate: true)', undefined);
+        if (bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
+      }
+    } else {
+      for (const k of ['gradQueries', 'gradKeys', 'gradBias', 'accumulate'] as const)
+        if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
+    }
+    form.push('embeddings', D, String(normalize), String(bias !== undefined));
+    src = embeddingsSource({ queries, keys, rows: B, n: N, dim: D, normalize, bias, memoryBudget, accumulate, gradDtype, gradQueries, gradKeys, gradBias });
+  } else {
+    const m = asMatrix(local, 'localScores', o.shape as number[] | undefined, o.dtype as DType | undefined);
+    const t = m.t;
+    rows = m.rows;
+    cols = m.cols;
+    const onDevice = t.device !== 'cpu';
+    if (onDevice) {
+      if (!DEVICE_LOSSES.includes(name) || o.symmetric === true)
+        fail('ERR_DEVICE', 'localScores', `a host tensor for ${name}${o.symmetric === true ? ' symmetric' : ''} (device blocks: ${DEVICE_LOSSES.join(', ')}, one-way)`, `#a tensor on ${t.device}`);
+      if (t.dtype !== 'float32') fail('ERR_DTYPE', 'localScores', 'float32 on the device (half device blocks are not sharded yet)', t.dtype);
+    }
+    const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
+    if (gradDtype !== 'float32' && gradDtype !== t.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the scores' dtype '${t.dtype}'`, gradDtype);
+    const inplace = bool('opts.inplace', o.inplace, false);
+    let target: { data: HostArray; tensor?: Tensor } | undefined;
+    if (inplace) {
+      if (!wantGrad) fail('ERR_ARG', 'opts.inplace', 'grad: true (in place means the gradient overwrites the scores)', '#grad: false');
+      if (gradDtype !== t.dtype) fail('ERR_ARG', 'opts.inplace', `gradDtype equal to the scores' dtype '${t.dtype}'`, gradDtype);
+      if (o.out !== undefined) fail('ERR_ARG', 'opts.out', 'no out with inplace: true (the gradient goes over the scores)', '#out given');
+      target = onDevice ? { data: new Float32Array(0), tensor: t } : { data: t.data, tensor: local instanceof Tensor ? local : undefined };
+    } else if (o.out !== undefined && onDevice) {
+      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === 'float32' ? o.out : fail('ERR_TYPE', 'opts.out', `a float32 tensor on ${t.device} (the scores' device)`, o.out);
+      if (ot.shape.length !== 2 || ot.shape[0] !== rows || ot.shape[1] !== cols) fail('ERR_SHAPE', 'opts.out', `shape [${rows}, ${cols}]`, `#[${ot.shape.join(', ')}]`);
+      target = { data: new Float32Array(0), tensor: ot };
+    } else if (o.out !== undefined) {
+      const ot = o.out instanceof Tensor ? o.out : undefined;
+      const v = ot ? (ot.device === 'cpu' ? ot.data : undefined) : o.out;
+      if (!(v instanceof Float32Array || v instanceof Uint16Array)) fail('ERR_TYPE', 'opts.out', `a typed array or a host Tensor of gradDtype '${gradDtype}'`, o.out);
+      if (ot && ot.dtype !== gradDtype) fail('ERR_DTYPE', 'opts.out', `dtype '${gradDtype}'`, ot.dtype);
+      if ((v instanceof Float32Array) !== (gradDtype === 'float32')) fail('ERR_DTYPE', 'opts.out', `a ${gradDtype === 'float32' ? 'Float32Array' : 'Uint16Array'} (gradDtype '${gradDtype}')`, v);
+      if (v.length !== rows * cols) fail('ERR_SHAPE', 'opts.out', `length B·N_r = ${rows * cols}`, `#length ${v.length}`);
+      if (v.buffer === (t.data as ArrayBufferView).buffer) fail('ERR_ARG', 'opts.out', 'memory other than the local scores (use inplace: true for that)', '#the scores\' memory');
+      target = { data: v, tensor: ot };
+    }
+    form.push('block');
+    src = onDevice ? deviceSource(t, rows, cols, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
+  }
   const offset = o.columnOffset;
   if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset + cols > total)
     fail('ERR_ARG', 'opts.columnOffset', `an integer in [0, totalColumns − N_r] = [0, ${total - cols}]`, offset);
-  const reduction = oneOf('opts.reduction', o.reduction, ['mean', 'sum', 'none'] as const, 'mean');
   let gradOutput: Float32Array | undefined;
   if (o.gradOutput !== undefined) {
     if (reduction !== 'none') fail('ERR_ARG', 'opts.gradOutput', "reduction 'none' (it weights per-row losses)", `#reduction '${reduction}'`);
     gradOutput = float32Array('opts.gradOutput', o.gradOutput, rows);
   }
-  let out: Float32Array | undefined;
-  if (o.out !== undefined) {
-    const v = o.out instanceof Tensor ? (o.out.dtype === 'float32' && o.out.device === 'cpu' ? o.out.data : undefined) : o.out;
-    if (!(v instanceof Float32Array)) fail('ERR_TYPE', 'opts.out', 'a Float32Array or a host float32 Tensor (the gradient block is float32)', o.out);
-    out = float32Array('opts.out', v, rows * cols);
-    if (out.buffer === (t.data as ArrayBufferView).buffer) fail('ERR_ARG', 'opts.out', 'memory other than the local scores', '#the scores\' memory');
-  }
-  const data = t.data;
   return {
     name,
-    S: data instanceof Float32Array ? data : toFloat32(data, t.dtype),
+    src,
     rows,
     n: cols,
     offset,
@@ -380,16 +534,17 @@ function prepare(name: ShardedLossName, local: ScoresInput, optsArg: unknown): C
     scale: Math.fround(positiveFinite('opts.scale', o.scale, 1)),
     reduction,
     gradOutput,
-    wantGrad: bool('opts.grad', o.grad, true),
+    wantGrad,
     wantDScale: bool('opts.gradScale', o.gradScale, false),
-    out,
+    form,
     o,
+    bias,
   };
 }
 
 /** The options that must agree across ranks, in a fixed order, for the fingerprint. */
 function agreed(c: Common, extra: readonly (string | number | ArrayBufferView | undefined)[]): number {
-  return fingerprint([c.name, c.rows, c.total, c.scale, c.reduction, String(c.wantGrad), String(c.wantDScale), c.gradOutput, ...extra]);
+  return fingerprint([c.name, c.rows, c.total, c.scale, c.reduction, String(c.wantGrad), String(c.wantDScale), c.gradOutput, ...c.form, ...extra]);
 }
 
 /** The rows' positives (and exclusions) that fall in this shard, in local columns; `skipPositives` adds the positives to the skip lists. */
@@ -432,20 +587,52 @@ function upstream(c: Common, D: number): (i: number) => number {
   return (i) => g[i];
 }
 
-function result(c: Common, rowLoss: Float64Array, D: number, G: Float32Array | undefined, dScale: number, ex: Exchange, extra: object = {}): ShardedResult {
+function result(c: Common, rowLoss: Float64Array, D: number, dScale: number, ex: Exchange, extra: object = {}): ShardedResult {
   let sum = 0;
   for (let i = 0; i < c.rows; i++) sum += rowLoss[i];
   const loss = c.reduction === 'mean' ? (D > 0 ? sum / D : 0) : sum;
   const r: ShardedResult = { loss, rowLoss: Float32Array.from(rowLoss), exchange: { rounds: ex.rounds, floats: ex.floats }, ...extra };
-  if (G) r.grad = new Tensor('float32', [c.rows, c.n], G, undefined);
+  if (c.wantGrad) Object.assign(r, c.src.grads());
   if (c.wantDScale) r.dScale = dScale;
   return r;
 }
 
-/** The raw scores of the positives this rank holds, at their global CSR entry: a gather by sum (the others add 0). */
-function gatherPositives(c: Common, lp: LocalPositives, out: Float32Array): void {
-  for (let i = 0; i < c.rows; i++)
-    for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) out[lp.entry[q]] = encodeScore(c.S[i * c.n + lp.cols[q]]);
+/** Rows [r0, r1) of a CSR over the rows, re-based at 0 (the native reads take a CSR over their own rows). */
+function rowsOf(m: LocalCsr | undefined, r0: number, r1: number): LocalCsr | undefined {
+  if (!m || (r0 === 0 && r1 === m.rowPtr.length - 1)) return m;
+  const b = m.rowPtr[r0];
+  return { rowPtr: m.rowPtr.slice(r0, r1 + 1).map((x) => x - b), cols: m.cols.subarray(b, m.rowPtr[r1]) };
+}
+function positivesOf(lp: LocalPositives, r0: number, r1: number): LocalPositives {
+  if (r0 === 0 && r1 === lp.rowPtr.length - 1) return lp;
+  const b = lp.rowPtr[r0], e = lp.rowPtr[r1];
+  return { rowPtr: lp.rowPtr.slice(r0, r1 + 1).map((x) => x - b), cols: lp.cols.subarray(b, e), weights: lp.weights.subarray(b, e), entry: lp.entry.subarray(b, e) };
+}
+
+/** The softmax-type partials over every chunk (lsePartials per chunk); `also` runs on each chunk too. */
+function partials(c: Common, f: ZForm, skip: LocalCsr | undefined, smooth: { w: Float32Array | undefined } | undefined, also?: ChunkFn) {
+  const { rows, n } = c;
+  const m = new Float64Array(rows), rest = new Float64Array(rows);
+  const E = c.wantDScale ? new Float64Array(rows) : undefined;
+  const WZ = smooth ? new Float64Array(rows) : undefined;
+  const WS = smooth && c.wantDScale ? new Float64Array(rows) : undefined;
+  let bad: BadEntry;
+  c.src.scan((S, r0, r1) => {
+    const p = lsePartials(S, r1 - r0, n, f, rowsOf(skip, r0, r1), c.wantDScale, smooth);
+    m.set(p.m, r0);
+    rest.set(p.rest, r0);
+    if (E) E.set(p.E!, r0);
+    if (WZ) WZ.set(p.WZ!, r0);
+    if (WS) WS.set(p.WS!, r0);
+    if (p.bad && !bad) bad = [p.bad[0] + r0, p.bad[1]];
+    also?.(S, r0, r1);
+  });
+  return { m, rest, E, WZ, WS, bad };
+}
+
+/** The raw scores of the positives this rank holds (lpS, picked in phase 1), at their global CSR entry: a gather by sum (the others add 0). */
+function gatherPositives(lp: LocalPositives, lpS: Float32Array, out: Float32Array): void {
+  for (let q = 0; q < lp.cols.length; q++) out[lp.entry[q]] = encodeScore(lpS[q]);
 }
 
 /** ERR_CSR unless every positive of every row was held by exactly one rank (the gathered counts). */
@@ -461,13 +648,22 @@ function checkOwned(pos: NativeCsr, owned: (i: number) => number, what = 'positi
 // softmaxCrossEntropy
 
 function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; eps: number; zLoss: number; softcap: number; weights: Float32Array | undefined; returnLse: boolean }, ex: Exchange): ShardedPhases {
-  const { rows, n, S, offset } = c;
+  const { rows, n, offset } = c;
   const f: ZForm = { scale: c.scale, softcap: x.softcap };
   const smoothing = x.eps > 0;
-  // Phase 1: one pass over the block.
-  const P = lsePartials(S, rows, n, f, undefined, c.wantDScale, smoothing ? { w: x.weights } : undefined);
-  ex.bad = P.bad;
   const ignored = (i: number) => labels[i] === x.ignoreIndex;
+  // The labels this rank holds (local columns), whose raw scores phase 1 picks.
+  const held = { rowPtr: new Int32Array(rows + 1), cols: new Int32Array(rows) };
+  for (let i = 0; i < rows; i++) {
+    const y = labels[i] - offset;
+    const k = held.rowPtr[i];
+    if (!ignored(i) && y >= 0 && y < n) held.cols[k] = y;
+    held.rowPtr[i + 1] = !ignored(i) && y >= 0 && y < n ? k + 1 : k;
+  }
+  const heldS = new Float32Array(rows);
+  // Phase 1: one pass over the block.
+  const P = partials(c, f, undefined, smoothing ? { w: x.weights } : undefined, c.src.pick(held, heldS));
+  ex.bad = P.bad;
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
   const r1 = yield* ex.round('max', b1);
@@ -481,11 +677,11 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
     b2[o] = cnt;
     b2[o + 1] = tail;
     if (ignored(i)) continue;
-    const y = labels[i] - offset;
-    if (y >= 0 && y < n) {
+    if (held.rowPtr[i + 1] > held.rowPtr[i]) {
+      const q = held.rowPtr[i];
       b2[o + 2] = 1;
-      b2[o + 3] = encodeScore(S[i * n + y]);
-      b2[o + 4] = x.weights ? x.weights[y] : 1;
+      b2[o + 3] = encodeScore(heldS[q]);
+      b2[o + 4] = x.weights ? x.weights[held.cols[q]] : 1;
     }
     let k = 5;
     if (smoothing) b2[o + k++] = P.WZ![i];
@@ -547,12 +743,12 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
       dScale += ui * ((A * E) / (1 + rt) - (1 - x.eps) * wy * dy - (x.eps / N) * ws);
     }
   }
-  let G: Float32Array | undefined;
-  if (c.wantGrad) {
-    G = gradBlock(c);
-    softmaxGrad(S, G, rows, n, f, undefined, M, rTotal, coef, smoothing ? { factor: lin, w: x.weights } : undefined);
-    // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
-    for (let i = 0; i < rows; i++) {
+  if (c.wantGrad)
+    c.src.grad((S, G, r0, r1, set) => {
+      const sub = (a: Float64Array) => a.subarray(r0, r1);
+      softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined);
+      // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
+      for (let i = r0; i < r1; i++) {
       const y = labels[i] - offset;
       if (ignored(i) || y < 0 || y >= n || M[i] === -Infinity) continue;
       const z = zOf(f, Sy[i]);
@@ -563,10 +759,10 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
       const ui = u(i);
       const A = (1 - x.eps) * wy + x.eps * wBar + 2 * x.zLoss * lse;
       const g = A * pMinusOne(z, M[i], lse, rTotal[i]) + (A - (1 - x.eps) * wy) - (x.eps * wy) / N;
-      G[i * n + y] = ui * g * dzOf(f, Sy[i]).dS;
-    }
-  }
-  return result(c, rowLoss, D, G, dScale, ex, lseOut ? { lse: lseOut } : {});
+      set((i - r0) * n + y, ui * g * dzOf(f, Sy[i]).dS);
+      }
+    }, true);
+  return result(c, rowLoss, D, dScale, ex, lseOut ? { lse: lseOut } : {});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -576,11 +772,12 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
 type SoftmaxKind = 'multiLabelSoftmax' | 'infoNCE' | 'decoupledSoftmax' | 'decoupledContrastive';
 
 function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: NativeCsr | undefined, sigma: number, ex: Exchange): ShardedPhases {
-  const { rows, n, S } = c;
+  const { rows, n } = c;
   const f: ZForm = { scale: c.scale, softcap: 0 };
   const decoupled = kind === 'decoupledSoftmax' || kind === 'decoupledContrastive';
   const { lp, skip } = localTargets(c, pos, excl, decoupled);
-  const P = lsePartials(S, rows, n, f, skip, c.wantDScale);
+  const lpS = new Float32Array(lp.cols.length);
+  const P = partials(c, f, skip, undefined, c.src.pick(lp, lpS));
   ex.bad = P.bad;
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
@@ -597,7 +794,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
     b2[F * i + 2] = lp.rowPtr[i + 1] - lp.rowPtr[i];
     if (c.wantDScale) b2[F * i + 3] = E;
   }
-  gatherPositives(c, lp, b2.subarray(F * rows));
+  gatherPositives(lp, lpS, b2.subarray(F * rows));
   const r2 = yield* ex.round('sum', b2);
   checkOwned(pos, (i) => r2[F * i + 2], kind === 'infoNCE' || kind === 'decoupledContrastive' ? 'positives (targets)' : 'positives');
   const Sp = Float64Array.from(r2.subarray(F * rows), decodeScore);
@@ -677,16 +874,15 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
       dScale += ui * (ds - w * Sp[e0]);
     }
   }
-  let G: Float32Array | undefined;
-  if (c.wantGrad) {
-    G = gradBlock(c);
-    softmaxGrad(S, G, rows, n, f, skip, M, rTotal, coef);
-    for (let i = 0; i < rows; i++) {
-      const ui = u(i) * f.scale;
-      for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) G[i * n + lp.cols[q]] = ui * posG[lp.entry[q]];
-    }
-  }
-  return result(c, rowLoss, D, G, dScale, ex);
+  if (c.wantGrad)
+    c.src.grad((S, G, r0, r1, set) => {
+      softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1));
+      for (let i = r0; i < r1; i++) {
+        const ui = u(i) * f.scale;
+        for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) set((i - r0) * n + lp.cols[q], ui * posG[lp.entry[q]]);
+      }
+    }, true);
+  return result(c, rowLoss, D, dScale, ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -696,19 +892,41 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
 // dScale ride in the sum round from the rank that holds column i.
 
 function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
-  const { rows, n, S, offset, scale } = c;
+  const { rows, n, offset, scale } = c;
   const f: ZForm = { scale, softcap: 0 };
-  const P = lsePartials(S, rows, n, f, undefined, c.wantDScale);
+  // Row i's positive is column i: held here for rows [offset, offset + n).
+  const diag = { rowPtr: Int32Array.from({ length: rows + 1 }, (_, i) => Math.min(Math.max(i - offset, 0), n)), cols: Int32Array.from({ length: n }, (_, j) => j) };
+  const diagS = new Float32Array(n);
+  const pickDiag = c.src.pick(diag, diagS);
+  // Each column's softmax over the rows, merged over the chunks of rows as the rows' over ranks.
+  const C = { max: new Float64Array(n).fill(-Infinity), rest: new Float64Array(n), bad: undefined as BadEntry };
+  const P = partials(c, f, undefined, undefined, (S, r0, r1) => {
+    pickDiag(S, r0, r1);
+    const part = columnPartials(hostBlock(S), r1 - r0, n, scale);
+    if (part.bad && !C.bad) C.bad = [part.bad[0] + r0, part.bad[1]];
+    for (let j = 0; j < n; j++) {
+      const m = part.max[j], M = C.max[j];
+      if (m === -Infinity) continue;
+      if (M === -Infinity) [C.max[j], C.rest[j]] = [m, part.rest[j]];
+      else if (m > M) [C.max[j], C.rest[j]] = [m, (1 + C.rest[j]) * Math.exp(M - m) + part.rest[j]];
+      else if (m < M) C.rest[j] += (1 + part.rest[j]) * Math.exp(m - M);
+      else C.rest[j] += 1 + part.rest[j];
+    }
+  });
   ex.bad = P.bad;
   const u = upstream(c, rows);
-  const C = columnPartials(S, rows, n, scale);
   ex.bad ??= C.bad;
   // Each held column's loss c_j = lse_col − z_jj, and the columns' share of dScale:
   // Σ_j (u_j/2)·(Σ_i q_ij·S_ij − S_jj), q the column softmax.
   const colStats = Array.from({ length: n }, (_, j) => rowLse(C.max[j], C.max[j] === -Infinity ? 0 : 1, C.rest[j]));
   const colCoef = Float64Array.from({ length: n }, (_, j) => u(offset + j) / 2 / (1 + colStats[j].rTotal));
   let dScaleCols = 0;
-  if (c.wantDScale && !ex.bad) dScaleCols = symmetricGrad(S, undefined, rows, n, scale, P.m, new Float64Array(rows), C.max, colCoef);
+  if (c.wantDScale && !ex.bad) {
+    const zero = new Float64Array(rows);
+    c.src.scan((S, r0, r1) => {
+      dScaleCols += symmetricGrad(hostBlock(S), undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef);
+    });
+  }
   const b1 = ex.alloc('max', rows);
   for (let i = 0; i < rows; i++) b1[i] = encodeScore(P.m[i]);
   const r1 = yield* ex.round('max', b1);
@@ -723,7 +941,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     if (c.wantDScale) b2[F * i + 5] = E;
     const j = i - offset;
     if (j < 0 || j >= n || ex.bad) continue;
-    const sii = S[i * n + j];
+    const sii = diagS[j];
     b2[F * i + 2] = 1;
     b2[F * i + 3] = encodeScore(sii);
     b2[F * i + 4] = colStats[j].gap(Math.fround(scale * sii));
@@ -745,22 +963,21 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
     rowCoef[i] = u(i) / 2 / (1 + rt);
     if (c.wantDScale) dScale += (u(i) / 2) * (r2[F * i + 5] / (1 + rt) - sii);
   }
-  let G: Float32Array | undefined;
-  if (c.wantGrad) {
-    G = gradBlock(c);
-    symmetricGrad(S, G, rows, n, scale, M, rowCoef, C.max, colCoef);
-    // The diagonal: both halves' p − 1, each exact near p = 1.
-    for (let j = 0; j < n; j++) {
-      const i = offset + j;
-      const z = Math.fround(scale * S[i * n + j]);
-      if (z === -Infinity) continue;
-      const cs = colStats[j];
-      const pr = pMinusOne(z, M[i], M[i] + Math.log1p(rTotal[i]), rTotal[i]);
-      const pc = pMinusOne(z, C.max[j], cs.lse, cs.rTotal);
-      G[i * n + j] = (u(i) / 2) * scale * (pr + pc);
-    }
-  }
-  return result(c, rowLoss, rows, G, dScale, ex);
+  if (c.wantGrad)
+    c.src.grad((S, G, r0, r1, set) => {
+      symmetricGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef);
+      // The diagonal: both halves' p − 1, each exact near p = 1.
+      for (let i = Math.max(r0, offset); i < Math.min(r1, offset + n); i++) {
+        const j = i - offset;
+        const z = Math.fround(scale * diagS[j]);
+        if (z === -Infinity) continue;
+        const cs = colStats[j];
+        const pr = pMinusOne(z, M[i], M[i] + Math.log1p(rTotal[i]), rTotal[i]);
+        const pc = pMinusOne(z, C.max[j], cs.lse, cs.rTotal);
+        set((i - r0) * n + j, (u(i) / 2) * scale * (pr + pc));
+      }
+    }, true);
+  return result(c, rowLoss, rows, dScale, ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,11 +985,22 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
 // sum round of the row losses' parts suffices.
 
 function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, ex: Exchange): ShardedPhases {
-  const { rows, n, S, scale } = c;
+  const { rows, n, scale } = c;
   const { lp, skip: exclude } = localTargets(c, pos, excl, false);
   const u = upstream(c, rows * c.total);
-  const G = c.wantGrad || c.wantDScale ? gradBlock(c) : undefined;
-  const { loss, inf, dScale, bad } = bcePartials(S, rows, n, scale, exclude, lp, Float32Array.from({ length: rows }, (_, i) => u(i)), G, c.wantDScale);
+  const up = Float32Array.from({ length: rows }, (_, i) => u(i));
+  const loss = new Float64Array(rows), inf = new Float64Array(rows);
+  let dScale = 0, bad: BadEntry;
+  // One pass: the gradient is local, so it is formed (and folded, in the key-embedding form) here.
+  const chunk = (S: Block, G: Block | undefined, r0: number, r1: number) => {
+    const p = bcePartials(hostBlock(S), r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G && hostBlock(G), c.wantDScale);
+    loss.set(p.loss, r0);
+    inf.set(p.inf, r0);
+    dScale += p.dScale;
+    if (p.bad && !bad) bad = [p.bad[0] + r0, p.bad[1]];
+  };
+  if (c.wantGrad || c.wantDScale) c.src.grad(chunk, c.wantGrad);
+  else c.src.scan((S, r0, r1) => chunk(S, undefined, r0, r1));
   ex.bad = bad;
   // Per row: the loss part, positives held, positives at −∞ with y > 0 (their loss is +∞); then dScale.
   const b = ex.alloc('sum', 3 * rows + 1);
@@ -786,18 +1014,29 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   checkOwned(pos, (i) => r[3 * i + 1]);
   const rowLoss = new Float64Array(rows);
   for (let i = 0; i < rows; i++) rowLoss[i] = r[3 * i + 2] > 0 ? Infinity : r[3 * i];
-  return result(c, rowLoss, rows * c.total, c.wantGrad ? G : undefined, r[3 * rows], ex);
+  return result(c, rowLoss, rows * c.total, r[3 * rows], ex);
 }
 
 // ---------------------------------------------------------------------------------------------
 // softTopKLoss
 
 function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x: { k: number | Int32Array | 'numPositives'; alpha: number; tol: number; maxIter: number }, ex: Exchange): ShardedPhases {
-  const { rows, n, S, scale } = c;
+  const { rows, n, scale } = c;
   const { lp, skip } = localTargets(c, pos, excl, false);
   const hasPositives = (i: number) => pos.rowPtr[i + 1] > pos.rowPtr[i];
-  // Phase 1: per row, max and min of z over the entries that are in, and their count.
-  const { zmax, zmin, count, bad } = rangePartials(S, rows, n, scale, x.alpha, skip);
+  // Phase 1: per row, max and min of z over the entries that are in, and their count; the positives' scores.
+  const zmax = new Float64Array(rows), zmin = new Float64Array(rows), count = new Float64Array(rows);
+  const lpS = new Float32Array(lp.cols.length);
+  const pick = c.src.pick(lp, lpS);
+  let bad: BadEntry;
+  c.src.scan((S, r0, r1) => {
+    const p = rangePartials(hostBlock(S), r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1));
+    zmax.set(p.zmax, r0);
+    zmin.set(p.zmin, r0);
+    count.set(p.count, r0);
+    if (p.bad && !bad) bad = [p.bad[0] + r0, p.bad[1]];
+    pick(S, r0, r1);
+  });
   ex.bad = bad;
   const b1 = ex.alloc('max', 2 * rows);
   for (let i = 0; i < rows; i++) {
@@ -811,7 +1050,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     b2[2 * i] = count[i];
     b2[2 * i + 1] = lp.rowPtr[i + 1] - lp.rowPtr[i];
   }
-  gatherPositives(c, lp, b2.subarray(2 * rows));
+  gatherPositives(lp, lpS, b2.subarray(2 * rows));
   const r2 = yield* ex.round('sum', b2);
   checkOwned(pos, (i) => r2[2 * i + 1]);
   const Sp = Float64Array.from(r2.subarray(2 * rows), decodeScore);
@@ -840,7 +1079,15 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     if (active.length === 0) break;
     const t = Float64Array.from(active, (i) => solvers[i]!.t);
     const b = ex.alloc('sum', 5 * active.length);
-    topkSums(S, rows, n, scale, skip, x.alpha, active, t, b);
+    // Each chunk with searching rows: their sums at their trial thresholds.
+    let a0 = 0;
+    c.src.scan((S, r0, r1) => {
+      while (a0 < active.length && active[a0] < r0) a0++;
+      let a1 = a0;
+      while (a1 < active.length && active[a1] < r1) a1++;
+      if (a1 > a0) topkSums(hostBlock(S), r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1));
+      a0 = a1;
+    }, active);
     const r = yield* ex.round('sum', b);
     active.forEach((i, a) => topkSolverStep(solvers[i]!, r[5 * a], r[5 * a + 1], r[5 * a + 2], r[5 * a + 3], r[5 * a + 4], x.maxIter));
   }
@@ -866,20 +1113,22 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     factor[i] = V > 0 ? U / V : 0;
     th[i] = s.t;
   }
-  let G: Float32Array | undefined;
   let dScale = 0;
   if (c.wantGrad || c.wantDScale) {
-    G = gradBlock(c);
     const solved = Uint8Array.from(solvers, (sv) => (sv ? 1 : 0));
     const nPos = Int32Array.from({ length: rows }, (_, i) => pos.rowPtr[i + 1] - pos.rowPtr[i]);
-    dScale = topkGrad(S, G, rows, n, scale, skip, lp, nPos, x.alpha, solved, th, factor, Float64Array.from({ length: rows }, (_, i) => u(i)));
+    const up = Float64Array.from({ length: rows }, (_, i) => u(i));
+    c.src.grad((S, G, r0, r1) => {
+      const sub = <T extends Float64Array | Int32Array | Uint8Array>(a: T) => a.subarray(r0, r1) as T;
+      dScale += topkGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up));
+    }, c.wantGrad);
   }
   if (c.wantDScale) {
     const b = ex.alloc('sum', 1);
     b[0] = dScale;
     dScale = (yield* ex.round('sum', b))[0];
   }
-  return result(c, rowLoss, rows, c.wantGrad ? G : undefined, dScale, ex);
+  return result(c, rowLoss, rows, dScale, ex);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -945,11 +1194,18 @@ function diagonalOrCsr(name: string, v: unknown, rows: number, total: number, on
  * (docs/MATH.md §4 tolerances). Options are the unsharded loss's (infoNCE: one-way only), where
  * `classWeights` is this rank's slice and `exclude` is in global columns.
  *
+ * The key-embedding form: `localScores` is `{ queries, keys }` with this rank's keys K_r
+ * (N_r × D) and the queries (B × D, gathered: the same on every rank); S = Q·K_rᵀ (cosine with
+ * `normalize`, plus the shard's `bias` for softmaxCrossEntropy) is taken by row chunks within
+ * `memoryBudget`, and the result has `gradQueries` (this rank's part: all-reduce it),
+ * `gradKeys` and `gradBias` in place of `grad`. It equals `<loss>FromEmbeddings` (and
+ * linearCrossEntropy for softmaxCrossEntropy) on all the keys.
+ *
  * Throws ArgumentError for bad arguments here, before any exchange; the job's run throws the
  * cross-rank errors (mismatched options, shards that overlap or leave gaps, a label in no
  * shard, a broken all-reduce) on every rank alike.
  */
-export function shardedLoss<K extends ShardedLossName>(name: K, localScores: ScoresInput, targets: ShardedLosses[K]['targets'], opts: ShardedLosses[K]['options']): ShardedJob {
+export function shardedLoss<K extends ShardedLossName>(name: K, localScores: ScoresInput | ShardedEmbeddings, targets: ShardedLosses[K]['targets'], opts: ShardedLosses[K]['options']): ShardedJob {
   if (typeof name !== 'string' || !(name in KEYS)) fail('ERR_ARG', 'shardedLoss(): name', `one of ${Object.keys(KEYS).map((k) => `'${k}'`).join(', ')}`, name);
   if (opts === undefined) fail('ERR_ARG', `shardedLoss('${name}'): opts`, 'an object with columnOffset and totalColumns', opts);
   const c = prepare(name, localScores, opts);
@@ -967,7 +1223,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
       const weights = o.classWeights === undefined ? undefined : float32Array('opts.classWeights', o.classWeights, c.n);
       if (weights) for (let j = 0; j < weights.length; j++) if (!(weights[j] >= 0 && Number.isFinite(weights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', weights[j]);
       const returnLse = bool('opts.returnLse', o.returnLse, false);
-      const ex = new Exchange(agreed(c, [labels, ignoreIndex, eps, zLoss, softcap, String(weights !== undefined), String(returnLse)]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [labels, ignoreIndex, eps, zLoss, softcap, String(weights !== undefined), String(returnLse)]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(crossEntropy(c, labels, { ignoreIndex, eps, zLoss, softcap, weights, returnLse }, ex));
     }
     case 'binaryCrossEntropy':
@@ -975,7 +1231,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
     case 'decoupledSoftmax': {
       const pos = csr('positives', targets, rows, total);
       const excl = excludeArg(o.exclude, rows, total, pos);
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(name === 'binaryCrossEntropy' ? binaryCrossEntropy(c, pos, excl, ex) : positivesSoftmax(c, name as SoftmaxKind, pos, excl, 0, ex));
     }
     case 'infoNCE':
@@ -985,7 +1241,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         if (targets !== undefined || o.exclude !== undefined)
           fail('ERR_ARG', 'opts.symmetric', 'the diagonal positives (targets undefined) and no exclusions (CLIP)', `#${targets !== undefined ? 'targets' : 'opts.exclude'} as well`);
         if (total !== rows) fail('ERR_SHAPE', 'opts.totalColumns', `B = ${rows} with symmetric: true (a square matrix)`, total);
-        return new ShardedJob(symmetricInfoNCE(c, new Exchange(agreed(c, ['symmetric']), c.offset, c.n, total)));
+        return new ShardedJob(symmetricInfoNCE(c, new Exchange(agreed(c, ['symmetric']), c.offset, c.n, total, c.form[0] === 'embeddings')));
       }
       const pos = diagonalOrCsr('positives', targets, rows, total, dcl);
       const excl = excludeArg(o.exclude, rows, total, pos, targets === undefined ? 'the diagonal positives' : 'positives');
@@ -994,7 +1250,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         const w = options<{ sigma?: number }>('opts.weighting', o.weighting, ['sigma']);
         sigma = positiveFinite('opts.weighting.sigma', w.sigma, 0.5);
       }
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, sigma]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, sigma]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(positivesSoftmax(c, name as SoftmaxKind, pos, excl, sigma, ex));
     }
     case 'softTopKLoss': {
@@ -1013,7 +1269,7 @@ export function shardedLoss<K extends ShardedLossName>(name: K, localScores: Sco
         if (k instanceof Int32Array) k = k.slice(); // the rounds read it later: a copy the caller cannot change meanwhile
       }
       const kk = k as number | Int32Array | 'numPositives';
-      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, kk, alpha, tol, maxIter]), c.offset, c.n, total);
+      const ex = new Exchange(agreed(c, [pos.rowPtr, pos.cols, pos.weights, excl?.rowPtr, excl?.cols, kk, alpha, tol, maxIter]), c.offset, c.n, total, c.form[0] === 'embeddings');
       return new ShardedJob(softTopKLoss(c, pos, excl, { k: kk, alpha, tol, maxIter }, ex));
     }
   }

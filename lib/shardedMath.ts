@@ -30,12 +30,15 @@
  * @internal
  * @module
  */
-import { call, type NativeLoss, type NativeShape, type Op } from './native';
+import { call, type DeviceBufferHandle, type NativeInput, type NativeLoss, type NativeShape, type Op } from './native';
+
+/** A rank's float32 block: host memory, or a device buffer (the softmax-type reads and the element gather/scatter only). */
+export type Block = Float32Array | DeviceBufferHandle;
 
 // The addon's sharded block reads (native/api/args.h), added to NativeAddon as each op's file does.
 /** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
 export interface NativeShardedBlock extends NativeShape {
-  localScores: Float32Array;
+  localScores: Block;
   softcap: number;
   skip?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
   classWeights?: Float32Array | undefined;
@@ -51,13 +54,27 @@ export interface NativeShardedRowStats extends NativeShardedBlock {
   bad: Int32Array;
 }
 
+/** A float32 block's entries by flat index (ShardedGatherArgs / ShardedScatterArgs). */
+export interface NativeShardedGather extends NativeShape {
+  localScores: Block;
+  count: number;
+  index: Float64Array;
+  values: Float32Array;
+}
+export interface NativeShardedScatter extends NativeShape {
+  grad: Block;
+  count: number;
+  index: Float64Array;
+  values: Float32Array;
+}
+
 /** The finish's dense gradient (ShardedSoftmaxGradArgs): (coef·e^{z−max}/(1 + rest) − lin·w_j)·dz/dS. */
 export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
   max: Float64Array;
   rest: Float64Array;
   coef: Float64Array;
   lin?: Float64Array | undefined;
-  grad: Float32Array;
+  grad: Block;
 }
 
 /** infoNCE symmetric's column statistics of a float32 block (ShardedColumnStatsArgs): per column max z and rest = Σ e^{z−max} − 1. */
@@ -108,6 +125,29 @@ export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
   grad: Float32Array;
 }
 
+/** The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): float32 queries, the rank's keys of keysDtype. */
+export interface NativeShardedChunk {
+  queries: Float32Array;
+  keys: NativeInput | undefined;
+  keysDtype: number;
+  rows: number;
+  cols: number;
+  dim: number;
+  keyScale?: Float32Array | undefined;
+}
+/** scores = queries·k̂ᵀ + bias (ShardedScoresArgs). */
+export interface NativeShardedScores extends NativeShardedChunk {
+  bias?: Float32Array | undefined;
+  scores: Float32Array;
+}
+/** gradKeys += G'ᵀ·queries, gradBias += Σ_i G, gradQueries = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
+export interface NativeShardedEmbeddingsGrad extends NativeShardedChunk {
+  grad: Float32Array;
+  gradQueries: Float32Array;
+  gradKeys: Float32Array;
+  gradBias?: Float32Array | undefined;
+}
+
 declare module './native' {
   interface NativeAddon
     extends Op<'shardedRowStats', NativeShardedRowStats, void>,
@@ -116,7 +156,11 @@ declare module './native' {
       Op<'shardedSymmetricGrad', NativeShardedSymmetricGrad, NativeLoss>,
       Op<'shardedTopKRange', NativeShardedTopKRange, void>,
       Op<'shardedTopKSums', NativeShardedTopKSums, void>,
-      Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss> {}
+      Op<'shardedTopKGrad', NativeShardedTopKGrad, NativeLoss>,
+      Op<'shardedGather', NativeShardedGather, void>,
+      Op<'shardedScatter', NativeShardedScatter, void>,
+      Op<'shardedScores', NativeShardedScores, void>,
+      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void> {}
 }
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
@@ -172,7 +216,7 @@ export type BadEntry = [number, number] | undefined;
  * with `dScaleSums`, E = Σ e^{z−m}·dz/dscale; with `smooth` (cross-entropy's label smoothing),
  * WZ = Σ_j w_j·z_j over the finite entries and, with `dScaleSums`, WS = Σ_j w_j·dz_j/dscale.
  */
-export function lsePartials(S: Float32Array, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, dScaleSums: boolean, smooth?: { w: Float32Array | undefined }) {
+export function lsePartials(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, dScaleSums: boolean, smooth?: { w: Float32Array | undefined }) {
   const m = new Float64Array(rows), rest = new Float64Array(rows), bad = new Int32Array(2);
   const E = dScaleSums ? new Float64Array(rows) : undefined;
   const WZ = smooth ? new Float64Array(rows) : undefined;
@@ -181,7 +225,7 @@ export function lsePartials(S: Float32Array, rows: number, n: number, f: ZForm, 
   return { m, rest, E, WZ, WS, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
-function block(S: Float32Array, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, classWeights: Float32Array | undefined): NativeShardedBlock {
+function block(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, classWeights: Float32Array | undefined): NativeShardedBlock {
   return { localScores: S, dtype: 0, rows, cols: n, scale: f.scale, softcap: f.softcap > 0 ? f.softcap : 0, skip, classWeights };
 }
 
@@ -227,8 +271,8 @@ export function sigmoidPair(a: number): [number, number] {
  * losses then write their own columns (labels, positives). One pass over the block.
  */
 export function softmaxGrad(
-  S: Float32Array,
-  G: Float32Array,
+  S: Block,
+  G: Block,
   rows: number,
   n: number,
   f: ZForm,
@@ -397,4 +441,27 @@ export function columnPartials(S: Float32Array, rows: number, n: number, scale: 
  */
 export function symmetricGrad(S: Float32Array, G: Float32Array | undefined, rows: number, n: number, scale: number, rowMax: Float64Array, rowCoef: Float64Array, colMax: Float64Array, colCoef: Float64Array): number {
   return call((a) => a.shardedSymmetricGrad({ localScores: S, dtype: 0, rows, cols: n, scale, rowMax, rowCoef, colMax, colCoef, grad: G })).dScale;
+}
+
+/** The key-embedding form's score chunk (native: shardedScores, the GEMM core): S = Q̂_chunk·k̂ᵀ + b. */
+export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: Float32Array): void {
+  call((a) => a.shardedScores({ ...chunk, bias, scores: out }));
+}
+
+/**
+ * The key-embedding form's fold of a chunk's G = dL/dS (native: shardedEmbeddingsGrad, two GEMMs
+ * and a column sum): gradKeys += (G·diag(keyScale))ᵀ·Q̂, gradBias += Σ_i G_ij and
+ * gradQueries = G·diag(keyScale)·K. G is scaled in place.
+ */
+export function embeddingGrad(chunk: NativeShardedChunk, G: Float32Array, gradQueries: Float32Array, gradKeys: Float32Array, gradBias: Float32Array | undefined): void {
+  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias }));
+}
+
+/** Entries of a float32 block (host or device) by flat index (native: shardedGather). */
+export function gatherEntries(S: Block, rows: number, n: number, index: Float64Array, values: Float32Array): void {
+  call((a) => a.shardedGather({ localScores: S, dtype: 0, rows, cols: n, scale: 1, count: index.length, index, values }));
+}
+/** Writes entries of a float32 block (host or device) by flat index (native: shardedScatter). */
+export function scatterEntries(G: Block, rows: number, n: number, index: Float64Array, values: Float32Array): void {
+  call((a) => a.shardedScatter({ grad: G, dtype: 0, rows, cols: n, scale: 1, count: index.length, index, values }));
 }

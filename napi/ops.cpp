@@ -239,6 +239,7 @@ struct ShardedRowStats {
     a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_row_stats(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_row_stats(a); }
 };
 
 // shardedSoftmaxGrad({ localScores, ..., max, rest, coef, lin?, grad })
@@ -254,6 +255,49 @@ struct ShardedSoftmaxGrad {
     a.grad = r.required_host<float>("grad", a.rows * a.cols);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_softmax_grad(a); }
+};
+
+// A float32 block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index.
+void read_indexed(Reader& r, const char* key, ScoresArgs& s, const double*& index, int64_t& count) {
+  r.scores(s, key);
+  if (s.dtype != DType::Float32) fail(err::kDType, std::string(key) + ": expected float32");
+  count = r.integer("count");
+  index = r.required_host<const double>("index", count);
+  const double size = double(s.rows) * double(s.cols);
+  for (int64_t k = 0; k < count; ++k)
+    if (!(index[k] >= 0 && index[k] < size && index[k] == double(int64_t(index[k]))))
+      fail(err::kArg, "index[" + std::to_string(k) + "]: expected a flat index in [0, " + std::to_string(int64_t(size)) + ")");
+}
+
+// shardedGather({ localScores, dtype, rows, cols, scale, count, index, values })
+struct ShardedGather {
+  using Args = ShardedGatherArgs;
+  static constexpr const char* name = "shardedGather";
+  static void read(Reader& r, Args& a) {
+    ScoresArgs s{};
+    read_indexed(r, "localScores", s, a.index, a.count);
+    a.block = static_cast<const float*>(s.scores);
+    a.size = s.rows * s.cols;
+    a.values = r.required_host<float>("values", a.count);
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_gather(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_gather(a); }
+};
+
+// shardedScatter({ grad, dtype, rows, cols, scale, count, index, values })
+struct ShardedScatter {
+  using Args = ShardedScatterArgs;
+  static constexpr const char* name = "shardedScatter";
+  static void read(Reader& r, Args& a) {
+    ScoresArgs s{};
+    read_indexed(r, "grad", s, a.index, a.count);
+    a.size = s.rows * s.cols;
+    a.block = static_cast<float*>(r.matrix("grad", DType::Float32, a.size, Access::Write, true));
+    a.values = r.required_host<const float>("values", a.count);
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_scatter(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_scatter(a); }
 };
 
 // shardedColumnStats({ localScores, ..., max, rest, bad })
@@ -333,6 +377,48 @@ struct ShardedTopKGrad {
     a.grad = r.required_host<float>("grad", a.rows * a.cols);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
+};
+
+// The key-embedding form's chunk: { queries (float32), keys, keysDtype, rows, cols, dim, keyScale? }.
+void read_sharded_chunk(Reader& r, ShardedEmbeddingsChunk& a, const char* name) {
+  a.rows = r.integer("rows");
+  a.cols = r.integer("cols");
+  a.dim = r.integer("dim");
+  a.keys_dtype = r.dtype("keysDtype");
+  a.queries = r.host<const float>("queries", a.rows * a.dim);
+  a.keys = r.matrix("keys", a.keys_dtype, a.cols * a.dim, Access::Read, a.cols * a.dim > 0);
+  if (r.on_device()) fail(err::kDevice, std::string(name) + ": host keys only");
+  if (a.rows * a.dim > 0 && !a.queries) fail(err::kType, std::string(name) + ": expected queries, a Float32Array");
+  a.key_scale = r.host<const float>("keyScale", a.cols);
+}
+
+// shardedScores({ ...the chunk, bias?, scores })
+struct ShardedScores {
+  using Args = ShardedScoresArgs;
+  static constexpr const char* name = "shardedScores";
+  static void read(Reader& r, Args& a) {
+    read_sharded_chunk(r, a, name);
+    a.bias = r.host<const float>("bias", a.cols);
+    a.scores = r.host<float>("scores", a.rows * a.cols);
+    if (a.rows * a.cols > 0 && !a.scores) fail(err::kType, "shardedScores: expected scores, a Float32Array");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_scores(ctx, a); }
+};
+
+// shardedEmbeddingsGrad({ ...the chunk, grad, gradQueries, gradKeys, gradBias? })
+struct ShardedEmbeddingsGrad {
+  using Args = ShardedEmbeddingsGradArgs;
+  static constexpr const char* name = "shardedEmbeddingsGrad";
+  static void read(Reader& r, Args& a) {
+    read_sharded_chunk(r, a, name);
+    a.grad = r.host<float>("grad", a.rows * a.cols);
+    a.grad_queries = r.host<float>("gradQueries", a.rows * a.dim);
+    a.grad_keys = r.host<float>("gradKeys", a.cols * a.dim);
+    a.grad_bias = r.host<float>("gradBias", a.cols);
+    if ((a.rows * a.cols > 0 && (!a.grad || !a.grad_keys)) || (a.rows * a.dim > 0 && !a.grad_queries))
+      fail(err::kType, "shardedEmbeddingsGrad: expected grad, gradQueries and gradKeys");
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_embeddings_grad(ctx, a); }
 };
 
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
@@ -451,6 +537,10 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<ShardedTopKRange>(env, exports);
   define_op<ShardedTopKSums>(env, exports);
   define_op<ShardedTopKGrad>(env, exports);
+  define_op<ShardedGather>(env, exports);
+  define_op<ShardedScatter>(env, exports);
+  define_op<ShardedScores>(env, exports);
+  define_op<ShardedEmbeddingsGrad>(env, exports);
   define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
   define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
   define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);

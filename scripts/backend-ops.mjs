@@ -71,6 +71,112 @@ for (const op of ops) {
     if (devices.length === 1) rows.push({ label, device: 'cpu', ok: true, note: 'ran (no other backend to compare)' });
   });
 }
+// The label-sharded protocol on device blocks (lib/sharded.ts, cuda/sharded.cu): R simulated
+// ranks driven in lockstep through job.phases() (an in-process all-reduce), each rank's block
+// on the backend, against the same ranks on the CPU. Loss, row losses, dScale and the gradient
+// blocks side by side.
+function runSharded(name, S, B, N, targets, opts, R, device) {
+  const edges = Array.from({ length: R + 1 }, (_, k) => Math.floor((N * k) / R));
+  const blocks = edges.slice(1).map((e, k) => {
+    const w = e - edges[k];
+    const b = new Float32Array(B * w);
+    for (let i = 0; i < B; i++) b.set(S.subarray(i * N + edges[k], i * N + e), i * w);
+    return device === 'cpu' ? fl.tensor(b, [B, w]) : fl.toDevice(fl.tensor(b, [B, w]));
+  });
+  try {
+    const steps = blocks.map((b, k) => fl.shardedLoss(name, b, targets, { ...opts, gradScale: true, columnOffset: edges[k], totalColumns: N }).phases());
+    let st = steps.map((g) => g.next());
+    while (!st[0].done) {
+      const { op } = st[0].value;
+      const out = st[0].value.buffer.slice();
+      for (const s of st.slice(1)) for (let i = 0; i < out.length; i++) out[i] = op === 'sum' ? out[i] + s.value.buffer[i] : Math.max(out[i], s.value.buffer[i]);
+      st = steps.map((g) => g.next(out.slice()));
+    }
+    const res = st.map((s) => s.value);
+    const grad = new Float32Array(B * N);
+    res.forEach((r, k) => {
+      const w = edges[k + 1] - edges[k];
+      const g = fl.toFloat32(fl.toHost(r.grad).data, 'float32');
+      for (let i = 0; i < B; i++) grad.set(g.subarray(i * w, (i + 1) * w), i * N + edges[k]);
+      if (device !== 'cpu') r.grad.dispose();
+    });
+    return { loss: res[0].loss, rowLoss: res[0].rowLoss, dScale: res[0].dScale, grad };
+  } finally {
+    if (device !== 'cpu') for (const b of blocks) b.dispose();
+  }
+}
+
+const shardedCases = [
+  { name: 'softmaxCrossEntropy', targets: 'labels', opts: { labelSmoothing: 0.1, zLoss: 1e-4 } },
+  { name: 'softmaxCrossEntropy', targets: 'labels', opts: { softcap: 15, classWeights: true } },
+  { name: 'multiLabelSoftmax', targets: 'positives', opts: {} },
+  { name: 'decoupledSoftmax', targets: 'positives', opts: { exclude: true } },
+  { name: 'infoNCE', targets: 'positives', opts: { scale: 2 } },
+  { name: 'decoupledContrastive', targets: 'diagonal', opts: { reduction: 'sum' } },
+];
+if (!only || only === 'shardedLoss')
+  for (const [B, N] of [[37, 1013], [256, 50257]])
+    for (const c of shardedCases)
+      for (const R of [1, 3]) {
+        if (small && B * N > 1e6) continue;
+        const rng = makeRng(7 + B + R);
+        const S = Float32Array.from({ length: B * N }, () => (rng.u() * 2 - 1) * 6);
+        let targets;
+        if (c.targets === 'labels') targets = Int32Array.from({ length: B }, (_, i) => (i % 5 === 4 ? -100 : rng.int(0, N)));
+        else if (c.targets === 'positives') {
+          const rowPtr = new Int32Array(B + 1);
+          const cols = [];
+          for (let i = 0; i < B; i++) {
+            const set = new Set();
+            while (set.size < 1 + (i % 3)) set.add(rng.int(0, N));
+            cols.push(...[...set].sort((a, b) => a - b));
+            rowPtr[i + 1] = cols.length;
+          }
+          targets = { rowPtr, cols: Int32Array.from(cols) };
+        }
+        const opts = { ...c.opts };
+        // exclude: the next column after each row's first positive, when it is not a positive itself.
+        if (opts.exclude) {
+          const rowPtr = new Int32Array(B + 1);
+          const cols = [];
+          for (let i = 0; i < B; i++) {
+            const own = new Set(targets.cols.subarray(targets.rowPtr[i], targets.rowPtr[i + 1]));
+            const x = (targets.cols[targets.rowPtr[i]] + 1) % N;
+            if (!own.has(x)) cols.push(x);
+            rowPtr[i + 1] = cols.length;
+          }
+          opts.exclude = { rowPtr, cols: Int32Array.from(cols) };
+        }
+        const label = `shardedLoss ${c.name} R=${R} ${B}x${N} ${Object.keys(c.opts).join(',')}`.trim();
+        let cpu;
+        const weights = opts.classWeights ? Float32Array.from({ length: N }, (_, j) => 0.5 + (j % 4) / 4) : undefined;
+        if (weights && R > 1) continue; // class weights are each rank's slice: one rank only here
+        if (weights) opts.classWeights = weights;
+        try {
+          cpu = runSharded(c.name, S, B, N, targets, opts, R, 'cpu');
+        } catch (e) {
+          failed++;
+          rows.push({ label, device: 'cpu', ok: false, error: e.message });
+          continue;
+        }
+        for (const device of devices.slice(1)) {
+          try {
+            const t0 = performance.now();
+            const out = runSharded(c.name, S, B, N, targets, opts, R, device);
+            const ms = performance.now() - t0;
+            let worst = 0;
+            for (const key of Object.keys(cpu)) worst = Math.max(worst, relErr(out[key], cpu[key]));
+            const ok = worst <= 1e-5;
+            if (!ok) failed++;
+            rows.push({ label, device, ok, worst, tol: 1e-5, ms });
+          } catch (e) {
+            failed++;
+            rows.push({ label, device, ok: false, error: e.message });
+          }
+        }
+        if (devices.length === 1) rows.push({ label, device: 'cpu', ok: true, note: 'ran (no other backend to compare)' });
+      }
+
 for (const r of rows)
   console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.device.padEnd(4)} ${r.label.padEnd(44)} ` +
     (r.error ? r.error : r.note ?? `rel err ${r.worst.toExponential(2)} (tol ${r.tol}) ${r.ms.toFixed(1)} ms`));

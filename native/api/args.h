@@ -322,6 +322,64 @@ struct ShardedTopKGradArgs : ShardedTopKBlock {
 };
 LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
 
+// The key-embedding form of the sharded losses (shardedLoss on { queries, keys }, MATH §5): the
+// rank holds keys K_r (cols × dim) and the gathered queries; lib/sharded.ts takes S's rows in
+// chunks and runs the block reads above on each. These are the GEMM core's two passes per chunk.
+struct ShardedEmbeddingsChunk {
+  const float* queries;    // rows × dim float32: the chunk's queries (normalised by the caller with `normalize`)
+  const void* keys;        // cols × dim of keys_dtype: the rank's keys
+  DType keys_dtype;
+  int64_t rows, cols, dim;
+  const float* key_scale;  // cols, or null: 1/max(‖k_j‖, 1e-12) with `normalize` (k̂_j = k_j·key_scale_j)
+};
+// scores (rows × cols float32) = queries·k̂ᵀ + bias.
+struct ShardedScoresArgs : ShardedEmbeddingsChunk {
+  const float* bias;  // cols (the shard's slice), or null
+  float* scores;      // rows × cols
+};
+void sharded_scores(Context& ctx, const ShardedScoresArgs& a);
+
+// From the chunk's G = dL/dS: grad_keys += Gᵀ·queries (the gradient of k̂; the caller chains it
+// through the normalisation), grad_bias += Σ_i G_ij, then grad_queries = G·k̂ (overwritten). G is
+// scaled by key_scale in place (it is the caller's scratch).
+struct ShardedEmbeddingsGradArgs : ShardedEmbeddingsChunk {
+  float* grad;          // rows × cols
+  float* grad_queries;  // rows × dim
+  float* grad_keys;     // cols × dim, added into
+  float* grad_bias;     // cols, added into, or null
+};
+void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a);
+
+// CUDA: the block and grad on the device; skip, class weights and the per-row arrays on the
+// host (the launchers move them). The softmax-type losses only, for now.
+namespace cuda {
+void sharded_row_stats(const ShardedRowStatsArgs& a);
+void sharded_softmax_grad(const ShardedSoftmaxGradArgs& a);
+}
+
+// A device block's entries read or written by flat index (the labels' and positives' scores
+// phase 1 picks, the finish's own entries): lib/sharded.ts's element reads of a host block.
+struct ShardedGatherArgs {
+  const float* block;   // rows × cols float32
+  int64_t size;         // rows·cols
+  const double* index;  // count flat indices in [0, size)
+  int64_t count;
+  float* values;        // count, host
+};
+struct ShardedScatterArgs {
+  float* block;
+  int64_t size;
+  const double* index;
+  int64_t count;
+  const float* values;
+};
+void sharded_gather(Context& ctx, const ShardedGatherArgs& a);
+void sharded_scatter(Context& ctx, const ShardedScatterArgs& a);
+namespace cuda {
+void sharded_gather(const ShardedGatherArgs& a);
+void sharded_scatter(const ShardedScatterArgs& a);
+}
+
 // softTopKLossFromEmbeddings: softTopKLoss's options on S = Q·Kᵀ.
 struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
   Csr positives;

@@ -1,8 +1,11 @@
 #include "../api/args.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "../core/context.h"
+#include "../gemm/gemm.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -90,6 +93,55 @@ void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a) {
   auto loss = given_terms(a.skip, on, term);
   std::vector<double> unused(size_t(a.rows));
   SoftmaxRows(ctx, block_problem(a, false, a.grad, false)).run_given(loss, st.data(), unused.data());
+}
+
+// The key-embedding form's chunk passes (args.h ShardedEmbeddingsChunk): S = Q̂·k̂ᵀ + b with
+// k̂ = diag(key_scale)·K, as <loss>FromEmbeddings forms it (GEMM on the raw keys, then the
+// columns scaled), so the sharded and unsharded scores agree bit for bit on one thread count.
+namespace {
+void scale_columns(Context& ctx, float* m, int64_t rows, int64_t cols, const float* by) {
+  ctx.pool.parallel_for(rows, [&](int64_t r) {
+    float* row = m + r * cols;
+    for (int64_t j = 0; j < cols; ++j) row[j] *= by[j];
+  });
+}
+}  // namespace
+
+void sharded_scores(Context& ctx, const ShardedScoresArgs& a) {
+  if (a.rows * a.cols == 0) return;
+  gemm(ctx, a.rows, a.cols, a.dim, GemmOperand{a.queries, DType::Float32, a.dim, false}, GemmOperand{a.keys, a.keys_dtype, a.dim, true}, a.scores, a.cols, false);
+  if (a.key_scale) scale_columns(ctx, a.scores, a.rows, a.cols, a.key_scale);
+  if (a.bias)
+    ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+      float* row = a.scores + r * a.cols;
+      for (int64_t j = 0; j < a.cols; ++j) row[j] += a.bias[j];
+    });
+}
+
+void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a) {
+  const int64_t R = a.rows, N = a.cols, D = a.dim;
+  if (R == 0) return;
+  if (N == 0) {  // an empty shard contributes nothing to dQ
+    std::fill(a.grad_queries, a.grad_queries + R * D, 0.f);
+    return;
+  }
+  if (a.grad_bias) {
+    // Σ_i G_ij as Gᵀ·1: the GEMM core's fixed summation order, no atomics.
+    const std::vector<float> ones(size_t(R), 1.f);
+    gemm(ctx, N, 1, R, GemmOperand{a.grad, DType::Float32, N, true}, GemmOperand{ones.data(), DType::Float32, 1, false}, a.grad_bias, 1, true);
+  }
+  // G' = G·diag(key_scale): dQ̂ = G'·K, and G'ᵀ·Q̂ = diag(key_scale)·dK̂, which the caller's
+  // projection (dk = A − k̂(k̂·A)) takes as it is (MATH §3.9).
+  if (a.key_scale) scale_columns(ctx, a.grad, R, N, a.key_scale);
+  gemm(ctx, N, D, R, GemmOperand{a.grad, DType::Float32, N, true}, GemmOperand{a.queries, DType::Float32, D, false}, a.grad_keys, D, true);
+  gemm(ctx, R, D, N, GemmOperand{a.grad, DType::Float32, N, false}, GemmOperand{a.keys, a.keys_dtype, D, false}, a.grad_queries, D, false);
+}
+
+void sharded_gather(Context&, const ShardedGatherArgs& a) {
+  for (int64_t k = 0; k < a.count; ++k) a.values[k] = a.block[int64_t(a.index[k])];
+}
+void sharded_scatter(Context&, const ShardedScatterArgs& a) {
+  for (int64_t k = 0; k < a.count; ++k) a.block[int64_t(a.index[k])] = a.values[k];
 }
 
 }  // namespace fl
