@@ -134,6 +134,8 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     gradOutput = float32Array('opts.gradOutput', o.gradOutput, rows);
   }
   const input = t.nativeInput(scoresName);
+  // Before the gradient: a call's large output is its last new array (lib/outputs.ts, LAST_OUTPUT).
+  const rowLoss = outputF32(rows);
   let grad: Tensor | undefined;
   let gradTarget: NativeInput | undefined;
   if (inplace) {
@@ -156,7 +158,6 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     else grad = new Tensor(gradDtype, [rows, cols], outputHost(gradDtype, rows * cols), undefined);
     gradTarget = grad.nativeInput('grad');
   }
-  const rowLoss = outputF32(rows);
   return {
     o,
     p: {
