@@ -84,7 +84,7 @@ describe('default call in a long synchronous loop', () => {
     const n = 60;
     const majors = await majorGcs(n, () => fl.multiLabelSoftmax(t, positives));
     console.log(`multiLabelSoftmax ${rows}×${cols}: ${majors} full GCs in ${n} default calls`);
-    expect(majors).toBeLessThanOrEqual(n / 4);
+    expect(majors).toBeLessThanOrEqual(n / 3); // 30 before; up to 13 seen on a machine loaded 8× its cores
   });
 
   it('softmaxCrossEntropy 256×32768: the default call is not far off the reuse call (interleaved medians)', () => {
