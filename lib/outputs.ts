@@ -61,6 +61,12 @@ const ADDON_MIN_BYTES = 16384;
  * taking CPU from the op (measured: 60 mark-compacts in 200 softmaxCrossEntropy 256×32768
  * calls; 19 once the row losses came first). Allocated last, the gradient is young and dead
  * at the next call's scavenge, which frees it, and malloc hands its pages to the new one.
+ * Left (V8's, not ours; measured with --trace-gc --trace-incremental-marking): once one
+ * gradient has been kept past a scavenge, the 32 MiB it holds until a full GC pushes V8's
+ * external-memory figure over its limit at a later gradient's allocation; V8 starts marking
+ * then, and a buffer allocated while V8 marks survives that GC too (its memory comes back only
+ * at the next full GC). So the loop can fall into one full GC every 2–3 calls, more often on a
+ * loaded machine; test/default-call.test.ts bounds it.
  */
 
 /** True while an async call's arguments are prepared (see preparingAsync). */
