@@ -61,12 +61,12 @@ const ADDON_MIN_BYTES = 16384;
  * taking CPU from the op (measured: 60 mark-compacts in 200 softmaxCrossEntropy 256×32768
  * calls; 19 once the row losses came first). Allocated last, the gradient is young and dead
  * at the next call's scavenge, which frees it, and malloc hands its pages to the new one.
- * Left (V8's, not ours; measured with --trace-gc --trace-incremental-marking): once one
- * gradient has been kept past a scavenge, the 32 MiB it holds until a full GC pushes V8's
- * external-memory figure over its limit at a later gradient's allocation; V8 starts marking
- * then, and a buffer allocated while V8 marks survives that GC too (its memory comes back only
- * at the next full GC). So the loop can fall into one full GC every 2–3 calls, more often on a
- * loaded machine; test/default-call.test.ts bounds it.
+ * Left (V8's, not ours; seen with --trace-gc --trace-incremental-marking): V8 takes a swept
+ * buffer's bytes off its external-memory figure only when its background sweeper's job is
+ * merged, at a later allocation or GC. When the sweeper lags (a loaded machine), the dropped
+ * gradient is still counted as the next one is allocated, two 32 MiB gradients reach V8's
+ * 64 MiB limit over its last low, and it marks and runs a full GC: up to one every 2–3 calls
+ * on this 2-core machine at 8× load. test/default-call.test.ts bounds it.
  */
 
 /** True while an async call's arguments are prepared (see preparingAsync). */
