@@ -112,12 +112,20 @@ describe('default call in a long synchronous loop', () => {
 describe('async outputs and GC accounting', () => {
   it("V8 counts a buffer the addon lends once (its own ArrayBuffer accounting), not twice", () => {
     const addon = native().addon;
-    const before = addon.externalMemory();
-    const lent = addon.hostAlloc(32 * MiB);
-    const grew = (addon.externalMemory() - before) / MiB;
-    expect(lent.byteLength).toBe(32 * MiB);
-    // 64 when napi_adjust_external_memory reported the lent bytes on top of V8's count.
-    expect(grew).toBeGreaterThanOrEqual(32);
-    expect(grew).toBeLessThan(33);
+    // A lending can also merge V8's sweep of buffers that earlier tests dropped (their bytes
+    // leave the figure then), so look at a few in a row: none may add more than its size, and
+    // V8 must count one at least at its size.
+    const grew: number[] = [];
+    const lent: ArrayBuffer[] = [];
+    for (let i = 0; i < 4; i++) {
+      const before = addon.externalMemory();
+      lent.push(addon.hostAlloc(32 * MiB));
+      grew.push((addon.externalMemory() - before) / MiB);
+    }
+    console.log(`V8's external memory per 32 MiB lending: ${grew.map((g) => g.toFixed(2)).join(', ')} MiB`);
+    expect(lent.every((b) => b.byteLength === 32 * MiB)).toBe(true);
+    // 64 each when napi_adjust_external_memory reported the lent bytes on top of V8's count.
+    expect(Math.max(...grew)).toBeLessThan(33);
+    expect(Math.max(...grew)).toBeGreaterThanOrEqual(32);
   });
 });
