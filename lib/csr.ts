@@ -39,11 +39,34 @@ function strictlyIncreasing(a: Int32Array, i0: number, i1: number): boolean {
 }
 
 /**
- * Per-column tags for O(1) membership tests, reused row after row (tag = row + 1): O(nnz) in
- * all instead of a sort per row. Up to 2^22 columns (16 MiB); wider matrices fall back to sorting.
+ * Per-column tags for O(1) membership tests, reused row after row (each row takes a new tag):
+ * O(nnz) in all instead of a sort per row. Up to 2^22 columns (16 MiB); wider matrices fall back
+ * to sorting. Up to KEPT_TAG_COLS columns one array serves every call (tags from a running
+ * counter), so validating a call's CSR allocates nothing: a new array there, after the call's
+ * gradient, made V8 promote the gradient and run a full GC every few calls (lib/outputs.ts,
+ * LAST_OUTPUT).
  */
 const MAX_TAGGED_COLS = 1 << 22;
-const columnTags = (cols: number): Int32Array | undefined => (cols <= MAX_TAGGED_COLS ? new Int32Array(cols) : undefined);
+const KEPT_TAG_COLS = 1 << 18; // 1 MiB kept for the process
+let keptTags = new Int32Array(0);
+let lastTag = 0;
+function columnTags(cols: number): Int32Array | undefined {
+  if (cols > MAX_TAGGED_COLS) return undefined;
+  if (cols > KEPT_TAG_COLS) return new Int32Array(cols);
+  if (keptTags.length < cols) {
+    keptTags = new Int32Array(Math.max(cols, Math.min(2 * keptTags.length, KEPT_TAG_COLS)));
+    lastTag = 0;
+  }
+  return keptTags;
+}
+/** A tag no entry of the kept tags holds yet. */
+function newTag(): number {
+  if (lastTag === 0x7fffffff) {
+    keptTags.fill(0);
+    lastTag = 0;
+  }
+  return ++lastTag;
+}
 
 /** The first column of a[i0..i1) that repeats an earlier one, as [first position, repeat position], or undefined. */
 function findDuplicate(a: Int32Array, i0: number, i1: number, tags: Int32Array | undefined, tag: number): [number, number] | undefined {
@@ -89,7 +112,7 @@ export function csr(name: string, v: unknown, rows: number, cols: number, { weig
     const e0 = rowPtr[i], e1 = rowPtr[i + 1];
     if (strictlyIncreasing(c, e0, e1)) continue;
     tags ??= columnTags(cols);
-    const dup = findDuplicate(c, e0, e1, tags, i + 1);
+    const dup = findDuplicate(c, e0, e1, tags, newTag());
     if (dup) fail('ERR_CSR', `${name}.cols[${dup[1]}]`, `a column not already in row ${i} (cols[${dup[0]}] = ${c[dup[1]]})`, c[dup[1]]);
   }
   const out: NativeCsr = { rowPtr, cols: c };
@@ -124,8 +147,9 @@ export function checkDisjoint(positives: NativeCsr, positivesName: string, exclu
     if (p0 === p1 || x0 === x1) continue;
     const clash = (e: number) => fail('ERR_CSR', `${excludeName}.cols[${e}]`, `a column that is not a positive of row ${i} (${positivesName})`, exclude.cols[e]);
     if (tags) {
-      for (let e = p0; e < p1; e++) tags[positives.cols[e]] = i + 1;
-      for (let e = x0; e < x1; e++) if (tags[exclude.cols[e]] === i + 1) clash(e);
+      const tag = newTag();
+      for (let e = p0; e < p1; e++) tags[positives.cols[e]] = tag;
+      for (let e = x0; e < x1; e++) if (tags[exclude.cols[e]] === tag) clash(e);
       continue;
     }
     const pos = sortedRow(positives, i);

@@ -189,6 +189,8 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   const { scale, reduction, wantGrad, gradScale, gradDtype, gradOutput } = commonOptions(o, rows, t, "the scores'");
   const inplace = bool('opts.inplace', o.inplace, false);
   const input = t.nativeInput(scoresName);
+  // Before the gradient: a call's large output is its last new array (lib/outputs.ts, LAST_OUTPUT).
+  const rowLoss = outputF32(rows);
   let grad: Tensor | undefined;
   let gradTarget: NativeInput | undefined;
   if (inplace) {
@@ -211,7 +213,6 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
     else grad = new Tensor(gradDtype, [rows, cols], outputHost(gradDtype, rows * cols), undefined);
     gradTarget = grad.nativeInput('grad');
   }
-  const rowLoss = outputF32(rows);
   return {
     o,
     p: {

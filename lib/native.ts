@@ -120,6 +120,8 @@ export interface NativeAddon {
   memcpy(dst: NativeInput, src: NativeInput): void;
   /** An ArrayBuffer of `bytes` (uninitialised) over memory the addon owns (napi/host_memory.h): async outputs. */
   hostAlloc(bytes: number): ArrayBuffer;
+  /** V8's external-memory figure in bytes (what paces its GCs), for the tests. */
+  externalMemory(): number;
 }
 
 export type DeviceMode = 'auto' | 'cpu' | 'cuda';

@@ -50,6 +50,23 @@ const ADDON_MIN_BYTES = 16384;
  * - a V8 ArrayBuffer dies in the next scavenge (about 0.1 ms, about one a call) and its memory
  *   goes back to malloc, which hands the same warm pages to the next allocation of that size
  *   (napi/host_memory.h keeps glibc from unmapping large freed blocks).
+ *
+ * LAST_OUTPUT: a call allocates its large output (the gradient) after every other new array.
+ * V8 runs a scavenge before allocating any ArrayBuffer memory once the young generation's
+ * buffers hold 32 MiB or more (2 semi-spaces), so a gradient of that size makes the next
+ * allocation of any array (a 1 KiB row-loss array) scavenge while the call still holds the
+ * gradient. It survives, the next call's scavenge promotes it to the old generation, and there
+ * only a full mark-compact frees it: V8 then ran one every 3-4 calls for each 32 MiB
+ * gradient (its external-memory limit is 64 MiB over the last low), with concurrent marking
+ * taking CPU from the op (measured: 60 mark-compacts in 200 softmaxCrossEntropy 256×32768
+ * calls; 19 once the row losses came first). Allocated last, the gradient is young and dead
+ * at the next call's scavenge, which frees it, and malloc hands its pages to the new one.
+ * Left (V8's, not ours; seen with --trace-gc --trace-incremental-marking): V8 takes a swept
+ * buffer's bytes off its external-memory figure only when its background sweeper's job is
+ * merged, at a later allocation or GC. When the sweeper lags (a loaded machine), the dropped
+ * gradient is still counted as the next one is allocated, two 32 MiB gradients reach V8's
+ * 64 MiB limit over its last low, and it marks and runs a full GC: up to one every 2–3 calls
+ * on this 2-core machine at 8× load. test/default-call.test.ts bounds it.
  */
 
 /** True while an async call's arguments are prepared (see preparingAsync). */

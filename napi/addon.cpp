@@ -99,6 +99,13 @@ Napi::Value Addon::host_alloc(const Napi::CallbackInfo& info) {
   return host_memory->lend(info.Env(), host_memory->acquire(size_t(v)), size_t(v));
 }
 
+// externalMemory(): V8's external-memory figure, in bytes (what paces its GCs; the figure
+// napi_adjust_external_memory moves). test/default-call.test.ts checks that a lent output is
+// counted once.
+Napi::Value Addon::external_memory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 Napi::Value Addon::device_alloc(const Napi::CallbackInfo& info) {
   return device_buffer_ctor.New({info[0], info[1]});
 }

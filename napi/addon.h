@@ -74,6 +74,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("deviceAlloc", &Addon::device_alloc),
                              InstanceMethod("memcpy", &Addon::memcpy_),
                              InstanceMethod("hostAlloc", &Addon::host_alloc),
+                             InstanceMethod("externalMemory", &Addon::external_memory),
                          });
     define_ops(env, exports);
   }
@@ -106,6 +107,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value device_alloc(const Napi::CallbackInfo& info);
   Napi::Value memcpy_(const Napi::CallbackInfo& info);
   Napi::Value host_alloc(const Napi::CallbackInfo& info);
+  Napi::Value external_memory(const Napi::CallbackInfo& info);
 };
 
 // The memory an op uses for host array `v` (viewed as `h`), recorded in the call's Keep. A sync

@@ -11,9 +11,12 @@
 // It is also the allocator of async ops' outputs: a block is handed out without a zero fill
 // (every output element is written by the op; the poison tests prove it), and freed blocks are
 // kept in a small pool keyed by size, so a training loop that drops each step's gradient gets the
-// same pages back next step instead of fresh zeroed pages from the kernel. Lent bytes are
-// reported to V8 (napi_adjust_external_memory) until taken back, so that GC runs, and finds
-// dropped outputs, at the rate the loop allocates them.
+// same pages back next step instead of fresh zeroed pages from the kernel. Lent bytes are not
+// reported to V8 by the addon: V8 already counts an external ArrayBuffer's bytes in its
+// external-memory figure (which paces its GCs) while the buffer lives, as it does a plain
+// ArrayBuffer's. Reporting them again (napi_adjust_external_memory) counted every async output
+// twice, so GC ran twice as often as the memory called for (measured: lending 32 MiB raised
+// V8's figure by 64 MiB; test/default-call.test.ts checks it).
 //
 // Sync ops' outputs are V8 memory instead (lib/outputs.ts says why); keep_large_frees_warm()
 // makes malloc recycle it.
@@ -87,16 +90,15 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   Napi::ArrayBuffer lend(Napi::Env env, Block block, size_t bytes) {
     reclaim();
     void* data = block.get();
-    auto* lent = new Lent{std::move(block), shared_from_this(), bytes, Napi::Reference<Napi::ArrayBuffer>()};
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env e, void* d, Lent* l) {
-      l->memory->finalized(e, d, l);
+    auto* lent = new Lent{std::move(block), shared_from_this(), Napi::Reference<Napi::ArrayBuffer>()};
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, bytes, [](Napi::Env, void* d, Lent* l) {
+      l->memory->finalized(d, l);
     }, lent);
     lent->weak = Napi::Weak(ab);
     {
       std::lock_guard<std::mutex> lock(mu_);
       lent_[data] = lent;
     }
-    Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
     return ab;
   }
 
@@ -114,41 +116,30 @@ class HostMemory : public std::enable_shared_from_this<HostMemory> {
   // Main thread only.
   void reclaim() {
     std::vector<Block> dropped;  // released outside the lock (their deleter takes it)
-    std::vector<Lent*> done;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto it = lent_.begin(); it != lent_.end();) {
-        if (it->second->weak.Value().IsEmpty()) {
-          done.push_back(it->second);
-          dropped.push_back(std::move(it->second->block));
-          it = lent_.erase(it);
-        } else {
-          ++it;
-        }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = lent_.begin(); it != lent_.end();) {
+      if (it->second->weak.Value().IsEmpty()) {
+        dropped.push_back(std::move(it->second->block));
+        it = lent_.erase(it);
+      } else {
+        ++it;
       }
     }
-    for (Lent* l : done) Napi::MemoryManagement::AdjustExternalMemory(l->weak.Env(), -int64_t(l->bytes));
   }
 
  private:
   struct Lent {
     Block block;  // the buffer's reference; reset once JS can no longer reach the buffer
     std::shared_ptr<HostMemory> memory;
-    size_t bytes;
     Napi::Reference<Napi::ArrayBuffer> weak;  // empty once V8 collected the buffer
   };
 
-  void finalized(Napi::Env env, const void* data, Lent* l) {
-    bool counted = false;
+  void finalized(const void* data, Lent* l) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = lent_.find(data);
-      if (it != lent_.end() && it->second == l) {  // not reclaimed yet
-        lent_.erase(it);
-        counted = true;
-      }
+      if (it != lent_.end() && it->second == l) lent_.erase(it);  // not reclaimed yet
     }
-    if (counted) Napi::MemoryManagement::AdjustExternalMemory(env, -int64_t(l->bytes));
     delete l;  // drops the buffer's reference, if reclaim() did not; a job in flight may hold another
   }
 
