@@ -183,7 +183,14 @@ export interface PreparedLoss {
  * @internal Validates the common options once and allocates the outputs. `keys`: every option
  * name the loss takes (LOSS_OPTION_KEYS and its own).
  */
-export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown, keys: readonly string[], scoresName = 'scores'): { p: PreparedLoss; o: Record<string, unknown> } {
+export function prepareLoss<X = undefined>(
+  fn: string,
+  scoresArg: ScoresInput,
+  optsArg: unknown,
+  keys: readonly string[],
+  scoresName = 'scores',
+  rowArrays?: (o: Record<string, unknown>, rows: number, cols: number) => X,
+): { p: PreparedLoss; o: Record<string, unknown>; own: X } {
   const o = options<LossOptions & Record<string, unknown>>(`${fn}(): opts`, optsArg, keys) as Record<string, unknown>;
   const { t, rows, cols } = asMatrix(scoresArg, scoresName, o.shape as number[] | undefined, o.dtype as DType | undefined);
   const { scale, reduction, wantGrad, gradScale, gradDtype, gradOutput } = commonOptions(o, rows, t, "the scores'");
@@ -191,6 +198,8 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   const input = t.nativeInput(scoresName);
   // Before the gradient: a call's large output is its last new array (lib/outputs.ts, LAST_OUTPUT).
   const rowLoss = outputF32(rows);
+  // The loss's own small arrays (and whatever validation allocates) come before the gradient too.
+  const own = rowArrays?.(o, rows, cols) as X;
   let grad: Tensor | undefined;
   let gradTarget: NativeInput | undefined;
   if (inplace) {
@@ -215,6 +224,7 @@ export function prepareLoss(fn: string, scoresArg: ScoresInput, optsArg: unknown
   }
   return {
     o,
+    own,
     p: {
       scores: t,
       scoresName,

@@ -125,14 +125,16 @@ function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions |
   const { k, kRows } = kArg('k', kArg_, rows, cols, exclude);
   const input = t.nativeInput('scores');
   const onDevice = t.device === 'cuda';
-  const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputF32(rows * cols), undefined);
+  // The small outputs first: the large one is the call's last new array (lib/outputs.ts, LAST_OUTPUT).
   const threshold = outputF32(rows);
   const iterations = new Int32Array(rows);
+  const vjpThreshold = new Float32Array(rows); // the vjp's own copy, filled after the call
+  const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputF32(rows * cols), undefined);
   // softTopK has no scale: z = S.
   const shape = { dtype: dtypeCode(t.dtype), rows, cols, scale: 1, output: output === 'log' ? 1 : 0 };
   const args: NativeSoftTopK = { ...shape, scores: input, alpha, k: kRows ?? k, tol, maxIter, exclude, values: values.nativeInput('values'), threshold, iterations };
   const result = (): SoftTopKResult => {
-    let live: { t: Tensor; threshold: Float32Array; exclude: NativeCsr | undefined } | undefined = { t, threshold: threshold.slice(), exclude };
+    let live: { t: Tensor; threshold: Float32Array; exclude: NativeCsr | undefined } | undefined = { t, threshold: (vjpThreshold.set(threshold), vjpThreshold), exclude };
     return {
       values,
       threshold,

@@ -42,20 +42,24 @@ export interface SoftTopKLossOptions extends LossOptions {
 const KEYS = [...LOSS_OPTION_KEYS, ...optionKeys<Omit<SoftTopKLossOptions, keyof LossOptions>>({ k: true, alpha: true, tol: true, maxIter: true, exclude: true })];
 
 function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOptions | undefined) {
-  const { p, o } = prepareLoss('softTopKLoss', scores, opts, KEYS);
-  const pos = csr('positives', positives, p.rows, p.cols);
-  const { alpha, tol, maxIter, exclude } = solveOptions(o, p.rows, p.cols, 2, pos);
-  const noPositives = (i: number) => pos.rowPtr[i] === pos.rowPtr[i + 1];
-  let kValue = o.k === undefined ? 5 : o.k;
-  if (kValue === 'numPositives') {
-    const kr = new Int32Array(p.rows);
-    for (let i = 0; i < p.rows; i++) {
-      let w = 0;
-      for (let e = pos.rowPtr[i]; e < pos.rowPtr[i + 1]; e++) w += pos.weights ? pos.weights[e] : 1;
-      kr[i] = Math.ceil(w);
+  // The CSRs and a numPositives k are read before the gradient is allocated (lib/outputs.ts, LAST_OUTPUT).
+  const { p, own } = prepareLoss('softTopKLoss', scores, opts, KEYS, 'scores', (o, rows, cols) => {
+    const pos = csr('positives', positives, rows, cols);
+    const solve = solveOptions(o, rows, cols, 2, pos);
+    let kValue = o.k === undefined ? 5 : o.k;
+    if (kValue === 'numPositives') {
+      const kr = new Int32Array(rows);
+      for (let i = 0; i < rows; i++) {
+        let w = 0;
+        for (let e = pos.rowPtr[i]; e < pos.rowPtr[i + 1]; e++) w += pos.weights ? pos.weights[e] : 1;
+        kr[i] = Math.ceil(w);
+      }
+      kValue = kr;
     }
-    kValue = kr;
-  }
+    return { pos, kValue, ...solve };
+  });
+  const { pos, kValue, alpha, tol, maxIter, exclude } = own;
+  const noPositives = (i: number) => pos.rowPtr[i] === pos.rowPtr[i + 1];
   const { k, kRows } = kArg('opts.k', kValue, p.rows, p.cols, exclude, noPositives);
   const args: NativeSoftTopKLoss = { ...p.common, scores: p.input, positives: pos, alpha, k: kRows ?? k, tol, maxIter, exclude };
   return { p, args };

@@ -55,7 +55,7 @@ const KEYS = [
 ];
 
 function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntropyOptions | undefined) {
-  const { p, o } = prepareLoss('softmaxCrossEntropy', logits, opts, KEYS, 'logits');
+  const { p, o, own: lse } = prepareLoss('softmaxCrossEntropy', logits, opts, KEYS, 'logits', (o, rows) => (o.returnLse === true ? outputF32(rows) : undefined));
   const lbl = int32Array('labels', labels, p.rows);
   const ignoreIndex = o.ignoreIndex === undefined ? -100 : o.ignoreIndex;
   if (typeof ignoreIndex !== 'number' || !Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31)
@@ -72,7 +72,6 @@ function prepare(logits: ScoresInput, labels: Int32Array, opts: SoftmaxCrossEntr
   if (classWeights)
     for (let j = 0; j < classWeights.length; j++)
       if (!(classWeights[j] >= 0 && Number.isFinite(classWeights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', classWeights[j]);
-  const lse = o.returnLse === true ? outputF32(p.rows) : undefined;
   const args: NativeCrossEntropy = { ...p.common, logits: p.input, labels: lbl, ignoreIndex, softcap, labelSmoothing, classWeights, zLoss, lse };
   return { p, args, extra: () => (lse ? { lse } : {}) };
 }
