@@ -174,9 +174,8 @@ struct LinearCrossEntropy {
     a.rows = r.integer("rows");
     a.dim = r.integer("dim");
     a.classes = r.integer("classes");
-    a.hidden = r.matrix("hidden", a.dtype, a.rows * a.dim, Access::Read, true);
+    a.hidden = r.input("hidden", a.dtype, a.rows * a.dim);
     a.weight = r.matrix("weight", a.dtype, a.classes * a.dim, Access::Read, true);
-    if (r.on_device()) fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now");
     a.bias = r.host<const float>("bias", a.classes);
     a.labels = r.host<const int32_t>("labels", a.rows);
     if (!a.labels && a.rows > 0) fail(err::kType, "labels: expected an Int32Array");
@@ -195,7 +194,7 @@ struct LinearCrossEntropy {
       fail(err::kDType, std::string("gradDtype: expected float32 or hidden's dtype ") + dtype_name(a.dtype));
     a.grad_hidden = r.accumulated("gradHidden", a.grad_dtype, a.rows * a.dim);
     a.grad_weight = static_cast<float*>(r.accumulated("gradWeight", DType::Float32, a.classes * a.dim));
-    a.grad_bias = static_cast<float*>(r.accumulated("gradBias", DType::Float32, a.classes));
+    a.grad_bias = r.host_accumulated("gradBias", a.classes);  // a Float32Array on every device
     a.grad_scale = r.flag("gradScale");
     a.row_loss = r.host<float>("rowLoss", a.rows);
     if (!a.row_loss && a.rows > 0) fail(err::kType, "rowLoss: expected a Float32Array");
@@ -203,7 +202,7 @@ struct LinearCrossEntropy {
     a.memory_budget = r.integer("memoryBudget");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now"); }
+  static LossResult cuda(const Args& a) { return cuda::linear_cross_entropy(a); }
 };
 
 // The label-sharded losses' block reads (lib/shardedMath.ts): the block, softcap, skip? (sorted
@@ -354,15 +353,14 @@ struct ShardedTopKGrad {
 
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
 // scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
-// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors).
-void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
+// rowLoss, memoryBudget }, on the host or the queries' device.
+void read_embeddings(Reader& r, EmbeddingsArgs& a) {
   a.dtype = r.dtype("dtype");
   a.rows = r.integer("rows");
   a.dim = r.integer("dim");
   a.cols = r.integer("cols");
-  a.queries = r.matrix("queries", a.dtype, a.rows * a.dim, Access::Read, true);
+  a.queries = r.input("queries", a.dtype, a.rows * a.dim);
   a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
-  if (r.on_device()) fail(err::kDevice, std::string(name) + ": runs on the CPU only for now");
   a.normalize = r.flag("normalize");
   a.scale = float(r.number("scale"));
   if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
@@ -385,30 +383,29 @@ void read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
 // options, positives, exclude? }).
 struct PositivesFromEmbeddings {
   using Args = PositivesEmbeddingsArgs;
-  static void read(Reader& r, Args& a, const char* name) {
-    read_embeddings(r, a, name);
+  static void read(Reader& r, Args& a) {
+    read_embeddings(r, a);
     ScoresArgs shape{};
     shape.rows = a.rows;
     shape.cols = a.cols;
     a.positives = r.csr("positives", shape, false);
     a.exclude = r.exclude(shape);
   }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "the losses from embeddings run on the CPU only for now"); }
 };
 struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "decoupledSoftmaxFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_softmax_from_embeddings(a); }
 };
 struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "multiLabelSoftmaxFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::multi_label_softmax_from_embeddings(a); }
 };
 struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "binaryCrossEntropyFromEmbeddings";
-  static void read(Reader& r, Args& a) { PositivesFromEmbeddings::read(r, a, name); }
   static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::binary_cross_entropy_from_embeddings(a); }
 };
 
 // infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude?, symmetric }).
@@ -416,7 +413,7 @@ struct InfoNCEFromEmbeddings {
   using Args = InfoNCEEmbeddingsArgs;
   static constexpr const char* name = "infoNCEFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
+    read_embeddings(r, a);
     ScoresArgs shape{};
     shape.rows = a.rows;
     shape.cols = a.cols;
@@ -425,7 +422,7 @@ struct InfoNCEFromEmbeddings {
     a.symmetric = r.flag("symmetric");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "infoNCEFromEmbeddings: runs on the CPU only for now"); }
+  static LossResult cuda(const Args& a) { return cuda::info_nce_from_embeddings(a); }
 };
 
 // decoupledContrastiveFromEmbeddings({ ...the embeddings options, positives?, exclude?, sigma })
@@ -433,7 +430,7 @@ struct DecoupledContrastiveFromEmbeddings {
   using Args = DecoupledContrastiveEmbeddingsArgs;
   static constexpr const char* name = "decoupledContrastiveFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
+    read_embeddings(r, a);
     ScoresArgs shape{};
     shape.rows = a.rows;
     shape.cols = a.cols;
@@ -443,7 +440,7 @@ struct DecoupledContrastiveFromEmbeddings {
     if (!(a.sigma >= 0)) fail(err::kArg, "sigma: expected a number >= 0");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "decoupledContrastiveFromEmbeddings: runs on the CPU only for now"); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_contrastive_from_embeddings(a); }
 };
 
 // softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
@@ -451,7 +448,7 @@ struct SoftTopKLossFromEmbeddings {
   using Args = SoftTopKLossEmbeddingsArgs;
   static constexpr const char* name = "softTopKLossFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    read_embeddings(r, a, name);
+    read_embeddings(r, a);
     ScoresArgs shape{};
     shape.rows = a.rows;
     shape.cols = a.cols;
@@ -459,7 +456,7 @@ struct SoftTopKLossFromEmbeddings {
     a.positives = r.csr("positives", shape, false);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss_from_embeddings(ctx, a); }
-  static LossResult cuda(const Args&) { fail(err::kDevice, "softTopKLossFromEmbeddings: runs on the CPU only for now"); }
+  static LossResult cuda(const Args& a) { return cuda::soft_topk_loss_from_embeddings(a); }
 };
 
 }  // namespace

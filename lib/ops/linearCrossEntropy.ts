@@ -4,15 +4,14 @@
  * (docs/MATH.md §3.9–3.10; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
  * @module
  */
-import { makeError } from '../errors';
 import { toFloat32 } from '../half';
 import type { LossResult, Reduction } from '../loss';
 import { call, callAsync, type NativeInput, type Op, type NativeLoss } from '../native';
 import { outputF32, outputHost, preparingAsync } from '../outputs';
-import { asMatrix, asTensor, dtypeCode, Tensor, type DType, type TensorLike } from '../tensor';
+import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, type Device, type DType, type TensorLike } from '../tensor';
 import { bool, fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, oneOf, optionKeys, options, positiveFinite } from '../validate';
 
-/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
+/** linearCrossEntropy (napi/ops.cpp): hidden, weight, gradHidden and gradWeight on one device, the rest host arrays; gradDtype is gradHidden's dtype code. */
 interface NativeLinearCrossEntropy {
   hidden: NativeInput;
   weight: NativeInput;
@@ -82,9 +81,9 @@ export interface LinearCrossEntropyOptions {
   memoryBudget?: number;
   /** Add the gradients into the buffers given as `gradHidden`, `gradWeight` and `gradBias` (gradient accumulation across micro-batches). Default false. */
   accumulate?: boolean;
-  /** Where dL/dhidden goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dhidden goes (B×D, of gradDtype, on hidden's device); with `accumulate`, added into. Default: a new tensor. */
   gradHidden?: Tensor;
-  /** Where dL/dweight goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dweight goes (N×D, float32, on hidden's device); with `accumulate`, added into. Default: a new tensor. */
   gradWeight?: Tensor;
   /** Where dL/dbias goes (length N); with `accumulate`, added into. Default: a new array (with `bias` only). */
   gradBias?: Float32Array;
@@ -134,10 +133,10 @@ const KEYS = optionKeys<LinearCrossEntropyOptions>({
 
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
-/** A caller's gradient buffer: a host tensor of the expected shape and dtype. */
-function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+/** @internal A caller's gradient buffer: a tensor of the expected shape and dtype on the inputs' device. */
+export function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType, device: Device): Tensor {
   if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
-  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
+  if (v.device !== device) fail('ERR_DEVICE', name, `a tensor on ${device} (the inputs' device)`, `#a tensor on ${v.device}`);
   if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
   if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
   return v;
@@ -152,8 +151,8 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   if (DW !== D) fail('ERR_SHAPE', 'weight.shape', `[N, ${D}] (hidden's D)`, `#[${weight.shape.join(', ')}]`);
   if (N < 1) fail('ERR_SHAPE', 'weight.shape', 'at least one class', `#[${weight.shape.join(', ')}]`);
   if (weight.dtype !== hidden.dtype) fail('ERR_DTYPE', 'weight.dtype', `hidden's dtype '${hidden.dtype}'`, weight.dtype);
-  if (hidden.device !== 'cpu' || weight.device !== 'cpu')
-    throw makeError('ERR_DEVICE', 'linearCrossEntropy: runs on the CPU only for now; expected host tensors, received a cuda tensor');
+  if (weight.device !== hidden.device) fail('ERR_DEVICE', 'weight', `a tensor on ${hidden.device} (hidden's device)`, `#a tensor on ${weight.device}`);
+  const device = hidden.device;
   const lbl = int32Array('labels', labels, B);
   const ignoreIndex = o.ignoreIndex === undefined ? -100 : o.ignoreIndex;
   if (typeof ignoreIndex !== 'number' || !Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31)
@@ -199,9 +198,10 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   let gradHidden: Tensor | undefined;
   let gradWeight: Tensor | undefined;
   let gradBias: Float32Array | undefined;
+  const fresh = new FreshGrads();
   if (wantGrad) {
-    gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype) : undefined;
-    gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32') : undefined;
+    gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype, device) : undefined;
+    gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32', device) : undefined;
     if (o.gradBias !== undefined) {
       if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
       gradBias = float32Array('opts.gradBias', o.gradBias, N);
@@ -211,8 +211,8 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
       if (!gradWeight) fail('ERR_ARG', 'opts.gradWeight', 'the buffer to add into (accumulate: true)', undefined);
       if (bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
     }
-    gradHidden ??= new Tensor(gradDtype, [B, D], outputHost(gradDtype, B * D), undefined);
-    gradWeight ??= new Tensor('float32', [N, D], outputHost('float32', N * D), undefined);
+    gradHidden ??= fresh.add(newGrad(gradDtype, [B, D], device));
+    gradWeight ??= fresh.add(newGrad('float32', [N, D], device));
     if (bias) gradBias ??= outputF32(N);
   } else {
     for (const k of ['gradHidden', 'gradWeight', 'gradBias', 'accumulate'] as const)
@@ -247,7 +247,7 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     lse,
     memoryBudget,
   };
-  const finish = (r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
+  const finish = fresh.finisher((r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
     const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss };
     if (gradHidden) out.gradHidden = gradHidden;
     if (gradWeight) out.gradWeight = gradWeight;
@@ -255,8 +255,57 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     if (wantDScale) out.dScale = r.dScale;
     if (lse) out.lse = lse;
     return out;
-  };
+  });
   return { args, finish };
+}
+
+/** @internal A new gradient tensor on `device` (NaN-poisoned under FUSEDLOSS_POISON_OUTPUTS). */
+export function newGrad(dtype: DType, shape: readonly number[], device: Device): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return device === 'cuda' ? emptyDevice(dtype, shape) : new Tensor(dtype, shape, outputHost(dtype, n), undefined);
+}
+
+/** @internal The gradient tensors a call allocated, disposed when the call fails (device memory). */
+export class FreshGrads {
+  readonly #tensors: Tensor[] = [];
+  add(t: Tensor): Tensor {
+    this.#tensors.push(t);
+    return t;
+  }
+  abandon(): void {
+    for (const t of this.#tensors) t.dispose();
+  }
+  /** `finish` with `abandon` attached, for {@link settle} and {@link settleAsync}. */
+  finisher<R, A>(finish: (r: A) => R): Finish<A, R> {
+    return Object.assign(finish, { abandon: () => this.abandon() });
+  }
+}
+
+/** @internal A result builder that can also free what the call allocated. */
+export type Finish<A, R> = ((r: A) => R) & { abandon(): void };
+
+/** @internal finish(fn()), disposing the fresh gradients when fn throws. */
+export function settle<A, R>(finish: Finish<A, R>, fn: () => A): R {
+  let r: A;
+  try {
+    r = fn();
+  } catch (e) {
+    finish.abandon();
+    throw e;
+  }
+  return finish(r);
+}
+
+/** @internal The async twin of {@link settle}. */
+export async function settleAsync<A, R>(finish: Finish<A, R>, fn: () => Promise<A>): Promise<R> {
+  let r: A;
+  try {
+    r = await fn();
+  } catch (e) {
+    finish.abandon();
+    throw e;
+  }
+  return finish(r);
 }
 
 /**
@@ -266,8 +315,11 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
  * `memoryBudget` allows), each computing its scores, their softmax statistics and dL/dS in
  * place, then dhidden and dweight by GEMMs. Equal to `softmaxCrossEntropy(hidden·weightᵀ + bias,
  * labels, opts)` chained through the product, with every option of it; rows whose label is
- * `ignoreIndex` cost no matrix work. `hidden` and `weight` are host tensors of one dtype
- * (float32, float16 or bfloat16; half inputs are widened to float32 inside the GEMMs). CPU only.
+ * `ignoreIndex` cost no matrix work. `hidden` and `weight` are tensors of one dtype (float32,
+ * float16 or bfloat16) on one device: host tensors run on the CPU (half inputs widened to
+ * float32 inside the GEMMs), CUDA tensors on their GPU (tensor-core GEMMs for half inputs, exact
+ * fp32 for float32), with gradHidden and gradWeight on that device; bias, gradBias, labels and
+ * lse are host arrays either way.
  *
  * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_LABEL_RANGE, ERR_ARG for a memoryBudget below
  * one row of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
@@ -279,7 +331,7 @@ export function linearCrossEntropy<O extends LinearCrossEntropyOptions | undefin
   opts?: O,
 ): WithLinearGrad<O> {
   const { args, finish } = prepare(hidden, weight, labels, opts);
-  return finish(call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
+  return settle(finish, () => call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
 }
 
 /** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
@@ -290,5 +342,5 @@ export async function linearCrossEntropyAsync<O extends LinearCrossEntropyOption
   opts?: O,
 ): Promise<WithLinearGrad<O>> {
   const { args, finish } = preparingAsync(() => prepare(hidden, weight, labels, opts));
-  return finish(await callAsync((a) => a.linearCrossEntropyAsync(args))) as WithLinearGrad<O>;
+  return (await settleAsync(finish, () => callAsync((a) => a.linearCrossEntropyAsync(args)))) as WithLinearGrad<O>;
 }
