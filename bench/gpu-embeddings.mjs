@@ -13,6 +13,7 @@ import { embeddingsOps } from '../scripts/embeddings-ops.mjs';
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
 const { native } = require('../dist/native.js');
+const { emptyDevice } = require('../dist/tensor.js');
 const argv = process.argv.slice(2);
 const opt = (name) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
 const jsonOut = opt('--json');
@@ -64,8 +65,8 @@ for (const op of embeddingsOps) {
       const key = `${B}x${D}x${N}`;
       const q = deviceFill([B, D], dtype, 1), k = deviceFill([N, D], dtype, 0.05);
       const isLinear = op.name === 'linearCrossEntropy';
-      const gq = fl.toDevice(fl.tensor(dtype === 'float32' ? new Float32Array(B * D) : new Uint16Array(B * D), [B, D], { dtype }));
-      const gk = fl.toDevice(fl.tensor(new Float32Array(N * D), [N, D]));
+      // The gradient buffers, reused across steps (the op overwrites them).
+      const gq = emptyDevice(dtype, [B, D]), gk = emptyDevice('float32', [N, D]);
       const opts = { ...op.gpu.opts, ...(isLinear ? { gradHidden: gq, gradWeight: gk } : { gradQueries: gq, gradKeys: gk }) };
       const extra = isLinear
         ? [new Int32Array(B).map((_, i) => (i * 7919) % N)]

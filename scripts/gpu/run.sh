@@ -56,10 +56,10 @@ run_step() {
     ncu) step ncu 240 bash -c ncu_ops ;;
     bench) step bench 150 $NODE bench/gpu.mjs --json "$OUT/fusedloss-bench.json" ;;
     torch) step torch 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_baselines.py --json "$OUT/torch-bench.json" ;;
-    parity-embeddings) step parity-embeddings 240 $NODE scripts/backend-ops.mjs --embeddings --json "$OUT/backend-ops-embeddings.json" ;;
+    parity-embeddings) step parity-embeddings 150 $NODE scripts/backend-ops.mjs --embeddings --json "$OUT/backend-ops-embeddings.json" ;;
     sanitizer-embeddings) step sanitizer-embeddings 240 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 $NODE scripts/backend-ops.mjs --embeddings --small ;;
-    bench-embeddings) step bench-embeddings 240 $NODE bench/gpu-embeddings.mjs --json "$OUT/fusedloss-embeddings.json" ;;
-    torch-embeddings) step torch-embeddings 180 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_embeddings.py --json "$OUT/torch-embeddings.json" ;;
+    bench-embeddings) step bench-embeddings 200 $NODE bench/gpu-embeddings.mjs --json "$OUT/fusedloss-embeddings.json" ;;
+    torch-embeddings) step torch-embeddings 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_embeddings.py --json "$OUT/torch-embeddings.json" ;;
     report-embeddings) step report-embeddings 30 bash -c "$NODE scripts/gpu/report-embeddings.mjs '$OUT/fusedloss-embeddings.json' '$OUT/torch-embeddings.json' > '$OUT/GPU_BENCH_EMBEDDINGS.md' && cat '$OUT/GPU_BENCH_EMBEDDINGS.md'" ;;
     report) step report 30 bash -c "$NODE scripts/gpu/report.mjs '$OUT/fusedloss-bench.json' '$OUT/torch-bench.json' > '$OUT/GPU_BENCH.md' && cat '$OUT/GPU_BENCH.md'" ;;
     *) echo "unknown step $1" >&2; status=1 ;;
