@@ -158,9 +158,10 @@ export const embeddingsOps = [
     },
     tol: embeddingsTol,
     gpu: {
-      // The issue's target, and a smaller vocabulary. The budget holds 1024 rows of S at N = 131072.
+      // The issue's target, and a smaller vocabulary. 512 MiB of scratch (~900 rows of S at N = 131072):
+      // the issue asks for at most 1/10 of what PyTorch eager takes beyond inputs and gradients.
       shapes: [[8192, 4096, 131072], [4096, 2048, 32768]],
-      opts: { memoryBudget: 2 ** 31 },
+      opts: { memoryBudget: 2 ** 29 },
     },
   },
   embeddingsEntry('decoupledSoftmaxFromEmbeddings', {
@@ -242,12 +243,12 @@ export const embeddingsOps = [
 // DEXML-style losses over positives at B = 4096, D = 768, N = 262144 keys (PyTorch eager holds
 // several B×N matrices).
 const contrastiveGpu = {
-  infoNCEFromEmbeddings: { shapes: [[32768, 1024, 32768]], opts: { normalize: true, scale: 20, symmetric: true, memoryBudget: 2 ** 31 } },
-  decoupledContrastiveFromEmbeddings: { shapes: [[32768, 1024, 32768]], opts: { normalize: true, scale: 10, memoryBudget: 2 ** 31 } },
-  decoupledSoftmaxFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 31 }, positivesPerRow: 3 },
-  multiLabelSoftmaxFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 31 }, positivesPerRow: 3 },
-  binaryCrossEntropyFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 10, memoryBudget: 2 ** 31 }, positivesPerRow: 3 },
-  softTopKLossFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 10, k: 5, alpha: 2, memoryBudget: 2 ** 31 }, positivesPerRow: 3 },
+  infoNCEFromEmbeddings: { shapes: [[32768, 1024, 32768]], opts: { normalize: true, scale: 20, symmetric: true, memoryBudget: 2 ** 29 } },
+  decoupledContrastiveFromEmbeddings: { shapes: [[32768, 1024, 32768]], opts: { normalize: true, scale: 10, memoryBudget: 2 ** 29 } },
+  decoupledSoftmaxFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
+  multiLabelSoftmaxFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
+  binaryCrossEntropyFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 10, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
+  softTopKLossFromEmbeddings: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 10, k: 5, alpha: 2, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
 };
 for (const op of embeddingsOps) op.gpu ??= contrastiveGpu[op.name];
 
