@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(kThreads) sym_grad_kernel(SymParams q) {
 
 // One-way InfoNCE (skips: the exclusions) or DCL (skips: the positive and the exclusions).
 template <Mode M>
-LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& exclude, float sigma) {
+LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& exclude, float sigma, const double* row_weights) {
   const PositivesOrDiagonal positives(given_positives, a.rows);
   const Csr& pos = positives.csr();
   if (M == Mode::Dcl) { const SkipLists overlap(a.rows, pos, exclude); }  // ERR_CSR: an excluded positive
@@ -287,7 +287,11 @@ LossResult rows_loss(const LossArgs& a, const Csr& given_positives, const Csr& e
   });
   start_row_loss(q, q.rows);
   const unsigned rows = unsigned(a.rows);
-  if (dclw) {
+  if (dclw && row_weights) {
+    // The weights given (the embeddings form forms them over all rows before taking chunks).
+    copy_to_device(d_weights, row_weights, size_t(a.rows) * sizeof(double));
+    q.dcl_w = d_weights;
+  } else if (dclw) {
     // DCLW's weights need every row's positive score: gathered here, computed on the host.
     dtype_switch(a.dtype, DType::Float32, [&](auto t, auto) {
       positive_scores_kernel<decltype(t)><<<(rows + 255) / 256, 256>>>(q, d_scores);
@@ -358,12 +362,12 @@ LossResult symmetric(const LossArgs& a) {
 
 LossResult info_nce(const InfoNCEArgs& a) {
   check_info_nce_shape(a);
-  return a.symmetric ? symmetric(a) : rows_loss<Mode::InfoNCE>(a, a.positives, a.exclude, 0.f);
+  return a.symmetric ? symmetric(a) : rows_loss<Mode::InfoNCE>(a, a.positives, a.exclude, 0.f, nullptr);
 }
 
 LossResult decoupled_contrastive(const DecoupledContrastiveArgs& a) {
   check_decoupled_contrastive_shape(a);
-  return rows_loss<Mode::Dcl>(a, a.positives, a.exclude, a.sigma);
+  return rows_loss<Mode::Dcl>(a, a.positives, a.exclude, a.sigma, a.row_weights);
 }
 
 }  // namespace fl::cuda

@@ -4,6 +4,7 @@
 // one-way InfoNCE/DCL) and its shared-memory budget, the cross-entropy layout, and the soft top-k
 // bracket over the entries that are in.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -171,6 +172,72 @@ inline CePlan ce_plan(int64_t rows, int64_t cols, int64_t elem_bytes, int sms, i
   }
   if (fill && cols <= fused_cols) return {CeLayout::Fused, 1, 1, cols, 0};
   return {CeLayout::Tiled, cols == 0 ? 1 : (cols + tile_cols - 1) / tile_cols, 1, cols, 0};
+}
+
+}  // namespace fl::cuda
+
+namespace fl::cuda {
+
+// ---------- the losses from embeddings (cuda/embeddings.cu, cuda/gemm.cuh) ----------
+
+// The GEMM's block tile: kGemmTile × kGemmTile outputs, kGemmTileK of the contraction per step.
+constexpr int64_t kGemmTile = 128;
+constexpr int64_t kGemmTileK = 32;
+
+// A GEMM's grid: one block per output tile, numbered row-major over (tile row, tile column), so
+// that consecutive blocks share their A tile (in L2). One dimension of blocks: a launch takes up
+// to 2^31 − 1 of them, where gridDim.y would stop at 65535.
+struct GemmGrid {
+  int64_t tiles_m, tiles_n;
+  FL_PLAN_HD int64_t blocks() const { return tiles_m * tiles_n; }
+  FL_PLAN_HD int64_t tile_m(int64_t block) const { return block / tiles_n; }
+  FL_PLAN_HD int64_t tile_n(int64_t block) const { return block % tiles_n; }
+};
+FL_PLAN_HD GemmGrid gemm_grid(int64_t m, int64_t n) {
+  return GemmGrid{(m + kGemmTile - 1) / kGemmTile, (n + kGemmTile - 1) / kGemmTile};
+}
+
+// The power of two a half-precision GEMM operand is multiplied by before it is rounded to fp16,
+// so that its largest magnitude lands in [2^13, 2^14): the gradient G of a chunk can be far below
+// fp16's normal range (u_i = 1/B times probabilities ~1/N), where fp16 keeps few bits or none.
+// The product is multiplied back by the inverse (exact: a power of two). bf16 has fp32's range
+// and takes 1. absmax 0 or not finite: 1.
+inline float half_operand_scale(float absmax) {
+  if (!(absmax > 0.f) || !std::isfinite(absmax)) return 1.f;
+  int e = 0;
+  std::frexp(absmax, &e);  // absmax = f·2^e, f in [0.5, 1)
+  return std::ldexp(1.f, std::min(14 - e, 127));
+}
+
+// A call's plan: chunks of `chunk_rows` rows of S = Q·Kᵀ (every chunk the same size but the
+// last), and the bytes the budget holds for them. rows 0: one row does not fit.
+struct EmbeddingsPlan {
+  int64_t chunk_rows;
+  int64_t chunks;
+  int64_t scratch_bytes;  // fixed + chunk_rows·per_row
+};
+
+// Per chunk row: its fp32 scores (in place for G), its queries as given (elem_bytes each), the
+// fp32 dQ̂ row when gradQueries is wanted, the index and the row's bookkeeping, and `loss_row`:
+// what the matrix-form launcher allocates per row (loss_row_bytes).
+constexpr int64_t embeddings_row_bytes(int64_t cols, int64_t dim, int64_t elem_bytes, bool grad_queries, int64_t loss_row) {
+  return 4 * cols + dim * elem_bytes + (grad_queries ? 4 * dim : 0) + 64 + loss_row;
+}
+
+// What a matrix-form launcher (cuda/*.cu) allocates per row of a chunk besides the scores: the
+// row's loss, upstream factor, dScale part, labels or CSR row pointer, terms and lse (≤ 64 bytes),
+// the cross-entropy's tiled partials (16 bytes a 32768-column tile), and the skip mask of the
+// losses over positives (a bit a column).
+constexpr int64_t loss_row_bytes(int64_t cols) { return 64 + 16 * ((cols + 32767) / 32768) + 4 * ((cols + 31) / 32); }
+
+// The most rows the budget holds, then equal chunks (the last one no larger than the others):
+// the GEMMs' tiles are as full in every chunk.
+inline EmbeddingsPlan embeddings_plan(int64_t budget, int64_t fixed, int64_t per_row, int64_t active) {
+  const int64_t fit = budget > fixed ? (budget - fixed) / per_row : 0;
+  if (fit < 1 || active < 1) return {fit < 1 ? 0 : 1, active < 1 ? 0 : 1, fixed + per_row};
+  const int64_t chunks = (active + fit - 1) / fit;
+  const int64_t rows = (active + chunks - 1) / chunks;
+  return {rows, chunks, fixed + rows * per_row};
 }
 
 }  // namespace fl::cuda

@@ -6,7 +6,7 @@ import { makeError } from './errors';
 import type { NativeInput, NativeLossArgs, NativeProductLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
-import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type DType, type TensorLike } from './tensor';
+import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type Device, type DType, type TensorLike } from './tensor';
 import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from './validate';
 
 /** How row losses are combined. What `'mean'` divides by is stated by each loss. */
@@ -151,13 +151,62 @@ export function productOptions(o: ProductLossOptions, input: Tensor, rows: numbe
   return { common, wantGrad, gradDtype, accumulate };
 }
 
-/** @internal A caller's gradient buffer for a loss on a matrix product: a host tensor of the expected shape and dtype. */
-export function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
+/** @internal A caller's gradient buffer for a loss on a matrix product: a tensor of the expected shape and dtype on the inputs' device. */
+export function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType, device: Device): Tensor {
   if (!(v instanceof Tensor)) fail('ERR_TYPE', name, 'a Tensor', v);
-  if (v.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${v.device}`);
+  if (v.device !== device) fail('ERR_DEVICE', name, `a tensor on ${device} (the inputs' device)`, `#a tensor on ${v.device}`);
   if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${v.shape.join(', ')}]`);
   if (v.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, v.dtype);
   return v;
+}
+
+/** @internal A new gradient tensor on `device` (NaN-poisoned under FUSEDLOSS_POISON_OUTPUTS). */
+export function newGrad(dtype: DType, shape: readonly number[], device: Device): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return device === 'cuda' ? emptyDevice(dtype, shape) : new Tensor(dtype, shape, outputHost(dtype, n), undefined);
+}
+
+/** @internal The gradient tensors a call allocated, disposed when the call fails (device memory). */
+export class FreshGrads {
+  readonly #tensors: Tensor[] = [];
+  add(t: Tensor): Tensor {
+    this.#tensors.push(t);
+    return t;
+  }
+  abandon(): void {
+    for (const t of this.#tensors) t.dispose();
+  }
+  /** `finish` with `abandon` attached, for {@link settle} and {@link settleAsync}. */
+  finisher<R, A>(finish: (r: A) => R): Finish<A, R> {
+    return Object.assign(finish, { abandon: () => this.abandon() });
+  }
+}
+
+/** @internal A result builder that can also free what the call allocated. */
+export type Finish<A, R> = ((r: A) => R) & { abandon(): void };
+
+/** @internal finish(fn()), disposing the fresh gradients when fn throws. */
+export function settle<A, R>(finish: Finish<A, R>, fn: () => A): R {
+  let r: A;
+  try {
+    r = fn();
+  } catch (e) {
+    finish.abandon();
+    throw e;
+  }
+  return finish(r);
+}
+
+/** @internal The async twin of {@link settle}. */
+export async function settleAsync<A, R>(finish: Finish<A, R>, fn: () => Promise<A>): Promise<R> {
+  let r: A;
+  try {
+    r = await fn();
+  } catch (e) {
+    finish.abandon();
+    throw e;
+  }
+  return finish(r);
 }
 
 /** @internal The normalised common part of a loss call. */

@@ -95,6 +95,16 @@ class Reader {
     on_device_ = x.device;
   }
 
+  // The first operand of an op without a scores matrix (linearCrossEntropy's hidden, the
+  // embeddings' queries), on the host or the device: the op runs there, and the operands read
+  // after it must be there too (matrix()).
+  const void* input(const char* key, DType dtype, int64_t count) {
+    name_ = key;
+    const Operand x = operand(addon_, get(key), key, dtype, count, Access::Read);
+    on_device_ = x.device;
+    return x.ptr;
+  }
+
   // What every loss takes (LossArgs): the scores, then reduction, gradDtype, gradScale,
   // gradOutput?, grad? and rowLoss.
   void loss(LossArgs& a, const char* key = "scores") {
@@ -124,6 +134,18 @@ class Reader {
   template <class T> T* required_host(const char* key, int64_t count) {
     T* p = host<T>(key, count);
     if (!p && count > 0) fail(err::kType, std::string(key) + ": expected " + typed_array_name<T>());
+    return p;
+  }
+
+  // A host Float32Array the op adds into (with `accumulate`) whatever the op's device (the CUDA
+  // launcher moves it): host(), and where an async call stages it, the staged block starts with
+  // the array's contents.
+  float* host_accumulated(const char* key, int64_t count) {
+    float* p = host<float>(key, count);
+    if (p) {
+      const HostArray h = host_array(o_.Get(key), key, napi_float32_array);
+      if (p != h.data) std::memcpy(p, h.data, h.bytes);
+    }
     return p;
   }
 

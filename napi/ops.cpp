@@ -176,9 +176,8 @@ struct LinearCrossEntropy {
     a.rows = r.integer("rows");
     a.dim = r.integer("dim");
     a.classes = r.integer("classes");
-    a.hidden = r.matrix("hidden", a.dtype, a.rows * a.dim, Access::Read, true);
+    a.hidden = r.input("hidden", a.dtype, a.rows * a.dim);
     a.weight = r.matrix("weight", a.dtype, a.classes * a.dim, Access::Read, true);
-    if (r.on_device()) fail(err::kDevice, "linearCrossEntropy: runs on the CPU only for now");
     a.bias = r.host<const float>("bias", a.classes);
     a.labels = r.required_host<const int32_t>("labels", a.rows);
     a.ignore_index = int32_t(r.number("ignoreIndex"));
@@ -196,13 +195,14 @@ struct LinearCrossEntropy {
       fail(err::kDType, std::string("gradDtype: expected float32 or hidden's dtype ") + dtype_name(a.dtype));
     a.grad_hidden = r.accumulated("gradHidden", a.grad_dtype, a.rows * a.dim);
     a.grad_weight = static_cast<float*>(r.accumulated("gradWeight", DType::Float32, a.classes * a.dim));
-    a.grad_bias = static_cast<float*>(r.accumulated("gradBias", DType::Float32, a.classes));
+    a.grad_bias = r.host_accumulated("gradBias", a.classes);  // a Float32Array on every device
     a.grad_scale = r.flag("gradScale");
     a.row_loss = r.required_host<float>("rowLoss", a.rows);
     a.lse = r.host<float>("lse", a.rows);
     a.memory_budget = r.integer("memoryBudget");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return linear_cross_entropy(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::linear_cross_entropy(a); }
 };
 
 // The float32 block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype,
@@ -423,16 +423,15 @@ struct ShardedEmbeddingsGrad {
 
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
 // scale, reduction, gradOutput?, gradQueries?, gradDtype, gradKeys?, accumulate, gradScale,
-// rowLoss, memoryBudget }. CPU only (the TS layer refuses cuda tensors). Returns the B×N grid of
+// rowLoss, memoryBudget }. On the host or the queries' device. Returns the B×N grid of
 // the scores the call never holds whole, which the loss's CSRs index.
-ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
+ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a) {
   a.dtype = r.dtype("dtype");
   a.rows = r.integer("rows");
   a.dim = r.integer("dim");
   a.cols = r.integer("cols");
-  a.queries = r.matrix("queries", a.dtype, a.rows * a.dim, Access::Read, true);
+  a.queries = r.input("queries", a.dtype, a.rows * a.dim);
   a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
-  if (r.on_device()) fail(err::kDevice, std::string(name) + ": runs on the CPU only for now");
   a.normalize = r.flag("normalize");
   a.scale = float(r.number("scale"));
   if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
@@ -456,26 +455,28 @@ ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a, const char* name) {
 
 // decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings({ ...the embeddings
 // options, positives, exclude? }).
-template <class Loss>
 struct PositivesFromEmbeddings {
   using Args = PositivesEmbeddingsArgs;
   static void read(Reader& r, Args& a) {
-    const ScoresArgs grid = read_embeddings(r, a, Loss::name);
+    const ScoresArgs grid = read_embeddings(r, a);
     a.positives = r.csr("positives", grid, false);
     a.exclude = r.exclude(grid);
   }
 };
-struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings<DecoupledSoftmaxFromEmbeddings> {
+struct DecoupledSoftmaxFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "decoupledSoftmaxFromEmbeddings";
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_softmax_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_softmax_from_embeddings(a); }
 };
-struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings<MultiLabelSoftmaxFromEmbeddings> {
+struct MultiLabelSoftmaxFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "multiLabelSoftmaxFromEmbeddings";
   static LossResult cpu(Context& ctx, const Args& a) { return multi_label_softmax_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::multi_label_softmax_from_embeddings(a); }
 };
-struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings<BinaryCrossEntropyFromEmbeddings> {
+struct BinaryCrossEntropyFromEmbeddings : PositivesFromEmbeddings {
   static constexpr const char* name = "binaryCrossEntropyFromEmbeddings";
   static LossResult cpu(Context& ctx, const Args& a) { return binary_cross_entropy_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::binary_cross_entropy_from_embeddings(a); }
 };
 
 // infoNCEFromEmbeddings({ ...the embeddings options, positives?, exclude?, symmetric }).
@@ -483,12 +484,13 @@ struct InfoNCEFromEmbeddings {
   using Args = InfoNCEEmbeddingsArgs;
   static constexpr const char* name = "infoNCEFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    const ScoresArgs grid = read_embeddings(r, a, name);
+    const ScoresArgs grid = read_embeddings(r, a);
     a.positives = r.csr("positives", grid, true);
     a.exclude = r.exclude(grid);
     a.symmetric = r.flag("symmetric");
   }
   static LossResult cpu(Context& ctx, const Args& a) { return info_nce_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::info_nce_from_embeddings(a); }
 };
 
 // decoupledContrastiveFromEmbeddings({ ...the embeddings options, positives?, exclude?, sigma })
@@ -496,12 +498,13 @@ struct DecoupledContrastiveFromEmbeddings {
   using Args = DecoupledContrastiveEmbeddingsArgs;
   static constexpr const char* name = "decoupledContrastiveFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    const ScoresArgs grid = read_embeddings(r, a, name);
+    const ScoresArgs grid = read_embeddings(r, a);
     a.positives = r.csr("positives", grid, true);
     a.exclude = r.exclude(grid);
     a.sigma = read_sigma(r);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return decoupled_contrastive_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::decoupled_contrastive_from_embeddings(a); }
 };
 
 // softTopKLossFromEmbeddings({ ...the embeddings options, positives, alpha, k, tol, maxIter, exclude? })
@@ -509,11 +512,12 @@ struct SoftTopKLossFromEmbeddings {
   using Args = SoftTopKLossEmbeddingsArgs;
   static constexpr const char* name = "softTopKLossFromEmbeddings";
   static void read(Reader& r, Args& a) {
-    const ScoresArgs grid = read_embeddings(r, a, name);
+    const ScoresArgs grid = read_embeddings(r, a);
     read_solve(r, grid, a, true);
     a.positives = r.csr("positives", grid, false);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return soft_topk_loss_from_embeddings(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::soft_topk_loss_from_embeddings(a); }
 };
 
 }  // namespace

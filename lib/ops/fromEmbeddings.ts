@@ -5,15 +5,14 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from '../csr';
-import { makeError } from '../errors';
-import { gradBuffer, PRODUCT_LOSS_KEYS, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
 import { call, callAsync, type NativeAddon, type NativeInput, type NativeLoss, type NativeProductLossArgs, type NativeTopKSolve, type Op } from '../native';
-import { outputHost, preparingAsync } from '../outputs';
+import { preparingAsync } from '../outputs';
 import { asMatrix, Tensor, type TensorLike } from '../tensor';
 import { bool, fail, optionKeys, options, positiveFinite } from '../validate';
 import { kArg, solveOptions, type TopK } from './softTopK';
 
-/** <loss>FromEmbeddings (napi/ops.cpp read_embeddings): CPU host arrays only; gradDtype is gradQueries' dtype code. */
+/** <loss>FromEmbeddings (napi/ops.cpp read_embeddings): queries, keys, gradQueries and gradKeys on one device, the rest host arrays; gradDtype is gradQueries' dtype code. */
 export interface NativeEmbeddingsLoss extends NativeProductLossArgs {
   queries: NativeInput;
   keys: NativeInput;
@@ -58,9 +57,9 @@ declare module '../native' {
 export interface EmbeddingsLossOptions extends ProductLossOptions {
   /** Cosine scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ (CLIP, DEXML; F.normalize with eps 1e-12), gradients chained through the normalisation. Default false. */
   normalize?: boolean;
-  /** Where dL/dqueries goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dqueries goes (B×D, of gradDtype, on the queries' device); with `accumulate`, added into. Default: a new tensor. */
   gradQueries?: Tensor;
-  /** Where dL/dkeys goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dkeys goes (N×D, float32, on the queries' device); with `accumulate`, added into. Default: a new tensor. */
   gradKeys?: Tensor;
 }
 
@@ -95,20 +94,22 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
   if (DK !== D) fail('ERR_SHAPE', 'keys.shape', `[N, ${D}] (the queries' D)`, `#[${keys.shape.join(', ')}]`);
   if (N < 1) fail('ERR_SHAPE', 'keys.shape', 'at least one key', `#[${keys.shape.join(', ')}]`);
   if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
-  if (queries.device !== 'cpu' || keys.device !== 'cpu') throw makeError('ERR_DEVICE', `${fn}: runs on the CPU only for now; expected host tensors, received a cuda tensor`);
+  if (keys.device !== queries.device) fail('ERR_DEVICE', 'keys', `a tensor on ${queries.device} (the queries' device)`, `#a tensor on ${keys.device}`);
+  const device = queries.device;
+  const fresh = new FreshGrads();
   const { common, wantGrad, gradDtype, accumulate } = productOptions(o, queries, B, D, "the queries'");
   const normalize = bool('opts.normalize', o.normalize, false);
   let gradQueries: Tensor | undefined;
   let gradKeys: Tensor | undefined;
   if (wantGrad) {
-    gradQueries = o.gradQueries !== undefined ? gradBuffer('opts.gradQueries', o.gradQueries, [B, D], gradDtype) : undefined;
-    gradKeys = o.gradKeys !== undefined ? gradBuffer('opts.gradKeys', o.gradKeys, [N, D], 'float32') : undefined;
+    gradQueries = o.gradQueries !== undefined ? gradBuffer('opts.gradQueries', o.gradQueries, [B, D], gradDtype, device) : undefined;
+    gradKeys = o.gradKeys !== undefined ? gradBuffer('opts.gradKeys', o.gradKeys, [N, D], 'float32', device) : undefined;
     if (accumulate) {
       if (!gradQueries) fail('ERR_ARG', 'opts.gradQueries', 'the buffer to add into (accumulate: true)', undefined);
       if (!gradKeys) fail('ERR_ARG', 'opts.gradKeys', 'the buffer to add into (accumulate: true)', undefined);
     }
-    gradQueries ??= new Tensor(gradDtype, [B, D], outputHost(gradDtype, B * D), undefined);
-    gradKeys ??= new Tensor('float32', [N, D], outputHost('float32', N * D), undefined);
+    gradQueries ??= fresh.add(newGrad(gradDtype, [B, D], device));
+    gradKeys ??= fresh.add(newGrad('float32', [N, D], device));
   } else {
     for (const k of ['gradQueries', 'gradKeys', 'accumulate'] as const)
       if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
@@ -122,13 +123,13 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
     gradQueries: gradQueries?.nativeInput('opts.gradQueries'),
     gradKeys: gradKeys?.nativeInput('opts.gradKeys'),
   };
-  const finish = (r: { loss: number; dScale: number }): EmbeddingsLossResult => {
+  const finish = fresh.finisher((r: { loss: number; dScale: number }): EmbeddingsLossResult => {
     const out: EmbeddingsLossResult = { loss: r.loss, rowLoss: common.rowLoss };
     if (gradQueries) out.gradQueries = gradQueries;
     if (gradKeys) out.gradKeys = gradKeys;
     if (common.gradScale) out.dScale = r.dScale;
     return out;
-  };
+  });
   return { args, finish, B, N };
 }
 
@@ -144,11 +145,11 @@ function preparePositives(fn: PositivesMethod, queries: Tensor | TensorLike, key
 
 function positivesSync(fn: PositivesMethod, q: Tensor | TensorLike, k: Tensor | TensorLike, positives: Positives, opts: PositivesEmbeddingsOptions | undefined) {
   const { args, finish } = preparePositives(fn, q, k, positives, opts);
-  return finish(call((a) => a[fn](args)));
+  return settle(finish, () => call((a) => a[fn](args)));
 }
 async function positivesAsync(fn: PositivesMethod, q: Tensor | TensorLike, k: Tensor | TensorLike, positives: Positives, opts: PositivesEmbeddingsOptions | undefined) {
   const { args, finish } = preparingAsync(() => preparePositives(fn, q, k, positives, opts));
-  return finish(await callAsync((a) => a[`${fn}Async`](args)));
+  return settleAsync(finish, () => callAsync((a) => a[`${fn}Async`](args)));
 }
 
 type Embeddings = Tensor | TensorLike;
@@ -157,8 +158,9 @@ type Embeddings = Tensor | TensorLike;
  * decoupledSoftmax (DEXML, docs/MATH.md §3.4) on S = queries·keysᵀ (cosine scores with `normalize`):
  * the loss, dL/dqueries (B×D) and dL/dkeys (N×D, float32) in one call that holds only a bounded
  * chunk of S's rows (`memoryBudget`). Rows without positives cost no matrix work. Equal to
- * `decoupledSoftmax(queries·keysᵀ, positives, opts)` chained through the product. CPU only;
- * queries and keys are host tensors of one dtype (float32, float16, bfloat16).
+ * `decoupledSoftmax(queries·keysᵀ, positives, opts)` chained through the product. Queries
+ * and keys are tensors of one dtype (float32, float16, bfloat16) on one device: the CPU, or a
+ * CUDA GPU (gradQueries and gradKeys then on it too).
  *
  * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_CSR, ERR_ARG for a memoryBudget below one row
  * of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
@@ -255,27 +257,27 @@ function prepareTopK(queries: Embeddings, keys: Embeddings, positives: Positives
  * InfoNCE (docs/MATH.md §3.3) on S = queries·keysᵀ (cosine scores with `normalize`; a temperature τ is
  * `scale: 1/τ`): one-way with the diagonal or CSR positives, or CLIP's `symmetric` form, with
  * dL/dqueries and dL/dkeys, holding only a bounded chunk of S's rows. One-way rows without
- * positives cost no matrix work. CPU only.
+ * positives cost no matrix work. On the CPU or a CUDA GPU, as the inputs.
  */
 export function infoNCEFromEmbeddings<O extends InfoNCEEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): WithEmbeddingsGrad<O> {
   const { args, finish } = prepareInfoNCE(queries, keys, opts);
-  return finish(call((a: NativeAddon) => a.infoNCEFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+  return settle(finish, () => call((a: NativeAddon) => a.infoNCEFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
 }
 /** {@link infoNCEFromEmbeddings} on a worker thread. */
 export async function infoNCEFromEmbeddingsAsync<O extends InfoNCEEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): Promise<WithEmbeddingsGrad<O>> {
   const { args, finish } = preparingAsync(() => prepareInfoNCE(queries, keys, opts));
-  return finish(await callAsync((a: NativeAddon) => a.infoNCEFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
+  return (await settleAsync(finish, () => callAsync((a: NativeAddon) => a.infoNCEFromEmbeddingsAsync(args)))) as WithEmbeddingsGrad<O>;
 }
 
 /** softTopKLoss (DEXML "topk", docs/MATH.md §3.8) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
 export function softTopKLossFromEmbeddings<O extends SoftTopKLossEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
   const { args, finish } = prepareTopK(queries, keys, positives, opts);
-  return finish(call((a: NativeAddon) => a.softTopKLossFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+  return settle(finish, () => call((a: NativeAddon) => a.softTopKLossFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
 }
 /** {@link softTopKLossFromEmbeddings} on a worker thread. */
 export async function softTopKLossFromEmbeddingsAsync<O extends SoftTopKLossEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): Promise<WithEmbeddingsGrad<O>> {
   const { args, finish } = preparingAsync(() => prepareTopK(queries, keys, positives, opts));
-  return finish(await callAsync((a: NativeAddon) => a.softTopKLossFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
+  return (await settleAsync(finish, () => callAsync((a: NativeAddon) => a.softTopKLossFromEmbeddingsAsync(args)))) as WithEmbeddingsGrad<O>;
 }
 
 /** Options of {@link decoupledContrastiveFromEmbeddings}. */
@@ -313,14 +315,14 @@ function prepareDcl(queries: Embeddings, keys: Embeddings, opts: DecoupledContra
 /**
  * Decoupled contrastive loss (DCL, DCLW; docs/MATH.md §3.5) on S = queries·keysᵀ (cosine scores with
  * `normalize`): the positive leaves the denominator. DCLW's weights are formed over all B rows
- * first (B dot products), then S is taken in bounded chunks of rows. CPU only.
+ * first (B dot products), then S is taken in bounded chunks of rows. On the CPU or a CUDA GPU, as the inputs.
  */
 export function decoupledContrastiveFromEmbeddings<O extends DecoupledContrastiveEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): WithEmbeddingsGrad<O> {
   const { args, finish } = prepareDcl(queries, keys, opts);
-  return finish(call((a: NativeAddon) => a.decoupledContrastiveFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
+  return settle(finish, () => call((a: NativeAddon) => a.decoupledContrastiveFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
 }
 /** {@link decoupledContrastiveFromEmbeddings} on a worker thread. */
 export async function decoupledContrastiveFromEmbeddingsAsync<O extends DecoupledContrastiveEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, opts?: O): Promise<WithEmbeddingsGrad<O>> {
   const { args, finish } = preparingAsync(() => prepareDcl(queries, keys, opts));
-  return finish(await callAsync((a: NativeAddon) => a.decoupledContrastiveFromEmbeddingsAsync(args))) as WithEmbeddingsGrad<O>;
+  return (await settleAsync(finish, () => callAsync((a: NativeAddon) => a.decoupledContrastiveFromEmbeddingsAsync(args)))) as WithEmbeddingsGrad<O>;
 }

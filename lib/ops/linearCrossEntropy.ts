@@ -4,16 +4,15 @@
  * (docs/MATH.md §3.9–3.10; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
  * @module
  */
-import { makeError } from '../errors';
 import { toFloat32 } from '../half';
-import { gradBuffer, PRODUCT_LOSS_KEYS, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
 import { CROSS_ENTROPY_KEYS, type CrossEntropyTerms } from './softmaxCrossEntropy';
 import { call, callAsync, type NativeInput, type NativeProductLossArgs, type Op, type NativeLoss } from '../native';
-import { outputF32, outputHost, preparingAsync } from '../outputs';
+import { outputF32, preparingAsync } from '../outputs';
 import { asMatrix, asTensor, Tensor, type TensorLike } from '../tensor';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, options, positiveFinite } from '../validate';
 
-/** linearCrossEntropy (napi/ops.cpp): CPU host arrays only; gradDtype is gradHidden's dtype code. */
+/** linearCrossEntropy (napi/ops.cpp): hidden, weight, gradHidden and gradWeight on one device, the rest host arrays; gradDtype is gradHidden's dtype code. */
 interface NativeLinearCrossEntropy extends NativeProductLossArgs {
   hidden: NativeInput;
   weight: NativeInput;
@@ -41,9 +40,9 @@ export { DEFAULT_MEMORY_BUDGET } from '../loss';
 export interface LinearCrossEntropyOptions extends ProductLossOptions, CrossEntropyTerms {
   /** The linear layer's bias b (length N; a Float32Array, or a 1-D tensor of any dtype, widened to float32). Default: none. */
   bias?: Float32Array | Tensor | TensorLike;
-  /** Where dL/dhidden goes (B×D, of gradDtype); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dhidden goes (B×D, of gradDtype, on hidden's device); with `accumulate`, added into. Default: a new tensor. */
   gradHidden?: Tensor;
-  /** Where dL/dweight goes (N×D, float32); with `accumulate`, added into. Default: a new tensor. */
+  /** Where dL/dweight goes (N×D, float32, on hidden's device); with `accumulate`, added into. Default: a new tensor. */
   gradWeight?: Tensor;
   /** Where dL/dbias goes (length N); with `accumulate`, added into. Default: a new array (with `bias` only). */
   gradBias?: Float32Array;
@@ -85,8 +84,9 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   if (DW !== D) fail('ERR_SHAPE', 'weight.shape', `[N, ${D}] (hidden's D)`, `#[${weight.shape.join(', ')}]`);
   if (N < 1) fail('ERR_SHAPE', 'weight.shape', 'at least one class', `#[${weight.shape.join(', ')}]`);
   if (weight.dtype !== hidden.dtype) fail('ERR_DTYPE', 'weight.dtype', `hidden's dtype '${hidden.dtype}'`, weight.dtype);
-  if (hidden.device !== 'cpu' || weight.device !== 'cpu')
-    throw makeError('ERR_DEVICE', 'linearCrossEntropy: runs on the CPU only for now; expected host tensors, received a cuda tensor');
+  if (weight.device !== hidden.device) fail('ERR_DEVICE', 'weight', `a tensor on ${hidden.device} (hidden's device)`, `#a tensor on ${weight.device}`);
+  const device = hidden.device;
+  const fresh = new FreshGrads();
   const lbl = int32Array('labels', labels, B);
   const ignoreIndex = o.ignoreIndex === undefined ? -100 : o.ignoreIndex;
   if (typeof ignoreIndex !== 'number' || !Number.isInteger(ignoreIndex) || ignoreIndex < -(2 ** 31) || ignoreIndex >= 2 ** 31)
@@ -118,8 +118,8 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   let gradWeight: Tensor | undefined;
   let gradBias: Float32Array | undefined;
   if (wantGrad) {
-    gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype) : undefined;
-    gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32') : undefined;
+    gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype, device) : undefined;
+    gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32', device) : undefined;
     if (o.gradBias !== undefined) {
       if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
       gradBias = float32Array('opts.gradBias', o.gradBias, N);
@@ -129,8 +129,8 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
       if (!gradWeight) fail('ERR_ARG', 'opts.gradWeight', 'the buffer to add into (accumulate: true)', undefined);
       if (bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
     }
-    gradHidden ??= new Tensor(gradDtype, [B, D], outputHost(gradDtype, B * D), undefined);
-    gradWeight ??= new Tensor('float32', [N, D], outputHost('float32', N * D), undefined);
+    gradHidden ??= fresh.add(newGrad(gradDtype, [B, D], device));
+    gradWeight ??= fresh.add(newGrad('float32', [N, D], device));
     if (bias) gradBias ??= outputF32(N);
   } else {
     for (const k of ['gradHidden', 'gradWeight', 'gradBias', 'accumulate'] as const)
@@ -154,7 +154,7 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     gradBias,
     lse,
   };
-  const finish = (r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
+  const finish = fresh.finisher((r: { loss: number; dScale: number }): LinearCrossEntropyResult => {
     const out: LinearCrossEntropyResult = { loss: r.loss, rowLoss: common.rowLoss };
     if (gradHidden) out.gradHidden = gradHidden;
     if (gradWeight) out.gradWeight = gradWeight;
@@ -162,7 +162,7 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
     if (common.gradScale) out.dScale = r.dScale;
     if (lse) out.lse = lse;
     return out;
-  };
+  });
   return { args, finish };
 }
 
@@ -173,8 +173,11 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
  * `memoryBudget` allows), each computing its scores, their softmax statistics and dL/dS in
  * place, then dhidden and dweight by GEMMs. Equal to `softmaxCrossEntropy(hidden·weightᵀ + bias,
  * labels, opts)` chained through the product, with every option of it; rows whose label is
- * `ignoreIndex` cost no matrix work. `hidden` and `weight` are host tensors of one dtype
- * (float32, float16 or bfloat16; half inputs are widened to float32 inside the GEMMs). CPU only.
+ * `ignoreIndex` cost no matrix work. `hidden` and `weight` are tensors of one dtype (float32,
+ * float16 or bfloat16) on one device: host tensors run on the CPU (half inputs widened to
+ * float32 inside the GEMMs), CUDA tensors on their GPU (tensor-core GEMMs for half inputs, exact
+ * fp32 for float32), with gradHidden and gradWeight on that device; bias, gradBias, labels and
+ * lse are host arrays either way.
  *
  * Throws ArgumentError (ERR_SHAPE, ERR_DTYPE, ERR_LABEL_RANGE, ERR_ARG for a memoryBudget below
  * one row of scores, ...) and NonFiniteError when a score is NaN or +Infinity.
@@ -186,7 +189,7 @@ export function linearCrossEntropy<O extends LinearCrossEntropyOptions | undefin
   opts?: O,
 ): WithLinearGrad<O> {
   const { args, finish } = prepare(hidden, weight, labels, opts);
-  return finish(call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
+  return settle(finish, () => call((a) => a.linearCrossEntropy(args))) as WithLinearGrad<O>;
 }
 
 /** {@link linearCrossEntropy} on a worker thread, leaving the event loop free. */
@@ -197,5 +200,5 @@ export async function linearCrossEntropyAsync<O extends LinearCrossEntropyOption
   opts?: O,
 ): Promise<WithLinearGrad<O>> {
   const { args, finish } = preparingAsync(() => prepare(hidden, weight, labels, opts));
-  return finish(await callAsync((a) => a.linearCrossEntropyAsync(args))) as WithLinearGrad<O>;
+  return (await settleAsync(finish, () => callAsync((a) => a.linearCrossEntropyAsync(args)))) as WithLinearGrad<O>;
 }

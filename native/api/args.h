@@ -91,9 +91,8 @@ struct DecoupledContrastiveArgs : LossArgs {
   Csr positives;  // exactly one per row, unweighted; empty: the diagonal
   Csr exclude;    // or empty
   float sigma;    // DCLW's σ > 0, or 0 for plain DCL (w = 1)
-  const double* row_weights;  // rows, host, CPU op only: DCLW's w_i given (the embeddings form,
-                              // which forms them over all B rows before taking chunks), or null:
-                              // from sigma
+  const double* row_weights;  // rows, host: DCLW's w_i given (the embeddings form, which forms
+                              // them over all B rows before taking chunks), or null: from sigma
 };
 // The errors of info_nce, and ERR_CSR for a row without exactly one positive.
 LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& args);
@@ -384,6 +383,20 @@ void sharded_scatter(const ShardedScatterArgs& a);
 struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
   Csr positives;
 };
+
+// CUDA (cuda/embeddings.cu): linearCrossEntropy and every <loss>FromEmbeddings on device tensors.
+// hidden/weight and queries/keys, gradHidden/gradWeight and gradQueries/gradKeys on the device;
+// bias, gradBias, labels, class weights, the CSRs, k, gradOutput, rowLoss and lse on the host
+// (the launcher moves them). The same errors as the CPU ops; scratch within memory_budget.
+namespace cuda {
+LossResult linear_cross_entropy(const LinearCrossEntropyArgs& args);
+LossResult decoupled_softmax_from_embeddings(const PositivesEmbeddingsArgs& args);
+LossResult multi_label_softmax_from_embeddings(const PositivesEmbeddingsArgs& args);
+LossResult binary_cross_entropy_from_embeddings(const PositivesEmbeddingsArgs& args);
+LossResult info_nce_from_embeddings(const InfoNCEEmbeddingsArgs& args);
+LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbeddingsArgs& args);
+LossResult soft_topk_loss_from_embeddings(const SoftTopKLossEmbeddingsArgs& args);
+}  // namespace cuda
 
 // ---------- utilities ----------
 

@@ -3,6 +3,8 @@
 #   bash scripts/gpu/run.sh            everything, in the order below
 #   bash scripts/gpu/run.sh check      correctness only (parity, matrix, layouts, edges, determinism, sanitizers)
 #   bash scripts/gpu/run.sh perf       Nsight Compute DRAM bytes per op, the bench, the PyTorch baselines
+#   bash scripts/gpu/run.sh embeddings linearCrossEntropy and the <loss>FromEmbeddings: CUDA vs CPU (sync
+#                                      and async), memcheck on the small cases, the bench against PyTorch
 #   bash scripts/gpu/run.sh STEP...    any of the step names below
 # Each step has its own time limit (the device tool allows 10 minutes a command and 15 in all),
 # writes its log to $OUT and a line to $OUT/SUMMARY.txt; a step that fails or times out does not
@@ -54,6 +56,11 @@ run_step() {
     ncu) step ncu 240 bash -c ncu_ops ;;
     bench) step bench 150 $NODE bench/gpu.mjs --json "$OUT/fusedloss-bench.json" ;;
     torch) step torch 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_baselines.py --json "$OUT/torch-bench.json" ;;
+    parity-embeddings) step parity-embeddings 150 $NODE scripts/backend-ops.mjs --embeddings --json "$OUT/backend-ops-embeddings.json" ;;
+    sanitizer-embeddings) step sanitizer-embeddings 240 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 $NODE scripts/backend-ops.mjs --embeddings --small ;;
+    bench-embeddings) step bench-embeddings 200 $NODE bench/gpu-embeddings.mjs --json "$OUT/fusedloss-embeddings.json" ;;
+    torch-embeddings) step torch-embeddings 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_embeddings.py --json "$OUT/torch-embeddings.json" ;;
+    report-embeddings) step report-embeddings 30 bash -c "$NODE scripts/gpu/report-embeddings.mjs '$OUT/fusedloss-embeddings.json' '$OUT/torch-embeddings.json' > '$OUT/GPU_BENCH_EMBEDDINGS.md' && cat '$OUT/GPU_BENCH_EMBEDDINGS.md'" ;;
     report) step report 30 bash -c "$NODE scripts/gpu/report.mjs '$OUT/fusedloss-bench.json' '$OUT/torch-bench.json' > '$OUT/GPU_BENCH.md' && cat '$OUT/GPU_BENCH.md'" ;;
     *) echo "unknown step $1" >&2; status=1 ;;
   esac
@@ -63,12 +70,14 @@ export NODE OUT
 
 check_steps="info parity matrix layouts edges determinism memcheck racecheck synccheck"
 perf_steps="ncu bench torch report"
+embeddings_steps="info parity-embeddings sanitizer-embeddings bench-embeddings torch-embeddings report-embeddings"
 steps=()
 [ $# -eq 0 ] && set -- check perf
 for a in "$@"; do
   case $a in
     check) steps+=($check_steps) ;;
     perf) steps+=($perf_steps) ;;
+    embeddings) steps+=($embeddings_steps) ;;
     *) steps+=("$a") ;;
   esac
 done

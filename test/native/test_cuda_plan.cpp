@@ -256,4 +256,65 @@ FL_TEST(included_extremes_bracket) {
   FL_CHECK(F(s.lo) <= k && F(s.hi) >= k, "F(lo) = %g, F(hi) = %g", F(s.lo), F(s.hi));
 }
 
+// The embeddings GEMM's grid (cuda/gemm.cuh): every output tile exactly once, consecutive blocks
+// along a tile row, and the ragged edges covered, at odd sizes and past 65535 tile rows.
+FL_TEST(gemm_grid_covers_every_tile_once) {
+  for (int64_t m : {int64_t(1), int64_t(127), int64_t(128), int64_t(129), int64_t(1031), int64_t(8192), int64_t(10'000'003)})
+    for (int64_t n : {int64_t(1), int64_t(100), int64_t(4096), int64_t(131072), int64_t(1'000'001)}) {
+      const GemmGrid g = gemm_grid(m, n);
+      FL_CHECK(g.tiles_m * kGemmTile >= m && (g.tiles_m - 1) * kGemmTile < m, "m %lld", (long long)m);
+      FL_CHECK(g.tiles_n * kGemmTile >= n && (g.tiles_n - 1) * kGemmTile < n, "n %lld", (long long)n);
+      if (g.blocks() > 4'000'000) {
+        // Spot checks at the ends and in the middle, 64-bit block numbers.
+        for (int64_t b : {int64_t(0), g.tiles_n - 1, g.tiles_n, g.blocks() / 2, g.blocks() - 1})
+          FL_CHECK(g.tile_m(b) * g.tiles_n + g.tile_n(b) == b && g.tile_m(b) < g.tiles_m, "block %lld", (long long)b);
+        continue;
+      }
+      std::vector<char> seen(size_t(g.blocks()), 0);
+      for (int64_t b = 0; b < g.blocks(); ++b) {
+        const int64_t tm = g.tile_m(b), tn = g.tile_n(b);
+        FL_CHECK(tm < g.tiles_m && tn < g.tiles_n, "block %lld", (long long)b);
+        seen[size_t(tm * g.tiles_n + tn)]++;
+        if (b > 0 && tn > 0) FL_CHECK(g.tile_m(b - 1) == tm && g.tile_n(b - 1) == tn - 1, "row-major order at %lld", (long long)b);
+      }
+      FL_CHECK(std::all_of(seen.begin(), seen.end(), [](char c) { return c == 1; }), "m %lld n %lld", (long long)m, (long long)n);
+    }
+}
+
+// The fp16 operand scale: a power of two that puts the largest |G| in [2^13, 2^14) (exact to
+// undo), also for gradients far below fp16's normal range; 1 for nothing to scale.
+FL_TEST(half_operand_scale_keeps_fp16_in_range) {
+  for (float m : {1e-30f, 3e-9f, 6e-8f, 1e-5f, 0.25f, 1.f, 3.f, 1000.f, 65504.f, 1e30f}) {
+    const float s = half_operand_scale(m);
+    int e = 0;
+    FL_CHECK(std::frexp(s, &e) == 0.5f, "scale %g is a power of two", double(s));
+    FL_CHECK(m * s >= 8192.f && m * s < 16384.f, "absmax %g · scale %g = %g", double(m), double(s), double(m * s));
+  }
+  for (float m : {0.f, -1.f, INFINITY, NAN}) FL_CHECK(half_operand_scale(m) == 1.f, "absmax %g", double(m));
+  // A subnormal absmax: the scale stays finite (capped at 2^127).
+  FL_CHECK(std::isfinite(half_operand_scale(1e-40f)), "subnormal");
+}
+
+// The chunk plan: within the budget, every active row in some chunk, equal chunks (the last no
+// larger), and none when one row does not fit.
+FL_TEST(embeddings_plan_within_budget) {
+  Rng rng(17);
+  for (int t = 0; t < 2000; ++t) {
+    const int64_t cols = 1 + int64_t(rng.uniform() * 300000), dim = 1 + int64_t(rng.uniform() * 4096), active = 1 + int64_t(rng.uniform() * 20000);
+    const int64_t per_row = embeddings_row_bytes(cols, dim, rng.uniform() < 0.5 ? 2 : 4, rng.uniform() < 0.5, loss_row_bytes(cols));
+    const int64_t fixed = int64_t(rng.uniform() * 1e6);
+    const int64_t budget = fixed + int64_t(rng.uniform() * double(per_row) * 3000);
+    const EmbeddingsPlan p = embeddings_plan(budget, fixed, per_row, active);
+    if (budget < fixed + per_row) {
+      FL_CHECK(p.chunk_rows == 0, "budget %lld fixed %lld per row %lld: no row fits", (long long)budget, (long long)fixed, (long long)per_row);
+      continue;
+    }
+    FL_CHECK(p.chunk_rows >= 1 && p.scratch_bytes <= budget, "budget %lld: %lld bytes", (long long)budget, (long long)p.scratch_bytes);
+    FL_CHECK(p.chunks * p.chunk_rows >= active && (p.chunks - 1) * p.chunk_rows < active, "active %lld: %lld × %lld", (long long)active,
+             (long long)p.chunks, (long long)p.chunk_rows);
+    FL_CHECK(p.chunks == (active + (budget - fixed) / per_row - 1) / ((budget - fixed) / per_row), "the fewest chunks the budget allows");
+  }
+  FL_CHECK(embeddings_row_bytes(131072, 4096, 2, true, 0) == 4 * 131072 + 2 * 4096 + 4 * 4096 + 64, "bytes of a row at the issue's shape");
+}
+
 FL_TEST_MAIN()
