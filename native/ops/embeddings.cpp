@@ -1,12 +1,13 @@
-// <loss>FromEmbeddings on the CPU (see embeddings.h; docs/MATH.md §3.10). The losses of section 3
+// <loss>FromEmbeddings and linearCrossEntropy on the CPU (see embeddings.h; docs/MATH.md §3.10). The losses of section 3
 // are row-separable once S is known, so one driver serves them all: the rows that count are
 // taken in chunks of R (as many as memoryBudget holds), and each chunk does
 //   Q̂_c = the chunk's queries, widened to fp32 (divided by ‖q_i‖ with `normalize`)
-//   S_c = Q̂_c·Kᵀ, columns times 1/‖k_j‖ with `normalize`       GEMM 1
+//   S_c = Q̂_c·Kᵀ, columns times 1/‖k_j‖ with `normalize` (+ b) GEMM 1
 //   G_c = dL/dS_c in place in S_c                               the loss's own matrix-form op
 //   G'_c = G_c·diag(1/‖k_j‖) (normalize), else G_c
 //   dQ̂_c = G'_c·K, chained through the row normalisation         GEMM 2
 //   A += G'_cᵀ·Q̂_c, into gradKeys                               GEMM 3
+//   db += Σ_rows G_c (linearCrossEntropy's bias)
 // and at the end, with `normalize`, dk_j = A_j − k̂_j (k̂_j·A_j) (see §3.10: K̂ is never formed,
 // so the scratch has no N×D term). The matrix-form op runs with reduction 'none' and each row's
 // upstream factor (1/D for 'mean' over ALL rows, gradOutput_i, 1) as gradOutput, which gives
@@ -119,6 +120,23 @@ int64_t row_scratch(const EmbeddingsArgs& a) { return 4 * a.cols + 8 * a.dim + 9
 // Per chunk row of the column-tile plan, besides its tile row: Q̂ and dQ̂, statistics and terms.
 int64_t tile_row_state(const EmbeddingsArgs& a) { return 8 * a.dim + 160; }
 
+// S += b over rows × cols (row stride cols).
+void add_bias(Context& ctx, const float* b, int64_t rows, int64_t cols, float* s) {
+  ctx.pool.parallel_for(rows, [&](int64_t r) {
+    for (int64_t j = 0; j < cols; ++j) s[r * cols + j] += b[j];
+  });
+}
+
+// db[0, cols) += Σ_rows g (row stride cols): column stripes over the pool, rows in order.
+void add_column_sums(Context& ctx, const float* g, int64_t rows, int64_t cols, float* db) {
+  constexpr int64_t kStripe = 4096;
+  ctx.pool.parallel_for((cols + kStripe - 1) / kStripe, [&](int64_t t) {
+    const int64_t j0 = t * kStripe, j1 = std::min(cols, j0 + kStripe);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+  });
+}
+
 // The chunk's scores, tile by tile, for SoftmaxRows::run_tiles (score_tiles.h).
 class KeyTiles final : public ScoreTiles {
  public:
@@ -128,10 +146,12 @@ class KeyTiles final : public ScoreTiles {
   float* scores(int64_t c0, int64_t w) override {
     gemm(ctx_, rows_, w, a_.dim, GemmOperand{h_, DType::Float32, a_.dim, false}, keys(c0, true), s_, w, false);
     if (kinv_) scale_columns(c0, w);
+    if (a_.bias) add_bias(ctx_, a_.bias + c0, rows_, w, s_);
     return s_;
   }
   void gradient(int64_t c0, int64_t w) override {
     const int64_t D = a_.dim;
+    if (a_.grad_bias) add_column_sums(ctx_, s_, rows_, w, a_.grad_bias + c0);
     if (kinv_) scale_columns(c0, w);  // G' = G·diag(1/‖k‖)
     if (dh_) gemm(ctx_, rows_, D, w, GemmOperand{s_, DType::Float32, w, false}, keys(c0, false), dh_, D, c0 > 0);
     if (a_.grad_keys)
@@ -207,6 +227,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
   }
   if (a.grad_queries && !a.accumulate) std::memset(a.grad_queries, 0, size_t(B * D * dtype_size(a.grad_dtype)));
   if (a.grad_keys && !a.accumulate) std::memset(a.grad_keys, 0, size_t(N * D) * sizeof(float));
+  if (a.grad_bias && !a.accumulate) std::memset(a.grad_bias, 0, size_t(N) * sizeof(float));
   if (act.empty() || N == 0) return {0.0, 0.0};
 
   const int64_t n_act = int64_t(act.size());
@@ -214,7 +235,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
   const int64_t R = plan.chunk_rows;
   const bool tiled = plan.tile_cols < N;
 
-  const bool want_grad = a.grad_queries || a.grad_keys;
+  const bool want_grad = a.grad_queries || a.grad_keys || a.grad_bias;
   std::vector<float> kinv(a.normalize ? size_t(N) : 0), kdot(a.normalize && a.accumulate && a.grad_keys ? size_t(N) : 0);
   if (a.normalize)
     ctx.pool.parallel_for((N + kKeyBlock - 1) / kKeyBlock, [&](int64_t t) {
@@ -257,6 +278,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
     if (!tiled) {
       gemm(ctx, rows, N, D, GemmOperand{h.data(), DType::Float32, D, false}, GemmOperand{a.keys, a.dtype, D, true}, s.data(), N, false);
       if (a.normalize) scale_columns(rows);
+      if (a.bias) add_bias(ctx, a.bias, rows, N, s.data());
     }
 
     LossArgs chunk{};
@@ -290,6 +312,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
 
     // G' = G·diag(1/‖k‖): then dQ̂ = G'·K and dK̂ = diag(‖k‖)·G'ᵀ·Q̂, with the raw keys (the
     // tiles did both GEMMs already).
+    if (a.grad_bias && !tiled) add_column_sums(ctx, s.data(), rows, N, a.grad_bias);
     if (a.normalize && !tiled) scale_columns(rows);
     if (a.grad_queries) {
       if (!tiled)

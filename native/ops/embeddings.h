@@ -1,7 +1,8 @@
-// <loss>FromEmbeddings (docs/MATH.md §3.9–3.10): the losses of section 3 on S = Q·Kᵀ (or the cosine scores with
-// `normalize`), with dQ and dK, without a B×N buffer. One driver serves every row-separable loss:
-// it computes bounded chunks of S's rows by the GEMM core and runs the loss's own matrix-form
-// CPU op on each chunk (docs/MATH.md §3.10).
+// The embeddings driver (docs/MATH.md §3.9–3.10): the losses of section 3 on S = Q·Kᵀ (+ b), or
+// the cosine scores with `normalize`, with dQ, dK (and db), without a B×N buffer. One tiling
+// engine serves every row-separable loss and linearCrossEntropy: it computes bounded chunks of S
+// (rows × all columns, or rows × column tiles) by the GEMM core and runs the loss's own
+// matrix-form CPU op on them (embeddings.cpp). The entry points are in native/api/args.h.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -37,11 +38,7 @@ struct EmbeddingsPlan {
 EmbeddingsPlan embeddings_plan(const Context& ctx, const EmbeddingsArgs& a, int64_t active_rows, bool column_tiles, int64_t extra_row_bytes = 0,
                                int64_t extra_fixed_bytes = 0);
 
-LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
-LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
-LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a);
-LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a);
-LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a);
-LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a);
+// linearCrossEntropy's plan (linear_cross_entropy.cpp): the driver's, with its per-row extras.
+EmbeddingsPlan linear_cross_entropy_plan(const Context& ctx, const LinearCrossEntropyArgs& args, int64_t active_rows);
 
 }  // namespace fl
