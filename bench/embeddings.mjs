@@ -59,7 +59,7 @@ function oursMs() {
 }
 const python = process.env.FUSEDLOSS_BENCH_PYTHON ?? '/usr/bin/python3';
 function torchRun() {
-  const spec = { op: 'decoupledSoftmaxFromEmbeddings', rows: B, cols: N, dim: D, scale, positives: P, threads, minSeconds: 0 };
+  const spec = { op: 'decoupledSoftmaxFromEmbeddings', rows: B, cols: N, dim: D, scale, positives: P, threads, minSeconds: 0, minReps: 1 };
   const r = spawnSync(python, [path.join(root, 'bench', 'torch_cpu.py'), JSON.stringify(spec)], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.warn(`torch peer unavailable: ${(r.stderr || '').trim().split('\n').pop()}`);
