@@ -200,7 +200,8 @@ EmbeddingsPlan embeddings_plan(const Context& ctx, const EmbeddingsArgs& a, int6
                           std::to_string(kColumnTileMin) + "-column score tile and the GEMM's panels), received " + std::to_string(a.memory_budget));
     if (R < active && R < kGemmKc) R = (active + (active + R - 1) / R - 1) / ((active + R - 1) / R);  // equal chunks
     int64_t T = std::min({N, std::max(kColumnTileMin, kTileBytes / (4 * R)), (room - R * state) / (4 * R)});
-    if (T < N) T -= T % 16;  // whole GEMM column blocks
+    // Tiles of whole K slices keep dQ's sums in the order one tile would give them (whatever T).
+    if (T < N) T -= T % (T >= kGemmKc ? kGemmKc : 16);
     return {R, T, fixed + R * (state + 4 * T)};
   }
   if (fit < 1)
