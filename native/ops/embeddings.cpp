@@ -23,7 +23,9 @@
 // Four GEMMs instead of three, each with hundreds of rows; no chunk of S reaches memory. Losses
 // that need the whole row or column first (soft top-k's threshold, symmetric InfoNCE) keep row
 // chunks. Every sum runs in a fixed order (GEMMs per C entry over K, tiles in column order,
-// rows in order), so the results do not depend on the thread count.
+// rows in order), so the results do not depend on the thread count, as long as the plan does
+// not: the budget's fixed part counts each thread's GEMM panels, so a budget near a plan's edge
+// can give another chunking (and dK's order) on another thread count.
 #include "embeddings.h"
 
 #include <algorithm>
