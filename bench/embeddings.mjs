@@ -3,11 +3,11 @@
 // scores F.normalize(q) @ F.normalize(k).T times the scale, decoupled softmax, backward to both;
 // bench/torch_cpu.py), on the same threads (FUSEDLOSS_THREADS, default 2), in alternating rounds:
 // time per step, and the memory a step needs beyond its inputs and its gradients. Says which BLAS
-// torch used, and prints no ratio against the reference BLAS.
-// The budget defaults to 60 MiB (the issue's bound is 64 MiB beyond inputs and gradients): at
-// N = 10^6 a row of S is 4 MB, and every chunk re-reads K and re-writes dK, so the rows a chunk
-// holds set the speed.
-//   node bench/embeddings.mjs [--rows 256] [--dim 128] [--keys 1000000] [--rounds 2] [--budget 62914560]
+// torch used, and prints no ratio against the reference BLAS. Prints a markdown section (bench/run.mjs
+// puts it into docs/BENCHMARKS.md).
+// The budget is the default (32 MiB) unless --budget says otherwise: at N = 10^6 it holds 8 rows
+// of S, so the driver takes its column-tile plan (native/ops/embeddings.cpp).
+//   node bench/embeddings.mjs [--rows 256] [--dim 128] [--keys 1000000] [--rounds 2] [--budget BYTES]
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -26,7 +26,7 @@ process.env.FUSEDLOSS_THREADS ??= '2';
 const threads = Number(process.env.FUSEDLOSS_THREADS);
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');
-const memoryBudget = arg('--budget', 60 * 2 ** 20);
+const memoryBudget = process.argv.includes('--budget') ? arg('--budget', 0) : undefined;
 
 const kib = (field) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(field + ':')))[1]);
 const MiB = 2 ** 20;
@@ -59,7 +59,7 @@ function oursMs() {
 }
 const python = process.env.FUSEDLOSS_BENCH_PYTHON ?? '/usr/bin/python3';
 function torchRun() {
-  const spec = { op: 'decoupledSoftmaxFromEmbeddings', rows: B, cols: N, dim: D, scale, positives: P, threads, minSeconds: 0 };
+  const spec = { op: 'decoupledSoftmaxFromEmbeddings', rows: B, cols: N, dim: D, scale, positives: P, threads, minSeconds: 0, minReps: 1 };
   const r = spawnSync(python, [path.join(root, 'bench', 'torch_cpu.py'), JSON.stringify(spec)], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.warn(`torch peer unavailable: ${(r.stderr || '').trim().split('\n').pop()}`);
@@ -77,13 +77,18 @@ for (let r = 0; r < rounds; r++) {
 }
 const best = (a) => Math.min(...a);
 const gradsMiB = ((B * D + N * D) * 4) / MiB;
-console.log(`decoupledSoftmaxFromEmbeddings B=${B} D=${D} N=${N}, normalised, fp32, ${threads} threads (${fl.backendInfo().cpu.simd}), memoryBudget ${(memoryBudget / MiB).toFixed(0)} MiB, best of ${rounds} alternating rounds`);
-console.log(`ours:  ${best(ours).toFixed(0)} ms/step; memory beyond inputs and gradient buffers: ${extraOurs.toFixed(1)} MiB (peak RSS)`);
+const cmd = ['node bench/embeddings.mjs', ...process.argv.slice(2)].join(' ');
+const budget = memoryBudget === undefined ? `the default memoryBudget (${fl.DEFAULT_MEMORY_BUDGET ? fl.DEFAULT_MEMORY_BUDGET / MiB : 32} MiB)` : `memoryBudget ${(memoryBudget / MiB).toFixed(0)} MiB`;
+console.log(`## decoupledSoftmaxFromEmbeddings at DEXML's shape (\`${cmd}\`)\n`);
+console.log(`B=${B}, D=${D}, N=${N}, normalised, scale ${scale}, ${P} positives a row, fp32, ${threads} threads (${fl.backendInfo().cpu.simd}), ${budget}; ` +
+  `best of ${rounds} alternating rounds, ${new Date().toISOString().slice(0, 10)}, load average ${(await import('node:os')).loadavg()[0].toFixed(1)}.\n`);
+console.log('| | time per step | memory beyond inputs and gradients |\n|---|---:|---:|');
+console.log(`| fusedloss | ${best(ours).toFixed(0)} ms | ${extraOurs.toFixed(1)} MiB (peak RSS) |`);
 if (torch.length) {
   const t = torch[0];
   const extraTorch = t.extraMiB === null ? undefined : t.extraMiB - gradsMiB;
   const optimised = /openblas|mkl|blis/i.test(t.blas);
-  console.log(`torch: ${best(torch.map((x) => x.ms)).toFixed(0)} ms/step (torch ${t.torch}, BLAS: ${t.blas}); memory beyond inputs and its ${gradsMiB.toFixed(0)} MiB of gradients: ${extraTorch?.toFixed(0) ?? '?'} MiB`);
-  if (optimised) console.log(`speed-up: ${(best(torch.map((x) => x.ms)) / best(ours)).toFixed(2)}x`);
-  else console.log('torch used the reference BLAS: no ratio printed (install libopenblas0-pthread)');
-}
+  console.log(`| PyTorch ${t.torch} (BLAS: \`${t.blas}\`) | ${best(torch.map((x) => x.ms)).toFixed(0)} ms | ${extraTorch?.toFixed(0) ?? '?'} MiB |`);
+  if (optimised) console.log(`\nSpeed-up: **${(best(torch.map((x) => x.ms)) / best(ours)).toFixed(2)}×** faster than PyTorch.`);
+  else console.log('\nPyTorch used the reference BLAS: no ratio printed (install libopenblas0-pthread).');
+} else console.log('\nNo PyTorch peer on this machine: no ratio.');

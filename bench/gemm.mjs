@@ -2,7 +2,8 @@
 // The GEMM core against OpenBLAS sgemm through PyTorch, on the same threads, in alternating
 // rounds (a shared machine's speed drifts): the native microbenchmark (bench/native/gemm_bench.cpp,
 // built with the native tests: npm run test:native) for each shape, then torch.mm at that shape,
-// and the FMA peak measured the same way. Prints a table with GFLOP/s and the ratios.
+// and the FMA peak measured the same way. Prints a markdown section with GFLOP/s and the ratios
+// (bench/run.mjs puts it into docs/BENCHMARKS.md).
 //   node bench/gemm.mjs [--threads 2] [--rounds 3] [--isa best|avx512|avx2|sse2]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -56,11 +57,14 @@ for (let round = 0; round < rounds; round++) {
     }
   });
 }
-console.log(`GEMM core (${best.isa}, ${threads} threads), best of ${rounds} alternating rounds; FMA peak measured ${best.peak.toFixed(1)} GFLOP/s`);
+const cmd = ['node bench/gemm.mjs', ...process.argv.slice(2)].join(' ');
+console.log(`## The GEMM core against OpenBLAS sgemm (\`${cmd}\`)\n`);
+console.log(`${best.isa}, ${threads} threads, fp32, best of ${rounds} alternating rounds, ${new Date().toISOString().slice(0, 10)}; ` +
+  `the FMA peak, measured by the same microbenchmark: ${best.peak.toFixed(1)} GFLOP/s.`);
 const referenceBlas = !blas || !/openblas|mkl|blis/i.test(blas);
-console.log(`peer: torch.mm through ${blas ?? 'no PyTorch'}${referenceBlas ? ' (not an optimised BLAS: no ratio printed)' : ''}`);
+console.log(`Peer: torch.mm through \`${blas ?? 'no PyTorch'}\`${referenceBlas ? ' (not an optimised BLAS: no ratio printed)' : ''}.\n`);
 console.log('| shape | m×n×k | ours GFLOP/s | % of FMA peak | torch GFLOP/s | ours / torch |');
-console.log('|---|---|---|---|---|---|');
+console.log('|---|---|---:|---:|---:|---:|');
 shapes.forEach((s, i) => {
   const o = best[`o${i}`];
   const t = best[`t${i}`];

@@ -2,7 +2,8 @@
 // linearCrossEntropy against what a PyTorch user writes, F.cross_entropy(h @ W.T, y).backward(),
 // on the same threads (FUSEDLOSS_THREADS, default 2), in alternating rounds: time per step, and
 // the memory a step needs beyond its inputs and its gradients. Says which BLAS torch used, and
-// prints no ratio against the reference BLAS.
+// prints no ratio against the reference BLAS. Prints a markdown section (bench/run.mjs puts it
+// into docs/BENCHMARKS.md).
 //   node bench/linear.mjs [--rows 2048] [--dim 512] [--classes 32768] [--rounds 2]
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -68,13 +69,17 @@ for (let r = 0; r < rounds; r++) {
 }
 const best = (a) => Math.min(...a);
 const gradsMiB = ((B * D + N * D) * 4) / MiB;
-console.log(`linearCrossEntropy B=${B} D=${D} N=${N}, fp32, ${threads} threads (${fl.backendInfo().cpu.simd}), best of ${rounds} alternating rounds`);
-console.log(`ours:  ${best(ours).toFixed(0)} ms/step; memory beyond inputs and gradient buffers: ${extraOurs.toFixed(1)} MiB (peak RSS)`);
+const cmd = ['node bench/linear.mjs', ...process.argv.slice(2)].join(' ');
+console.log(`## linearCrossEntropy (\`${cmd}\`)\n`);
+console.log(`B=${B}, D=${D}, N=${N}, fp32, ${threads} threads (${fl.backendInfo().cpu.simd}), the default memoryBudget; ` +
+  `best of ${rounds} alternating rounds, ${new Date().toISOString().slice(0, 10)}, load average ${(await import('node:os')).loadavg()[0].toFixed(1)}.\n`);
+console.log('| | time per step | memory beyond inputs and gradients |\n|---|---:|---:|');
+console.log(`| fusedloss | ${best(ours).toFixed(0)} ms | ${extraOurs.toFixed(1)} MiB (peak RSS) |`);
 if (torch.length) {
   const t = torch[0];
   const extraTorch = t.extraMiB === null ? undefined : t.extraMiB - gradsMiB;
   const optimised = /openblas|mkl|blis/i.test(t.blas);
-  console.log(`torch: ${best(torch.map((x) => x.ms)).toFixed(0)} ms/step (torch ${t.torch}, BLAS: ${t.blas}); memory beyond inputs and its ${gradsMiB.toFixed(0)} MiB of gradients: ${extraTorch?.toFixed(0) ?? '?'} MiB`);
-  if (optimised) console.log(`speed-up: ${(best(torch.map((x) => x.ms)) / best(ours)).toFixed(2)}x`);
-  else console.log('torch used the reference BLAS: no ratio printed (install libopenblas0-pthread)');
-}
+  console.log(`| \`F.cross_entropy(h @ W.T, y).backward()\`, PyTorch ${t.torch} (BLAS: \`${t.blas}\`) | ${best(torch.map((x) => x.ms)).toFixed(0)} ms | ${extraTorch?.toFixed(0) ?? '?'} MiB |`);
+  if (optimised) console.log(`\nSpeed-up: **${(best(torch.map((x) => x.ms)) / best(ours)).toFixed(2)}×** faster than PyTorch.`);
+  else console.log('\nPyTorch used the reference BLAS: no ratio printed (install libopenblas0-pthread).');
+} else console.log('\nNo PyTorch peer on this machine: no ratio.');

@@ -9,6 +9,12 @@
 //
 // bench/default-call.mjs breaks the "default call" column down (CPU, page faults, GCs, peak RSS).
 //
+// The losses from embeddings have sections of their own, each from its standalone script in a
+// subprocess (its own heap, its peak RSS its own), PyTorch alongside: the GEMM core against
+// OpenBLAS sgemm (bench/gemm.mjs), linearCrossEntropy (bench/linear.mjs) and
+// decoupledSoftmaxFromEmbeddings at DEXML's shape (bench/embeddings.mjs). --op gemm, --op linear
+// or --op embeddings runs one of them alone.
+//
 // The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
 // read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
@@ -34,7 +40,7 @@ const unknown = args.filter((a, i) => !known.includes(a) && args[i - 1] !== '--o
 if (unknown.length || args.includes('--help')) {
   // An unknown flag (say --help) must not start a full run that rewrites docs/BENCHMARKS.md.
   console.log('usage: node bench/run.mjs [--op NAME] [--quick] [--no-write] [--chart]\n' +
-    '  --op NAME   only this op (softmaxCrossEntropy, softTopKLoss, ..., or tfjs-adapter); writes nothing\n' +
+    '  --op NAME   only this op (softmaxCrossEntropy, softTopKLoss, ..., tfjs-adapter, gemm, linear or embeddings); writes nothing\n' +
     '  --quick     shorter timing; writes nothing\n  --no-write  leave docs/ alone\n  --chart     only the throughput sweep (writes docs/bench-throughput.svg)');
   process.exit(unknown.filter((a) => a !== '--help').length ? 2 : 0);
 }
@@ -165,6 +171,18 @@ const adapter = ctx.tf && !chartOnly && (!only || only === 'tfjs-adapter')
   ? await adapterBench({ fl, tf: ctx.tf, flTf: require('../dist/tfjs.js'), timeInRounds, quick, log: console.log })
   : undefined;
 
+// The sections from the standalone scripts (each prints markdown; each refuses a ratio against
+// the reference BLAS). gemm.mjs needs build-tests/gemm_bench (npm run test:native builds it).
+const sections = [];
+for (const [name, script] of [['gemm', 'gemm.mjs'], ['linear', 'linear.mjs'], ['embeddings', 'embeddings.mjs']]) {
+  if (chartOnly || (only && only !== name) || (!only && !write)) continue;
+  const r = spawnSync(process.execPath, [path.join(root, 'bench', script)], { encoding: 'utf8', env: { ...process.env, FUSEDLOSS_THREADS: String(info.cpu.threads) } });
+  if (r.stderr.trim()) console.warn(r.stderr.trim());
+  const text = r.status === 0 ? r.stdout.trim() : `## bench/${script}\n\nFailed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`;
+  console.log(`\n${text}\n`);
+  sections.push(text, '');
+}
+
 const chart = write || chartOnly;
 if (chart) {
   // GPU points come from a scripts/gpu run: copy its fusedloss-bench.json to docs/gpu-bench.json.
@@ -210,6 +228,7 @@ if (write) {
     '![softmaxCrossEntropy throughput against N](bench-throughput.svg)',
     '',
     ...(adapter ? adapterSection(adapter) : []),
+    ...sections,
   ];
   mkdirSync(path.join(root, 'docs'), { recursive: true });
   writeFileSync(path.join(root, 'docs', 'BENCHMARKS.md'), lines.join('\n'));

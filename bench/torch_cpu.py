@@ -272,7 +272,8 @@ def main():
         fn()
         extra_mib = None
     times, start = [], time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < float(spec.get("minSeconds", 1.0)) and len(times) < 100):
+    # minReps: timed steps at least (a 4-second step at N = 10^6 needs no more than 1 or 2).
+    while len(times) < int(spec.get("minReps", 3)) or (time.perf_counter() - start < float(spec.get("minSeconds", 1.0)) and len(times) < 100):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)

@@ -4,8 +4,6 @@
 #include "ops.h"
 
 #include "../native/ops/contrastive.h"
-#include "../native/ops/embeddings.h"
-#include "../native/ops/linear_cross_entropy.h"
 #include "op_table.h"
 
 namespace fl::napi {

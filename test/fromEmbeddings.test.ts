@@ -319,3 +319,73 @@ describe('the losses from embeddings', () => {
     expectCode(() => fl.decoupledSoftmaxFromEmbeddings(fl.tensor(bad, [3, 4]), k, { rowPtr: new Int32Array([0, 1, 2, 3]), cols: new Int32Array([0, 1, 2]) }), 'ERR_NON_FINITE', /query row 1/);
   });
 });
+
+/**
+ * A memoryBudget that makes the driver take its column-tile plan with all `rows` rows in one
+ * chunk and tiles of about `cols` columns (native/ops/embeddings.cpp): the smallest budget, read
+ * from the error, is the fixed scratch plus one row of a 256-column tile and the row's state
+ * (8·D + 160 bytes).
+ */
+function tileBudget(run: (memoryBudget: number) => unknown, rows: number, cols: number, D: number): number {
+  const min = budgetForRows(run, 1, 0);
+  const state = 8 * D + 160;
+  return min - 4 * 256 - state + rows * (state + 4 * cols);
+}
+
+describe('the column-tile plan (a budget of a few rows of S, every row over tiles of K)', () => {
+  const tiled = ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'decoupledContrastive'] as const;
+  for (const name of tiled) {
+    const [op, opAsync] = OP[name];
+    it(`${name}: odd sizes, empty rows, exclusions, over 8 tiles, against the float64 reference and the row-chunk plan`, async () => {
+      oneEach = name === 'decoupledContrastive';
+      try {
+        const rng = makeRng(404);
+        const [B, D, N] = [37, 19, 3001];
+        const p = problem(rng, B, D, N, 4);
+        const [q, k] = tensors(p);
+        for (const base of [
+          { normalize: true, scale: 10, gradScale: true },
+          { reduction: 'none', scale: 3, gradScale: true, exclude: true },
+          { reduction: 'sum', normalize: true, scale: 20, weighting: { sigma: 0.5 } },
+        ] as (Opts & { exclude?: boolean })[]) {
+          const o: Opts = { ...base, exclude: undefined };
+          if (base.exclude) o.exclude = randomExclude(rng, B, N, p.pos, { max: 6 });
+          if (base.reduction === 'none') o.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
+          if (name !== 'decoupledContrastive') delete o.weighting;
+          const memoryBudget = tileBudget((m) => op(q, k, p.pos, { ...o, memoryBudget: m }), B, 400, D);
+          const got = op(q, k, p.pos, { ...o, memoryBudget });
+          compare(name, got, p, o);
+          // The row-chunk plan (the whole of S fits the default budget) agrees to rounding.
+          const rows = op(q, k, p.pos, o);
+          expect(Math.abs(got.loss - rows.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(rows.loss));
+          expect(l2Distance(hostValues(got.gradKeys), hostValues(rows.gradKeys))).toBeLessThanOrEqual(1e-6 * l2Norm(hostValues(rows.gradKeys)));
+          // Several chunks of rows, each over the tiles: the same to rounding, and accumulate adds.
+          const chunked = tileBudget((m) => op(q, k, p.pos, { ...o, memoryBudget: m }), 10, 300, D);
+          const gq = fl.tensor(Float32Array.from({ length: B * D }, () => 1e-3 * rng.normal()), [B, D]);
+          const gk = fl.tensor(Float32Array.from({ length: N * D }, () => 1e-3 * rng.normal()), [N, D]);
+          const gq0 = hostValues(gq).slice();
+          const gk0 = hostValues(gk).slice();
+          const acc = await opAsync(q, k, p.pos, { ...o, memoryBudget: chunked, accumulate: true, gradQueries: gq, gradKeys: gk });
+          expect(Math.abs(acc.loss - got.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(got.loss));
+          // What was there rounds the sum: fp32's 6e-8 of it on top of the gradients' own 1e-5.
+          const sub = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a, (v, i) => v - b[i]);
+          for (const [after, before, once] of [[gq, gq0, got.gradQueries], [gk, gk0, got.gradKeys]] as const)
+            expect(l2Distance(sub(hostValues(after), before), hostValues(once))).toBeLessThanOrEqual(1e-5 * l2Norm(hostValues(once)) + 1e-7 * l2Norm(before));
+        }
+      } finally {
+        oneEach = false;
+      }
+    });
+  }
+
+  it('names the query and key of a NaN score found in a tile', () => {
+    const rng = makeRng(9);
+    const p = problem(rng, 6, 8, 2000);
+    const K = p.K.slice();
+    K[1500 * 8 + 3] = Number.NaN;
+    const [q] = tensors(p);
+    const k = fl.tensor(K, [p.N, p.D]);
+    const memoryBudget = tileBudget((m) => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { memoryBudget: m }), 6, 300, p.D);
+    expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { memoryBudget }), 'ERR_NON_FINITE', /key row 1500/);
+  });
+});

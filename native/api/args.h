@@ -128,10 +128,24 @@ struct LinearCrossEntropyArgs {
   float* lse;                // rows, or null (NaN for ignored rows: they are not computed)
   int64_t memory_budget;     // bytes of scratch, > 0
 };
+// The scratch budget when the caller gives none (here and from embeddings): 32 MiB.
+constexpr int64_t kDefaultMemoryBudget = int64_t(32) << 20;
+// Throws ERR_LABEL_RANGE for a label outside [0, classes) that is not ignore_index,
+// ERR_NON_FINITE naming the hidden and weight rows of a NaN/+inf score, ERR_ARG when the budget
+// holds no row (or tile row) of S. dweight and dbias are fp32 whatever the dtype.
+LossResult linear_cross_entropy(Context& ctx, const LinearCrossEntropyArgs& args);
+// CUDA (cuda/embeddings.cu), here and for every <loss>FromEmbeddings below: hidden/weight and
+// queries/keys, gradHidden/gradWeight and gradQueries/gradKeys on the device; bias, gradBias,
+// labels, class weights, the CSRs, k, gradOutput, rowLoss and lse on the host (the launcher moves
+// them). The same errors as the CPU ops; scratch within memory_budget.
+namespace cuda { LossResult linear_cross_entropy(const LinearCrossEntropyArgs& args); }
 
 // <loss>FromEmbeddings: a loss of section 3 on S = Q·Kᵀ, or with `normalize` on the cosine
-// scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ, with dQ and dK (native/ops/embeddings.h). Not a LossArgs:
-// there is no scores matrix. Each loss's struct adds its own options.
+// scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ, with dQ and dK, by the driver in native/ops/embeddings.cpp.
+// Not a LossArgs: there is no scores matrix. Each loss's struct adds its own options. Each op
+// throws what its matrix form throws (ERR_NON_FINITE naming the query and key rows), and ERR_ARG
+// when the budget holds no row (or tile row) of S. Each has a CUDA launcher as well (see
+// linear_cross_entropy above for what lives on the device).
 struct EmbeddingsArgs {
   const void* queries;  // rows × dim of `dtype`
   const void* keys;     // cols × dim of `dtype`
@@ -148,6 +162,8 @@ struct EmbeddingsArgs {
   bool grad_scale;           // also compute dL/dscale
   float* row_loss;           // rows: ℓ_i
   int64_t memory_budget;     // bytes of scratch, > 0
+  const float* bias = nullptr;  // cols, added to S (linearCrossEntropy's bias), or null
+  float* grad_bias = nullptr;   // cols, fp32: Σ_i dL/dS_ij (added with `accumulate`), or null
 };
 
 // decoupledSoftmax / multiLabelSoftmax / binaryCrossEntropy FromEmbeddings.
@@ -155,6 +171,12 @@ struct PositivesEmbeddingsArgs : EmbeddingsArgs {
   Csr positives;  // over rows × cols, as PositivesLossArgs
   Csr exclude;
 };
+LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& args);
+namespace cuda { LossResult decoupled_softmax_from_embeddings(const PositivesEmbeddingsArgs& args); }
+LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& args);
+namespace cuda { LossResult multi_label_softmax_from_embeddings(const PositivesEmbeddingsArgs& args); }
+LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& args);
+namespace cuda { LossResult binary_cross_entropy_from_embeddings(const PositivesEmbeddingsArgs& args); }
 
 // infoNCEFromEmbeddings, one-way or symmetric (CLIP: B = N, diagonal, no exclusions).
 struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
@@ -162,6 +184,8 @@ struct InfoNCEEmbeddingsArgs : EmbeddingsArgs {
   Csr exclude;
   bool symmetric;
 };
+LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& args);
+namespace cuda { LossResult info_nce_from_embeddings(const InfoNCEEmbeddingsArgs& args); }
 
 // decoupledContrastiveFromEmbeddings: DCL, or DCLW with `sigma` (its weights need every row's
 // positive score first: B dot products before the chunks).
@@ -170,6 +194,8 @@ struct DecoupledContrastiveEmbeddingsArgs : EmbeddingsArgs {
   Csr exclude;
   float sigma;    // > 0 for DCLW, 0 for DCL
 };
+LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& args);
+namespace cuda { LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbeddingsArgs& args); }
 
 // ---------- soft top-k ----------
 
@@ -383,20 +409,9 @@ void sharded_scatter(const ShardedScatterArgs& a);
 struct SoftTopKLossEmbeddingsArgs : EmbeddingsArgs, TopKSolve {
   Csr positives;
 };
-
-// CUDA (cuda/embeddings.cu): linearCrossEntropy and every <loss>FromEmbeddings on device tensors.
-// hidden/weight and queries/keys, gradHidden/gradWeight and gradQueries/gradKeys on the device;
-// bias, gradBias, labels, class weights, the CSRs, k, gradOutput, rowLoss and lse on the host
-// (the launcher moves them). The same errors as the CPU ops; scratch within memory_budget.
-namespace cuda {
-LossResult linear_cross_entropy(const LinearCrossEntropyArgs& args);
-LossResult decoupled_softmax_from_embeddings(const PositivesEmbeddingsArgs& args);
-LossResult multi_label_softmax_from_embeddings(const PositivesEmbeddingsArgs& args);
-LossResult binary_cross_entropy_from_embeddings(const PositivesEmbeddingsArgs& args);
-LossResult info_nce_from_embeddings(const InfoNCEEmbeddingsArgs& args);
-LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbeddingsArgs& args);
-LossResult soft_topk_loss_from_embeddings(const SoftTopKLossEmbeddingsArgs& args);
-}  // namespace cuda
+// The threshold needs the whole row: row chunks only.
+LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& args);
+namespace cuda { LossResult soft_topk_loss_from_embeddings(const SoftTopKLossEmbeddingsArgs& args); }
 
 // ---------- utilities ----------
 

@@ -44,6 +44,7 @@ struct CrossEntropyLoss {
   // Ignored rows still run (their NaNs are errors too, and lse is reported), with zero terms.
   bool active(int64_t) const { return true; }
   RowSkip skip(int64_t) const { return {}; }
+  RowSkip reads(int64_t r) const { return ignored(r) ? RowSkip{} : RowSkip{a.labels + r, 1}; }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
     const double lse = st.lse();
@@ -78,13 +79,20 @@ struct CrossEntropyLoss {
 
 }  // namespace
 
-LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& a) {
+namespace {
+
+LossResult run(Context& ctx, const CrossEntropyArgs& a, ScoreTiles* tiles) {
   const CrossEntropyTotals totals = cross_entropy_totals(a);
   SoftmaxRows engine(ctx, softmax_problem(a, "logits", a.softcap, a.class_weights, a.label_smoothing > 0));
   CrossEntropyLoss loss{a, engine, totals, std::vector<double>(size_t(a.rows)), std::vector<Entry>(size_t(a.rows)),
                         std::vector<float>(size_t(a.rows))};
-  const double dscale = engine.run(loss);
+  const double dscale = tiles ? engine.run_tiles(loss, *tiles) : engine.run(loss);
   return reduce_rows(a, loss.loss, totals.weight_sum, dscale);
 }
+
+}  // namespace
+
+LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& a) { return run(ctx, a, nullptr); }
+LossResult cross_entropy(Context& ctx, const CrossEntropyArgs& a, ScoreTiles& tiles) { return run(ctx, a, &tiles); }
 
 }  // namespace fl

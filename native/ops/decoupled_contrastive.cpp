@@ -7,6 +7,7 @@
 #include "contrastive_math.h"
 #include "csr.h"
 #include "loss.h"
+#include "score_tiles.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -53,6 +54,7 @@ struct DclLoss {
 
   bool active(int64_t) const { return true; }
   RowSkip skip(int64_t r) const { return skips.row(r); }
+  RowSkip reads(int64_t r) const { return {positive_col + r, 1}; }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
     const Entry e = engine.entry(r, positive_col[r]);
@@ -69,9 +71,7 @@ struct DclLoss {
   }
 };
 
-}  // namespace
-
-LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a) {
+LossResult run(Context& ctx, const DecoupledContrastiveArgs& a, ScoreTiles* tiles) {
   check_decoupled_contrastive_shape(a);
   SoftmaxRows engine(ctx, softmax_problem(a));
   const PositivesOrDiagonal positives(a.positives, a.rows);
@@ -82,14 +82,20 @@ LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a
   if (a.row_weights) {
     w.assign(a.row_weights, a.row_weights + a.rows);
   } else if (a.sigma > 0) {
+    if (tiles) fail(err::kArg, "sigma: DCLW on column tiles expects the row weights given (row_weights)");
     // On the raw scores S_ip (not z = scale·S), as the reference implementations do.
     std::vector<float> s(size_t(a.rows));
     for (int64_t r = 0; r < a.rows; ++r) s[size_t(r)] = engine.entry(r, positive_col[r]).x;
     dclw_weights(s.data(), a.rows, a.sigma, w.data());
   }
   DclLoss loss{a, engine, positive_col, skips, w, std::vector<double>(size_t(a.rows)), std::vector<Entry>(size_t(a.rows))};
-  const double dscale = engine.run(loss);
+  const double dscale = tiles ? engine.run_tiles(loss, *tiles) : engine.run(loss);
   return reduce_rows(a, loss.loss, double(a.rows), dscale);
 }
+
+}  // namespace
+
+LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a) { return run(ctx, a, nullptr); }
+LossResult decoupled_contrastive(Context& ctx, const DecoupledContrastiveArgs& a, ScoreTiles& tiles) { return run(ctx, a, &tiles); }
 
 }  // namespace fl

@@ -1,16 +1,31 @@
-// <loss>FromEmbeddings on the CPU (see embeddings.h; docs/MATH.md §3.10). The losses of section 3
+// <loss>FromEmbeddings and linearCrossEntropy on the CPU (see embeddings.h; docs/MATH.md §3.10). The losses of section 3
 // are row-separable once S is known, so one driver serves them all: the rows that count are
 // taken in chunks of R (as many as memoryBudget holds), and each chunk does
 //   Q̂_c = the chunk's queries, widened to fp32 (divided by ‖q_i‖ with `normalize`)
-//   S_c = Q̂_c·Kᵀ, columns times 1/‖k_j‖ with `normalize`       GEMM 1
+//   S_c = Q̂_c·Kᵀ, columns times 1/‖k_j‖ with `normalize` (+ b) GEMM 1
 //   G_c = dL/dS_c in place in S_c                               the loss's own matrix-form op
 //   G'_c = G_c·diag(1/‖k_j‖) (normalize), else G_c
 //   dQ̂_c = G'_c·K, chained through the row normalisation         GEMM 2
 //   A += G'_cᵀ·Q̂_c, into gradKeys                               GEMM 3
+//   db += Σ_rows G_c (linearCrossEntropy's bias)
 // and at the end, with `normalize`, dk_j = A_j − k̂_j (k̂_j·A_j) (see §3.10: K̂ is never formed,
 // so the scratch has no N×D term). The matrix-form op runs with reduction 'none' and each row's
 // upstream factor (1/D for 'mean' over ALL rows, gradOutput_i, 1) as gradOutput, which gives
 // exactly the rows of the whole batch's gradient; 'mean' divides the sum of row losses at the end.
+//
+// Column tiles. When the budget holds few rows of S (DEXML: 32 MiB is 8 rows of 10^6 scores,
+// whose skinny GEMMs re-read and re-write dK for every 8 rows), a loss whose gradient needs only
+// per-row statistics (the softmax-row engine's losses; bce, which is elementwise) runs instead
+// on chunks of up to kGemmKc rows, each swept over K in tiles of T columns twice, Cut
+// Cross-Entropy's way (score_tiles.h, SoftmaxRows::run_tiles):
+//   sweep 1  S_t = Q̂_c·K_tᵀ (GEMM), folded into the rows' statistics while in cache
+//   sweep 2  S_t again (bitwise the same), G_t in place, dQ̂_c += G'_t·K_t, dK_t += G'_tᵀ·Q̂_c
+// Four GEMMs instead of three, each with hundreds of rows; no chunk of S reaches memory. Losses
+// that need the whole row or column first (soft top-k's threshold, symmetric InfoNCE) keep row
+// chunks. Every sum runs in a fixed order (GEMMs per C entry over K, tiles in column order,
+// rows in order), so the results do not depend on the thread count, as long as the plan does
+// not: the budget's fixed part counts each thread's GEMM panels, so a budget near a plan's edge
+// can give another chunking (and dK's order) on another thread count.
 #include "embeddings.h"
 
 #include <algorithm>
@@ -26,6 +41,7 @@
 #include "../gemm/gemm.h"
 #include "../isa/kernels.h"
 #include "contrastive.h"
+#include "score_tiles.h"
 #include "soft_topk.h"
 #include "softmax_rows.h"
 
@@ -40,6 +56,15 @@ constexpr float kTinyInv = float(1.0 / kNormEps);
 
 // Rows of keys per task in the O(N·D) passes (norms, the final projection).
 constexpr int64_t kKeyBlock = 1024;
+
+// Column tiles (see the top): taken when the budget holds fewer rows of S than this (or than
+// the rows there are), for N above kColumnTileMin. Below ~64 rows each row chunk re-reads and
+// re-writes dK (N×D) for 2·R·N·D flops, and that traffic dominates.
+constexpr int64_t kMinChunkRows = 64;
+constexpr int64_t kColumnTileMin = 256;
+// A tile of S: rows × T fp32 of about this many bytes, to stay in L2 between its GEMM and the
+// engine's pass (1024 columns at 256 rows).
+constexpr int64_t kTileBytes = int64_t(1) << 20;
 
 // Row `row` of a rows × dim matrix of `d`, widened to fp32.
 void widen_row(const void* src, DType d, int64_t row, int64_t dim, float* dst) {
@@ -94,6 +119,65 @@ int64_t fixed_scratch(const Context& ctx, const EmbeddingsArgs& a) {
 }
 // Per chunk row: its scores (fp32), Q̂ and dQ̂ rows, the engine's per-row state.
 int64_t row_scratch(const EmbeddingsArgs& a) { return 4 * a.cols + 8 * a.dim + 96 + 16 * tiles_per_row(a.cols); }
+// Per chunk row of the column-tile plan, besides its tile row: Q̂ and dQ̂, statistics and terms.
+int64_t tile_row_state(const EmbeddingsArgs& a) { return 8 * a.dim + 160; }
+
+// S += b over rows × cols (row stride cols).
+void add_bias(Context& ctx, const float* b, int64_t rows, int64_t cols, float* s) {
+  ctx.pool.parallel_for(rows, [&](int64_t r) {
+    for (int64_t j = 0; j < cols; ++j) s[r * cols + j] += b[j];
+  });
+}
+
+// db[0, cols) += Σ_rows g (row stride cols): column stripes over the pool, rows in order.
+void add_column_sums(Context& ctx, const float* g, int64_t rows, int64_t cols, float* db) {
+  constexpr int64_t kStripe = 4096;
+  ctx.pool.parallel_for((cols + kStripe - 1) / kStripe, [&](int64_t t) {
+    const int64_t j0 = t * kStripe, j1 = std::min(cols, j0 + kStripe);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = j0; j < j1; ++j) db[j] += g[r * cols + j];
+  });
+}
+
+// The chunk's scores, tile by tile, for SoftmaxRows::run_tiles (score_tiles.h).
+class KeyTiles final : public ScoreTiles {
+ public:
+  KeyTiles(Context& ctx, const EmbeddingsArgs& a, const float* kinv, const float* h, int64_t rows, int64_t T, float* s, float* dh)
+      : ctx_(ctx), a_(a), kinv_(kinv), h_(h), rows_(rows), T_(T), s_(s), dh_(dh) {}
+  int64_t tile_cols() const override { return T_; }
+  float* scores(int64_t c0, int64_t w) override {
+    gemm(ctx_, rows_, w, a_.dim, GemmOperand{h_, DType::Float32, a_.dim, false}, keys(c0, true), s_, w, false);
+    if (kinv_) scale_columns(c0, w);
+    if (a_.bias) add_bias(ctx_, a_.bias + c0, rows_, w, s_);
+    return s_;
+  }
+  void gradient(int64_t c0, int64_t w) override {
+    const int64_t D = a_.dim;
+    if (a_.grad_bias) add_column_sums(ctx_, s_, rows_, w, a_.grad_bias + c0);
+    if (kinv_) scale_columns(c0, w);  // G' = G·diag(1/‖k‖)
+    if (dh_) gemm(ctx_, rows_, D, w, GemmOperand{s_, DType::Float32, w, false}, keys(c0, false), dh_, D, c0 > 0);
+    if (a_.grad_keys)
+      gemm(ctx_, w, D, rows_, GemmOperand{s_, DType::Float32, w, true}, GemmOperand{h_, DType::Float32, D, false}, a_.grad_keys + c0 * D, D, true);
+  }
+
+ private:
+  GemmOperand keys(int64_t c0, bool trans) const {
+    return GemmOperand{static_cast<const char*>(a_.keys) + c0 * a_.dim * dtype_size(a_.dtype), a_.dtype, a_.dim, trans};
+  }
+  void scale_columns(int64_t c0, int64_t w) {
+    ctx_.pool.parallel_for(rows_, [&](int64_t r) {
+      float* row = s_ + r * w;
+      for (int64_t j = 0; j < w; ++j) row[j] *= kinv_[c0 + j];
+    });
+  }
+  Context& ctx_;
+  const EmbeddingsArgs& a_;
+  const float* kinv_;
+  const float* h_;
+  int64_t rows_, T_;
+  float* s_;
+  float* dh_;
+};
 
 [[noreturn]] void non_finite(int64_t row, int64_t col) {
   fail(err::kNonFinite, "scores queries·keysᵀ: expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
@@ -102,10 +186,41 @@ int64_t row_scratch(const EmbeddingsArgs& a) { return 4 * a.cols + 8 * a.dim + 9
 
 }  // namespace
 
-int64_t embeddings_scratch_bytes(const Context& ctx, const EmbeddingsArgs& a, int64_t rows) { return fixed_scratch(ctx, a) + rows * row_scratch(a); }
+
+EmbeddingsPlan embeddings_plan(const Context& ctx, const EmbeddingsArgs& a, int64_t active, bool column_tiles, int64_t extra_row_bytes,
+                               int64_t extra_fixed_bytes) {
+  const int64_t N = a.cols;
+  const int64_t fixed = fixed_scratch(ctx, a) + extra_fixed_bytes, per_row = row_scratch(a) + extra_row_bytes;
+  const int64_t fit = a.memory_budget > fixed ? (a.memory_budget - fixed) / per_row : 0;
+  active = std::max<int64_t>(active, 1);
+  if (column_tiles && fit < std::min(active, kMinChunkRows) && N > kColumnTileMin) {
+    const int64_t state = tile_row_state(a) + extra_row_bytes, room = a.memory_budget - fixed;
+    int64_t R = std::min(active, kGemmKc);
+    if (room > 0) R = std::min(R, room / (4 * kColumnTileMin + state));
+    if (room <= 0 || R < 1)
+      fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + 4 * kColumnTileMin + state) + " bytes (one row of a " +
+                          std::to_string(kColumnTileMin) + "-column score tile and the GEMM's panels), received " + std::to_string(a.memory_budget));
+    if (R < active && R < kGemmKc) R = (active + (active + R - 1) / R - 1) / ((active + R - 1) / R);  // equal chunks
+    int64_t T = std::min({N, std::max(kColumnTileMin, kTileBytes / (4 * R)), (room - R * state) / (4 * R)});
+    // Tiles of whole K slices keep dQ's sums in the order one tile would give them (whatever T).
+    if (T < N) T -= T % (T >= kGemmKc ? kGemmKc : 16);
+    return {R, T, fixed + R * (state + 4 * T)};
+  }
+  if (fit < 1)
+    fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " + std::to_string(N) +
+                        " scores and the GEMM's panels), received " + std::to_string(a.memory_budget));
+  // As many rows as the budget holds. Chunks of a multiple of the GEMM's K slice add dK's terms
+  // in the order one chunk would, so dK does not depend on the budget above that.
+  int64_t R = std::min(active, fit);
+  if (R < active) {
+    if (R >= kGemmKc) R -= R % kGemmKc;
+    else R = (active + (active + R - 1) / R - 1) / ((active + R - 1) / R);  // equal chunks
+  }
+  return {R, N, fixed + R * per_row};
+}
 
 LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor,
-                           const ChunkLossFn& loss, int64_t extra_row_bytes, int64_t extra_fixed_bytes) {
+                           const ChunkLossFn& loss, bool column_tiles, int64_t extra_row_bytes, int64_t extra_fixed_bytes) {
   const int64_t B = a.rows, D = a.dim, N = a.cols;
   std::vector<int64_t> act;
   act.reserve(size_t(B));
@@ -115,23 +230,15 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
   }
   if (a.grad_queries && !a.accumulate) std::memset(a.grad_queries, 0, size_t(B * D * dtype_size(a.grad_dtype)));
   if (a.grad_keys && !a.accumulate) std::memset(a.grad_keys, 0, size_t(N * D) * sizeof(float));
+  if (a.grad_bias && !a.accumulate) std::memset(a.grad_bias, 0, size_t(N) * sizeof(float));
   if (act.empty() || N == 0) return {0.0, 0.0};
 
-  // The plan: as many rows as the budget holds. Chunks of a multiple of the GEMM's K slice add
-  // dK's terms in the order one chunk would, so dK does not depend on the budget above that.
-  const int64_t fixed = fixed_scratch(ctx, a) + extra_fixed_bytes, per_row = row_scratch(a) + extra_row_bytes;
-  const int64_t fit = a.memory_budget > fixed ? (a.memory_budget - fixed) / per_row : 0;
-  if (fit < 1)
-    fail(err::kArg, "opts.memoryBudget: expected at least " + std::to_string(fixed + per_row) + " bytes (one row of " + std::to_string(N) +
-                        " scores and the GEMM's panels), received " + std::to_string(a.memory_budget));
   const int64_t n_act = int64_t(act.size());
-  int64_t R = std::min(n_act, fit);
-  if (R < n_act) {
-    if (R >= kGemmKc) R -= R % kGemmKc;
-    else R = (n_act + (n_act + R - 1) / R - 1) / ((n_act + R - 1) / R);  // equal chunks
-  }
+  const EmbeddingsPlan plan = embeddings_plan(ctx, a, n_act, column_tiles, extra_row_bytes, extra_fixed_bytes);
+  const int64_t R = plan.chunk_rows;
+  const bool tiled = plan.tile_cols < N;
 
-  const bool want_grad = a.grad_queries || a.grad_keys;
+  const bool want_grad = a.grad_queries || a.grad_keys || a.grad_bias;
   std::vector<float> kinv(a.normalize ? size_t(N) : 0), kdot(a.normalize && a.accumulate && a.grad_keys ? size_t(N) : 0);
   if (a.normalize)
     ctx.pool.parallel_for((N + kKeyBlock - 1) / kKeyBlock, [&](int64_t t) {
@@ -147,7 +254,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
       }
     });
 
-  std::vector<float> s(static_cast<size_t>(R * N)), h(static_cast<size_t>(R * D)), dh(a.grad_queries ? static_cast<size_t>(R * D) : 0), qinv(static_cast<size_t>(R), 1.f), up(static_cast<size_t>(R)),
+  std::vector<float> s(static_cast<size_t>(R * plan.tile_cols)), h(static_cast<size_t>(R * D)), dh(a.grad_queries ? static_cast<size_t>(R * D) : 0), qinv(static_cast<size_t>(R), 1.f), up(static_cast<size_t>(R)),
       rl(static_cast<size_t>(R));
   const double u_mean = mean_divisor > 0 ? 1.0 / mean_divisor : 0.0;
   auto scale_columns = [&](int64_t rows) {
@@ -170,11 +277,15 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
     for (int64_t r = 0; r < rows; ++r)
       up[size_t(r)] = float(a.reduction == Reduction::Mean ? u_mean : a.reduction == Reduction::None && a.grad_output ? double(a.grad_output[idx[r]]) : 1.0);
 
-    gemm(ctx, rows, N, D, GemmOperand{h.data(), DType::Float32, D, false}, GemmOperand{a.keys, a.dtype, D, true}, s.data(), N, false);
-    if (a.normalize) scale_columns(rows);
+    KeyTiles tiles(ctx, a, a.normalize ? kinv.data() : nullptr, h.data(), rows, plan.tile_cols, s.data(), a.grad_queries ? dh.data() : nullptr);
+    if (!tiled) {
+      gemm(ctx, rows, N, D, GemmOperand{h.data(), DType::Float32, D, false}, GemmOperand{a.keys, a.dtype, D, true}, s.data(), N, false);
+      if (a.normalize) scale_columns(rows);
+      if (a.bias) add_bias(ctx, a.bias, rows, N, s.data());
+    }
 
     LossArgs chunk{};
-    chunk.scores = s.data();
+    chunk.scores = tiled ? nullptr : s.data();
     chunk.dtype = DType::Float32;
     chunk.rows = rows;
     chunk.cols = N;
@@ -187,7 +298,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
     chunk.row_loss = rl.data();
     LossResult part;
     try {
-      part = loss(ctx, chunk, idx);
+      part = loss(ctx, chunk, idx, tiled ? &tiles : nullptr);
     } catch (const Error& e) {
       if (e.code != err::kNonFinite) throw;
       long long r = 0, col = 0;
@@ -202,10 +313,13 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
     dscale += part.dscale;
     if (!want_grad) continue;
 
-    // G' = G·diag(1/‖k‖): then dQ̂ = G'·K and dK̂ = diag(‖k‖)·G'ᵀ·Q̂, with the raw keys.
-    if (a.normalize) scale_columns(rows);
+    // G' = G·diag(1/‖k‖): then dQ̂ = G'·K and dK̂ = diag(‖k‖)·G'ᵀ·Q̂, with the raw keys (the
+    // tiles did both GEMMs already).
+    if (a.grad_bias && !tiled) add_column_sums(ctx, s.data(), rows, N, a.grad_bias);
+    if (a.normalize && !tiled) scale_columns(rows);
     if (a.grad_queries) {
-      gemm(ctx, rows, D, N, GemmOperand{s.data(), DType::Float32, N, false}, GemmOperand{a.keys, a.dtype, D, false}, dh.data(), D, false);
+      if (!tiled)
+        gemm(ctx, rows, D, N, GemmOperand{s.data(), DType::Float32, N, false}, GemmOperand{a.keys, a.dtype, D, false}, dh.data(), D, false);
       ctx.pool.parallel_for(rows, [&](int64_t r) {
         float* g = dh.data() + r * D;
         if (a.normalize) {
@@ -224,7 +338,7 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
         });
       });
     }
-    if (a.grad_keys)
+    if (a.grad_keys && !tiled)
       gemm(ctx, N, D, rows, GemmOperand{s.data(), DType::Float32, N, true}, GemmOperand{h.data(), DType::Float32, D, false}, a.grad_keys, D, true);
   }
 
@@ -250,18 +364,19 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
 namespace {
 
 // The losses over CSR positives: the chunk's positives and exclusions, re-based.
-template <LossResult (*Op)(Context&, const PositivesLossArgs&)>
+template <LossResult (*Op)(Context&, const PositivesLossArgs&), LossResult (*TiledOp)(Context&, const PositivesLossArgs&, ScoreTiles&)>
 LossResult positives_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a, bool skip_empty, double mean_divisor) {
   return embeddings_loss(
       ctx, a, [&](int64_t i) { return !skip_empty || a.positives.size(i) > 0; }, mean_divisor,
-      [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+      [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
         const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
         PositivesLossArgs p{};
         static_cast<LossArgs&>(p) = chunk;
         p.positives = pos.view();
         p.exclude = ex.view();
-        return Op(c, p);
-      });
+        return tiles ? TiledOp(c, p, *tiles) : Op(c, p);
+      },
+      true);
 }
 
 }  // namespace
@@ -269,13 +384,13 @@ LossResult positives_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs
 // A row without positives adds 0 and has gradient 0 in both softmax forms: it costs no matrix
 // work. 'mean' divides by B (MATH §3.4, §3.2) and by B·N for bce (§3.6), whose rows all count.
 LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
-  return positives_from_embeddings<decoupled_softmax>(ctx, a, true, double(a.rows));
+  return positives_from_embeddings<decoupled_softmax, decoupled_softmax>(ctx, a, true, double(a.rows));
 }
 LossResult multi_label_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
-  return positives_from_embeddings<multi_label_softmax>(ctx, a, true, double(a.rows));
+  return positives_from_embeddings<multi_label_softmax, multi_label_softmax>(ctx, a, true, double(a.rows));
 }
 LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
-  return positives_from_embeddings<binary_cross_entropy>(ctx, a, false, double(a.rows) * double(a.cols));
+  return positives_from_embeddings<binary_cross_entropy, binary_cross_entropy>(ctx, a, false, double(a.rows) * double(a.cols));
 }
 
 LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a);
@@ -297,14 +412,17 @@ LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a
   auto has_positives = [&](int64_t i) { return diagonal || a.positives.size(i) > 0; };
   double counted = 0;
   for (int64_t i = 0; i < a.rows; ++i) counted += has_positives(i) ? 1 : 0;
-  return embeddings_loss(ctx, a, has_positives, counted, [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
-    const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-    InfoNCEArgs p{};
-    static_cast<LossArgs&>(p) = chunk;
-    p.positives = pos.view();
-    p.exclude = ex.view();
-    return info_nce(c, p);
-  });
+  return embeddings_loss(
+      ctx, a, has_positives, counted,
+      [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
+        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
+        InfoNCEArgs p{};
+        static_cast<LossArgs&>(p) = chunk;
+        p.positives = pos.view();
+        p.exclude = ex.view();
+        return tiles ? info_nce(c, p, *tiles) : info_nce(c, p);
+      },
+      true);
 }
 
 // Symmetric InfoNCE (CLIP, MATH §3.3) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
@@ -325,7 +443,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
     stats.grad_scale = false;
     std::vector<float> ignored(static_cast<size_t>(B));
     stats.row_loss = ignored.data();
-    embeddings_loss(ctx, stats, [](int64_t) { return true; }, double(B), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+    embeddings_loss(ctx, stats, [](int64_t) { return true; }, double(B), [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles*) {
       const float* s = static_cast<const float*>(chunk.scores);
       constexpr int64_t kStripe = 1024;
       c.pool.parallel_for((N + kStripe - 1) / kStripe, [&](int64_t t) {
@@ -343,7 +461,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
       });
       for (int64_t r = 0; r < chunk.rows; ++r) diag[size_t(idx[r])] = double(a.scale) * double(s[r * N + idx[r]]);
       return LossResult{0.0, 0.0};
-    }, 0, column_bytes);
+    }, false, 0, column_bytes);
   }
   std::vector<double> col_lse(static_cast<size_t>(N));
   for (int64_t j = 0; j < N; ++j) col_lse[size_t(j)] = col_max[size_t(j)] + std::log(col_sum[size_t(j)]);
@@ -352,7 +470,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
   };
   return embeddings_loss(
       ctx, a, [](int64_t) { return true; }, double(B),
-      [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+      [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles*) {
         const int64_t rows = chunk.rows;
         float* s = static_cast<float*>(const_cast<void*>(chunk.scores));
         std::vector<float> g(chunk.grad ? static_cast<size_t>(rows * N) : 0), half(static_cast<size_t>(rows));
@@ -383,7 +501,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
         }
         return LossResult{0.0, d};
       },
-      4 * N, column_bytes);
+      false, 4 * N, column_bytes);
 }
 
 // DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
@@ -413,7 +531,7 @@ LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledCo
     dclw_weights(s.data(), a.rows, a.sigma, w.data());
   }
   return embeddings_loss(
-      ctx, a, [](int64_t) { return true; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+      ctx, a, [](int64_t) { return true; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
         const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
         std::vector<double> wc;
         for (int64_t r = 0; r < chunk.rows && !w.empty(); ++r) wc.push_back(w[size_t(idx[r])]);
@@ -423,15 +541,16 @@ LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledCo
         p.exclude = ex.view();
         p.sigma = a.sigma;
         p.row_weights = w.empty() ? nullptr : wc.data();
-        return decoupled_contrastive(c, p);
-      });
+        return tiles ? decoupled_contrastive(c, p, *tiles) : decoupled_contrastive(c, p);
+      },
+      true);
 }
 
 // softTopKLoss (MATH §3.8): a row without positives has loss 0 and gradient 0 (U = 0), so it
 // costs no matrix work. 'mean' divides by B.
 LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a) {
   return embeddings_loss(
-      ctx, a, [&](int64_t i) { return a.positives.size(i) > 0; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx) {
+      ctx, a, [&](int64_t i) { return a.positives.size(i) > 0; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles*) {
         const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
         std::vector<int32_t> k;
         if (a.k_rows)
@@ -443,7 +562,8 @@ LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbedd
         p.exclude = ex.view();
         p.positives = pos.view();
         return soft_topk_loss(c, p);
-      });
+      },
+      false);
 }
 
 }  // namespace fl

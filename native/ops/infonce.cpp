@@ -9,6 +9,7 @@
 #include "contrastive_math.h"
 #include "csr.h"
 #include "loss.h"
+#include "score_tiles.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -42,6 +43,7 @@ struct OneWayInfoNCE {
   // positives stay in the statistics (SupCon); only exclusions are skipped.
   bool active(int64_t) const { return true; }
   RowSkip skip(int64_t r) const { return excluded.row(r); }
+  RowSkip reads(int64_t r) const { return {pos.cols + pos.begin(r), pos.size(r)}; }
 
   DenseTerms terms(int64_t r, const RowStats& st) {
     const int64_t e0 = pos.begin(r), e1 = pos.end(r);
@@ -75,7 +77,7 @@ struct OneWayInfoNCE {
   }
 };
 
-LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
+LossResult one_way(Context& ctx, const InfoNCEArgs& a, ScoreTiles* tiles) {
   const PositivesOrDiagonal positives(a.positives, a.rows);
   const Csr& pos = positives.csr();
   const SkipLists excluded(a.rows, a.exclude, Csr{});
@@ -93,7 +95,7 @@ LossResult one_way(Context& ctx, const InfoNCEArgs& a) {
   const size_t nnz = size_t(pos.nnz(a.rows));
   OneWayInfoNCE loss{a, engine, pos, excluded, double(rows_with_positives), std::vector<double>(size_t(a.rows)),
                      std::vector<Entry>(nnz), std::vector<float>(nnz)};
-  const double dscale = engine.run(loss);
+  const double dscale = tiles ? engine.run_tiles(loss, *tiles) : engine.run(loss);
   return reduce_rows(a, loss.loss, double(rows_with_positives), dscale);
 }
 
@@ -204,7 +206,13 @@ LossResult symmetric(Context& ctx, const InfoNCEArgs& a) {
 
 LossResult info_nce(Context& ctx, const InfoNCEArgs& a) {
   check_info_nce_shape(a);
-  return a.symmetric ? symmetric(ctx, a) : one_way(ctx, a);
+  return a.symmetric ? symmetric(ctx, a) : one_way(ctx, a, nullptr);
+}
+
+LossResult info_nce(Context& ctx, const InfoNCEArgs& a, ScoreTiles& tiles) {
+  check_info_nce_shape(a);
+  if (a.symmetric) fail(err::kArg, "symmetric: InfoNCE's column statistics need whole columns, not column tiles");
+  return one_way(ctx, a, &tiles);
 }
 
 void sharded_column_stats(Context& ctx, const ShardedColumnStatsArgs& a) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "csr.h"
 #include "loss.h"
 #include "positives_math.h"
+#include "score_tiles.h"
 #include "softmax_rows.h"
 
 namespace fl {
@@ -34,6 +36,7 @@ struct PositivesSoftmaxLoss {
 
   bool active(int64_t) const { return true; }
   RowSkip skip(int64_t r) const { return skips.row(r); }
+  RowSkip reads(int64_t r) const { return {a.positives.cols + a.positives.begin(r), a.positives.size(r)}; }
 
   void read_positives(int64_t r) {
     for (int64_t e = a.positives.begin(r); e < a.positives.end(r); ++e) entry[size_t(e)] = engine.entry(r, a.positives.cols[e]);
@@ -124,10 +127,10 @@ struct MultiLabelSoftmaxLoss : PositivesSoftmaxLoss {
 };
 
 template <class Loss>
-LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists skips) {
+LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists skips, ScoreTiles* tiles) {
   SoftmaxRows engine(ctx, softmax_problem(a));
   Loss loss(a, engine, std::move(skips));
-  const double dscale = engine.run(loss);
+  const double dscale = tiles ? engine.run_tiles(loss, *tiles) : engine.run(loss);
   return reduce_rows(a, loss.loss, double(a.rows), dscale);
 }
 
@@ -193,16 +196,87 @@ LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
   return reduce_rows(a, row_loss, mean_divisor, dscale);
 }
 
-LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {
-  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude));
-}
+namespace {
 
-LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a) {
+LossResult multi_label_softmax_on(Context& ctx, const PositivesLossArgs& a, ScoreTiles* tiles) {
   // The skip lists hold the exclusions only; building positives ∪ exclusions first rejects an
   // exclusion that is also a positive.
   SkipLists skips(a.rows, a.positives, a.exclude);
   skips = SkipLists(a.rows, a.exclude, Csr{});
-  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, std::move(skips));
+  return run_softmax_loss<MultiLabelSoftmaxLoss>(ctx, a, std::move(skips), tiles);
+}
+
+// A CSR's entries in columns [c0, c0 + w), re-based at c0.
+struct CsrSlice {
+  std::vector<int32_t> row_ptr, cols;
+  std::vector<float> weights;
+  CsrSlice(const Csr& c, int64_t rows, int64_t c0, int64_t w) {
+    if (!c) return;
+    row_ptr.assign(size_t(rows + 1), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t e = c.begin(r); e < c.end(r); ++e)
+        if (c.cols[e] >= c0 && c.cols[e] < c0 + w) {
+          cols.push_back(int32_t(c.cols[e] - c0));
+          if (c.weights) weights.push_back(c.weights[e]);
+        }
+      row_ptr[size_t(r + 1)] = int32_t(cols.size());
+    }
+  }
+  Csr view() const { return row_ptr.empty() ? Csr{} : Csr{row_ptr.data(), cols.data(), weights.empty() ? nullptr : weights.data()}; }
+};
+
+}  // namespace
+
+LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a) {
+  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude), nullptr);
+}
+LossResult decoupled_softmax(Context& ctx, const PositivesLossArgs& a, ScoreTiles& tiles) {
+  return run_softmax_loss<DecoupledSoftmaxLoss>(ctx, a, SkipLists(a.rows, a.positives, a.exclude), &tiles);
+}
+
+LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a) { return multi_label_softmax_on(ctx, a, nullptr); }
+LossResult multi_label_softmax(Context& ctx, const PositivesLossArgs& a, ScoreTiles& tiles) { return multi_label_softmax_on(ctx, a, &tiles); }
+
+// bce is elementwise: each tile is a matrix of its own (its positives and exclusions re-based),
+// and the row losses and dScale add up over the tiles in order. 'mean' is applied at the end.
+LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a, ScoreTiles& tiles) {
+  SkipLists(a.rows, a.positives, a.exclude);  // ERR_CSR for an excluded positive, as the whole matrix would
+  std::vector<double> loss(size_t(a.rows), 0.0);
+  std::vector<float> tile_loss(size_t(a.rows));
+  const std::vector<float> mean_u(a.reduction == Reduction::Mean ? size_t(a.rows) : 0, float(1.0 / (double(a.rows) * double(a.cols))));
+  double dscale = 0;
+  const int64_t T = tiles.tile_cols();
+  for (int64_t c0 = 0; c0 < a.cols; c0 += T) {
+    const int64_t w = std::min(T, a.cols - c0);
+    const CsrSlice pos(a.positives, a.rows, c0, w), ex(a.exclude, a.rows, c0, w);
+    PositivesLossArgs t = a;
+    t.scores = tiles.scores(c0, w);
+    t.dtype = DType::Float32;
+    t.cols = w;
+    t.grad = a.grad ? const_cast<void*>(t.scores) : nullptr;
+    t.grad_dtype = DType::Float32;
+    t.positives = pos.view();
+    t.exclude = ex.view();
+    t.row_loss = tile_loss.data();
+    if (a.reduction == Reduction::Mean) {  // the whole matrix's factor 1/(B·N), as gradOutput
+      t.reduction = Reduction::None;
+      t.grad_output = mean_u.data();
+    }
+    LossResult part;
+    try {
+      part = binary_cross_entropy(ctx, t);
+    } catch (const Error& e) {
+      if (e.code != err::kNonFinite) throw;
+      long long r = 0, c = 0;
+      const size_t at = std::string(e.what()).rfind('[');
+      if (at != std::string::npos) std::sscanf(e.what() + at, "[%lld, %lld]", &r, &c);
+      fail_non_finite("scores", r, c0 + c);
+    }
+    for (int64_t r = 0; r < a.rows; ++r) loss[size_t(r)] += double(tile_loss[size_t(r)]);
+    dscale += part.dscale;
+    if (a.grad) tiles.gradient(c0, w);
+  }
+  return reduce_rows(a, loss, double(a.rows) * double(a.cols), dscale);
 }
 
 }  // namespace fl

@@ -12,6 +12,8 @@
 // Rows that fit one tile (kRowTile columns) run all four steps in one task, so the second read
 // of the row comes from cache; wider rows are cut into tiles spread over the pool (B = 1,
 // N = 10^7 uses every core) and merged in tile order: results do not depend on the thread count.
+// run_tiles() runs the same steps on scores that are never held whole (score_tiles.h): the
+// engine then sees one column tile at a time through a window [col0, col0 + width).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -28,6 +30,7 @@
 #include "../core/rowmath.h"
 #include "../isa/kernels.h"
 #include "csr.h"
+#include "score_tiles.h"
 
 namespace fl {
 
@@ -77,12 +80,15 @@ struct Entry {
 
 class SoftmaxRows {
  public:
-  SoftmaxRows(Context& ctx, const SoftmaxProblem& p) : ctx_(ctx), p_(p) {}
+  SoftmaxRows(Context& ctx, const SoftmaxProblem& p)
+      : ctx_(ctx), p_(p), scores_(p.scores), grad_(p.grad), ld_(p.cols), width_(p.cols) {}
 
   const SoftmaxProblem& problem() const { return p_; }
 
+  // In run_tiles(), after sweep 1, the entries a loss reads (Loss::reads) come from what the
+  // sweep kept of them.
   Entry entry(int64_t r, int64_t c) const {
-    const float x = load_element(p_.scores, p_.dtype, r * p_.cols + c);
+    const float x = captured_ ? captured(r, c) : load_element(scores_, p_.dtype, at(r, c));
     if (x == -INFINITY) return Entry{x, -INFINITY, 0.f, 0.f};
     if (p_.cap > 0) {
       float sech2;
@@ -101,8 +107,10 @@ class SoftmaxRows {
 
   // Overwrites the gradient at (r, c) with dL/dz · dz/dx, rounded once to the grad dtype, and
   // returns the change of that entry's dScale term.
+  // In run_tiles() an entry outside the tile in hand is left to its own tile (returns 0).
   double correct(int64_t r, int64_t c, const Entry& e, float dense_dz, float exact_dz) const {
-    if (p_.grad) store_element(p_.grad, p_.grad_dtype, r * p_.cols + c, exact_dz * e.dzdx);
+    if (c < col0_ || c >= col0_ + width_) return 0.0;
+    if (grad_) store_element(grad_, p_.grad_dtype, at(r, c), exact_dz * e.dzdx);
     return double(exact_dz - dense_dz) * double(e.dzds);
   }
 
@@ -153,6 +161,73 @@ class SoftmaxRows {
       const int64_t bad = row_stats(loss, st.data());
       if (bad >= 0) fail_non_finite(p_.name, bad / p_.cols, bad % p_.cols);
       run_given(loss, st.data(), row_dscale.data());
+    }
+    double total = 0;
+    for (double d : row_dscale) total += d;
+    return total;
+  }
+
+  // The four steps on a chunk given tile by tile (score_tiles.h). Sweep 1: each tile's
+  // statistics merged into the rows' in tile order, and the entries the loss reads
+  // (Loss::reads(r): columns, any order) kept as their tile passes. Then the terms. Sweep 2:
+  // each tile again, the dense gradient in place and the corrections that fall in it, handed
+  // back to the tiles. Row r's dScale adds its tiles' shares in tile order. The scores are
+  // fp32 (p_.dtype), and p_.grad is only a flag.
+  template <class Loss>
+  double run_tiles(Loss& loss, ScoreTiles& tiles) {
+    const int64_t R = p_.rows, N = p_.cols, T = tiles.tile_cols();
+    cap_off_.assign(size_t(R + 1), 0);
+    for (int64_t r = 0; r < R; ++r) cap_off_[size_t(r + 1)] = cap_off_[size_t(r)] + loss.reads(r).n;
+    cap_cols_.resize(size_t(cap_off_[size_t(R)]));
+    cap_x_.assign(cap_cols_.size(), 0.f);
+    for (int64_t r = 0; r < R; ++r) {
+      const RowSkip c = loss.reads(r);
+      std::copy(c.cols, c.cols + c.n, cap_cols_.begin() + cap_off_[size_t(r)]);
+    }
+    std::vector<MaxSumExp<double>> acc(size_t(R), max_sum_exp_empty<double>());
+    std::vector<double> lin(size_t(R), 0.0);
+    std::vector<int64_t> row_bad(size_t(R), -1);
+    for (int64_t c0 = 0; c0 < N; c0 += T) {
+      const int64_t w = std::min(T, N - c0);
+      window(tiles.scores(c0, w), c0, w);
+      ctx_.pool.parallel_for(R, [&](int64_t r) {
+        if (row_bad[size_t(r)] >= 0 || !loss.active(r)) return;
+        const TileMaxSumExp t = stats(r, c0, c0 + w, loss.skip(r));
+        if (t.first_bad >= 0) {
+          row_bad[size_t(r)] = t.first_bad;
+          return;
+        }
+        merge(acc[size_t(r)], MaxSumExp<double>{t.max, t.rest});
+        lin[size_t(r)] += t.lin;
+        for (int64_t k = cap_off_[size_t(r)]; k < cap_off_[size_t(r + 1)]; ++k) {
+          const int64_t c = cap_cols_[size_t(k)];
+          if (c >= c0 && c < c0 + w) cap_x_[size_t(k)] = load_element(scores_, p_.dtype, at(r, c));
+        }
+      });
+    }
+    throw_if_bad(row_bad);
+    std::vector<RowStats> st(static_cast<size_t>(R));
+    std::vector<DenseTerms> terms(static_cast<size_t>(R));
+    captured_ = true;
+    ctx_.pool.parallel_for(R, [&](int64_t r) {
+      if (!loss.active(r)) return;
+      st[size_t(r)] = RowStats{acc[size_t(r)].max, acc[size_t(r)].rest, lin[size_t(r)]};
+      terms[size_t(r)] = loss.terms(r, st[size_t(r)]);
+    });
+    captured_ = false;
+    if (!p_.grad && !p_.grad_scale) return 0.0;
+    std::vector<double> row_dscale(static_cast<size_t>(R), 0.0);
+    const bool want_grad = p_.grad != nullptr;
+    for (int64_t c0 = 0; c0 < N; c0 += T) {
+      const int64_t w = std::min(T, N - c0);
+      window(tiles.scores(c0, w), c0, w);
+      if (!want_grad) grad_ = nullptr;
+      ctx_.pool.parallel_for(R, [&](int64_t r) {
+        if (!loss.active(r)) return zero_row(r, c0, c0 + w);
+        const double d = grad_sweep(r, c0, c0 + w, loss.skip(r), terms[size_t(r)]);
+        row_dscale[size_t(r)] += d + loss.corrections(r, st[size_t(r)], terms[size_t(r)], *this);
+      });
+      if (want_grad) tiles.gradient(c0, w);
     }
     double total = 0;
     for (double d : row_dscale) total += d;
@@ -231,8 +306,21 @@ class SoftmaxRows {
     std::vector<float> keep, block_max;
   };
 
+  // Element (r, c) of the scores (and gradient) in hand: the whole matrix, or run_tiles()'s tile.
+  int64_t at(int64_t r, int64_t c) const { return r * ld_ + (c - col0_); }
   const char* row_ptr(const void* base, DType d, int64_t r, int64_t c) const {
-    return static_cast<const char*>(base) + (r * p_.cols + c) * dtype_size(d);
+    return static_cast<const char*>(base) + at(r, c) * dtype_size(d);
+  }
+  void window(float* tile, int64_t c0, int64_t w) {
+    scores_ = tile;
+    grad_ = tile;
+    col0_ = c0;
+    ld_ = width_ = w;
+  }
+  float captured(int64_t r, int64_t c) const {
+    for (int64_t k = cap_off_[size_t(r)]; k < cap_off_[size_t(r + 1)]; ++k)
+      if (cap_cols_[size_t(k)] == c) return cap_x_[size_t(k)];
+    fail(err::kArg, "softmax engine: column " + std::to_string(c) + " of row " + std::to_string(r) + " read but not kept (Loss::reads)");
   }
   int64_t grad_esize() const { return dtype_size(p_.grad_dtype); }
 
@@ -250,7 +338,7 @@ class SoftmaxRows {
       float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
       float* bmax = kept ? kept->block_max.data() + block : nullptr;
       block += blocks_in(b - a);
-      const TileMaxSumExp t = fn(StatsTile{row_ptr(p_.scores, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
+      const TileMaxSumExp t = fn(StatsTile{row_ptr(scores_, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
       if (t.first_bad >= 0) { bad = a + t.first_bad; return; }
       merge(acc, MaxSumExp<double>{t.max, t.rest});
       lin += t.lin;
@@ -269,11 +357,11 @@ class SoftmaxRows {
     double d = 0;
     int64_t block = 0;
     for_each_run(c0, c1, skip, [&](int64_t a, int64_t b) {
-      void* g = p_.grad ? const_cast<char*>(static_cast<const char*>(p_.grad) + (r * p_.cols + a) * grad_esize()) : nullptr;
+      void* g = grad_ ? static_cast<char*>(grad_) + at(r, a) * grad_esize() : nullptr;
       const float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
       const float* bmax = kept ? kept->block_max.data() + block : nullptr;
       block += blocks_in(b - a);
-      d += fn(ExpGradTile{row_ptr(p_.scores, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
+      d += fn(ExpGradTile{row_ptr(scores_, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
                           p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax, p_.grad_scale, stream_grad()});
     }, [&](int64_t c) { zero_row(r, c, c + 1); });
     return d;
@@ -281,11 +369,12 @@ class SoftmaxRows {
 
   // A gradient this big cannot stay in cache for the caller, so it is written with
   // non-temporal stores (no read-for-ownership of lines that are about to be overwritten).
-  bool stream_grad() const { return p_.grad && p_.rows * p_.cols * grad_esize() >= (int64_t(16) << 20); }
+  // (A tile of run_tiles() is meant to stay in cache.)
+  bool stream_grad() const { return grad_ && ld_ == p_.cols && p_.rows * p_.cols * grad_esize() >= (int64_t(16) << 20); }
 
   void zero_row(int64_t r, int64_t c0, int64_t c1) const {
-    if (!p_.grad || c1 <= c0) return;
-    std::memset(static_cast<char*>(p_.grad) + (r * p_.cols + c0) * grad_esize(), 0, size_t((c1 - c0) * grad_esize()));
+    if (!grad_ || c1 <= c0) return;
+    std::memset(static_cast<char*>(grad_) + at(r, c0) * grad_esize(), 0, size_t((c1 - c0) * grad_esize()));
   }
 
   void throw_if_bad(const std::vector<int64_t>& row_bad) const {
@@ -295,6 +384,16 @@ class SoftmaxRows {
 
   Context& ctx_;
   SoftmaxProblem p_;
+  // The scores and gradient in hand, holding columns [col0_, col0_ + width_) of each row at row
+  // stride ld_: the whole matrix, or in run_tiles() the current tile.
+  const void* scores_;
+  void* grad_;
+  int64_t col0_ = 0, ld_, width_;
+  // run_tiles(): the entries each row's loss reads, kept during sweep 1 (offsets per row).
+  bool captured_ = false;
+  std::vector<int64_t> cap_off_;
+  std::vector<int32_t> cap_cols_;
+  std::vector<float> cap_x_;
 };
 
 }  // namespace fl

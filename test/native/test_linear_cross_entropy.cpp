@@ -9,7 +9,7 @@
 #include "native/api/error.h"
 #include "native/core/context.h"
 #include "native/core/dtype.h"
-#include "native/ops/linear_cross_entropy.h"
+#include "native/ops/embeddings.h"
 
 using namespace fl;
 using fltest::isas;
@@ -175,7 +175,7 @@ Out run(Context& ctx, const Case& c, const Inputs& in, DType dt = DType::Float32
   }
   int64_t active = 0;
   for (int32_t y : in.y) active += y != -100;
-  const LinearCrossEntropyPlan plan = linear_cross_entropy_plan(ctx, a, active);
+  const EmbeddingsPlan plan = linear_cross_entropy_plan(ctx, a, active);
   FL_CHECK(plan.scratch_bytes <= a.memory_budget, "plan needs %lld bytes of a %lld budget", (long long)plan.scratch_bytes,
            (long long)a.memory_budget);
   // The strategy the case means to test: row chunks (all columns) unless few rows fit.
