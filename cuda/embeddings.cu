@@ -415,6 +415,10 @@ LossResult run_driver(const EmbeddingsArgs& a, const std::vector<int64_t>& act, 
 // mean_divisor.
 LossResult embeddings_loss(const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor, const ChunkLoss& loss,
                            DriverExtras x = {}) {
+  // The <loss>FromEmbeddings ops take no bias here yet (linearCrossEntropy's comes in x): refuse
+  // rather than drop it. The TS layer refuses first; this guards the addon's own callers.
+  if (a.bias || a.grad_bias)
+    fail(err::kDevice, "opts.bias: expected no bias with CUDA inputs (a bias for the losses from embeddings is host-only for now), received one");
   if (!x.non_finite) x.non_finite = embeddings_non_finite;
   std::vector<int64_t> act;
   act.reserve(size_t(a.rows));

@@ -431,6 +431,7 @@ ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a) {
   a.queries = r.input("queries", a.dtype, a.rows * a.dim);
   a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
   a.normalize = r.flag("normalize");
+  a.bias = r.host<const float>("bias", a.cols);
   a.scale = float(r.number("scale"));
   if (!(a.scale > 0)) fail(err::kArg, "scale: expected a finite number > 0");
   a.reduction = r.code<Reduction>("reduction", 2);
@@ -441,6 +442,7 @@ ScoresArgs read_embeddings(Reader& r, EmbeddingsArgs& a) {
     fail(err::kDType, std::string("gradDtype: expected float32 or the queries' dtype ") + dtype_name(a.dtype));
   a.grad_queries = r.accumulated("gradQueries", a.grad_dtype, a.rows * a.dim);
   a.grad_keys = static_cast<float*>(r.accumulated("gradKeys", DType::Float32, a.cols * a.dim));
+  a.grad_bias = r.host_accumulated("gradBias", a.cols);
   a.grad_scale = r.flag("gradScale");
   a.row_loss = r.required_host<float>("rowLoss", a.rows);
   a.memory_budget = r.integer("memoryBudget");

@@ -180,7 +180,7 @@ class KeyTiles final : public ScoreTiles {
 };
 
 [[noreturn]] void non_finite(int64_t row, int64_t col) {
-  fail(err::kNonFinite, "scores queries·keysᵀ: expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
+  fail(err::kNonFinite, "scores queries·keysᵀ (+ bias): expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
                             std::to_string(col) + "] (check query row " + std::to_string(row) + " and key row " + std::to_string(col) + ")");
 }
 
@@ -440,6 +440,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
     EmbeddingsArgs stats = a;
     stats.grad_queries = nullptr;
     stats.grad_keys = nullptr;
+    stats.grad_bias = nullptr;  // the statistics sweep has no gradient (it would sum the scores into db)
     stats.grad_scale = false;
     std::vector<float> ignored(static_cast<size_t>(B));
     stats.row_loss = ignored.data();
@@ -525,6 +526,7 @@ LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledCo
       double d = 0;
       for (int64_t c = 0; c < a.dim; ++c) d += double(q[size_t(c)]) * double(k[size_t(c)]);
       if (a.normalize) d *= double(inv_norm(q.data(), a.dim)) * double(inv_norm(k.data(), a.dim));
+      if (a.bias) d += double(a.bias[positive_col(i)]);  // S_{i,p(i)} with its bias, as the matrix form sees it
       s[size_t(i)] = float(d);
     });
     w.resize(size_t(a.rows));
