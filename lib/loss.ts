@@ -6,7 +6,7 @@ import { makeError } from './errors';
 import type { NativeInput, NativeLossArgs, NativeProductLossArgs } from './native';
 import { outputF32, outputHost } from './outputs';
 import { toFloat32 } from './half';
-import { asMatrix, dtypeCode, emptyDevice, Tensor, toHost, type Device, type DType, type TensorLike } from './tensor';
+import { asMatrix, asTensor, dtypeCode, emptyDevice, Tensor, toHost, type Device, type DType, type TensorLike } from './tensor';
 import { bool, fail, float32Array, oneOf, optionKeys, options, positiveFinite } from './validate';
 
 /** How row losses are combined. What `'mean'` divides by is stated by each loss. */
@@ -149,6 +149,44 @@ export function productOptions(o: ProductLossOptions, input: Tensor, rows: numbe
     fail('ERR_ARG', 'opts.memoryBudget', 'a whole number of bytes > 0', memoryBudget);
   const common: NativeProductLossArgs = { ...c, dtype: dtypeCode(input.dtype), rows, dim, gradDtype: dtypeCode(gradDtype), accumulate, memoryBudget, rowLoss: outputF32(rows) };
   return { common, wantGrad, gradDtype, accumulate };
+}
+
+/** @internal The bias options of a loss on a matrix product. */
+export interface BiasOptions {
+  bias?: Float32Array | Tensor | TensorLike;
+  gradBias?: Float32Array;
+}
+
+/**
+ * @internal A per-column bias b (length N, added to S) and the buffer for dL/db: `bias` is a
+ * Float32Array or a 1-D host tensor of any dtype (widened to float32), finite; `gradBias` (host,
+ * length N) needs `bias`, and is required with `accumulate`; a new array otherwise. No gradBias
+ * without gradients.
+ */
+export function biasOptions(o: BiasOptions, N: number, wantGrad: boolean, accumulate: boolean) {
+  let bias: Float32Array | undefined;
+  if (o.bias !== undefined) {
+    if (o.bias instanceof Float32Array) bias = float32Array('opts.bias', o.bias, N);
+    else {
+      const b = asTensor(o.bias, 'opts.bias');
+      if (b.size !== N || b.shape.length !== 1) fail('ERR_SHAPE', 'opts.bias', `length ${N} (1-D)`, `#[${b.shape.join(', ')}]`);
+      if (b.device !== 'cpu') fail('ERR_DEVICE', 'opts.bias', 'a host (cpu) tensor', `#a tensor on ${b.device}`);
+      bias = toFloat32(b.data, b.dtype);
+    }
+    for (let j = 0; j < N; j++) if (!Number.isFinite(bias[j])) fail('ERR_NON_FINITE', `opts.bias[${j}]`, 'a finite number', bias[j]);
+  }
+  let gradBias: Float32Array | undefined;
+  if (!wantGrad) {
+    if (o.gradBias !== undefined) fail('ERR_ARG', 'opts.gradBias', 'no gradient buffers with grad: false', '#gradBias given');
+  } else {
+    if (o.gradBias !== undefined) {
+      if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
+      gradBias = float32Array('opts.gradBias', o.gradBias, N);
+    }
+    if (accumulate && bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
+    if (bias) gradBias ??= outputF32(N);
+  }
+  return { bias, gradBias };
 }
 
 /** @internal A caller's gradient buffer for a loss on a matrix product: a tensor of the expected shape and dtype on the inputs' device. */

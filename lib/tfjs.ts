@@ -253,8 +253,10 @@ const EMBEDDINGS_NOT_HERE = [...NOT_HERE, 'accumulate', 'gradQueries', 'gradKeys
 /** The options every embeddings form takes here: the core function's, less the gradient buffers; a tensor scale gets its gradient; the result is a scalar. */
 export type EmbeddingsAdapterOptions<O> = Omit<
   O,
-  'grad' | 'gradDtype' | 'gradScale' | 'gradOutput' | 'reduction' | 'accumulate' | 'gradQueries' | 'gradKeys' | 'gradHidden' | 'gradWeight' | 'gradBias' | 'returnLse' | 'scale' | 'positives'
+  'grad' | 'gradDtype' | 'gradScale' | 'gradOutput' | 'reduction' | 'accumulate' | 'gradQueries' | 'gradKeys' | 'gradHidden' | 'gradWeight' | 'gradBias' | 'returnLse' | 'scale' | 'positives' | 'bias'
 > & {
+  /** A bias [N] (float32 tf.Tensor) added to the scores; it gets dL/dbias. Default: none. */
+  bias?: Tfjs.Tensor;
   /** 'mean' (default) or 'sum'; the adapter always returns a scalar. */
   reduction?: 'mean' | 'sum';
   /** Multiplies the scores. A number (default 1), or a size-1 float32 tf.Tensor, which then gets dL/dscale (a learnable temperature; keep it > 0, e.g. tf.exp(logScale)). */
@@ -262,10 +264,7 @@ export type EmbeddingsAdapterOptions<O> = Omit<
 };
 
 /** Options of {@link linearCrossEntropy} here: the core's, with `bias` a tf.Tensor [N] that gets its gradient. */
-export type LinearCrossEntropyAdapterOptions = Omit<EmbeddingsAdapterOptions<LinearCrossEntropyOptions>, 'bias'> & {
-  /** The layer's bias [N] (float32 tf.Tensor), added to the scores; it gets dL/dbias. Default: none. */
-  bias?: Tfjs.Tensor;
-};
+export type LinearCrossEntropyAdapterOptions = EmbeddingsAdapterOptions<LinearCrossEntropyOptions>;
 /** Options of the `<loss>FromEmbeddings` functions over positives here (`exclude` as CSR). */
 export type PositivesEmbeddingsAdapterOptions = EmbeddingsAdapterOptions<PositivesEmbeddingsOptions>;
 /** Options of {@link softTopKLossFromEmbeddings} here. */
@@ -381,10 +380,18 @@ export function linearCrossEntropy(hidden: Tfjs.Tensor, weight: Tfjs.Tensor, lab
 /** An embeddings form's call: the factors checked, the core function run inside {@link fusedFactors}. */
 function embeddingsLoss(fn: string, queries: unknown, keys: unknown, o: Record<string, unknown>, scale: Tfjs.Tensor | undefined, core: (q: FlTensor, k: FlTensor, o: Record<string, unknown>) => EmbeddingsLossResult): Tfjs.Scalar {
   const [q, k] = factorArgs(fn, ['queries', 'keys'], queries, keys);
-  const inputs = [q, k, ...(scale ? [scale] : [])];
+  const bias = o.bias === undefined ? undefined : tfArg(fn, 'opts.bias', o.bias, 1, `a rank-1 tf.Tensor [${k.shape[0]}]`);
+  const rest = { ...o };
+  delete rest.bias;
+  const inputs = [q, k, ...(bias ? [bias] : []), ...(scale ? [scale] : [])];
   return fusedFactors(inputs, (v, grad) => {
-    const r = core(flTensor(v[0], q.shape), flTensor(v[1], k.shape), { ...o, ...(scale ? { scale: v[2][0], gradScale: grad } : {}), grad });
-    return factorGrads(r, r.gradQueries, r.gradKeys, undefined, scale);
+    const r = core(flTensor(v[0], q.shape), flTensor(v[1], k.shape), {
+      ...rest,
+      ...(bias ? { bias: v[2] } : {}),
+      ...(scale ? { scale: v[inputs.length - 1][0], gradScale: grad } : {}),
+      grad,
+    });
+    return factorGrads(r, r.gradQueries, r.gradKeys, r.gradBias, scale);
   });
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from '../csr';
-import { FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { biasOptions, FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
 import { call, callAsync, type NativeAddon, type NativeInput, type NativeLoss, type NativeProductLossArgs, type NativeTopKSolve, type Op } from '../native';
 import { preparingAsync } from '../outputs';
 import { asMatrix, Tensor, type TensorLike } from '../tensor';
@@ -18,8 +18,10 @@ export interface NativeEmbeddingsLoss extends NativeProductLossArgs {
   keys: NativeInput;
   cols: number;
   normalize: boolean;
+  bias?: Float32Array | undefined;
   gradQueries?: NativeInput | undefined;
   gradKeys?: NativeInput | undefined;
+  gradBias?: Float32Array | undefined;
 }
 
 export interface NativePositivesEmbeddingsLoss extends NativeEmbeddingsLoss {
@@ -57,6 +59,14 @@ declare module '../native' {
 export interface EmbeddingsLossOptions extends ProductLossOptions {
   /** Cosine scores S = (Q/‖Q_i‖)·(K/‖K_j‖)ᵀ (CLIP, DEXML; F.normalize with eps 1e-12), gradients chained through the normalisation. Default false. */
   normalize?: boolean;
+  /**
+   * A per-key bias b (length N; a Float32Array, or a 1-D host tensor of any dtype, widened to
+   * float32) added to the scores: S = Q·Kᵀ + b, or cos(Q, K) + b with `normalize`; `scale`
+   * multiplies S, bias included (as linearCrossEntropy). Host only for now (CPU inputs). Default: none.
+   */
+  bias?: Float32Array | Tensor | TensorLike;
+  /** Where dL/dbias goes (length N, float32, host); with `accumulate`, added into. Default: a new array (with `bias` only). */
+  gradBias?: Float32Array;
   /** Where dL/dqueries goes (B×D, of gradDtype, on the queries' device); with `accumulate`, added into. Default: a new tensor. */
   gradQueries?: Tensor;
   /** Where dL/dkeys goes (N×D, float32, on the queries' device); with `accumulate`, added into. Default: a new tensor. */
@@ -74,16 +84,18 @@ export interface EmbeddingsLossResult extends Omit<LossResult, 'grad'> {
   gradQueries?: Tensor;
   /** dL/dkeys, N×D, float32 (absent with `grad: false`). */
   gradKeys?: Tensor;
+  /** dL/dbias, length N (with `bias`, absent with `grad: false`). */
+  gradBias?: Float32Array;
 }
 
 /** The result type for options O: `gradQueries` and `gradKeys` are present unless O says `grad: false`. */
 export type WithEmbeddingsGrad<O, G = 'grad' extends keyof O ? O['grad' & keyof O] : undefined> = [G] extends [false]
-  ? Omit<EmbeddingsLossResult, 'gradQueries' | 'gradKeys'>
+  ? Omit<EmbeddingsLossResult, 'gradQueries' | 'gradKeys' | 'gradBias'>
   : [G] extends [true | undefined]
     ? EmbeddingsLossResult & { gradQueries: Tensor; gradKeys: Tensor }
     : EmbeddingsLossResult;
 
-const EMBEDDINGS_KEYS = [...PRODUCT_LOSS_KEYS, ...optionKeys<Omit<EmbeddingsLossOptions, keyof ProductLossOptions>>({ normalize: true, gradQueries: true, gradKeys: true })];
+const EMBEDDINGS_KEYS = [...PRODUCT_LOSS_KEYS, ...optionKeys<Omit<EmbeddingsLossOptions, keyof ProductLossOptions>>({ normalize: true, bias: true, gradQueries: true, gradKeys: true, gradBias: true })];
 const POSITIVES_KEYS = [...EMBEDDINGS_KEYS, 'exclude'];
 /** Validates what every embeddings loss shares; returns the native arguments and the result builder. */
 function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg: Tensor | TensorLike, o: EmbeddingsLossOptions) {
@@ -99,6 +111,9 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
   const fresh = new FreshGrads();
   const { common, wantGrad, gradDtype, accumulate } = productOptions(o, queries, B, D, "the queries'");
   const normalize = bool('opts.normalize', o.normalize, false);
+  const { bias, gradBias } = biasOptions(o, N, wantGrad, accumulate);
+  // cuda/embeddings.cu adds no bias for these ops yet (linearCrossEntropy's does): refuse rather than drop it.
+  if (bias && device !== 'cpu') fail('ERR_DEVICE', 'opts.bias', `queries and keys on the cpu (${fn}'s bias is host-only for now)`, `#tensors on ${device}`);
   let gradQueries: Tensor | undefined;
   let gradKeys: Tensor | undefined;
   if (wantGrad) {
@@ -120,13 +135,16 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
     keys: keys.nativeInput('keys'),
     cols: N,
     normalize,
+    bias,
     gradQueries: gradQueries?.nativeInput('opts.gradQueries'),
     gradKeys: gradKeys?.nativeInput('opts.gradKeys'),
+    gradBias,
   };
   const finish = fresh.finisher((r: { loss: number; dScale: number }): EmbeddingsLossResult => {
     const out: EmbeddingsLossResult = { loss: r.loss, rowLoss: common.rowLoss };
     if (gradQueries) out.gradQueries = gradQueries;
     if (gradKeys) out.gradKeys = gradKeys;
+    if (gradBias) out.gradBias = gradBias;
     if (common.gradScale) out.dScale = r.dScale;
     return out;
   });

@@ -4,12 +4,11 @@
  * (docs/MATH.md §3.9–3.10; Cut Cross-Entropy's and Liger-Kernel's fused linear cross-entropy, on the CPU).
  * @module
  */
-import { toFloat32 } from '../half';
-import { FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
+import { biasOptions, FreshGrads, gradBuffer, newGrad, PRODUCT_LOSS_KEYS, settle, settleAsync, productOptions, type LossResult, type ProductLossOptions } from '../loss';
 import { CROSS_ENTROPY_KEYS, type CrossEntropyTerms } from './softmaxCrossEntropy';
 import { call, callAsync, type NativeInput, type NativeProductLossArgs, type Op, type NativeLoss } from '../native';
 import { outputF32, preparingAsync } from '../outputs';
-import { asMatrix, asTensor, Tensor, type TensorLike } from '../tensor';
+import { asMatrix, Tensor, type TensorLike } from '../tensor';
 import { fail, finiteInRange, float32Array, int32Array, nonNegativeFinite, optionKeys, options, positiveFinite } from '../validate';
 
 /** linearCrossEntropy (napi/ops.cpp): hidden, weight, gradHidden and gradWeight on one device, the rest host arrays; gradDtype is gradHidden's dtype code. */
@@ -103,37 +102,20 @@ function prepare(hiddenArg: Tensor | TensorLike, weightArg: Tensor | TensorLike,
   if (classWeights)
     for (let j = 0; j < classWeights.length; j++)
       if (!(classWeights[j] >= 0 && Number.isFinite(classWeights[j]))) fail('ERR_ARG', `opts.classWeights[${j}]`, 'a finite weight >= 0', classWeights[j]);
-  let bias: Float32Array | undefined;
-  if (o.bias !== undefined) {
-    if (o.bias instanceof Float32Array) bias = float32Array('opts.bias', o.bias, N);
-    else {
-      const b = asTensor(o.bias, 'opts.bias');
-      if (b.size !== N || b.shape.length !== 1) fail('ERR_SHAPE', 'opts.bias', `length ${N} (1-D)`, `#[${b.shape.join(', ')}]`);
-      if (b.device !== 'cpu') fail('ERR_DEVICE', 'opts.bias', 'a host (cpu) tensor', `#a tensor on ${b.device}`);
-      bias = toFloat32(b.data, b.dtype);
-    }
-    for (let j = 0; j < N; j++) if (!Number.isFinite(bias[j])) fail('ERR_NON_FINITE', `opts.bias[${j}]`, 'a finite number', bias[j]);
-  }
+  const { bias, gradBias } = biasOptions(o, N, wantGrad, accumulate);
   let gradHidden: Tensor | undefined;
   let gradWeight: Tensor | undefined;
-  let gradBias: Float32Array | undefined;
   if (wantGrad) {
     gradHidden = o.gradHidden !== undefined ? gradBuffer('opts.gradHidden', o.gradHidden, [B, D], gradDtype, device) : undefined;
     gradWeight = o.gradWeight !== undefined ? gradBuffer('opts.gradWeight', o.gradWeight, [N, D], 'float32', device) : undefined;
-    if (o.gradBias !== undefined) {
-      if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
-      gradBias = float32Array('opts.gradBias', o.gradBias, N);
-    }
     if (accumulate) {
       if (!gradHidden) fail('ERR_ARG', 'opts.gradHidden', 'the buffer to add into (accumulate: true)', undefined);
       if (!gradWeight) fail('ERR_ARG', 'opts.gradWeight', 'the buffer to add into (accumulate: true)', undefined);
-      if (bias && !gradBias) fail('ERR_ARG', 'opts.gradBias', 'the buffer to add into (accumulate: true with a bias)', undefined);
     }
     gradHidden ??= fresh.add(newGrad(gradDtype, [B, D], device));
     gradWeight ??= fresh.add(newGrad('float32', [N, D], device));
-    if (bias) gradBias ??= outputF32(N);
   } else {
-    for (const k of ['gradHidden', 'gradWeight', 'gradBias', 'accumulate'] as const)
+    for (const k of ['gradHidden', 'gradWeight', 'accumulate'] as const)
       if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
   }
   const lse = o.returnLse === true ? outputF32(B) : undefined;
