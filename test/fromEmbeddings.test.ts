@@ -55,6 +55,11 @@ function compare(name: Name, got: fl.EmbeddingsLossResult, p: Problem, o: Opts, 
   expect(l2Distance(gq, ref.dQ), 'dQ').toBeLessThanOrEqual(tol * l2Norm(ref.dQ) + 1e-30);
   expect(l2Distance(gk, ref.dK), 'dK').toBeLessThanOrEqual(tol * l2Norm(ref.dK) + 1e-30);
   if (got.dScale !== undefined) expect(Math.abs(got.dScale - ref.dScale!)).toBeLessThanOrEqual(10 * tol * Math.max(1, Math.abs(ref.dScale!)));
+  if (o.bias !== undefined) {
+    expect(got.gradBias).toBeInstanceOf(Float32Array);
+    expect(allWritten(got.gradBias!)).toBe(true);
+    expect(l2Distance(got.gradBias!, ref.dB), 'dB').toBeLessThanOrEqual(tol * l2Norm(ref.dB) + 1e-30);
+  } else expect(got.gradBias).toBeUndefined();
   return ref;
 }
 
@@ -387,5 +392,153 @@ describe('the column-tile plan (a budget of a few rows of S, every row over tile
     const k = fl.tensor(K, [p.N, p.D]);
     const memoryBudget = tileBudget((m) => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { memoryBudget: m }), 6, 300, p.D);
     expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { memoryBudget }), 'ERR_NON_FINITE', /key row 1500/);
+  });
+});
+
+describe('a per-key bias: S = Q·Kᵀ + b (cos(Q, K) + b with normalize), scale times all of it', () => {
+  const names = ['decoupledSoftmax', 'multiLabelSoftmax', 'binaryCrossEntropy', 'infoNCE', 'softTopKLoss', 'decoupledContrastive'] as const;
+  const biasFor = (rng: Rng, N: number, sd = 0.5) => Float32Array.from({ length: N }, () => sd * rng.normal());
+  for (const name of names) {
+    const [op, opAsync] = OP[name];
+    it(`${name}: loss, dQ, dK, db and dScale against the float64 reference, normalised and not, over chunks`, () => {
+      oneEach = name === 'decoupledContrastive';
+      try {
+        const cases: [number, number, number, Opts][] = [
+          [7, 5, 97, { reduction: 'sum', scale: 2 }],
+          [9, 33, 301, { normalize: true, scale: 20, weighting: { sigma: 0.5 } }],
+          [11, 17, 211, { normalize: true, scale: 5, reduction: 'none' }],
+        ];
+        for (const [B, D, N, base] of cases) {
+          const rng = makeRng(B * 100 + N);
+          const p = problem(rng, B, D, N);
+          const o: Opts = { ...base, gradScale: true, bias: biasFor(rng, N, base.normalize ? 2 : 0.5) };
+          if (name !== 'decoupledContrastive') delete o.weighting;
+          if (name === 'softTopKLoss') o.k = 3;
+          if (base.reduction === 'none') o.gradOutput = Float32Array.from({ length: B }, () => rng.normal());
+          const [q, k] = tensors(p);
+          if (B === 11) o.memoryBudget = budgetForRows((memoryBudget) => op(q, k, p.pos, { ...o, memoryBudget }), 3, 4 * N + 8 * D);
+          compare(name, op(q, k, p.pos, o), p, o);
+        }
+      } finally {
+        oneEach = false;
+      }
+    });
+
+    it(`${name}: finite differences confirm db of the reference; a bias tensor of another dtype is widened`, () => {
+      oneEach = name === 'decoupledContrastive';
+      try {
+        const rng = makeRng(61);
+        const p = problem(rng, 4, 5, 9);
+        const b0 = Float64Array.from(biasFor(rng, p.N));
+        const opts: Opts = { normalize: name !== 'binaryCrossEntropy', scale: 3 };
+        if (name === 'softTopKLoss') opts.k = 3;
+        const Q = Float64Array.from(p.Q);
+        const K = Float64Array.from(p.K);
+        const f = (b: Float64Array) => reference(name, Q, K, p.B, p.N, p.D, p.pos, { ...opts, bias: b } as never).loss;
+        const ref = reference(name, Q, K, p.B, p.N, p.D, p.pos, { ...opts, bias: b0 } as never);
+        expect(fdGradCheck(f, b0, ref.dB).relErr).toBeLessThan(1e-7);
+        const [q, k] = tensors(p);
+        const bias = Float32Array.from(b0);
+        compare(name, op(q, k, p.pos, { ...opts, bias }), p, { ...opts, bias });
+        // A float16 tensor: the same as its float32 values.
+        const half = fl.float32ToFloat16(bias);
+        const viaTensor = op(q, k, p.pos, { ...opts, bias: fl.tensor(half, [p.N], { dtype: 'float16' }) });
+        compare(name, viaTensor, p, { ...opts, bias: fl.toFloat32(half, 'float16') });
+      } finally {
+        oneEach = false;
+      }
+    });
+
+    it(`${name}: accumulate adds db into gradBias (async), grad: false gives none`, async () => {
+      oneEach = name === 'decoupledContrastive';
+      try {
+        const rng = makeRng(12);
+        const p = problem(rng, 6, 20, 70);
+        const [q, k] = tensors(p);
+        const bias = biasFor(rng, p.N);
+        const o: Opts = { normalize: true, scale: 4, bias };
+        if (name === 'softTopKLoss') o.k = 3;
+        const once = op(q, k, p.pos, o);
+        const gq = fl.tensor(new Float32Array(p.B * p.D), [p.B, p.D]);
+        const gk = fl.tensor(new Float32Array(p.N * p.D), [p.N, p.D]);
+        const gb = Float32Array.from({ length: p.N }, () => rng.normal());
+        const gb0 = gb.slice();
+        const b0 = bias.slice();
+        const r = await opAsync(q, k, p.pos, { ...o, accumulate: true, gradQueries: gq, gradKeys: gk, gradBias: gb });
+        expect(r.gradBias).toBe(gb);
+        for (let j = 0; j < p.N; j++) expect(gb[j]).toBeCloseTo(gb0[j] + once.gradBias![j], 5);
+        expect(bias).toEqual(b0);
+        const lossOnly = op(q, k, p.pos, { ...o, grad: false });
+        expect(lossOnly.gradBias).toBeUndefined();
+        expect(Math.abs(lossOnly.loss - once.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(once.loss));
+      } finally {
+        oneEach = false;
+      }
+    });
+  }
+
+  it('symmetric InfoNCE: both halves and their db, over several chunks', () => {
+    const rng = makeRng(22);
+    for (const [B, D, o] of [
+      [37, 9, { normalize: true, scale: 10, gradScale: true }],
+      [300, 4, { reduction: 'sum', scale: 3, gradScale: true }],
+    ] as [number, number, fl.InfoNCEEmbeddingsOptions][]) {
+      const p = problem(rng, B, D, B);
+      const opts: fl.InfoNCEEmbeddingsOptions = { ...o, symmetric: true, bias: biasFor(rng, B) };
+      const [q, k] = tensors(p);
+      if (B === 300) opts.memoryBudget = budgetForRows((memoryBudget) => fl.infoNCEFromEmbeddings(q, k, { ...opts, memoryBudget }), 40, 8 * B);
+      const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+      const once = fl.infoNCEFromEmbeddings(q, k, opts);
+      compare('infoNCE', once, { ...p, pos: diag }, opts as Opts);
+      // With accumulate only the gradient pass adds into gradBias (the statistics sweep adds nothing).
+      const gb = Float32Array.from({ length: B }, () => rng.normal());
+      const gb0 = gb.slice();
+      const acc = fl.infoNCEFromEmbeddings(q, k, { ...opts, accumulate: true, gradQueries: fl.tensor(new Float32Array(B * D), [B, D]), gradKeys: fl.tensor(new Float32Array(B * D), [B, D]), gradBias: gb });
+      expect(acc.gradBias).toBe(gb);
+      // Chunk by chunk into what was there: fp32 rounding of a running sum, relative.
+      for (let j = 0; j < B; j++) expect(Math.abs(gb[j] - (gb0[j] + once.gradBias![j]))).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(gb0[j]) + Math.abs(once.gradBias![j])));
+    }
+    const B = 5;
+    const p = problem(rng, B, 3, B);
+    const diag = { rowPtr: Int32Array.from({ length: B + 1 }, (_, i) => i), cols: Int32Array.from({ length: B }, (_, i) => i) };
+    const b0 = Float64Array.from(biasFor(rng, B));
+    const f = (b: Float64Array) => reference('infoNCE', p.Q, p.K, B, B, 3, diag, { symmetric: true, scale: 2, bias: b } as never).loss;
+    expect(fdGradCheck(f, b0, reference('infoNCE', p.Q, p.K, B, B, 3, diag, { symmetric: true, scale: 2, bias: b0 } as never).dB).relErr).toBeLessThan(1e-7);
+  });
+
+  it('the column-tile plan adds b tile by tile and sums db over the tiles', () => {
+    for (const name of ['decoupledSoftmax', 'binaryCrossEntropy', 'infoNCE', 'decoupledContrastive'] as const) {
+      oneEach = name === 'decoupledContrastive';
+      try {
+        const [op] = OP[name];
+        const rng = makeRng(405);
+        const [B, D, N] = [13, 19, 3001];
+        const p = problem(rng, B, D, N, 4);
+        const [q, k] = tensors(p);
+        const o: Opts = { normalize: true, scale: 10, gradScale: true, bias: biasFor(rng, N, 2) };
+        if (name === 'decoupledContrastive') o.weighting = { sigma: 0.5 };
+        const memoryBudget = tileBudget((m) => op(q, k, p.pos, { ...o, memoryBudget: m }), B, 400, D);
+        compare(name, op(q, k, p.pos, { ...o, memoryBudget }), p, o);
+      } finally {
+        oneEach = false;
+      }
+    }
+  });
+
+  it('rejects a bias of the wrong length or not finite, and gradBias without bias or accumulate without gradBias', () => {
+    const rng = makeRng(2);
+    const p = problem(rng, 3, 4, 10);
+    const [q, k] = tensors(p);
+    const e = expectCode(() => fl.decoupledSoftmaxFromEmbeddings(q, k, p.pos, { bias: new Float32Array(9) }), 'ERR_SHAPE', /opts\.bias/);
+    expect(e.message).toMatch(/10/);
+    expectCode(() => fl.infoNCEFromEmbeddings(q, k, { bias: fl.tensor(new Float32Array(20), [2, 10]) }), 'ERR_SHAPE', /opts\.bias/);
+    const nan = new Float32Array(10);
+    nan[4] = Number.NaN;
+    expectCode(() => fl.softTopKLossFromEmbeddings(q, k, p.pos, { bias: nan }), 'ERR_NON_FINITE', /opts\.bias\[4\]/);
+    expectCode(() => fl.multiLabelSoftmaxFromEmbeddings(q, k, p.pos, { gradBias: new Float32Array(10) }), 'ERR_ARG', /opts\.gradBias/);
+    const gq = fl.tensor(new Float32Array(12), [3, 4]);
+    const gk = fl.tensor(new Float32Array(40), [10, 4]);
+    expectCode(() => fl.binaryCrossEntropyFromEmbeddings(q, k, p.pos, { bias: new Float32Array(10), accumulate: true, gradQueries: gq, gradKeys: gk }), 'ERR_ARG', /opts\.gradBias/);
+    expectCode(() => fl.decoupledContrastiveFromEmbeddings(q, k, { bias: new Float32Array(10), gradBias: new Float32Array(3) }), 'ERR_SHAPE', /opts\.gradBias/);
   });
 });

@@ -161,6 +161,37 @@ describe.each(['cpu', 'wasm'])('on the tfjs %s backend', (backend) => {
     tf.dispose([q, k, kSq, y, isPos, n, eye, ids]);
   });
 
+  it('<loss>FromEmbeddings with a bias tensor: its gradient equals the unfused tfjs computation on (S + b)·scale', () => {
+    const rng = makeRng(43);
+    const [B, D, N] = [6, 7, 29];
+    const q = tf.tensor2d(normal(rng, B * D), [B, D]);
+    const k = tf.tensor2d(normal(rng, N * D), [N, D]);
+    const kSq = tf.tensor2d(normal(rng, B * D), [B, D]);
+    const b = tf.tensor1d(normal(rng, N));
+    const bSq = tf.tensor1d(normal(rng, B));
+    const y = tf.tensor2d(multiHot(rng, B, N), [B, N]);
+    const sc = tf.scalar(3);
+    const ids = tf.range(0, B, 1, 'int32');
+    for (const normalize of [false, true]) {
+      const z = (a: tf.Tensor, kk: tf.Tensor, c: tf.Tensor, s: tf.Tensor) => tf.mul(tf.add(cosine(a, kk, normalize), c), s);
+      expectSame(
+        valueAndGrads((a, kk, c, s) => multiLabelSoftmaxFromEmbeddings(a, kk, y, { normalize, bias: c, scale: s }), [q, k, b, sc]),
+        valueAndGrads((a, kk, c, s) => tf.mean(tf.neg(tf.sum(tf.mul(tf.logSoftmax(z(a, kk, c, s)), y), 1))), [q, k, b, sc]),
+        `multiLabelSoftmax with bias${normalize ? ', normalised' : ''}`,
+      );
+      expectSame(
+        valueAndGrads((a, kk, c, s) => infoNCEFromEmbeddings(a, kk, { normalize, bias: c, scale: s, symmetric: true }), [q, kSq, bSq, sc]),
+        valueAndGrads((a, kk, c, s) => {
+          const zz = z(a, kk, c, s);
+          const t = tf.oneHot(ids, B);
+          return tf.div(tf.add(tf.losses.softmaxCrossEntropy(t, zz), tf.losses.softmaxCrossEntropy(t, tf.transpose(zz))), 2) as tf.Scalar;
+        }, [q, kSq, bSq, sc]),
+        `symmetric infoNCE with bias${normalize ? ', normalised' : ''}`,
+      );
+    }
+    tf.dispose([q, k, kSq, b, bSq, y, sc, ids]);
+  });
+
   it("a model's last Dense kernel and its cross-entropy as one fused op: a classifier trains, with no tensor left behind, and its gradients are tfjs's", () => {
     const rng = makeRng(43);
     const [B, F, H, C] = [128, 20, 32, 50];

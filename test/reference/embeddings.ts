@@ -1,6 +1,6 @@
 /**
- * docs/MATH.md §3.10 in float64: a section-3 loss on S = Q̂·K̂ᵀ (Q̂, K̂ the rows normalised as
- * F.normalize does with `normalize`, else Q and K), its dL/dS chained back to dQ and dK.
+ * docs/MATH.md §3.10 in float64: a section-3 loss on S = Q̂·K̂ᵀ (+ b) (Q̂, K̂ the rows normalised as
+ * F.normalize does with `normalize`, else Q and K), its dL/dS chained back to dQ, dK and db.
  */
 import { refBinaryCrossEntropy } from './binaryCrossEntropy.js';
 import { refDecoupledContrastive } from './decoupledContrastive.js';
@@ -12,8 +12,8 @@ import type { RefPositives, RefResult, Scores } from './types.js';
 
 export type EmbeddingsLossName = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
 
-/** The options the references read: the matrix form's, plus `normalize` (and infoNCE's `symmetric`, which ignores `pos`). */
-export type RefEmbeddingsOptions = { normalize?: boolean; symmetric?: boolean } & Record<string, unknown>;
+/** The options the references read: the matrix form's, plus `normalize`, `bias` (per key) and infoNCE's `symmetric` (which ignores `pos`). */
+export type RefEmbeddingsOptions = { normalize?: boolean; symmetric?: boolean; bias?: ArrayLike<number> } & Record<string, unknown>;
 
 const REF: Record<EmbeddingsLossName, (S: Scores, B: number, N: number, pos: RefPositives, o: RefEmbeddingsOptions) => RefResult> = {
   decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
@@ -24,8 +24,9 @@ const REF: Record<EmbeddingsLossName, (S: Scores, B: number, N: number, pos: Ref
   decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...o, positives: pos } as never),
 };
 
-/** The float64 reference of `<name>FromEmbeddings`: the matrix form's result, with dQ (B×D) and dK (N×D). */
-export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, o: RefEmbeddingsOptions) {
+/** The float64 reference of `<name>FromEmbeddings`: the matrix form's result, with dQ (B×D), dK (N×D) and dB (N, with `bias`). */
+export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, opts: RefEmbeddingsOptions) {
+  const { bias, ...o } = opts;
   const unit = (X: ArrayLike<number>, rows: number) => {
     const Y = Float64Array.from(X);
     const inv = new Float64Array(rows).fill(1);
@@ -45,10 +46,12 @@ export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>
     for (let j = 0; j < N; j++) {
       let s = 0;
       for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
-      S[i * N + j] = s;
+      S[i * N + j] = s + (bias ? bias[j] : 0);
     }
   const r: RefResult = REF[name](S, B, N, pos, o);
   const G = r.grad!;
+  const dB = new Float64Array(N);
+  for (let i = 0; i < B; i++) for (let j = 0; j < N; j++) dB[j] += G[i * N + j];
   const dQ = new Float64Array(B * D);
   const dK = new Float64Array(N * D);
   for (let i = 0; i < B; i++)
@@ -71,5 +74,5 @@ export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>
   };
   chain(dQ, q, B);
   chain(dK, k, N);
-  return { ...r, dQ, dK };
+  return { ...r, dQ, dK, dB };
 }
