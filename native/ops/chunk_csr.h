@@ -1,6 +1,6 @@
 // A CSR restricted to a chunk's rows idx[0..rows), re-based at 0: the losses from embeddings run
 // the matrix-form op on a chunk of S's rows, and the matrix-form ops take a CSR over their own
-// rows. Host memory; shared by the CUDA driver (cuda/embeddings.cu).
+// rows. Host memory; used by both drivers (native/ops/embeddings.cpp, cuda/embeddings.cu).
 #pragma once
 #include <cstdint>
 #include <vector>
