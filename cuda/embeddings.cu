@@ -202,10 +202,11 @@ __global__ void __launch_bounds__(kThreads) symmetric_columns_kernel(float* s, c
 }
 
 // DCLW's positive scores s_i = q_i·k_p(i) in double (times 1/‖q_i‖·1/‖k_p(i)‖ with normalize),
-// as the CPU forms them. One block a row.
+// as the CPU forms them; left in double so that the host adds the bias before the one rounding
+// to float, as the CPU does. One block a row.
 template <class T>
 __global__ void __launch_bounds__(kThreads) positive_dots_kernel(const T* q, const T* k, const int32_t* pos_col, int64_t dim, bool normalize,
-                                                                float* out) {
+                                                                double* out) {
   __shared__ double sd[kThreads / kWarp * 3];
   const int64_t i = blockIdx.x;
   const T* qi = q + i * dim;
@@ -224,7 +225,7 @@ __global__ void __launch_bounds__(kThreads) positive_dots_kernel(const T* q, con
     auto inv = [](double ss) { const double n = sqrt(ss); return n < kNormEps ? kTinyInv : float(1.0 / n); };
     d *= double(inv(s[1])) * double(inv(s[2]));
   }
-  out[i] = float(d);
+  out[i] = d;
 }
 
 // Blocks for a grid-stride elementwise kernel over n elements.
@@ -406,7 +407,7 @@ LossResult run_driver(const EmbeddingsArgs& a, const std::vector<int64_t>& act, 
 }
 
 [[noreturn]] void embeddings_non_finite(int64_t row, int64_t col) {
-  fail(err::kNonFinite, "scores queries·keysᵀ: expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
+  fail(err::kNonFinite, "scores queries·keysᵀ (+ bias): expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
                             std::to_string(col) + "] (check query row " + std::to_string(row) + " and key row " + std::to_string(col) + ")");
 }
 
@@ -415,10 +416,6 @@ LossResult run_driver(const EmbeddingsArgs& a, const std::vector<int64_t>& act, 
 // mean_divisor.
 LossResult embeddings_loss(const EmbeddingsArgs& a, const std::function<bool(int64_t)>& active, double mean_divisor, const ChunkLoss& loss,
                            DriverExtras x = {}) {
-  // The <loss>FromEmbeddings ops take no bias here yet (linearCrossEntropy's comes in x): refuse
-  // rather than drop it. The TS layer refuses first; this guards the addon's own callers.
-  if (a.bias || a.grad_bias)
-    fail(err::kDevice, "opts.bias: expected no bias with CUDA inputs (a bias for the losses from embeddings is host-only for now), received one");
   if (!x.non_finite) x.non_finite = embeddings_non_finite;
   std::vector<int64_t> act;
   act.reserve(size_t(a.rows));
@@ -430,16 +427,24 @@ LossResult embeddings_loss(const EmbeddingsArgs& a, const std::function<bool(int
   const void* where = a.rows * a.dim > 0 ? a.queries : a.keys;
   std::optional<DeviceScope> on;
   if (where) on.emplace(device_of(where));
+  // bias and gradBias are host arrays (napi reads them so on every device): the bias goes up
+  // with the driver's scratch, and dL/db is summed in a device copy (holding the caller's values
+  // under accumulate) that goes back to the host at the end, whatever rows were active.
+  float* d_grad_bias = nullptr;
+  Scratch bias_grad([&](auto& c) { d_grad_bias = a.grad_bias ? c.template take<float>(a.cols) : nullptr; });
+  x.bias = a.bias;
+  x.grad_bias = d_grad_bias;
+  if (a.grad_bias) x.extra_fixed_bytes += 4 * a.cols;
+  if (a.grad_bias && a.accumulate) copy_to_device(d_grad_bias, a.grad_bias, size_t(a.cols) * sizeof(float));
   if (a.grad_queries && !a.accumulate)
     FL_CUDA_CHECK(cudaMemsetAsync(a.grad_queries, 0, size_t(a.rows * a.dim * dtype_size(a.grad_dtype)), cudaStreamPerThread));
   if (a.grad_keys && !a.accumulate) FL_CUDA_CHECK(cudaMemsetAsync(a.grad_keys, 0, size_t(a.cols * a.dim) * sizeof(float), cudaStreamPerThread));
-  if (x.grad_bias && !a.accumulate) FL_CUDA_CHECK(cudaMemsetAsync(x.grad_bias, 0, size_t(a.cols) * sizeof(float), cudaStreamPerThread));
-  if (act.empty() || a.cols == 0) {
-    synchronize();
-    return {0.0, 0.0};
-  }
+  if (d_grad_bias && !a.accumulate) FL_CUDA_CHECK(cudaMemsetAsync(d_grad_bias, 0, size_t(a.cols) * sizeof(float), cudaStreamPerThread));
   LossResult r{};
-  with_dtype(a.dtype, [&](auto t) { r = run_driver<decltype(t)>(a, act, mean_divisor, loss, x); });
+  if (!act.empty() && a.cols > 0) with_dtype(a.dtype, [&](auto t) { r = run_driver<decltype(t)>(a, act, mean_divisor, loss, x); });
+  if (a.grad_bias) copy_to_host(a.grad_bias, d_grad_bias, size_t(a.cols) * sizeof(float));  // synchronises
+  else synchronize();
+  bias_grad.release();
   return r;
 }
 
@@ -490,6 +495,7 @@ LossResult symmetric_info_nce(const InfoNCEEmbeddingsArgs& a) {
     EmbeddingsArgs stats = a;
     stats.grad_queries = nullptr;
     stats.grad_keys = nullptr;
+    stats.grad_bias = nullptr;  // the statistics sweep has no gradient (it would sum the scores into db)
     stats.grad_scale = false;
     std::vector<float> ignored(static_cast<size_t>(B));
     stats.row_loss = ignored.data();
@@ -612,10 +618,10 @@ LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbed
     std::vector<int32_t> pcol(static_cast<size_t>(a.rows));
     for (int64_t i = 0; i < a.rows; ++i) pcol[size_t(i)] = diagonal ? int32_t(i) : a.positives.cols[a.positives.begin(i)];
     int32_t* d_pcol = nullptr;
-    float* d_s = nullptr;
+    double* d_s = nullptr;
     Scratch sc([&](auto& c) {
       d_pcol = c.upload(pcol.data(), a.rows);
-      d_s = c.template take<float>(a.rows);
+      d_s = c.template take<double>(a.rows);
     });
     with_dtype(a.dtype, [&](auto t) {
       using T = decltype(t);
@@ -623,9 +629,12 @@ LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbed
                                                               a.normalize, d_s);
     });
     check_launch("DCLW positive scores kernel");
-    std::vector<float> s(static_cast<size_t>(a.rows));
-    copy_to_host(s.data(), d_s, s.size() * sizeof(float));
+    std::vector<double> dots(static_cast<size_t>(a.rows));
+    copy_to_host(dots.data(), d_s, dots.size() * sizeof(double));
     sc.release();
+    // S_{i,p(i)} with its bias, as the matrix form sees it.
+    std::vector<float> s(static_cast<size_t>(a.rows));
+    for (int64_t i = 0; i < a.rows; ++i) s[size_t(i)] = float(dots[size_t(i)] + (a.bias ? double(a.bias[pcol[size_t(i)]]) : 0.0));
     w.resize(size_t(a.rows));
     dclw_weights(s.data(), a.rows, a.sigma, w.data());
   }
@@ -704,16 +713,10 @@ LossResult linear_cross_entropy(const LinearCrossEntropyArgs& a) {
   e.grad_scale = a.grad_scale;
   e.row_loss = a.row_loss;
   e.memory_budget = a.memory_budget;
-  // gradBias is a host array: its device copy (with the caller's values, with accumulate).
-  std::optional<DeviceScope> on;
-  if (a.weight) on.emplace(device_of(a.weight));  // none for D = 0
-  float* d_grad_bias = nullptr;
-  Scratch bias_grad([&](auto& c) { d_grad_bias = a.grad_bias ? c.template take<float>(a.classes) : nullptr; });
-  if (a.grad_bias && a.accumulate) copy_to_device(d_grad_bias, a.grad_bias, size_t(a.classes) * sizeof(float));
+  e.bias = a.bias;
+  e.grad_bias = a.grad_bias;
   DriverExtras x;
-  x.bias = a.bias;
-  x.grad_bias = d_grad_bias;
-  x.extra_fixed_bytes = (a.class_weights ? 4 * a.classes : 0) + (a.grad_bias ? 4 * a.classes : 0);
+  x.extra_fixed_bytes = a.class_weights ? 4 * a.classes : 0;
   x.extra_row_bytes = 4;  // the chunk's labels
   x.non_finite = [&](int64_t row, int64_t col) {
     fail(err::kNonFinite, "scores hidden·weightᵀ" + std::string(a.bias ? " + bias" : "") + ": expected finite values, received NaN or +Infinity at [" +
@@ -743,8 +746,6 @@ LossResult linear_cross_entropy(const LinearCrossEntropyArgs& a) {
         return part;
       },
       x);
-  if (a.grad_bias) copy_to_host(a.grad_bias, d_grad_bias, size_t(a.classes) * sizeof(float));
-  bias_grad.release();
   return r;
 }
 

@@ -62,7 +62,7 @@ export interface EmbeddingsLossOptions extends ProductLossOptions {
   /**
    * A per-key bias b (length N; a Float32Array, or a 1-D host tensor of any dtype, widened to
    * float32) added to the scores: S = Q·Kᵀ + b, or cos(Q, K) + b with `normalize`; `scale`
-   * multiplies S, bias included (as linearCrossEntropy). Host only for now (CPU inputs). Default: none.
+   * multiplies S, bias included (as linearCrossEntropy). A host array with CUDA inputs too. Default: none.
    */
   bias?: Float32Array | Tensor | TensorLike;
   /** Where dL/dbias goes (length N, float32, host); with `accumulate`, added into. Default: a new array (with `bias` only). */
@@ -112,8 +112,6 @@ function prepareEmbeddings(fn: string, queriesArg: Tensor | TensorLike, keysArg:
   const { common, wantGrad, gradDtype, accumulate } = productOptions(o, queries, B, D, "the queries'");
   const normalize = bool('opts.normalize', o.normalize, false);
   const { bias, gradBias } = biasOptions(o, N, wantGrad, accumulate);
-  // cuda/embeddings.cu adds no bias for these ops yet (linearCrossEntropy's does): refuse rather than drop it.
-  if (bias && device !== 'cpu') fail('ERR_DEVICE', 'opts.bias', `queries and keys on the cpu (${fn}'s bias is host-only for now)`, `#tensors on ${device}`);
   let gradQueries: Tensor | undefined;
   let gradKeys: Tensor | undefined;
   if (wantGrad) {
