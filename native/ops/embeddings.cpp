@@ -355,7 +355,7 @@ LossResult positives_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs
 }  // namespace
 
 // A row without positives adds 0 and has gradient 0 in both softmax forms: it costs no matrix
-// work. 'mean' divides by B (MATH §3.4, §3.2) and by B·N for bce (§3.6), whose rows all count.
+// work. 'mean' divides by B (MATH decoupledSoftmax and multiLabelSoftmax, native/ops/positives_math.h) and by B·N for bce, whose rows all count.
 LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
   return positives_from_embeddings<decoupled_softmax, decoupled_softmax>(ctx, a, true, double(a.rows));
 }
@@ -368,7 +368,7 @@ LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmb
 
 LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a);
 
-// One-way InfoNCE (MATH §3.3): 'mean' divides by the rows with at least one positive; the others
+// One-way InfoNCE (MATH infoNCE, native/ops/contrastive_math.h): 'mean' divides by the rows with at least one positive; the others
 // add 0 with gradient 0 and cost no matrix work.
 LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
   if (a.symmetric) {
@@ -398,7 +398,7 @@ LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a
       true);
 }
 
-// Symmetric InfoNCE (CLIP, MATH §3.3) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
+// Symmetric InfoNCE (CLIP, MATH infoNCE, native/ops/contrastive_math.h) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
 // where c_j needs column j's log-sum-exp over ALL rows. Sweep 1 runs the driver without
 // gradients to fold every chunk's scores into the columns' running (max, Σ exp) and to keep the
 // diagonal; sweep 2 runs the one-way op for the row half (upstream u_i/2) into a second chunk
@@ -478,7 +478,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
       false, 4 * N, column_bytes);
 }
 
-// DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
+// DCL/DCLW (MATH decoupledContrastive, native/ops/contrastive_math.h): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
 // rows of the raw positive scores S_{i,p(i)}: those B dot products come first (in double, on the
 // normalised vectors with `normalize`), then the chunks run with the weights given.
 LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a) {
@@ -521,7 +521,7 @@ LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledCo
       true);
 }
 
-// softTopKLoss (MATH §3.8): a row without positives has loss 0 and gradient 0 (U = 0), so it
+// softTopKLoss (MATH softTopKLoss, native/ops/soft_topk_math.h): a row without positives has loss 0 and gradient 0 (U = 0), so it
 // costs no matrix work. 'mean' divides by B.
 LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a) {
   return embeddings_loss(
