@@ -1,6 +1,7 @@
-// infoNCE: its float64 reference and its entries in the op registry (scripts/ops.mjs collects
-// every file of scripts/ops/; the fields of an entry are described there). Plain JS that node runs
-// as it is; the property-test parts take fast-check and the test helpers from the kit they are given.
+// infoNCE: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there).
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
 import { chunked, embeddingsEntry, exclusions, rowPositives } from '../lib/embeddings-kit.mjs';
 import { contrastiveEntry, reuseGrad } from '../lib/op-kit.mjs';
 import { diagonalPositives, entryWeight, logSumExp, markRow, OUT, reduceRows, rowCoefficients, scaledRow, transposeCsr } from '../lib/reference.mjs';

@@ -1,6 +1,8 @@
-// linearCrossEntropy: its float64 reference and its entries in the op registry (scripts/ops.mjs collects
-// every file of scripts/ops/; the fields of an entry are described there) (docs/MATH.md §3.9: softmaxCrossEntropy on H·Wᵀ + b). Plain JS that node runs
-// as it is; the property-test parts take fast-check and the test helpers from the kit they are given.
+// linearCrossEntropy: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there).
+// linearCrossEntropy is softmaxCrossEntropy on H·Wᵀ + b (docs/MATH.md §3.9).
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
 import { accumulateInto, chunked, embeddingsTol, matrix, runEmbeddings } from '../lib/embeddings-kit.mjs';
 import { dtypes } from '../lib/op-kit.mjs';
 import { refSoftmaxCrossEntropy } from './softmaxCrossEntropy.mjs';

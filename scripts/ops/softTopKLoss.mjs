@@ -1,7 +1,8 @@
-// softTopKLoss: its float64 reference and its entries in the op registry (scripts/ops.mjs collects
-// every file of scripts/ops/; the fields of an entry are described there) (with the reference of the softTopK operator, on which the
-// loss is built). Plain JS that node runs
-// as it is; the property-test parts take fast-check and the test helpers from the kit they are given.
+// softTopKLoss: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there). It
+// also holds the reference of the softTopK operator, on which the loss is built.
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
 import { chunked, embeddingsEntry, exclusions, rowPositives } from '../lib/embeddings-kit.mjs';
 import { dtypes, reuseGrad, scoresTensor } from '../lib/op-kit.mjs';
 import { makeRng } from '../lib/random.mjs';
