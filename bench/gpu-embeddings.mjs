@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Times linearCrossEntropy and every <loss>FromEmbeddings on CUDA at their `gpu.shapes`
-// (scripts/embeddings-ops.mjs; scripts/gpu/torch_embeddings.py times PyTorch eager on the same),
+// (embeddingsOps of scripts/ops.mjs; scripts/gpu/torch_embeddings.py times PyTorch eager on the same),
 // forward and backward as a training step runs them (gradient buffers reused), in bfloat16 and
 // float32, with the device-to-device copy rate measured in the same process. Each result has the
 // FLOP rate over the step's 3 matrix products (6·B·N·D) and the scratch budget it ran under.
@@ -8,7 +8,7 @@
 //   node bench/gpu-embeddings.mjs [--json FILE] [--op NAME] [--dtype bfloat16]
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { embeddingsOps } from '../scripts/embeddings-ops.mjs';
+import { embeddingsOps } from '../scripts/ops.mjs';
 
 const require = createRequire(import.meta.url);
 const fl = require('../dist/index.js');

@@ -30,7 +30,7 @@ def log_sum_exp(rows, cols, args):
 
 
 class DexmlSoftTopK(torch.autograd.Function):
-    """DEXML's soft top-k as docs/MATH.md §3.7/3.8 describe it: the threshold by 32 bisection steps over
+    """DEXML's soft top-k as MATH softTopK and MATH softTopKLoss (native/ops/soft_topk_math.h) describe it: the threshold by 32 bisection steps over
     the whole score matrix inside [-10/alpha, 10/alpha], log p out, and the implicit-function
     backward (u = alpha*g*(1 - p), v = alpha*p*(1 - p), dS = u - v*sum(u)/sum(v))."""
 
@@ -134,7 +134,7 @@ def _positives(rows, cols, args):
 
 
 def decoupled_softmax(rows, cols, args):
-    # docs/MATH.md §3.4: Z_i = LSE over the negatives; ℓ_i = −mean_p log σ(z_ip − Z_i); mean over rows.
+    # MATH decoupledSoftmax (native/ops/positives_math.h): Z_i = LSE over the negatives; ℓ_i = −mean_p log σ(z_ip − Z_i); mean over rows.
     x, y = _positives(rows, cols, args)
     pos = y > 0
     n = y.sum(1)
@@ -149,7 +149,7 @@ def decoupled_softmax(rows, cols, args):
 
 
 def multi_label_softmax(rows, cols, args):
-    # docs/MATH.md §3.2: ℓ_i = Σ_p (lse_i − z_ip); mean over rows.
+    # MATH multiLabelSoftmax (native/ops/positives_math.h): ℓ_i = Σ_p (lse_i − z_ip); mean over rows.
     x, y = _positives(rows, cols, args)
 
     def step():
@@ -161,7 +161,7 @@ def multi_label_softmax(rows, cols, args):
 
 
 def binary_cross_entropy(rows, cols, args):
-    # docs/MATH.md §3.6: mean over B·N.
+    # MATH binaryCrossEntropy (native/ops/positives_math.h): mean over B·N.
     x, y = _positives(rows, cols, args)
 
     def step():
@@ -191,7 +191,7 @@ def linear_cross_entropy(rows, cols, args):
 
 def decoupled_softmax_from_embeddings(rows, cols, args):
     # docs/MATH.md §3.9–3.10, DEXML's step: cosine scores of the normalised query and label embeddings times the
-    # scale, decoupled softmax (docs/MATH.md §3.4) over `positives` per row (indices, not DEXML's dense
+    # scale, decoupled softmax (MATH decoupledSoftmax, native/ops/positives_math.h) over `positives` per row (indices, not DEXML's dense
     # B×N target, so torch is not charged for a matrix ours never reads), backward to both.
     dim = int(args.get("dim", 128))
     scale = float(args.get("scale", 20))

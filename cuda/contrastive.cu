@@ -1,4 +1,4 @@
-// infoNCE (docs/MATH.md §3.3) and decoupledContrastive (docs/MATH.md §3.5) on the GPU. The per-row math is
+// infoNCE (MATH infoNCE, native/ops/contrastive_math.h) and decoupledContrastive (MATH decoupledContrastive, native/ops/contrastive_math.h) on the GPU. The per-row math is
 // native/ops/contrastive_math.h, shared with the CPU.
 //
 // One-way InfoNCE and DCL: row_kernels.cuh softmax_row, as the softmax losses over positives

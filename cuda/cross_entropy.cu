@@ -1,4 +1,4 @@
-// softmaxCrossEntropy on the GPU (docs/MATH.md §3.1). The per-row math is cross_entropy_row() from
+// softmaxCrossEntropy on the GPU (MATH softmaxCrossEntropy, native/ops/cross_entropy_math.h). The per-row math is cross_entropy_row() from
 // native/ops/cross_entropy_math.h, shared with the CPU.
 //
 // Three layouts (cuda/plan.h ce_plan), same arithmetic:

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "../native/api/args.h"
-#include "../native/ops/chunk_csr.h"
+#include "../native/ops/chunk_args.h"
 #include "../native/ops/contrastive.h"
 #include "../native/ops/cross_entropy.h"
 #include "gemm.cuh"
@@ -339,18 +339,7 @@ LossResult run_driver(const EmbeddingsArgs& a, const std::vector<int64_t>& act, 
     gemm<T, true, true>(rows, N, D, GemmInput<T>{qc, D, 1.f}, GemmInput<T>{keys, D, 1.f},
                         GemmEpilogue{s, N, 1.f, a.normalize ? qinv : nullptr, kinv, bias, false}, "scores GEMM");
 
-    LossArgs chunk{};
-    chunk.scores = s;
-    chunk.dtype = DType::Float32;
-    chunk.rows = rows;
-    chunk.cols = N;
-    chunk.scale = a.scale;
-    chunk.reduction = Reduction::None;
-    chunk.grad_output = upstream.data();
-    chunk.grad = want_grad ? s : nullptr;
-    chunk.grad_dtype = DType::Float32;
-    chunk.grad_scale = a.grad_scale;
-    chunk.row_loss = rl.data();
+    const LossArgs chunk = chunk_loss_args(a, s, rows, N, upstream.data(), want_grad, rl.data());
     LossResult part;
     try {
       part = loss(chunk, idx, d_idx);
@@ -406,10 +395,7 @@ LossResult run_driver(const EmbeddingsArgs& a, const std::vector<int64_t>& act, 
   return {total, a.grad_scale ? dscale : 0.0};
 }
 
-[[noreturn]] void embeddings_non_finite(int64_t row, int64_t col) {
-  fail(err::kNonFinite, "scores queries·keysᵀ (+ bias): expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
-                            std::to_string(col) + "] (check query row " + std::to_string(row) + " and key row " + std::to_string(col) + ")");
-}
+[[noreturn]] void embeddings_non_finite(int64_t row, int64_t col) { fail_non_finite_product("scores queries·keysᵀ (+ bias)", "query", "key", row, col); }
 
 // The driver on the queries' device: rows for which `active` is false cost nothing (loss 0,
 // gradient 0); the gradients are zeroed first unless accumulated into. 'mean' divides by
@@ -458,14 +444,7 @@ LossResult positives_from_embeddings(const PositivesEmbeddingsArgs& a, bool skip
   x.extra_fixed_bytes = 2 * (csr_bytes(a.positives, a.rows) + csr_bytes(a.exclude, a.rows));  // their uploads, and the per-positive terms
   return embeddings_loss(
       a, [&](int64_t i) { return !skip_empty || a.positives.size(i) > 0; }, mean_divisor,
-      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) {
-        const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        PositivesLossArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        return Op(p);
-      },
+      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) { return Op(PositivesChunk(a, chunk, idx).args); },
       x);
 }
 
@@ -574,17 +553,9 @@ LossResult binary_cross_entropy_from_embeddings(const PositivesEmbeddingsArgs& a
 // One-way InfoNCE: 'mean' divides by the rows with at least one positive; symmetric as above.
 // The shape errors are the CPU's (native/ops/embeddings.cpp).
 LossResult info_nce_from_embeddings(const InfoNCEEmbeddingsArgs& a) {
-  if (a.symmetric) {
-    if (a.rows != a.cols)
-      fail(err::kShape, "keys: symmetric InfoNCE expects as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
-                            std::to_string(a.cols) + " keys");
-    if (a.positives || a.exclude) fail(err::kArg, "symmetric: expected the diagonal positives and no exclusions (CLIP)");
-    return symmetric_info_nce(a);
-  }
+  check_info_nce_embeddings(a);
+  if (a.symmetric) return symmetric_info_nce(a);
   const bool diagonal = !a.positives;
-  if (diagonal && a.cols < a.rows)
-    fail(err::kShape, "keys: diagonal positives expect at least as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
-                          std::to_string(a.cols) + " keys");
   auto has_positives = [&](int64_t i) { return diagonal || a.positives.size(i) > 0; };
   double counted = 0;
   for (int64_t i = 0; i < a.rows; ++i) counted += has_positives(i) ? 1 : 0;
@@ -592,14 +563,7 @@ LossResult info_nce_from_embeddings(const InfoNCEEmbeddingsArgs& a) {
   x.extra_fixed_bytes = 2 * (csr_bytes(a.positives, a.rows) + csr_bytes(a.exclude, a.rows)) + 16 * a.rows;
   return embeddings_loss(
       a, has_positives, counted,
-      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) {
-        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        InfoNCEArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        return info_nce(p);
-      },
+      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) { return info_nce(InfoNCEChunk(a, chunk, idx).args); },
       x);
 }
 
@@ -642,18 +606,7 @@ LossResult decoupled_contrastive_from_embeddings(const DecoupledContrastiveEmbed
   x.extra_fixed_bytes = 2 * (csr_bytes(a.positives, a.rows) + csr_bytes(a.exclude, a.rows)) + 24 * a.rows;
   return embeddings_loss(
       a, [](int64_t) { return true; }, double(a.rows),
-      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) {
-        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        std::vector<double> wc;
-        for (int64_t r = 0; r < chunk.rows && !w.empty(); ++r) wc.push_back(w[size_t(idx[r])]);
-        DecoupledContrastiveArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        p.sigma = a.sigma;
-        p.row_weights = w.empty() ? nullptr : wc.data();
-        return decoupled_contrastive(p);
-      },
+      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) { return decoupled_contrastive(DecoupledContrastiveChunk(a, chunk, idx, w).args); },
       x);
 }
 
@@ -665,19 +618,7 @@ LossResult soft_topk_loss_from_embeddings(const SoftTopKLossEmbeddingsArgs& a) {
   x.extra_fixed_bytes = 2 * (csr_bytes(a.positives, a.rows) + csr_bytes(a.exclude, a.rows)) + 4 * a.rows;
   return embeddings_loss(
       a, [&](int64_t i) { return a.positives.size(i) > 0; }, double(a.rows),
-      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) {
-        const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        std::vector<int32_t> k;
-        if (a.k_rows)
-          for (int64_t r = 0; r < chunk.rows; ++r) k.push_back(a.k_rows[idx[r]]);
-        SoftTopKLossArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        static_cast<TopKSolve&>(p) = a;
-        p.k_rows = a.k_rows ? k.data() : nullptr;
-        p.exclude = ex.view();
-        p.positives = pos.view();
-        return soft_topk_loss(p);
-      },
+      [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) { return soft_topk_loss(SoftTopKLossChunk(a, chunk, idx).args); },
       x);
 }
 
@@ -685,64 +626,19 @@ LossResult soft_topk_loss_from_embeddings(const SoftTopKLossEmbeddingsArgs& a) {
 // gradient as column sums; the chunk's loss is softmaxCrossEntropy's launcher. Ignored rows cost
 // no matrix work (loss 0, lse NaN); 'mean' divides by Σ w_y over the rows not ignored.
 LossResult linear_cross_entropy(const LinearCrossEntropyArgs& a) {
-  CrossEntropyArgs whole{};
-  whole.rows = a.rows;
-  whole.cols = a.classes;
-  whole.labels = a.labels;
-  whole.ignore_index = a.ignore_index;
-  whole.class_weights = a.class_weights;
-  const CrossEntropyTotals totals = cross_entropy_totals(whole);  // ERR_LABEL_RANGE
-  for (int64_t i = 0; i < a.rows; ++i)
-    if (a.labels[i] == a.ignore_index && a.lse) a.lse[i] = NAN;
-
-  EmbeddingsArgs e{};
-  e.queries = a.hidden;
-  e.keys = a.weight;
-  e.dtype = a.dtype;
-  e.rows = a.rows;
-  e.dim = a.dim;
-  e.cols = a.classes;
-  e.normalize = false;
-  e.scale = a.scale;
-  e.reduction = a.reduction;
-  e.grad_output = a.grad_output;
-  e.grad_queries = a.grad_hidden;
-  e.grad_dtype = a.grad_dtype;
-  e.grad_keys = a.grad_weight;
-  e.accumulate = a.accumulate;
-  e.grad_scale = a.grad_scale;
-  e.row_loss = a.row_loss;
-  e.memory_budget = a.memory_budget;
-  e.bias = a.bias;
-  e.grad_bias = a.grad_bias;
+  const CrossEntropyTotals totals = linear_cross_entropy_totals(a);  // ERR_LABEL_RANGE
+  // The bias and gradBias stay in e: the driver uploads the one and sums the other on the device.
+  const EmbeddingsArgs e = linear_as_embeddings(a);
   DriverExtras x;
   x.extra_fixed_bytes = a.class_weights ? 4 * a.classes : 0;
   x.extra_row_bytes = 4;  // the chunk's labels
-  x.non_finite = [&](int64_t row, int64_t col) {
-    fail(err::kNonFinite, "scores hidden·weightᵀ" + std::string(a.bias ? " + bias" : "") + ": expected finite values, received NaN or +Infinity at [" +
-                              std::to_string(row) + ", " + std::to_string(col) + "] (check hidden row " + std::to_string(row) + " and weight row " +
-                              std::to_string(col) + ")");
-  };
-  std::vector<int32_t> labels;
-  std::vector<float> lse;
+  x.non_finite = [&](int64_t row, int64_t col) { fail_linear_non_finite(a, row, col); };
   const LossResult r = embeddings_loss(
       e, [&](int64_t i) { return a.labels[i] != a.ignore_index; }, totals.weight_sum,
       [&](const LossArgs& chunk, const int64_t* idx, const int64_t*) {
-        labels.resize(size_t(chunk.rows));
-        lse.resize(size_t(chunk.rows));
-        for (int64_t r = 0; r < chunk.rows; ++r) labels[size_t(r)] = a.labels[idx[r]];
-        CrossEntropyArgs ce{};
-        static_cast<LossArgs&>(ce) = chunk;
-        ce.labels = labels.data();
-        ce.ignore_index = a.ignore_index;
-        ce.softcap = a.softcap;
-        ce.label_smoothing = a.label_smoothing;
-        ce.class_weights = a.class_weights;
-        ce.z_loss = a.z_loss;
-        ce.lse = lse.data();
-        const LossResult part = cross_entropy(ce);
-        if (a.lse)
-          for (int64_t r = 0; r < chunk.rows; ++r) a.lse[idx[r]] = lse[size_t(r)];
+        const CrossEntropyChunk ce(a, chunk, idx);
+        const LossResult part = cross_entropy(ce.args);
+        ce.scatter_lse(a, idx);
         return part;
       },
       x);

@@ -1,4 +1,4 @@
-// decoupledSoftmax (docs/MATH.md §3.4), multiLabelSoftmax (docs/MATH.md §3.2) and binaryCrossEntropy (docs/MATH.md §3.6)
+// decoupledSoftmax (MATH decoupledSoftmax, native/ops/positives_math.h), multiLabelSoftmax (MATH multiLabelSoftmax, native/ops/positives_math.h) and binaryCrossEntropy (MATH binaryCrossEntropy, native/ops/positives_math.h)
 // on the GPU. The per-positive math is native/ops/positives_math.h, shared with the CPU.
 //
 // The softmax losses (row_kernels.cuh softmax_row): the row on chip (cuda/plan.h

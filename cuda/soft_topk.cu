@@ -1,4 +1,4 @@
-// softTopKLoss (docs/MATH.md §3.8) and the softTopK operator (docs/MATH.md §3.7) on the GPU. The per-row math (bracket, safeguarded Newton on
+// softTopKLoss (MATH softTopKLoss, native/ops/soft_topk_math.h) and the softTopK operator (MATH softTopK, native/ops/soft_topk_math.h) on the GPU. The per-row math (bracket, safeguarded Newton on
 // log L − log R, backward factor) is native/ops/soft_topk_math.h, shared with the CPU.
 //
 // Each row is held on chip while its threshold is found, so that the whole loss costs one read
@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(kThreads) topk_loss_kernel(TopKParams p, int64
   if (threadIdx.x == 0 && rank == 0) p.row_dscale[row] = double(sign) * d[0] + d[1];
 }
 
-// The operator's vjp (docs/MATH.md §3.7 backward), with the thresholds saved by the forward: pass 1 sums
+// The operator's vjp (MATH softTopK, native/ops/soft_topk_math.h: backward), with the thresholds saved by the forward: pass 1 sums
 // V = Σ v and G = Σ own over the entries that are in, v = α·p(1 − p) and own = g·v ('prob') or
 // α·g·(1 − p) ('log'); pass 2 writes scale·(own − v·G/V), 0 where out. As on the CPU
 // (soft_topk.inl topk_vjp_sums, topk_vjp_grad): pass 1 sums each side scaled by its largest term

@@ -21,6 +21,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { BackendInfo } from './backend';
 import type { NativeCsr } from './csr';
 import { makeError, fromNative } from './errors';
 import { fail } from './validate';
@@ -34,20 +35,8 @@ export interface DeviceBufferHandle {
   copyToHost(a: ArrayBufferView): void;
 }
 
-/** What the native side reports; lib/backend.ts turns it into the public BackendInfo. */
-export interface RawBackendInfo {
-  cpu: { threads: number; simd: string; simdDetected: string };
-  cuda: {
-    compiled: boolean;
-    available: boolean;
-    reason?: string;
-    runtimeVersion?: number;
-    driverVersion?: number;
-    selectedDevice?: number;
-    devices: { index: number; name: string; computeCapability: string; totalMemory: number; freeMemory?: number; multiprocessors: number }[];
-    bytesInUse: number;
-  };
-}
+/** What the native side reports: the public BackendInfo less what the loader adds (lib/backend.ts). */
+export type RawBackendInfo = Omit<BackendInfo, 'loader'>;
 
 export type NativeInput = ArrayBufferView | DeviceBufferHandle;
 

@@ -400,7 +400,7 @@ export function rangePartials(S: Float32Array, rows: number, n: number, scale: n
 }
 
 /**
- * Soft top-k phase 2 (MATH §3.7–3.8): for the rows with `solved[i]`, at threshold t[i],
+ * Soft top-k phase 2 (MATH softTopK and softTopKLoss, native/ops/soft_topk_math.h): for the rows with `solved[i]`, at threshold t[i],
  * ∂ℓ/∂z_m = u_m − v_m·factor[i] with v = α·σ(a)·σ(−a), a = α(z + t), and u_m = α·g_m·σ(−a_m)
  * at the positives (g = −w/n_i); times up[i] (the upstream factor) and the scale. The dense
  * part −v·factor runs native (shardedTopKGrad), the positives' terms here. Returns this rank's

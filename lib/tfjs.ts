@@ -197,7 +197,7 @@ function positivesArg(fn: string, v: unknown, rows: number, cols: number): Posit
 }
 
 /**
- * Cross-entropy over many classes (docs/MATH.md §3.1, torch semantics) as a tfjs loss.
+ * Cross-entropy over many classes (MATH softmaxCrossEntropy, native/ops/cross_entropy_math.h; torch semantics) as a tfjs loss.
  * `labels`: class ids (Int32Array or 1-D tf.Tensor) or a one-hot B×N tf.Tensor.
  */
 export function softmaxCrossEntropy(logits: Tfjs.Tensor, labels: Tfjs.Tensor | Int32Array, opts?: AdapterOptions<SoftmaxCrossEntropyOptions>): Tfjs.Scalar {
@@ -217,13 +217,13 @@ function positivesLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, p:
   };
 }
 
-/** DEXML's multi-label softmax (docs/MATH.md §3.2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's multi-label softmax (MATH multiLabelSoftmax, native/ops/positives_math.h) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const multiLabelSoftmax = positivesLoss<PositivesLossOptions>('multiLabelSoftmax', flMultiLabelSoftmax);
-/** DEXML's decoupled softmax (docs/MATH.md §3.4) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's decoupled softmax (MATH decoupledSoftmax, native/ops/positives_math.h) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const decoupledSoftmax = positivesLoss<PositivesLossOptions>('decoupledSoftmax', flDecoupledSoftmax);
-/** One-vs-all binary cross-entropy (docs/MATH.md §3.6) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** One-vs-all binary cross-entropy (MATH binaryCrossEntropy, native/ops/positives_math.h) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const binaryCrossEntropy = positivesLoss<PositivesLossOptions>('binaryCrossEntropy', flBinaryCrossEntropy);
-/** DEXML's soft top-k loss (docs/MATH.md §3.8: k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
+/** DEXML's soft top-k loss (MATH softTopKLoss (native/ops/soft_topk_math.h): k default 5, α default 2) as a tfjs loss; positives as CSR or a dense multi-hot tensor. */
 export const softTopKLoss = positivesLoss<SoftTopKLossOptions>('softTopKLoss', flSoftTopKLoss);
 
 /** Options of the contrastive losses here: `positives` may also be a dense B×N tf.Tensor. */
@@ -238,9 +238,9 @@ function contrastiveLoss<O extends LossOptions>(fn: string, loss: (s: FlTensor, 
   };
 }
 
-/** InfoNCE (docs/MATH.md §3.3) as a tfjs loss: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense). */
+/** InfoNCE (MATH infoNCE, native/ops/contrastive_math.h) as a tfjs loss: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense). */
 export const infoNCE = contrastiveLoss<InfoNCEOptions>('infoNCE', flInfoNCE);
-/** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
+/** Decoupled contrastive loss DCL/DCLW (MATH decoupledContrastive, native/ops/contrastive_math.h) as a tfjs loss: diagonal positive by default, or one per row in `opts.positives`. */
 export const decoupledContrastive = contrastiveLoss<DecoupledContrastiveOptions>('decoupledContrastive', flDecoupledContrastive);
 
 // ---------------------------------------------------------------------------------------------
@@ -413,15 +413,15 @@ function contrastiveFromEmbeddings<O extends InfoNCEEmbeddingsOptions | Decouple
   };
 }
 
-/** decoupledSoftmax (docs/MATH.md §3.4) on S = queries·keysᵀ (cosine with `normalize`) as one tfjs op, with gradients for queries [B, D] and keys [N, D]; positives as CSR or a dense multi-hot tensor. */
+/** decoupledSoftmax (MATH decoupledSoftmax, native/ops/positives_math.h) on S = queries·keysᵀ (cosine with `normalize`) as one tfjs op, with gradients for queries [B, D] and keys [N, D]; positives as CSR or a dense multi-hot tensor. */
 export const decoupledSoftmaxFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('decoupledSoftmaxFromEmbeddings', flDecoupledSoftmaxFromEmbeddings);
-/** multiLabelSoftmax (docs/MATH.md §3.2) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+/** multiLabelSoftmax (MATH multiLabelSoftmax, native/ops/positives_math.h) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
 export const multiLabelSoftmaxFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('multiLabelSoftmaxFromEmbeddings', flMultiLabelSoftmaxFromEmbeddings);
-/** binaryCrossEntropy (docs/MATH.md §3.6) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+/** binaryCrossEntropy (MATH binaryCrossEntropy, native/ops/positives_math.h) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
 export const binaryCrossEntropyFromEmbeddings = positivesFromEmbeddings<PositivesEmbeddingsOptions>('binaryCrossEntropyFromEmbeddings', flBinaryCrossEntropyFromEmbeddings);
-/** softTopKLoss (docs/MATH.md §3.8) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
+/** softTopKLoss (MATH softTopKLoss, native/ops/soft_topk_math.h) on S = queries·keysᵀ as one tfjs op; see {@link decoupledSoftmaxFromEmbeddings}. */
 export const softTopKLossFromEmbeddings = positivesFromEmbeddings<SoftTopKLossEmbeddingsOptions>('softTopKLossFromEmbeddings', flSoftTopKLossFromEmbeddings);
-/** InfoNCE (docs/MATH.md §3.3) on S = queries·keysᵀ as one tfjs op: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense); a tensor `opts.scale` learns the temperature. */
+/** InfoNCE (MATH infoNCE, native/ops/contrastive_math.h) on S = queries·keysᵀ as one tfjs op: diagonal positives by default, `symmetric: true` for CLIP, or `opts.positives` (CSR or dense); a tensor `opts.scale` learns the temperature. */
 export const infoNCEFromEmbeddings = contrastiveFromEmbeddings<InfoNCEEmbeddingsOptions>('infoNCEFromEmbeddings', flInfoNCEFromEmbeddings);
-/** Decoupled contrastive loss DCL/DCLW (docs/MATH.md §3.5) on S = queries·keysᵀ as one tfjs op: the diagonal positive by default, or one per row in `opts.positives`. */
+/** Decoupled contrastive loss DCL/DCLW (MATH decoupledContrastive, native/ops/contrastive_math.h) on S = queries·keysᵀ as one tfjs op: the diagonal positive by default, or one per row in `opts.positives`. */
 export const decoupledContrastiveFromEmbeddings = contrastiveFromEmbeddings<DecoupledContrastiveEmbeddingsOptions>('decoupledContrastiveFromEmbeddings', flDecoupledContrastiveFromEmbeddings);

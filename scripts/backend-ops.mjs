@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs every registered op (scripts/ops.mjs, and scripts/embeddings-ops.mjs for the ops without
-// a scores matrix, their async twins too) on every live backend on random inputs and
+// Runs every registered op (scripts/ops.mjs: the ops on a scores matrix, and those on queries and
+// keys, their async twins too) on every live backend on random inputs and
 // compares each backend with the CPU, the ggml test-backend-ops idea. Needs only node and the
 // built package, so it runs unchanged on the GPU machine (see scripts/gpu/).
 //
@@ -9,8 +9,7 @@
 // script itself is exercised) and says that CUDA was not compared.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { embeddingsOps } from './embeddings-ops.mjs';
-import { ops } from './ops.mjs';
+import { embeddingsOps, ops } from './ops.mjs';
 import { makeRng } from './lib/random.mjs';
 
 const require = createRequire(import.meta.url);
@@ -20,7 +19,7 @@ const only = args.includes('--op') ? args[args.indexOf('--op') + 1] : undefined;
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
 // --small: only the cases of at most 10^6 elements (for compute-sanitizer, which is slow).
 const small = args.includes('--small');
-// --embeddings: only the ops from embeddings (scripts/embeddings-ops.mjs).
+// --embeddings: only the ops on queries and keys (embeddingsOps of scripts/ops.mjs).
 const embeddingsOnly = args.includes('--embeddings');
 
 const info = fl.backendInfo();
@@ -187,7 +186,7 @@ for (const op of embeddingsOps) {
   for (const [i, c] of op.cases.entries()) {
     if (small && c.rows * c.cols > 1e6) continue;
     const inputs = op.make(fl, makeRng(2000 + i), c);
-    const label = `${op.name} ${c.rows}x${c.dim}x${c.cols} ${c.dtype}${c.cudaBudget ? ' chunked' : ''}`;
+    const label = `${op.name} ${c.rows}x${c.dim}x${c.cols} ${c.dtype}${c.bias ? ' bias' : ''}${c.cudaBudget ? ' chunked' : ''}`;
     let cpu;
     try {
       cpu = await op.run(fl, inputs, 'cpu');

@@ -47,9 +47,9 @@ def shape_inputs(B, D, N):
 
 
 class SoftTopK(torch.autograd.Function):
-    """DEXML's soft top-k (docs/MATH.md §3.7): threshold t with sum_j sigmoid(alpha(z + t)) = k by
+    """DEXML's soft top-k (MATH softTopK, native/ops/soft_topk_math.h): threshold t with sum_j sigmoid(alpha(z + t)) = k by
     bisection, log p out, implicit-function backward. fp32: DEXML's 32 steps in [-10/alpha,
-    10/alpha], as its users run it. float64: the bracket of §3.7 and 200 steps (exact)."""
+    10/alpha], as its users run it. float64: the bracket of MATH softTopK (native/ops/soft_topk_math.h) and 200 steps (exact)."""
 
     @staticmethod
     def forward(ctx, z, k, alpha, exact):

@@ -1,4 +1,4 @@
-import { refBinaryCrossEntropy } from './reference/binaryCrossEntropy.js';
+import { refBinaryCrossEntropy } from '../scripts/ops/binaryCrossEntropy.mjs';
 import { fl } from './helpers';
 import { describePositivesLoss } from './positivesLosses';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dclwWeights, refDecoupledContrastive } from './reference/decoupledContrastive.js';
+import { dclwWeights, refDecoupledContrastive } from '../scripts/ops/decoupledContrastive.mjs';
 import { loadGoldenCases } from './reference/golden.js';
 import { makeRng, randomExclude, randomPositives, randomScores, type ScoreKind } from './reference/rng.js';
 import { checkFiniteDifferences, checkFp32, checkHalf, gradOf, type Kernel, type Reference } from './contrastive-check';

@@ -1,4 +1,4 @@
-import { refDecoupledSoftmax } from './reference/decoupledSoftmax.js';
+import { refDecoupledSoftmax } from '../scripts/ops/decoupledSoftmax.mjs';
 import { fl } from './helpers';
 import { describePositivesLoss } from './positivesLosses';
 

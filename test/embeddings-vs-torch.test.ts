@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { refFromEmbeddings, type EmbeddingsLossName } from './reference/embeddings.js';
-import { refLinearCrossEntropy } from './reference/linearCrossEntropy.js';
+import { refLinearCrossEntropy } from '../scripts/ops/linearCrossEntropy.mjs';
 import { fl, hostValues, relL2 } from './helpers';
 
 interface Shape {

@@ -243,7 +243,7 @@ describe('the losses from embeddings', () => {
       const [q, k] = tensors(p);
       compare('infoNCE', fl.infoNCEFromEmbeddings(q, k, { ...opts, gradScale: true }), { ...p, pos: diag }, { ...opts, gradScale: true } as Opts);
     }
-    // DCLW: w_i = 2 − B·softmax_i(S_ii/σ) is held constant (docs/MATH.md §3.5), so the finite
+    // DCLW: w_i = 2 − B·softmax_i(S_ii/σ) is held constant (MATH decoupledContrastive, native/ops/contrastive_math.h), so the finite
     // differences are of the loss with the weights of the base point given outright.
     const N = 7;
     const p = problem(rng, B, D, N);

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { refInfoNCE } from './reference/infoNCE.js';
+import { refInfoNCE } from '../scripts/ops/infoNCE.mjs';
 import { loadGoldenCases } from './reference/golden.js';
 import { makeRng, randomExclude, randomPositives, randomScores, type ScoreKind } from './reference/rng.js';
 import { checkFiniteDifferences, checkFp32, checkHalf, gradOf, type Kernel, type Reference } from './contrastive-check';

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
-import { refLinearCrossEntropy } from './reference/linearCrossEntropy.js';
+import { refLinearCrossEntropy } from '../scripts/ops/linearCrossEntropy.mjs';
 import { makeRng, type Rng } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl, hostValues, l2Distance, l2Norm, relL2 } from './helpers';
 

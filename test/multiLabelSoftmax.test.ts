@@ -1,4 +1,4 @@
-import { refMultiLabelSoftmax } from './reference/multiLabelSoftmax.js';
+import { refMultiLabelSoftmax } from '../scripts/ops/multiLabelSoftmax.mjs';
 import { fl } from './helpers';
 import { describePositivesLoss } from './positivesLosses';
 

@@ -1,10 +1,11 @@
 // The ops the reliability tests drive (test/property, test/async, test/lifetime, test/leak):
 // every op of the registry, scripts/ops.mjs, each made from its entry's `property` part called
-// with the kit below (the shared cases, mutations and checks, fast-check and the float64
-// references). The registry stays plain JS that node runs without the test dependencies.
+// with the kit below (the shared cases, mutations and checks, fast-check). The registry stays
+// plain JS that node runs without the test dependencies.
 //
 // An op under test knows how to draw random valid cases, build their inputs, call the op sync
-// and async, compute the float64 reference, judge the result against docs/MATH.md §4, break valid
+// and async, compute the float64 reference (its entry's `reference`, exported by the op's file
+// scripts/ops/<op>.mjs), judge the result against docs/MATH.md §4, break valid
 // inputs in every way a caller can (each mutation says which error code it must produce), and
 // make a heavy input (tens of ms of work) and a small one.
 import fc from 'fast-check';
@@ -12,13 +13,7 @@ import { makeRng, randomScores } from '../scripts/lib/random.mjs';
 import { ops } from '../scripts/ops.mjs';
 import { native } from '../dist/native.js';
 import { fl } from './helpers';
-import * as shared from './reference/index.js';
 import { makeRng as makeRefRng, randomExclude, randomPositives } from './reference/rng.js';
-
-// The float64 references: the shared ones, and each op's found by convention (the function its
-// registry entry's `reference` names, exported by test/reference/<op>.ts), so that a new op adds
-// no line to test/reference/index.ts.
-const ref: Record<string, unknown> = Object.assign({}, shared, ...Object.values(import.meta.glob('./reference/*.ts', { eager: true })));
 
 type HostArray = Float32Array | Uint16Array;
 type DType = 'float32' | 'float16' | 'bfloat16';
@@ -268,18 +263,18 @@ interface RegistryEntry {
   fn: string;
   asyncFn: string;
   args: string[];
-  reference: string;
+  reference: unknown;
   property(kit: unknown, entry: RegistryEntry): PropertyParts;
 }
 
 const kit = {
-  fc, fl, ref, makeRefRng, randomPositives, randomExclude, DTYPES, scoresCase, makeScores, heavyScores, inAddonMemory, withElement,
+  fc, fl, makeRefRng, randomPositives, randomExclude, DTYPES, scoresCase, makeScores, heavyScores, inAddonMemory, withElement,
   scoresMutations, optionMutations, checkElementwise, checkGradient, checkDScale, rowMaxAbs,
 };
 
 /** The sync and async calls of an entry: fl[fn] and fl[asyncFn] on its arguments (scores, then labels or positives) and options. */
 function underTest(entry: RegistryEntry): OpUnderTest<unknown, unknown> {
-  if (typeof ref[entry.reference] !== 'function') throw new Error(`${entry.name}: no float64 reference ${entry.reference} in test/reference`);
+  if (typeof entry.reference !== 'function') throw new Error(`${entry.name}: its registry entry has no float64 reference function`);
   const parts = entry.property(kit, entry);
   const call = (fn: string, i: Record<string, unknown> & { s: Scores; opts: unknown }) =>
     (fl as unknown as Record<string, (...a: unknown[]) => unknown>)[fn](i.s.arg, ...entry.args.slice(1).map((kind) => i[kind]), optsOf(i));

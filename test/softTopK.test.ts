@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { refSoftTopK, refSoftTopKVjp } from './reference/softTopK.js';
+import { refSoftTopK, refSoftTopKVjp } from '../scripts/ops/softTopKLoss.mjs';
 import { loadGoldenCases, runReference, type RefSoftTopKCaseResult } from './reference/golden.js';
 import { fdGradCheck } from './reference/fd.js';
 import { makeRng, randomExclude, randomScores, type ScoreKind } from './reference/rng.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { refSoftTopKLoss, type RefSoftTopKLossOptions } from './reference/softTopKLoss.js';
-import { refSoftTopKVjp, solveThreshold } from './reference/softTopK.js';
+import { refSoftTopKLoss, type RefSoftTopKLossOptions } from '../scripts/ops/softTopKLoss.mjs';
+import { refSoftTopKVjp, solveThreshold } from '../scripts/ops/softTopKLoss.mjs';
 import { loadGoldenCases, runReference } from './reference/golden.js';
 import { fdGradCheck, fdScalarCheck } from './reference/fd.js';
 import { makeRng, randomExclude, randomPositives, randomScores, type CsrArrays, type ScoreKind } from './reference/rng.js';

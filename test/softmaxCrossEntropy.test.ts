@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { refSoftmaxCrossEntropy } from './reference/softmaxCrossEntropy.js';
+import { refSoftmaxCrossEntropy } from '../scripts/ops/softmaxCrossEntropy.mjs';
 import { loadGoldenCases } from './reference/golden.js';
 import { makeRng, randomScores } from './reference/rng.js';
 import { allWritten, expectCode, expectCodeAsync, fl, hasCuda, relL2 } from './helpers';

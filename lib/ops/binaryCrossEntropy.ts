@@ -1,6 +1,6 @@
 /**
  * binaryCrossEntropy: elementwise binary cross-entropy with logits over CSR positives
- * (DEXML "bce", docs/MATH.md §3.6).
+ * (DEXML "bce", MATH binaryCrossEntropy, native/ops/positives_math.h).
  * @module
  */
 import type { Positives } from '../csr';

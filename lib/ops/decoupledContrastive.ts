@@ -1,7 +1,7 @@
 /**
  * decoupledContrastive: the decoupled contrastive loss DCL and its weighted form DCLW
  * (Yeh et al., "Decoupled Contrastive Learning", ECCV 2022), loss and gradient in one call
- * (docs/MATH.md §3.5).
+ * (MATH decoupledContrastive, native/ops/contrastive_math.h).
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives, type NativeCsr } from '../csr';

@@ -1,5 +1,5 @@
 /**
- * decoupledSoftmax: DEXML's decoupled softmax over CSR positives (docs/MATH.md §3.4).
+ * decoupledSoftmax: DEXML's decoupled softmax over CSR positives (MATH decoupledSoftmax, native/ops/positives_math.h).
  * @module
  */
 import type { Positives } from '../csr';

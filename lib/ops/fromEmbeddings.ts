@@ -171,7 +171,7 @@ async function positivesAsync(fn: PositivesMethod, q: Tensor | TensorLike, k: Te
 type Embeddings = Tensor | TensorLike;
 
 /**
- * decoupledSoftmax (DEXML, docs/MATH.md §3.4) on S = queries·keysᵀ (cosine scores with `normalize`):
+ * decoupledSoftmax (DEXML, MATH decoupledSoftmax, native/ops/positives_math.h) on S = queries·keysᵀ (cosine scores with `normalize`):
  * the loss, dL/dqueries (B×D) and dL/dkeys (N×D, float32) in one call that holds only a bounded
  * chunk of S's rows (`memoryBudget`). Rows without positives cost no matrix work. Equal to
  * `decoupledSoftmax(queries·keysᵀ, positives, opts)` chained through the product. Queries
@@ -189,7 +189,7 @@ export async function decoupledSoftmaxFromEmbeddingsAsync<O extends PositivesEmb
   return (await positivesAsync('decoupledSoftmaxFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
 }
 
-/** multiLabelSoftmax (DEXML "softmax", docs/MATH.md §3.2) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
+/** multiLabelSoftmax (DEXML "softmax", MATH multiLabelSoftmax, native/ops/positives_math.h) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
 export function multiLabelSoftmaxFromEmbeddings<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
   return positivesSync('multiLabelSoftmaxFromEmbeddings', queries, keys, positives, opts) as WithEmbeddingsGrad<O>;
 }
@@ -198,7 +198,7 @@ export async function multiLabelSoftmaxFromEmbeddingsAsync<O extends PositivesEm
   return (await positivesAsync('multiLabelSoftmaxFromEmbeddings', queries, keys, positives, opts)) as WithEmbeddingsGrad<O>;
 }
 
-/** binaryCrossEntropy (DEXML "bce", docs/MATH.md §3.6; 'mean' divides by B·N) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. Every row costs matrix work. */
+/** binaryCrossEntropy (DEXML "bce", MATH binaryCrossEntropy, native/ops/positives_math.h; 'mean' divides by B·N) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. Every row costs matrix work. */
 export function binaryCrossEntropyFromEmbeddings<O extends PositivesEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
   return positivesSync('binaryCrossEntropyFromEmbeddings', queries, keys, positives, opts) as WithEmbeddingsGrad<O>;
 }
@@ -270,7 +270,7 @@ function prepareTopK(queries: Embeddings, keys: Embeddings, positives: Positives
 }
 
 /**
- * InfoNCE (docs/MATH.md §3.3) on S = queries·keysᵀ (cosine scores with `normalize`; a temperature τ is
+ * InfoNCE (MATH infoNCE, native/ops/contrastive_math.h) on S = queries·keysᵀ (cosine scores with `normalize`; a temperature τ is
  * `scale: 1/τ`): one-way with the diagonal or CSR positives, or CLIP's `symmetric` form, with
  * dL/dqueries and dL/dkeys, holding only a bounded chunk of S's rows. One-way rows without
  * positives cost no matrix work. On the CPU or a CUDA GPU, as the inputs.
@@ -285,7 +285,7 @@ export async function infoNCEFromEmbeddingsAsync<O extends InfoNCEEmbeddingsOpti
   return (await settleAsync(finish, () => callAsync((a: NativeAddon) => a.infoNCEFromEmbeddingsAsync(args)))) as WithEmbeddingsGrad<O>;
 }
 
-/** softTopKLoss (DEXML "topk", docs/MATH.md §3.8) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
+/** softTopKLoss (DEXML "topk", MATH softTopKLoss, native/ops/soft_topk_math.h) on S = queries·keysᵀ; see {@link decoupledSoftmaxFromEmbeddings}. */
 export function softTopKLossFromEmbeddings<O extends SoftTopKLossEmbeddingsOptions | undefined = undefined>(queries: Embeddings, keys: Embeddings, positives: Positives, opts?: O): WithEmbeddingsGrad<O> {
   const { args, finish } = prepareTopK(queries, keys, positives, opts);
   return settle(finish, () => call((a: NativeAddon) => a.softTopKLossFromEmbeddings(args))) as WithEmbeddingsGrad<O>;
@@ -329,7 +329,7 @@ function prepareDcl(queries: Embeddings, keys: Embeddings, opts: DecoupledContra
 }
 
 /**
- * Decoupled contrastive loss (DCL, DCLW; docs/MATH.md §3.5) on S = queries·keysᵀ (cosine scores with
+ * Decoupled contrastive loss (DCL, DCLW; MATH decoupledContrastive, native/ops/contrastive_math.h) on S = queries·keysᵀ (cosine scores with
  * `normalize`): the positive leaves the denominator. DCLW's weights are formed over all B rows
  * first (B dot products), then S is taken in bounded chunks of rows. On the CPU or a CUDA GPU, as the inputs.
  */

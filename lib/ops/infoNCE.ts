@@ -1,6 +1,6 @@
 /**
  * infoNCE: the InfoNCE / NT-Xent contrastive loss on a given score matrix, one-way or
- * symmetric (CLIP), loss and gradient in one call (docs/MATH.md §3.3).
+ * symmetric (CLIP), loss and gradient in one call (MATH infoNCE, native/ops/contrastive_math.h).
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type Positives, type NativeCsr } from '../csr';

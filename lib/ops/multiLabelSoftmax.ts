@@ -1,5 +1,5 @@
 /**
- * multiLabelSoftmax: the multi-label softmax loss over CSR positives (DEXML "softmax", docs/MATH.md §3.2).
+ * multiLabelSoftmax: the multi-label softmax loss over CSR positives (DEXML "softmax", MATH multiLabelSoftmax, native/ops/positives_math.h).
  * @module
  */
 import type { Positives } from '../csr';

@@ -1,5 +1,5 @@
 /**
- * softTopK: the soft top-k operator (docs/MATH.md §3.7). Per row i it finds the threshold t_i with
+ * softTopK: the soft top-k operator (MATH softTopK, native/ops/soft_topk_math.h). Per row i it finds the threshold t_i with
  * Σ_j σ(α(S_ij + t_i)) = k_i and returns p_ij = σ(α(S_ij + t_i)) (or log p_ij), with a
  * vector-Jacobian product by implicit differentiation that reuses the thresholds.
  * @module
@@ -175,7 +175,7 @@ function upstream(g: unknown, rows: number, cols: number, device: string) {
 }
 
 /**
- * The soft top-k operator of docs/MATH.md §3.7 on B×N scores (CPU or CUDA; values and vjp gradient on the scores' device): per row, the threshold t_i with
+ * The soft top-k operator of MATH softTopK (native/ops/soft_topk_math.h) on B×N scores (CPU or CUDA; values and vjp gradient on the scores' device): per row, the threshold t_i with
  * Σ_j σ(α(S_ij + t_i)) = k_i over the entries that are in (not excluded, not −Infinity),
  * found by safeguarded Newton inside a bracket that always holds, and p_ij = σ(α(S_ij + t_i)).
  * The result's `vjp` gives dL/dS by implicit differentiation.

@@ -1,5 +1,5 @@
 /**
- * softTopKLoss: DEXML's "topk" loss (docs/MATH.md §3.8), ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip·log p_ip with p
+ * softTopKLoss: DEXML's "topk" loss (MATH softTopKLoss, native/ops/soft_topk_math.h), ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip·log p_ip with p
  * the soft top-k of the row; threshold search, loss and gradient in one call.
  * @module
  */
@@ -66,7 +66,7 @@ function prepare(scores: ScoresInput, positives: Positives, opts: SoftTopKLossOp
 }
 
 /**
- * The soft top-k loss of `scores` (B×N) against CSR `positives` (docs/MATH.md §3.8): per row, the
+ * The soft top-k loss of `scores` (B×N) against CSR `positives` (MATH softTopKLoss, native/ops/soft_topk_math.h): per row, the
  * threshold t_i with Σ_j σ(α(z_ij + t_i)) = k_i (z = scale·S), then
  * ℓ_i = −(1/n_i) Σ_p w_ip·log σ(α(z_ip + t_i)), finite even for a positive far below the
  * threshold. The gradient (through t_i, so nonzero everywhere) comes in the same call, written

@@ -1,6 +1,6 @@
 /**
  * softmaxCrossEntropy: cross-entropy over very many classes (10^5 to 10^7), loss and gradient
- * in one call, with torch `F.cross_entropy` semantics (docs/MATH.md §3.1).
+ * in one call, with torch `F.cross_entropy` semantics (MATH softmaxCrossEntropy, native/ops/cross_entropy_math.h).
  * @module
  */
 import { LOSS_OPTION_KEYS, type LossOptions, type LossResult, prepareLoss, runLoss, runLossAsync, type ScoresInput, type WithGrad } from '../loss';

@@ -328,7 +328,7 @@ struct ShardedTopKRangeArgs : ShardedTopKBlock {
 };
 void sharded_topk_range(Context& ctx, const ShardedTopKRangeArgs& a);
 
-// One Newton step's local split sums (MATH §3.7) at each searching row's trial threshold.
+// One Newton step's local split sums (MATH softTopK, native/ops/soft_topk_math.h) at each searching row's trial threshold.
 struct ShardedTopKSumsArgs : ShardedTopKBlock {
   const int32_t* rows_at;  // the rows still searching
   int64_t searching;       // how many

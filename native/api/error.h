@@ -40,4 +40,12 @@ struct Error : std::runtime_error {
                             std::to_string(row) + ", " + std::to_string(col) + "]");
 }
 
+// NaN or +inf at [row, col] of scores formed as a product of two inputs (the forms from
+// embeddings, linearCrossEntropy): `scores` names the product, `a` and `b` the inputs whose rows
+// `row` and `col` made the entry.
+[[noreturn]] inline void fail_non_finite_product(const std::string& scores, const char* a, const char* b, int64_t row, int64_t col) {
+  fail(err::kNonFinite, scores + ": expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " + std::to_string(col) +
+                            "] (check " + a + " row " + std::to_string(row) + " and " + b + " row " + std::to_string(col) + ")");
+}
+
 }  // namespace fl

@@ -1,4 +1,4 @@
-// infoNCE (docs/MATH.md §3.3; one-way and symmetric/CLIP) and decoupledContrastive (docs/MATH.md §3.5; DCL and
+// infoNCE (MATH infoNCE, native/ops/contrastive_math.h; one-way and symmetric/CLIP) and decoupledContrastive (MATH decoupledContrastive, native/ops/contrastive_math.h; DCL and
 // DCLW): loss and gradient in one call.
 #pragma once
 #include <cstdint>

@@ -1,4 +1,33 @@
-// Per-row math of InfoNCE (docs/MATH.md §3.3) and DCL/DCLW (docs/MATH.md §3.5), shared by the CPU drivers and the
+// The math computed in this file, a section per op (forward, gradient, what 'mean' divides by
+// and the numerics): docs/MATH.md §3 says where each loss's section lives, and its §1–2 hold
+// the conventions and the stable building blocks every loss shares.
+//
+// MATH infoNCE
+//
+// Positives are the diagonal (column i for row i; needs N ≥ B) unless given as CSR.
+//
+// - One-way: ℓ_i = −(1/n_i)·Σ_{p∈P_i} w_ip·(z_ip − lse_i), the mean over positives of SupCon;
+//   with one positive, plain InfoNCE. ∂ℓ_i/∂z_ij = (W_i/n_i)·p_ij − (w_ij/n_i)·[j ∈ P_i].
+//   `'mean'`: D = the number of rows with at least one positive; rows without positives add 0.
+// - `symmetric: true` (square S, diagonal positives: CLIP): the row loss r_i uses row i's
+//   softmax and the column loss c_i uses column i's softmax over the rows; ℓ_i = (r_i + c_i)/2,
+//   and entry (i, j) gets gradient from both its row's and its column's softmax. `'mean'`: D = B.
+//   Column statistics need the whole matrix before any gradient, so this form makes one
+//   statistics sweep (row and column maxima and sums by strips) and one gradient sweep.
+//
+// MATH decoupledContrastive (DCL, DCLW)
+//
+// One positive per row p(i) (the diagonal, or CSR with exactly one unweighted column per row).
+//
+// - ℓ_i = −w_i·z_{i,p(i)} + LSE over j ≠ p(i), j not excluded, of z_ij.
+// - Plain DCL: w_i = 1. DCLW (`weighting: { sigma }`, σ default 0.5):
+//   w_i = 2 − B·softmax_i(S_{i,p(i)}/σ), a softmax over the rows, held constant (no gradient
+//   flows through w), as the reference implementations do.
+// - ∂ℓ_i/∂z_{i,p(i)} = −w_i; ∂ℓ_i/∂z_ij = softmax over the negatives otherwise.
+// - `'mean'`: D = B.
+//
+// ----------------------------------------------------------------------------------------------
+// Per-row math of InfoNCE (MATH infoNCE, above) and DCL/DCLW (MATH decoupledContrastive, above), shared by the CPU drivers and the
 // CUDA kernels (FL_HD).
 //
 // A softmax row is described by its log-sum-exp and, for an entry z_j, by the two quantities

@@ -1,4 +1,4 @@
-// softmaxCrossEntropy (docs/MATH.md §3.1): torch F.cross_entropy over very many classes, with
+// softmaxCrossEntropy (MATH softmaxCrossEntropy, native/ops/cross_entropy_math.h): torch F.cross_entropy over very many classes, with
 // ignore_index, label smoothing, class weights, z-loss and softcap; loss and gradient in one call.
 #pragma once
 #include <cstdint>

@@ -1,7 +1,29 @@
+// The math computed in this file, a section per op (forward, gradient, what 'mean' divides by
+// and the numerics): docs/MATH.md §3 says where each loss's section lives, and its §1–2 hold
+// the conventions and the stable building blocks every loss shares.
+//
+// MATH softmaxCrossEntropy
+//
+// Torch's `F.cross_entropy` with integer labels y_i, plus z-loss and softcap.
+// Options: `ignoreIndex` (default −100), label smoothing ε, class weights w (default all 1),
+// z-loss λ, softcap c.
+//
+// - p_ij = e^{z_ij − lse_i}, w̄ = (1/N) Σ_j w_j.
+// - ℓ_i = (1 − ε)·w_{y_i}·(lse_i − z_{i,y_i}) + (ε/N)·Σ_j w_j·(lse_i − z_ij) + λ·lse_i².
+// - ∂ℓ_i/∂z_ij = ((1 − ε)·w_{y_i} + ε·w̄ + 2λ·lse_i)·p_ij − (1 − ε)·w_{y_i}·[j = y_i] − ε·w_j/N.
+// - An ignored row (y_i = ignoreIndex) has loss 0 and gradient 0.
+// - `'mean'`: D = Σ over rows not ignored of w_{y_i} (torch). A batch with every row ignored
+//   gives loss 0 and a zero gradient, not 0/0.
+// - A label whose logit is −∞ makes the row's loss +∞ while its gradient stays finite; a row
+//   of all −∞ has loss +∞ and gradient 0. In the smoothing term, Σ_j w_j·z_ij runs over the
+//   finite entries: an out column adds 0, not −∞.
+// - `returnLse` also returns lse_i.
+//
+// ----------------------------------------------------------------------------------------------
 // Per-row cross-entropy math shared by the CPU driver and the CUDA kernel (FL_HD).
 //
 // With p_j = exp(z_j − lse), w_y the target's class weight, w̄ the mean class weight, ε the
-// smoothing and λ the z-loss weight, row i's loss and gradient are (docs/MATH.md §3.1)
+// smoothing and λ the z-loss weight, row i's loss and gradient are (MATH softmaxCrossEntropy, above)
 //   ℓ     = w_y(1−ε)(lse − z_y) + ε(w̄·lse − (1/N)Σ_j w_j z_j) + λ·lse²
 //   dℓ/dz_j = (w_y(1−ε) + ε·w̄ + 2λ·lse)·p_j − ε·w_j/N − (1−ε)·w_y·[j = y]
 // The first two gradient terms are the engine's dense part (coef·exp(z − lse) + bias or

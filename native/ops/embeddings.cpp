@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "../api/error.h"
-#include "chunk_csr.h"
+#include "chunk_args.h"
 #include "../core/context.h"
 #include "../core/dtype.h"
 #include "../gemm/gemm.h"
@@ -152,10 +152,7 @@ class KeyTiles final : public ScoreTiles {
   float* dh_;
 };
 
-[[noreturn]] void non_finite(int64_t row, int64_t col) {
-  fail(err::kNonFinite, "scores queries·keysᵀ (+ bias): expected finite values, received NaN or +Infinity at [" + std::to_string(row) + ", " +
-                            std::to_string(col) + "] (check query row " + std::to_string(row) + " and key row " + std::to_string(col) + ")");
-}
+[[noreturn]] void non_finite(int64_t row, int64_t col) { fail_non_finite_product("scores queries·keysᵀ (+ bias)", "query", "key", row, col); }
 
 }  // namespace
 
@@ -257,18 +254,8 @@ LossResult embeddings_loss(Context& ctx, const EmbeddingsArgs& a, const std::fun
       if (a.bias) add_bias(ctx, a.bias, rows, N, s.data());
     }
 
-    LossArgs chunk{};
-    chunk.scores = tiled ? nullptr : s.data();
-    chunk.dtype = DType::Float32;
-    chunk.rows = rows;
-    chunk.cols = N;
-    chunk.scale = a.scale;
-    chunk.reduction = Reduction::None;
-    chunk.grad_output = up.data();
-    chunk.grad = want_grad ? s.data() : nullptr;
-    chunk.grad_dtype = DType::Float32;
-    chunk.grad_scale = a.grad_scale;
-    chunk.row_loss = rl.data();
+    LossArgs chunk = chunk_loss_args(a, s.data(), rows, N, up.data(), want_grad, rl.data());
+    if (tiled) chunk.scores = nullptr;  // the tiles hold the scores, a tile at a time
     LossResult part;
     try {
       part = loss(ctx, chunk, idx, tiled ? &tiles : nullptr);
@@ -342,12 +329,8 @@ LossResult positives_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs
   return embeddings_loss(
       ctx, a, [&](int64_t i) { return !skip_empty || a.positives.size(i) > 0; }, mean_divisor,
       [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
-        const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        PositivesLossArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        return tiles ? TiledOp(c, p, *tiles) : Op(c, p);
+        const PositivesChunk p(a, chunk, idx);
+        return tiles ? TiledOp(c, p.args, *tiles) : Op(c, p.args);
       },
       true);
 }
@@ -355,7 +338,7 @@ LossResult positives_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs
 }  // namespace
 
 // A row without positives adds 0 and has gradient 0 in both softmax forms: it costs no matrix
-// work. 'mean' divides by B (MATH §3.4, §3.2) and by B·N for bce (§3.6), whose rows all count.
+// work. 'mean' divides by B (MATH decoupledSoftmax and multiLabelSoftmax, native/ops/positives_math.h) and by B·N for bce, whose rows all count.
 LossResult decoupled_softmax_from_embeddings(Context& ctx, const PositivesEmbeddingsArgs& a) {
   return positives_from_embeddings<decoupled_softmax, decoupled_softmax>(ctx, a, true, double(a.rows));
 }
@@ -368,37 +351,25 @@ LossResult binary_cross_entropy_from_embeddings(Context& ctx, const PositivesEmb
 
 LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a);
 
-// One-way InfoNCE (MATH §3.3): 'mean' divides by the rows with at least one positive; the others
+// One-way InfoNCE (MATH infoNCE, native/ops/contrastive_math.h): 'mean' divides by the rows with at least one positive; the others
 // add 0 with gradient 0 and cost no matrix work.
 LossResult info_nce_from_embeddings(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
-  if (a.symmetric) {
-    if (a.rows != a.cols)
-      fail(err::kShape, "keys: symmetric InfoNCE expects as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
-                            std::to_string(a.cols) + " keys");
-    if (a.positives || a.exclude) fail(err::kArg, "symmetric: expected the diagonal positives and no exclusions (CLIP)");
-    return symmetric_info_nce(ctx, a);
-  }
+  check_info_nce_embeddings(a);
+  if (a.symmetric) return symmetric_info_nce(ctx, a);
   const bool diagonal = !a.positives;
-  if (diagonal && a.cols < a.rows)
-    fail(err::kShape, "keys: diagonal positives expect at least as many keys as queries, received " + std::to_string(a.rows) + " queries and " +
-                          std::to_string(a.cols) + " keys");
   auto has_positives = [&](int64_t i) { return diagonal || a.positives.size(i) > 0; };
   double counted = 0;
   for (int64_t i = 0; i < a.rows; ++i) counted += has_positives(i) ? 1 : 0;
   return embeddings_loss(
       ctx, a, has_positives, counted,
       [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
-        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        InfoNCEArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        return tiles ? info_nce(c, p, *tiles) : info_nce(c, p);
+        const InfoNCEChunk p(a, chunk, idx);
+        return tiles ? info_nce(c, p.args, *tiles) : info_nce(c, p.args);
       },
       true);
 }
 
-// Symmetric InfoNCE (CLIP, MATH §3.3) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
+// Symmetric InfoNCE (CLIP, MATH infoNCE, native/ops/contrastive_math.h) on a square S with diagonal positives: ℓ_i = (r_i + c_i)/2,
 // where c_j needs column j's log-sum-exp over ALL rows. Sweep 1 runs the driver without
 // gradients to fold every chunk's scores into the columns' running (max, Σ exp) and to keep the
 // diagonal; sweep 2 runs the one-way op for the row half (upstream u_i/2) into a second chunk
@@ -478,7 +449,7 @@ LossResult symmetric_info_nce(Context& ctx, const InfoNCEEmbeddingsArgs& a) {
       false, 4 * N, column_bytes);
 }
 
-// DCL/DCLW (MATH §3.5): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
+// DCL/DCLW (MATH decoupledContrastive, native/ops/contrastive_math.h): every row counts ('mean' divides by B). DCLW's w_i is a softmax over ALL
 // rows of the raw positive scores S_{i,p(i)}: those B dot products come first (in double, on the
 // normalised vectors with `normalize`), then the chunks run with the weights given.
 LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledContrastiveEmbeddingsArgs& a) {
@@ -507,36 +478,19 @@ LossResult decoupled_contrastive_from_embeddings(Context& ctx, const DecoupledCo
   }
   return embeddings_loss(
       ctx, a, [](int64_t) { return true; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles* tiles) {
-        const ChunkCsr pos = diagonal ? ChunkCsr(idx, chunk.rows) : ChunkCsr(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        std::vector<double> wc;
-        for (int64_t r = 0; r < chunk.rows && !w.empty(); ++r) wc.push_back(w[size_t(idx[r])]);
-        DecoupledContrastiveArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        p.positives = pos.view();
-        p.exclude = ex.view();
-        p.sigma = a.sigma;
-        p.row_weights = w.empty() ? nullptr : wc.data();
-        return tiles ? decoupled_contrastive(c, p, *tiles) : decoupled_contrastive(c, p);
+        const DecoupledContrastiveChunk p(a, chunk, idx, w);
+        return tiles ? decoupled_contrastive(c, p.args, *tiles) : decoupled_contrastive(c, p.args);
       },
       true);
 }
 
-// softTopKLoss (MATH §3.8): a row without positives has loss 0 and gradient 0 (U = 0), so it
+// softTopKLoss (MATH softTopKLoss, native/ops/soft_topk_math.h): a row without positives has loss 0 and gradient 0 (U = 0), so it
 // costs no matrix work. 'mean' divides by B.
 LossResult soft_topk_loss_from_embeddings(Context& ctx, const SoftTopKLossEmbeddingsArgs& a) {
   return embeddings_loss(
       ctx, a, [&](int64_t i) { return a.positives.size(i) > 0; }, double(a.rows), [&](Context& c, const LossArgs& chunk, const int64_t* idx, ScoreTiles*) {
-        const ChunkCsr pos(a.positives, idx, chunk.rows), ex(a.exclude, idx, chunk.rows);
-        std::vector<int32_t> k;
-        if (a.k_rows)
-          for (int64_t r = 0; r < chunk.rows; ++r) k.push_back(a.k_rows[idx[r]]);
-        SoftTopKLossArgs p{};
-        static_cast<LossArgs&>(p) = chunk;
-        static_cast<TopKSolve&>(p) = a;
-        p.k_rows = a.k_rows ? k.data() : nullptr;
-        p.exclude = ex.view();
-        p.positives = pos.view();
-        return soft_topk_loss(c, p);
+        const SoftTopKLossChunk p(a, chunk, idx);
+        return soft_topk_loss(c, p.args);
       },
       false);
 }

@@ -1,3 +1,12 @@
+// The math computed in this file, a section per op (forward, gradient, what 'mean' divides by
+// and the numerics): docs/MATH.md §3 says where each loss's section lives, and its §1–2 hold
+// the conventions and the stable building blocks every loss shares.
+//
+// MATH logSumExp
+//
+// lse_i = log Σ_j e^{z_ij}, one read of the row (docs/MATH.md §2). A row of −∞ gives −∞.
+//
+// ----------------------------------------------------------------------------------------------
 #include "../api/args.h"
 
 #include <cmath>

@@ -54,7 +54,7 @@ struct PositivesSoftmaxLoss {
   }
 };
 
-// docs/MATH.md §3.4. The statistics skip positives and exclusions, so the engine's row LSE is Z_i, the
+// MATH decoupledSoftmax (native/ops/positives_math.h). The statistics skip positives and exclusions, so the engine's row LSE is Z_i, the
 // negatives-only LSE. With s_p = σ(Z − z_p) and q_j = e^{z_j − Z}:
 //   ℓ = (1/n) Σ_p w_p·softplus(Z − z_p),  dℓ/dz_p = −(w_p/n)·s_p,  dℓ/dz_j = q_j·(1/n)Σ_p w_p s_p,
 // so the dense coefficient is (1/n)Σ_p w_p s_p / Σ_j e^{z_j − max} against the row max.
@@ -86,7 +86,7 @@ struct DecoupledSoftmaxLoss : PositivesSoftmaxLoss {
   }
 };
 
-// docs/MATH.md §3.2. The statistics skip exclusions only: lse is over positives and negatives. With
+// MATH multiLabelSoftmax (native/ops/positives_math.h). The statistics skip exclusions only: lse is over positives and negatives. With
 // W = Σ_p w_p:  ℓ = Σ_p w_p (lse − z_p),  dℓ/dz_j = W·p_j − w_j·[j ∈ P]. A positive that is the
 // row max uses lse − z = log1p(rest) and p − 1 = −rest/(1 + rest), exact where p ≈ 1.
 struct MultiLabelSoftmaxLoss : PositivesSoftmaxLoss {
@@ -136,7 +136,7 @@ LossResult run_softmax_loss(Context& ctx, const PositivesLossArgs& a, SkipLists 
 
 }  // namespace
 
-// docs/MATH.md §3.6, elementwise. Per tile, the runs between skipped columns (positives ∪ exclusions)
+// MATH binaryCrossEntropy (native/ops/positives_math.h), elementwise. Per tile, the runs between skipped columns (positives ∪ exclusions)
 // go through the SIMD kernel as negatives (target 0); skipped columns get 0, and then each
 // positive (target y = 1 or its weight) is computed and written in double: O(nnz).
 LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {

@@ -1,4 +1,4 @@
-// softTopK (docs/MATH.md §3.7), the sigmoid-threshold operator, and softTopKLoss (docs/MATH.md §3.8, DEXML's
+// softTopK (MATH softTopK, native/ops/soft_topk_math.h), the sigmoid-threshold operator, and softTopKLoss (MATH softTopKLoss, native/ops/soft_topk_math.h; DEXML's
 // "topk" loss) on the CPU: per row, the threshold t with Σ_j σ(α(z_j + t)) = k by safeguarded
 // Newton (native/ops/soft_topk_math.h), then the outputs, the loss or the gradient.
 #pragma once

@@ -1,4 +1,44 @@
-// Per-row soft top-k math shared by the CPU driver and the CUDA kernel (FL_HD), docs/MATH.md §3.7/3.8.
+// The math computed in this file, a section per op (forward, gradient, what 'mean' divides by
+// and the numerics): docs/MATH.md §3 says where each loss's section lives, and its §1–2 hold
+// the conventions and the stable building blocks every loss shares.
+//
+// MATH softTopK (the operator)
+//
+// For row i and an integer 0 < k_i < N_i (N_i = entries not excluded), the threshold t_i solves
+// F(t) = Σ_j σ(α(z_ij + t)) = k_i, α > 0. The output is p_ij = σ(α(z_ij + t_i)) (or log p_ij),
+// and t_i.
+//
+// - **Bracket.** F is strictly increasing, and with s = logit(k/N)/α the root lies in
+//   [−max_j z + s, −min_j z + s] over the entries that are in: at the left end every σ is at most
+//   k/N, at the right end at least k/N. (A fixed ±10/α bracket fails on wide, flat rows.)
+// - **Counting F − k without cancellation.** With a_j = α(z_j + t) and m = #{a_j ≥ 0},
+//   F − k = (m − k) + Σ_{a<0} σ(a_j) − Σ_{a≥0} σ(−a_j). Each sum keeps its relative precision
+//   (the small side of each sigmoid is computed directly). The root is where
+//   L = Σ_{a<0} σ(a) + max(m − k, 0) equals R = Σ_{a≥0} σ(−a) + max(k − m, 0).
+// - **Solver.** Newton on h(t) = log L − log R, kept inside the bracket, falling back to
+//   bisection. In the tails L and R are sums of exponentials in t, so h is close to linear and
+//   Newton converges in a few passes even where the top entries saturate (p rounds to 1 and
+//   F − k is the difference of two tiny sums). It stops when |F − k| ≤ tol·k and the next Newton
+//   step is negligible, when the bracket is a few ulps of z wide, or at `maxIter`; the number of
+//   passes is reported.
+// - **Backward** (implicit differentiation of F(t) = k), with v_j = α·σ(a_j)·σ(−a_j) and V = Σ v_j:
+//   - prob output, upstream g: ∂/∂S_m = g_m·v_m − v_m·(Σ_j g_j v_j)/V;
+//   - log output: u_j = α·g_j·σ(−a_j), ∂/∂S_m = u_m − v_m·(Σ_j u_j)/V.
+//
+//   Both chain through `scale`. The returned object's `vjp(gradOutput)` reuses the saved t_i. A
+//   row whose entries are all saturated (V = 0) has a threshold that does not move: the
+//   correction term is 0.
+//
+// MATH softTopKLoss (DEXML "topk")
+//
+// ℓ_i = −(1/n_i)·Σ_{p∈P_i} w_ip·log p_ip, with p from MATH softTopK (above) on row i's non-excluded entries.
+// k is a number, an Int32Array, or `'numPositives'` (k_i = ⌈W_i⌉); defaults k = 5, α = 2.
+// The gradient is the log-output vjp of MATH softTopK (above) with g_p = −w_ip/n_i at the positives and 0
+// elsewhere, so U = Σ_j u_j runs over the positives only, yet every entry gets a gradient
+// through t_i. Threshold search, loss and gradient happen in one call. `'mean'`: D = B.
+//
+// ----------------------------------------------------------------------------------------------
+// Per-row soft top-k math shared by the CPU driver and the CUDA kernel (FL_HD); the math of both is above.
 //
 // Row i's threshold t is the root of F(t) = Σ_j σ(α(z_j + t)) = k over the N_i entries that
 // are in. F is strictly increasing, and F(lo) ≤ k ≤ F(hi) for
@@ -137,7 +177,7 @@ FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
   s.t = next > s.lo && next < s.hi ? next : s.lo + 0.5 * (s.hi - s.lo);
 }
 
-// The backward's per-row factor (docs/MATH.md §3.7): ∂/∂z_m = u_m − v_m·U/V with V = α·df. A row whose
+// The backward's per-row factor (MATH softTopK, above): ∂/∂z_m = u_m − v_m·U/V with V = α·df. A row whose
 // entries are all saturated (V = 0) has a threshold that does not move: factor 0.
 FL_HD double topk_backward_factor(double U, double alpha, double df) {
   const double V = alpha * df;
@@ -240,7 +280,7 @@ FL_HD ScaledFactor scaled_factor(double c, bool one_exp_needs_c_ge_1) {
   return ScaledFactor{f.log_abs, f.sign, expf(-f.log_abs), !one_exp};
 }
 
-// The operator's vjp (docs/MATH.md §3.7 backward) one entry at a time (soft_topk.inl topk_vjp_sums and
+// The operator's vjp (MATH softTopK above, backward) one entry at a time (soft_topk.inl topk_vjp_sums and
 // topk_vjp_grad): v = α·p(1 − p), own = g·v ('prob') or α·g·(1 − p) ('log'). Pass 1 sums, per
 // side, s[0] = Σ v and s[1] = Σ own scaled (ShiftedSide); 'log' on the a < 0 side has own = α·g·r,
 // O(g): summed unscaled in g_lo.

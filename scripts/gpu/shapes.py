@@ -14,13 +14,12 @@ GPU_SHAPES = json.loads(
     ).stdout
 )
 
-# The embeddings ops' shapes, {name: [[B, D, N]]} (scripts/embeddings-ops.mjs), which
+# The shapes of the ops on queries and keys, {name: [[B, D, N]]} (the same registry), which
 # bench/gpu-embeddings.mjs times and torch_embeddings.py reads.
-_embeddings = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "embeddings-ops.mjs")
 EMBEDDINGS_SHAPES = json.loads(
     subprocess.run(
         [os.environ.get("NODE", "node"), "--input-type=module", "-e",
-         f"import {{ embeddingsGpuShapes }} from {json.dumps('file://' + os.path.abspath(_embeddings))}; console.log(JSON.stringify(embeddingsGpuShapes()))"],
+         f"import {{ embeddingsGpuShapes }} from {json.dumps('file://' + os.path.abspath(_registry))}; console.log(JSON.stringify(embeddingsGpuShapes()))"],
         check=True, capture_output=True, text=True,
     ).stdout
 )

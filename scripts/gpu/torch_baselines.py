@@ -49,7 +49,7 @@ def soft_topk_loss(x, y):
 OPS = {"softmaxCrossEntropy": cross_entropy, "logSumExp": log_sum_exp, "softTopKLoss": soft_topk_loss}
 
 
-# Losses over positives as DEXML's PyTorch code computes them, written from docs/MATH.md §3.2/3.4/3.6:
+# Losses over positives as DEXML's PyTorch code computes them, written from MATH multiLabelSoftmax, decoupledSoftmax and binaryCrossEntropy (native/ops/positives_math.h):
 # y is a dense B×N 0/1 target matrix (3 positives per row), built outside the timed step.
 def decoupled_softmax(x, y):
     x.grad = None

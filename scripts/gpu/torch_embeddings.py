@@ -1,5 +1,5 @@
 """PyTorch eager baselines of linearCrossEntropy and the <loss>FromEmbeddings (bench/gpu-embeddings.mjs
-times fusedloss on the same shapes, scripts/embeddings-ops.mjs). Each step is forward and backward
+times fusedloss on the same shapes, embeddingsOps of scripts/ops.mjs). Each step is forward and backward
 to both inputs, as a training step runs it; the median over repeats with CUDA events, and the peak
 memory the step allocates beyond its inputs and their gradients. Also measures, in the same
 process, the card's ceilings: the bf16 matmul rate (8192³) and the device-to-device copy rate.

@@ -18,7 +18,7 @@ namespace {
 
 // ---------- symmetric InfoNCE ----------
 
-// docs/MATH.md §3.3 symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
+// MATH infoNCE (native/ops/contrastive_math.h) symmetric (CLIP), diagonal positives, sum reduction: rowLoss_i = (r_i + c_i)/2.
 inline Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
   Ref r;
   r.row_loss.assign(size_t(n), 0);
@@ -55,7 +55,7 @@ inline Ref sym_reference(const std::vector<float>& x, int64_t n, float scale) {
 
 static long double softplus(long double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
-// docs/MATH.md §3.6, sum reduction: ℓ_i = Σ_j softplus(z_ij) − Σ_p y_p z_p over the entries not excluded.
+// MATH binaryCrossEntropy (native/ops/positives_math.h), sum reduction: ℓ_i = Σ_j softplus(z_ij) − Σ_p y_p z_p over the entries not excluded.
 static Ref bce_reference(const std::vector<float>& x, int64_t B, int64_t N, float scale, const std::vector<int32_t>& pos_ptr,
                          const std::vector<int32_t>& pos_cols, const std::vector<float>& w, const std::vector<int32_t>& ex_ptr,
                          const std::vector<int32_t>& ex_cols) {

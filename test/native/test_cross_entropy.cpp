@@ -16,7 +16,7 @@ using namespace fltest;
 
 namespace {
 
-// docs/MATH.md §3.1 in long double, straight from the formulas.
+// MATH softmaxCrossEntropy (native/ops/cross_entropy_math.h) in long double, straight from the formulas.
 inline Ref cross_entropy_reference(const std::vector<float>& x, int64_t B, int64_t N, const std::vector<int32_t>& y, float scale, float cap,
                      float eps, const float* cw, float lambda, Reduction red) {
   Ref r;

@@ -1,4 +1,4 @@
-// linearCrossEntropy on every ISA this CPU has, against a long-double reference of docs/MATH.md §3.1 on
+// linearCrossEntropy on every ISA this CPU has, against a long-double reference of MATH softmaxCrossEntropy (native/ops/cross_entropy_math.h) on
 // S = H·Wᵀ (+ b) chained to dH, dW, db: options, odd sizes, D from 1 to 1024, N > 65536, ignored
 // rows, peaked rows, small budgets (many chunks), half inputs, accumulate, thread counts, and
 // outputs poisoned with NaN beforehand.

@@ -38,7 +38,7 @@ inline long double ref_threshold(const float* x, int64_t n, long double k, long 
   return (lo + hi) / 2;
 }
 
-// ℓ and dℓ/dx of one row in long double (docs/MATH.md §3.8, sum reduction, unit weights).
+// ℓ and dℓ/dx of one row in long double (MATH softTopKLoss, native/ops/soft_topk_math.h; sum reduction, unit weights).
 inline void ref_loss_row(const std::vector<float>& x, int64_t N, const std::vector<int32_t>& pos, const std::vector<bool>& out, int32_t k,
                          long double alpha, long double& loss, std::vector<long double>& grad) {
   std::vector<float> xin(x);
@@ -164,7 +164,7 @@ FL_TEST(thread_counts_and_in_place_are_bitwise_identical) {
   FL_CHECK(std::memcmp(first.data(), inplace.data(), inplace.size() * 4) == 0, "in-place gradient differs");
 }
 
-// The vjp of the operator at given thresholds in long double (docs/MATH.md §3.7 backward, scale 1): each
+// The vjp of the operator at given thresholds in long double (MATH softTopK (native/ops/soft_topk_math.h) backward, scale 1): each
 // entry's own − v·G/V, and the size of its two terms |own| + |v·G/V| (the result can cancel to
 // far below them, e.g. to 0 for a constant upstream on 'prob', so errors are measured against
 // the terms; and they can lie below fp32's range, where a float result is 0).

@@ -2,12 +2,7 @@
  * docs/MATH.md §3.10 in float64: a section-3 loss on S = Q̂·K̂ᵀ (+ b) (Q̂, K̂ the rows normalised as
  * F.normalize does with `normalize`, else Q and K), its dL/dS chained back to dQ, dK and db.
  */
-import { refBinaryCrossEntropy } from './binaryCrossEntropy.js';
-import { refDecoupledContrastive } from './decoupledContrastive.js';
-import { refDecoupledSoftmax } from './decoupledSoftmax.js';
-import { refInfoNCE } from './infoNCE.js';
-import { refMultiLabelSoftmax } from './multiLabelSoftmax.js';
-import { refSoftTopKLoss } from './softTopKLoss.js';
+import { ops } from '../../scripts/ops.mjs';
 import type { RefPositives, RefResult, Scores } from './types.js';
 
 export type EmbeddingsLossName = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'binaryCrossEntropy' | 'infoNCE' | 'softTopKLoss' | 'decoupledContrastive';
@@ -15,14 +10,17 @@ export type EmbeddingsLossName = 'decoupledSoftmax' | 'multiLabelSoftmax' | 'bin
 /** The options the references read: the matrix form's, plus `normalize`, `bias` (per key) and infoNCE's `symmetric` (which ignores `pos`). */
 export type RefEmbeddingsOptions = { normalize?: boolean; symmetric?: boolean; bias?: ArrayLike<number> } & Record<string, unknown>;
 
-const REF: Record<EmbeddingsLossName, (S: Scores, B: number, N: number, pos: RefPositives, o: RefEmbeddingsOptions) => RefResult> = {
-  decoupledSoftmax: (S, B, N, pos, o) => refDecoupledSoftmax(S, B, N, pos, o as never),
-  multiLabelSoftmax: (S, B, N, pos, o) => refMultiLabelSoftmax(S, B, N, pos, o as never),
-  binaryCrossEntropy: (S, B, N, pos, o) => refBinaryCrossEntropy(S, B, N, pos, o as never),
-  infoNCE: (S, B, N, pos, o) => refInfoNCE(S, B, N, (o.symmetric ? o : { ...o, positives: pos }) as never),
-  softTopKLoss: (S, B, N, pos, o) => refSoftTopKLoss(S, B, N, pos, o as never),
-  decoupledContrastive: (S, B, N, pos, o) => refDecoupledContrastive(S, B, N, { ...o, positives: pos } as never),
-};
+/**
+ * The matrix form's reference from its registry entry: the positives as its argument where the
+ * entry takes them as one, else as its `positives` option (infoNCE, DCL), except for the symmetric
+ * InfoNCE, whose positives are the diagonal.
+ */
+function matrixReference(name: EmbeddingsLossName, S: Scores, B: number, N: number, pos: RefPositives, o: RefEmbeddingsOptions): RefResult {
+  const op = ops.find((e: { name: string }) => e.name === name);
+  if (!op) throw new Error(`no op ${name} in scripts/ops.mjs`);
+  if ((op.args as string[]).includes('positives')) return op.reference(S, B, N, pos, o);
+  return op.reference(S, B, N, o.symmetric ? o : { ...o, positives: pos });
+}
 
 /** The float64 reference of `<name>FromEmbeddings`: the matrix form's result, with dQ (B×D), dK (N×D) and dB (N, with `bias`). */
 export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>, K: ArrayLike<number>, B: number, N: number, D: number, pos: RefPositives, opts: RefEmbeddingsOptions) {
@@ -48,7 +46,7 @@ export function refFromEmbeddings(name: EmbeddingsLossName, Q: ArrayLike<number>
       for (let c = 0; c < D; c++) s += q.Y[i * D + c] * k.Y[j * D + c];
       S[i * N + j] = s + (bias ? bias[j] : 0);
     }
-  const r: RefResult = REF[name](S, B, N, pos, o);
+  const r: RefResult = matrixReference(name, S, B, N, pos, o);
   const G = r.grad!;
   const dB = new Float64Array(N);
   for (let i = 0; i < B; i++) for (let j = 0; j < N; j++) dB[j] += G[i * N + j];

@@ -6,25 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { refBinaryCrossEntropy, type RefBinaryCrossEntropyOptions } from './binaryCrossEntropy.js';
-import { refDecoupledContrastive, type RefDecoupledContrastiveOptions } from './decoupledContrastive.js';
-import { refDecoupledSoftmax, type RefDecoupledSoftmaxOptions } from './decoupledSoftmax.js';
-import { refInfoNCE, type RefInfoNCEOptions } from './infoNCE.js';
-import { refMultiLabelSoftmax, type RefMultiLabelSoftmaxOptions } from './multiLabelSoftmax.js';
-import { refSoftmaxCrossEntropy, type RefCrossEntropyOptions } from './softmaxCrossEntropy.js';
-import { refSoftTopK, refSoftTopKVjp, type RefSoftTopKOptions } from './softTopK.js';
-import { refSoftTopKLoss, type RefSoftTopKLossOptions } from './softTopKLoss.js';
+import { ops } from '../../scripts/ops.mjs';
+import { refSoftTopK, refSoftTopKVjp } from '../../scripts/ops/softTopKLoss.mjs';
 import type { RefResult, RefSoftTopKResult } from './types.js';
 
-export type GoldenFn =
-  | 'softmaxCrossEntropy'
-  | 'multiLabelSoftmax'
-  | 'infoNCE'
-  | 'decoupledSoftmax'
-  | 'decoupledContrastive'
-  | 'binaryCrossEntropy'
-  | 'softTopK'
-  | 'softTopKLoss';
+/** An op of the registry (scripts/ops.mjs) by name, or 'softTopK' (the operator, which is not a loss). */
+export type GoldenFn = string;
 
 export interface GoldenCase {
   fn: GoldenFn;
@@ -73,31 +60,21 @@ function need<T>(value: T | undefined, what: string, c: GoldenCase): T {
   return value;
 }
 
-/** Runs the reference named by c.fn on the case's scores, targets and options. */
+/**
+ * Runs the reference of c.fn on the case's scores, targets and options: the registry entry's
+ * reference, given the arguments its `args` name after the scores (labels or positives), so that
+ * a loss's golden cases need no line here.
+ */
 export function runReference(c: GoldenCase): GoldenResult {
   const [B, N] = c.shape;
   const o = c.opts;
-  switch (c.fn) {
-    case 'softmaxCrossEntropy':
-      return refSoftmaxCrossEntropy(c.S, B, N, need(c.labels, 'labels', c), o as RefCrossEntropyOptions);
-    case 'multiLabelSoftmax':
-      return refMultiLabelSoftmax(c.S, B, N, need(c.positives, 'positives', c), o as RefMultiLabelSoftmaxOptions);
-    case 'infoNCE':
-      return refInfoNCE(c.S, B, N, o as RefInfoNCEOptions);
-    case 'decoupledSoftmax':
-      return refDecoupledSoftmax(c.S, B, N, need(c.positives, 'positives', c), o as RefDecoupledSoftmaxOptions);
-    case 'decoupledContrastive':
-      return refDecoupledContrastive(c.S, B, N, o as RefDecoupledContrastiveOptions);
-    case 'binaryCrossEntropy':
-      return refBinaryCrossEntropy(c.S, B, N, need(c.positives, 'positives', c), o as RefBinaryCrossEntropyOptions);
-    case 'softTopKLoss':
-      return refSoftTopKLoss(c.S, B, N, need(c.positives, 'positives', c), o as RefSoftTopKLossOptions);
-    case 'softTopK': {
-      const k = need(c.k, 'k', c);
-      const r = refSoftTopK(c.S, B, N, k, o as RefSoftTopKOptions);
-      return { ...r, grad: refSoftTopKVjp(c.S, B, N, k, o as RefSoftTopKOptions, need(c.upstream, 'upstream', c)) };
-    }
-    default:
-      throw new Error(`golden case with unknown fn ${String((c as { fn: unknown }).fn)}`);
+  if (c.fn === 'softTopK') {
+    const k = need(c.k, 'k', c);
+    const r = refSoftTopK(c.S, B, N, k, o);
+    return { ...r, grad: refSoftTopKVjp(c.S, B, N, k, o, need(c.upstream, 'upstream', c)) };
   }
+  const op = ops.find((e: { name: string }) => e.name === c.fn);
+  if (!op) throw new Error(`golden case with unknown fn ${String(c.fn)}`);
+  const targets = (op.args as string[]).slice(1).map((kind) => need((c as unknown as Record<string, unknown>)[kind], kind, c));
+  return op.reference(c.S, B, N, ...targets, o) as RefResult;
 }

@@ -46,7 +46,7 @@ export interface RefResult {
   lse?: Float64Array;
 }
 
-/** What the softTopK operator reference returns (docs/MATH.md §3.7). */
+/** What the softTopK operator reference returns (MATH softTopK, native/ops/soft_topk_math.h). */
 export interface RefSoftTopKResult {
   /** p_ij (output 'prob') or log p_ij (output 'log'); excluded entries 0 or −Infinity. */
   values: Float64Array;

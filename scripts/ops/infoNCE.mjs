@@ -1,5 +1,13 @@
+// infoNCE: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there).
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
+import { chunked, embeddingsEntry, exclusions, rowPositives } from '../lib/embeddings-kit.mjs';
+import { contrastiveEntry, reuseGrad } from '../lib/op-kit.mjs';
+import { diagonalPositives, entryWeight, logSumExp, markRow, OUT, reduceRows, rowCoefficients, scaledRow, transposeCsr } from '../lib/reference.mjs';
+
 /**
- * docs/MATH.md §3.3, InfoNCE in float64.
+ * MATH infoNCE (native/ops/contrastive_math.h), InfoNCE in float64.
  *
  * One-way: ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip (z_ip − lse_i), lse_i over every column not excluded
  * (positives included, SupCon-style); n_i = |P_i| (a count, not Σ w). Positives default to
@@ -16,29 +24,25 @@
  * Out entries (excluded, or S = −∞) have probability 0 and gradient 0. A positive at −∞ costs
  * +∞; the other entries keep the gradient of the finite part.
  */
-import { diagonalPositives, entryWeight, markRow, OUT, scaledRow, transposeCsr } from './csr.js';
-import { logSumExp, reduceRows, rowCoefficients } from './math.js';
-import type { RefCommonOptions, RefPositives, RefResult, Scores } from './types.js';
+// interface RefInfoNCEOptions extends RefCommonOptions {
+//   /** Default: the diagonal. */
+//   positives?: RefPositives;
+//   /** CLIP-style (row-wise + column-wise)/2 on a square S. */
+//   symmetric?: boolean;
+//   exclude?: RefPositives;
+// }
 
-export interface RefInfoNCEOptions extends RefCommonOptions {
-  /** Default: the diagonal. */
-  positives?: RefPositives;
-  /** CLIP-style (row-wise + column-wise)/2 on a square S. */
-  symmetric?: boolean;
-  exclude?: RefPositives;
-}
-
-interface OneWay {
-  /** ℓ_i per row. */
-  rowLoss: Float64Array;
-  /** ∂ℓ_i/∂z_ij (B×N): each row's own derivative, unweighted. */
-  dz: Float64Array;
-  /** Rows with at least one positive. */
-  rowsWithPositives: number;
-}
+// interface OneWay {
+//   /** ℓ_i per row. */
+//   rowLoss: Float64Array;
+//   /** ∂ℓ_i/∂z_ij (B×N): each row's own derivative, unweighted. */
+//   dz: Float64Array;
+//   /** Rows with at least one positive. */
+//   rowsWithPositives: number;
+// }
 
 /** Row-wise InfoNCE of a B×N matrix: losses and per-row derivatives with respect to z. */
-function oneWay(S: Scores, B: number, N: number, scale: number, positives: RefPositives, exclude?: RefPositives): OneWay {
+function oneWay(S, B, N, scale, positives, exclude) {
   const rowLoss = new Float64Array(B);
   const dz = new Float64Array(B * N);
   const z = new Float64Array(N);
@@ -77,13 +81,13 @@ function oneWay(S: Scores, B: number, N: number, scale: number, positives: RefPo
   return { rowLoss, dz, rowsWithPositives };
 }
 
-function transposeScores(S: Scores, B: number, N: number): Float64Array {
+function transposeScores(S, B, N) {
   const T = new Float64Array(B * N);
   for (let i = 0; i < B; i++) for (let j = 0; j < N; j++) T[j * B + i] = S[i * N + j];
   return T;
 }
 
-export function refInfoNCE(S: Scores, B: number, N: number, opts: RefInfoNCEOptions = {}): RefResult {
+export function refInfoNCE(S, B, N, opts = {}) {
   const scale = opts.scale ?? 1;
   const reduction = opts.reduction ?? 'mean';
   if (!opts.positives && N < B) throw new Error(`infoNCE: diagonal positives need N >= B, got B=${B}, N=${N}`);
@@ -92,7 +96,7 @@ export function refInfoNCE(S: Scores, B: number, N: number, opts: RefInfoNCEOpti
   const grad = new Float64Array(B * N);
   let dScale = 0;
   // Adds coefficient·∂ℓ/∂z of entry (i, j) to the gradient and to dScale (∂z/∂S = scale, ∂z/∂scale = S).
-  const accumulate = (i: number, j: number, d: number) => {
+  const accumulate = (i, j, d) => {
     if (d === 0) return;
     grad[i * N + j] += scale * d;
     dScale += d * S[i * N + j];
@@ -121,3 +125,43 @@ export function refInfoNCE(S: Scores, B: number, N: number, opts: RefInfoNCEOpti
       : reduceRows(rowLoss, 'sum', B);
   return { loss, rowLoss, grad, dScale };
 }
+
+export const entries = [
+  contrastiveEntry('infoNCE', {
+    options: ['symmetric', 'positives', 'exclude'],
+    reference: refInfoNCE,
+    cases: [
+      { rows: 7, cols: 97, kind: 'normal', opts: { scale: 14 } },
+      { rows: 300, cols: 50257, kind: 'peaked', opts: { reduction: 'sum' } },
+      { rows: 64, cols: 70001, kind: 'flat', opts: { scale: 20, positives: 3, exclude: 5 } },
+      { rows: 513, cols: 513, kind: 'normal', opts: { scale: 20, symmetric: true } },
+      { rows: 4096, cols: 4096, kind: 'peaked', opts: { scale: 1 / 0.07, symmetric: true, reduction: 'none' } },
+    ],
+    bench: {
+      // CLIP at batch 2048 (cosine similarities times a logit scale of 20): the row and column
+      // log-sum-exps from one read, the gradient from a second.
+      sizes: [{ rows: 2048, cols: 2048, kind: 'cosine', opts: { scale: 20, symmetric: true } }],
+      bytes: (c) => c.rows * c.cols * 12, // two reads of S, one write of the gradient
+      prepare: reuseGrad,
+    },
+    // CLIP: symmetric, logit scale 20.
+    gpu: { shapes: [[32768, 32768]], opts: { symmetric: true, scale: 20 } },
+  }),
+  embeddingsEntry('infoNCEFromEmbeddings', {
+    cases: [
+      { rows: 64, dim: 48, cols: 64, normalize: true, scale: 20, symmetric: true },
+      { rows: 300, dim: 72, cols: 300, normalize: true, scale: 14, symmetric: true, bias: true, cudaBudget: chunked(300, 64) },
+      { rows: 37, dim: 40, cols: 1031, normalize: true, scale: 20 },
+      { rows: 50, dim: 40, cols: 777, scale: 2, perRow: 2, exclude: true, cudaBudget: chunked(777, 16), accumulate: true, bias: true },
+    ],
+    make: (fl, rng, c) => {
+      const opts = {};
+      if (c.symmetric) opts.symmetric = true;
+      if (c.perRow) opts.positives = rowPositives(rng, c.rows, c.cols, c.perRow, { gaps: true });
+      if (c.exclude) opts.exclude = exclusions(rng, c.rows, c.cols, opts.positives);
+      return { opts };
+    },
+    // CLIP at B = N = 32768, D = 1024 (cosine): PyTorch eager holds several B×N matrices.
+    gpu: { shapes: [[32768, 1024, 32768]], opts: { normalize: true, scale: 20, symmetric: true, memoryBudget: 2 ** 29 } },
+  }),
+];

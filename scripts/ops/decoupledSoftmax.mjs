@@ -1,5 +1,13 @@
+// decoupledSoftmax: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there).
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
+import { chunked, embeddingsEntry, exclusions, rowPositives } from '../lib/embeddings-kit.mjs';
+import { positivesLossOp } from '../lib/op-kit.mjs';
+import { entryWeight, logSigmoid, markRow, OUT, POSITIVE, reduceRows, rowCoefficients, scaledRow, sigmoid } from '../lib/reference.mjs';
+
 /**
- * docs/MATH.md §3.4, decoupled softmax (DEXML) in float64:
+ * MATH decoupledSoftmax (native/ops/positives_math.h), decoupled softmax (DEXML) in float64:
  *   Z_i = LSE over the negatives only (columns neither positive nor excluded),
  *   ℓ_i = −(1/n_i) Σ_{p∈P_i} w_ip · log σ(z_ip − Z_i),  n_i = |P_i| (a count, not Σ w).
  * Gradient, with q_ij = e^{z_ij − Z_i} (softmax over the negatives):
@@ -11,21 +19,17 @@
  * Out entries (excluded, or S = −∞) take no part and get gradient 0. A positive at −∞ costs +∞
  * and its σ(Z_i − z_ip) is 1 (the limit), so the negatives keep the finite part's gradient.
  */
-import { entryWeight, markRow, OUT, POSITIVE, scaledRow } from './csr.js';
-import { logSigmoid, reduceRows, rowCoefficients, sigmoid } from './math.js';
-import type { RefCommonOptions, RefPositives, RefResult, Scores } from './types.js';
-
-export interface RefDecoupledSoftmaxOptions extends RefCommonOptions {
-  exclude?: RefPositives;
-}
+// interface RefDecoupledSoftmaxOptions extends RefCommonOptions {
+//   exclude?: RefPositives;
+// }
 
 /** z_p − Z with the −∞ cases resolved by their limits (−∞ − −∞ would be NaN). */
-function margin(zp: number, Z: number): number {
+function margin(zp, Z) {
   if (zp === -Infinity) return -Infinity;
   return zp - Z; // +∞ when there are no negatives
 }
 
-export function refDecoupledSoftmax(S: Scores, B: number, N: number, positives: RefPositives, opts: RefDecoupledSoftmaxOptions = {}): RefResult {
+export function refDecoupledSoftmax(S, B, N, positives, opts = {}) {
   const scale = opts.scale ?? 1;
   const reduction = opts.reduction ?? 'mean';
   const coef = rowCoefficients(reduction, B, B, opts.gradOutput);
@@ -79,3 +83,21 @@ export function refDecoupledSoftmax(S: Scores, B: number, N: number, positives: 
   }
   return { loss: reduceRows(rowLoss, reduction, B), rowLoss, grad, dScale };
 }
+
+export const entries = [
+  positivesLossOp('decoupledSoftmax', refDecoupledSoftmax),
+  embeddingsEntry('decoupledSoftmaxFromEmbeddings', {
+    args: ['positives'],
+    cases: [
+      { rows: 37, dim: 48, cols: 1031, normalize: true, scale: 20, perRow: 3 },
+      { rows: 130, dim: 130, cols: 4099, perRow: 2, exclude: true, bias: true, cudaBudget: chunked(4099, 33) },
+      { rows: 20, dim: 33, cols: 515, normalize: true, scale: 10, perRow: 1, accumulate: true, gradDtype: 'float32' },
+    ],
+    make: (fl, rng, c) => {
+      const pos = rowPositives(rng, c.rows, c.cols, c.perRow, { gaps: true });
+      return { positives: pos, opts: c.exclude ? { exclude: exclusions(rng, c.rows, c.cols, pos) } : {} };
+    },
+    // DEXML-style: B = 4096, D = 768, N = 262144 keys, 3 positives per row.
+    gpu: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
+  }),
+];

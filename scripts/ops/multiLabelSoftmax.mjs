@@ -1,5 +1,13 @@
+// multiLabelSoftmax: its float64 reference and its entries in the op registry, which scripts/ops.mjs
+// collects from every file of scripts/ops/ (the fields of an entry are described there).
+// Plain JS that node runs as it is; property-test parts take fast-check and the test helpers
+// from the kit they are given.
+import { chunked, embeddingsEntry, exclusions, rowPositives } from '../lib/embeddings-kit.mjs';
+import { positivesLossOp } from '../lib/op-kit.mjs';
+import { entryWeight, logSumExp, markRow, OUT, reduceRows, rowCoefficients, scaledRow } from '../lib/reference.mjs';
+
 /**
- * docs/MATH.md §3.2, multi-label softmax (DEXML "softmax") in float64:
+ * MATH multiLabelSoftmax (native/ops/positives_math.h), multi-label softmax (DEXML "softmax") in float64:
  *   ℓ_i = Σ_{p∈P_i} w_ip (lse_i − z_ip),  lse_i over every column that is not excluded,
  *   ∂ℓ_i/∂z_ij = W_i·p_ij − w_ij·[j∈P_i],  W_i = Σ_p w_ip.
  * 'mean' divides by B (rows without positives add 0).
@@ -7,15 +15,11 @@
  * Out entries (excluded, or S = −∞) have probability 0 and gradient 0. A positive at −∞ costs
  * +∞; the other entries keep the gradient of the finite part.
  */
-import { entryWeight, markRow, OUT, scaledRow } from './csr.js';
-import { logSumExp, reduceRows, rowCoefficients } from './math.js';
-import type { RefCommonOptions, RefPositives, RefResult, Scores } from './types.js';
+// interface RefMultiLabelSoftmaxOptions extends RefCommonOptions {
+//   exclude?: RefPositives;
+// }
 
-export interface RefMultiLabelSoftmaxOptions extends RefCommonOptions {
-  exclude?: RefPositives;
-}
-
-export function refMultiLabelSoftmax(S: Scores, B: number, N: number, positives: RefPositives, opts: RefMultiLabelSoftmaxOptions = {}): RefResult {
+export function refMultiLabelSoftmax(S, B, N, positives, opts = {}) {
   const scale = opts.scale ?? 1;
   const reduction = opts.reduction ?? 'mean';
   const coef = rowCoefficients(reduction, B, B, opts.gradOutput);
@@ -62,3 +66,17 @@ export function refMultiLabelSoftmax(S: Scores, B: number, N: number, positives:
   }
   return { loss: reduceRows(rowLoss, reduction, B), rowLoss, grad, dScale };
 }
+
+export const entries = [
+  positivesLossOp('multiLabelSoftmax', refMultiLabelSoftmax),
+  embeddingsEntry('multiLabelSoftmaxFromEmbeddings', {
+    args: ['positives'],
+    cases: [
+      { rows: 37, dim: 48, cols: 1031, normalize: true, scale: 20, perRow: 3, weighted: true },
+      { rows: 130, dim: 70, cols: 3001, perRow: 2, bias: true, cudaBudget: chunked(3001, 50) },
+    ],
+    make: (fl, rng, c) => ({ positives: rowPositives(rng, c.rows, c.cols, c.perRow, { gaps: true, weighted: c.weighted }) }),
+    // DEXML-style: B = 4096, D = 768, N = 262144 keys, 3 positives per row.
+    gpu: { shapes: [[4096, 768, 262_144]], opts: { normalize: true, scale: 20, memoryBudget: 2 ** 29 }, positivesPerRow: 3 },
+  }),
+];
