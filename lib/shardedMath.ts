@@ -294,7 +294,9 @@ export function pMinusOne(z: number, M: number, lse: number, rTotal: number): nu
  * Soft top-k threshold solver state of one row, the math of native/ops/soft_topk_math.h in
  * float64: the bracket [−max z + s, −min z + s] with s = logit(k/N)/α, Newton on
  * h(t) = log L − log R (the split count, cancellation-free), kept inside the bracket,
- * bisection otherwise, a fixed step of 80/α where one side's sums underflowed.
+ * bisection otherwise, a fixed step of 80/α where one side's sums underflowed; once close, the
+ * last Newton step is followed by one more pass (polishing) unless it is too small to leave the
+ * backward's V = α·Σp(1 − p) behind.
  */
 export interface TopKSolver {
   t: number;
@@ -307,6 +309,8 @@ export interface TopKSolver {
   resolution: number;
   iterations: number;
   done: boolean;
+  /** α·|step| of the Newton step that led to this pass, once close; 0: none. */
+  polishStep: number;
   /** The merged sums of the last pass: [m, pLo, qHi, vLo, vHi]. */
   sums: number[];
 }
@@ -315,10 +319,12 @@ export function topkSolverInit(zmax: number, zmin: number, k: number, n: number,
   const shift = Math.log(k / (n - k)) / alpha;
   const lo = -zmax + shift, hi = -zmin + shift;
   const big = Math.max(Math.abs(zmax), Math.abs(zmin), Math.abs(lo), Math.abs(hi));
-  return { t: 2 * k <= n ? lo : hi, lo, hi, k, n, alpha, tol, resolution: 4 * 1.1920928955078125e-7 * big, iterations: 0, done: false, sums: [0, 0, 0, 0, 0] };
+  return { t: 2 * k <= n ? lo : hi, lo, hi, k, n, alpha, tol, resolution: 4 * 1.1920928955078125e-7 * big, iterations: 0, done: false, polishStep: 0, sums: [0, 0, 0, 0, 0] };
 }
 
 const UNDERFLOW_STEP = 80;
+/** A Newton step small enough not to take once close (soft_topk_math.h kStaleStep). */
+const STALE_STEP = 1e-8;
 
 export function topkSolverStep(s: TopKSolver, m: number, pLo: number, qHi: number, vLo: number, vHi: number, maxIter: number): void {
   s.iterations += 1;
@@ -327,9 +333,19 @@ export function topkSolverStep(s: TopKSolver, m: number, pLo: number, qHi: numbe
   const L = pLo + Math.max(m - s.k, 0), R = qHi + Math.max(s.k - m, 0);
   const dh = s.alpha * (vLo / L + vHi / R);
   const newton = -(Math.log(L) - Math.log(R)) / dh;
-  if (Math.abs(excess) <= s.tol * s.k && s.alpha * Math.abs(newton) <= 1e-3) {
+  const step = s.alpha * Math.abs(newton);
+  if (Math.abs(excess) <= s.tol * s.k && step <= 1e-3) {
+    // The backward's V comes from this pass: stop here when the step is negligible, does not
+    // change t in fp32, or, polishing, no longer shrinks (rounding noise); else take it with
+    // one more pass at the new t (without, at maxIter). See soft_topk_math.h.
+    const sameT = Math.fround(s.t + newton) === Math.fround(s.t);
+    if (step <= STALE_STEP || sameT || (s.polishStep > 0 && !(step <= 0.5 * s.polishStep))) {
+      s.done = true;
+      return;
+    }
     s.t += newton;
-    s.done = true;
+    s.done = s.iterations >= maxIter;
+    s.polishStep = step;
     return;
   }
   if (s.iterations >= maxIter) {

@@ -18,9 +18,18 @@
 // - **Solver.** Newton on h(t) = log L − log R, kept inside the bracket, falling back to
 //   bisection. In the tails L and R are sums of exponentials in t, so h is close to linear and
 //   Newton converges in a few passes even where the top entries saturate (p rounds to 1 and
-//   F − k is the difference of two tiny sums). It stops when |F − k| ≤ tol·k and the next Newton
-//   step is negligible, when the bracket is a few ulps of z wide, or at `maxIter`; the number of
-//   passes is reported.
+//   F − k is the difference of two tiny sums). Once |F − k| ≤ tol·k and the next Newton step is
+//   below 1e-3/α, that step is taken with one more pass at the new t (polishing), whose own step,
+//   now second order, is taken the same way while it keeps shrinking. The search stops at a t
+//   where a pass was made, once the step is below 1e-8/α, leaves t unchanged in float32, or no
+//   longer shrinks (the float32 rounding of the sums); also when the bracket is a few ulps of z
+//   wide, or at `maxIter`. The number of passes is reported. Why stop where a pass was made: the
+//   backward's V (below) comes from the last pass's sums, and V at a t moved by δ differs by up
+//   to α·|δ| relative. Taking the final step without a pass, as an earlier version did, left V
+//   stale by up to ~1e-5 at the default tol and scaled every dense gradient entry by that: dQ
+//   and dK errors 1.7–6.6× PyTorch float32's on the inputs of test/embeddings-vs-torch.test.ts.
+//   The polishing pass costs one pass on about a third of the rows (64 × 131072 normal scores,
+//   k 5, α 2: 4.00 → 4.34 passes per row).
 // - **Backward** (implicit differentiation of F(t) = k), with v_j = α·σ(a_j)·σ(−a_j) and V = Σ v_j:
 //   - prob output, upstream g: ∂/∂S_m = g_m·v_m − v_m·(Σ_j g_j v_j)/V;
 //   - log output: u_j = α·g_j·σ(−a_j), ∂/∂S_m = u_m − v_m·(Σ_j u_j)/V.
@@ -57,9 +66,15 @@
 // F = k to a tolerance there leaves t far from the root, and a positive's log p with it.
 // Where one side's terms all underflowed in fp32, t moves by a fixed 80/α towards them; a step
 // that leaves the bracket, or a derivative that underflowed, is replaced by bisection.
-// It stops when |F − k| ≤ tol·k and the next Newton step is below 1e-3/α (then that step is
-// taken without another pass: t is then within ~1e-6/α of the root), when the bracket is a few
-// fp32 ulps of the scores wide, or at maxIter passes.
+// It stops when |F − k| ≤ tol·k and the next Newton step is below 1e-3/α, when the bracket is a
+// few fp32 ulps of the scores wide, or at maxIter passes. That last Newton step puts t within
+// second order of the root, but the backward's V = α·Σp(1 − p) comes from the pass's sums, at
+// the t before it: V at the new t differs by up to α·|step| relative (~1e-5 at tol's edge), which
+// scales every dense gradient entry, several times fp32's error. So the step is taken with one
+// more pass at the new t (polishing), whose own step, now second order, is taken the same way
+// while it keeps shrinking; the search stops where a pass was made (t and V agree) once the step
+// is negligible (α·|step| ≤ kStaleStep), does not change t in fp32, or has stopped shrinking (the
+// fp32 noise of the sums). Only at maxIter is a step taken without a pass.
 #pragma once
 #include <cmath>
 
@@ -115,6 +130,7 @@ struct TopKSolver {
   double resolution;  // a bracket this narrow cannot be split at the precision of z + t
   int iterations;     // passes made at a trial t
   bool done;
+  double polish_step; // α·|step| of the Newton step that led to this pass, once close; 0: none
   TopKSums at_t;      // the sums of the last pass (V = α·topk_df is the backward's denominator)
 };
 
@@ -134,6 +150,7 @@ FL_HD TopKSolver topk_solver_init(double zmax, double zmin, double k, double n, 
   s.t = 2 * k <= n ? s.lo : s.hi;
   s.iterations = 0;
   s.done = false;  // even a flat row (lo = hi) takes one pass: the backward needs its sums
+  s.polish_step = 0;
   s.at_t = TopKSums{};
   return s;
 }
@@ -141,6 +158,10 @@ FL_HD TopKSolver topk_solver_init(double zmax, double zmin, double k, double n, 
 // How far t moves when every term on one side underflowed: fp32 exp(a) is 0 below a ≈ −87.3
 // in the SIMD sweeps (−103 with subnormals on the GPU), so those terms had a < −80.
 constexpr double kUnderflowStep = 80.0;
+
+// A Newton step that, once close, is not taken: t then lies within this/α of the root Newton
+// points at, far below fp32's resolution of t (6e-8 relative).
+constexpr double kStaleStep = 1e-8;
 
 // Takes the sums at s.t; either marks the row done (s.t is the threshold) or moves s.t.
 FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
@@ -151,9 +172,20 @@ FL_HD void topk_solver_step(TopKSolver& s, const TopKSums& sums, int max_iter) {
   const double dh = s.alpha * (sums.v_lo / L + sums.v_hi / R);
   const double newton = -(log(L) - log(R)) / dh;  // NaN or ±inf when a sum underflowed
   const bool close = fabs(excess) <= s.tol * s.k;
-  if (close && s.alpha * fabs(newton) <= 1e-3) {
+  const double step = s.alpha * fabs(newton);
+  if (close && step <= 1e-3) {
+    // Stop here, where V was taken, when the step is negligible (t is then within kStaleStep/α
+    // of where Newton puts the root), or does not change t in fp32 (the passes and the sweeps
+    // take float(t)), or, polishing, did not shrink to under half the last (it is then the
+    // sums' rounding noise). Else take it, with one more pass at the new t (without, at maxIter).
+    const bool same_t = float(s.t + newton) == float(s.t);
+    if (step <= kStaleStep || same_t || (s.polish_step > 0 && !(step <= 0.5 * s.polish_step))) {
+      s.done = true;
+      return;
+    }
     s.t += newton;
-    s.done = true;
+    s.done = s.iterations >= max_iter;
+    s.polish_step = step;
     return;
   }
   if (s.iterations >= max_iter) {

@@ -106,6 +106,58 @@ FL_TEST(saturated_row_converges_to_the_sharp_root) {
   }
 }
 
+// The backward divides by V = α·Σp(1 − p) from the solver's last pass (at_t); the gradient sweep
+// takes p at the threshold the solver returns. A Newton step taken after that pass moves t away
+// from where V was taken, and scales every dense gradient entry by the difference: at the
+// default tol 1e-5 up to ~1e-5, against fp32's 6e-8. So V from at_t must be V at the returned
+// float threshold. Sums here in double, each term exact (sigmoid_pair_d): only the solver's
+// stopping rule is under test.
+FL_TEST(backward_sums_are_taken_at_the_returned_threshold) {
+  Rng rng(12);
+  double worst = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int64_t sizes[] = {15, 31, 129, 1000, 20000};
+    const int64_t N = sizes[trial % 5];
+    const int32_t k = 1 + int32_t(rng.uniform() * double(std::min<int64_t>(40, N - 2)));
+    const double alphas[] = {1, 2, 5}, spreads[] = {0.2, 1, 4};
+    const double alpha = alphas[(trial / 5) % 3], spread = spreads[(trial / 15) % 3];
+    std::vector<float> z(static_cast<size_t>(N));
+    float zmax = -INFINITY, zmin = INFINITY;
+    for (auto& v : z) {
+      v = float(rng.normal() * spread);
+      zmax = std::max(zmax, v);
+      zmin = std::min(zmin, v);
+    }
+    auto sums_at = [&](float t) {
+      TopKSums s{};
+      for (float v : z) {
+        const float a = (v + t) * float(alpha);
+        const SigmoidPairD g = sigmoid_pair_d(double(a));
+        if (a >= 0) {
+          s.m += 1;
+          s.q_hi += g.q;
+          s.v_hi += g.p * g.q;
+        } else {
+          s.p_lo += g.p;
+          s.v_lo += g.p * g.q;
+        }
+      }
+      return s;
+    };
+    TopKSolver s = topk_solver_init(double(zmax), double(zmin), k, double(N), alpha, 1e-5);
+    while (!s.done) topk_solver_step(s, sums_at(float(s.t)), 100);
+    const double V_taken = topk_df(s.at_t), V_at_t = topk_df(sums_at(float(s.t)));
+    const double err = std::fabs(V_taken / V_at_t - 1);
+    worst = std::max(worst, err);
+    FL_CHECK(err == 0, "N=%lld k=%d alpha=%g spread=%g: V from the last pass off by %.3g relative (%d passes)", (long long)N, k, alpha,
+             spread, err, s.iterations);
+    const long double want = ref_threshold(z.data(), N, k, alpha);
+    FL_CHECK(std::fabs(s.t - want) <= 1e-6 / alpha * std::max<long double>(1, std::fabs(want)), "N=%lld k=%d: t %.9g want %.9Lg", (long long)N,
+             k, s.t, want);
+  }
+  std::printf("  V from the last pass vs V at the returned threshold: worst %.3g relative\n", worst);
+}
+
 FL_TEST(loss_and_gradient_with_exclusions_every_isa) {
   Rng rng(5);
   const int64_t B = 2, N = 70001;
