@@ -47,9 +47,13 @@
  * errors throw from `shardedLoss()` before any exchange, on the rank that has them.
  *
  * **Where the math runs.** The per-loss partials and finish (lib/shardedMath.ts) run in the
- * native addon over the host block (fp32; half blocks are converted first): one read of it for
- * the partials, one for the gradient, on the addon's threads. Each takes and returns plain arrays, so a CUDA kernel
- * can replace it without changing the protocol. Host tensors only for now.
+ * native addon over the block: one read of it for the partials (soft top-k: one more per Newton
+ * step), one for the gradient. A host block runs on the addon's threads (fp32; half blocks are
+ * widened first); a device block (cuda tensor, fp32/fp16/bf16, every loss, symmetric InfoNCE
+ * too) runs as CUDA kernels in its own dtype (cuda/sharded.cu), its gradient stays on the
+ * device (of `gradDtype`), and only the per-row statistics and picked entries make the host
+ * round trip: O(B + nnz) floats, the size of the exchange itself. The key-embedding form takes
+ * host queries and keys.
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from './csr';
@@ -58,7 +62,7 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType, type HostArray, type TensorLike } from './tensor';
 import { DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 import { kArg } from './ops/softTopK';
-import { blockSource, deviceSource, embeddingsSource, hostBlock, type ChunkFn, type ScoreSource } from './shardedSource';
+import { blockSource, deviceSource, embeddingsSource, type ChunkFn, type ScoreSource } from './shardedSource';
 import {
   bcePartials,
   columnPartials,
@@ -260,8 +264,6 @@ const COMMON_KEYS = optionKeys<ShardedOptions>({
   gradQueries: true,
   gradKeys: true,
 });
-/** The losses whose block reads run on a device block too (cuda/sharded.cu). */
-const DEVICE_LOSSES: readonly ShardedLossName[] = ['softmaxCrossEntropy', 'multiLabelSoftmax', 'decoupledSoftmax', 'infoNCE', 'decoupledContrastive'];
 const BLOCK_ONLY = ['out', 'shape', 'dtype', 'inplace'] as const;
 const EMBEDDINGS_ONLY = ['normalize', 'memoryBudget', 'accumulate', 'gradQueries', 'gradKeys', 'bias', 'gradBias'] as const;
 const KEYS: Record<ShardedLossName, readonly string[]> = {
@@ -484,11 +486,6 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     rows = m.rows;
     cols = m.cols;
     const onDevice = t.device !== 'cpu';
-    if (onDevice) {
-      if (!DEVICE_LOSSES.includes(name) || o.symmetric === true)
-        fail('ERR_DEVICE', 'localScores', `a host tensor for ${name}${o.symmetric === true ? ' symmetric' : ''} (device blocks: ${DEVICE_LOSSES.join(', ')}, one-way)`, `#a tensor on ${t.device}`);
-      if (t.dtype !== 'float32') fail('ERR_DTYPE', 'localScores', 'float32 on the device (half device blocks are not sharded yet)', t.dtype);
-    }
     const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
     if (gradDtype !== 'float32' && gradDtype !== t.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the scores' dtype '${t.dtype}'`, gradDtype);
     const inplace = bool('opts.inplace', o.inplace, false);
@@ -499,7 +496,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       if (o.out !== undefined) fail('ERR_ARG', 'opts.out', 'no out with inplace: true (the gradient goes over the scores)', '#out given');
       target = onDevice ? { data: new Float32Array(0), tensor: t } : { data: t.data, tensor: local instanceof Tensor ? local : undefined };
     } else if (o.out !== undefined && onDevice) {
-      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === 'float32' ? o.out : fail('ERR_TYPE', 'opts.out', `a float32 tensor on ${t.device} (the scores' device)`, o.out);
+      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === gradDtype ? o.out : fail('ERR_TYPE', 'opts.out', `a ${gradDtype} tensor on ${t.device} (gradDtype, on the scores' device)`, o.out);
       if (ot.shape.length !== 2 || ot.shape[0] !== rows || ot.shape[1] !== cols) fail('ERR_SHAPE', 'opts.out', `shape [${rows}, ${cols}]`, `#[${ot.shape.join(', ')}]`);
       target = { data: new Float32Array(0), tensor: ot };
     } else if (o.out !== undefined) {
@@ -513,7 +510,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       target = { data: v, tensor: ot };
     }
     form.push('block');
-    src = onDevice ? deviceSource(t, rows, cols, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
+    src = onDevice ? deviceSource(t, rows, cols, gradDtype, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
   }
   const offset = o.columnOffset;
   if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset + cols > total)
@@ -618,7 +615,7 @@ function partials(c: Common, f: ZForm, skip: LocalCsr | undefined, smooth: { w: 
   const WS = smooth && c.wantDScale ? new Float64Array(rows) : undefined;
   let bad: BadEntry;
   c.src.scan((S, r0, r1) => {
-    const p = lsePartials(S, r1 - r0, n, f, rowsOf(skip, r0, r1), c.wantDScale, smooth);
+    const p = lsePartials(S, r1 - r0, n, f, rowsOf(skip, r0, r1), c.wantDScale, smooth, c.src.types);
     m.set(p.m, r0);
     rest.set(p.rest, r0);
     if (E) E.set(p.E!, r0);
@@ -746,7 +743,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
       const sub = (a: Float64Array) => a.subarray(r0, r1);
-      softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined);
+      softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined, c.src.types);
       // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
       for (let i = r0; i < r1; i++) {
       const y = labels[i] - offset;
@@ -876,7 +873,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
   }
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
-      softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1));
+      softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1), undefined, c.src.types);
       for (let i = r0; i < r1; i++) {
         const ui = u(i) * f.scale;
         for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) set((i - r0) * n + lp.cols[q], ui * posG[lp.entry[q]]);
@@ -902,7 +899,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   const C = { max: new Float64Array(n).fill(-Infinity), rest: new Float64Array(n), bad: undefined as BadEntry };
   const P = partials(c, f, undefined, undefined, (S, r0, r1) => {
     pickDiag(S, r0, r1);
-    const part = columnPartials(hostBlock(S), r1 - r0, n, scale);
+    const part = columnPartials(S, r1 - r0, n, scale, c.src.types);
     if (part.bad && !C.bad) C.bad = [part.bad[0] + r0, part.bad[1]];
     for (let j = 0; j < n; j++) {
       const m = part.max[j], M = C.max[j];
@@ -924,7 +921,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   if (c.wantDScale && !ex.bad) {
     const zero = new Float64Array(rows);
     c.src.scan((S, r0, r1) => {
-      dScaleCols += symmetricGrad(hostBlock(S), undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef);
+      dScaleCols += symmetricGrad(S, undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef, c.src.types);
     });
   }
   const b1 = ex.alloc('max', rows);
@@ -965,7 +962,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   }
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
-      symmetricGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef);
+      symmetricGrad(S, G, r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef, c.src.types);
       // The diagonal: both halves' p − 1, each exact near p = 1.
       for (let i = Math.max(r0, offset); i < Math.min(r1, offset + n); i++) {
         const j = i - offset;
@@ -993,7 +990,7 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   let dScale = 0, bad: BadEntry;
   // One pass: the gradient is local, so it is formed (and folded, in the key-embedding form) here.
   const chunk = (S: Block, G: Block | undefined, r0: number, r1: number) => {
-    const p = bcePartials(hostBlock(S), r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G && hostBlock(G), c.wantDScale);
+    const p = bcePartials(S, r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G, c.wantDScale, c.src.types);
     loss.set(p.loss, r0);
     inf.set(p.inf, r0);
     dScale += p.dScale;
@@ -1030,7 +1027,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   const pick = c.src.pick(lp, lpS);
   let bad: BadEntry;
   c.src.scan((S, r0, r1) => {
-    const p = rangePartials(hostBlock(S), r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1));
+    const p = rangePartials(S, r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1), c.src.types);
     zmax.set(p.zmax, r0);
     zmin.set(p.zmin, r0);
     count.set(p.count, r0);
@@ -1085,7 +1082,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
       while (a0 < active.length && active[a0] < r0) a0++;
       let a1 = a0;
       while (a1 < active.length && active[a1] < r1) a1++;
-      if (a1 > a0) topkSums(hostBlock(S), r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1));
+      if (a1 > a0) topkSums(S, r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1), c.src.types);
       a0 = a1;
     }, active);
     const r = yield* ex.round('sum', b);
@@ -1118,9 +1115,9 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     const solved = Uint8Array.from(solvers, (sv) => (sv ? 1 : 0));
     const nPos = Int32Array.from({ length: rows }, (_, i) => pos.rowPtr[i + 1] - pos.rowPtr[i]);
     const up = Float64Array.from({ length: rows }, (_, i) => u(i));
-    c.src.grad((S, G, r0, r1) => {
+    c.src.grad((S, G, r0, r1, set) => {
       const sub = <T extends Float64Array | Int32Array | Uint8Array>(a: T) => a.subarray(r0, r1) as T;
-      dScale += topkGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up));
+      dScale += topkGrad(S, G, r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), lpS.subarray(lp.rowPtr[r0], lp.rowPtr[r1]), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up), set, c.src.types);
     }, c.wantGrad);
   }
   if (c.wantDScale) {

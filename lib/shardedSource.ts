@@ -15,10 +15,10 @@
 import { float32ToBFloat16, float32ToFloat16, toFloat32 } from './half';
 import { makeError } from './errors';
 import type { DeviceBufferHandle } from './native';
-import { embeddingGrad, embeddingScores, gatherEntries, scatterEntries, type Block, type NativeShardedChunk } from './shardedMath';
+import { embeddingGrad, embeddingScores, F32, gatherEntries, scatterEntries, type Block, type BlockTypes, type NativeShardedChunk } from './shardedMath';
 import { dtypeCode, emptyDevice, Tensor, type DType, type HostArray } from './tensor';
 
-/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer for a device block). */
+/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer of the source's dtype for a device block). */
 export type ChunkFn = (S: Block, r0: number, r1: number) => void;
 /**
  * f(S, G, r0, r1, set): writes the chunk's dL/dS into G (zeroed, the chunk's shape) by the
@@ -26,7 +26,7 @@ export type ChunkFn = (S: Block, r0: number, r1: number) => void;
  */
 export type GradFn = (S: Block, G: Block, r0: number, r1: number, set: (k: number, v: number) => void) => void;
 
-/** The host block a host-only read needs (the losses a device block does not take never get another). */
+/** The host block a host-only read needs (every loss's block reads take a device block too: none left). */
 export function hostBlock(S: Block): Float32Array {
   if (!(S instanceof Float32Array)) throw makeError('ERR_INTERNAL', 'sharded loss: a host-only read of a device block');
   return S;
@@ -51,8 +51,10 @@ export interface SourceGrads {
 export interface ScoreSource {
   readonly rows: number;
   readonly n: number;
-  /** A device block (the softmax-type losses only). */
+  /** A device block. */
   readonly device: boolean;
+  /** The dtype codes the block reads see (a host block is float32: widened once) and the gradient's. */
+  readonly types: BlockTypes;
   /** Runs f over the row chunks in order; with `wanted` (sorted rows), chunks without one may be skipped. */
   scan(f: ChunkFn, wanted?: Int32Array): void;
   /** A ChunkFn that reads the entries of a CSR over the rows (local columns) into out[q], for a scan. */
@@ -83,6 +85,7 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
     rows,
     n,
     device: false,
+    types: F32,
     scan: (f) => f(S, 0, rows),
     pick: (m, out) => hostPick(m, n, out),
     grad(f, keep) {
@@ -109,27 +112,31 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
 }
 
 /**
- * A float32 block on the device: the partials and the gradient run as CUDA kernels over it
- * (cuda/sharded.cu); the per-row statistics, the picked entries (labels', positives' scores)
- * and the finish's own entries cross to and from the host, O(B + nnz) floats. The gradient goes
- * to `target` (a device float32 tensor) or a new device tensor.
+ * A block on the device, of any dtype: the partials and the gradient run as CUDA kernels over it
+ * (cuda/sharded.cu) in its own dtype; the per-row statistics, the picked entries (labels',
+ * positives' scores, widened to float32) and the finish's own entries cross to and from the
+ * host, O(B + nnz) floats. The gradient (of `gradDtype`) goes to `target` (a device tensor: the
+ * caller's `out`, or the scores themselves with `inplace`) or a new device tensor; every kernel
+ * writes each entry it owns, so a new one needs no zeroing.
  */
-export function deviceSource(t: Tensor, rows: number, n: number, target: Tensor | undefined): ScoreSource {
+export function deviceSource(t: Tensor, rows: number, n: number, gradDtype: DType, target: Tensor | undefined): ScoreSource {
   const S = t.nativeInput('localScores') as DeviceBufferHandle;
+  const types: BlockTypes = { dtype: dtypeCode(t.dtype), gradDtype: dtypeCode(gradDtype) };
   let kept: Tensor | undefined;
   return {
     rows,
     n,
     device: true,
+    types,
     scan: (f) => f(S, 0, rows),
     pick: (m, out) => (block, r0, r1) => {
       const q0 = m.rowPtr[r0], q1 = m.rowPtr[r1];
       const index = new Float64Array(q1 - q0);
       for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) index[q - q0] = (i - r0) * n + m.cols[q];
-      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1));
+      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1), types.dtype);
     },
     grad(f, keep) {
-      const G = target ?? emptyDevice('float32', [rows, n]);
+      const G = target ?? emptyDevice(gradDtype, [rows, n]);
       const g = G.nativeInput('opts.out') as DeviceBufferHandle;
       const at: number[] = [], values: number[] = [];
       f(S, g, 0, rows, (k, v) => {
@@ -137,8 +144,9 @@ export function deviceSource(t: Tensor, rows: number, n: number, target: Tensor 
         values.push(v);
       });
       // After the dense kernel (same stream): the entries the loss writes itself.
-      scatterEntries(g, rows, n, Float64Array.from(at), Float32Array.from(values));
+      scatterEntries(g, rows, n, Float64Array.from(at), Float32Array.from(values), types.gradDtype);
       if (keep) kept = G;
+      else if (!target) G.dispose();
     },
     grads: () => (kept ? { grad: kept } : {}),
   };
@@ -239,6 +247,7 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
     rows,
     n,
     device: false,
+    types: F32,
     pick: (m, out) => hostPick(m, n, out),
     scan(f, wanted) {
       let w = 0;

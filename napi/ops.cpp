@@ -203,11 +203,18 @@ struct LinearCrossEntropy {
   static LossResult cuda(const Args& a) { return cuda::linear_cross_entropy(a); }
 };
 
-// The float32 block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype,
-// rows, cols, scale. Host memory only: the sharded ops have no CUDA path.
+// The block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype, rows, cols,
+// scale. float32 on the host (the TS layer widens a half block once); any dtype on the device
+// (cuda/sharded.cu widens as it reads).
 void read_sharded_scores(Reader& r, ScoresArgs& a) {
   r.scores(a, "localScores");
-  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  if (a.dtype != DType::Float32 && !r.on_device()) fail(err::kDType, "localScores: expected float32 on the host (the sharded losses convert half blocks)");
+}
+
+// A sharded op's gradient block: gradDtype (float32, or the block's dtype) on the block's device.
+void read_sharded_grad(Reader& r, const ScoresArgs& a, void*& grad, DType& grad_dtype, bool required) {
+  grad_dtype = r.grad_dtype(a);
+  grad = r.matrix("grad", grad_dtype, a.rows * a.cols, Access::Write, required);
 }
 
 // The softmax losses' block: the scores, softcap, skip? (sorted local columns per row) and
@@ -250,16 +257,17 @@ struct ShardedSoftmaxGrad {
     a.rest = r.required_host<const double>("rest", a.rows);
     a.coef = r.required_host<const double>("coef", a.rows);
     a.lin = r.host<const double>("lin", a.rows);
-    a.grad = r.required_host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, true);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
   static void cuda(const Args& a) { cuda::sharded_softmax_grad(a); }
 };
 
-// A float32 block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index.
+// A block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index. float32 on
+// the host; any dtype on the device (read widened, written rounded once).
 void read_indexed(Reader& r, const char* key, ScoresArgs& s, const double*& index, int64_t& count) {
   r.scores(s, key);
-  if (s.dtype != DType::Float32) fail(err::kDType, std::string(key) + ": expected float32");
+  if (s.dtype != DType::Float32 && !r.on_device()) fail(err::kDType, std::string(key) + ": expected float32 on the host");
   count = r.integer("count");
   index = r.required_host<const double>("index", count);
   const double size = double(s.rows) * double(s.cols);
@@ -275,7 +283,8 @@ struct ShardedGather {
   static void read(Reader& r, Args& a) {
     ScoresArgs s{};
     read_indexed(r, "localScores", s, a.index, a.count);
-    a.block = static_cast<const float*>(s.scores);
+    a.block = s.scores;
+    a.dtype = s.dtype;
     a.size = s.rows * s.cols;
     a.values = r.required_host<float>("values", a.count);
   }
@@ -291,7 +300,8 @@ struct ShardedScatter {
     ScoresArgs s{};
     read_indexed(r, "grad", s, a.index, a.count);
     a.size = s.rows * s.cols;
-    a.block = static_cast<float*>(r.matrix("grad", DType::Float32, a.size, Access::Write, true));
+    a.dtype = s.dtype;
+    a.block = r.matrix("grad", s.dtype, a.size, Access::Write, true);
     a.values = r.required_host<const float>("values", a.count);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_scatter(ctx, a); }
@@ -309,6 +319,7 @@ struct ShardedColumnStats {
     a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_column_stats(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_column_stats(a); }
 };
 
 // shardedSymmetricGrad({ localScores, ..., rowMax, rowCoef, colMax, colCoef, grad? }) → { dScale }
@@ -321,9 +332,10 @@ struct ShardedSymmetricGrad {
     a.row_coef = r.required_host<const double>("rowCoef", a.rows);
     a.col_max = r.required_host<const double>("colMax", a.cols);
     a.col_coef = r.required_host<const double>("colCoef", a.cols);
-    a.grad = r.host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, false);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_symmetric_grad(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::sharded_symmetric_grad(a); }
 };
 
 // Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
@@ -332,6 +344,10 @@ void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
   a.alpha = float(r.number("alpha"));
   if (!(a.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
   a.exclude = r.exclude(a);
+  // Sorted, as lib/sharded.ts sends them: the CUDA sweeps find a column by binary search.
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t e = a.exclude.begin(i) + 1; e < a.exclude.end(i); ++e)
+      if (a.exclude.cols[e - 1] >= a.exclude.cols[e]) fail(err::kCsr, "exclude row " + std::to_string(i) + ": expected increasing columns");
 }
 
 // shardedTopKRange({ localScores, ..., alpha, exclude?, max, min, count, bad })
@@ -346,6 +362,7 @@ struct ShardedTopKRange {
     a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_range(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_topk_range(a); }
 };
 
 // shardedTopKSums({ localScores, ..., alpha, exclude?, searching, rowsAt, t, sums })
@@ -362,6 +379,7 @@ struct ShardedTopKSums {
       if (a.rows_at[k] < 0 || a.rows_at[k] >= a.rows) fail(err::kArg, "rowsAt: expected rows in [0, " + std::to_string(a.rows) + ")");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_sums(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_topk_sums(a); }
 };
 
 // shardedTopKGrad({ localScores, ..., alpha, exclude?, t, coef, grad }) → { dScale }
@@ -372,9 +390,10 @@ struct ShardedTopKGrad {
     read_sharded_topk(r, a);
     a.t = r.required_host<const double>("t", a.rows);
     a.coef = r.required_host<const double>("coef", a.rows);
-    a.grad = r.required_host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, true);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::sharded_topk_grad(a); }
 };
 
 // The key-embedding form's chunk: { queries (float32), keys, keysDtype, rows, cols, dim, keyScale? }.

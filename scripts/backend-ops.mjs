@@ -77,15 +77,18 @@ for (const op of embeddingsOnly ? [] : ops) {
 }
 // The label-sharded protocol on device blocks (lib/sharded.ts, cuda/sharded.cu): R simulated
 // ranks driven in lockstep through job.phases() (an in-process all-reduce), each rank's block
-// on the backend, against the same ranks on the CPU. Loss, row losses, dScale and the gradient
-// blocks side by side.
-function runSharded(name, S, B, N, targets, opts, R, device) {
+// on the backend, against the same ranks on the CPU (host blocks of the same dtype). Loss, row
+// losses, dScale and the gradient blocks side by side. Every loss of the sharded family, the
+// CLIP form, and fp16/bf16 blocks; `node scripts/backend-ops.mjs --op shardedLoss` runs these alone.
+function runSharded(name, S, B, N, targets, opts, R, device, dtype = 'float32') {
   const edges = Array.from({ length: R + 1 }, (_, k) => Math.floor((N * k) / R));
   const blocks = edges.slice(1).map((e, k) => {
     const w = e - edges[k];
     const b = new Float32Array(B * w);
     for (let i = 0; i < B; i++) b.set(S.subarray(i * N + edges[k], i * N + e), i * w);
-    return device === 'cpu' ? fl.tensor(b, [B, w]) : fl.toDevice(fl.tensor(b, [B, w]));
+    const data = dtype === 'float32' ? b : dtype === 'float16' ? fl.float32ToFloat16(b) : fl.float32ToBFloat16(b);
+    const t = fl.tensor(data, [B, w], { dtype });
+    return device === 'cpu' ? t : fl.toDevice(t);
   });
   try {
     const steps = blocks.map((b, k) => fl.shardedLoss(name, b, targets, { ...opts, gradScale: true, columnOffset: edges[k], totalColumns: N }).phases());
@@ -100,7 +103,7 @@ function runSharded(name, S, B, N, targets, opts, R, device) {
     const grad = new Float32Array(B * N);
     res.forEach((r, k) => {
       const w = edges[k + 1] - edges[k];
-      const g = fl.toFloat32(fl.toHost(r.grad).data, 'float32');
+      const g = fl.toFloat32(fl.toHost(r.grad).data, r.grad.dtype);
       for (let i = 0; i < B; i++) grad.set(g.subarray(i * w, (i + 1) * w), i * N + edges[k]);
       if (device !== 'cpu') r.grad.dispose();
     });
@@ -110,18 +113,30 @@ function runSharded(name, S, B, N, targets, opts, R, device) {
   }
 }
 
+// dtype: the blocks' (the half cases compare the gradient in that dtype: a rounding apart at most).
+// square: infoNCE's CLIP form on the B × B matrix (its column statistics across the ranks).
 const shardedCases = [
   { name: 'softmaxCrossEntropy', targets: 'labels', opts: { labelSmoothing: 0.1, zLoss: 1e-4 } },
   { name: 'softmaxCrossEntropy', targets: 'labels', opts: { softcap: 15, classWeights: true } },
+  { name: 'softmaxCrossEntropy', targets: 'labels', opts: {}, dtype: 'bfloat16' },
   { name: 'multiLabelSoftmax', targets: 'positives', opts: {} },
+  { name: 'multiLabelSoftmax', targets: 'positives', opts: {}, dtype: 'float16' },
   { name: 'decoupledSoftmax', targets: 'positives', opts: { exclude: true } },
+  { name: 'binaryCrossEntropy', targets: 'positives', opts: { exclude: true } },
+  { name: 'binaryCrossEntropy', targets: 'positives', opts: {}, dtype: 'bfloat16' },
   { name: 'infoNCE', targets: 'positives', opts: { scale: 2 } },
+  { name: 'infoNCE', targets: 'diagonal', opts: { symmetric: true, scale: 3 }, square: true },
+  { name: 'infoNCE', targets: 'diagonal', opts: { symmetric: true }, square: true, dtype: 'float16' },
   { name: 'decoupledContrastive', targets: 'diagonal', opts: { reduction: 'sum' } },
+  { name: 'softTopKLoss', targets: 'positives', opts: { k: 4, exclude: true } },
+  { name: 'softTopKLoss', targets: 'positives', opts: { k: 4 }, dtype: 'bfloat16' },
 ];
+const shardedTol = { float32: 1e-5, float16: 2e-3, bfloat16: 1e-2 };
 if (!embeddingsOnly && (!only || only === 'shardedLoss'))
-  for (const [B, N] of [[37, 1013], [256, 50257]])
+  for (const [B, N0] of [[37, 1013], [256, 50257]])
     for (const c of shardedCases)
       for (const R of [1, 3]) {
+        const N = c.square ? B : N0;
         if (small && B * N > 1e6) continue;
         const rng = makeRng(7 + B + R);
         const S = Float32Array.from({ length: B * N }, () => (rng.u() * 2 - 1) * 6);
@@ -151,13 +166,14 @@ if (!embeddingsOnly && (!only || only === 'shardedLoss'))
           }
           opts.exclude = { rowPtr, cols: Int32Array.from(cols) };
         }
-        const label = `shardedLoss ${c.name} R=${R} ${B}x${N} ${Object.keys(c.opts).join(',')}`.trim();
+        const dtype = c.dtype ?? 'float32';
+        const label = `shardedLoss ${c.name} R=${R} ${B}x${N} ${dtype} ${Object.keys(c.opts).join(',')}`.trim();
         let cpu;
         const weights = opts.classWeights ? Float32Array.from({ length: N }, (_, j) => 0.5 + (j % 4) / 4) : undefined;
         if (weights && R > 1) continue; // class weights are each rank's slice: one rank only here
         if (weights) opts.classWeights = weights;
         try {
-          cpu = runSharded(c.name, S, B, N, targets, opts, R, 'cpu');
+          cpu = runSharded(c.name, S, B, N, targets, opts, R, 'cpu', dtype);
         } catch (e) {
           failed++;
           rows.push({ label, device: 'cpu', ok: false, error: e.message });
@@ -166,13 +182,14 @@ if (!embeddingsOnly && (!only || only === 'shardedLoss'))
         for (const device of devices.slice(1)) {
           try {
             const t0 = performance.now();
-            const out = runSharded(c.name, S, B, N, targets, opts, R, device);
+            const out = runSharded(c.name, S, B, N, targets, opts, R, device, dtype);
             const ms = performance.now() - t0;
             let worst = 0;
             for (const key of Object.keys(cpu)) worst = Math.max(worst, relErr(out[key], cpu[key]));
-            const ok = worst <= 1e-5;
+            const tol = shardedTol[dtype];
+            const ok = worst <= tol;
             if (!ok) failed++;
-            rows.push({ label, device, ok, worst, tol: 1e-5, ms });
+            rows.push({ label, device, ok, worst, tol, ms });
           } catch (e) {
             failed++;
             rows.push({ label, device, ok: false, error: e.message });

@@ -252,8 +252,8 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& args);
 namespace cuda { LossResult soft_topk_loss(const SoftTopKLossArgs& args); }
 
 // ---------- label-sharded losses (docs/MATH.md §5) ----------
-// One rank's block: columns [off, off + cols) of the rows × N scores (float32 here; the TS
-// caller converts). The per-row math between the exchanges is lib/sharded.ts's; these are the
+// One rank's block: columns [off, off + cols) of the rows × N scores (float32 on the host, where
+// the TS caller converts a half block; any dtype on the device, widened as it is read). The per-row math between the exchanges is lib/sharded.ts's; these are the
 // reads of the block, one per phase (lib/shardedMath.ts lists which loss uses which).
 
 // A softmax-type loss's block: z = scale·x, or c·tanh(scale·x/c) with a softcap c.
@@ -286,7 +286,8 @@ struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
   const double* rest;  // rows: the global Σ_j e^{z_j − max_i} − 1
   const double* coef;  // rows
   const double* lin;   // rows, or null: all 0
-  float* grad;         // rows × cols float32
+  void* grad;          // rows × cols of grad_dtype (float32 on the host)
+  DType grad_dtype;    // Float32, or the block's dtype (device)
 };
 void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a);
 
@@ -308,7 +309,8 @@ struct ShardedSymmetricGradArgs : ScoresArgs {
   const double* row_coef;  // rows
   const double* col_max;   // cols
   const double* col_coef;  // cols
-  float* grad;             // rows × cols float32, or null
+  void* grad;              // rows × cols of grad_dtype (float32 on the host), or null
+  DType grad_dtype;
 };
 LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a);
 
@@ -343,7 +345,8 @@ void sharded_topk_sums(Context& ctx, const ShardedTopKSumsArgs& a);
 struct ShardedTopKGradArgs : ShardedTopKBlock {
   const double* t;     // rows: the thresholds
   const double* coef;  // rows
-  float* grad;         // rows × cols float32
+  void* grad;          // rows × cols of grad_dtype (float32 on the host)
+  DType grad_dtype;
 };
 LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
 
@@ -375,24 +378,31 @@ struct ShardedEmbeddingsGradArgs : ShardedEmbeddingsChunk {
 };
 void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a);
 
-// CUDA: the block and grad on the device; skip, class weights and the per-row arrays on the
-// host (the launchers move them). The softmax-type losses only, for now.
+// CUDA (cuda/sharded.cu): the block and grad on the device, of any dtype; skip and exclude
+// lists, class weights and the per-row (per-column) arrays on the host (the launchers move them).
 namespace cuda {
 void sharded_row_stats(const ShardedRowStatsArgs& a);
 void sharded_softmax_grad(const ShardedSoftmaxGradArgs& a);
+void sharded_column_stats(const ShardedColumnStatsArgs& a);
+LossResult sharded_symmetric_grad(const ShardedSymmetricGradArgs& a);
+void sharded_topk_range(const ShardedTopKRangeArgs& a);
+void sharded_topk_sums(const ShardedTopKSumsArgs& a);
+LossResult sharded_topk_grad(const ShardedTopKGradArgs& a);
 }
 
 // A device block's entries read or written by flat index (the labels' and positives' scores
 // phase 1 picks, the finish's own entries): lib/sharded.ts's element reads of a host block.
 struct ShardedGatherArgs {
-  const float* block;   // rows × cols float32
+  const void* block;    // rows × cols of dtype (float32 on the host)
+  DType dtype;
   int64_t size;         // rows·cols
   const double* index;  // count flat indices in [0, size)
   int64_t count;
   float* values;        // count, host
 };
 struct ShardedScatterArgs {
-  float* block;
+  void* block;          // rows × cols of dtype (float32 on the host)
+  DType dtype;
   int64_t size;
   const double* index;
   int64_t count;

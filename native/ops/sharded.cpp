@@ -32,8 +32,8 @@ GivenTerms<On, Term> given_terms(const Csr& skip, On on, Term term) {
   return {skip, on, term};
 }
 
-SoftmaxProblem block_problem(const ShardedSoftmaxBlock& a, bool want_lin, float* grad, bool grad_scale) {
-  return SoftmaxProblem{ScoresArgs(a), a.softcap, a.class_weights, want_lin, grad, DType::Float32, grad_scale, "localScores"};
+SoftmaxProblem block_problem(const ShardedSoftmaxBlock& a, bool want_lin, void* grad, DType grad_dtype, bool grad_scale) {
+  return SoftmaxProblem{ScoresArgs(a), a.softcap, a.class_weights, want_lin, grad, grad_dtype, grad_scale, "localScores"};
 }
 
 }  // namespace
@@ -53,7 +53,7 @@ void sharded_row_stats(Context& ctx, const ShardedRowStatsArgs& a) {
   auto all = [](int64_t) { return true; };
   auto none = [](int64_t, const RowStats&) { return DenseTerms{}; };
   std::vector<RowStats> st(static_cast<size_t>(rows));
-  const SoftmaxRows stats(ctx, block_problem(a, a.lin != nullptr, nullptr, false));
+  const SoftmaxRows stats(ctx, block_problem(a, a.lin != nullptr, nullptr, DType::Float32, false));
   auto loss = given_terms(a.skip, all, none);
   const int64_t bad = stats.row_stats(loss, st.data());
   a.bad[0] = bad < 0 ? -1 : int32_t(bad / a.cols);
@@ -66,7 +66,7 @@ void sharded_row_stats(Context& ctx, const ShardedRowStatsArgs& a) {
   if (bad >= 0 || (!a.exp_dscale && !a.lin_dscale)) return;
   // The dScale sums are dense sweeps with no gradient stored (coef = 1 against the local
   // maximum; or the weights alone): the engine returns Σ_j dL/dz_j·dz_j/dscale per row.
-  const SoftmaxRows sweeps(ctx, block_problem(a, false, nullptr, true));
+  const SoftmaxRows sweeps(ctx, block_problem(a, false, nullptr, DType::Float32, true));
   auto in = [&](int64_t r) { return st[size_t(r)].max != -INFINITY; };
   if (a.exp_dscale) {
     auto e = given_terms(a.skip, in, [](int64_t, const RowStats& s) { return DenseTerms{s.max, 1.f, 0.f, 0.f}; });
@@ -92,7 +92,7 @@ void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a) {
   };
   auto loss = given_terms(a.skip, on, term);
   std::vector<double> unused(size_t(a.rows));
-  SoftmaxRows(ctx, block_problem(a, false, a.grad, false)).run_given(loss, st.data(), unused.data());
+  SoftmaxRows(ctx, block_problem(a, false, a.grad, a.grad_dtype, false)).run_given(loss, st.data(), unused.data());
 }
 
 // The key-embedding form's chunk passes (args.h ShardedEmbeddingsChunk): S = Q̂·k̂ᵀ + b with
@@ -138,10 +138,13 @@ void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a) {
 }
 
 void sharded_gather(Context&, const ShardedGatherArgs& a) {
-  for (int64_t k = 0; k < a.count; ++k) a.values[k] = a.block[int64_t(a.index[k])];
+  // Host blocks are float32 (napi/ops.cpp read_indexed).
+  const float* block = static_cast<const float*>(a.block);
+  for (int64_t k = 0; k < a.count; ++k) a.values[k] = block[int64_t(a.index[k])];
 }
 void sharded_scatter(Context&, const ShardedScatterArgs& a) {
-  for (int64_t k = 0; k < a.count; ++k) a.block[int64_t(a.index[k])] = a.values[k];
+  float* block = static_cast<float*>(a.block);
+  for (int64_t k = 0; k < a.count; ++k) block[int64_t(a.index[k])] = a.values[k];
 }
 
 }  // namespace fl
