@@ -2,6 +2,10 @@
 // native/ops/sharded.cpp, infonce.cpp (the CLIP columns) and soft_topk.cpp (the sharded sweeps)
 // on the GPU. The statistics per row (and per column) are tiny and go to the host, where
 // lib/sharded.ts merges them across ranks; only the block and its gradient stay on the device.
+// The key-embedding form's chunk passes (native/ops/sharded.cpp sharded_scores, sharded_embeddings_grad)
+// run on the GEMM of the embeddings driver (cuda/gemm.cuh, cuda/embeddings_kernels.cuh): S = Q·Kᵀ
+// with the norms and the bias in the epilogue, dQ̂ = G'·K, dK += G''ᵀ·Q, each entry summed in
+// order by one block; no float atomics.
 //
 // Every kernel is one body templated on the block's element type T (fp32, fp16, bf16: widened
 // to fp32 as it is read, as the host path widens a half block once) and, where it writes a
@@ -21,6 +25,8 @@
 #include "../native/ops/soft_topk_math.h"
 #include "check.cuh"
 #include "common.cuh"
+#include "embeddings_kernels.cuh"
+#include "gemm.cuh"
 #include "row_kernels.cuh"
 #include "runtime.h"
 
@@ -613,6 +619,147 @@ LossResult sharded_topk_grad(const ShardedTopKGradArgs& a) {
   const double dscale = row_total(row_dscale, R);
   s.release();
   return {0.0, dscale};
+}
+
+// ---------- the key-embedding form on the device ----------
+
+namespace {
+// g (rows × cols) += or = src, elementwise.
+__global__ void add_kernel(float* dst, const float* src, int64_t n, bool accumulate) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    dst[e] = accumulate ? dst[e] + src[e] : src[e];
+}
+void check_chunk(const ShardedEmbeddingsChunk& a) {
+  if (a.rows > INT32_MAX || a.cols > INT32_MAX || a.query_rows > INT32_MAX) fail(err::kShape, "shardedLoss: too many rows for one launch");
+}
+}  // namespace
+
+void sharded_scores(const ShardedScoresArgs& a) {
+  if (a.rows * a.cols == 0) return;
+  check_chunk(a);
+  const DeviceScope on(device_of(a.queries));
+  float *qs = nullptr, *ks = nullptr, *bias = nullptr;
+  Scratch s([&](auto& c) {
+    qs = a.query_scale ? c.upload(a.query_scale, a.rows) : nullptr;
+    ks = a.key_scale ? c.upload(a.key_scale, a.cols) : nullptr;
+    bias = a.bias ? c.upload(a.bias, a.cols) : nullptr;
+  });
+  with_dtype(a.keys_dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* q = static_cast<const T*>(a.queries) + a.row0 * a.dim;
+    gemm<T, true, true>(a.rows, a.cols, a.dim, GemmInput<T>{q, a.dim, 1.f}, GemmInput<T>{static_cast<const T*>(a.keys), a.dim, 1.f},
+                        GemmEpilogue{a.scores, a.cols, 1.f, qs, ks, bias, false}, "shardedScores GEMM");
+  });
+  synchronize();
+  s.release();
+}
+
+void sharded_embeddings_grad(const ShardedEmbeddingsGradArgs& a) {
+  const int64_t R = a.rows, N = a.cols, D = a.dim;
+  if (R == 0) return;
+  check_chunk(a);
+  const DeviceScope on(device_of(a.queries));
+  float* gq = a.grad_queries + a.row0 * D;
+  if (N == 0) {  // an empty shard contributes nothing to dQ
+    if (D > 0) FL_CUDA_CHECK(cudaMemsetAsync(gq, 0, size_t(R * D) * sizeof(float), cudaStreamPerThread));
+    synchronize();
+    return;
+  }
+  float *qs = nullptr, *ks = nullptr, *db = nullptr;
+  unsigned* absmax = nullptr;
+  Scratch s([&](auto& c) {
+    qs = a.query_scale ? c.upload(a.query_scale, R) : nullptr;
+    ks = a.key_scale ? c.upload(a.key_scale, N) : nullptr;
+    db = a.grad_bias ? c.template take<float>(N) : nullptr;
+    absmax = c.template take<unsigned>(1);
+  });
+  if (db) {
+    // Σ_i G_ij, the rows in order, before the key scale (the bias adds to S after it).
+    FL_CUDA_CHECK(cudaMemsetAsync(db, 0, size_t(N) * sizeof(float), cudaStreamPerThread));
+    column_sums_kernel<<<unsigned((N + kThreads - 1) / kThreads), kThreads>>>(a.grad, R, N, db);
+    check_launch("bias gradient kernel");
+    std::vector<float> h(static_cast<size_t>(N));
+    copy_to_host(h.data(), db, size_t(N) * sizeof(float));
+    for (int64_t j = 0; j < N; ++j) a.grad_bias[j] += h[size_t(j)];
+  }
+  // G' = G·diag(key_scale): dQ̂ = G'·K; then G'' = diag(query_scale)·G': dK += G''ᵀ·Q = G'ᵀ·Q̂.
+  if (ks) {
+    scale_kernel<<<stride_blocks(R * N), kThreads>>>(a.grad, R, N, nullptr, ks);
+    check_launch("gradient column scale kernel");
+  }
+  with_dtype(a.keys_dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* keys = static_cast<const T*>(a.keys);
+    const T* q = static_cast<const T*>(a.queries) + a.row0 * D;
+    const float gs = operand_scale<T>(a.grad, R * N, absmax);
+    gemm<T, true, false>(R, D, N, GemmInput<float>{a.grad, N, gs}, GemmInput<T>{keys, D, 1.f}, GemmEpilogue{gq, D, 1.f / gs, nullptr, nullptr, nullptr, false},
+                         "shardedEmbeddingsGrad query GEMM");
+    if (qs) {
+      scale_kernel<<<stride_blocks(R * N), kThreads>>>(a.grad, R, N, qs, nullptr);
+      check_launch("gradient row scale kernel");
+    }
+    const float gs2 = qs ? operand_scale<T>(a.grad, R * N, absmax) : gs;
+    gemm<T, false, false>(N, D, R, GemmInput<float>{a.grad, N, gs2}, GemmInput<T>{q, D, 1.f},
+                          GemmEpilogue{a.grad_keys, D, 1.f / gs2, nullptr, nullptr, nullptr, !a.overwrite_keys}, "shardedEmbeddingsGrad key GEMM");
+  });
+  synchronize();
+  s.release();
+}
+
+void sharded_norms(const ShardedNormsArgs& a) {
+  if (a.rows == 0) return;
+  if (a.rows > INT32_MAX) fail(err::kShape, "shardedNorms: too many rows for one launch");
+  const DeviceScope on(device_of(a.x));
+  float* inv = nullptr;
+  Scratch s([&](auto& c) { inv = c.template take<float>(a.rows); });
+  with_dtype(a.dtype, [&](auto t) {
+    using T = decltype(t);
+    inv_norm_kernel<T><<<unsigned(a.rows), kThreads>>>(static_cast<const T*>(a.x), a.dim, inv);
+  });
+  check_launch("shardedNorms kernel");
+  copy_to_host(a.inv, inv, size_t(a.rows) * sizeof(float));
+  s.release();
+}
+
+void sharded_embeddings_finish(const ShardedEmbeddingsFinishArgs& a) {
+  const int64_t B = a.rows, N = a.cols, D = a.dim;
+  if (B > INT32_MAX || N > INT32_MAX) fail(err::kShape, "shardedLoss: too many rows for one launch");
+  if (D == 0) return;
+  const DeviceScope on(device_of(a.queries));
+  float *qs = nullptr, *ks = nullptr;
+  int64_t* idx = nullptr;
+  Scratch s([&](auto& c) {
+    qs = a.query_scale ? c.upload(a.query_scale, B) : nullptr;
+    ks = a.key_scale ? c.upload(a.key_scale, N) : nullptr;
+    idx = c.template take<int64_t>(B);
+  });
+  if (B > 0) {
+    std::vector<int64_t> rows(static_cast<size_t>(B));
+    for (int64_t r = 0; r < B; ++r) rows[size_t(r)] = r;
+    copy_to_device(idx, rows.data(), size_t(B) * sizeof(int64_t));
+    dtype_switch(a.dtype, a.grad_dtype, [&](auto t, auto tg) {
+      using T = decltype(t);
+      using TG = decltype(tg);
+      grad_queries_kernel<T, TG><<<unsigned(B), kThreads>>>(a.grad_queries_in, static_cast<const T*>(a.queries), qs, idx, D, qs != nullptr,
+                                                         a.accumulate, static_cast<TG*>(a.grad_queries));
+    });
+    check_launch("query gradient kernel");
+  }
+  if (N > 0) {
+    if (ks) {
+      with_dtype(a.dtype, [&](auto t) {
+        using T = decltype(t);
+        key_projection_kernel<T><<<unsigned(N), kThreads>>>(static_cast<const T*>(a.keys), a.grad_keys_in, ks, nullptr, D);
+      });
+      check_launch("key gradient projection kernel");
+    }
+    if (a.grad_keys != a.grad_keys_in) {
+      add_kernel<<<stride_blocks(N * D), kThreads>>>(a.grad_keys, a.grad_keys_in, N * D, a.accumulate);
+      check_launch("key gradient add kernel");
+    }
+  }
+  synchronize();
+  s.release();
 }
 
 }  // namespace fl::cuda

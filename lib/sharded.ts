@@ -52,8 +52,9 @@
  * widened first); a device block (cuda tensor, fp32/fp16/bf16, every loss, symmetric InfoNCE
  * too) runs as CUDA kernels in its own dtype (cuda/sharded.cu), its gradient stays on the
  * device (of `gradDtype`), and only the per-row statistics and picked entries make the host
- * round trip: O(B + nnz) floats, the size of the exchange itself. The key-embedding form takes
- * host queries and keys.
+ * round trip: O(B + nnz) floats, the size of the exchange itself. The key-embedding form on
+ * cuda queries and keys forms each chunk of S on the device (the embeddings driver's GEMM,
+ * cuda/sharded.cu) and reads it with the same kernels; its gradients stay on the device.
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from './csr';
@@ -62,7 +63,7 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType, type HostArray, type TensorLike } from './tensor';
 import { DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 import { kArg } from './ops/softTopK';
-import { blockSource, deviceSource, embeddingsSource, type ChunkFn, type ScoreSource } from './shardedSource';
+import { blockSource, deviceEmbeddingsSource, deviceSource, embeddingsSource, type ChunkFn, type ScoreSource } from './shardedSource';
 import {
   bcePartials,
   columnPartials,
@@ -419,9 +420,10 @@ function isEmbeddings(local: unknown): local is ShardedEmbeddings {
   return typeof local === 'object' && local !== null && !(local instanceof Tensor) && !ArrayBuffer.isView(local) && 'queries' in local && 'keys' in local;
 }
 
-function hostGrad(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
-  const t = v instanceof Tensor ? v : fail('ERR_TYPE', name, 'a host Tensor', v);
-  if (t.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${t.device}`);
+/** A gradient buffer of the key-embedding form: a Tensor on the embeddings' device. */
+function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType, device: string): Tensor {
+  const t = v instanceof Tensor ? v : fail('ERR_TYPE', name, `a Tensor on ${device} (the embeddings' device)`, v);
+  if (t.device !== device) fail('ERR_DEVICE', name, `a tensor on ${device} (the embeddings' device)`, `#a tensor on ${t.device}`);
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${t.shape.join(', ')}]`);
   if (t.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, t.dtype);
   return t;
@@ -447,7 +449,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     if (keys.shape.length !== 2) fail('ERR_SHAPE', 'localScores.keys.shape', 'a 2-D shape [N_r, D]', `#[${keys.shape.join(', ')}]`);
     if (DK !== D) fail('ERR_SHAPE', 'localScores.keys.shape', `[N_r, ${D}] (the queries' D)`, `#[${keys.shape.join(', ')}]`);
     if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'localScores.keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
-    if (queries.device !== 'cpu' || keys.device !== 'cpu') fail('ERR_DEVICE', 'localScores', 'host queries and keys (the key-embedding form runs on the CPU)', '#a cuda tensor');
+    if (keys.device !== queries.device) fail('ERR_DEVICE', 'localScores.keys', `the queries' device (${queries.device})`, `#a tensor on ${keys.device}`);
     rows = B;
     cols = N;
     const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, queries.dtype);
@@ -463,8 +465,8 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     const accumulate = bool('opts.accumulate', o.accumulate, false);
     let gradQueries: Tensor | undefined, gradKeys: Tensor | undefined, gradBias: Float32Array | undefined;
     if (wantGrad) {
-      if (o.gradQueries !== undefined) gradQueries = hostGrad('opts.gradQueries', o.gradQueries, [B, D], gradDtype);
-      if (o.gradKeys !== undefined) gradKeys = hostGrad('opts.gradKeys', o.gradKeys, [N, D], 'float32');
+      if (o.gradQueries !== undefined) gradQueries = gradBuffer('opts.gradQueries', o.gradQueries, [B, D], gradDtype, queries.device);
+      if (o.gradKeys !== undefined) gradKeys = gradBuffer('opts.gradKeys', o.gradKeys, [N, D], 'float32', queries.device);
       if (o.gradBias !== undefined) {
         if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
         gradBias = float32Array('opts.gradBias', o.gradBias, N);
@@ -479,7 +481,8 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
         if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
     }
     form.push('embeddings', D, String(normalize), String(bias !== undefined));
-    src = embeddingsSource({ queries, keys, rows: B, n: N, dim: D, normalize, bias, memoryBudget, accumulate, gradDtype, gradQueries, gradKeys, gradBias });
+    const input = { queries, keys, rows: B, n: N, dim: D, normalize, bias, memoryBudget, accumulate, gradDtype, gradQueries, gradKeys, gradBias };
+    src = queries.device === 'cpu' ? embeddingsSource(input) : deviceEmbeddingsSource(input);
   } else {
     const m = asMatrix(local, 'localScores', o.shape as number[] | undefined, o.dtype as DType | undefined);
     const t = m.t;
@@ -591,6 +594,7 @@ function result(c: Common, rowLoss: Float64Array, D: number, dScale: number, ex:
   const r: ShardedResult = { loss, rowLoss: Float32Array.from(rowLoss), exchange: { rounds: ex.rounds, floats: ex.floats }, ...extra };
   if (c.wantGrad) Object.assign(r, c.src.grads());
   if (c.wantDScale) r.dScale = dScale;
+  c.src.release?.();
   return r;
 }
 

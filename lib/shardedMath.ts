@@ -136,27 +136,61 @@ export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
   gradDtype: number;
 }
 
-/** The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): float32 queries, the rank's keys of keysDtype. */
+/**
+ * The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): rows [row0, row0 + rows)
+ * of the queryRows queries (the host's float32 Q̂, or the device's raw queries of the keys'
+ * dtype with queryScale), the rank's keys of keysDtype.
+ */
 export interface NativeShardedChunk {
-  queries: Float32Array;
+  queries: NativeInput;
+  queriesDtype: number;
+  row0: number;
+  queryRows: number;
   keys: NativeInput | undefined;
   keysDtype: number;
   rows: number;
   cols: number;
   dim: number;
   keyScale?: Float32Array | undefined;
+  queryScale?: Float32Array | undefined;
 }
-/** scores = queries·k̂ᵀ + bias (ShardedScoresArgs). */
+/** scores = q̂·k̂ᵀ + bias (ShardedScoresArgs), on the queries' device. */
 export interface NativeShardedScores extends NativeShardedChunk {
   bias?: Float32Array | undefined;
-  scores: Float32Array;
+  scores: NativeInput;
 }
-/** gradKeys += G'ᵀ·queries, gradBias += Σ_i G, gradQueries = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
+/** gradKeys += G'ᵀ·q̂ (= with overwriteKeys), gradBias += Σ_i G, gradQueries rows = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
 export interface NativeShardedEmbeddingsGrad extends NativeShardedChunk {
-  grad: Float32Array;
-  gradQueries: Float32Array;
-  gradKeys: Float32Array;
+  grad: NativeInput;
+  gradQueries: NativeInput;
+  gradKeys: NativeInput;
+  overwriteKeys?: boolean;
   gradBias?: Float32Array | undefined;
+}
+/** 1/max(‖x_r‖, 1e-12) per row (ShardedNormsArgs). */
+export interface NativeShardedNorms {
+  x: NativeInput;
+  dtype: number;
+  rows: number;
+  dim: number;
+  inv: Float32Array;
+}
+/** The device form's chain rule through the normalisation into the gradients (ShardedEmbeddingsFinishArgs). */
+export interface NativeShardedEmbeddingsFinish {
+  queries: NativeInput;
+  keys: NativeInput;
+  dtype: number;
+  rows: number;
+  cols: number;
+  dim: number;
+  queryScale?: Float32Array | undefined;
+  keyScale?: Float32Array | undefined;
+  gradQueriesIn: NativeInput;
+  gradQueries: NativeInput;
+  gradDtype: number;
+  gradKeysIn: NativeInput;
+  gradKeys: NativeInput;
+  accumulate: boolean;
 }
 
 declare module './native' {
@@ -171,7 +205,9 @@ declare module './native' {
       Op<'shardedGather', NativeShardedGather, void>,
       Op<'shardedScatter', NativeShardedScatter, void>,
       Op<'shardedScores', NativeShardedScores, void>,
-      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void> {}
+      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void>,
+      Op<'shardedNorms', NativeShardedNorms, void>,
+      Op<'shardedEmbeddingsFinish', NativeShardedEmbeddingsFinish, void> {}
 }
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
@@ -465,7 +501,7 @@ export function symmetricGrad(S: Block, G: Block | undefined, rows: number, n: n
 }
 
 /** The key-embedding form's score chunk (native: shardedScores, the GEMM core): S = Q̂_chunk·k̂ᵀ + b. */
-export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: Float32Array): void {
+export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: NativeInput): void {
   call((a) => a.shardedScores({ ...chunk, bias, scores: out }));
 }
 
@@ -474,8 +510,20 @@ export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | 
  * and a column sum): gradKeys += (G·diag(keyScale))ᵀ·Q̂, gradBias += Σ_i G_ij and
  * gradQueries = G·diag(keyScale)·K. G is scaled in place.
  */
-export function embeddingGrad(chunk: NativeShardedChunk, G: Float32Array, gradQueries: Float32Array, gradKeys: Float32Array, gradBias: Float32Array | undefined): void {
-  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias }));
+export function embeddingGrad(chunk: NativeShardedChunk, G: NativeInput, gradQueries: NativeInput, gradKeys: NativeInput, gradBias: Float32Array | undefined, overwriteKeys = false): void {
+  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias, overwriteKeys }));
+}
+
+/** 1/max(‖x_r‖, 1e-12) of each row of a device matrix (native: shardedNorms), to the host. */
+export function rowInvNorms(x: NativeInput, dtype: number, rows: number, dim: number): Float32Array {
+  const inv = new Float32Array(rows);
+  if (rows > 0) call((a) => a.shardedNorms({ x, dtype, rows, dim, inv }));
+  return inv;
+}
+
+/** The device form's end (native: shardedEmbeddingsFinish). */
+export function embeddingFinish(f: NativeShardedEmbeddingsFinish): void {
+  call((a) => a.shardedEmbeddingsFinish(f));
 }
 
 /** Entries of a block (float32 on the host, `dtype` on the device) by flat index, widened to float32 (native: shardedGather). */

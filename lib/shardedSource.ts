@@ -15,7 +15,7 @@
 import { float32ToBFloat16, float32ToFloat16, toFloat32 } from './half';
 import { makeError } from './errors';
 import type { DeviceBufferHandle } from './native';
-import { embeddingGrad, embeddingScores, F32, gatherEntries, scatterEntries, type Block, type BlockTypes, type NativeShardedChunk } from './shardedMath';
+import { embeddingFinish, embeddingGrad, embeddingScores, F32, gatherEntries, rowInvNorms, scatterEntries, type Block, type BlockTypes, type NativeShardedChunk } from './shardedMath';
 import { dtypeCode, emptyDevice, Tensor, type DType, type HostArray } from './tensor';
 
 /** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer of the source's dtype for a device block). */
@@ -63,6 +63,8 @@ export interface ScoreSource {
   grad(f: GradFn, keep: boolean): void;
   /** The gradients of the last kept grad pass. */
   grads(): SourceGrads;
+  /** Frees the source's scratch (device chunks) once the job is done. */
+  release?(): void;
 }
 
 /** Rows of float32 scratch per converted chunk: 4 MiB. */
@@ -218,7 +220,10 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
   const whole = chunkRows >= rows;
   const step = whole ? Math.max(rows, 1) : chunkRows;
   const chunk = (r0: number, r1: number): NativeShardedChunk => ({
-    queries: Q.subarray(r0 * dim, r1 * dim),
+    queries: Q,
+    queriesDtype: 0,
+    row0: r0,
+    queryRows: rows,
     keys: n * dim > 0 ? e.keys.nativeInput('keys') : undefined,
     keysDtype: dtypeCode(e.keys.dtype),
     rows: r1 - r0,
@@ -267,11 +272,131 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
         const r1 = Math.min(rows, r0 + step);
         const g = G.subarray(0, (r1 - r0) * n).fill(0);
         f(scores(r0, r1), g, r0, r1, (k, v) => (g[k] = v));
-        if (out) embeddingGrad(chunk(r0, r1), g, out.dQ.subarray(r0 * dim, r1 * dim), out.dK, out.dBias);
+        if (out) embeddingGrad(chunk(r0, r1), g, out.dQ, out.dK, out.dBias);
       }
       if (out) done = finishGrads(e, Q, qInv, kInv, out.dQ, out.dK, out.dBias);
     },
     grads: () => done,
+  };
+}
+
+/**
+ * The key-embedding form on the device (queries and keys cuda tensors of one dtype): the same
+ * chunks as embeddingsSource, each S = Q̂·K̂ᵀ + b a float32 device block formed by the GEMM of
+ * the embeddings driver (cuda/sharded.cu sharded_scores: the norms, taken once on the device,
+ * and the bias in its epilogue), read by the device block kernels; the gradient pass folds each
+ * chunk's G into dQ̂ and A (float32 device scratch, A the first chunk's written, the next ones'
+ * added) and ends with the chain rule into gradQueries (gradDtype) and gradKeys (float32), device
+ * tensors. Only the norms, the per-row statistics and the bias gradient cross to the host.
+ */
+export function deviceEmbeddingsSource(e: EmbeddingsInput): ScoreSource {
+  const { rows, n, dim } = e;
+  const code = dtypeCode(e.queries.dtype);
+  const Q = e.queries.nativeInput('localScores.queries');
+  const K = e.keys.nativeInput('localScores.keys');
+  const qInv = e.normalize ? rowInvNorms(Q, code, rows, dim) : undefined;
+  const kInv = e.normalize ? rowInvNorms(K, code, n, dim) : undefined;
+  const chunkRows = n === 0 ? Math.max(rows, 1) : Math.floor(e.memoryBudget / (8 * n));
+  const whole = chunkRows >= rows;
+  const step = whole ? Math.max(rows, 1) : chunkRows;
+  const chunk = (r0: number, r1: number): NativeShardedChunk => ({
+    queries: Q,
+    queriesDtype: code,
+    row0: r0,
+    queryRows: rows,
+    keys: K,
+    keysDtype: code,
+    rows: r1 - r0,
+    cols: n,
+    dim,
+    keyScale: kInv,
+    queryScale: qInv?.subarray(r0, r1),
+  });
+  // Device float32 scratch of a chunk's shape (the last chunk may be shorter), freed at the end.
+  const scratch = new Map<string, Tensor>();
+  const buffer = (tag: string, r: number): DeviceBufferHandle => {
+    const key = `${tag}${r}`;
+    let t = scratch.get(key);
+    if (!t) scratch.set(key, (t = emptyDevice('float32', [r, n])));
+    return t.nativeInput(tag) as DeviceBufferHandle;
+  };
+  let cached = false;
+  const scores = (r0: number, r1: number): DeviceBufferHandle => {
+    const S = buffer('scores', r1 - r0);
+    if (!whole || !cached) embeddingScores(chunk(r0, r1), e.bias, S);
+    cached = whole;
+    return S;
+  };
+  const free = () => {
+    for (const t of scratch.values()) t.dispose();
+    scratch.clear();
+    cached = false;
+  };
+  let done: SourceGrads = {};
+  return {
+    rows,
+    n,
+    device: true,
+    types: F32,
+    pick: (m, out) => (block, r0, r1) => {
+      const q0 = m.rowPtr[r0], q1 = m.rowPtr[r1];
+      const index = new Float64Array(q1 - q0);
+      for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) index[q - q0] = (i - r0) * n + m.cols[q];
+      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1));
+    },
+    scan(f, wanted) {
+      let w = 0;
+      for (let r0 = 0; r0 < rows; r0 += step) {
+        const r1 = Math.min(rows, r0 + step);
+        if (wanted) {
+          while (w < wanted.length && wanted[w] < r0) w++;
+          if (!(w < wanted.length && wanted[w] < r1)) continue;
+        }
+        f(scores(r0, r1), r0, r1);
+      }
+    },
+    grad(f, keep) {
+      const dQ = keep ? emptyDevice('float32', [rows, dim]) : undefined;
+      const gk = keep ? (e.gradKeys && !e.accumulate ? e.gradKeys : emptyDevice('float32', [n, dim])) : undefined;
+      const dBias = keep && e.bias ? new Float32Array(n) : undefined;
+      try {
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const r1 = Math.min(rows, r0 + step);
+          const G = buffer('grad', r1 - r0);
+          const at: number[] = [], values: number[] = [];
+          f(scores(r0, r1), G, r0, r1, (k, v) => {
+            at.push(k);
+            values.push(v);
+          });
+          scatterEntries(G, r1 - r0, n, Float64Array.from(at), Float32Array.from(values));
+          if (dQ && gk) embeddingGrad(chunk(r0, r1), G, dQ.nativeInput('dQ'), gk.nativeInput('gradKeys'), dBias, r0 === 0);
+        }
+        if (!dQ || !gk) return;
+        if (rows === 0) (gk.nativeInput('gradKeys') as DeviceBufferHandle).copyFromHost(new Float32Array(n * dim)); // no chunk ran: A = 0
+        const gq = e.gradQueries ?? emptyDevice(e.gradDtype, [rows, dim]);
+        const out = e.gradKeys ?? gk;
+        embeddingFinish({
+          queries: Q, keys: K, dtype: code, rows, cols: n, dim, queryScale: qInv, keyScale: kInv,
+          gradQueriesIn: dQ.nativeInput('dQ'), gradQueries: gq.nativeInput('opts.gradQueries'), gradDtype: dtypeCode(e.gradDtype),
+          gradKeysIn: gk.nativeInput('gradKeys'), gradKeys: out.nativeInput('opts.gradKeys'), accumulate: e.accumulate,
+        });
+        if (gk !== out) gk.dispose();
+        done = { gradQueries: gq, gradKeys: out };
+        if (dBias) {
+          const b = e.gradBias ?? dBias;
+          if (b !== dBias) {
+            if (e.accumulate) for (let j = 0; j < n; j++) b[j] += dBias[j];
+            else b.set(dBias);
+          }
+          done.gradBias = b;
+        }
+      } finally {
+        dQ?.dispose();
+        free();
+      }
+    },
+    grads: () => done,
+    release: free,
   };
 }
 

@@ -198,6 +198,111 @@ if (!embeddingsOnly && (!only || only === 'shardedLoss'))
         if (devices.length === 1) rows.push({ label, device: 'cpu', ok: true, note: 'ran (no other backend to compare)' });
       }
 
+// The sharded key-embedding form on device queries and keys (cuda/sharded.cu: the chunks of S by
+// the embeddings GEMM, the block kernels on them, dQ̂/dK folded and projected on the device),
+// against the same ranks on host queries and keys: loss, row losses, dScale, Σ_r dQ_r, dK.
+function runShardedEmbeddings(name, Q, K, B, N, D, targets, opts, R, device, dtype) {
+  const edges = Array.from({ length: R + 1 }, (_, k) => Math.floor((N * k) / R));
+  const half = (x) => (dtype === 'float32' ? x : dtype === 'float16' ? fl.float32ToFloat16(x) : fl.float32ToBFloat16(x));
+  const put = (x, rows) => {
+    const t = fl.tensor(half(x), [rows, D], { dtype });
+    return device === 'cpu' ? t : fl.toDevice(t);
+  };
+  const q = put(Q, B);
+  const keys = edges.slice(1).map((e, k) => put(K.slice(edges[k] * D, e * D), e - edges[k]));
+  try {
+    const steps = keys.map((k, r) => {
+      const w = edges[r + 1] - edges[r];
+      const o = { ...opts, gradScale: true, columnOffset: edges[r], totalColumns: N };
+      if (opts.memoryBudget) o.memoryBudget = Math.max(opts.memoryBudget, 8 * w);
+      if (opts.bias) o.bias = opts.bias.slice(edges[r], edges[r + 1]);
+      return fl.shardedLoss(name, { queries: q, keys: k }, targets, o).phases();
+    });
+    let st = steps.map((g) => g.next());
+    while (!st[0].done) {
+      const { op } = st[0].value;
+      const out = st[0].value.buffer.slice();
+      for (const s of st.slice(1)) for (let i = 0; i < out.length; i++) out[i] = op === 'sum' ? out[i] + s.value.buffer[i] : Math.max(out[i], s.value.buffer[i]);
+      st = steps.map((g) => g.next(out.slice()));
+    }
+    const res = st.map((s) => s.value);
+    const gradQueries = new Float32Array(B * D), gradKeys = new Float32Array(N * D);
+    res.forEach((r, k) => {
+      fl.toFloat32(fl.toHost(r.gradQueries).data, r.gradQueries.dtype).forEach((v, i) => (gradQueries[i] += v));
+      gradKeys.set(fl.toFloat32(fl.toHost(r.gradKeys).data, 'float32'), edges[k] * D);
+      if (device !== 'cpu') {
+        r.gradQueries.dispose();
+        r.gradKeys.dispose();
+      }
+    });
+    return { loss: res[0].loss, rowLoss: res[0].rowLoss, dScale: res[0].dScale, gradQueries, gradKeys };
+  } finally {
+    if (device !== 'cpu') for (const t of [q, ...keys]) t.dispose();
+  }
+}
+const shardedEmbeddingsCases = [
+  { name: 'softmaxCrossEntropy', targets: 'labels', opts: { bias: true, labelSmoothing: 0.1 } },
+  { name: 'decoupledSoftmax', targets: 'positives', opts: { normalize: true, scale: 10 } },
+  { name: 'multiLabelSoftmax', targets: 'positives', opts: { memoryBudget: 8 * 512 * 16 } },
+  { name: 'binaryCrossEntropy', targets: 'positives', opts: { normalize: true } },
+  { name: 'infoNCE', targets: 'diagonal', opts: { symmetric: true, normalize: true, scale: 10 }, square: true },
+  { name: 'softTopKLoss', targets: 'positives', opts: { k: 4, normalize: true, scale: 5 } },
+  { name: 'decoupledSoftmax', targets: 'positives', opts: { normalize: true, scale: 10 }, dtype: 'bfloat16' },
+];
+const shardedEmbeddingsTol = { float32: 1e-4, float16: 1e-2, bfloat16: 2e-2 };
+if (!embeddingsOnly && (!only || only === 'shardedLoss'))
+  for (const [B, N0, D] of [[37, 1013, 64], [256, 32000, 128]])
+    for (const c of shardedEmbeddingsCases)
+      for (const R of [1, 3]) {
+        const N = c.square ? B : N0;
+        if (small && B * N > 1e6) continue;
+        const dtype = c.dtype ?? 'float32';
+        const rng = makeRng(11 + B + R);
+        const Q = Float32Array.from({ length: B * D }, () => rng.u() * 2 - 1);
+        const K = Float32Array.from({ length: N * D }, () => rng.u() * 2 - 1);
+        let targets;
+        if (c.targets === 'labels') targets = Int32Array.from({ length: B }, () => rng.int(0, N));
+        else if (c.targets === 'positives') {
+          const rowPtr = new Int32Array(B + 1);
+          const cols = [];
+          for (let i = 0; i < B; i++) {
+            const set = new Set();
+            while (set.size < 1 + (i % 3)) set.add(rng.int(0, N));
+            cols.push(...[...set].sort((a, b) => a - b));
+            rowPtr[i + 1] = cols.length;
+          }
+          targets = { rowPtr, cols: Int32Array.from(cols) };
+        }
+        const opts = { ...c.opts };
+        if (opts.bias) opts.bias = Float32Array.from({ length: N }, (_, j) => ((j % 5) - 2) / 10);
+        const label = `shardedLoss {queries, keys} ${c.name} R=${R} ${B}x${D}x${N} ${dtype} ${Object.keys(c.opts).join(',')}`.trim();
+        let cpu;
+        try {
+          cpu = runShardedEmbeddings(c.name, Q, K, B, N, D, targets, opts, R, 'cpu', dtype);
+        } catch (e) {
+          failed++;
+          rows.push({ label, device: 'cpu', ok: false, error: e.message });
+          continue;
+        }
+        for (const device of devices.slice(1)) {
+          try {
+            const t0 = performance.now();
+            const out = runShardedEmbeddings(c.name, Q, K, B, N, D, targets, opts, R, device, dtype);
+            const ms = performance.now() - t0;
+            let worst = 0;
+            for (const key of Object.keys(cpu)) worst = Math.max(worst, relErr(out[key], cpu[key]));
+            const tol = shardedEmbeddingsTol[dtype];
+            const ok = worst <= tol;
+            if (!ok) failed++;
+            rows.push({ label, device, ok, worst, tol, ms });
+          } catch (e) {
+            failed++;
+            rows.push({ label, device, ok: false, error: e.message });
+          }
+        }
+        if (devices.length === 1) rows.push({ label, device: 'cpu', ok: true, note: 'ran (no other backend to compare)' });
+      }
+
 // The ops from embeddings: B×D queries (hidden), N×D keys (weight); CUDA sync and async.
 for (const op of embeddingsOps) {
   if (only && op.name !== only) continue;

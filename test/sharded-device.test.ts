@@ -18,6 +18,7 @@ const { native } = require('../dist/native.js') as typeof import('../dist/native
 const { Tensor } = require('../dist/tensor.js') as typeof import('../dist/tensor.js');
 
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+const relErrOf = (a: number, b: number) => Math.abs(a - b) / Math.max(1, Math.abs(b));
 type DT = (typeof DTYPES)[number];
 
 class FakeBuffer {
@@ -90,6 +91,54 @@ beforeAll(() => {
     const g = widen(G, o.dtype as number);
     real.shardedScatter({ ...o, grad: g, dtype: 0 });
     store(G, o.dtype as number, g);
+    return undefined;
+  };
+  // The key-embedding form's device ops: the CPU ops on host views (they take query_scale and
+  // row0 as the CUDA ones do), the finish (CUDA only) in JS as cuda/sharded.cu forms it.
+  const raw = (b: FakeBuffer, code: number) => (code === 0 ? new Float32Array(b.mem) : new Uint16Array(b.mem));
+  const f32 = (b: unknown) => new Float32Array((b as FakeBuffer).mem);
+  for (const name of ['shardedScores', 'shardedEmbeddingsGrad'])
+    own[name] = (o: Record<string, unknown>) => {
+      if (!(o.queries instanceof FakeBuffer)) return real[name](o);
+      calls.push({ op: name, dtype: o.queriesDtype as number });
+      const keys = o.keys instanceof FakeBuffer ? raw(o.keys, o.keysDtype as number) : o.keys;
+      const dev = name === 'shardedScores' ? { scores: f32(o.scores) } : { grad: f32(o.grad), gradQueries: f32(o.gradQueries), gradKeys: f32(o.gradKeys) };
+      return real[name]({ ...o, queries: widen(o.queries, o.queriesDtype as number), queriesDtype: 0, keys, ...dev });
+    };
+  own.shardedNorms = (o: Record<string, unknown>) => {
+    if (!(o.x instanceof FakeBuffer)) return real.shardedNorms(o);
+    calls.push({ op: 'shardedNorms', dtype: o.dtype as number });
+    return real.shardedNorms({ ...o, x: raw(o.x, o.dtype as number) });
+  };
+  own.shardedEmbeddingsFinish = (o: Record<string, any>) => {
+    calls.push({ op: 'shardedEmbeddingsFinish', dtype: o.dtype, gradDtype: o.gradDtype });
+    const { rows: B, cols: N, dim: D } = o;
+    const q = widen(o.queries, o.dtype), k = widen(o.keys, o.dtype), dq = f32(o.gradQueriesIn), A = f32(o.gradKeysIn);
+    const TINY = Math.fround(1e12);
+    const prev = widen(o.gradQueries, o.gradDtype), out = new Float32Array(B * D);
+    for (let r = 0; r < B; r++) {
+      const inv = o.queryScale ? o.queryScale[r] : 1;
+      let dot = 0;
+      if (o.queryScale && inv !== TINY) for (let c = 0; c < D; c++) dot += Math.fround(q[r * D + c] * inv) * dq[r * D + c];
+      for (let c = 0; c < D; c++) {
+        let v = dq[r * D + c];
+        if (o.queryScale) v = Math.fround((v - Math.fround(q[r * D + c] * inv) * dot) * inv);
+        out[r * D + c] = o.accumulate ? prev[r * D + c] + v : v;
+      }
+    }
+    store(o.gradQueries, o.gradDtype, out);
+    if (o.keyScale)
+      for (let j = 0; j < N; j++) {
+        const inv = o.keyScale[j];
+        if (inv === TINY) continue;
+        let s = 0;
+        for (let c = 0; c < D; c++) s += k[j * D + c] * A[j * D + c];
+        for (let c = 0; c < D; c++) A[j * D + c] = A[j * D + c] - k[j * D + c] * inv * (s * inv);
+      }
+    if (o.gradKeys !== o.gradKeysIn) {
+      const g = f32(o.gradKeys);
+      for (let e = 0; e < N * D; e++) g[e] = o.accumulate ? g[e] + A[e] : A[e];
+    }
     return undefined;
   };
   loaded.addon = new Proxy({} as Record<string, unknown>, {
@@ -221,9 +270,87 @@ describe('shardedLoss on (simulated) device blocks', () => {
     for (const r of [0, 1, 3]) await expectCodeAsync(runs[r], 'ERR_NON_FINITE', /another rank/);
   });
 
-  it('the key-embedding form still takes host queries and keys', () => {
+  // The key-embedding form: device queries and keys against the same ranks on host ones.
+  const D = 6;
+  const emb = (rows: number, seed: number) => {
+    const r = rng(seed);
+    const x = Float32Array.from({ length: rows * D }, () => r() * 2 - 1);
+    x.fill(0, 0, D); // a zero row: the norm's eps (no projection)
+    return x;
+  };
+  const half = (x: Float32Array, dtype: DT) => (dtype === 'float32' ? x : dtype === 'float16' ? fl.float32ToFloat16(x) : fl.float32ToBFloat16(x));
+  async function runEmbeddings(c: Case, dtype: DT, device: boolean, o: Record<string, unknown>) {
+    const n = c.square ? B : N;
+    const widths = c.square ? [4, 0, 5] : WIDTHS;
+    const off = offsetsOf(widths);
+    const Qh = emb(B, 21), Kh = emb(n, 22);
+    const make = (x: Float32Array, rows: number) => (device ? deviceTensor(half(x, dtype), [rows, D], dtype) : fl.tensor(half(x, dtype), [rows, D], { dtype }));
+    const Q = make(Qh, B);
+    const accumulate = o.accumulate === true;
+    const jobs = widths.map((w, r) => {
+      const extra: Record<string, unknown> = {};
+      if (accumulate) {
+        const gq = Float32Array.from({ length: B * D }, (_, i) => (i % 7) / 8);
+        const gk = Float32Array.from({ length: w * D }, (_, i) => (i % 5) / 4);
+        extra.gradQueries = device ? deviceTensor(gq, [B, D], 'float32') : fl.tensor(gq, [B, D]);
+        extra.gradKeys = device ? deviceTensor(gk, [w, D], 'float32') : fl.tensor(gk, [w, D]);
+        extra.gradDtype = 'float32';
+      }
+      if (o.bias) extra.bias = Float32Array.from({ length: w }, (_, j) => ((off[r] + j) % 3) / 4);
+      return fl.shardedLoss(c.name, { queries: Q, keys: make(Kh.slice(off[r] * D, off[r + 1] * D), w) }, c.targets as never, { ...c.opts, ...o, ...extra, gradScale: true, columnOffset: off[r], totalColumns: n } as never);
+    });
+    const res = await runAll(jobs);
+    const host = (t: fl.Tensor) => (device ? widen((t as unknown as { nativeInput(n: string): FakeBuffer }).nativeInput('t'), DTYPES.indexOf(t.dtype)) : fl.toFloat32(t.data, t.dtype));
+    const dQ = new Float32Array(B * D);
+    const dK = new Float32Array(n * D);
+    res.forEach((x, r) => {
+      expect(x.gradQueries!.device).toBe(device ? 'cuda' : 'cpu');
+      expect(x.gradKeys!.device).toBe(device ? 'cuda' : 'cpu');
+      host(x.gradQueries!).forEach((v, i) => (dQ[i] += v));
+      dK.set(host(x.gradKeys!), off[r] * D);
+    });
+    return { loss: res[0].loss, rowLoss: res[0].rowLoss, dScale: res[0].dScale!, dQ, dK, dBias: o.bias ? res.flatMap((x) => Array.from(x.gradBias!)) : [] };
+  }
+  const near = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
+    let num = 0, den = 0;
+    for (let i = 0; i < b.length; i++) {
+      num += (a[i] - b[i]) ** 2;
+      den += b[i] ** 2;
+    }
+    expect(Math.sqrt(num / Math.max(den, 1e-30))).toBeLessThan(tol);
+  };
+  const embCases: [Case, Record<string, unknown>][] = [
+    [CASES[0], { normalize: true, bias: true }],
+    [CASES[1], { memoryBudget: 8 * 9 * 4 }], // chunks of 4 rows: A written by the first, added by the next
+    [CASES[3], { normalize: true, accumulate: true }],
+    [CASES[5], { normalize: true }],
+    [CASES[7], { memoryBudget: 8 * 9 * 3, normalize: true }],
+  ];
+  for (const [c, o] of embCases)
+    for (const dtype of ['float32', 'bfloat16'] as const)
+      it(`key-embedding form ${c.name}${c.opts.symmetric ? ' symmetric' : ''} ${dtype} ${Object.keys(o).join(',')}: device queries and keys, equal to the host form`, async () => {
+        calls = [];
+        const dev = await runEmbeddings(c, dtype, true, o);
+        const ops = new Set(calls.map((k) => k.op));
+        for (const op of ['shardedScores', 'shardedEmbeddingsGrad', 'shardedEmbeddingsFinish']) expect(ops).toContain(op);
+        expect(ops.has(c.name === 'binaryCrossEntropy' ? 'binaryCrossEntropy' : 'shardedGather')).toBe(true);
+        if (o.normalize) expect(ops).toContain('shardedNorms');
+        for (const k of calls) if (k.op !== 'shardedScatter' && !k.op.startsWith('shardedEmbeddings') && k.op !== 'shardedScores' && k.op !== 'shardedNorms') expect([k.op, k.dtype]).toEqual([k.op, 0]); // the chunks are float32
+        const host = await runEmbeddings(c, dtype, false, o);
+        const tol = dtype === 'float32' ? 1e-5 : 1e-2;
+        expect(relErrOf(dev.loss, host.loss)).toBeLessThan(tol);
+        near(dev.rowLoss, host.rowLoss, tol);
+        expect(relErrOf(dev.dScale, host.dScale)).toBeLessThan(tol);
+        near(dev.dQ, host.dQ, tol);
+        near(dev.dK, host.dK, tol);
+        near(dev.dBias, host.dBias, tol);
+      });
+
+  it('the key-embedding form: keys on another device than the queries, or host gradient buffers, are ERR_DEVICE', () => {
     const q = deviceTensor(new Float32Array(B * 4), [B, 4], 'float32');
     const k = fl.tensor(new Float32Array(N * 4), [N, 4]);
-    expectCode(() => fl.shardedLoss('multiLabelSoftmax', { queries: q, keys: k }, positives(2), { columnOffset: 0, totalColumns: N }), 'ERR_DEVICE', /host queries and keys/);
+    expectCode(() => fl.shardedLoss('multiLabelSoftmax', { queries: q, keys: k }, positives(2), { columnOffset: 0, totalColumns: N }), 'ERR_DEVICE', /localScores\.keys/);
+    const kd = deviceTensor(new Float32Array(N * 4), [N, 4], 'float32');
+    expectCode(() => fl.shardedLoss('multiLabelSoftmax', { queries: q, keys: kd }, positives(2), { columnOffset: 0, totalColumns: N, gradKeys: fl.tensor(new Float32Array(N * 4), [N, 4]) }), 'ERR_DEVICE', /opts\.gradKeys/);
   });
 });

@@ -105,11 +105,20 @@ void scale_columns(Context& ctx, float* m, int64_t rows, int64_t cols, const flo
     for (int64_t j = 0; j < cols; ++j) row[j] *= by[j];
   });
 }
+void scale_rows(Context& ctx, float* m, int64_t rows, int64_t cols, const float* by) {
+  ctx.pool.parallel_for(rows, [&](int64_t r) {
+    float* row = m + r * cols;
+    for (int64_t j = 0; j < cols; ++j) row[j] *= by[r];
+  });
+}
+// The chunk's rows of the host's float32 queries (napi/ops.cpp read_sharded_chunk checks the dtype).
+const float* chunk_queries(const ShardedEmbeddingsChunk& a) { return static_cast<const float*>(a.queries) + a.row0 * a.dim; }
 }  // namespace
 
 void sharded_scores(Context& ctx, const ShardedScoresArgs& a) {
   if (a.rows * a.cols == 0) return;
-  gemm(ctx, a.rows, a.cols, a.dim, GemmOperand{a.queries, DType::Float32, a.dim, false}, GemmOperand{a.keys, a.keys_dtype, a.dim, true}, a.scores, a.cols, false);
+  gemm(ctx, a.rows, a.cols, a.dim, GemmOperand{chunk_queries(a), DType::Float32, a.dim, false}, GemmOperand{a.keys, a.keys_dtype, a.dim, true}, a.scores, a.cols, false);
+  if (a.query_scale) scale_rows(ctx, a.scores, a.rows, a.cols, a.query_scale);
   if (a.key_scale) scale_columns(ctx, a.scores, a.rows, a.cols, a.key_scale);
   if (a.bias)
     ctx.pool.parallel_for(a.rows, [&](int64_t r) {
@@ -121,8 +130,9 @@ void sharded_scores(Context& ctx, const ShardedScoresArgs& a) {
 void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a) {
   const int64_t R = a.rows, N = a.cols, D = a.dim;
   if (R == 0) return;
+  float* grad_queries = a.grad_queries + a.row0 * D;
   if (N == 0) {  // an empty shard contributes nothing to dQ
-    std::fill(a.grad_queries, a.grad_queries + R * D, 0.f);
+    std::fill(grad_queries, grad_queries + R * D, 0.f);
     return;
   }
   if (a.grad_bias) {
@@ -133,8 +143,22 @@ void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a) {
   // G' = G·diag(key_scale): dQ̂ = G'·K, and G'ᵀ·Q̂ = diag(key_scale)·dK̂, which the caller's
   // projection (dk = A − k̂(k̂·A)) takes as it is (MATH §3.9).
   if (a.key_scale) scale_columns(ctx, a.grad, R, N, a.key_scale);
-  gemm(ctx, N, D, R, GemmOperand{a.grad, DType::Float32, N, true}, GemmOperand{a.queries, DType::Float32, D, false}, a.grad_keys, D, true);
-  gemm(ctx, R, D, N, GemmOperand{a.grad, DType::Float32, N, false}, GemmOperand{a.keys, a.keys_dtype, D, false}, a.grad_queries, D, false);
+  gemm(ctx, R, D, N, GemmOperand{a.grad, DType::Float32, N, false}, GemmOperand{a.keys, a.keys_dtype, D, false}, grad_queries, D, false);
+  // G'ᵀ·q̂ with q̂ = diag(query_scale)·q: the rows scaled first.
+  if (a.query_scale) scale_rows(ctx, a.grad, R, N, a.query_scale);
+  gemm(ctx, N, D, R, GemmOperand{a.grad, DType::Float32, N, true}, GemmOperand{chunk_queries(a), DType::Float32, D, false}, a.grad_keys, D, !a.overwrite_keys);
+}
+
+void sharded_norms(Context& ctx, const ShardedNormsArgs& a) {
+  ctx.pool.parallel_for(a.rows, [&](int64_t r) {
+    double s = 0;
+    for (int64_t k = r * a.dim; k < (r + 1) * a.dim; ++k) {
+      const double v = load_element(a.x, a.dtype, k);
+      s += v * v;
+    }
+    const double norm = std::sqrt(s);
+    a.inv[r] = norm < 1e-12 ? float(1.0 / 1e-12) : float(1.0 / norm);
+  });
 }
 
 void sharded_gather(Context&, const ShardedGatherArgs& a) {
