@@ -157,8 +157,8 @@ export interface ShardedOptions {
   gradScale?: boolean;
   /**
    * Score-block form: where to write this rank's gradient block (B × N_r of `gradDtype`: a typed
-   * array or a host Tensor), reused across steps; `grad` is then a tensor over it. Default: a new
-   * block per call.
+   * array or a host Tensor for host scores, a Tensor on their device for cuda scores), reused
+   * across steps; `grad` is then a tensor over it. Default: a new block per call.
    */
   out?: Float32Array | Uint16Array | Tensor;
   /** Score-block form: [B, N_r] when the local scores are a bare typed array. */
@@ -183,16 +183,17 @@ export interface ShardedOptions {
   memoryBudget?: number;
   /** Key-embedding form: add the gradients into `gradQueries`, `gradKeys` (and `gradBias`). Default false. */
   accumulate?: boolean;
-  /** Key-embedding form: where this rank's part of dL/dQ goes (B × D of gradDtype). */
+  /** Key-embedding form: where this rank's part of dL/dQ goes (B × D of gradDtype, on the queries' device). */
   gradQueries?: Tensor;
-  /** Key-embedding form: where dL/dK_r goes (N_r × D, float32). */
+  /** Key-embedding form: where dL/dK_r goes (N_r × D, float32, on the queries' device). */
   gradKeys?: Tensor;
 }
 
 /**
  * The key-embedding form's local input: this rank's keys K_r (N_r × D; its columns are
  * [columnOffset, columnOffset + N_r)) and the queries Q (B × D, the same on every rank: gathered),
- * host tensors of one dtype. S = Q·K_rᵀ is taken by chunks of rows within `memoryBudget`.
+ * tensors of one dtype on one device (host, or cuda: the chunks are then formed and read on the
+ * device). S = Q·K_rᵀ is taken by chunks of rows within `memoryBudget`.
  */
 export interface ShardedEmbeddings {
   queries: Tensor | TensorLike;

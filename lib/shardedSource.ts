@@ -26,7 +26,7 @@ export type ChunkFn = (S: Block, r0: number, r1: number) => void;
  */
 export type GradFn = (S: Block, G: Block, r0: number, r1: number, set: (k: number, v: number) => void) => void;
 
-/** The host block a host-only read needs (every loss's block reads take a device block too: none left). */
+/** A host source's block (a device block never reaches the host reads: ERR_INTERNAL if it did). */
 export function hostBlock(S: Block): Float32Array {
   if (!(S instanceof Float32Array)) throw makeError('ERR_INTERNAL', 'sharded loss: a host-only read of a device block');
   return S;
