@@ -47,9 +47,14 @@
  * errors throw from `shardedLoss()` before any exchange, on the rank that has them.
  *
  * **Where the math runs.** The per-loss partials and finish (lib/shardedMath.ts) run in the
- * native addon over the host block (fp32; half blocks are converted first): one read of it for
- * the partials, one for the gradient, on the addon's threads. Each takes and returns plain arrays, so a CUDA kernel
- * can replace it without changing the protocol. Host tensors only for now.
+ * native addon over the block: one read of it for the partials (soft top-k: one more per Newton
+ * step), one for the gradient. A host block runs on the addon's threads (fp32; half blocks are
+ * widened first); a device block (cuda tensor, fp32/fp16/bf16, every loss, symmetric InfoNCE
+ * too) runs as CUDA kernels in its own dtype (cuda/sharded.cu), its gradient stays on the
+ * device (of `gradDtype`), and only the per-row statistics and picked entries make the host
+ * round trip: O(B + nnz) floats, the size of the exchange itself. The key-embedding form on
+ * cuda queries and keys forms each chunk of S on the device (the embeddings driver's GEMM,
+ * cuda/sharded.cu) and reads it with the same kernels; its gradients stay on the device.
  * @module
  */
 import { csr, diagonalPositives, excludeArg, type NativeCsr, type Positives } from './csr';
@@ -58,7 +63,7 @@ import type { Reduction, ScoresInput } from './loss';
 import { asMatrix, Tensor, type DType, type HostArray, type TensorLike } from './tensor';
 import { DEFAULT_MEMORY_BUDGET } from './ops/linearCrossEntropy';
 import { kArg } from './ops/softTopK';
-import { blockSource, deviceSource, embeddingsSource, hostBlock, type ChunkFn, type ScoreSource } from './shardedSource';
+import { blockSource, deviceEmbeddingsSource, deviceSource, embeddingsSource, type ChunkFn, type ScoreSource } from './shardedSource';
 import {
   bcePartials,
   columnPartials,
@@ -152,8 +157,8 @@ export interface ShardedOptions {
   gradScale?: boolean;
   /**
    * Score-block form: where to write this rank's gradient block (B × N_r of `gradDtype`: a typed
-   * array or a host Tensor), reused across steps; `grad` is then a tensor over it. Default: a new
-   * block per call.
+   * array or a host Tensor for host scores, a Tensor on their device for cuda scores), reused
+   * across steps; `grad` is then a tensor over it. Default: a new block per call.
    */
   out?: Float32Array | Uint16Array | Tensor;
   /** Score-block form: [B, N_r] when the local scores are a bare typed array. */
@@ -178,16 +183,17 @@ export interface ShardedOptions {
   memoryBudget?: number;
   /** Key-embedding form: add the gradients into `gradQueries`, `gradKeys` (and `gradBias`). Default false. */
   accumulate?: boolean;
-  /** Key-embedding form: where this rank's part of dL/dQ goes (B × D of gradDtype). */
+  /** Key-embedding form: where this rank's part of dL/dQ goes (B × D of gradDtype, on the queries' device). */
   gradQueries?: Tensor;
-  /** Key-embedding form: where dL/dK_r goes (N_r × D, float32). */
+  /** Key-embedding form: where dL/dK_r goes (N_r × D, float32, on the queries' device). */
   gradKeys?: Tensor;
 }
 
 /**
  * The key-embedding form's local input: this rank's keys K_r (N_r × D; its columns are
  * [columnOffset, columnOffset + N_r)) and the queries Q (B × D, the same on every rank: gathered),
- * host tensors of one dtype. S = Q·K_rᵀ is taken by chunks of rows within `memoryBudget`.
+ * tensors of one dtype on one device (host, or cuda: the chunks are then formed and read on the
+ * device). S = Q·K_rᵀ is taken by chunks of rows within `memoryBudget`.
  */
 export interface ShardedEmbeddings {
   queries: Tensor | TensorLike;
@@ -260,8 +266,6 @@ const COMMON_KEYS = optionKeys<ShardedOptions>({
   gradQueries: true,
   gradKeys: true,
 });
-/** The losses whose block reads run on a device block too (cuda/sharded.cu). */
-const DEVICE_LOSSES: readonly ShardedLossName[] = ['softmaxCrossEntropy', 'multiLabelSoftmax', 'decoupledSoftmax', 'infoNCE', 'decoupledContrastive'];
 const BLOCK_ONLY = ['out', 'shape', 'dtype', 'inplace'] as const;
 const EMBEDDINGS_ONLY = ['normalize', 'memoryBudget', 'accumulate', 'gradQueries', 'gradKeys', 'bias', 'gradBias'] as const;
 const KEYS: Record<ShardedLossName, readonly string[]> = {
@@ -417,9 +421,10 @@ function isEmbeddings(local: unknown): local is ShardedEmbeddings {
   return typeof local === 'object' && local !== null && !(local instanceof Tensor) && !ArrayBuffer.isView(local) && 'queries' in local && 'keys' in local;
 }
 
-function hostGrad(name: string, v: unknown, shape: readonly number[], dtype: DType): Tensor {
-  const t = v instanceof Tensor ? v : fail('ERR_TYPE', name, 'a host Tensor', v);
-  if (t.device !== 'cpu') fail('ERR_DEVICE', name, 'a host (cpu) tensor', `#a tensor on ${t.device}`);
+/** A gradient buffer of the key-embedding form: a Tensor on the embeddings' device. */
+function gradBuffer(name: string, v: unknown, shape: readonly number[], dtype: DType, device: string): Tensor {
+  const t = v instanceof Tensor ? v : fail('ERR_TYPE', name, `a Tensor on ${device} (the embeddings' device)`, v);
+  if (t.device !== device) fail('ERR_DEVICE', name, `a tensor on ${device} (the embeddings' device)`, `#a tensor on ${t.device}`);
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) fail('ERR_SHAPE', name, `shape [${shape.join(', ')}]`, `#[${t.shape.join(', ')}]`);
   if (t.dtype !== dtype) fail('ERR_DTYPE', name, `dtype '${dtype}'`, t.dtype);
   return t;
@@ -445,7 +450,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     if (keys.shape.length !== 2) fail('ERR_SHAPE', 'localScores.keys.shape', 'a 2-D shape [N_r, D]', `#[${keys.shape.join(', ')}]`);
     if (DK !== D) fail('ERR_SHAPE', 'localScores.keys.shape', `[N_r, ${D}] (the queries' D)`, `#[${keys.shape.join(', ')}]`);
     if (keys.dtype !== queries.dtype) fail('ERR_DTYPE', 'localScores.keys.dtype', `the queries' dtype '${queries.dtype}'`, keys.dtype);
-    if (queries.device !== 'cpu' || keys.device !== 'cpu') fail('ERR_DEVICE', 'localScores', 'host queries and keys (the key-embedding form runs on the CPU)', '#a cuda tensor');
+    if (keys.device !== queries.device) fail('ERR_DEVICE', 'localScores.keys', `the queries' device (${queries.device})`, `#a tensor on ${keys.device}`);
     rows = B;
     cols = N;
     const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, queries.dtype);
@@ -461,8 +466,8 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
     const accumulate = bool('opts.accumulate', o.accumulate, false);
     let gradQueries: Tensor | undefined, gradKeys: Tensor | undefined, gradBias: Float32Array | undefined;
     if (wantGrad) {
-      if (o.gradQueries !== undefined) gradQueries = hostGrad('opts.gradQueries', o.gradQueries, [B, D], gradDtype);
-      if (o.gradKeys !== undefined) gradKeys = hostGrad('opts.gradKeys', o.gradKeys, [N, D], 'float32');
+      if (o.gradQueries !== undefined) gradQueries = gradBuffer('opts.gradQueries', o.gradQueries, [B, D], gradDtype, queries.device);
+      if (o.gradKeys !== undefined) gradKeys = gradBuffer('opts.gradKeys', o.gradKeys, [N, D], 'float32', queries.device);
       if (o.gradBias !== undefined) {
         if (!bias) fail('ERR_ARG', 'opts.gradBias', 'opts.bias as well (without a bias there is no gradient for it)', o.gradBias);
         gradBias = float32Array('opts.gradBias', o.gradBias, N);
@@ -477,18 +482,14 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
         if (o[k] !== undefined && o[k] !== false) fail('ERR_ARG', `opts.${k}`, 'no gradient buffers with grad: false', `#${k} given`);
     }
     form.push('embeddings', D, String(normalize), String(bias !== undefined));
-    src = embeddingsSource({ queries, keys, rows: B, n: N, dim: D, normalize, bias, memoryBudget, accumulate, gradDtype, gradQueries, gradKeys, gradBias });
+    const input = { queries, keys, rows: B, n: N, dim: D, normalize, bias, memoryBudget, accumulate, gradDtype, gradQueries, gradKeys, gradBias };
+    src = queries.device === 'cpu' ? embeddingsSource(input) : deviceEmbeddingsSource(input);
   } else {
     const m = asMatrix(local, 'localScores', o.shape as number[] | undefined, o.dtype as DType | undefined);
     const t = m.t;
     rows = m.rows;
     cols = m.cols;
     const onDevice = t.device !== 'cpu';
-    if (onDevice) {
-      if (!DEVICE_LOSSES.includes(name) || o.symmetric === true)
-        fail('ERR_DEVICE', 'localScores', `a host tensor for ${name}${o.symmetric === true ? ' symmetric' : ''} (device blocks: ${DEVICE_LOSSES.join(', ')}, one-way)`, `#a tensor on ${t.device}`);
-      if (t.dtype !== 'float32') fail('ERR_DTYPE', 'localScores', 'float32 on the device (half device blocks are not sharded yet)', t.dtype);
-    }
     const gradDtype = oneOf('opts.gradDtype', o.gradDtype, ['float32', 'float16', 'bfloat16'] as const, t.dtype);
     if (gradDtype !== 'float32' && gradDtype !== t.dtype) fail('ERR_DTYPE', 'opts.gradDtype', `'float32' or the scores' dtype '${t.dtype}'`, gradDtype);
     const inplace = bool('opts.inplace', o.inplace, false);
@@ -499,7 +500,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       if (o.out !== undefined) fail('ERR_ARG', 'opts.out', 'no out with inplace: true (the gradient goes over the scores)', '#out given');
       target = onDevice ? { data: new Float32Array(0), tensor: t } : { data: t.data, tensor: local instanceof Tensor ? local : undefined };
     } else if (o.out !== undefined && onDevice) {
-      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === 'float32' ? o.out : fail('ERR_TYPE', 'opts.out', `a float32 tensor on ${t.device} (the scores' device)`, o.out);
+      const ot = o.out instanceof Tensor && o.out.device === t.device && o.out.dtype === gradDtype ? o.out : fail('ERR_TYPE', 'opts.out', `a ${gradDtype} tensor on ${t.device} (gradDtype, on the scores' device)`, o.out);
       if (ot.shape.length !== 2 || ot.shape[0] !== rows || ot.shape[1] !== cols) fail('ERR_SHAPE', 'opts.out', `shape [${rows}, ${cols}]`, `#[${ot.shape.join(', ')}]`);
       target = { data: new Float32Array(0), tensor: ot };
     } else if (o.out !== undefined) {
@@ -513,7 +514,7 @@ function prepare(name: ShardedLossName, local: ScoresInput | ShardedEmbeddings, 
       target = { data: v, tensor: ot };
     }
     form.push('block');
-    src = onDevice ? deviceSource(t, rows, cols, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
+    src = onDevice ? deviceSource(t, rows, cols, gradDtype, target?.tensor) : blockSource(t.data, t.dtype, rows, cols, gradDtype, target);
   }
   const offset = o.columnOffset;
   if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset + cols > total)
@@ -594,6 +595,7 @@ function result(c: Common, rowLoss: Float64Array, D: number, dScale: number, ex:
   const r: ShardedResult = { loss, rowLoss: Float32Array.from(rowLoss), exchange: { rounds: ex.rounds, floats: ex.floats }, ...extra };
   if (c.wantGrad) Object.assign(r, c.src.grads());
   if (c.wantDScale) r.dScale = dScale;
+  c.src.release?.();
   return r;
 }
 
@@ -618,7 +620,7 @@ function partials(c: Common, f: ZForm, skip: LocalCsr | undefined, smooth: { w: 
   const WS = smooth && c.wantDScale ? new Float64Array(rows) : undefined;
   let bad: BadEntry;
   c.src.scan((S, r0, r1) => {
-    const p = lsePartials(S, r1 - r0, n, f, rowsOf(skip, r0, r1), c.wantDScale, smooth);
+    const p = lsePartials(S, r1 - r0, n, f, rowsOf(skip, r0, r1), c.wantDScale, smooth, c.src.types);
     m.set(p.m, r0);
     rest.set(p.rest, r0);
     if (E) E.set(p.E!, r0);
@@ -746,7 +748,7 @@ function* crossEntropy(c: Common, labels: Int32Array, x: { ignoreIndex: number; 
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
       const sub = (a: Float64Array) => a.subarray(r0, r1);
-      softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined);
+      softmaxGrad(S, G, r1 - r0, n, f, undefined, sub(M), sub(rTotal), sub(coef), smoothing ? { factor: sub(lin), w: x.weights } : undefined, c.src.types);
       // The label's entry: A·p − (1−ε)·w_y − ε·w_y/N, with p − 1 exact near p = 1.
       for (let i = r0; i < r1; i++) {
       const y = labels[i] - offset;
@@ -876,7 +878,7 @@ function* positivesSoftmax(c: Common, kind: SoftmaxKind, pos: NativeCsr, excl: N
   }
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
-      softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1));
+      softmaxGrad(S, G, r1 - r0, n, f, rowsOf(skip, r0, r1), M.subarray(r0, r1), rTotal.subarray(r0, r1), coef.subarray(r0, r1), undefined, c.src.types);
       for (let i = r0; i < r1; i++) {
         const ui = u(i) * f.scale;
         for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) set((i - r0) * n + lp.cols[q], ui * posG[lp.entry[q]]);
@@ -902,7 +904,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   const C = { max: new Float64Array(n).fill(-Infinity), rest: new Float64Array(n), bad: undefined as BadEntry };
   const P = partials(c, f, undefined, undefined, (S, r0, r1) => {
     pickDiag(S, r0, r1);
-    const part = columnPartials(hostBlock(S), r1 - r0, n, scale);
+    const part = columnPartials(S, r1 - r0, n, scale, c.src.types);
     if (part.bad && !C.bad) C.bad = [part.bad[0] + r0, part.bad[1]];
     for (let j = 0; j < n; j++) {
       const m = part.max[j], M = C.max[j];
@@ -924,7 +926,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   if (c.wantDScale && !ex.bad) {
     const zero = new Float64Array(rows);
     c.src.scan((S, r0, r1) => {
-      dScaleCols += symmetricGrad(hostBlock(S), undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef);
+      dScaleCols += symmetricGrad(S, undefined, r1 - r0, n, scale, P.m.subarray(r0, r1), zero.subarray(r0, r1), C.max, colCoef, c.src.types);
     });
   }
   const b1 = ex.alloc('max', rows);
@@ -965,7 +967,7 @@ function* symmetricInfoNCE(c: Common, ex: Exchange): ShardedPhases {
   }
   if (c.wantGrad)
     c.src.grad((S, G, r0, r1, set) => {
-      symmetricGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef);
+      symmetricGrad(S, G, r1 - r0, n, scale, M.subarray(r0, r1), rowCoef.subarray(r0, r1), C.max, colCoef, c.src.types);
       // The diagonal: both halves' p − 1, each exact near p = 1.
       for (let i = Math.max(r0, offset); i < Math.min(r1, offset + n); i++) {
         const j = i - offset;
@@ -993,7 +995,7 @@ function* binaryCrossEntropy(c: Common, pos: NativeCsr, excl: NativeCsr | undefi
   let dScale = 0, bad: BadEntry;
   // One pass: the gradient is local, so it is formed (and folded, in the key-embedding form) here.
   const chunk = (S: Block, G: Block | undefined, r0: number, r1: number) => {
-    const p = bcePartials(hostBlock(S), r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G && hostBlock(G), c.wantDScale);
+    const p = bcePartials(S, r1 - r0, n, scale, rowsOf(exclude, r0, r1), positivesOf(lp, r0, r1), up.subarray(r0, r1), G, c.wantDScale, c.src.types);
     loss.set(p.loss, r0);
     inf.set(p.inf, r0);
     dScale += p.dScale;
@@ -1030,7 +1032,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
   const pick = c.src.pick(lp, lpS);
   let bad: BadEntry;
   c.src.scan((S, r0, r1) => {
-    const p = rangePartials(hostBlock(S), r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1));
+    const p = rangePartials(S, r1 - r0, n, scale, x.alpha, rowsOf(skip, r0, r1), c.src.types);
     zmax.set(p.zmax, r0);
     zmin.set(p.zmin, r0);
     count.set(p.count, r0);
@@ -1085,7 +1087,7 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
       while (a0 < active.length && active[a0] < r0) a0++;
       let a1 = a0;
       while (a1 < active.length && active[a1] < r1) a1++;
-      if (a1 > a0) topkSums(hostBlock(S), r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1));
+      if (a1 > a0) topkSums(S, r1 - r0, n, scale, rowsOf(skip, r0, r1), x.alpha, active.subarray(a0, a1).map((i) => i - r0), t.subarray(a0, a1), b.subarray(5 * a0, 5 * a1), c.src.types);
       a0 = a1;
     }, active);
     const r = yield* ex.round('sum', b);
@@ -1118,9 +1120,9 @@ function* softTopKLoss(c: Common, pos: NativeCsr, excl: NativeCsr | undefined, x
     const solved = Uint8Array.from(solvers, (sv) => (sv ? 1 : 0));
     const nPos = Int32Array.from({ length: rows }, (_, i) => pos.rowPtr[i + 1] - pos.rowPtr[i]);
     const up = Float64Array.from({ length: rows }, (_, i) => u(i));
-    c.src.grad((S, G, r0, r1) => {
+    c.src.grad((S, G, r0, r1, set) => {
       const sub = <T extends Float64Array | Int32Array | Uint8Array>(a: T) => a.subarray(r0, r1) as T;
-      dScale += topkGrad(hostBlock(S), hostBlock(G), r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up));
+      dScale += topkGrad(S, G, r1 - r0, n, scale, rowsOf(skip, r0, r1), positivesOf(lp, r0, r1), lpS.subarray(lp.rowPtr[r0], lp.rowPtr[r1]), sub(nPos), x.alpha, sub(solved), sub(th), sub(factor), sub(up), set, c.src.types);
     }, c.wantGrad);
   }
   if (c.wantDScale) {

@@ -25,15 +25,23 @@
  * outside (native/ops/sharded.cpp), columnPartials and symmetricGrad on the CLIP kernels
  * (infonce.cpp), bcePartials as the unsharded binaryCrossEntropy kernel on the block, and
  * rangePartials, topkSums and topkGrad's dense part on soft top-k's row sweeps (soft_topk.cpp).
- * Each takes and returns plain arrays, so a CUDA kernel can replace it without changing the
- * protocol.
+ * Each takes and returns plain arrays; on a device block the same op runs as a CUDA kernel
+ * (cuda/sharded.cu) over the block in its own dtype, and only the per-row arrays cross to the
+ * host. binaryCrossEntropy's pass is the unsharded op on either device.
  * @internal
  * @module
  */
 import { call, type DeviceBufferHandle, type NativeInput, type NativeLoss, type NativeShape, type Op } from './native';
 
-/** A rank's float32 block: host memory, or a device buffer (the softmax-type reads and the element gather/scatter only). */
+/** A rank's block: float32 host memory, or a device buffer of any dtype (BlockTypes says which). */
 export type Block = Float32Array | DeviceBufferHandle;
+
+/** The dtype codes of a block and of its gradient (a host block is always float32: widened once). */
+export interface BlockTypes {
+  dtype: number;
+  gradDtype: number;
+}
+export const F32: BlockTypes = { dtype: 0, gradDtype: 0 };
 
 // The addon's sharded block reads (native/api/args.h), added to NativeAddon as each op's file does.
 /** A rank's float32 block of a label-sharded softmax-type loss (native/api/args.h ShardedSoftmaxBlock): skip holds sorted local columns per row. */
@@ -75,11 +83,12 @@ export interface NativeShardedSoftmaxGrad extends NativeShardedBlock {
   coef: Float64Array;
   lin?: Float64Array | undefined;
   grad: Block;
+  gradDtype: number;
 }
 
 /** infoNCE symmetric's column statistics of a float32 block (ShardedColumnStatsArgs): per column max z and rest = Σ e^{z−max} − 1. */
 export interface NativeShardedColumnStats extends NativeShape {
-  localScores: Float32Array;
+  localScores: Block;
   max: Float64Array;
   rest: Float64Array;
   bad: Int32Array;
@@ -87,17 +96,18 @@ export interface NativeShardedColumnStats extends NativeShape {
 
 /** infoNCE symmetric's gradient (ShardedSymmetricGradArgs): (rowCoef·e^{z−rowMax} + colCoef·e^{z−colMax})·scale; dScale: Σ (grad/scale)·S. */
 export interface NativeShardedSymmetricGrad extends NativeShape {
-  localScores: Float32Array;
+  localScores: Block;
   rowMax: Float64Array;
   rowCoef: Float64Array;
   colMax: Float64Array;
   colCoef: Float64Array;
-  grad?: Float32Array | undefined;
+  grad?: Block | undefined;
+  gradDtype: number;
 }
 
 /** Soft top-k's float32 block (native/api/args.h ShardedTopKBlock): exclude holds local columns. */
 export interface NativeShardedTopKBlock extends NativeShape {
-  localScores: Float32Array;
+  localScores: Block;
   alpha: number;
   exclude?: { rowPtr: Int32Array; cols: Int32Array } | undefined;
 }
@@ -122,30 +132,65 @@ export interface NativeShardedTopKSums extends NativeShardedTopKBlock {
 export interface NativeShardedTopKGrad extends NativeShardedTopKBlock {
   t: Float64Array;
   coef: Float64Array;
-  grad: Float32Array;
+  grad: Block;
+  gradDtype: number;
 }
 
-/** The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): float32 queries, the rank's keys of keysDtype. */
+/**
+ * The key-embedding form's chunk (native/api/args.h ShardedEmbeddingsChunk): rows [row0, row0 + rows)
+ * of the queryRows queries (the host's float32 Q̂, or the device's raw queries of the keys'
+ * dtype with queryScale), the rank's keys of keysDtype.
+ */
 export interface NativeShardedChunk {
-  queries: Float32Array;
+  queries: NativeInput;
+  queriesDtype: number;
+  row0: number;
+  queryRows: number;
   keys: NativeInput | undefined;
   keysDtype: number;
   rows: number;
   cols: number;
   dim: number;
   keyScale?: Float32Array | undefined;
+  queryScale?: Float32Array | undefined;
 }
-/** scores = queries·k̂ᵀ + bias (ShardedScoresArgs). */
+/** scores = q̂·k̂ᵀ + bias (ShardedScoresArgs), on the queries' device. */
 export interface NativeShardedScores extends NativeShardedChunk {
   bias?: Float32Array | undefined;
-  scores: Float32Array;
+  scores: NativeInput;
 }
-/** gradKeys += G'ᵀ·queries, gradBias += Σ_i G, gradQueries = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
+/** gradKeys += G'ᵀ·q̂ (= with overwriteKeys), gradBias += Σ_i G, gradQueries rows = G'·K with G' = G·diag(keyScale) (ShardedEmbeddingsGradArgs). */
 export interface NativeShardedEmbeddingsGrad extends NativeShardedChunk {
-  grad: Float32Array;
-  gradQueries: Float32Array;
-  gradKeys: Float32Array;
+  grad: NativeInput;
+  gradQueries: NativeInput;
+  gradKeys: NativeInput;
+  overwriteKeys?: boolean;
   gradBias?: Float32Array | undefined;
+}
+/** 1/max(‖x_r‖, 1e-12) per row (ShardedNormsArgs). */
+export interface NativeShardedNorms {
+  x: NativeInput;
+  dtype: number;
+  rows: number;
+  dim: number;
+  inv: Float32Array;
+}
+/** The device form's chain rule through the normalisation into the gradients (ShardedEmbeddingsFinishArgs). */
+export interface NativeShardedEmbeddingsFinish {
+  queries: NativeInput;
+  keys: NativeInput;
+  dtype: number;
+  rows: number;
+  cols: number;
+  dim: number;
+  queryScale?: Float32Array | undefined;
+  keyScale?: Float32Array | undefined;
+  gradQueriesIn: NativeInput;
+  gradQueries: NativeInput;
+  gradDtype: number;
+  gradKeysIn: NativeInput;
+  gradKeys: NativeInput;
+  accumulate: boolean;
 }
 
 declare module './native' {
@@ -160,7 +205,9 @@ declare module './native' {
       Op<'shardedGather', NativeShardedGather, void>,
       Op<'shardedScatter', NativeShardedScatter, void>,
       Op<'shardedScores', NativeShardedScores, void>,
-      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void> {}
+      Op<'shardedEmbeddingsGrad', NativeShardedEmbeddingsGrad, void>,
+      Op<'shardedNorms', NativeShardedNorms, void>,
+      Op<'shardedEmbeddingsFinish', NativeShardedEmbeddingsFinish, void> {}
 }
 
 /** The largest finite float32. A score of −∞ travels as −FLT_MAX (an all-reduce rejects non-finite values). */
@@ -216,17 +263,17 @@ export type BadEntry = [number, number] | undefined;
  * with `dScaleSums`, E = Σ e^{z−m}·dz/dscale; with `smooth` (cross-entropy's label smoothing),
  * WZ = Σ_j w_j·z_j over the finite entries and, with `dScaleSums`, WS = Σ_j w_j·dz_j/dscale.
  */
-export function lsePartials(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, dScaleSums: boolean, smooth?: { w: Float32Array | undefined }) {
+export function lsePartials(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, dScaleSums: boolean, smooth?: { w: Float32Array | undefined }, bt: BlockTypes = F32) {
   const m = new Float64Array(rows), rest = new Float64Array(rows), bad = new Int32Array(2);
   const E = dScaleSums ? new Float64Array(rows) : undefined;
   const WZ = smooth ? new Float64Array(rows) : undefined;
   const WS = smooth && dScaleSums ? new Float64Array(rows) : undefined;
-  call((a) => a.shardedRowStats({ ...block(S, rows, n, f, skip, smooth?.w), max: m, rest, lin: WZ, expDScale: E, linDScale: WS, bad }));
+  call((a) => a.shardedRowStats({ ...block(S, rows, n, f, skip, smooth?.w, bt), max: m, rest, lin: WZ, expDScale: E, linDScale: WS, bad }));
   return { m, rest, E, WZ, WS, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
-function block(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, classWeights: Float32Array | undefined): NativeShardedBlock {
-  return { localScores: S, dtype: 0, rows, cols: n, scale: f.scale, softcap: f.softcap > 0 ? f.softcap : 0, skip, classWeights };
+function block(S: Block, rows: number, n: number, f: ZForm, skip: LocalCsr | undefined, classWeights: Float32Array | undefined, bt: BlockTypes): NativeShardedBlock {
+  return { localScores: S, dtype: bt.dtype, rows, cols: n, scale: f.scale, softcap: f.softcap > 0 ? f.softcap : 0, skip, classWeights };
 }
 
 /**
@@ -281,8 +328,9 @@ export function softmaxGrad(
   rTotal: Float64Array,
   coef: Float64Array,
   lin?: { factor: Float64Array; w: Float32Array | undefined },
+  bt: BlockTypes = F32,
 ): void {
-  call((a) => a.shardedSoftmaxGrad({ ...block(S, rows, n, f, skip, lin?.w), max: M, rest: rTotal, coef, lin: lin?.factor, grad: G }));
+  call((a) => a.shardedSoftmaxGrad({ ...block(S, rows, n, f, skip, lin?.w, bt), max: M, rest: rTotal, coef, lin: lin?.factor, grad: G, gradDtype: bt.gradDtype }));
 }
 
 /** p − 1 for an entry of transformed score z in a row with maximum M and r = Σ e^{z−M} − 1, exact near p = 1 (MATH §2). */
@@ -369,12 +417,12 @@ export function topkSolverStep(s: TopKSolver, m: number, pLo: number, qHi: numbe
  * split sums at its trial threshold over the entries that are in, written as
  * [m, pLo, qHi, vLo, vHi] per row into out.
  */
-export function topkSums(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number, rowsAt: Int32Array, t: Float64Array, out: Float32Array): void {
-  call((a) => a.shardedTopKSums({ ...topkBlock(S, rows, n, scale, exclude, alpha), searching: rowsAt.length, rowsAt, t, sums: out }));
+export function topkSums(S: Block, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number, rowsAt: Int32Array, t: Float64Array, out: Float32Array, bt: BlockTypes = F32): void {
+  call((a) => a.shardedTopKSums({ ...topkBlock(S, rows, n, scale, exclude, alpha, bt), searching: rowsAt.length, rowsAt, t, sums: out }));
 }
 
-function topkBlock(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number): NativeShardedTopKBlock {
-  return { localScores: S, dtype: 0, rows, cols: n, scale, alpha, exclude };
+function topkBlock(S: Block, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, alpha: number, bt: BlockTypes): NativeShardedTopKBlock {
+  return { localScores: S, dtype: bt.dtype, rows, cols: n, scale, alpha, exclude };
 }
 
 /**
@@ -383,17 +431,19 @@ function topkBlock(S: Float32Array, rows: number, n: number, scale: number, excl
  * 'none' and each row's upstream factor u as gradOutput. Per row: the loss part over the
  * entries that are in, except that a row with a positive at −∞ and y > 0 (loss +∞) counts in
  * `inf` instead (+∞ cannot travel through the all-reduce); with G, the gradient
- * u_i·(σ(z) − y)·scale and this rank's share of dScale.
+ * u_i·(σ(z) − y)·scale and this rank's share of dScale. On a device block the op is the CUDA
+ * binaryCrossEntropy, and the NaN/+∞ that it refused is found by rangePartials' sweep.
  */
-export function bcePartials(S: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, u: Float32Array, G: Float32Array | undefined, wantDScale: boolean) {
+export function bcePartials(S: Block, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, u: Float32Array, G: Block | undefined, wantDScale: boolean, bt: BlockTypes = F32) {
   const rowLoss = new Float32Array(rows), loss = new Float64Array(rows), inf = new Float64Array(rows);
   const positives = { rowPtr: lp.rowPtr, cols: lp.cols, weights: Float32Array.from(lp.weights) };
   let dScale = 0;
+  if (rows * n === 0) return { loss, inf, dScale, bad: undefined as BadEntry }; // an empty shard adds nothing
   try {
-    dScale = call((a) => a.binaryCrossEntropy({ scores: S, dtype: 0, rows, cols: n, scale, reduction: 2, gradDtype: 0, gradScale: wantDScale, gradOutput: u, grad: G, rowLoss, positives, exclude })).dScale;
+    dScale = call((a) => a.binaryCrossEntropy({ scores: S, dtype: bt.dtype, rows, cols: n, scale, reduction: 2, gradDtype: bt.gradDtype, gradScale: wantDScale, gradOutput: u, grad: G, rowLoss, positives, exclude })).dScale;
   } catch (e) {
     if ((e as { code?: string }).code !== 'ERR_NON_FINITE') throw e;
-    return { loss, inf, dScale, bad: firstNonFinite(S, rows, n) };
+    return { loss, inf, dScale, bad: S instanceof Float32Array ? firstNonFinite(S, rows, n) : rangePartials(S, rows, n, scale, 1, undefined, bt).bad };
   }
   for (let i = 0; i < rows; i++) {
     if (rowLoss[i] === Infinity) inf[i] = 1;
@@ -409,9 +459,9 @@ function firstNonFinite(S: Float32Array, rows: number, n: number): BadEntry {
 }
 
 /** Soft top-k phase 1 (native: shardedTopKRange): per row, max z, min z and the count of the entries that are in (not excluded, not −∞). */
-export function rangePartials(S: Float32Array, rows: number, n: number, scale: number, alpha: number, exclude: LocalCsr | undefined) {
+export function rangePartials(S: Block, rows: number, n: number, scale: number, alpha: number, exclude: LocalCsr | undefined, bt: BlockTypes = F32) {
   const zmax = new Float64Array(rows), zmin = new Float64Array(rows), count = new Float64Array(rows), bad = new Int32Array(2);
-  call((a) => a.shardedTopKRange({ ...topkBlock(S, rows, n, scale, exclude, alpha), max: zmax, min: zmin, count, bad }));
+  call((a) => a.shardedTopKRange({ ...topkBlock(S, rows, n, scale, exclude, alpha, bt), max: zmax, min: zmin, count, bad }));
   return { zmax, zmin, count, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
@@ -419,22 +469,29 @@ export function rangePartials(S: Float32Array, rows: number, n: number, scale: n
  * Soft top-k phase 2 (MATH softTopK and softTopKLoss, native/ops/soft_topk_math.h): for the rows with `solved[i]`, at threshold t[i],
  * ∂ℓ/∂z_m = u_m − v_m·factor[i] with v = α·σ(a)·σ(−a), a = α(z + t), and u_m = α·g_m·σ(−a_m)
  * at the positives (g = −w/n_i); times up[i] (the upstream factor) and the scale. The dense
- * part −v·factor runs native (shardedTopKGrad), the positives' terms here. Returns this rank's
- * share of dScale.
+ * part −v·factor runs native (shardedTopKGrad), the positives' terms here: their raw scores
+ * `lpS` (picked in phase 1, per local positive of these rows), their dense value read back
+ * (from a device block by a gather) and the sum written by `set`. Returns this rank's share of
+ * dScale.
  */
-export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, nPos: Int32Array, alpha: number, solved: Uint8Array, t: Float64Array, factor: Float64Array, up: Float64Array): number {
+export function topkGrad(S: Block, G: Block, rows: number, n: number, scale: number, exclude: LocalCsr | undefined, lp: LocalPositives, lpS: Float32Array, nPos: Int32Array, alpha: number, solved: Uint8Array, t: Float64Array, factor: Float64Array, up: Float64Array, set: (k: number, v: number) => void, bt: BlockTypes = F32): number {
   const coef = Float64Array.from({ length: rows }, (_, i) => (solved[i] ? -up[i] * alpha * factor[i] : 0));
-  let dScale = call((a) => a.shardedTopKGrad({ ...topkBlock(S, rows, n, scale, exclude, alpha), t, coef, grad: G })).dScale;
+  let dScale = call((a) => a.shardedTopKGrad({ ...topkBlock(S, rows, n, scale, exclude, alpha, bt), t, coef, grad: G, gradDtype: bt.gradDtype })).dScale;
+  const at = new Float64Array(lp.cols.length);
+  for (let i = 0; i < rows; i++) for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) at[q] = i * n + lp.cols[q];
+  let dense: Float32Array;
+  if (G instanceof Float32Array) dense = Float32Array.from(at, (j) => G[j]);
+  else gatherEntries(G, rows, n, at, (dense = new Float32Array(at.length)), bt.gradDtype);
   for (let i = 0; i < rows; i++) {
     if (!solved[i]) continue;
     const ui = up[i] * scale;
     for (let q = lp.rowPtr[i]; q < lp.rowPtr[i + 1]; q++) {
-      const j = i * n + lp.cols[q];
-      const z = Math.fround(scale * S[j]);
+      const s = lpS[q];
+      const z = Math.fround(scale * s);
       if (z === -Infinity) continue;
       const add = ui * alpha * (-lp.weights[q] / nPos[i]) * sigmoidPair(alpha * (z + t[i]))[1];
-      G[j] += add;
-      dScale += (add / scale) * S[j];
+      set(at[q], Math.fround(dense[q] + add));
+      dScale += (add / scale) * s;
     }
   }
   return dScale;
@@ -444,9 +501,9 @@ export function topkGrad(S: Float32Array, G: Float32Array, rows: number, n: numb
  * infoNCE symmetric (native: shardedColumnStats): each local column's softmax over the rows (a
  * rank holds whole columns): the maximum and rest = Σ_i e^{z−max} − 1, as the rows' (MATH §2).
  */
-export function columnPartials(S: Float32Array, rows: number, n: number, scale: number) {
+export function columnPartials(S: Block, rows: number, n: number, scale: number, bt: BlockTypes = F32) {
   const max = new Float64Array(n), rest = new Float64Array(n), bad = new Int32Array(2);
-  call((a) => a.shardedColumnStats({ localScores: S, dtype: 0, rows, cols: n, scale, max, rest, bad }));
+  call((a) => a.shardedColumnStats({ localScores: S, dtype: bt.dtype, rows, cols: n, scale, max, rest, bad }));
   return { max, rest, bad: (bad[0] >= 0 ? [bad[0], bad[1]] : undefined) as BadEntry };
 }
 
@@ -455,12 +512,12 @@ export function columnPartials(S: Float32Array, rows: number, n: number, scale: 
  * G_ij = (rowCoef_i·e^{z−rowMax_i} + colCoef_j·e^{z−colMax_j})·scale at the entries that are in
  * (with G undefined, nothing is written). Returns Σ_ij (G_ij/scale)·S_ij.
  */
-export function symmetricGrad(S: Float32Array, G: Float32Array | undefined, rows: number, n: number, scale: number, rowMax: Float64Array, rowCoef: Float64Array, colMax: Float64Array, colCoef: Float64Array): number {
-  return call((a) => a.shardedSymmetricGrad({ localScores: S, dtype: 0, rows, cols: n, scale, rowMax, rowCoef, colMax, colCoef, grad: G })).dScale;
+export function symmetricGrad(S: Block, G: Block | undefined, rows: number, n: number, scale: number, rowMax: Float64Array, rowCoef: Float64Array, colMax: Float64Array, colCoef: Float64Array, bt: BlockTypes = F32): number {
+  return call((a) => a.shardedSymmetricGrad({ localScores: S, dtype: bt.dtype, rows, cols: n, scale, rowMax, rowCoef, colMax, colCoef, grad: G, gradDtype: bt.gradDtype })).dScale;
 }
 
 /** The key-embedding form's score chunk (native: shardedScores, the GEMM core): S = Q̂_chunk·k̂ᵀ + b. */
-export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: Float32Array): void {
+export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | undefined, out: NativeInput): void {
   call((a) => a.shardedScores({ ...chunk, bias, scores: out }));
 }
 
@@ -469,15 +526,27 @@ export function embeddingScores(chunk: NativeShardedChunk, bias: Float32Array | 
  * and a column sum): gradKeys += (G·diag(keyScale))ᵀ·Q̂, gradBias += Σ_i G_ij and
  * gradQueries = G·diag(keyScale)·K. G is scaled in place.
  */
-export function embeddingGrad(chunk: NativeShardedChunk, G: Float32Array, gradQueries: Float32Array, gradKeys: Float32Array, gradBias: Float32Array | undefined): void {
-  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias }));
+export function embeddingGrad(chunk: NativeShardedChunk, G: NativeInput, gradQueries: NativeInput, gradKeys: NativeInput, gradBias: Float32Array | undefined, overwriteKeys = false): void {
+  call((a) => a.shardedEmbeddingsGrad({ ...chunk, grad: G, gradQueries, gradKeys, gradBias, overwriteKeys }));
 }
 
-/** Entries of a float32 block (host or device) by flat index (native: shardedGather). */
-export function gatherEntries(S: Block, rows: number, n: number, index: Float64Array, values: Float32Array): void {
-  call((a) => a.shardedGather({ localScores: S, dtype: 0, rows, cols: n, scale: 1, count: index.length, index, values }));
+/** 1/max(‖x_r‖, 1e-12) of each row of a device matrix (native: shardedNorms), to the host. */
+export function rowInvNorms(x: NativeInput, dtype: number, rows: number, dim: number): Float32Array {
+  const inv = new Float32Array(rows);
+  if (rows > 0) call((a) => a.shardedNorms({ x, dtype, rows, dim, inv }));
+  return inv;
 }
-/** Writes entries of a float32 block (host or device) by flat index (native: shardedScatter). */
-export function scatterEntries(G: Block, rows: number, n: number, index: Float64Array, values: Float32Array): void {
-  call((a) => a.shardedScatter({ grad: G, dtype: 0, rows, cols: n, scale: 1, count: index.length, index, values }));
+
+/** The device form's end (native: shardedEmbeddingsFinish). */
+export function embeddingFinish(f: NativeShardedEmbeddingsFinish): void {
+  call((a) => a.shardedEmbeddingsFinish(f));
+}
+
+/** Entries of a block (float32 on the host, `dtype` on the device) by flat index, widened to float32 (native: shardedGather). */
+export function gatherEntries(S: Block, rows: number, n: number, index: Float64Array, values: Float32Array, dtype = 0): void {
+  call((a) => a.shardedGather({ localScores: S, dtype, rows, cols: n, scale: 1, count: index.length, index, values }));
+}
+/** Writes entries of a block (float32 on the host, `dtype` on the device) by flat index, each rounded once (native: shardedScatter). */
+export function scatterEntries(G: Block, rows: number, n: number, index: Float64Array, values: Float32Array, dtype = 0): void {
+  call((a) => a.shardedScatter({ grad: G, dtype, rows, cols: n, scale: 1, count: index.length, index, values }));
 }

@@ -15,10 +15,10 @@
 import { float32ToBFloat16, float32ToFloat16, toFloat32 } from './half';
 import { makeError } from './errors';
 import type { DeviceBufferHandle } from './native';
-import { embeddingGrad, embeddingScores, gatherEntries, scatterEntries, type Block, type NativeShardedChunk } from './shardedMath';
+import { embeddingFinish, embeddingGrad, embeddingScores, F32, gatherEntries, rowInvNorms, scatterEntries, type Block, type BlockTypes, type NativeShardedChunk } from './shardedMath';
 import { dtypeCode, emptyDevice, Tensor, type DType, type HostArray } from './tensor';
 
-/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer for a device block). */
+/** f(S, r0, r1): the scores of rows [r0, r1), (r1 − r0) × n row-major float32 (a device buffer of the source's dtype for a device block). */
 export type ChunkFn = (S: Block, r0: number, r1: number) => void;
 /**
  * f(S, G, r0, r1, set): writes the chunk's dL/dS into G (zeroed, the chunk's shape) by the
@@ -26,7 +26,7 @@ export type ChunkFn = (S: Block, r0: number, r1: number) => void;
  */
 export type GradFn = (S: Block, G: Block, r0: number, r1: number, set: (k: number, v: number) => void) => void;
 
-/** The host block a host-only read needs (the losses a device block does not take never get another). */
+/** A host source's block (a device block never reaches the host reads: ERR_INTERNAL if it did). */
 export function hostBlock(S: Block): Float32Array {
   if (!(S instanceof Float32Array)) throw makeError('ERR_INTERNAL', 'sharded loss: a host-only read of a device block');
   return S;
@@ -51,8 +51,10 @@ export interface SourceGrads {
 export interface ScoreSource {
   readonly rows: number;
   readonly n: number;
-  /** A device block (the softmax-type losses only). */
+  /** A device block. */
   readonly device: boolean;
+  /** The dtype codes the block reads see (a host block is float32: widened once) and the gradient's. */
+  readonly types: BlockTypes;
   /** Runs f over the row chunks in order; with `wanted` (sorted rows), chunks without one may be skipped. */
   scan(f: ChunkFn, wanted?: Int32Array): void;
   /** A ChunkFn that reads the entries of a CSR over the rows (local columns) into out[q], for a scan. */
@@ -61,6 +63,8 @@ export interface ScoreSource {
   grad(f: GradFn, keep: boolean): void;
   /** The gradients of the last kept grad pass. */
   grads(): SourceGrads;
+  /** Frees the source's scratch (device chunks) once the job is done. */
+  release?(): void;
 }
 
 /** Rows of float32 scratch per converted chunk: 4 MiB. */
@@ -83,6 +87,7 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
     rows,
     n,
     device: false,
+    types: F32,
     scan: (f) => f(S, 0, rows),
     pick: (m, out) => hostPick(m, n, out),
     grad(f, keep) {
@@ -109,27 +114,31 @@ export function blockSource(data: HostArray, dtype: DType, rows: number, n: numb
 }
 
 /**
- * A float32 block on the device: the partials and the gradient run as CUDA kernels over it
- * (cuda/sharded.cu); the per-row statistics, the picked entries (labels', positives' scores)
- * and the finish's own entries cross to and from the host, O(B + nnz) floats. The gradient goes
- * to `target` (a device float32 tensor) or a new device tensor.
+ * A block on the device, of any dtype: the partials and the gradient run as CUDA kernels over it
+ * (cuda/sharded.cu) in its own dtype; the per-row statistics, the picked entries (labels',
+ * positives' scores, widened to float32) and the finish's own entries cross to and from the
+ * host, O(B + nnz) floats. The gradient (of `gradDtype`) goes to `target` (a device tensor: the
+ * caller's `out`, or the scores themselves with `inplace`) or a new device tensor; every kernel
+ * writes each entry it owns, so a new one needs no zeroing.
  */
-export function deviceSource(t: Tensor, rows: number, n: number, target: Tensor | undefined): ScoreSource {
+export function deviceSource(t: Tensor, rows: number, n: number, gradDtype: DType, target: Tensor | undefined): ScoreSource {
   const S = t.nativeInput('localScores') as DeviceBufferHandle;
+  const types: BlockTypes = { dtype: dtypeCode(t.dtype), gradDtype: dtypeCode(gradDtype) };
   let kept: Tensor | undefined;
   return {
     rows,
     n,
     device: true,
+    types,
     scan: (f) => f(S, 0, rows),
     pick: (m, out) => (block, r0, r1) => {
       const q0 = m.rowPtr[r0], q1 = m.rowPtr[r1];
       const index = new Float64Array(q1 - q0);
       for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) index[q - q0] = (i - r0) * n + m.cols[q];
-      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1));
+      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1), types.dtype);
     },
     grad(f, keep) {
-      const G = target ?? emptyDevice('float32', [rows, n]);
+      const G = target ?? emptyDevice(gradDtype, [rows, n]);
       const g = G.nativeInput('opts.out') as DeviceBufferHandle;
       const at: number[] = [], values: number[] = [];
       f(S, g, 0, rows, (k, v) => {
@@ -137,8 +146,9 @@ export function deviceSource(t: Tensor, rows: number, n: number, target: Tensor 
         values.push(v);
       });
       // After the dense kernel (same stream): the entries the loss writes itself.
-      scatterEntries(g, rows, n, Float64Array.from(at), Float32Array.from(values));
+      scatterEntries(g, rows, n, Float64Array.from(at), Float32Array.from(values), types.gradDtype);
       if (keep) kept = G;
+      else if (!target) G.dispose();
     },
     grads: () => (kept ? { grad: kept } : {}),
   };
@@ -210,7 +220,10 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
   const whole = chunkRows >= rows;
   const step = whole ? Math.max(rows, 1) : chunkRows;
   const chunk = (r0: number, r1: number): NativeShardedChunk => ({
-    queries: Q.subarray(r0 * dim, r1 * dim),
+    queries: Q,
+    queriesDtype: 0,
+    row0: r0,
+    queryRows: rows,
     keys: n * dim > 0 ? e.keys.nativeInput('keys') : undefined,
     keysDtype: dtypeCode(e.keys.dtype),
     rows: r1 - r0,
@@ -239,6 +252,7 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
     rows,
     n,
     device: false,
+    types: F32,
     pick: (m, out) => hostPick(m, n, out),
     scan(f, wanted) {
       let w = 0;
@@ -258,11 +272,131 @@ export function embeddingsSource(e: EmbeddingsInput): ScoreSource {
         const r1 = Math.min(rows, r0 + step);
         const g = G.subarray(0, (r1 - r0) * n).fill(0);
         f(scores(r0, r1), g, r0, r1, (k, v) => (g[k] = v));
-        if (out) embeddingGrad(chunk(r0, r1), g, out.dQ.subarray(r0 * dim, r1 * dim), out.dK, out.dBias);
+        if (out) embeddingGrad(chunk(r0, r1), g, out.dQ, out.dK, out.dBias);
       }
       if (out) done = finishGrads(e, Q, qInv, kInv, out.dQ, out.dK, out.dBias);
     },
     grads: () => done,
+  };
+}
+
+/**
+ * The key-embedding form on the device (queries and keys cuda tensors of one dtype): the same
+ * chunks as embeddingsSource, each S = Q̂·K̂ᵀ + b a float32 device block formed by the GEMM of
+ * the embeddings driver (cuda/sharded.cu sharded_scores: the norms, taken once on the device,
+ * and the bias in its epilogue), read by the device block kernels; the gradient pass folds each
+ * chunk's G into dQ̂ and A (float32 device scratch, A the first chunk's written, the next ones'
+ * added) and ends with the chain rule into gradQueries (gradDtype) and gradKeys (float32), device
+ * tensors. Only the norms, the per-row statistics and the bias gradient cross to the host.
+ */
+export function deviceEmbeddingsSource(e: EmbeddingsInput): ScoreSource {
+  const { rows, n, dim } = e;
+  const code = dtypeCode(e.queries.dtype);
+  const Q = e.queries.nativeInput('localScores.queries');
+  const K = e.keys.nativeInput('localScores.keys');
+  const qInv = e.normalize ? rowInvNorms(Q, code, rows, dim) : undefined;
+  const kInv = e.normalize ? rowInvNorms(K, code, n, dim) : undefined;
+  const chunkRows = n === 0 ? Math.max(rows, 1) : Math.floor(e.memoryBudget / (8 * n));
+  const whole = chunkRows >= rows;
+  const step = whole ? Math.max(rows, 1) : chunkRows;
+  const chunk = (r0: number, r1: number): NativeShardedChunk => ({
+    queries: Q,
+    queriesDtype: code,
+    row0: r0,
+    queryRows: rows,
+    keys: K,
+    keysDtype: code,
+    rows: r1 - r0,
+    cols: n,
+    dim,
+    keyScale: kInv,
+    queryScale: qInv?.subarray(r0, r1),
+  });
+  // Device float32 scratch of a chunk's shape (the last chunk may be shorter), freed at the end.
+  const scratch = new Map<string, Tensor>();
+  const buffer = (tag: string, r: number): DeviceBufferHandle => {
+    const key = `${tag}${r}`;
+    let t = scratch.get(key);
+    if (!t) scratch.set(key, (t = emptyDevice('float32', [r, n])));
+    return t.nativeInput(tag) as DeviceBufferHandle;
+  };
+  let cached = false;
+  const scores = (r0: number, r1: number): DeviceBufferHandle => {
+    const S = buffer('scores', r1 - r0);
+    if (!whole || !cached) embeddingScores(chunk(r0, r1), e.bias, S);
+    cached = whole;
+    return S;
+  };
+  const free = () => {
+    for (const t of scratch.values()) t.dispose();
+    scratch.clear();
+    cached = false;
+  };
+  let done: SourceGrads = {};
+  return {
+    rows,
+    n,
+    device: true,
+    types: F32,
+    pick: (m, out) => (block, r0, r1) => {
+      const q0 = m.rowPtr[r0], q1 = m.rowPtr[r1];
+      const index = new Float64Array(q1 - q0);
+      for (let i = r0; i < r1; i++) for (let q = m.rowPtr[i]; q < m.rowPtr[i + 1]; q++) index[q - q0] = (i - r0) * n + m.cols[q];
+      gatherEntries(block, r1 - r0, n, index, out.subarray(q0, q1));
+    },
+    scan(f, wanted) {
+      let w = 0;
+      for (let r0 = 0; r0 < rows; r0 += step) {
+        const r1 = Math.min(rows, r0 + step);
+        if (wanted) {
+          while (w < wanted.length && wanted[w] < r0) w++;
+          if (!(w < wanted.length && wanted[w] < r1)) continue;
+        }
+        f(scores(r0, r1), r0, r1);
+      }
+    },
+    grad(f, keep) {
+      const dQ = keep ? emptyDevice('float32', [rows, dim]) : undefined;
+      const gk = keep ? (e.gradKeys && !e.accumulate ? e.gradKeys : emptyDevice('float32', [n, dim])) : undefined;
+      const dBias = keep && e.bias ? new Float32Array(n) : undefined;
+      try {
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const r1 = Math.min(rows, r0 + step);
+          const G = buffer('grad', r1 - r0);
+          const at: number[] = [], values: number[] = [];
+          f(scores(r0, r1), G, r0, r1, (k, v) => {
+            at.push(k);
+            values.push(v);
+          });
+          scatterEntries(G, r1 - r0, n, Float64Array.from(at), Float32Array.from(values));
+          if (dQ && gk) embeddingGrad(chunk(r0, r1), G, dQ.nativeInput('dQ'), gk.nativeInput('gradKeys'), dBias, r0 === 0);
+        }
+        if (!dQ || !gk) return;
+        if (rows === 0) (gk.nativeInput('gradKeys') as DeviceBufferHandle).copyFromHost(new Float32Array(n * dim)); // no chunk ran: A = 0
+        const gq = e.gradQueries ?? emptyDevice(e.gradDtype, [rows, dim]);
+        const out = e.gradKeys ?? gk;
+        embeddingFinish({
+          queries: Q, keys: K, dtype: code, rows, cols: n, dim, queryScale: qInv, keyScale: kInv,
+          gradQueriesIn: dQ.nativeInput('dQ'), gradQueries: gq.nativeInput('opts.gradQueries'), gradDtype: dtypeCode(e.gradDtype),
+          gradKeysIn: gk.nativeInput('gradKeys'), gradKeys: out.nativeInput('opts.gradKeys'), accumulate: e.accumulate,
+        });
+        if (gk !== out) gk.dispose();
+        done = { gradQueries: gq, gradKeys: out };
+        if (dBias) {
+          const b = e.gradBias ?? dBias;
+          if (b !== dBias) {
+            if (e.accumulate) for (let j = 0; j < n; j++) b[j] += dBias[j];
+            else b.set(dBias);
+          }
+          done.gradBias = b;
+        }
+      } finally {
+        dQ?.dispose();
+        free();
+      }
+    },
+    grads: () => done,
+    release: free,
   };
 }
 

@@ -203,11 +203,18 @@ struct LinearCrossEntropy {
   static LossResult cuda(const Args& a) { return cuda::linear_cross_entropy(a); }
 };
 
-// The float32 block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype,
-// rows, cols, scale. Host memory only: the sharded ops have no CUDA path.
+// The block every label-sharded loss reads (lib/shardedMath.ts): localScores, dtype, rows, cols,
+// scale. float32 on the host (the TS layer widens a half block once); any dtype on the device
+// (cuda/sharded.cu widens as it reads).
 void read_sharded_scores(Reader& r, ScoresArgs& a) {
   r.scores(a, "localScores");
-  if (a.dtype != DType::Float32) fail(err::kDType, "localScores: expected float32 (the sharded losses convert half blocks)");
+  if (a.dtype != DType::Float32 && !r.on_device()) fail(err::kDType, "localScores: expected float32 on the host (the sharded losses convert half blocks)");
+}
+
+// A sharded op's gradient block: gradDtype (float32, or the block's dtype) on the block's device.
+void read_sharded_grad(Reader& r, const ScoresArgs& a, void*& grad, DType& grad_dtype, bool required) {
+  grad_dtype = r.grad_dtype(a);
+  grad = r.matrix("grad", grad_dtype, a.rows * a.cols, Access::Write, required);
 }
 
 // The softmax losses' block: the scores, softcap, skip? (sorted local columns per row) and
@@ -250,16 +257,17 @@ struct ShardedSoftmaxGrad {
     a.rest = r.required_host<const double>("rest", a.rows);
     a.coef = r.required_host<const double>("coef", a.rows);
     a.lin = r.host<const double>("lin", a.rows);
-    a.grad = r.required_host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, true);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_softmax_grad(ctx, a); }
   static void cuda(const Args& a) { cuda::sharded_softmax_grad(a); }
 };
 
-// A float32 block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index.
+// A block's entries by flat index (Float64Array: B·N_r may pass 2^31): count, index. float32 on
+// the host; any dtype on the device (read widened, written rounded once).
 void read_indexed(Reader& r, const char* key, ScoresArgs& s, const double*& index, int64_t& count) {
   r.scores(s, key);
-  if (s.dtype != DType::Float32) fail(err::kDType, std::string(key) + ": expected float32");
+  if (s.dtype != DType::Float32 && !r.on_device()) fail(err::kDType, std::string(key) + ": expected float32 on the host");
   count = r.integer("count");
   index = r.required_host<const double>("index", count);
   const double size = double(s.rows) * double(s.cols);
@@ -275,7 +283,8 @@ struct ShardedGather {
   static void read(Reader& r, Args& a) {
     ScoresArgs s{};
     read_indexed(r, "localScores", s, a.index, a.count);
-    a.block = static_cast<const float*>(s.scores);
+    a.block = s.scores;
+    a.dtype = s.dtype;
     a.size = s.rows * s.cols;
     a.values = r.required_host<float>("values", a.count);
   }
@@ -291,7 +300,8 @@ struct ShardedScatter {
     ScoresArgs s{};
     read_indexed(r, "grad", s, a.index, a.count);
     a.size = s.rows * s.cols;
-    a.block = static_cast<float*>(r.matrix("grad", DType::Float32, a.size, Access::Write, true));
+    a.dtype = s.dtype;
+    a.block = r.matrix("grad", s.dtype, a.size, Access::Write, true);
     a.values = r.required_host<const float>("values", a.count);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_scatter(ctx, a); }
@@ -309,6 +319,7 @@ struct ShardedColumnStats {
     a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_column_stats(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_column_stats(a); }
 };
 
 // shardedSymmetricGrad({ localScores, ..., rowMax, rowCoef, colMax, colCoef, grad? }) → { dScale }
@@ -321,9 +332,10 @@ struct ShardedSymmetricGrad {
     a.row_coef = r.required_host<const double>("rowCoef", a.rows);
     a.col_max = r.required_host<const double>("colMax", a.cols);
     a.col_coef = r.required_host<const double>("colCoef", a.cols);
-    a.grad = r.host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, false);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_symmetric_grad(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::sharded_symmetric_grad(a); }
 };
 
 // Soft top-k's sharded block: localScores, alpha and exclude? (local columns).
@@ -332,6 +344,10 @@ void read_sharded_topk(Reader& r, ShardedTopKBlock& a) {
   a.alpha = float(r.number("alpha"));
   if (!(a.alpha > 0)) fail(err::kArg, "alpha: expected a finite number > 0");
   a.exclude = r.exclude(a);
+  // Sorted, as lib/sharded.ts sends them: the CUDA sweeps find a column by binary search.
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t e = a.exclude.begin(i) + 1; e < a.exclude.end(i); ++e)
+      if (a.exclude.cols[e - 1] >= a.exclude.cols[e]) fail(err::kCsr, "exclude row " + std::to_string(i) + ": expected increasing columns");
 }
 
 // shardedTopKRange({ localScores, ..., alpha, exclude?, max, min, count, bad })
@@ -346,6 +362,7 @@ struct ShardedTopKRange {
     a.bad = r.required_host<int32_t>("bad", 2);
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_range(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_topk_range(a); }
 };
 
 // shardedTopKSums({ localScores, ..., alpha, exclude?, searching, rowsAt, t, sums })
@@ -362,6 +379,7 @@ struct ShardedTopKSums {
       if (a.rows_at[k] < 0 || a.rows_at[k] >= a.rows) fail(err::kArg, "rowsAt: expected rows in [0, " + std::to_string(a.rows) + ")");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_topk_sums(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_topk_sums(a); }
 };
 
 // shardedTopKGrad({ localScores, ..., alpha, exclude?, t, coef, grad }) → { dScale }
@@ -372,51 +390,103 @@ struct ShardedTopKGrad {
     read_sharded_topk(r, a);
     a.t = r.required_host<const double>("t", a.rows);
     a.coef = r.required_host<const double>("coef", a.rows);
-    a.grad = r.required_host<float>("grad", a.rows * a.cols);
+    read_sharded_grad(r, a, a.grad, a.grad_dtype, true);
   }
   static LossResult cpu(Context& ctx, const Args& a) { return sharded_topk_grad(ctx, a); }
+  static LossResult cuda(const Args& a) { return cuda::sharded_topk_grad(a); }
 };
 
-// The key-embedding form's chunk: { queries (float32), keys, keysDtype, rows, cols, dim, keyScale? }.
-void read_sharded_chunk(Reader& r, ShardedEmbeddingsChunk& a, const char* name) {
+// The key-embedding form's chunk: { queries, queriesDtype, row0, queryRows, keys, keysDtype,
+// rows, cols, dim, keyScale?, queryScale? }: rows [row0, row0 + rows) of the query_rows queries.
+// On the host float32 queries (Q̂, normalised by the caller); on the device the raw queries, of
+// the keys' dtype, on the keys' device.
+void read_sharded_chunk(Reader& r, ShardedEmbeddingsChunk& a) {
   a.rows = r.integer("rows");
   a.cols = r.integer("cols");
   a.dim = r.integer("dim");
+  a.row0 = r.integer("row0");
+  a.query_rows = r.integer("queryRows");
+  if (a.row0 + a.rows > a.query_rows) fail(err::kArg, "row0: expected the chunk's rows within queryRows");
+  a.queries_dtype = r.dtype("queriesDtype");
   a.keys_dtype = r.dtype("keysDtype");
-  a.queries = r.host<const float>("queries", a.rows * a.dim);
+  a.queries = r.input("queries", a.queries_dtype, a.query_rows * a.dim);
   a.keys = r.matrix("keys", a.keys_dtype, a.cols * a.dim, Access::Read, a.cols * a.dim > 0);
-  if (r.on_device()) fail(err::kDevice, std::string(name) + ": host keys only");
-  if (a.rows * a.dim > 0 && !a.queries) fail(err::kType, std::string(name) + ": expected queries, a Float32Array");
+  if (r.on_device() ? a.queries_dtype != a.keys_dtype : a.queries_dtype != DType::Float32)
+    fail(err::kDType, "queries: expected float32 on the host, the keys' dtype on the device");
   a.key_scale = r.host<const float>("keyScale", a.cols);
+  a.query_scale = r.host<const float>("queryScale", a.rows);
 }
 
-// shardedScores({ ...the chunk, bias?, scores })
+// shardedScores({ ...the chunk, bias?, scores }): scores on the queries' device.
 struct ShardedScores {
   using Args = ShardedScoresArgs;
   static constexpr const char* name = "shardedScores";
   static void read(Reader& r, Args& a) {
-    read_sharded_chunk(r, a, name);
+    read_sharded_chunk(r, a);
     a.bias = r.host<const float>("bias", a.cols);
-    a.scores = r.host<float>("scores", a.rows * a.cols);
-    if (a.rows * a.cols > 0 && !a.scores) fail(err::kType, "shardedScores: expected scores, a Float32Array");
+    a.scores = static_cast<float*>(r.matrix("scores", DType::Float32, a.rows * a.cols, Access::Write, true));
   }
   static void cpu(Context& ctx, const Args& a) { sharded_scores(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_scores(a); }
 };
 
-// shardedEmbeddingsGrad({ ...the chunk, grad, gradQueries, gradKeys, gradBias? })
+// shardedEmbeddingsGrad({ ...the chunk, grad, gradQueries, gradKeys, overwriteKeys, gradBias? }):
+// grad, gradQueries (queryRows × dim) and gradKeys float32 on the queries' device; gradBias host.
 struct ShardedEmbeddingsGrad {
   using Args = ShardedEmbeddingsGradArgs;
   static constexpr const char* name = "shardedEmbeddingsGrad";
   static void read(Reader& r, Args& a) {
-    read_sharded_chunk(r, a, name);
-    a.grad = r.host<float>("grad", a.rows * a.cols);
-    a.grad_queries = r.host<float>("gradQueries", a.rows * a.dim);
-    a.grad_keys = r.host<float>("gradKeys", a.cols * a.dim);
+    read_sharded_chunk(r, a);
+    a.grad = static_cast<float*>(r.matrix("grad", DType::Float32, a.rows * a.cols, Access::Write, true));
+    a.grad_queries = static_cast<float*>(r.matrix("gradQueries", DType::Float32, a.query_rows * a.dim, Access::Write, true));
+    a.grad_keys = static_cast<float*>(r.matrix("gradKeys", DType::Float32, a.cols * a.dim, Access::Write, true));
+    a.overwrite_keys = r.flag("overwriteKeys");
     a.grad_bias = r.host<float>("gradBias", a.cols);
-    if ((a.rows * a.cols > 0 && (!a.grad || !a.grad_keys)) || (a.rows * a.dim > 0 && !a.grad_queries))
-      fail(err::kType, "shardedEmbeddingsGrad: expected grad, gradQueries and gradKeys");
   }
   static void cpu(Context& ctx, const Args& a) { sharded_embeddings_grad(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_embeddings_grad(a); }
+};
+
+// shardedNorms({ x, dtype, rows, dim, inv }): inv on the host.
+struct ShardedNorms {
+  using Args = ShardedNormsArgs;
+  static constexpr const char* name = "shardedNorms";
+  static void read(Reader& r, Args& a) {
+    a.dtype = r.dtype("dtype");
+    a.rows = r.integer("rows");
+    a.dim = r.integer("dim");
+    a.x = r.input("x", a.dtype, a.rows * a.dim);
+    a.inv = r.required_host<float>("inv", a.rows);
+  }
+  static void cpu(Context& ctx, const Args& a) { sharded_norms(ctx, a); }
+  static void cuda(const Args& a) { cuda::sharded_norms(a); }
+};
+
+// shardedEmbeddingsFinish({ queries, keys, dtype, rows, cols, dim, queryScale?, keyScale?,
+// gradQueriesIn, gradQueries, gradDtype, gradKeysIn, gradKeys, accumulate }): the device form's
+// end (the host form finishes in lib/shardedSource.ts).
+struct ShardedEmbeddingsFinish {
+  using Args = ShardedEmbeddingsFinishArgs;
+  static constexpr const char* name = "shardedEmbeddingsFinish";
+  static void read(Reader& r, Args& a) {
+    a.dtype = r.dtype("dtype");
+    a.rows = r.integer("rows");
+    a.cols = r.integer("cols");
+    a.dim = r.integer("dim");
+    a.queries = r.input("queries", a.dtype, a.rows * a.dim);
+    a.keys = r.matrix("keys", a.dtype, a.cols * a.dim, Access::Read, true);
+    a.query_scale = r.host<const float>("queryScale", a.rows);
+    a.key_scale = r.host<const float>("keyScale", a.cols);
+    a.grad_queries_in = static_cast<const float*>(r.matrix("gradQueriesIn", DType::Float32, a.rows * a.dim, Access::Read, true));
+    a.grad_dtype = r.dtype("gradDtype");
+    if (a.grad_dtype != DType::Float32 && a.grad_dtype != a.dtype) fail(err::kDType, "gradDtype: expected float32 or the queries' dtype");
+    a.grad_queries = r.matrix("gradQueries", a.grad_dtype, a.rows * a.dim, Access::Write, true);
+    a.grad_keys_in = static_cast<float*>(r.matrix("gradKeysIn", DType::Float32, a.cols * a.dim, Access::Write, true));
+    a.grad_keys = static_cast<float*>(r.matrix("gradKeys", DType::Float32, a.cols * a.dim, Access::Write, true));
+    a.accumulate = r.flag("accumulate");
+  }
+  static void cpu(Context&, const Args&) { fail(err::kDevice, "shardedEmbeddingsFinish: device tensors only (the host form finishes in lib/shardedSource.ts)"); }
+  static void cuda(const Args& a) { cuda::sharded_embeddings_finish(a); }
 };
 
 // What every <loss>FromEmbeddings reads: { queries, keys, dtype, rows, dim, cols, normalize,
@@ -545,6 +615,8 @@ void define_ops(Napi::Env env, Napi::Object exports) {
   define_op<ShardedScatter>(env, exports);
   define_op<ShardedScores>(env, exports);
   define_op<ShardedEmbeddingsGrad>(env, exports);
+  define_op<ShardedNorms>(env, exports);
+  define_op<ShardedEmbeddingsFinish>(env, exports);
   define_op<DecoupledSoftmaxFromEmbeddings>(env, exports);
   define_op<MultiLabelSoftmaxFromEmbeddings>(env, exports);
   define_op<BinaryCrossEntropyFromEmbeddings>(env, exports);

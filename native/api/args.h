@@ -252,9 +252,10 @@ LossResult soft_topk_loss(Context& ctx, const SoftTopKLossArgs& args);
 namespace cuda { LossResult soft_topk_loss(const SoftTopKLossArgs& args); }
 
 // ---------- label-sharded losses (docs/MATH.md §5) ----------
-// One rank's block: columns [off, off + cols) of the rows × N scores (float32 here; the TS
-// caller converts). The per-row math between the exchanges is lib/sharded.ts's; these are the
-// reads of the block, one per phase (lib/shardedMath.ts lists which loss uses which).
+// One rank's block: columns [off, off + cols) of the rows × N scores (float32 on the host, where
+// the TS caller converts a half block; any dtype on the device, widened as it is read). The
+// per-row math between the exchanges is lib/sharded.ts's; these are the reads of the block, one
+// per phase (lib/shardedMath.ts lists which loss uses which).
 
 // A softmax-type loss's block: z = scale·x, or c·tanh(scale·x/c) with a softcap c.
 struct ShardedSoftmaxBlock : ScoresArgs {
@@ -286,7 +287,8 @@ struct ShardedSoftmaxGradArgs : ShardedSoftmaxBlock {
   const double* rest;  // rows: the global Σ_j e^{z_j − max_i} − 1
   const double* coef;  // rows
   const double* lin;   // rows, or null: all 0
-  float* grad;         // rows × cols float32
+  void* grad;          // rows × cols of grad_dtype (float32 on the host)
+  DType grad_dtype;    // Float32, or the block's dtype (device)
 };
 void sharded_softmax_grad(Context& ctx, const ShardedSoftmaxGradArgs& a);
 
@@ -308,7 +310,8 @@ struct ShardedSymmetricGradArgs : ScoresArgs {
   const double* row_coef;  // rows
   const double* col_max;   // cols
   const double* col_coef;  // cols
-  float* grad;             // rows × cols float32, or null
+  void* grad;              // rows × cols of grad_dtype (float32 on the host), or null
+  DType grad_dtype;
 };
 LossResult sharded_symmetric_grad(Context& ctx, const ShardedSymmetricGradArgs& a);
 
@@ -343,56 +346,105 @@ void sharded_topk_sums(Context& ctx, const ShardedTopKSumsArgs& a);
 struct ShardedTopKGradArgs : ShardedTopKBlock {
   const double* t;     // rows: the thresholds
   const double* coef;  // rows
-  float* grad;         // rows × cols float32
+  void* grad;          // rows × cols of grad_dtype (float32 on the host)
+  DType grad_dtype;
 };
 LossResult sharded_topk_grad(Context& ctx, const ShardedTopKGradArgs& a);
 
 // The key-embedding form of the sharded losses (shardedLoss on { queries, keys }, MATH §5): the
 // rank holds keys K_r (cols × dim) and the gathered queries; lib/sharded.ts takes S's rows in
-// chunks and runs the block reads above on each. These are the GEMM core's two passes per chunk.
+// chunks and runs the block reads above on each. These are the GEMM core's two passes per chunk,
+// on the host or (cuda/sharded.cu, every operand but the scales and the bias) on the device.
 struct ShardedEmbeddingsChunk {
-  const float* queries;    // rows × dim float32: the chunk's queries (normalised by the caller with `normalize`)
+  const void* queries;     // query_rows × dim of queries_dtype: the host's float32 Q̂ (normalised by
+                           // the caller with `normalize`), or the device's raw queries (the keys' dtype)
+  DType queries_dtype;
+  int64_t row0;            // the chunk's first row of queries (and of grad_queries)
+  int64_t query_rows;
   const void* keys;        // cols × dim of keys_dtype: the rank's keys
   DType keys_dtype;
   int64_t rows, cols, dim;
-  const float* key_scale;  // cols, or null: 1/max(‖k_j‖, 1e-12) with `normalize` (k̂_j = k_j·key_scale_j)
+  const float* key_scale;    // cols, or null: 1/max(‖k_j‖, 1e-12) with `normalize` (k̂_j = k_j·key_scale_j)
+  const float* query_scale;  // rows (the chunk's), or null: q̂_i = q_i·query_scale_i (the device's `normalize`)
 };
-// scores (rows × cols float32) = queries·k̂ᵀ + bias.
+// scores (rows × cols float32) = q̂·k̂ᵀ + bias.
 struct ShardedScoresArgs : ShardedEmbeddingsChunk {
   const float* bias;  // cols (the shard's slice), or null
   float* scores;      // rows × cols
 };
 void sharded_scores(Context& ctx, const ShardedScoresArgs& a);
 
-// From the chunk's G = dL/dS: grad_keys += Gᵀ·queries (the gradient of k̂; the caller chains it
-// through the normalisation), grad_bias += Σ_i G_ij, then grad_queries = G·k̂ (overwritten). G is
-// scaled by key_scale in place (it is the caller's scratch).
+// From the chunk's G = dL/dS: grad_keys += Gᵀ·q̂ (the gradient of k̂, times key_scale; the caller
+// chains it through the normalisation), grad_bias += Σ_i G_ij, then rows [row0, row0 + rows) of
+// grad_queries = G·k̂ (overwritten: dQ̂). G is scaled in place (it is the caller's scratch).
 struct ShardedEmbeddingsGradArgs : ShardedEmbeddingsChunk {
   float* grad;          // rows × cols
-  float* grad_queries;  // rows × dim
-  float* grad_keys;     // cols × dim, added into
-  float* grad_bias;     // cols, added into, or null
+  float* grad_queries;  // query_rows × dim
+  float* grad_keys;     // cols × dim, added into (overwritten with overwrite_keys: the first chunk)
+  bool overwrite_keys;
+  float* grad_bias;     // cols, host, added into, or null
 };
 void sharded_embeddings_grad(Context& ctx, const ShardedEmbeddingsGradArgs& a);
 
-// CUDA: the block and grad on the device; skip, class weights and the per-row arrays on the
-// host (the launchers move them). The softmax-type losses only, for now.
+// 1/max(‖x_r‖, 1e-12) of each row (F.normalize's), the norm summed in double over the widened
+// elements: the device's `normalize` (the host form takes its norms in lib/shardedSource.ts).
+struct ShardedNormsArgs {
+  const void* x;  // rows × dim of dtype
+  DType dtype;
+  int64_t rows, dim;
+  float* inv;     // rows, host
+};
+void sharded_norms(Context& ctx, const ShardedNormsArgs& a);
+
+// The device form's end (the host's is lib/shardedSource.ts finishGrads): dQ̂ and A (the sums of
+// the chunks' grad_queries and grad_keys) chained through the normalisation, MATH §3.9:
+//   dq = (dq̂ − q̂ (q̂·dq̂))·query_scale,  dk = A − k̂ (k̂·A)   (plain dq̂·scale, A below eps),
+// into grad_queries (grad_dtype) and grad_keys (float32), added to their contents with
+// accumulate. grad_keys may be grad_keys_in (projected in place).
+struct ShardedEmbeddingsFinishArgs {
+  const void* queries;  // rows × dim of dtype
+  const void* keys;     // cols × dim of dtype
+  DType dtype;
+  int64_t rows, cols, dim;
+  const float* query_scale;      // rows, host, or null (no normalize)
+  const float* key_scale;        // cols, host, or null
+  const float* grad_queries_in;  // rows × dim float32: dQ̂
+  void* grad_queries;            // rows × dim of grad_dtype
+  DType grad_dtype;
+  float* grad_keys_in;           // cols × dim float32: A, projected in place
+  float* grad_keys;              // cols × dim float32
+  bool accumulate;
+};
+
+// CUDA (cuda/sharded.cu): the block and grad on the device, of any dtype; skip and exclude
+// lists, class weights and the per-row (per-column) arrays on the host (the launchers move them).
 namespace cuda {
 void sharded_row_stats(const ShardedRowStatsArgs& a);
 void sharded_softmax_grad(const ShardedSoftmaxGradArgs& a);
+void sharded_column_stats(const ShardedColumnStatsArgs& a);
+LossResult sharded_symmetric_grad(const ShardedSymmetricGradArgs& a);
+void sharded_topk_range(const ShardedTopKRangeArgs& a);
+void sharded_topk_sums(const ShardedTopKSumsArgs& a);
+LossResult sharded_topk_grad(const ShardedTopKGradArgs& a);
+void sharded_scores(const ShardedScoresArgs& a);
+void sharded_embeddings_grad(const ShardedEmbeddingsGradArgs& a);
+void sharded_norms(const ShardedNormsArgs& a);
+void sharded_embeddings_finish(const ShardedEmbeddingsFinishArgs& a);
 }
 
 // A device block's entries read or written by flat index (the labels' and positives' scores
 // phase 1 picks, the finish's own entries): lib/sharded.ts's element reads of a host block.
 struct ShardedGatherArgs {
-  const float* block;   // rows × cols float32
+  const void* block;    // rows × cols of dtype (float32 on the host)
+  DType dtype;
   int64_t size;         // rows·cols
   const double* index;  // count flat indices in [0, size)
   int64_t count;
   float* values;        // count, host
 };
 struct ShardedScatterArgs {
-  float* block;
+  void* block;          // rows × cols of dtype (float32 on the host)
+  DType dtype;
   int64_t size;
   const double* index;
   int64_t count;

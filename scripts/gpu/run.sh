@@ -5,6 +5,8 @@
 #   bash scripts/gpu/run.sh perf       Nsight Compute DRAM bytes per op, the bench, the PyTorch baselines
 #   bash scripts/gpu/run.sh embeddings linearCrossEntropy and the <loss>FromEmbeddings: CUDA vs CPU (sync
 #                                      and async), memcheck on the small cases, the bench against PyTorch
+#   bash scripts/gpu/run.sh sharded    shardedLoss on device blocks (cuda/sharded.cu): every loss, the CLIP
+#                                      form, fp16/bf16 blocks, R = 1 and 3, CUDA vs CPU; memcheck on the small ones
 #   bash scripts/gpu/run.sh STEP...    any of the step names below
 # Each step has its own time limit (the device tool allows 10 minutes a command and 15 in all),
 # writes its log to $OUT and a line to $OUT/SUMMARY.txt; a step that fails or times out does not
@@ -58,6 +60,8 @@ run_step() {
     torch) step torch 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_baselines.py --json "$OUT/torch-bench.json" ;;
     parity-embeddings) step parity-embeddings 150 $NODE scripts/backend-ops.mjs --embeddings --json "$OUT/backend-ops-embeddings.json" ;;
     sanitizer-embeddings) step sanitizer-embeddings 240 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 $NODE scripts/backend-ops.mjs --embeddings --small ;;
+    parity-sharded) step parity-sharded 150 $NODE scripts/backend-ops.mjs --op shardedLoss --json "$OUT/backend-ops-sharded.json" ;;
+    sanitizer-sharded) step sanitizer-sharded 200 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 $NODE scripts/backend-ops.mjs --op shardedLoss --small ;;
     bench-embeddings) step bench-embeddings 200 $NODE bench/gpu-embeddings.mjs --json "$OUT/fusedloss-embeddings.json" ;;
     torch-embeddings) step torch-embeddings 150 env PYTHONUNBUFFERED=1 python3 scripts/gpu/torch_embeddings.py --json "$OUT/torch-embeddings.json" ;;
     report-embeddings) step report-embeddings 30 bash -c "$NODE scripts/gpu/report-embeddings.mjs '$OUT/fusedloss-embeddings.json' '$OUT/torch-embeddings.json' > '$OUT/GPU_BENCH_EMBEDDINGS.md' && cat '$OUT/GPU_BENCH_EMBEDDINGS.md'" ;;
@@ -71,6 +75,7 @@ export NODE OUT
 check_steps="info parity matrix layouts edges determinism memcheck racecheck synccheck"
 perf_steps="ncu bench torch report"
 embeddings_steps="info parity-embeddings sanitizer-embeddings bench-embeddings torch-embeddings report-embeddings"
+sharded_steps="info parity-sharded sanitizer-sharded"
 steps=()
 [ $# -eq 0 ] && set -- check perf
 for a in "$@"; do
@@ -78,6 +83,7 @@ for a in "$@"; do
     check) steps+=($check_steps) ;;
     perf) steps+=($perf_steps) ;;
     embeddings) steps+=($embeddings_steps) ;;
+    sharded) steps+=($sharded_steps) ;;
     *) steps+=("$a") ;;
   esac
 done
