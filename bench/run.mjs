@@ -16,7 +16,15 @@
 // or --op embeddings runs one of them alone.
 //
 // The floor: the addon's multi-threaded memcpy over 256 MiB gives the copy bandwidth B (bytes
-// read + written per second); an op that must move `bytes` cannot beat bytes / B. Peers are
+// read + written per second); an op that must move `bytes` (scripts/ops.mjs: what the op must
+// read and write at least, e.g. the scores once and the gradient once, not what a kernel happens
+// to re-read) takes about bytes / B. 256 MiB is far beyond the last-level cache, so B is the
+// memory's bandwidth, which is the ceiling for an op's 32-64 MiB too. It is a lenient floor, not a
+// strict one, in two ways, both in the op's favour: memcpy (glibc, per 1 MiB chunk) stores
+// through the cache, reading each destination line for ownership first, where the ops write a
+// large gradient with non-temporal stores (a copy with such stores measured 1.4-1.8x memcpy's
+// bandwidth on the 2-core EPYC of docs/BENCHMARKS.md, under load); and the op's inputs, reused
+// from call to call, may be partly served from a 32 MiB L3. So an op can pass 100%. Peers are
 // TensorFlow.js on its wasm backend and a plain-JS loop, on the same inputs. Every figure is a
 // median over repeated runs after a warm-up; ratios compare figures from this same run.
 import { spawnSync } from 'node:child_process';

@@ -128,6 +128,7 @@ struct BceNegTile {
   void* g;
   int64_t n;
   float scale, u;  // u: the row's upstream factor
+  bool dscale;     // the dScale sum is wanted (else BceSums::dscale is 0)
 };
 struct BceSums {
   double loss, dscale;

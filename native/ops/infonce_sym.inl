@@ -90,7 +90,8 @@ int64_t sym_stats(const SymStatsStrip& a) {
       const T* next = r + kSymBlockRows < a.rows ? row + kSymBlockRows * a.n : nullptr;
       const float zr = rmax[r - r0] == -INFINITY ? -INFINITY : a.scale * rmax[r - r0];
       const F vr = V::set1(zr == -INFINITY ? 0.f : -zr);
-      F rd = zero, rc = zero;
+      F rd = zero;
+      typename V::Tally rc = V::tally_zero();
       const F ar = V::set1(factor && zr != -INFINITY ? float(std::exp(double(zr) - double(K))) : 0.f);
       auto step = [&](F v, int64_t j, int n) {
         const F z = V::mul(v, vs);
@@ -121,7 +122,7 @@ int64_t sym_stats(const SymStatsStrip& a) {
       }
       if (tail) step(V::load_tail(row + main, tail, -INFINITY), main, tail);
       a.row_max[r] = zr;
-      a.row_rest[r] = zr == -INFINITY ? 0.0 : double(V::sum(rd)) + (double(V::count(rc)) - 1.0);
+      a.row_rest[r] = zr == -INFINITY ? 0.0 : double(V::sum(rd)) + (double(V::count(rc, rd)) - 1.0);
     }
     // 3. Merge the block's columns into the strip's: with m = max(m_a, m_b),
     //    Σ = (1 + rest_a)·e^{m_a − m} + (1 + rest_b)·e^{m_b − m}, so

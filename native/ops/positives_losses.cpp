@@ -157,7 +157,7 @@ LossResult binary_cross_entropy(Context& ctx, const PositivesLossArgs& a) {
     for_each_run(c0, c1, skips.row(r), [&](int64_t b, int64_t e) {
       const int64_t i = r * a.cols + b;
       const BceSums s = negatives(BceNegTile{static_cast<const char*>(a.scores) + i * dtype_size(a.dtype),
-                                             a.grad ? static_cast<char*>(a.grad) + i * esize : nullptr, e - b, a.scale, u});
+                                             a.grad ? static_cast<char*>(a.grad) + i * esize : nullptr, e - b, a.scale, u, a.grad_scale});
       if (s.first_bad >= 0 && t.first_bad < 0) t.first_bad = b + s.first_bad;
       t.loss += s.loss;
       t.dscale += s.dscale;

@@ -11,7 +11,8 @@
 //   4. the sparse corrections at O(nnz) columns, recomputed in fp32 before rounding.
 // Rows that fit one tile (kRowTile columns) run all four steps in one task, so the second read
 // of the row comes from cache; wider rows are cut into tiles spread over the pool (B = 1,
-// N = 10^7 uses every core) and merged in tile order: results do not depend on the thread count.
+// N = 10^7 uses every core) and merged in tile order: results do not depend on the thread count
+// (run_wide: a cache-sized group of rows at a time, so that their second read comes from cache).
 // run_tiles() runs the same steps on scores that are never held whole (score_tiles.h): the
 // engine then sees one column tile at a time through a window [col0, col0 + width).
 #pragma once
@@ -136,13 +137,14 @@ class SoftmaxRows {
         const RowSkip skip = loss.skip(r);
         // Without a softcap, the statistics sweep keeps exp(z − block max) for the gradient
         // sweep (one exp per entry in all). Per-thread buffers: rows here are ≤ kRowTile wide.
-        Kept* kept = nullptr;
+        Kept kept_view, *kept = nullptr;
         if (sweep && p_.cap == 0) {
-          thread_local Kept buffers;
-          buffers.keep.resize(size_t(p_.cols));
+          thread_local std::vector<float> keep, block_max;
+          keep.resize(size_t(p_.cols));
           // Blocks over all segments: at most one per segment plus one per kSoftmaxBlock columns.
-          buffers.block_max.resize(size_t(p_.cols / 2 + p_.cols / kSoftmaxBlock + 2));
-          kept = &buffers;
+          block_max.resize(size_t(p_.cols / 2 + p_.cols / kSoftmaxBlock + 2));
+          kept_view = Kept{keep.data(), block_max.data()};
+          kept = &kept_view;
         }
         TileMaxSumExp s = stats(r, 0, p_.cols, skip, kept);
         if (s.first_bad >= 0) {
@@ -157,10 +159,7 @@ class SoftmaxRows {
       });
       throw_if_bad(row_bad);
     } else {
-      std::vector<RowStats> st(size_t(p_.rows));
-      const int64_t bad = row_stats(loss, st.data());
-      if (bad >= 0) fail_non_finite(p_.name, bad / p_.cols, bad % p_.cols);
-      run_given(loss, st.data(), row_dscale.data());
+      run_wide(loss, row_dscale.data());
     }
     double total = 0;
     for (double d : row_dscale) total += d;
@@ -303,8 +302,107 @@ class SoftmaxRows {
   // exp(z − block max) of one row and its block maxima, carried from the statistics sweep to
   // the gradient sweep (see ExpGradTile::kept).
   struct Kept {
-    std::vector<float> keep, block_max;
+    float* keep;       // at the column where the stretch swept begins
+    float* block_max;  // its first block's
   };
+
+  // Rows wider than a tile, all four steps (run()). A row's statistics need every tile of it
+  // before its gradient can start, so the scores are read twice: the rows go in groups of at
+  // most kWideGroup columns in all (one row at least), each group's tiles spread over the pool for
+  // the statistics, merged in tile order, then again for the gradient, in reverse tile order, so
+  // that the tiles read last in the first sweep, the likeliest still in cache, come first.
+  // Without a softcap, the last kWideKeep columns' worth of each group's tiles also keep their
+  // exps (as the single-tile path does): those tiles, swept last and first, find their exps in
+  // L2, and their gradient sweep reads no scores and takes no exp. The kept exps are few enough
+  // for L2 because, unlike the scores, they are written: where they fall out to a shared L3 and
+  // on to memory (on a loaded machine), they add traffic (measured 1.3x slower with 8 MiB kept),
+  // where re-read scores only fall back to one more read. Which tiles keep depends on the shape
+  // only, so results do not depend on the thread count.
+  static constexpr int64_t kWideGroup = int64_t(1) << 21;  // 8 MiB of fp32 scores
+  static constexpr int64_t kWideKeep = int64_t(1) << 18;   // 1 MiB of exps, half an L2 each of 2 cores
+
+  template <class Loss>
+  void run_wide(Loss& loss, double* row_dscale) const {
+    const int64_t tiles = tiles_per_row(p_.cols);
+    const int64_t group_rows = std::max<int64_t>(1, kWideGroup / p_.cols);
+    const bool sweep = p_.grad || p_.grad_scale;
+    const bool keep = sweep && p_.cap == 0;
+    thread_local std::vector<float> keep_buf, bmax_buf;  // the calling thread's, reused across calls
+    std::vector<TileMaxSumExp> parts;
+    std::vector<double> tile_dscale;
+    std::vector<Kept> kept;  // per tile of the group; keep null: not kept
+    std::vector<DenseTerms> terms(static_cast<size_t>(group_rows));
+    std::vector<RowStats> st(static_cast<size_t>(group_rows));
+    for (int64_t r0 = 0; r0 < p_.rows; r0 += group_rows) {
+      const int64_t r1 = std::min(p_.rows, r0 + group_rows), n = (r1 - r0) * tiles;
+      auto tile_cols = [&](int64_t t, int64_t* c0, int64_t* c1) {
+        *c0 = (t % tiles) * kRowTile;
+        *c1 = std::min(p_.cols, *c0 + kRowTile);
+      };
+      // The kept tiles: the group's last ones, up to kWideKeep columns, and their block slots.
+      kept.assign(size_t(n), Kept{nullptr, nullptr});
+      if (keep) {
+        int64_t cols = 0, blocks = 0, t = n;
+        std::vector<int64_t> block_count(size_t(n), 0);
+        while (t > 0) {
+          int64_t c0, c1;
+          tile_cols(t - 1, &c0, &c1);
+          if (cols + (c1 - c0) > kWideKeep) break;
+          --t;
+          cols += c1 - c0;
+          const int64_t r = r0 + t / tiles;
+          if (loss.active(r)) for_each_run(c0, c1, loss.skip(r), [&](int64_t a, int64_t b) { block_count[size_t(t)] += blocks_in(b - a); });
+          blocks += block_count[size_t(t)];
+        }
+        if (int64_t(keep_buf.size()) < cols) keep_buf.resize(size_t(cols));
+        if (int64_t(bmax_buf.size()) < blocks) bmax_buf.resize(size_t(blocks));
+        for (int64_t k = t, c = 0, b = 0; k < n; ++k) {
+          int64_t c0, c1;
+          tile_cols(k, &c0, &c1);
+          kept[size_t(k)] = Kept{keep_buf.data() + c, bmax_buf.data() + b};
+          c += c1 - c0;
+          b += block_count[size_t(k)];
+        }
+      }
+      parts.assign(size_t(n), TileMaxSumExp{-INFINITY, 0, 0, -1});
+      ctx_.pool.parallel_for(n, [&](int64_t t) {
+        const int64_t r = r0 + t / tiles;
+        int64_t c0, c1;
+        tile_cols(t, &c0, &c1);
+        if (loss.active(r)) parts[size_t(t)] = stats(r, c0, c1, loss.skip(r), kept[size_t(t)].keep ? &kept[size_t(t)] : nullptr);
+      });
+      for (int64_t t = 0; t < n; ++t)
+        if (parts[size_t(t)].first_bad >= 0) fail_non_finite(p_.name, r0 + t / tiles, parts[size_t(t)].first_bad);
+      for (int64_t r = r0; r < r1; ++r) {
+        if (!loss.active(r)) continue;
+        MaxSumExp<double> acc = max_sum_exp_empty<double>();
+        double lin = 0;
+        for (int64_t k = 0; k < tiles; ++k) {
+          const TileMaxSumExp& q = parts[size_t((r - r0) * tiles + k)];
+          merge(acc, MaxSumExp<double>{q.max, q.rest});
+          lin += q.lin;
+        }
+        st[size_t(r - r0)] = RowStats{acc.max, acc.rest, lin};
+        terms[size_t(r - r0)] = loss.terms(r, st[size_t(r - r0)]);
+      }
+      tile_dscale.assign(size_t(n), 0.0);
+      ctx_.pool.parallel_for(n, [&](int64_t i) {
+        const int64_t t = n - 1 - i;  // reverse order (see above)
+        const int64_t r = r0 + t / tiles;
+        int64_t c0, c1;
+        tile_cols(t, &c0, &c1);
+        if (!loss.active(r)) zero_row(r, c0, c1);
+        else if (sweep) tile_dscale[size_t(t)] = grad_sweep(r, c0, c1, loss.skip(r), terms[size_t(r - r0)], kept[size_t(t)].keep ? &kept[size_t(t)] : nullptr);
+      });
+      for (int64_t r = r0; r < r1; ++r) {
+        row_dscale[r] = 0;
+        if (!loss.active(r)) continue;
+        double d = 0;
+        for (int64_t k = 0; k < tiles; ++k) d += tile_dscale[size_t((r - r0) * tiles + k)];
+        row_dscale[r] = d + loss.corrections(r, st[size_t(r - r0)], terms[size_t(r - r0)], *this);
+      }
+    }
+  }
 
   // Element (r, c) of the scores (and gradient) in hand: the whole matrix, or run_tiles()'s tile.
   int64_t at(int64_t r, int64_t c) const { return r * ld_ + (c - col0_); }
@@ -328,15 +426,15 @@ class SoftmaxRows {
   // segment order (both sweeps walk the same segments, so they agree on the packing).
   static int64_t blocks_in(int64_t n) { return (n + kSoftmaxBlock - 1) / kSoftmaxBlock; }
 
-  TileMaxSumExp stats(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, Kept* kept = nullptr) const {
+  TileMaxSumExp stats(int64_t r, int64_t c0, int64_t c1, const RowSkip& skip, const Kept* kept = nullptr) const {
     const TileStatsFn fn = ctx_.kernels->tile_stats[int(p_.dtype)][stats_variant(p_.cap > 0, p_.want_lin)];
     MaxSumExp<double> acc = max_sum_exp_empty<double>();
     double lin = 0;
     int64_t bad = -1, block = 0;
     for_each_run(c0, c1, skip, [&](int64_t a, int64_t b) {
       if (bad >= 0) return;
-      float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
-      float* bmax = kept ? kept->block_max.data() + block : nullptr;
+      float* keep = kept ? kept->keep + (a - c0) : nullptr;
+      float* bmax = kept ? kept->block_max + block : nullptr;
       block += blocks_in(b - a);
       const TileMaxSumExp t = fn(StatsTile{row_ptr(scores_, p_.dtype, r, a), b - a, p_.scale, p_.cap, p_.colw ? p_.colw + a : nullptr, keep, bmax});
       if (t.first_bad >= 0) { bad = a + t.first_bad; return; }
@@ -358,8 +456,8 @@ class SoftmaxRows {
     int64_t block = 0;
     for_each_run(c0, c1, skip, [&](int64_t a, int64_t b) {
       void* g = grad_ ? static_cast<char*>(grad_) + at(r, a) * grad_esize() : nullptr;
-      const float* keep = kept ? kept->keep.data() + (a - c0) : nullptr;
-      const float* bmax = kept ? kept->block_max.data() + block : nullptr;
+      const float* keep = kept ? kept->keep + (a - c0) : nullptr;
+      const float* bmax = kept ? kept->block_max + block : nullptr;
       block += blocks_in(b - a);
       d += fn(ExpGradTile{row_ptr(scores_, p_.dtype, r, a), g, b - a, p_.scale, p_.cap, t.shift, t.coef, t.bias,
                           p_.colw ? p_.colw + a : nullptr, t.colw_coef, keep, bmax, p_.grad_scale, stream_grad()});

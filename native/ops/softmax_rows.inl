@@ -70,14 +70,18 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     // Sweep 1: max and min of x, and any NaN/+inf. Tail lanes are filled with −inf (neutral for
     // the max; for the min it only costs the block the faster sweep 2 below). A +inf shows in
     // the max; a NaN, which max would drop, is caught by one unordered compare per pair of
-    // vectors (three vector operations per pair where a per-vector check takes four).
+    // vectors (three vector operations per pair where a per-vector check takes four), or by
+    // sweep 2's sum.
+    // Where the exp keeps a NaN (V::kExpKeepsNaN) and there is no softcap (whose tanh clamps its
+    // argument), a NaN score makes the block's sum NaN, which is tested after sweep 2 instead.
+    constexpr bool kNanFromSum = V::kExpKeepsNaN && !kSoftcap;
     F vmax = ninf, vmin = V::set1(INFINITY), nan = V::zero();
     {
       // v0 and v1 are two vectors, or one vector twice.
       auto scan = [&](F v0, F v1) {
         vmax = V::max(vmax, V::max(v0, v1));
         if constexpr (!kSoftcap) vmin = V::min(vmin, V::min(v0, v1));  // sweep 2's underflow test
-        nan = V::unordered(nan, v0, v1);
+        if constexpr (!kNanFromSum) nan = V::unordered(nan, v0, v1);
       };
       int64_t i = 0;
       for (; i + 2 * V::W <= main; i += 2 * V::W) scan(V::load(xb + i), V::load(xb + i + V::W));
@@ -91,11 +95,18 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
       }
     }
     const float m = V::hmax(vmax);
-    if (V::any_set(nan) || m == INFINITY) {
+    auto first_bad = [&]() -> int64_t {
       for (int64_t i = 0; i < len; ++i) {
         const float v = to_float(xb[i]);
-        if (v != v || v == INFINITY) return TileMaxSumExp{NAN, 0.0, 0.0, b0 + i};
+        if (v != v || v == INFINITY) return b0 + i;
       }
+      return -1;
+    };
+    // (m is NaN where the max kept a NaN; where it dropped them all, the block is all −inf and
+    // NaN, which sweep 2 skips, so that block is scanned here.)
+    if (V::any_set(nan) || m == INFINITY || m != m || (kNanFromSum && m == -INFINITY)) {
+      const int64_t bad = first_bad();
+      if (bad >= 0) return TileMaxSumExp{NAN, 0.0, 0.0, bad};
     }
     // A local copy of the pointer: GCC otherwise reloads a.keep after every store through it.
     float* const keep = kSoftcap ? nullptr : a.keep;
@@ -116,7 +127,8 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     // give the core two independent exp chains to overlap.
     const float zmax = V::hmax(z_of(V::set1(m)));
     const F vneg = V::set1(-zmax), vlog2e = V::set1(kLog2e);
-    F sum[2] = {V::zero(), V::zero()}, ones[2] = {V::zero(), V::zero()}, l = V::zero();
+    F sum[2] = {V::zero(), V::zero()}, l = V::zero();
+    typename V::Tally ones[2] = {V::tally_zero(), V::tally_zero()};
     // Where every z is within 87 of zmax, z − zmax ≥ −87 and every exp is at least 2^−125.6, a
     // normal float: no lane can underflow, and the exp needs no mask (two of its sixteen vector
     // operations). A −inf entry, or the −inf tail lanes, make the min −inf: masked path.
@@ -167,8 +179,15 @@ TileMaxSumExp tile_stats(const StatsTile& a) {
     };
     if (may_underflow) sweep2(std::true_type{});
     else sweep2(std::false_type{});
-    const double count = double(V::count(ones[0]) + V::count(ones[1]));
-    const double rest = double(V::sum(V::add(sum[0], sum[1]))) + (count - 1.0);
+    const double summed = double(V::sum(V::add(sum[0], sum[1])));
+    if constexpr (kNanFromSum) {
+      if (summed != summed) {
+        const int64_t bad = first_bad();
+        if (bad >= 0) return TileMaxSumExp{NAN, 0.0, 0.0, bad};
+      }
+    }
+    const double count = double(V::count(ones[0], sum[0]) + V::count(ones[1], sum[1]));
+    const double rest = summed + (count - 1.0);
     if (keep) a.block_max[b0 / kBlock] = zmax;
     merge(run, MaxSumExp<double>{zmax, rest});
     if constexpr (kLin) lin += double(V::sum(l)) * 0x1p64;
@@ -231,49 +250,57 @@ double tile_exp_grad(const ExpGradTile& a) {
         const float bm = a.block_max[block];
         return bm == -INFINITY ? 0.f : a.coef * expf(bm - a.shift);
       };
-      auto out = [&](F f, F kept) { return V::mul(V::add(V::fma(f, kept, V::zero()), V::zero()), vs); };
-      if constexpr (std::is_same_v<TG, float>) {
-        if (a.stream) {
-          // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
-          // read-for-ownership a normal store makes (a third of the memory traffic). They go
-          // to whole 64-byte lines only, over the whole tile: a line that also takes an
-          // ordinary store is read, and its write-combining buffer flushed half full, which
-          // made the sweep twice as slow where g sat 48 bytes into a line and every block
-          // edge split one. So the partial lines at the tile's two ends get ordinary stores,
-          // and the one vector per block that straddles a block edge takes both blocks' f.
-          constexpr int64_t kLine = 64 / sizeof(float);
-          const int64_t head = std::min<int64_t>(a.n, int64_t((64 - reinterpret_cast<uintptr_t>(g) % 64) % 64 / sizeof(float)));
-          const int64_t body_end = head + (a.n - head) / kLine * kLine;
-          auto scalar = [&](int64_t j) { g[j] = (factor(j / kBlock) * a.kept[j] + 0.f) * a.scale; };
-          int64_t j = 0;
-          for (; j < head; ++j) scalar(j);
-          int64_t block = j / kBlock, edge = (block + 1) * kBlock;
-          F f = V::set1(factor(block));
-          for (; j < body_end; j += V::W) {
-            if (j + V::W > edge) {
-              const float f0 = factor(block), f1 = factor(block + 1);
-              alignas(64) float lanes[V::W];
-              for (int l = 0; l < V::W; ++l) lanes[l] = j + l < edge ? f0 : f1;
-              V::store_stream(g + j, out(V::load(lanes), V::load(a.kept + j)));
-              ++block, edge += kBlock;
-              f = V::set1(f1);
-              continue;
+      // At scale 1 (the default) the multiply by it is exact, and left out.
+      auto sweep = [&](auto unit_scale) {
+        auto out = [&](F f, F kept) {
+          const F d = V::add(V::fma(f, kept, V::zero()), V::zero());
+          if constexpr (decltype(unit_scale)::value) return d;
+          else return V::mul(d, vs);
+        };
+        if constexpr (std::is_same_v<TG, float>) {
+          if (a.stream) {
+            // Non-temporal stores: the gradient is too big to stay in cache, and they skip the
+            // read-for-ownership a normal store makes (a third of the memory traffic). They go
+            // to whole 64-byte lines only, over the whole tile: a line that also takes an
+            // ordinary store is read, and its write-combining buffer flushed half full, which
+            // made the sweep twice as slow where g sat 48 bytes into a line and every block
+            // edge split one. So the partial lines at the tile's two ends get ordinary stores,
+            // and the one vector per block that straddles a block edge takes both blocks' f.
+            constexpr int64_t kLine = 64 / sizeof(float);
+            const int64_t head = std::min<int64_t>(a.n, int64_t((64 - reinterpret_cast<uintptr_t>(g) % 64) % 64 / sizeof(float)));
+            const int64_t body_end = head + (a.n - head) / kLine * kLine;
+            auto scalar = [&](int64_t j) { g[j] = (factor(j / kBlock) * a.kept[j] + 0.f) * a.scale; };
+            int64_t j = 0;
+            for (; j < head; ++j) scalar(j);
+            int64_t block = j / kBlock, edge = (block + 1) * kBlock;
+            F f = V::set1(factor(block));
+            for (; j < body_end; j += V::W) {
+              if (j + V::W > edge) {
+                const float f0 = factor(block), f1 = factor(block + 1);
+                alignas(64) float lanes[V::W];
+                for (int l = 0; l < V::W; ++l) lanes[l] = j + l < edge ? f0 : f1;
+                V::store_stream(g + j, out(V::load(lanes), V::load(a.kept + j)));
+                ++block, edge += kBlock;
+                f = V::set1(f1);
+                continue;
+              }
+              V::store_stream(g + j, out(f, V::load(a.kept + j)));
             }
-            V::store_stream(g + j, out(f, V::load(a.kept + j)));
+            for (; j < a.n; ++j) scalar(j);
+            V::fence_streams();  // order the weakly-ordered stores before the pool's barrier
+            return 0;
           }
-          for (; j < a.n; ++j) scalar(j);
-          V::fence_streams();  // order the weakly-ordered stores before the pool's barrier
-          return 0;
         }
-      }
-      for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
-        const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
-        const F f = V::set1(factor(b0 / kBlock));
-        int64_t j = b0;
-        for (; j + V::W <= b1; j += V::W) V::store(g + j, out(f, V::load(a.kept + j)));
-        if (j < b1) V::store_tail(g + j, out(f, V::load_tail(a.kept + j, int(b1 - j))), int(b1 - j));
-      }
-      return 0;
+        for (int64_t b0 = 0; b0 < a.n; b0 += kBlock) {
+          const int64_t b1 = a.n - b0 < kBlock ? a.n : b0 + kBlock;
+          const F f = V::set1(factor(b0 / kBlock));
+          int64_t j = b0;
+          for (; j + V::W <= b1; j += V::W) V::store(g + j, out(f, V::load(a.kept + j)));
+          if (j < b1) V::store_tail(g + j, out(f, V::load_tail(a.kept + j, int(b1 - j))), int(b1 - j));
+        }
+        return 0;
+      };
+      return a.scale == 1.f ? sweep(std::true_type{}) : sweep(std::false_type{});
     }
     if (a.kept) {
       // exp(z − shift) = kept · e^{block max − shift}: one scalar exp per block instead of one

@@ -20,6 +20,11 @@
 //   select_lt(a, b, x, y)   x where a < b, else y
 //   add_unless_one(e, sum, ones)    sum += e where e != 1, ones += 1 (integer lanes) where e == 1
 //   count(ones)             the integer lanes of `ones` summed
+//   Tally, tally_zero(), add_unless_one(e, sum, tally), count(tally, sum)
+//                           add_unless_one's job for the softmax sweeps, by whatever is cheapest on
+//                           the ISA: count(tally, sum) is the number of exact 1s left out of sum
+//   kExpKeepsNaN            exp2_mul<true> of a NaN is NaN (else it may be 0): a NaN score then
+//                           shows in a sweep's sum, and the sweep needs no NaN test of its own
 //   add_or_count_where_eq(e, x, c, sum, ones)   ones += 1 where x == c, else sum += e
 //   exp2_mul(a, b), exp(v)  2^(a·b) (a·b ≤ 127) and e^v (v ≤ 88): relative error ≤ 2e-7, exact 0
 //                           for -inf; exp2_mul<false>: the caller guarantees a·b > −126.5
@@ -128,6 +133,10 @@ struct Sse2 : X86 {
     sum = add(sum, _mm_andnot_ps(eq, e));
     ones = _mm_castsi128_ps(_mm_sub_epi32(_mm_castps_si128(ones), _mm_castps_si128(eq)));
   }
+  using Tally = F;
+  static constexpr bool kExpKeepsNaN = false;
+  static Tally tally_zero() { return zero(); }
+  static int64_t count(Tally ones, F) { return count(ones); }
   static int64_t count(F ones) {
     alignas(16) int32_t t[4];
     _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_castps_si128(ones));
@@ -216,6 +225,10 @@ struct Avx2 : X86 {
     sum = add(sum, _mm256_andnot_ps(eq, e));
     ones = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(ones), _mm256_castps_si256(eq)));
   }
+  using Tally = F;
+  static constexpr bool kExpKeepsNaN = false;
+  static Tally tally_zero() { return zero(); }
+  static int64_t count(Tally ones, F) { return count(ones); }
   static int64_t count(F ones) {
     return Sse2::count(_mm_castsi128_ps(_mm_add_epi32(_mm256_castsi256_si128(_mm256_castps_si256(ones)),
                                                       _mm256_extracti128_si256(_mm256_castps_si256(ones), 1))));
@@ -328,6 +341,21 @@ struct Avx512 : X86 {
     ones = _mm512_castsi512_ps(_mm512_mask_add_epi32(_mm512_castps_si512(ones), eq, _mm512_castps_si512(ones), _mm512_set1_epi32(1)));
   }
   static int64_t count(F ones) { return _mm512_reduce_add_epi32(_mm512_castps_si512(ones)); }
+  // The softmax sweeps' tally: `all` sums every term, 1s included, and one fixup (its +ONE class
+  // mapped to +0, the rest passed through) drops the 1s from `sum` (bitwise the masked add: sum
+  // + 0 is sum). The 1s are then all − sum: a lane adds at most kSoftmaxBlock/16 terms ≤ 1, so its
+  // rounding error stays far below ½ and the count rounds back exactly. Three vector operations
+  // where the compare and two masked adds take four, in the exp loop whose throughput is the limit.
+  struct Tally {
+    F all;
+  };
+  static constexpr bool kExpKeepsNaN = true;
+  static Tally tally_zero() { return Tally{zero()}; }
+  static void add_unless_one(F e, F& sum, Tally& t) {
+    sum = add(sum, _mm512_fixupimm_ps(e, e, _mm512_set1_epi32(0x11118111), 0));  // class 3 (+1) → +0
+    t.all = add(t.all, e);
+  }
+  static int64_t count(const Tally& t, F sum) { return std::llround(double(Avx512::sum(t.all)) - double(Avx512::sum(sum))); }
   template <bool kMayUnderflow = true>
   static F exp2_mul(F a, F b) {
     // scalef computes p·2^r exactly, so AVX-512 needs neither the rounding trick nor the
@@ -336,7 +364,8 @@ struct Avx512 : X86 {
     const F r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const F f = _mm512_fmsub_ps(a, b, r);
     if constexpr (!kMayUnderflow) return _mm512_scalef_ps(FL_EXP2_POLY(f), r);
-    const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_GE_OQ);
+    // NLT_UQ, not GE_OQ: a NaN t is live, so a NaN argument gives NaN (kExpKeepsNaN).
+    const __mmask16 live = _mm512_cmp_ps_mask(t, set1(-126.f), _CMP_NLT_UQ);
     return _mm512_maskz_scalef_ps(live, FL_EXP2_POLY(f), r);
   }
   static F exp(F v) { return exp2_mul(v, set1(kLog2e)); }
