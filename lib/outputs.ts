@@ -61,12 +61,26 @@ const ADDON_MIN_BYTES = 16384;
  * taking CPU from the op (measured: 60 mark-compacts in 200 softmaxCrossEntropy 256×32768
  * calls; 19 once the row losses came first). Allocated last, the gradient is young and dead
  * at the next call's scavenge, which frees it, and malloc hands its pages to the new one.
- * Left (V8's, not ours; seen with --trace-gc --trace-incremental-marking): V8 takes a swept
- * buffer's bytes off its external-memory figure only when its background sweeper's job is
- * merged, at a later allocation or GC. When the sweeper lags (a loaded machine), the dropped
- * gradient is still counted as the next one is allocated, two 32 MiB gradients reach V8's
- * 64 MiB limit over its last low, and it marks and runs a full GC: up to one every 2–3 calls
- * on this 2-core machine at 8× load. test/default-call.test.ts bounds it.
+ * Left (V8's, not ours; seen with --trace-gc --trace-incremental-marking, and V8's figure
+ * read before and after each output's allocation): V8 starts a full GC when its external-memory
+ * figure rises 64 MiB over its lowest point since the last one, and a dead gradient leaves the
+ * figure only when its sweep is merged, after the scavenge that found it dead. With 32 MiB
+ * gradients the figure swings between 0 and 2 gradients over the inputs, and one late removal
+ * after an early one is enough. Two ways it is late:
+ * - V8's background sweeper lags (a loaded machine): the dropped gradient still counts when
+ *   the next is allocated. Measured, softmaxCrossEntropy 256×32768 through bench/default-call.mjs
+ *   at load 9–13 on 2 cores: 7–17 full GCs in 80–150 default calls, 140–200 page faults a call
+ *   (malloc could not recycle the block yet), CPU 1.25–1.42× the reuse call's. With node's
+ *   --no-concurrent-array-buffer-sweeping, same loop and load: no full GC, 3–8 faults a call,
+ *   CPU 1.04–1.12×. Not set by this library: it is process-wide, and it does not help the next case.
+ * - the caller (or a stale register of its loop) still holds the gradient when two more
+ *   ArrayBuffers are allocated (any size: V8 scavenges before each while the young buffers hold
+ *   32 MiB): it survives two scavenges, is promoted, and only a full GC frees it. Measured, a
+ *   plain `for (…) sum += softmaxCrossEntropy(t, y).loss` at the same load: 21 full GCs in 100
+ *   calls with V8's default sweeping (15 with --max-semi-space-size=1), 48–49 with the flag.
+ * Neither is within this module's reach: an addon-owned buffer is freed only by a full GC
+ * (SYNC_OUTPUTS), and the figure cannot be corrected from outside, since N-API tells the addon
+ * nothing of when V8 merges a sweep. test/default-call.test.ts bounds the full GCs.
  */
 
 /** True while an async call's arguments are prepared (see preparingAsync). */
