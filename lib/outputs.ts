@@ -87,9 +87,10 @@ const ADDON_MIN_BYTES = 16384;
  * done when the process was started with either form of that flag (node's command line or
  * NODE_OPTIONS), nor with FUSEDLOSS_CONCURRENT_SWEEP=1.
  *
- * ONE_BUFFER: a loop that still holds the previous result while the next call runs (as a
- * `const r = f(...)` in a loop body does, through a stale register) keeps that gradient through
- * the call's first scavenge; a second new ArrayBuffer in the same call (a row-loss array before
+ * ONE_BUFFER: a loop that still holds the previous result while the next call runs (a
+ * `const r = f(...)` in a loop body can: seen with --trace-gc, the previous gradient survived
+ * the call's scavenge once V8 had optimised the loop) keeps that gradient through the call's
+ * first scavenge; a second new ArrayBuffer in the same call (a row-loss array before
  * the gradient: V8 scavenges before each while the young buffers hold 32 MiB) scavenges again,
  * which promotes it, and then only a full GC frees it. So a sync call's small outputs come from
  * the slab, and the gradient is the call's only new ArrayBuffer. Measured at load 8–12, 100
