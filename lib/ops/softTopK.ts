@@ -129,7 +129,7 @@ function prepare(scoresArg: ScoresInput, kArg_: TopK, optsArg: SoftTopKOptions |
   const threshold = outputF32(rows);
   const iterations = new Int32Array(rows);
   const vjpThreshold = new Float32Array(rows); // the vjp's own copy, filled after the call
-  const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputF32(rows * cols), undefined);
+  const values = onDevice ? emptyDevice('float32', [rows, cols]) : new Tensor('float32', [rows, cols], outputHost('float32', rows * cols), undefined);
   // softTopK has no scale: z = S.
   const shape = { dtype: dtypeCode(t.dtype), rows, cols, scale: 1, output: output === 'log' ? 1 : 0 };
   const args: NativeSoftTopK = { ...shape, scores: input, alpha, k: kRows ?? k, tol, maxIter, exclude, values: values.nativeInput('values'), threshold, iterations };
